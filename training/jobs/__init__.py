@@ -1,0 +1,80 @@
+"""The job registry: every module in this package registers its jobs on import.
+
+A job is a name, a frozen config dataclass whose defaults are the ``full`` profile, the
+overrides that make its ``quick`` profile, and a ``train(config, run) -> metrics`` function.
+A job that is a batch (a sweep, a grid) also has ``cells(config) -> [(label, config), ...]``:
+a plain list addressable by index, so one cell can run alone (``--index 7``).
+Job modules import TensorFlow only inside ``train``: listing jobs never loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from training.config import apply_overrides, config_hash
+from training.errors import ConfigError
+
+PROFILES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    summary: str  # one line, shown by `mnist-suite list`
+    config: type  # frozen dataclass; its defaults are the full profile
+    train: Callable[[Any, Any], dict]
+    quick: dict[str, Any] = field(default_factory=dict)  # overrides for the quick profile
+    cells: Callable[[Any], list[tuple[str, Any]]] | None = None
+    uses_tensorflow: bool = False
+
+    def resolve(self, profile: str = "full", overrides: list[str] = ()) -> Any:
+        """The config for ``profile`` with ``key=value`` overrides applied and validated."""
+        if profile not in PROFILES:
+            raise ConfigError(
+                f"unknown profile {profile!r} (expected one of {', '.join(PROFILES)})"
+            )
+        config = self.config()
+        if profile == "quick":
+            config = dataclasses.replace(config, **self.quick)
+        return apply_overrides(config, list(overrides))
+
+    def expand(self, config: Any) -> list[tuple[str, Any]]:
+        """The batch of (cell label, cell config); a single run is one unlabelled cell."""
+        cells = self.cells(config) if self.cells else [("", config)]
+        if not cells:
+            raise ConfigError(f"{self.name}: the configuration expands to no runs (empty grid)")
+        return cells
+
+    def run_id(self, cell: str, config: Any, profile: str, seed: int) -> str:
+        """Deterministic: the same job, cell, config and seed always map to the same folder."""
+        digest = config_hash(self.name, cell, dataclasses.asdict(config), seed)
+        return "-".join(p for p in (cell, profile, f"s{seed}", digest) if p)
+
+
+JOBS: dict[str, Job] = {}
+
+
+def register(job: Job) -> Job:
+    if job.name in JOBS:
+        raise ValueError(f"job {job.name!r} registered twice")
+    JOBS[job.name] = job
+    return job
+
+
+def all_jobs() -> dict[str, Job]:
+    """Import every job module once and return the registry, sorted by name."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+    return dict(sorted(JOBS.items()))
+
+
+def get_job(name: str) -> Job:
+    jobs = all_jobs()
+    if name not in jobs:
+        raise ConfigError(f"unknown job {name!r} (available: {', '.join(jobs)})")
+    return jobs[name]
