@@ -1,4 +1,4 @@
-"""Frozen config dataclasses and strict ``key=value`` overrides (unknown keys and bad types fail)."""
+"""Frozen config dataclasses and strict ``key=value`` overrides: unknown keys, bad types fail."""
 
 from __future__ import annotations
 

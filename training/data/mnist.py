@@ -91,7 +91,7 @@ def sha256_hex(data: bytes | memoryview) -> str:
 
 
 def verify_arrays(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.ndarray]:
-    """Check names, dtype, shape and checksum of every array; raise ``DataError`` naming ``origin``."""
+    """Check names, dtype, shape and sha256 of every array; ``DataError`` names ``origin``."""
     missing = [n for n in NAMES if n not in arrays]
     if missing:
         raise DataError(f"{origin}: missing array(s) {', '.join(missing)} (expected {NAMES})")
@@ -326,7 +326,7 @@ def load_mnist(
             if offline:
                 raise DataError(
                     f"{exc} — the cache is corrupted; run without --offline to re-fetch"
-                )
+                ) from None
             log.warning("cache is corrupted, fetching again: %s", exc)
             problems.append(f"cache: {exc}")
     else:
