@@ -39,3 +39,21 @@ def data(session: nox.Session) -> None:
     """Fetch and verify MNIST into the cache; prints the source used (options after --)."""
     install_suite(session, extras="")
     session.run("mnist-suite", "data", *session.posargs, env=ENV)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Write reports/ from runs/ and bench/results/ (override with e.g. -- --runs DIR)."""
+    install_suite(session, extras="")
+    session.run(
+        "mnist-suite",
+        "report",
+        "--runs",
+        "runs",
+        "--bench",
+        "bench/results",
+        "--out",
+        "reports",
+        *session.posargs,
+        env=ENV,
+    )

@@ -75,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cells = [cells[args.index]]
     codes = []
     for label, cell_config in cells:
+        name = f"{job.name}/{label}" if label else job.name
         run_id = job.run_id(label, cell_config, args.profile, args.seed)
         outcome = execute(
             job,
@@ -90,10 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         note = " (already recorded, skipped)" if outcome.skipped else ""
         print(f"{outcome.state:<11} {outcome.path}{note}", flush=True)
         if outcome.state == "failed":
-            print(f"error: {job.name} {label}: {outcome.message}", file=sys.stderr)
+            print(f"error: {name}: {outcome.message}", file=sys.stderr)
             codes.append(EXIT_FAILED)
         elif outcome.state == "diverged":
-            print(f"warning: {job.name} {label}: diverged: {outcome.message}", file=sys.stderr)
+            print(f"warning: {name}: diverged: {outcome.message}", file=sys.stderr)
             # In a batch (sweep, grid) divergence is a result; alone, the run did not succeed.
             codes.append(EXIT_DIVERGED if len(cells) == 1 else 0)
     return max(codes, default=0)
@@ -114,6 +115,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
             "",
         )
         print(f"{run['state']:<11} {path}  {headline}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from training.report import build_report
+
+    build_report(args.runs, args.bench, args.out)
+    print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
     return 0
 
 
@@ -160,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("MNIST_SUITE_RUNS", "runs")))
     p.add_argument("--job", default=None)
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("report", help="write tables and figures of recorded runs and benchmarks")
+    p.add_argument("--runs", type=Path, default=Path(os.environ.get("MNIST_SUITE_RUNS", "runs")))
+    p.add_argument(
+        "--bench",
+        type=Path,
+        default=Path("bench/results"),
+        help="folder of pytest-benchmark JSON files (default: bench/results, if present)",
+    )
+    p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (replaced)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,159 @@
+"""The report: reads run directories and benchmark results, writes tables and figures.
+
+``build_report(runs_dir, bench_dir, out)`` writes ``out/index.md``, ``out/index.html`` (one
+static page that opens from disk), ``out/results.json`` (machine-readable, with
+``schema_version``) and ``out/figures/*.png``. Everything is written into a temporary folder
+beside ``out`` and swapped in at the end, so a reader never sees a half-written report.
+The report never trains; trainers never plot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from training.envinfo import commit_info, machine_info, now_iso, package_versions
+from training.errors import ConfigError
+from training.report import sections
+from training.report.collect import collect_benchmarks, collect_runs
+from training.report.document import Section, render_html, render_markdown
+from training.report.figures import FigureWriter
+from training.runs import atomic_write_bytes, atomic_write_json
+
+SCHEMA_VERSION = 1
+TITLE = "mnist-suite report"
+# The jobs a complete suite produces; a registered job missing here is added at build time.
+EXPECTED_JOBS = (
+    "softmax-seed",
+    "softmax",
+    "mlp-seed",
+    "mlp",
+    "sgd-seed",
+    "sgd-lr-sweep",
+    "sgd-grid",
+    "pca",
+    "ae-seed",
+    "ae",
+)
+
+log = logging.getLogger(__name__)
+
+
+def _expected_jobs() -> list[str]:
+    from training.jobs import all_jobs
+
+    return sorted(set(EXPECTED_JOBS) | set(all_jobs()))
+
+
+def _generator() -> dict:
+    m, c, v = machine_info(), commit_info(), package_versions()
+    return {
+        "cpu": m["cpu"],
+        "cores": m["cores"],
+        "python": m["python_version"],
+        "numpy": v.get("numpy", ""),
+        "commit": c["id"][:10] + (" (dirty)" if c["dirty"] else ""),
+        "image": m["image"] or ("container" if m["in_container"] else "host"),
+    }
+
+
+def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
+    """A section whose builder failed says so instead of taking the whole report down."""
+    try:
+        return build()
+    except Exception as exc:  # shown in the report and logged: a bad run must not hide the rest
+        log.exception("section %s failed", key)
+        return Section(key, title, notes=[f"This section could not be built: {exc!r}"])
+
+
+def build_sections(ctx: sections.Context) -> list[Section]:
+    return [
+        _guarded("Runs", "runs", lambda: sections.runs_overview(ctx, _expected_jobs())),
+        _guarded("Classification", "classification", lambda: sections.classification(ctx)),
+        _guarded("Environment", "environment", lambda: sections.environment(ctx, _generator())),
+    ]
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; expected a report folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "results.json").is_file():
+        raise ConfigError(
+            f"--out {out}: exists and is not a report folder (no results.json); "
+            "choose a new or empty folder"
+        )
+
+
+def build_report(runs_dir: Path, bench_dir: Path | None, out: Path) -> dict:
+    """Write the report for the runs under ``runs_dir`` into ``out``; return results.json's data.
+
+    Raises
+    ------
+    ConfigError
+        ``runs_dir`` is not a folder, or ``out`` exists and is not a report folder.
+    """
+    runs_dir, out = Path(runs_dir), Path(out)
+    if not runs_dir.is_dir():
+        raise ConfigError(f"--runs {runs_dir}: no such folder (expected a runs folder)")
+    if bench_dir is not None and Path(bench_dir).exists() and not Path(bench_dir).is_dir():
+        raise ConfigError(f"--bench {bench_dir}: is a file; expected a folder of JSON files")
+    _check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        ctx = sections.Context(
+            runs=collect_runs(runs_dir),
+            benches=collect_benchmarks(bench_dir),
+            writer=FigureWriter(tmp / "figures"),
+            runs_dir=runs_dir,
+            bench_dir=bench_dir,
+        )
+        built = build_sections(ctx)
+        results = {
+            "schema_version": SCHEMA_VERSION,
+            "generated_at": now_iso(),
+            "runs_dir": str(runs_dir),
+            "bench_dir": str(bench_dir) if bench_dir is not None else None,
+            "generator": _generator(),
+            "runs": [
+                {
+                    "job": r.job,
+                    "cell": r.cell,
+                    "profile": r.profile,
+                    "seed": r.seed,
+                    "state": r.state,
+                    "run_id": r.path.name,
+                    "config": r.config,
+                    "metrics": r.metrics,
+                }
+                for r in ctx.runs
+            ],
+            "benchmark_files": [b.path.name for b in ctx.benches],
+            "sections": [s.to_json() for s in built],
+        }
+        atomic_write_json(tmp / "results.json", results)
+        atomic_write_bytes(tmp / "index.md", render_markdown(TITLE, built).encode())
+        atomic_write_bytes(tmp / "index.html", render_html(TITLE, built).encode())
+        _swap(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return results
+
+
+def _swap(new: Path, out: Path) -> None:
+    """Replace ``out`` by ``new`` with renames: the old report stays whole until the swap."""
+    # mkdtemp/mkstemp make 0700/0600 entries; a report is meant to be read by anyone.
+    for path in [new, *new.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+    os.replace(out, old / out.name)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,172 @@
+"""The report as data (sections of tables, figures and notes) and its Markdown and HTML forms."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+from training.report.collect import number
+
+
+def fmt(value: Any, kind: str = "text") -> str:
+    """One table cell as text; missing values are an em dash.
+
+    kind: ``text``; ``pct`` (fraction -> 92.51%); ``pp`` (fraction difference -> +1.23 pp);
+    ``f4``/``f3``/``f2`` (fixed decimals); ``g`` (4 significant digits); ``int``;
+    ``x`` (ratio -> 3.1x).
+    """
+    if value is None or value == "":
+        return "—"
+    x = number(value)
+    if kind == "text" or x is None:
+        return str(value)
+    if kind == "pct":
+        return f"{x:.2%}"
+    if kind == "pp":
+        return f"{100 * x:+.2f} pp"
+    if kind in ("f2", "f3", "f4"):
+        return f"{x:.{kind[1]}f}"
+    if kind == "int":
+        return f"{x:,.0f}"
+    if kind == "x":
+        return f"{x:.1f}×"
+    return f"{x:.4g}"
+
+
+@dataclass
+class Table:
+    """Columns are (header, kind) pairs; rows hold raw values, formatted only when rendered."""
+
+    title: str
+    columns: list[tuple[str, str]]
+    rows: list[list[Any]]
+    marked: set[int] = field(default_factory=set)  # row indices shown in bold (e.g. the best)
+    note: str = ""
+
+    def text_rows(self) -> list[list[str]]:
+        return [
+            [fmt(v, kind) for v, (_, kind) in zip(row, self.columns, strict=True)]
+            for row in self.rows
+        ]
+
+    def to_json(self) -> dict:
+        return {
+            "title": self.title,
+            "columns": [name for name, _ in self.columns],
+            "rows": self.rows,
+            "marked": sorted(self.marked),
+            "note": self.note,
+        }
+
+
+@dataclass
+class FigureRef:
+    file: str  # relative to the report folder, e.g. figures/confusion.png
+    title: str
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    intro: str = ""
+    tables: list[Table] = field(default_factory=list)
+    figures: list[FigureRef] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what is missing, failed, diverged
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "tables": [t.to_json() for t in self.tables],
+            "figures": [f.file for f in self.figures],
+            "notes": self.notes,
+        }
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(title: str, sections: list[Section]) -> str:
+    lines = [f"# {title}", ""]
+    lines += [f"- [{s.title}](#{s.key})" for s in sections] + [""]
+    for s in sections:
+        lines += [f'<a id="{s.key}"></a>', "", f"## {s.title}", ""]
+        if s.intro:
+            lines += [s.intro, ""]
+        lines += [f"> {note}" for note in s.notes] + ([""] if s.notes else [])
+        for t in s.tables:
+            lines += [f"**{t.title}**", ""]
+            lines.append("| " + " | ".join(_md_cell(n) for n, _ in t.columns) + " |")
+            lines.append("|" + "|".join("---" for _ in t.columns) + "|")
+            for i, row in enumerate(t.text_rows()):
+                cells = [_md_cell(c) for c in row]
+                if i in t.marked:
+                    cells = [f"**{c}**" for c in cells]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines += (["", t.note] if t.note else []) + [""]
+        for f in s.figures:
+            lines += [f"![{f.title}]({f.file})", ""]
+            if f.caption:
+                lines += [f"*{f.caption}*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f0f0f0; }
+td:first-child, th:first-child { text-align: left; }
+tr.marked td { font-weight: bold; background: #eef7ee; }
+caption { caption-side: top; text-align: left; font-weight: bold; padding: 0.3em 0; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #555; }
+.note { background: #fff6e0; border-left: 4px solid #e0a800; padding: 0.3em 0.8em; }
+"""
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    """One static page (no scripts, relative image paths): it opens from disk or a server."""
+    e = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title>",
+        # An empty data: icon stops browsers requesting /favicon.ico (a 404 in the console).
+        '<link rel="icon" href="data:,">',
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        "<nav><ul>",
+        *(f'<li><a href="#{e(s.key)}">{e(s.title)}</a></li>' for s in sections),
+        "</ul></nav>",
+    ]
+    for s in sections:
+        out.append(f'<section id="{e(s.key)}"><h2>{e(s.title)}</h2>')
+        if s.intro:
+            out.append(f"<p>{e(s.intro)}</p>")
+        out += [f'<p class="note">{e(note)}</p>' for note in s.notes]
+        for t in s.tables:
+            out.append(f'<table data-table="{e(t.title)}"><caption>{e(t.title)}</caption>')
+            out.append("<thead><tr>" + "".join(f"<th>{e(n)}</th>" for n, _ in t.columns) + "</tr>")
+            out.append("</thead><tbody>")
+            for i, row in enumerate(t.text_rows()):
+                cls = ' class="marked"' if i in t.marked else ""
+                out.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
+            out.append("</tbody></table>")
+            if t.note:
+                out.append(f"<p>{e(t.note)}</p>")
+        for f in s.figures:
+            out.append(
+                f'<figure><img src="{e(f.file)}" alt="{e(f.title)}" loading="eager">'
+                f"<figcaption>{e(f.caption or f.title)}</figcaption></figure>"
+            )
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,214 @@
+"""Figures as PNG files: Matplotlib's object API with the Agg canvas (no pyplot, no display).
+
+Each function takes plain arrays, draws one figure with a title, axis labels and units, and
+returns a :class:`FigureRef` to the file it wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from training.report.document import FigureRef
+
+DPI = 100
+DIGIT_CMAP = "tab10"
+
+
+class FigureWriter:
+    """Saves figures under ``folder`` (the report's ``figures/``) with unique names."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def save(self, fig: Figure, name: str, title: str, caption: str = "") -> FigureRef:
+        FigureCanvasAgg(fig)
+        path = self.folder / f"{name}.png"
+        # No timestamp/version metadata: the same runs give byte-identical PNGs.
+        fig.savefig(path, dpi=DPI, metadata={"Software": None})
+        return FigureRef(f"{self.folder.name}/{path.name}", title, caption)
+
+
+def curves(
+    writer: FigureWriter,
+    name: str,
+    title: str,
+    xlabel: str,
+    panels: Sequence[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]],
+    *,
+    logx: bool = False,
+    logy: Sequence[bool] = (),
+    ylim: Sequence[tuple[float, float] | None] = (),
+    caption: str = "",
+) -> FigureRef:
+    """Line plots side by side; each panel is (y label with units, {series: (x, y)})."""
+    fig = Figure(figsize=(5.2 * len(panels), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for i, (ax, (ylabel, series)) in enumerate(zip(axes, panels, strict=True)):
+        for label, (x, y) in series.items():
+            ax.plot(x, y, label=label, lw=1.2, marker="o" if len(x) <= 25 else None, ms=3)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if logx:
+            ax.set_xscale("log")
+        if i < len(logy) and logy[i]:
+            ax.set_yscale("log")
+        if i < len(ylim) and ylim[i] is not None:
+            ax.set_ylim(*ylim[i])
+        ax.grid(alpha=0.3)
+        if series:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return writer.save(fig, name, title, caption)
+
+
+def heatmap(
+    writer: FigureWriter,
+    name: str,
+    title: str,
+    matrix: np.ndarray,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    *,
+    xlabel: str,
+    ylabel: str,
+    cbar_label: str,
+    cell_format: str = "{:.3f}",
+    mark: tuple[int, int] | None = None,
+    caption: str = "",
+    log_color: bool = False,
+) -> FigureRef:
+    """(rows, cols) values as coloured cells with their numbers; NaN cells read 'n/a'.
+
+    ``mark`` outlines one cell (the best point).
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    rows, cols = matrix.shape
+    fig = Figure(figsize=(max(4.5, 0.55 * cols + 2.5), max(3.5, 0.45 * rows + 1.8)))
+    fig.set_layout_engine("constrained")
+    ax = fig.subplots()
+    finite = matrix[np.isfinite(matrix)]
+    norm = None
+    if log_color and finite.size and finite.max() > 0:
+        norm = LogNorm(vmin=max(finite[finite > 0].min(initial=1.0), 1e-12), vmax=finite.max())
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", norm=norm, aspect="auto")
+    image.cmap.set_bad("#dddddd")
+    fig.colorbar(image, ax=ax, label=cbar_label)
+    ax.set_xticks(range(cols), col_labels)
+    ax.set_yticks(range(rows), row_labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if rows * cols <= 400:
+        mid = np.nanmean(finite) if finite.size else 0.0
+        for i in range(rows):
+            for j in range(cols):
+                v = matrix[i, j]
+                text = cell_format.format(v) if np.isfinite(v) else "n/a"
+                color = "white" if np.isfinite(v) and v < mid else "black"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+    if mark is not None:
+        i, j = mark
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
+    ax.set_title(title)
+    return writer.save(fig, name, title, caption)
+
+
+def image_grid(
+    writer: FigureWriter,
+    name: str,
+    title: str,
+    rows: Sequence[tuple[str, np.ndarray]],
+    *,
+    col_label: str,
+    value_label: str = "pixel intensity [0, 1]",
+    caption: str = "",
+    diverging: bool = False,
+) -> FigureRef:
+    """Rows of 28×28 images: each row is (label, images of shape (n, 28, 28) or (n, 784))."""
+    n = max(len(images) for _, images in rows)
+    fig = Figure(figsize=(1.1 * n + 1.4, 1.15 * len(rows) + 1.0), layout="constrained")
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        images = np.asarray(images, dtype=float).reshape(len(images), 28, 28)
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                if diverging:
+                    lim = float(np.abs(images[c]).max()) or 1.0
+                    ax.imshow(images[c], cmap="RdBu_r", vmin=-lim, vmax=lim)
+                else:
+                    ax.imshow(images[c], cmap="gray_r", vmin=0.0, vmax=1.0)
+            else:
+                ax.set_axis_off()
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if r == len(rows) - 1:
+                ax.set_xlabel(f"{c + 1}", fontsize=8)
+    fig.supxlabel(f"{col_label} (28×28 px; {value_label})", fontsize=9)
+    fig.suptitle(title)
+    return writer.save(fig, name, title, caption)
+
+
+def scatter2d(
+    writer: FigureWriter,
+    name: str,
+    title: str,
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    *,
+    unit: str,
+    caption: str = "",
+) -> FigureRef:
+    """2-D latents coloured by digit; each panel is (model, z of shape (n, 2), labels (n,))."""
+    fig = Figure(figsize=(4.4 * len(panels) + 0.8, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    points = None
+    for ax, (label, z, y) in zip(axes, panels, strict=True):
+        z = np.asarray(z, dtype=float)
+        points = ax.scatter(
+            z[:, 0], z[:, 1], c=np.asarray(y), cmap=DIGIT_CMAP, vmin=-0.5, vmax=9.5, s=3, alpha=0.6
+        )
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel(f"latent 1 ({unit})")
+        ax.set_ylabel(f"latent 2 ({unit})")
+    if points is not None:
+        fig.colorbar(points, ax=list(axes), ticks=range(10), label="digit")
+    fig.suptitle(title)
+    return writer.save(fig, name, title, caption)
+
+
+def bars(
+    writer: FigureWriter,
+    name: str,
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    xlabel: str,
+    annotations: Sequence[str] = (),
+    logx: bool = True,
+    caption: str = "",
+) -> FigureRef:
+    """Horizontal bars, one per label (first label on top)."""
+    fig = Figure(figsize=(8.5, 0.32 * len(labels) + 1.6), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(labels))[::-1]
+    ax.barh(y, values, color="#4477aa")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("benchmark")
+    if logx:
+        ax.set_xscale("log")
+    for yi, v, text in zip(y, values, annotations, strict=False):
+        ax.text(v, yi, f" {text}", va="center", fontsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title)
+    return writer.save(fig, name, title, caption)

@@ -1,0 +1,418 @@
+"""Section builders: each reads the runs it needs defensively and says what is missing.
+
+A builder gets the :class:`Context` (all runs, benchmark files, the figure writer) and returns a
+:class:`Section`; absent jobs, failed/diverged/interrupted/running runs and missing artifacts
+become notes and table states, never exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.report import figures
+from training.report.collect import (
+    BenchFile,
+    RunRecord,
+    number,
+    pick,
+    pick_cells,
+)
+from training.report.document import Section, Table
+from training.report.figures import FigureWriter
+from training.report.seed import SOURCE, seed_figure
+
+CLASSIFIERS = ("softmax-seed", "softmax", "mlp-seed", "mlp", "sgd-seed")
+# Config fields worth a glance in the tables, in display order.
+KEY_FIELDS = (
+    "model",
+    "variant",
+    "widths",
+    "width",
+    "hidden",
+    "latent_dim",
+    "normalisation",
+    "epochs",
+    "iterations",
+    "batch_size",
+    "lr",
+    "eta",
+    "momentum",
+    "optimizer",
+    "schedule",
+    "reduction",
+    "noise",
+    "n_train",
+)
+HEADLINES = ("test_accuracy", "test_mse_pixels", "test_mse", "final_train_loss")
+
+
+@dataclass
+class Context:
+    runs: list[RunRecord]
+    benches: list[BenchFile]
+    writer: FigureWriter
+    runs_dir: Path
+    bench_dir: Path | None
+
+
+def key_config(run: RunRecord, limit: int = 5) -> str:
+    parts = []
+    for key in KEY_FIELDS:
+        if key in run.config and len(parts) < limit:
+            value = run.config[key]
+            if isinstance(value, list):
+                value = "-".join(map(str, value))
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def state_text(run: RunRecord | None) -> str:
+    """'done', 'diverged @ step 120', 'failed: ValueError …', 'missing'."""
+    if run is None:
+        return "missing"
+    if run.state == "diverged":
+        step = run.metric("diverged_at_step")
+        return f"diverged @ step {step:.0f}" if step is not None else "diverged"
+    if run.state in ("failed", "interrupted") and run.message:
+        return f"{run.state}: {run.message[:80]}"
+    return run.state
+
+
+def _done_metric(run: RunRecord | None, name: str) -> float | None:
+    # Partial metrics of an unfinished run are not results.
+    return run.metric(name) if run is not None and run.state == "done" else None
+
+
+def _missing_note(jobs: list[str], what: str) -> str:
+    return f"No runs of {', '.join(jobs)}: {what}."
+
+
+def _curve_kind(run: RunRecord) -> str | None:
+    """The history kind to draw curves from: per-epoch rows if any, else periodic evaluations."""
+    kinds = [r.get("kind") for r in run.history]
+    for kind in ("epoch", "eval"):
+        if kind in kinds:
+            return kind
+    return None
+
+
+def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    pts = [(r.get("step"), number(r.get(key))) for r in rows]
+    pts = [(s, v) for s, v in pts if isinstance(s, int | float) and v is not None]
+    if not pts:
+        return None
+    x, y = zip(*pts, strict=True)
+    return np.asarray(x, float), np.asarray(y, float)
+
+
+# --- runs overview ------------------------------------------------------------------------
+
+
+def runs_overview(ctx: Context, expected: list[str]) -> Section:
+    s = Section(
+        "runs",
+        "Runs",
+        f"Every run directory found under {ctx.runs_dir}, with its state. Tables below use one "
+        "run per job (or per cell of a batch job): the full profile when present, a finished "
+        "run before others, then the newest.",
+    )
+    rows = []
+    for run in ctx.runs:
+        headline = next(
+            (f"{k}={run.metric(k):.4g}" for k in HEADLINES if run.metric(k) is not None), ""
+        )
+        rows.append(
+            [
+                run.job,
+                run.cell,
+                run.profile,
+                run.seed,
+                state_text(run),
+                headline,
+                run.metric("wall_seconds"),
+                run.path.name,
+            ]
+        )
+    s.tables.append(
+        Table(
+            "All runs",
+            [
+                ("job", "text"),
+                ("cell", "text"),
+                ("profile", "text"),
+                ("seed", "text"),
+                ("state", "text"),
+                ("headline metric", "text"),
+                ("wall (s)", "f2"),
+                ("run id", "text"),
+            ],
+            rows,
+        )
+    )
+    seen = {r.job for r in ctx.runs}
+    absent = [j for j in expected if j not in seen]
+    if not ctx.runs:
+        s.notes.append(f"No runs found under {ctx.runs_dir}.")
+    elif absent:
+        s.notes.append(f"Jobs with no runs: {', '.join(absent)}.")
+    unfinished = [r for r in ctx.runs if r.state not in ("done",)]
+    if unfinished:
+        counts = {}
+        for r in unfinished:
+            counts[r.state] = counts.get(r.state, 0) + 1
+        s.notes.append(
+            "Runs not done: "
+            + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            + " (shown as such; their figures are not used as results)."
+        )
+    return s
+
+
+# --- classification -----------------------------------------------------------------------
+
+
+def _grid_best(ctx: Context) -> tuple[RunRecord | None, int | None, float | None]:
+    """The sgd-grid cell and epoch with the highest test accuracy (done cells only)."""
+    best = (None, None, None)
+    for run in pick_cells(ctx.runs, "sgd-grid").values():
+        if run.state != "done":
+            continue
+        series = _series(run.rows("epoch"), "test_accuracy")
+        candidates = list(zip(*series, strict=True)) if series else []
+        if not candidates and run.metric("test_accuracy") is not None:
+            candidates = [(None, run.metric("test_accuracy"))]
+        for epoch, acc in candidates:
+            if best[2] is None or acc > best[2]:
+                best = (run, None if epoch is None else int(epoch), acc)
+    return best
+
+
+def classification(ctx: Context) -> Section:
+    s = Section(
+        "classification",
+        "Classification",
+        "Accuracy of each classifier on the 10,000 MNIST test images, with the seed's reported "
+        f"figure (source: {SOURCE}) and the difference in percentage points. Improved jobs are "
+        "compared with the seed experiment they improve on.",
+    )
+    rows, runs = [], []
+    for job in CLASSIFIERS:
+        run = pick(ctx.runs, job)
+        test = _done_metric(run, "test_accuracy")
+        seed, seed_job = seed_figure(job, "test_accuracy")
+        rows.append(
+            [
+                job,
+                key_config(run) if run else "",
+                run.profile if run else "",
+                state_text(run),
+                _done_metric(run, "train_accuracy"),
+                _done_metric(run, "dev_accuracy"),
+                test,
+                _done_metric(run, "wall_seconds"),
+                seed,
+                seed_job,
+                None if test is None or seed is None else test - seed,
+            ]
+        )
+        runs.append(run)
+    grid_run, grid_epoch, grid_acc = _grid_best(ctx)
+    if grid_run is not None:
+        seed, seed_job = seed_figure("sgd-grid", "test_accuracy")
+        config = key_config(grid_run) + (f", best epoch={grid_epoch}" if grid_epoch else "")
+        rows.append(
+            [
+                f"sgd-grid (best: {grid_run.cell})",
+                config,
+                grid_run.profile,
+                state_text(grid_run),
+                None,
+                None,
+                grid_acc,
+                grid_run.metric("wall_seconds"),
+                seed,
+                seed_job,
+                None if seed is None else grid_acc - seed,
+            ]
+        )
+        runs.append(grid_run)
+    tests = [r[6] if r[6] is not None else -1.0 for r in rows]
+    marked = {int(np.argmax(tests))} if max(tests) >= 0 else set()
+    s.tables.append(
+        Table(
+            "Test accuracy, ours vs the seed",
+            [
+                ("job", "text"),
+                ("key config", "text"),
+                ("profile", "text"),
+                ("state", "text"),
+                ("train acc", "pct"),
+                ("dev acc", "pct"),
+                ("test acc", "pct"),
+                ("wall (s)", "f2"),
+                ("seed's figure", "pct"),
+                ("seed experiment", "text"),
+                ("Δ vs seed", "pp"),
+            ],
+            rows,
+            marked,
+            note="Bold: the best test accuracy. '—': not measured by that job or run not done.",
+        )
+    )
+    absent = [j for j, r in zip(CLASSIFIERS, runs, strict=False) if r is None]
+    if absent:
+        s.notes.append(_missing_note(absent, "their rows read 'missing'"))
+    if not pick_cells(ctx.runs, "sgd-grid"):
+        s.notes.append(_missing_note(["sgd-grid"], "its best point is not in the table"))
+
+    for job, run in zip(CLASSIFIERS, runs, strict=False):
+        if run is None:
+            continue
+        ref = _learning_curves(ctx.writer, job, run)
+        if ref:
+            s.figures.append(ref)
+    best = [r for r in runs if r is not None and r.array("confusion", "matrix") is not None]
+    best = [r for r in best if _done_metric(r, "test_accuracy") is not None]
+    if best:
+        run = max(best, key=lambda r: r.metric("test_accuracy"))
+        s.figures.append(_confusion(ctx.writer, run))
+    else:
+        s.notes.append("No finished classifier saved a confusion matrix: no confusion figure.")
+    return s
+
+
+def _learning_curves(writer: FigureWriter, job: str, run: RunRecord):
+    kind = _curve_kind(run)
+    if kind is None:
+        return None
+    rows = run.rows(kind)
+    keys = sorted({k for r in rows for k in r if k not in ("kind", "step", "time")})
+    loss = {k: v for k in keys if k.endswith("loss") and (v := _series(rows, k))}
+    acc = {
+        k: (x, 100 * y)
+        for k in keys
+        if k.endswith("accuracy") and (s := _series(rows, k))
+        for x, y in [s]
+    }
+    panels = [(p, d) for p, d in (("loss (nats per sample)", loss), ("accuracy (%)", acc)) if d]
+    if not panels:
+        return None
+    xlabel = "epoch" if kind == "epoch" else f"training step ({kind} rows; {job}'s step unit)"
+    if job == "softmax-seed":
+        xlabel = "training samples seen (per-sample SGD)"
+    return figures.curves(
+        writer,
+        f"curves-{job}",
+        f"Learning curves: {job} ({run.profile}, {state_text(run)})",
+        xlabel,
+        panels,
+        caption=f"{job}: history of run {run.path.name}.",
+    )
+
+
+def _confusion(writer: FigureWriter, run: RunRecord):
+    matrix = np.asarray(run.array("confusion", "matrix"), dtype=float)
+    acc = run.metric("test_accuracy")
+    digits = [str(d) for d in range(matrix.shape[0])]
+    return figures.heatmap(
+        writer,
+        "confusion-best",
+        f"Confusion matrix of the best classifier: {run.label} ({acc:.2%} test)",
+        matrix,
+        digits,
+        [str(d) for d in range(matrix.shape[1])],
+        xlabel="predicted digit",
+        ylabel="true digit",
+        cbar_label="test images (count, log colour scale)",
+        cell_format="{:.0f}",
+        log_color=True,
+        caption="Counts of the 10,000 test images; the diagonal is correct.",
+    )
+
+
+# --- environment --------------------------------------------------------------------------
+
+
+def environment(ctx: Context, generator: dict) -> Section:
+    s = Section(
+        "environment",
+        "Environment",
+        "Where the results were produced, from the envelope every run's config.json and every "
+        "benchmark file carries (CPU, cores, versions, git commit, container image).",
+    )
+    envs: dict[tuple, list[str]] = {}
+    for run in ctx.runs:
+        m, c, v = (run.envelope.get(k, {}) for k in ("machine_info", "commit_info", "versions"))
+        key = (
+            str(m.get("cpu", "")),
+            m.get("cores"),
+            str(m.get("python_version", "")),
+            str(v.get("numpy", "")),
+            str(v.get("tensorflow-cpu") or v.get("tensorflow") or ""),
+            str(v.get("keras", "")),
+            str(c.get("id", ""))[:10] + (" (dirty)" if c.get("dirty") else ""),
+            str(m.get("image") or ("container" if m.get("in_container") else "host")),
+            ", ".join(f"{k}={val}" for k, val in sorted(dict(m.get("threads") or {}).items())),
+        )
+        envs.setdefault(key, []).append(run.job)
+    for bench in ctx.benches:
+        m, c = bench.machine_info, bench.commit_info
+        cpu = m.get("cpu") if isinstance(m.get("cpu"), dict) else {}
+        key = (
+            str(cpu.get("brand_raw", "")),
+            cpu.get("count"),
+            str(m.get("python_version", "")),
+            "",
+            "",
+            "",
+            str(c.get("id", ""))[:10] + (" (dirty)" if c.get("dirty") else ""),
+            str(m.get("image") or ""),
+            "",
+        )
+        envs.setdefault(key, []).append(f"bench:{bench.path.name}")
+    rows = []
+    for key, who in envs.items():
+        names = sorted(set(who))
+        more = " …" if len(names) > 6 else ""
+        rows.append([*key, f"{len(who)}: " + ", ".join(names[:6]) + more])
+    g = generator
+    rows.append(
+        [
+            g["cpu"],
+            g["cores"],
+            g["python"],
+            g["numpy"],
+            "",
+            "",
+            g["commit"],
+            g["image"],
+            "",
+            "this report (generator)",
+        ]
+    )
+    s.tables.append(
+        Table(
+            "Machines and versions",
+            [
+                ("CPU", "text"),
+                ("cores", "text"),
+                ("Python", "text"),
+                ("NumPy", "text"),
+                ("TensorFlow", "text"),
+                ("Keras", "text"),
+                ("git commit", "text"),
+                ("image", "text"),
+                ("threads", "text"),
+                ("results (count: jobs)", "text"),
+            ],
+            rows,
+        )
+    )
+    if len(envs) > 1:
+        s.notes.append(
+            "Results come from more than one environment: compare timings within one row only."
+        )
+    return s
