@@ -1,0 +1,29 @@
+"""A small neural-network library in NumPy only (importing it never loads TensorFlow).
+
+Layers carry ``forward`` and ``backward`` side by side; ``SGD`` updates their parameters in
+place; models save to ``.npz`` with their architecture.
+"""
+
+from training.nn.init import INITIALISERS, get_initialiser
+from training.nn.io import load_model, model_arrays, save_model
+from training.nn.layers import Dropout, Layer, Linear, LogSoftmax, NLLLoss, ReLU, Sequential, mlp
+from training.nn.optim import SCHEDULES, SGD, make_schedule
+
+__all__ = [
+    "INITIALISERS",
+    "SCHEDULES",
+    "SGD",
+    "Dropout",
+    "Layer",
+    "Linear",
+    "LogSoftmax",
+    "NLLLoss",
+    "ReLU",
+    "Sequential",
+    "get_initialiser",
+    "load_model",
+    "make_schedule",
+    "mlp",
+    "model_arrays",
+    "save_model",
+]
