@@ -23,6 +23,7 @@ from training.tfsgd import REDUCTIONS, UPDATES, parse_net
 
 LN10 = math.log(10.0)  # the loss of a uniform guess over 10 classes
 STUCK_TOLERANCE = 0.05  # a final loss this close to ln 10 means the net predicts chance
+LR_DISPLAY_MAX = 10.0  # upper end of the lr filter in TensorBoard's HParams table
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,7 @@ def grid_cells(cfg: GridConfig) -> list[tuple[str, SgdConfig]]:
     ]
 
 
-# Columns of TensorBoard's HParams table; every grid run writes the same declaration.
-GRID_HPARAMS = ("lr", "batch_size", "net", "reduction", "momentum")
+# Metrics shown in TensorBoard's HParams table (the last logged value of each tag).
 GRID_METRICS = (
     "epoch/test_accuracy",
     "epoch/train_loss",
@@ -158,9 +158,21 @@ GRID_METRICS = (
 
 
 def _write_hparams(cfg: SgdConfig, run) -> None:
-    """This run's hyperparameters and the experiment's columns, for the HParams dashboard."""
+    """This run's hyperparameters and the experiment's columns, for the HParams dashboard.
+
+    Every grid run declares the same columns, with each hyperparameter's whole valid domain
+    (a run cannot know the rest of its grid), so any run's declaration describes the grid.
+    """
     from tensorboard.plugins.hparams import summary_v2 as hp
 
+    columns = [
+        hp.HParam("lr", hp.RealInterval(0.0, LR_DISPLAY_MAX)),
+        hp.HParam("batch_size", hp.IntInterval(1, 60_000)),
+        hp.HParam("net", display_name="hidden widths"),
+        hp.HParam("reduction", hp.Discrete(list(REDUCTIONS))),
+        hp.HParam("momentum", hp.RealInterval(0.0, 1.0)),
+    ]
+    run.tb.hparams_config(columns, list(GRID_METRICS))
     values = {
         "lr": cfg.lr,
         "batch_size": cfg.batch_size,
@@ -168,8 +180,8 @@ def _write_hparams(cfg: SgdConfig, run) -> None:
         "reduction": cfg.reduction,
         "momentum": cfg.momentum,
     }
-    run.tb.hparams_config([hp.HParam(name) for name in GRID_HPARAMS], list(GRID_METRICS))
-    run.tb.hparams(values, trial_id=run.cell or None)
+    # The run folder names the trial: same cell at another profile or seed is another row.
+    run.tb.hparams(values, trial_id=run.path.name)
 
 
 def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
