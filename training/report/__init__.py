@@ -74,6 +74,8 @@ def build_sections(ctx: sections.Context) -> list[Section]:
     return [
         _guarded("Runs", "runs", lambda: sections.runs_overview(ctx, _expected_jobs())),
         _guarded("Classification", "classification", lambda: sections.classification(ctx)),
+        _guarded("TensorFlow SGD", "sgd", lambda: sections.sgd(ctx)),
+        _guarded("Benchmarks", "benchmarks", lambda: sections.benchmarks(ctx)),
         _guarded("Environment", "environment", lambda: sections.environment(ctx, _generator())),
     ]
 

@@ -16,9 +16,9 @@ def fmt(value: Any, kind: str = "text") -> str:
     ``f4``/``f3``/``f2`` (fixed decimals); ``g`` (4 significant digits); ``int``;
     ``x`` (ratio -> 3.1x).
     """
-    if value is None or value == "":
-        return "—"
     x = number(value)
+    if value is None or value == "" or (isinstance(value, float) and x is None):
+        return "—"
     if kind == "text" or x is None:
         return str(value)
     if kind == "pct":
@@ -119,9 +119,9 @@ _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
        color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f0f0f0; }
-td:first-child, th:first-child { text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.marked td { font-weight: bold; background: #eef7ee; }
 caption { caption-side: top; text-align: left; font-weight: bold; padding: 0.3em 0; }
 figure { margin: 1em 0 2em; }
@@ -158,7 +158,11 @@ def render_html(title: str, sections: list[Section]) -> str:
             out.append("</thead><tbody>")
             for i, row in enumerate(t.text_rows()):
                 cls = ' class="marked"' if i in t.marked else ""
-                out.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
+                cells = (
+                    f'<td class="num">{e(c)}</td>' if kind != "text" else f"<td>{e(c)}</td>"
+                    for c, (_, kind) in zip(row, t.columns, strict=True)
+                )
+                out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
             out.append("</tbody></table>")
             if t.note:
                 out.append(f"<p>{e(t.note)}</p>")

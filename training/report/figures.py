@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from training.report.document import FigureRef
 
@@ -49,13 +51,14 @@ def curves(
     caption: str = "",
 ) -> FigureRef:
     """Line plots side by side; each panel is (y label with units, {series: (x, y)})."""
-    fig = Figure(figsize=(5.2 * len(panels), 3.8), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 5.2 * len(panels)), 3.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for i, (ax, (ylabel, series)) in enumerate(zip(axes, panels, strict=True)):
         for label, (x, y) in series.items():
             ax.plot(x, y, label=label, lw=1.2, marker="o" if len(x) <= 25 else None, ms=3)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, steps, k: whole numbers
         if logx:
             ax.set_xscale("log")
         if i < len(logy) and logy[i]:
@@ -84,10 +87,11 @@ def heatmap(
     mark: tuple[int, int] | None = None,
     caption: str = "",
     log_color: bool = False,
+    texts: Sequence[Sequence[str]] | None = None,
 ) -> FigureRef:
     """(rows, cols) values as coloured cells with their numbers; NaN cells read 'n/a'.
 
-    ``mark`` outlines one cell (the best point).
+    ``mark`` outlines one cell (the best point); ``texts`` (rows, cols) replaces the numbers.
     """
     matrix = np.asarray(matrix, dtype=float)
     rows, cols = matrix.shape
@@ -98,9 +102,10 @@ def heatmap(
     norm = None
     if log_color and finite.size and finite.max() > 0:
         norm = LogNorm(vmin=max(finite[finite > 0].min(initial=1.0), 1e-12), vmax=finite.max())
-    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", norm=norm, aspect="auto")
-    image.cmap.set_bad("#dddddd")
-    fig.colorbar(image, ax=ax, label=cbar_label)
+    cmap = colormaps["viridis"].with_extremes(bad="#dddddd")  # NaN cells: no result
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, aspect="auto")
+    if finite.size:  # an all-missing grid has no colour scale to explain
+        fig.colorbar(image, ax=ax, label=cbar_label)
     ax.set_xticks(range(cols), col_labels)
     ax.set_yticks(range(rows), row_labels)
     ax.set_xlabel(xlabel)
@@ -111,6 +116,8 @@ def heatmap(
             for j in range(cols):
                 v = matrix[i, j]
                 text = cell_format.format(v) if np.isfinite(v) else "n/a"
+                if texts is not None:
+                    text = texts[i][j]
                 color = "white" if np.isfinite(v) and v < mid else "black"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
     if mark is not None:

@@ -22,7 +22,7 @@ from training.report.collect import (
 )
 from training.report.document import Section, Table
 from training.report.figures import FigureWriter
-from training.report.seed import SOURCE, seed_figure
+from training.report.seed import SEED_CURVES, SOURCE, seed_figure
 
 CLASSIFIERS = ("softmax-seed", "softmax", "mlp-seed", "mlp", "sgd-seed")
 # Config fields worth a glance in the tables, in display order.
@@ -297,6 +297,10 @@ def _learning_curves(writer: FigureWriter, job: str, run: RunRecord):
         if k.endswith("accuracy") and (s := _series(rows, k))
         for x, y in [s]
     }
+    for key, points in SEED_CURVES.get(job, {}).items():
+        if kind == "epoch" and points:
+            x, y = zip(*points, strict=True)
+            loss[f"{key} (seed's printed values)"] = (np.asarray(x), np.asarray(y))
     panels = [(p, d) for p, d in (("loss (nats per sample)", loss), ("accuracy (%)", acc)) if d]
     if not panels:
         return None
@@ -415,4 +419,316 @@ def environment(ctx: Context, generator: dict) -> Section:
         s.notes.append(
             "Results come from more than one environment: compare timings within one row only."
         )
+    return s
+
+
+# --- the TensorFlow SGD experiments ---------------------------------------------------------
+
+
+def _cell_lr(run: RunRecord) -> float | None:
+    return number(run.config.get("lr"))
+
+
+def _net(run: RunRecord) -> str:
+    widths = run.config.get("widths")
+    return "-".join(map(str, widths)) if isinstance(widths, list) else str(widths or "?")
+
+
+def sgd(ctx: Context) -> Section:
+    s = Section(
+        "sgd",
+        "TensorFlow SGD: learning-rate sweep and grid",
+        "The seed's one-epoch learning-rate sweep (batch 32, sum-reduced loss, so the "
+        "mean-gradient step is 32 × lr) and the lr × batch size × network grid it promised and "
+        "never ran (mean-reduced loss, per-epoch test accuracy from one run per point).",
+    )
+    _sweep(ctx, s)
+    _grid(ctx, s)
+    return s
+
+
+def _sweep(ctx: Context, s: Section) -> None:
+    cells = pick_cells(ctx.runs, "sgd-lr-sweep")
+    if not cells:
+        s.notes.append(_missing_note(["sgd-lr-sweep"], "no sweep table or figure"))
+        return
+    rows, series = [], {}
+    for cell, run in sorted(cells.items(), key=lambda kv: -(_cell_lr(kv[1]) or 0.0)):
+        seed, _ = seed_figure("sgd-lr-sweep", "final_train_loss", cell)
+        final = _done_metric(run, "final_train_loss")
+        stuck = run.metrics.get("stuck_at_chance")
+        rows.append(
+            [
+                cell,
+                _cell_lr(run),
+                run.profile,
+                state_text(run),
+                final,
+                _done_metric(run, "final_batch_loss"),
+                seed,
+                None if final is None or seed is None else final - seed,
+                {True: "yes", False: "no"}.get(stuck),
+            ]
+        )
+        losses = run.array("batch_losses", "loss")
+        if losses is None:  # fall back to per-batch history rows
+            losses = _series(run.rows("batch"), "loss")
+            losses = losses[1] if losses else None
+        if losses is not None and len(losses):
+            label = f"lr {_cell_lr(run):g}" + ("" if run.state == "done" else f" ({run.state})")
+            series[label] = (np.arange(1, len(losses) + 1), np.asarray(losses, float))
+    s.tables.append(
+        Table(
+            "Learning-rate sweep (1 epoch, batch 32, sum reduction)",
+            [
+                ("cell", "text"),
+                ("lr", "g"),
+                ("profile", "text"),
+                ("state", "text"),
+                ("train loss after epoch (nats)", "f4"),
+                ("last batch loss (nats)", "f4"),
+                ("seed's loss", "f4"),
+                ("Δ vs seed", "f4"),
+                ("stuck at ln 10", "text"),
+            ],
+            rows,
+            note="Train loss: mean over the full training set after the epoch, as the seed "
+            f"printed it; ln 10 = {np.log(10):.4f} is chance level.",
+        )
+    )
+    if series:
+        s.figures.append(
+            figures.curves(
+                ctx.writer,
+                "sgd-lr-sweep",
+                "Learning-rate sweep: mini-batch loss vs iteration (the seed's figure)",
+                "iteration (mini-batch of 32)",
+                [("mini-batch mean loss (nats)", series)],
+                ylim=[(0.0, 10.0)],
+                caption="As in the seed, the loss axis is clipped at 10; a diverged run's "
+                "curve stops where the loss stopped being finite.",
+            )
+        )
+    else:
+        s.notes.append("No sweep cell kept its batch losses: no sweep figure.")
+
+
+def _grid(ctx: Context, s: Section) -> None:
+    cells = pick_cells(ctx.runs, "sgd-grid")
+    if not cells:
+        s.notes.append(_missing_note(["sgd-grid"], "no grid table or heatmap"))
+        return
+    runs = sorted(
+        cells.values(),
+        key=lambda r: (_net(r), number(r.config.get("batch_size")) or 0, -(_cell_lr(r) or 0)),
+    )
+    per_epoch = {}
+    for run in runs:
+        series = _series(run.rows("epoch"), "test_accuracy")
+        per_epoch[run.cell] = (
+            dict(zip(series[0].astype(int), series[1], strict=True)) if series else {}
+        )
+    epochs = sorted({e for accs in per_epoch.values() for e in accs})
+    best_run, best_epoch, best_acc = _grid_best(ctx)
+    rows, marked = [], set()
+    for i, run in enumerate(runs):
+        accs = per_epoch[run.cell] if run.state == "done" else {}
+        best_e = max(accs, key=accs.get) if accs else None
+        rows.append(
+            [
+                _net(run),
+                run.config.get("batch_size"),
+                _cell_lr(run),
+                state_text(run),
+                *(accs.get(e) for e in epochs),
+                best_e,
+                accs.get(best_e),
+                run.metric("wall_seconds"),
+            ]
+        )
+        if run is best_run:
+            marked.add(i)
+    s.tables.append(
+        Table(
+            "Grid: test accuracy after each epoch",
+            [
+                ("net", "text"),
+                ("batch", "int"),
+                ("lr", "g"),
+                ("state", "text"),
+                *((f"ep {e}", "pct") for e in epochs),
+                ("best epoch", "int"),
+                ("best test acc", "pct"),
+                ("wall (s)", "f2"),
+            ],
+            rows,
+            marked,
+            note=(
+                f"Bold: the best point ({best_run.cell}, epoch {best_epoch}, {best_acc:.2%})."
+                if best_run is not None
+                else "No grid point finished."
+            ),
+        )
+    )
+    for net in sorted({_net(r) for r in runs}):
+        _grid_heatmap(ctx, s, net, [r for r in runs if _net(r) == net], per_epoch, best_run)
+
+
+def _grid_heatmap(ctx, s, net, runs, per_epoch, best_run) -> None:
+    lrs = sorted({_cell_lr(r) for r in runs if _cell_lr(r) is not None}, reverse=True)
+    batches = sorted({int(b) for r in runs if (b := number(r.config.get("batch_size")))})
+    if not lrs or not batches:
+        return
+    matrix = np.full((len(lrs), len(batches)), np.nan)
+    texts = [["missing"] * len(batches) for _ in lrs]
+    mark = None
+    for run in runs:
+        lr, batch = _cell_lr(run), number(run.config.get("batch_size"))
+        if lr not in lrs or batch is None:
+            continue
+        i, j = lrs.index(lr), batches.index(int(batch))
+        accs = per_epoch.get(run.cell, {})
+        if run.state == "done" and accs:
+            e = max(accs, key=accs.get)
+            matrix[i, j] = 100 * accs[e]
+            texts[i][j] = f"{100 * accs[e]:.2f}\nep {e}"
+        else:
+            texts[i][j] = state_text(run).split(":")[0].replace(" @ step ", "\n@")
+        if run is best_run:
+            mark = (i, j)
+    s.figures.append(
+        figures.heatmap(
+            ctx.writer,
+            f"sgd-grid-{net}",
+            f"SGD grid, net 784-{net}-10: best-epoch test accuracy",
+            matrix,
+            [f"{lr:g}" for lr in lrs],
+            [str(b) for b in batches],
+            xlabel="batch size (samples)",
+            ylabel="learning rate (mean-loss step)",
+            cbar_label="test accuracy at the best epoch (%)",
+            texts=texts,
+            mark=mark,
+            caption="Each cell: the highest per-epoch test accuracy and its epoch; grey cells "
+            "diverged, failed or have no run. Red outline: the best point of the whole grid.",
+        )
+    )
+
+
+# --- benchmarks ---------------------------------------------------------------------------
+
+BASELINE_WORDS = ("loop", "eager", "keras", "set_weights", "seed")
+
+
+def _bench_rows(bench: BenchFile) -> list[dict]:
+    """One dict per benchmark: name, group, size, median seconds, GFLOP/s, baseline name."""
+    rows = []
+    for b in bench.benchmarks:
+        stats = b.get("stats") if isinstance(b.get("stats"), dict) else {}
+        extra = b.get("extra_info") if isinstance(b.get("extra_info"), dict) else {}
+        median = number(stats.get("median"))
+        flops = number(extra.get("flops"))
+        gflops = flops / median / 1e9 if flops and median else number(extra.get("gflops"))
+        params = b.get("params") if isinstance(b.get("params"), dict) else {}
+        size = (
+            extra.get("size")
+            or extra.get("shape")
+            or ", ".join(f"{k}={v}" for k, v in params.items())
+        )
+        rows.append(
+            {
+                "name": str(b.get("name", "?")),
+                "group": str(b.get("group") or ""),
+                "size": str(size),
+                "median": median,
+                "gflops": gflops,
+                "baseline": extra.get("baseline"),
+            }
+        )
+    return rows
+
+
+def _baseline_for(row: dict, rows: list[dict]) -> dict | None:
+    """The benchmark ``row`` is compared with: ``extra_info['baseline']`` names it; otherwise
+    the one benchmark of the same group whose name says it is the slow reference."""
+    named = row["baseline"]
+    if isinstance(named, str) and named:
+        return next((r for r in rows if named in (r["name"], r["name"].split("[")[0])), None)
+    group = [r for r in rows if r["group"] == row["group"] and r is not row]
+    slow = [r for r in group if any(w in r["name"].lower() for w in BASELINE_WORDS)]
+    mine = any(w in row["name"].lower() for w in BASELINE_WORDS)
+    return slow[0] if len(slow) == 1 and not mine else None
+
+
+def benchmarks(ctx: Context) -> Section:
+    s = Section(
+        "benchmarks",
+        "Benchmarks",
+        "pytest-benchmark results: median time per call, GFLOP/s where the benchmark records "
+        "its FLOPs, the share of the float32 GEMM ceiling measured in the same file, and the "
+        "speed-up over its baseline (the seed-style loop, the eager step, Keras fit).",
+    )
+    if not ctx.benches:
+        where = f"in {ctx.bench_dir}" if ctx.bench_dir else "(no --bench folder given)"
+        s.notes.append(f"No benchmark results {where}: run `nox -s bench` first.")
+        return s
+    for bench in ctx.benches:
+        rows = _bench_rows(bench)
+        gemm = [r["gflops"] for r in rows if "gemm" in (r["name"] + r["group"]).lower()]
+        ceiling = max((g for g in gemm if g), default=None)
+        table_rows = []
+        for r in rows:
+            base = _baseline_for(r, rows)
+            speedup = (
+                base["median"] / r["median"] if base and base["median"] and r["median"] else None
+            )
+            table_rows.append(
+                [
+                    r["group"],
+                    r["name"],
+                    r["size"],
+                    None if r["median"] is None else 1e6 * r["median"],
+                    r["gflops"],
+                    None if not (ceiling and r["gflops"]) else r["gflops"] / ceiling,
+                    base["name"] if base else "",
+                    speedup,
+                ]
+            )
+        s.tables.append(
+            Table(
+                f"{bench.path.name} ({bench.datetime[:19]})",
+                [
+                    ("group", "text"),
+                    ("benchmark", "text"),
+                    ("size", "text"),
+                    ("median (µs)", "g"),
+                    ("GFLOP/s", "f2"),
+                    ("of GEMM ceiling", "pct"),
+                    ("baseline", "text"),
+                    ("speed-up", "x"),
+                ],
+                table_rows,
+                note=(
+                    f"GEMM ceiling in this file: {ceiling:.1f} GFLOP/s."
+                    if ceiling
+                    else "No GEMM benchmark in this file: no ceiling to compare with."
+                ),
+            )
+        )
+        timed = [r for r in rows if r["median"]]
+        if timed:
+            s.figures.append(
+                figures.bars(
+                    ctx.writer,
+                    f"bench-{bench.path.stem}",
+                    f"Benchmarks: median time per call ({bench.path.name})",
+                    [f"{r['group']}: {r['name']}" if r["group"] else r["name"] for r in timed],
+                    [1e6 * r["median"] for r in timed],
+                    xlabel="median time per call (µs, log scale)",
+                    annotations=[
+                        f"{r['gflops']:.1f} GFLOP/s" if r["gflops"] else "" for r in timed
+                    ],
+                    caption="Annotated with GFLOP/s where the benchmark records its FLOPs.",
+                )
+            )
     return s

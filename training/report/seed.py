@@ -20,9 +20,9 @@ SEED_FIGURES: dict[str, dict[str, float]] = {
     "sgd-seed": {"test_accuracy": 0.9608, "test_loss": 0.1726, "final_train_loss": 0.0870},
     # §2 one-epoch learning-rate sweep at batch 32: the full-training-set mean loss after it.
     "sgd-lr-sweep": {
-        "0.1:final_train_loss": 2.3107,
-        "0.01:final_train_loss": 0.1689,
-        "0.001:final_train_loss": 0.2568,
+        "lr0.1:final_train_loss": 2.3107,  # diverged: stuck near ln 10
+        "lr0.01:final_train_loss": 0.1689,
+        "lr0.001:final_train_loss": 0.2568,
     },
     # §3 PCA(2) on scalar z-scored training images.
     "pca": {"explained_variance_ratio_1": 0.09704, "explained_variance_ratio_2": 0.07095},
@@ -30,6 +30,21 @@ SEED_FIGURES: dict[str, dict[str, float]] = {
     "ae-seed": {"seed-2d:test_mse": 0.7537, "wide:test_mse": 0.5695, "denoising:test_mse": 0.6313},
     # §3 the notebook's NumPy linear softmax classifier, one epoch of per-sample SGD.
     "softmax-seed": {"test_accuracy": 0.801, "train_accuracy": 0.803},
+}
+
+# Curves the seed printed: job -> history key -> [(epoch, value)]; epoch 0 = untrained.
+SEED_CURVES: dict[str, dict[str, list[tuple[int, float]]]] = {
+    # §2: full-training-set mean loss printed after each epoch of lr 0.01, batch 32.
+    "sgd-seed": {
+        "train_loss": [
+            (0, 2.3235),
+            (1, 0.1707),
+            (2, 0.1352),
+            (3, 0.1539),
+            (4, 0.0898),
+            (5, 0.0870),
+        ],
+    },
 }
 
 # Improved jobs are compared with the seed experiment they improve on.

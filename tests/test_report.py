@@ -1,0 +1,406 @@
+"""The report from real runs: every section builds, odd run states show as such, atomic writes."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import http.server
+import json
+import math
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import runs
+from training.errors import ConfigError
+from training.jobs import Job
+from training.report import SCHEMA_VERSION, build_report
+from training.report.collect import collect_runs, pick, pick_cells
+from training.report.document import fmt
+from training.report.seed import seed_figure
+
+
+@dataclass(frozen=True)
+class FakeConfig:
+    lr: float = 0.1
+    batch_size: int = 32
+    widths: tuple[int, ...] = (32, 32)
+    epochs: int = 3
+
+
+def _execute(out: Path, name: str, train, cell: str = "", config=FakeConfig()):
+    job = Job(name, "crafted for the report tests", FakeConfig, train)
+    return runs.execute(
+        job, cell, config, seed=0, profile="quick", out=out, run_id=f"{cell or name}-quick"
+    )
+
+
+def _fails(cfg, run):
+    run.log(1, "epoch", train_loss=0.9, test_accuracy=0.7)
+    raise ValueError("crafted failure after one epoch")
+
+
+def _diverges(cfg, run):
+    for step in range(1, 4):
+        run.log(step, "batch", loss=2.3 * step)
+    run.save_arrays("batch_losses", loss=np.array([2.3, 4.6, np.inf]), steps_per_epoch=np.int64(3))
+    run.check_finite(3, math.inf)
+
+
+def _interrupted(cfg, run):
+    run.log(1, "epoch", train_loss=0.5)
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def craft_runs(out: Path) -> dict[str, Path]:
+    """Failed, diverged and interrupted runs under real job names, through the runner itself."""
+    failed = _execute(out, "mlp", _fails)
+    diverged = _execute(
+        out, "sgd-grid", _diverges, cell="net32-32-b32-lr3", config=FakeConfig(lr=3.0)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        _execute(out, "ae", _interrupted, cell="deep-k32")
+    assert (failed.state, diverged.state) == ("failed", "diverged")
+    return {
+        "failed": failed.path,
+        "diverged": diverged.path,
+        "interrupted": out / "ae" / "deep-k32-quick",
+    }
+
+
+def report_while_running(out: Path, report: Path, bench: Path | None = None) -> dict:
+    """Build the report from inside a job's ``train``: that run is then genuinely ``running``."""
+    built = {}
+
+    def train(cfg, run):
+        run.log(1, "epoch", train_loss=1.0)
+        built.update(build_report(out, bench, report))
+        return {"test_mse": 0.5}
+
+    assert _execute(out, "pca", train).state == "done"
+    return built
+
+
+def build_sample(run_cli, tmp_path: Path, bench: Path | None = None) -> tuple[Path, dict]:
+    """Real quick softmax runs plus crafted odd ones; returns (report folder, results.json)."""
+    out = tmp_path / "runs"
+    for job in ("softmax", "softmax-seed"):
+        code, stdout, _ = run_cli("run", job, "--profile", "quick")
+        assert code == 0, stdout
+    craft_runs(out)
+    report = tmp_path / "reports"
+    return report, report_while_running(out, report, bench)
+
+
+@pytest.mark.slow
+def test_report_from_real_and_odd_runs(run_cli, tmp_path):
+    report, _ = build_sample(run_cli, tmp_path)
+    assert {p.name for p in report.iterdir()} == {
+        "index.md",
+        "index.html",
+        "results.json",
+        "figures",
+    }
+    on_disk = json.loads((report / "results.json").read_text())
+    assert on_disk["schema_version"] == SCHEMA_VERSION
+    states = {(r["job"], r["cell"]): r["state"] for r in on_disk["runs"]}
+    assert states == {
+        ("softmax", ""): "done",
+        ("softmax-seed", ""): "done",
+        ("mlp", ""): "failed",
+        ("sgd-grid", "net32-32-b32-lr3"): "diverged",
+        ("ae", "deep-k32"): "interrupted",
+        ("pca", ""): "running",
+    }
+    sections = {s["key"]: s for s in on_disk["sections"]}
+    assert not [n for s in sections.values() for n in s["notes"] if "could not be built" in n]
+
+    # The classification table: real accuracies, the seed's figure and the difference.
+    table = sections["classification"]["tables"][0]
+    rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["rows"]}
+    softmax = rows["softmax"]
+    metrics = json.loads(next((tmp_path / "runs" / "softmax").glob("*/metrics.json")).read_text())
+    assert softmax["test acc"] == metrics["test_accuracy"]
+    assert softmax["seed's figure"] == 0.801
+    assert softmax["Δ vs seed"] == pytest.approx(metrics["test_accuracy"] - 0.801)
+    assert rows["mlp"]["state"].startswith("failed: ValueError: crafted failure")
+    assert rows["mlp"]["test acc"] is None  # a failed run's partial numbers are not results
+    assert rows["mlp-seed"]["state"] == "missing"
+    assert 0.85 < softmax["test acc"] < 0.95  # quick profile: 2 epochs on 10k images
+
+    # The grid shows its only point as diverged, with the step.
+    grid = sections["sgd"]["tables"][0]
+    assert grid["rows"][0][3] == "diverged @ step 3"
+
+    md = (report / "index.md").read_text()
+    html = (report / "index.html").read_text()
+    for text in ("running", "interrupted", "diverged @ step 3", "Jobs with no runs"):
+        assert text in md and text in html
+    # Every figure the pages reference exists, is a PNG, and every PNG is referenced.
+    pngs = {f"figures/{p.name}" for p in (report / "figures").glob("*.png")}
+    referenced = {f for s in on_disk["sections"] for f in s["figures"]}
+    assert pngs == referenced and "figures/confusion-best.png" in pngs
+    for name in pngs:
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in md and f'src="{name}"' in html
+
+
+def test_report_swap_replaces_whole_folder_and_refuses_foreign_folders(tmp_path):
+    out = tmp_path / "runs"
+    _execute(out, "mlp", _fails)
+    report = tmp_path / "reports"
+    build_report(out, None, report)
+    stale = report / "figures" / "stale.png"
+    stale.write_bytes(b"old")
+    build_report(out, None, report)
+    assert not stale.exists()  # the new report replaced the folder, not merged into it
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+    assert oct(os.stat(report / "index.html").st_mode & 0o777) == "0o644"
+
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a report folder"):
+        build_report(out, None, foreign)
+    assert (foreign / "keep.txt").read_text() == "mine"
+    with pytest.raises(ConfigError, match="no such folder"):
+        build_report(tmp_path / "nope", None, report)
+
+
+def test_report_survives_corrupt_artifacts_and_torn_history(tmp_path):
+    out = tmp_path / "runs"
+
+    def train(cfg, run):
+        run.log(1, "epoch", train_loss=0.4, test_accuracy=0.9)
+        run.save_arrays("confusion", matrix=np.eye(10, dtype=np.int64) * 1000)
+        return {"test_accuracy": 0.9, "train_accuracy": 0.91}
+
+    path = _execute(out, "mlp", train).path
+    (path / "artifacts" / "confusion.npz").write_bytes(b"not a zip file")
+    with open(path / "history.jsonl", "a") as f:
+        f.write('{"kind": "epoch", "step": 2, "train_lo')  # killed mid-write
+    (path / "metrics.json").write_text("[1, 2")  # torn JSON
+    results = build_report(out, None, tmp_path / "reports")
+    run = results["runs"][0]
+    assert run["state"] == "done" and run["metrics"] == {}
+    sections = {s["key"]: s for s in results["sections"]}
+    assert any("confusion" in n for n in sections["classification"]["notes"])
+
+
+def test_report_of_an_empty_runs_folder_says_so(tmp_path):
+    (tmp_path / "runs").mkdir()
+    results = build_report(tmp_path / "runs", tmp_path / "no-bench", tmp_path / "reports")
+    notes = [n for s in results["sections"] for n in s["notes"]]
+    assert any("No runs found" in n for n in notes)
+    assert any("No benchmark results" in n for n in notes)
+
+
+def test_cli_report_errors_are_one_line(run_cli, tmp_path):
+    code, _, err = run_cli(
+        "report", "--runs", str(tmp_path / "missing"), "--out", str(tmp_path / "r")
+    )
+    assert code == 2 and err.startswith("error: --runs") and err.count("\n") == 1
+
+
+def test_pick_prefers_full_then_done_then_newest(tmp_path):
+    out = tmp_path / "runs"
+
+    def ok(cfg, run):
+        return {"test_accuracy": 0.5}
+
+    job = Job("mlp", "x", FakeConfig, ok)
+    for profile, run_id in (("quick", "a"), ("full", "b"), ("quick", "c")):
+        runs.execute(job, "", FakeConfig(), seed=0, profile=profile, out=out, run_id=run_id)
+    _execute(out, "mlp", _fails)  # quick, failed, newest
+    assert pick(collect_runs(out), "mlp").path.name == "b"
+    cells = pick_cells(collect_runs(out), "mlp")
+    assert [r.profile for r in cells.values()] == ["full"]
+
+
+def test_fmt_and_seed_figures():
+    assert fmt(None) == "—" and fmt(float("nan"), "pct") == "—" and fmt("n/a") == "n/a"
+    assert fmt(0.98765, "pct") == "98.77%" and fmt(-0.0123, "pp") == "-1.23 pp"
+    assert fmt(12345.6, "int") == "12,346" and fmt(3.14159, "f2") == "3.14"
+    assert seed_figure("mlp", "test_accuracy") == (0.925, "mlp-seed")
+    assert seed_figure("sgd-lr-sweep", "final_train_loss", "lr0.01") == (0.1689, "sgd-lr-sweep")
+    assert seed_figure("softmax", "dev_accuracy") == (None, "")
+
+
+# --- read as a reader would: the page in headless Chromium -------------------------------
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",  # we run as root in CI
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-port=0",  # Chromium picks a free port and writes it to DevToolsActivePort
+)
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client: commands in order, events kept for later."""
+
+    def __init__(self, ws_url: str):
+        import websocket
+
+        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
+        self.next_id = 0
+        self.events: list[dict] = []
+
+    def call(self, method: str, **params) -> dict:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv())
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+            self.events.append(message)
+
+    def wait_for(self, method: str, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while not any(e.get("method") == method for e in self.events):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {method} within {timeout} s")
+            self.events.append(json.loads(self.ws.recv()))
+        return next(e for e in self.events if e.get("method") == method)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@contextlib.contextmanager
+def serve(folder: Path):
+    """Serve ``folder`` on 127.0.0.1 (a free port) from a thread; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # keep pytest output clean
+        pass
+
+
+@contextlib.contextmanager
+def chromium(tmp_path: Path):
+    """Headless Chromium with remote debugging; yields a DevTools client on its first page."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        # CI installs it (apt package `chromium`); elsewhere say clearly why this did not run.
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium); CI runs this test")
+    profile = tmp_path / "chromium-profile"
+    proc = subprocess.Popen(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = None
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chromium did not start (exit code {proc.poll()})")
+            time.sleep(0.05)
+        port = int(port_file.read_text().splitlines()[0])
+        # No proxy for a loopback address, whatever the environment says.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+            targets = json.load(response)
+        page = next(t for t in targets if t["type"] == "page")
+        client = DevTools(page["webSocketDebuggerUrl"])
+        yield client
+    finally:
+        if client is not None:
+            client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+PAGE_FACTS = """JSON.stringify({
+  title: document.title,
+  images: [...document.images].map(i => ({src: i.getAttribute('src'), complete: i.complete,
+                                          width: i.naturalWidth, height: i.naturalHeight})),
+  tables: [...document.querySelectorAll('table')].map(t => ({
+    caption: t.caption ? t.caption.textContent : '', rows: t.tBodies[0].rows.length})),
+  sections: [...document.querySelectorAll('section h2')].map(h => h.textContent),
+  height: document.documentElement.scrollHeight,
+})"""
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(run_cli, tmp_path):
+    pytest.importorskip("websocket", reason="websocket-client is in the dev extra")
+    report, results = build_sample(run_cli, tmp_path)
+    with serve(report) as base, chromium(tmp_path) as page:
+        for domain in ("Page", "Runtime", "Log"):
+            page.call(f"{domain}.enable")
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1200,
+            height=900,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        page.call("Page.navigate", url=f"{base}/index.html")
+        page.wait_for("Page.loadEventFired")
+        facts = json.loads(page.call("Runtime.evaluate", expression=PAGE_FACTS)["result"]["value"])
+        errors = [
+            e
+            for e in page.events
+            if e.get("method") == "Runtime.exceptionThrown"
+            or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+            or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+        ]
+        # A full-page screenshot for a human to look at (test-artifacts/ is git-ignored).
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1200,
+            height=min(int(facts["height"]), 16000),
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        shot = page.call("Page.captureScreenshot", format="png")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-chromium.png").write_bytes(base64.b64decode(shot["data"]))
+
+    assert errors == []
+    assert facts["title"] == "mnist-suite report"
+    figures = {f for s in results["sections"] for f in s["figures"]}
+    assert {i["src"] for i in facts["images"]} == figures and len(figures) >= 4
+    for image in facts["images"]:
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
+    captions = {t["caption"]: t["rows"] for t in facts["tables"]}
+    expected = {t["title"]: len(t["rows"]) for s in results["sections"] for t in s["tables"]}
+    assert captions == expected
+    assert captions["All runs"] == 6 and captions["Test accuracy, ours vs the seed"] >= 5
+    assert facts["sections"] == [s["title"] for s in results["sections"]]
