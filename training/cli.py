@@ -126,6 +126,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from training.predict import predict_image
+
+    p = predict_image(args.weights, args.index, args.out, _data_options(args))
+    print(
+        f"image #{p.index} (label {p.label}): prediction {p.predicted} "
+        f"with probability {p.probability:.4f} -> {args.out}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnist-suite", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log data sources tried")
@@ -169,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("MNIST_SUITE_RUNS", "runs")))
     p.add_argument("--job", default=None)
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("predict", help="classify one test image with saved weights; save a PNG")
+    p.add_argument("--weights", type=Path, required=True, help="a NumPy MLP's weights .npz")
+    p.add_argument("--index", type=int, required=True, help="test image index (0..9999)")
+    p.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    _add_data_arguments(p)
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("report", help="write tables and figures of recorded runs and benchmarks")
     p.add_argument("--runs", type=Path, default=Path(os.environ.get("MNIST_SUITE_RUNS", "runs")))

@@ -82,6 +82,8 @@ def load_model(path: str | Path) -> Sequential:
         raise DataError(f"{path}: unreadable architecture ({exc})") from None
     if arch.get("format") != FORMAT:
         raise DataError(f"{path}: format {arch.get('format')!r}, expected {FORMAT!r}")
+    if arch.get("preprocess") != PREPROCESS:
+        raise DataError(f"{path}: preprocess {arch.get('preprocess')!r}, expected {PREPROCESS!r}")
     layers = [_layer(spec, str(path)) for spec in specs]
     linears = [layer for layer in layers if isinstance(layer, Linear)]
     for i, layer in enumerate(linears, start=1):
