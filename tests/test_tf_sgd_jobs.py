@@ -1,0 +1,162 @@
+"""The sgd-* jobs end to end through the CLI: records, determinism, divergence, resume, HParams."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_path
+from training.runs import find_runs, load_run
+
+pytestmark = pytest.mark.slow  # each test trains (quick profiles, a few seconds each)
+
+
+def _metrics(path):
+    return load_run(path)["metrics"]
+
+
+def test_sgd_seed_quick_records_a_complete_run(run_cli):
+    code, out, _ = run_cli("run", "sgd-seed", "--profile", "quick")
+    assert code == 0
+    run = load_run(run_path(out))
+    m = run["metrics"]
+    assert run["state"] == "done"
+    assert m["steps"] == 6000 // 32 + 1  # 188 batches, the last one partial
+    assert m["n_params"] == 26_506
+    assert 0.75 < m["test_accuracy"] <= 1.0
+    assert m["final_train_loss"] < m["untrained_train_loss"]
+    assert abs(m["untrained_train_loss"] - math.log(10)) < 0.2  # Glorot init ~ uniform guess
+    assert len(m["test_accuracy_by_epoch"]) == 1
+    batches = [r for r in run["history"] if r["kind"] == "batch"]
+    assert [r["step"] for r in batches] == list(range(1, m["steps"] + 1))
+    with np.load(run["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
+        np.testing.assert_allclose(f["loss"], [r["loss"] for r in batches], rtol=1e-6)
+        assert int(f["steps_per_epoch"]) == m["steps"]
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(run_cli, tmp_path):
+    runs = []
+    for out, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        argv = ["run", "sgd-seed", "--profile", "quick", "--set", "n_train=2000"]
+        code, stdout, _ = run_cli(*argv, "--seed", seed, "--out", str(tmp_path / out))
+        assert code == 0
+        runs.append(_metrics(run_path(stdout)))
+    keys = ("test_accuracy", "final_train_loss", "final_batch_loss", "untrained_train_loss")
+    assert [runs[0][k] for k in keys] == [runs[1][k] for k in keys]
+    assert runs[0]["final_train_loss"] != runs[2]["final_train_loss"]
+
+
+def test_grid_survives_a_diverging_point_and_resumes(run_cli, tmp_path):
+    out = tmp_path / "runs"
+    argv = [
+        *("run", "sgd-grid", "--profile", "quick", "--out", str(out)),
+        *("--set", "lrs=1e9,0.1", "--set", "batch_sizes=64", "--set", "epochs=2"),
+    ]
+    code, stdout, err = run_cli(*argv)
+    assert code == 0  # in a batch, divergence is a result, not a failure
+    assert "diverged" in err
+    runs = {load_run(p)["config"]["cell"]: load_run(p) for p in find_runs(out, "sgd-grid")}
+    bad, good = runs["net32-32-b64-lr1e+09"], runs["net32-32-b64-lr0.1"]
+    assert bad["state"] == "diverged"
+    assert bad["status"]["diverged_at_step"] == bad["metrics"]["diverged_at_step"] >= 1
+    with np.load(bad["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
+        assert len(f["loss"]) == bad["metrics"]["diverged_at_step"]  # curve kept to the blow-up
+    assert good["state"] == "done"
+    assert len(good["metrics"]["test_accuracy_by_epoch"]) == 2
+    assert good["metrics"]["best_test_accuracy"] == max(good["metrics"]["test_accuracy_by_epoch"])
+
+    code, stdout, _ = run_cli(*argv)  # re-run: both points already recorded
+    assert code == 0
+    assert stdout.count("already recorded, skipped") == 2
+
+
+def _hparams_tables(root):
+    """What TensorBoard's HParams dashboard serves for logdir ``root``: experiment, groups."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import (
+        api_pb2,
+        backend_context,
+        get_experiment,
+        list_session_groups,
+    )
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(root))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(root))
+    backend = backend_context.Context(
+        base_plugin.TBContext(logdir=str(root), multiplexer=mux, data_provider=provider)
+    )
+    request = context.RequestContext()
+    experiment = get_experiment.Handler(
+        request, backend, "", api_pb2.GetExperimentRequest(include_metrics=True)
+    ).run()
+    groups = list_session_groups.Handler(
+        request,
+        backend,
+        "",
+        api_pb2.ListSessionGroupsRequest(
+            start_index=0,
+            slice_size=100,
+            include_metrics=True,
+            allowed_statuses=[api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS],
+        ),
+    ).run()
+    return experiment, groups
+
+
+def test_grid_is_readable_by_tensorboards_hparams_dashboard(run_cli, tmp_path):
+    out = tmp_path / "runs"
+    code, _, _ = run_cli("run", "sgd-grid", "--profile", "quick", "--out", str(out))
+    assert code == 0
+    experiment, groups = _hparams_tables(out / "sgd-grid")
+    assert {h.name for h in experiment.hparam_infos} == {
+        "lr",
+        "batch_size",
+        "net",
+        "reduction",
+        "momentum",
+    }
+    assert {m.name.tag for m in experiment.metric_infos} >= {
+        "epoch/test_accuracy",
+        "final/best_test_accuracy",
+    }
+    assert len(groups.session_groups) == 2  # the quick grid: batch 32 and 128
+    for group in groups.session_groups:
+        (session,) = group.sessions
+        run = load_run(out / "sgd-grid" / session.name.split("/")[0])
+        assert group.hparams["batch_size"].number_value == run["config"]["config"]["batch_size"]
+        assert group.hparams["net"].string_value == "32-32"
+        values = {v.name.tag: v.value for v in group.metric_values}
+        assert values["epoch/test_accuracy"] == pytest.approx(
+            run["metrics"]["test_accuracy"], rel=1e-6
+        )
+        assert values["final/best_epoch"] == run["metrics"]["best_epoch"]
+
+
+def test_lr_sweep_quick_keeps_every_batch_loss(run_cli, tmp_path):
+    out = tmp_path / "runs"
+    code, _, _ = run_cli("run", "sgd-lr-sweep", "--profile", "quick", "--out", str(out))
+    assert code == 0
+    runs = [load_run(p) for p in find_runs(out, "sgd-lr-sweep")]
+    assert sorted(r["config"]["config"]["lr"] for r in runs) == [0.001, 0.01, 0.1]
+    for run in runs:
+        with np.load(run["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
+            if run["state"] == "done":
+                assert len(f["loss"]) == 3200 // 32
+            else:
+                assert run["state"] == "diverged"
+
+
+def test_sgd_seed_full_reproduces_the_seed(run_cli):
+    """The seed's experiment on all of MNIST: 96.08% test, final train loss 0.087 (unseeded)."""
+    code, out, _ = run_cli("run", "sgd-seed")
+    assert code == 0
+    m = _metrics(run_path(out))
+    assert 0.95 <= m["test_accuracy"] <= 0.97
+    assert 0.04 <= m["final_train_loss"] <= 0.14
+    assert m["steps"] == 5 * 1875
