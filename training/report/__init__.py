@@ -75,6 +75,7 @@ def build_sections(ctx: sections.Context) -> list[Section]:
         _guarded("Runs", "runs", lambda: sections.runs_overview(ctx, _expected_jobs())),
         _guarded("Classification", "classification", lambda: sections.classification(ctx)),
         _guarded("TensorFlow SGD", "sgd", lambda: sections.sgd(ctx)),
+        _guarded("Reconstruction", "reconstruction", lambda: sections.reconstruction(ctx)),
         _guarded("Benchmarks", "benchmarks", lambda: sections.benchmarks(ctx)),
         _guarded("Environment", "environment", lambda: sections.environment(ctx, _generator())),
     ]

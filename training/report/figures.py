@@ -169,16 +169,15 @@ def scatter2d(
     writer: FigureWriter,
     name: str,
     title: str,
-    panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray, str]],
     *,
-    unit: str,
     caption: str = "",
 ) -> FigureRef:
-    """2-D latents coloured by digit; each panel is (model, z of shape (n, 2), labels (n,))."""
+    """2-D latents coloured by digit; each panel is (model, z (n, 2), labels (n,), unit)."""
     fig = Figure(figsize=(4.4 * len(panels) + 0.8, 4.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     points = None
-    for ax, (label, z, y) in zip(axes, panels, strict=True):
+    for ax, (label, z, y, unit) in zip(axes, panels, strict=True):
         z = np.asarray(z, dtype=float)
         points = ax.scatter(
             z[:, 0], z[:, 1], c=np.asarray(y), cmap=DIGIT_CMAP, vmin=-0.5, vmax=9.5, s=3, alpha=0.6
