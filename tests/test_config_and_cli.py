@@ -1,0 +1,102 @@
+"""Job registry, profiles, strict overrides and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from training.config import apply_overrides, config_hash
+from training.errors import ConfigError
+from training.jobs import all_jobs, get_job
+
+
+@dataclass(frozen=True)
+class C:
+    lr: float = 0.1
+    epochs: int = 3
+    nesterov: bool = False
+    widths: tuple[int, ...] = (256,)
+    name: str = "x"
+    clip: float | None = None
+
+
+def test_overrides_parse_by_field_type():
+    c = apply_overrides(C(), ["lr=1e-3", "epochs=7", "nesterov=true", "widths=512, 256",
+                              "name=y", "clip=none"])
+    assert c == C(lr=1e-3, epochs=7, nesterov=True, widths=(512, 256), name="y", clip=None)
+    assert apply_overrides(C(), ["clip=0.5"]).clip == 0.5
+
+
+@pytest.mark.parametrize(("pair", "message"), [
+    ("lrr=1", "unknown key for C .valid: lr, epochs"),
+    ("epochs=2.5", "expected int"),
+    ("nesterov=maybe", "expected bool"),
+    ("lr", "expected key=value"),
+    ("widths=a,b", "expected int"),
+])
+def test_bad_overrides_are_named(pair, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(C(), [pair])
+
+
+def test_config_hash_is_stable_and_sensitive():
+    assert config_hash("a", {"x": 1}) == config_hash("a", {"x": 1})
+    assert config_hash("a", {"x": 1}) != config_hash("a", {"x": 2})
+
+
+def test_every_job_is_well_formed():
+    jobs = all_jobs()
+    assert {"softmax-seed", "softmax"} <= set(jobs)
+    for name, job in jobs.items():
+        assert job.name == name and job.summary and "\n" not in job.summary
+        full, quick = job.resolve("full"), job.resolve("quick")
+        assert job.expand(full) and job.expand(quick)
+        labels = [label for label, _ in job.expand(full)]
+        assert len(labels) == len(set(labels)), f"{name}: duplicate cell labels"
+
+
+def test_run_ids_are_deterministic_and_distinct():
+    job = get_job("softmax")
+    cfg = job.resolve("quick")
+    assert job.run_id("", cfg, "quick", 0) == job.run_id("", cfg, "quick", 0)
+    assert job.run_id("", cfg, "quick", 0) != job.run_id("", cfg, "quick", 1)
+    assert job.run_id("", cfg, "quick", 0) != job.run_id("", job.resolve("full"), "full", 0)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "nope"], "unknown job 'nope'"),
+    (["run", "softmax", "--set", "bogus=1"], "unknown key"),
+    (["run", "softmax", "--set", "lr=-1"], "lr=-1.0 must be > 0"),
+    (["run", "softmax", "--set", "batch_size=0"], "batch_size=0 must be > 0"),
+    (["run", "softmax", "--set", "batch_size=100000"], "exceeds the"),
+    (["run", "softmax-seed", "--set", "eta=abc"], "expected float"),
+    (["run", "softmax", "--index", "3"], "has cells 0..0"),
+])
+def test_cli_errors_are_one_line_and_exit_2(run_cli, argv, message):
+    code, out, err = run_cli(*argv)
+    assert code == (1 if "exceeds" in message else 2), err
+    assert message in err or pytest.fail(err)
+    assert "Traceback" not in err
+
+
+def test_list_and_cells(run_cli):
+    code, out, _ = run_cli("list")
+    assert code == 0 and any(line.startswith("softmax-seed ") for line in out.splitlines())
+    code, out, _ = run_cli("cells", "softmax")
+    assert code == 0 and out == "0\tsoftmax\n"
+
+
+def test_listing_and_numpy_jobs_never_import_tensorflow(tmp_path, mnist):
+    code = (
+        "import sys\n"
+        "from training.cli import main\n"
+        "assert main(['list']) == 0\n"
+        f"assert main(['run', 'softmax', '--profile', 'quick', '--out', r'{tmp_path}']) == 0\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
