@@ -220,8 +220,8 @@ def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
             if cfg.log_batches:
                 for i, loss in enumerate(losses, start=step + 1):
                     run.log(i, "batch", loss=float(loss))
-            if len(losses) < steps_per_epoch or not np.isfinite(losses[-1]):
-                run.check_finite(step + len(losses), float(losses[-1]))
+            # The epoch stops at the first non-finite batch loss: that batch is the step.
+            run.check_finite(step + len(losses), float(losses[-1]))
             step += len(losses)
             progress.update(len(losses), loss=float(losses[-1]))
             # The seed printed the full-training-set mean loss after every epoch.

@@ -42,6 +42,7 @@ def configure(seed: int, threads: int = 0) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:
             log.warning("TensorFlow already initialised: threads=%d ignored", threads)
+    keras.backend.clear_session()  # drop models and traced steps of earlier runs in this process
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
