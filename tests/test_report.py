@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -404,3 +405,73 @@ def test_report_in_headless_chromium(run_cli, tmp_path):
     assert captions == expected
     assert captions["All runs"] == 6 and captions["Test accuracy, ours vs the seed"] >= 5
     assert facts["sections"] == [s["title"] for s in results["sections"]]
+
+
+BENCH_MODULE = """
+import numpy as np
+
+A = np.random.default_rng(0).standard_normal((128, 128), dtype=np.float32)
+X = np.random.default_rng(1).standard_normal(2000)
+
+
+def test_gemm(benchmark):
+    benchmark.group = "gemm"
+    benchmark.extra_info["flops"] = 2 * 128**3
+    benchmark(A.__matmul__, A)
+
+
+def test_sum_loop(benchmark):
+    benchmark.group = "sum"
+    benchmark(lambda: sum(float(v) for v in X))
+
+
+def test_sum_vectorised(benchmark):
+    benchmark.group = "sum"
+    benchmark.extra_info["baseline"] = "test_sum_loop"
+    benchmark.extra_info["flops"] = 2000
+    benchmark(X.sum)
+"""
+
+
+@pytest.mark.slow
+def test_benchmark_section_from_real_pytest_benchmark_json(tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (tmp_path / "test_tiny_bench.py").write_text(BENCH_MODULE)
+    (bench / "not-a-benchmark.json").write_text('{"hello": 1}')
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(tmp_path / "test_tiny_bench.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "--benchmark-max-time=0.02",
+            f"--benchmark-json={bench / 'tiny.json'}",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    (tmp_path / "runs").mkdir()
+    results = build_report(tmp_path / "runs", bench, tmp_path / "reports")
+    raw = json.loads((bench / "tiny.json").read_text())
+    median = {b["name"]: b["stats"]["median"] for b in raw["benchmarks"]}
+    section = next(s for s in results["sections"] if s["key"] == "benchmarks")
+    (table,) = section["tables"]  # the file without a benchmarks list is skipped
+    rows = {r[1]: dict(zip(table["columns"], r, strict=True)) for r in table["rows"]}
+    gemm = 2 * 128**3 / median["test_gemm"] / 1e9
+    assert rows["test_gemm"]["GFLOP/s"] == pytest.approx(gemm)
+    assert rows["test_gemm"]["of GEMM ceiling"] == pytest.approx(1.0)
+    vec = rows["test_sum_vectorised"]
+    assert vec["baseline"] == "test_sum_loop"
+    assert vec["speed-up"] == pytest.approx(median["test_sum_loop"] / median["test_sum_vectorised"])
+    assert vec["speed-up"] > 5  # a Python loop against NumPy: the ratio, not a time
+    assert vec["of GEMM ceiling"] == pytest.approx(
+        2000 / median["test_sum_vectorised"] / 1e9 / gemm
+    )
+    assert section["figures"] == ["figures/bench-tiny.png"]

@@ -93,7 +93,7 @@ def _missing_note(jobs: list[str], what: str) -> str:
 def _curve_kind(run: RunRecord) -> str | None:
     """The history kind to draw curves from: per-epoch rows if any, else periodic evaluations."""
     kinds = [r.get("kind") for r in run.history]
-    for kind in ("epoch", "eval"):
+    for kind in ("epoch", "eval", "step"):
         if kind in kinds:
             return kind
     return None
@@ -304,9 +304,11 @@ def _learning_curves(writer: FigureWriter, job: str, run: RunRecord):
     panels = [(p, d) for p, d in (("loss (nats per sample)", loss), ("accuracy (%)", acc)) if d]
     if not panels:
         return None
-    xlabel = "epoch" if kind == "epoch" else f"training step ({kind} rows; {job}'s step unit)"
-    if job == "softmax-seed":
-        xlabel = "training samples seen (per-sample SGD)"
+    xlabel = {
+        "epoch": "epoch",
+        "step": "training iteration (mini-batch)",
+        "eval": "training samples seen (per-sample SGD)",
+    }[kind]
     return figures.curves(
         writer,
         f"curves-{job}",
