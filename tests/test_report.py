@@ -358,6 +358,22 @@ PAGE_FACTS = """JSON.stringify({
 })"""
 
 
+def open_page(page: DevTools, url: str) -> tuple[dict, list[dict]]:
+    """Load ``url``; return the page's facts and the errors it raised (console, log, JS)."""
+    page.events.clear()
+    page.call("Page.navigate", url=url)
+    page.wait_for("Page.loadEventFired")
+    facts = json.loads(page.call("Runtime.evaluate", expression=PAGE_FACTS)["result"]["value"])
+    errors = [
+        e
+        for e in page.events
+        if e.get("method") == "Runtime.exceptionThrown"
+        or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+    ]
+    return facts, errors
+
+
 @pytest.mark.slow
 def test_report_in_headless_chromium(run_cli, tmp_path):
     pytest.importorskip("websocket", reason="websocket-client is in the dev extra")
@@ -365,46 +381,30 @@ def test_report_in_headless_chromium(run_cli, tmp_path):
     with serve(report) as base, chromium(tmp_path) as page:
         for domain in ("Page", "Runtime", "Log"):
             page.call(f"{domain}.enable")
-        page.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=1200,
-            height=900,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
-        page.call("Page.navigate", url=f"{base}/index.html")
-        page.wait_for("Page.loadEventFired")
-        facts = json.loads(page.call("Runtime.evaluate", expression=PAGE_FACTS)["result"]["value"])
-        errors = [
-            e
-            for e in page.events
-            if e.get("method") == "Runtime.exceptionThrown"
-            or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
-            or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
-        ]
+        viewport = {"width": 1200, "deviceScaleFactor": 1, "mobile": False}
+        page.call("Emulation.setDeviceMetricsOverride", height=900, **viewport)
+        facts, errors = open_page(page, f"{base}/index.html")
         # A full-page screenshot for a human to look at (test-artifacts/ is git-ignored).
-        page.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=1200,
-            height=min(int(facts["height"]), 16000),
-            deviceScaleFactor=1,
-            mobile=False,
-        )
+        height = min(int(facts["height"]), 16000)
+        page.call("Emulation.setDeviceMetricsOverride", height=height, **viewport)
         shot = page.call("Page.captureScreenshot", format="png")
+        # The same page straight from disk: relative links only, nothing needs a server.
+        from_disk, disk_errors = open_page(page, (report / "index.html").as_uri())
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "report-chromium.png").write_bytes(base64.b64decode(shot["data"]))
 
-    assert errors == []
+    assert errors == [] and disk_errors == []
     assert facts["title"] == "mnist-suite report"
     figures = {f for s in results["sections"] for f in s["figures"]}
     assert {i["src"] for i in facts["images"]} == figures and len(figures) >= 4
-    for image in facts["images"]:
+    for image in facts["images"] + from_disk["images"]:
         assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
     captions = {t["caption"]: t["rows"] for t in facts["tables"]}
     expected = {t["title"]: len(t["rows"]) for s in results["sections"] for t in s["tables"]}
     assert captions == expected
     assert captions["All runs"] == 6 and captions["Test accuracy, ours vs the seed"] >= 5
     assert facts["sections"] == [s["title"] for s in results["sections"]]
+    assert from_disk["tables"] == facts["tables"]
 
 
 BENCH_MODULE = """

@@ -139,8 +139,13 @@ def build_report(runs_dir: Path, bench_dir: Path | None, out: Path) -> dict:
             "sections": [s.to_json() for s in built],
         }
         atomic_write_json(tmp / "results.json", results)
-        atomic_write_bytes(tmp / "index.md", render_markdown(TITLE, built).encode())
-        atomic_write_bytes(tmp / "index.html", render_html(TITLE, built).encode())
+        subtitle = (
+            f"Generated {results['generated_at'][:19]} UTC by `mnist-suite report` from "
+            f"{len(ctx.runs)} runs in {runs_dir} and {len(ctx.benches)} benchmark files"
+            f"{f' in {bench_dir}' if bench_dir else ''}. It reads results; it never trains."
+        )
+        atomic_write_bytes(tmp / "index.md", render_markdown(TITLE, built, subtitle).encode())
+        atomic_write_bytes(tmp / "index.html", render_html(TITLE, built, subtitle).encode())
         _swap(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

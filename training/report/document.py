@@ -90,8 +90,8 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(title: str, sections: list[Section]) -> str:
-    lines = [f"# {title}", ""]
+def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> str:
+    lines = [f"# {title}", ""] + ([subtitle, ""] if subtitle else [])
     lines += [f"- [{s.title}](#{s.key})" for s in sections] + [""]
     for s in sections:
         lines += [f'<a id="{s.key}"></a>', "", f"## {s.title}", ""]
@@ -131,7 +131,7 @@ figcaption { font-size: 0.9em; color: #555; }
 """
 
 
-def render_html(title: str, sections: list[Section]) -> str:
+def render_html(title: str, sections: list[Section], subtitle: str = "") -> str:
     """One static page (no scripts, relative image paths): it opens from disk or a server."""
     e = html.escape
     out = [
@@ -143,6 +143,7 @@ def render_html(title: str, sections: list[Section]) -> str:
         '<link rel="icon" href="data:,">',
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
+        f"<p>{e(subtitle)}</p>" if subtitle else "",
         "<nav><ul>",
         *(f'<li><a href="#{e(s.key)}">{e(s.title)}</a></li>' for s in sections),
         "</ul></nav>",

@@ -223,13 +223,14 @@ def classification(ctx: Context) -> Section:
     if grid_run is not None:
         seed, seed_job = seed_figure("sgd-grid", "test_accuracy")
         config = key_config(grid_run) + (f", best epoch={grid_epoch}" if grid_epoch else "")
+        at_best = next((r for r in grid_run.rows("epoch") if r.get("step") == grid_epoch), {})
         rows.append(
             [
                 f"sgd-grid (best: {grid_run.cell})",
                 config,
                 grid_run.profile,
                 state_text(grid_run),
-                None,
+                number(at_best.get("train_accuracy")),
                 None,
                 grid_acc,
                 grid_run.metric("wall_seconds"),
