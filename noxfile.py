@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -57,3 +59,70 @@ def report(session: nox.Session) -> None:
         *session.posargs,
         env=ENV,
     )
+
+
+# --- Containers: `python -m training.containers` does the work (docker/Dockerfile explains).
+# On machines like CI's, Podman needs `export CONTAINERS_CONF=$PWD/docker/containers.conf`.
+CONTAINERS = (sys.executable, "-m", "training.containers")
+LOCK = ("pip-compile", "--quiet", "--allow-unsafe", "--generate-hashes", "--no-emit-find-links")
+LOCK += ("--no-emit-index-url", "--strip-extras")
+
+
+@nox.session(venv_backend="none")
+def base_image(session: nox.Session) -> None:
+    """Build the local Debian base image with debootstrap, for where none can be pulled."""
+    session.run(*CONTAINERS, "base", *session.posargs, external=True)
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Refresh the images' hash-pinned lock files in docker/ (pass --upgrade after --)."""
+    session.install("pip-tools")
+    tf_lock = "--output-file=docker/requirements-tf.txt"
+    session.run(*LOCK, tf_lock, *session.posargs, "pyproject.toml")
+    numpy_input = session.run("python", "-m", "training.containers", "lock-input", silent=True)
+    with open("docker/requirements-numpy.in", "w") as f:
+        f.write(numpy_input)
+    session.run(
+        *LOCK, "--output-file=docker/requirements-numpy.txt", *session.posargs,
+        "docker/requirements-numpy.in",
+    )  # fmt: skip
+
+
+@nox.session(venv_backend="none")
+def image(session: nox.Session) -> None:
+    """Build the numpy and tf images, network off (-- numpy|tf, --no-cache, --offline)."""
+    session.run(*CONTAINERS, "build", *session.posargs, external=True)
+
+
+@nox.session
+def train(session: nox.Session) -> None:
+    """Run every job (or those after --) in its container; --local, --profile quick, --out DIR."""
+    install_suite(session, extras="")
+    session.run("python", "-m", "training.containers", "train", *session.posargs, env=ENV)
+
+
+@nox.session
+def tensorboard(session: nox.Session) -> None:
+    """Serve the runs folder's TensorBoard logs on http://127.0.0.1:6006 (-- --logdir DIR)."""
+    session.install("tensorboard")
+    session.run(
+        "tensorboard", "--logdir", "runs", "--host", "127.0.0.1", "--port", "6006",
+        *session.posargs,
+    )  # fmt: skip
+
+
+@nox.session(venv_backend="none")
+def suite(session: nox.Session) -> None:
+    """Everything: data, image, train every job, bench, report (-- --profile quick)."""
+    engine = session.run(*CONTAINERS, "engine", silent=True, success_codes=[0, 2], external=True)
+    session.notify("data")
+    if engine and engine.strip():
+        session.notify("image")
+        session.notify("train", posargs=session.posargs)
+    else:
+        session.warn("no container engine: the jobs run locally")
+        session.notify("train", posargs=["--local", *session.posargs])
+    for later in ("bench", "report"):
+        if later in nox.registry.get():
+            session.notify(later)
