@@ -6,6 +6,7 @@ returns a :class:`FigureRef` to the file it wrote.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,11 +17,13 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
 from training.report.document import FigureRef
 
 DPI = 100
 DIGIT_CMAP = "tab10"
+MAX_POINTS = 2000  # per latent scatter panel
 
 
 class FigureWriter:
@@ -33,8 +36,15 @@ class FigureWriter:
     def save(self, fig: Figure, name: str, title: str, caption: str = "") -> FigureRef:
         FigureCanvasAgg(fig)
         path = self.folder / f"{name}.png"
-        # No timestamp/version metadata: the same runs give byte-identical PNGs.
-        fig.savefig(path, dpi=DPI, metadata={"Software": None})
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI)
+        # A 256-colour palette (no dithering) keeps charts and digit images intact at a
+        # fraction of the size: the reference report is committed. No metadata: the same
+        # runs give byte-identical files.
+        image = Image.open(buffer).convert("RGB")
+        image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            path, optimize=True
+        )
         return FigureRef(f"{self.folder.name}/{path.name}", title, caption)
 
 
@@ -140,7 +150,7 @@ def image_grid(
 ) -> FigureRef:
     """Rows of 28×28 images: each row is (label, images of shape (n, 28, 28) or (n, 784))."""
     n = max(len(images) for _, images in rows)
-    fig = Figure(figsize=(1.1 * n + 1.4, 1.15 * len(rows) + 1.0), layout="constrained")
+    fig = Figure(figsize=(0.85 * n + 1.4, 0.9 * len(rows) + 1.0), layout="constrained")
     axes = fig.subplots(len(rows), n, squeeze=False)
     for r, (label, images) in enumerate(rows):
         images = np.asarray(images, dtype=float).reshape(len(images), 28, 28)
@@ -178,9 +188,18 @@ def scatter2d(
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     points = None
     for ax, (label, z, y, unit) in zip(axes, panels, strict=True):
-        z = np.asarray(z, dtype=float)
+        # At most MAX_POINTS evenly spaced points: the picture is the same, the PNG smaller.
+        keep = np.unique(np.linspace(0, len(z) - 1, min(len(z), MAX_POINTS)).astype(int))
+        z, y = np.asarray(z, dtype=float)[keep], np.asarray(y)[keep]
         points = ax.scatter(
-            z[:, 0], z[:, 1], c=np.asarray(y), cmap=DIGIT_CMAP, vmin=-0.5, vmax=9.5, s=3, alpha=0.6
+            z[:, 0],
+            z[:, 1],
+            c=np.asarray(y),
+            cmap=DIGIT_CMAP,
+            vmin=-0.5,
+            vmax=9.5,
+            s=2,
+            linewidths=0,
         )
         ax.set_title(label, fontsize=10)
         ax.set_xlabel(f"latent 1 ({unit})")
