@@ -160,3 +160,19 @@ def test_sgd_seed_full_reproduces_the_seed(run_cli):
     assert 0.95 <= m["test_accuracy"] <= 0.97
     assert 0.04 <= m["final_train_loss"] <= 0.14
     assert m["steps"] == 5 * 1875
+
+
+def test_lr_sweep_full_reproduces_the_seeds_figure(run_cli, tmp_path):
+    """Seed: lr 0.1 stuck near ln 10 (2.3107), lr 0.01 -> 0.1689, lr 0.001 -> 0.2568."""
+    out = tmp_path / "runs"
+    code, _, _ = run_cli("run", "sgd-lr-sweep", "--out", str(out))
+    assert code == 0  # the lr 0.1 cell never fails the sweep, whichever way it ends
+    runs = {load_run(p)["config"]["config"]["lr"]: load_run(p) for p in find_runs(out)}
+    high = runs[0.1]
+    assert high["state"] == "diverged" or high["metrics"]["stuck_at_chance"]
+    assert 0.12 <= runs[0.01]["metrics"]["final_train_loss"] <= 0.22
+    assert 0.20 <= runs[0.001]["metrics"]["final_train_loss"] <= 0.32
+    for run in runs.values():
+        with np.load(run["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
+            steps = run["metrics"].get("diverged_at_step", 1875)
+            assert len(f["loss"]) == steps
