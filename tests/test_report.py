@@ -475,3 +475,16 @@ def test_benchmark_section_from_real_pytest_benchmark_json(tmp_path):
         2000 / median["test_sum_vectorised"] / 1e9 / gemm
     )
     assert section["figures"] == ["figures/bench-tiny.png"]
+
+
+def test_report_command_never_imports_tensorflow(tmp_path):
+    # The report reads results: it must run where TensorFlow is absent (the numpy image).
+    (tmp_path / "runs").mkdir()
+    code = (
+        "import sys; from training.cli import main; "
+        f"rc = main(['report', '--runs', {str(tmp_path / 'runs')!r}, "
+        f"'--out', {str(tmp_path / 'reports')!r}]); "
+        "assert rc == 0 and 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    assert (tmp_path / "reports" / "index.html").is_file()

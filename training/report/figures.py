@@ -105,7 +105,7 @@ def heatmap(
     """
     matrix = np.asarray(matrix, dtype=float)
     rows, cols = matrix.shape
-    fig = Figure(figsize=(max(4.5, 0.55 * cols + 2.5), max(3.5, 0.45 * rows + 1.8)))
+    fig = Figure(figsize=(max(6.0, 0.55 * cols + 2.5), max(3.5, 0.45 * rows + 1.8)))
     fig.set_layout_engine("constrained")
     ax = fig.subplots()
     finite = matrix[np.isfinite(matrix)]
@@ -161,13 +161,15 @@ def image_grid(
             if c < len(images):
                 if diverging:
                     lim = float(np.abs(images[c]).max()) or 1.0
-                    ax.imshow(images[c], cmap="RdBu_r", vmin=-lim, vmax=lim)
+                    ax.imshow(
+                        images[c], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest"
+                    )
                 else:
-                    ax.imshow(images[c], cmap="gray_r", vmin=0.0, vmax=1.0)
+                    ax.imshow(images[c], cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
             else:
                 ax.set_axis_off()
-            if c == 0:
-                ax.set_ylabel(label, fontsize=8)
+            if c == 0:  # horizontal: long model names stay readable
+                ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
             if r == len(rows) - 1:
                 ax.set_xlabel(f"{c + 1}", fontsize=8)
     fig.supxlabel(f"{col_label} (28×28 px; {value_label})", fontsize=9)
@@ -184,8 +186,13 @@ def scatter2d(
     caption: str = "",
 ) -> FigureRef:
     """2-D latents coloured by digit; each panel is (model, z (n, 2), labels (n,), unit)."""
-    fig = Figure(figsize=(4.4 * len(panels) + 0.8, 4.2), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    ncols = min(len(panels), 2)
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(4.6 * ncols + 1.0, 4.0 * nrows + 0.4), layout="constrained")
+    grid = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in grid[len(panels) :]:
+        ax.set_axis_off()
+    axes = grid[: len(panels)]
     points = None
     for ax, (label, z, y, unit) in zip(axes, panels, strict=True):
         # At most MAX_POINTS evenly spaced points: the picture is the same, the PNG smaller.
@@ -205,7 +212,7 @@ def scatter2d(
         ax.set_xlabel(f"latent 1 ({unit})")
         ax.set_ylabel(f"latent 2 ({unit})")
     if points is not None:
-        fig.colorbar(points, ax=list(axes), ticks=range(10), label="digit")
+        fig.colorbar(points, ax=list(grid), ticks=range(10), label="digit")
     fig.suptitle(title)
     return writer.save(fig, name, title, caption)
 
