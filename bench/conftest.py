@@ -27,11 +27,16 @@ def mnist():
     return load_mnist()
 
 
-def record_gflops(benchmark, flops: float) -> None:
-    """Put ``flops`` and the median's GFLOP/s into the benchmark's ``extra_info``."""
-    benchmark.extra_info["flops"] = flops
-    if benchmark.stats is not None:  # None under --benchmark-disable
-        benchmark.extra_info["gflop_per_s"] = flops / benchmark.stats.stats.median / 1e9
+@pytest.fixture
+def record_gflops(benchmark):
+    """``record_gflops(flops)`` after timing: ``flops`` and the median's GFLOP/s to extra_info."""
+
+    def record(flops: float) -> None:
+        benchmark.extra_info["flops"] = flops
+        if benchmark.stats is not None:  # None under --benchmark-disable
+            benchmark.extra_info["gflop_per_s"] = flops / benchmark.stats.stats.median / 1e9
+
+    return record
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -115,7 +115,9 @@ def train_epoch(
     total, seen = 0.0, 0
     for idx in batch_indices(len(x), batch_size, rng):
         xb = to_unit(x[idx], dtype)  # (B, 784)
-        loss = loss_fn.forward(model.forward(xb), labels[idx])
+        # A diverging run overflows before its loss turns nan; the check below reports it.
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = loss_fn.forward(model.forward(xb), labels[idx])
         if not math.isfinite(loss):
             raise Diverged(step, loss)
         model.backward(loss_fn.backward())
@@ -177,7 +179,8 @@ def train_mlp_seed(cfg: MlpSeedConfig, run) -> dict:
     start = run.elapsed()
     for it in range(1, cfg.iterations + 1):
         idx = rng.integers(0, len(x_tr), cfg.batch_size)  # with replacement, as the seed drew
-        loss = loss_fn.forward(model.forward(x_tr[idx]), y_tr[idx])
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence: reported just below
+            loss = loss_fn.forward(model.forward(x_tr[idx]), y_tr[idx])
         run.check_finite(it, loss)
         model.backward(loss_fn.backward())
         opt.step(cfg.lr)

@@ -1,0 +1,175 @@
+"""NumPy MLP speed: forward, backward and SGD step per architecture, a whole ``mlp`` epoch, the
+seed's loop LogSoftmax backward as a baseline, and a float32 GEMM as the ceiling of them all.
+
+FLOPs count matrix products only (2·m·n·k); element-wise work is the overhead the ratio to the
+GEMM ceiling exposes. Targets (ratios within one run): a 784-256-10 step at >= 60% of the
+ceiling, an ``mlp`` epoch at >= 50%, the vectorised LogSoftmax backward >= 100x the loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from training.data import train_dev_split
+from training.jobs.mlp import MlpConfig, train_epoch
+from training.nn import SGD, LogSoftmax, NLLLoss, make_schedule, mlp
+from training.nn.reference import log_softmax_backward_loop
+
+NETS = [((784, 10, 10), 100), ((784, 256, 10), 128), ((784, 512, 256, 10), 128)]
+NET_IDS = [f"{'-'.join(map(str, s))}-b{b}" for s, b in NETS]
+
+
+def forward_flops(sizes: tuple[int, ...], batch: int) -> int:
+    return sum(2 * batch * a * b for a, b in itertools.pairwise(sizes))
+
+
+def backward_flops(sizes: tuple[int, ...], batch: int) -> int:
+    """Weight gradients of every layer, input gradients of all but the first (never computed)."""
+    pairs = list(itertools.pairwise(sizes))
+    return sum(2 * batch * a * b for a, b in pairs) + sum(2 * batch * a * b for a, b in pairs[1:])
+
+
+def setup_net(sizes: tuple[int, ...], batch: int):
+    rng = np.random.default_rng(0)
+    net = mlp(sizes, rng=rng)
+    loss = NLLLoss()
+    opt = SGD(net.params, net.grads, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x = rng.random((batch, sizes[0]), dtype=np.float32)
+    y = rng.integers(0, sizes[-1], batch)
+    return net, loss, opt, x, y
+
+
+@pytest.mark.benchmark(group="gemm-ceiling")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_2048(benchmark, record_gflops, dtype):
+    n = 2048
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n)).astype(dtype), rng.random((n, n)).astype(dtype)
+    out = np.empty((n, n), dtype)
+    benchmark.extra_info.update(shape=f"{n}x{n}x{n}", dtype=dtype)
+    if dtype == "float32":
+        benchmark.extra_info["role"] = "ceiling"  # the dense layers' float32 GEMMs
+    benchmark.pedantic(np.matmul, args=(a, b), kwargs={"out": out}, rounds=7, warmup_rounds=1)
+    record_gflops(2 * n**3)
+
+
+@pytest.mark.benchmark(group="forward")
+@pytest.mark.parametrize(("sizes", "batch"), NETS, ids=NET_IDS)
+def test_forward(benchmark, record_gflops, sizes, batch):
+    net, _, _, x, _ = setup_net(sizes, batch)
+    benchmark.extra_info.update(net="-".join(map(str, sizes)), batch=batch, dtype="float32")
+    benchmark(net.forward, x)
+    record_gflops(forward_flops(sizes, batch))
+
+
+@pytest.mark.benchmark(group="backward")
+@pytest.mark.parametrize(("sizes", "batch"), NETS, ids=NET_IDS)
+def test_backward(benchmark, record_gflops, sizes, batch):
+    net, loss, _, x, y = setup_net(sizes, batch)
+    loss.forward(net.forward(x), y)
+    grad = loss.backward()  # backward only reads the forward's caches: repeatable
+    benchmark.extra_info.update(net="-".join(map(str, sizes)), batch=batch, dtype="float32")
+    benchmark(net.backward, grad)
+    record_gflops(backward_flops(sizes, batch))
+
+
+@pytest.mark.benchmark(group="step")
+@pytest.mark.parametrize(("sizes", "batch"), NETS, ids=NET_IDS)
+def test_sgd_step(benchmark, record_gflops, sizes, batch):
+    """Forward, NLL, backward and a Nesterov update with weight decay: one training step."""
+    net, loss, opt, x, y = setup_net(sizes, batch)
+
+    def step() -> None:
+        loss.forward(net.forward(x), y)
+        net.backward(loss.backward())
+        opt.step(0.01)
+
+    benchmark.extra_info.update(net="-".join(map(str, sizes)), batch=batch, dtype="float32")
+    if sizes == (784, 256, 10):
+        benchmark.extra_info["target"] = {"fraction_of_ceiling": 0.6}
+    benchmark(step)
+    record_gflops(forward_flops(sizes, batch) + backward_flops(sizes, batch))
+
+
+LOOP_NAME = "bench/test_bench_numpy.py::test_logsoftmax_backward_loop"
+
+
+@pytest.fixture
+def logsoftmax_batch():
+    """The seed's shapes: batch 100 × 10 classes, float64."""
+    rng = np.random.default_rng(0)
+    layer = LogSoftmax()
+    logp = layer.forward(rng.standard_normal((100, 10)))
+    return layer, logp, rng.standard_normal((100, 10))
+
+
+@pytest.mark.benchmark(group="logsoftmax-backward")
+def test_logsoftmax_backward_loop(benchmark, logsoftmax_batch):
+    """Baseline: the seed's Python double loop over batch × classes."""
+    _, logp, grad = logsoftmax_batch
+    benchmark.extra_info.update(batch=100, classes=10, dtype="float64")
+    benchmark(log_softmax_backward_loop, logp, grad)
+
+
+@pytest.mark.benchmark(group="logsoftmax-backward")
+def test_logsoftmax_backward_vectorised(benchmark, logsoftmax_batch):
+    layer, _, grad = logsoftmax_batch
+    benchmark.extra_info.update(
+        batch=100,
+        classes=10,
+        dtype="float64",
+        baseline=LOOP_NAME,
+        target={"speedup_over_baseline": 100},
+    )
+    benchmark(layer.backward, grad)
+
+
+@pytest.mark.benchmark(group="epoch")
+def test_mlp_epoch(benchmark, record_gflops, mnist):
+    """One epoch of the ``mlp`` job's full profile (augmentation included) on 55,000 images."""
+    cfg = MlpConfig()
+    images, labels, _, _ = train_dev_split(mnist.x_train, mnist.y_train, cfg.n_dev, 0)
+    sizes = (784, *cfg.widths, 10)
+    rng = np.random.default_rng(0)
+    net = mlp(sizes, init=cfg.init, rng=rng)
+    loss = NLLLoss()
+    opt = SGD(
+        net.params,
+        net.grads,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
+    steps = math.ceil(len(images) / cfg.batch_size)
+    lr_at = make_schedule(cfg.schedule, cfg.lr, steps, warmup_steps=steps // 10)
+
+    def epoch() -> None:
+        train_epoch(
+            net,
+            loss,
+            opt,
+            images,
+            labels,
+            batch_size=cfg.batch_size,
+            rng=rng,
+            lr_at=lr_at,
+            max_shift=cfg.max_shift,
+        )
+
+    benchmark.extra_info.update(
+        net="-".join(map(str, sizes)),
+        batch=cfg.batch_size,
+        samples=len(images),
+        max_shift=cfg.max_shift,
+        dtype=cfg.dtype,
+        target={"fraction_of_ceiling": 0.5},
+    )
+    benchmark.pedantic(epoch, rounds=3, warmup_rounds=1)
+    # FLOPs are linear in the batch size, so the last, smaller batch adds up exactly.
+    record_gflops(
+        forward_flops(sizes, len(images)) + backward_flops(sizes, len(images)),
+    )

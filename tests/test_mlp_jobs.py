@@ -1,0 +1,160 @@
+"""The NumPy MLP jobs end to end: run records, TensorBoard, weights, determinism, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import run_path
+from training.data import to_unit
+from training.jobs.mlp import random_shift
+from training.metrics import accuracy
+from training.nn import load_model
+from training.runs import load_run
+
+METRICS = ("test_accuracy", "train_accuracy", "dev_accuracy", "wall_seconds", "samples_per_second")
+
+
+def check_run(path, mnist, kind: str, steps: list[int]) -> dict:
+    """The invariants every finished MLP run keeps; returns its metrics."""
+    run = load_run(path)
+    assert run["state"] == "done"
+    metrics = run["metrics"]
+    assert all(isinstance(metrics[k], float) for k in METRICS)
+    rows = [r for r in run["history"] if r["kind"] == kind]
+    assert [r["step"] for r in rows] == steps
+    assert rows[-1]["dev_accuracy"] == metrics["dev_accuracy"]
+    final = [r for r in run["history"] if r["kind"] == "final"]
+    assert [r["test_accuracy"] for r in final] == [metrics["test_accuracy"]]  # scored once
+
+    acc = EventAccumulator(str(path / "tb"))
+    acc.Reload()
+    for name in ("train_loss", "dev_accuracy"):
+        tb = [e.value for e in acc.Scalars(f"{kind}/{name}")]
+        np.testing.assert_allclose(tb, [r[name] for r in rows], rtol=1e-6)
+
+    with np.load(path / "artifacts" / "confusion.npz", allow_pickle=False) as f:
+        matrix = f["matrix"]
+    assert matrix.shape == (10, 10) and matrix.sum() == 10000
+    assert np.trace(matrix) / 10000 == pytest.approx(metrics["test_accuracy"])
+    # The saved weights alone reproduce the reported test accuracy.
+    model = load_model(path / "artifacts" / "weights.npz")
+    x_test = to_unit(mnist.x_test, model.params[0].dtype)
+    assert accuracy(model.predict_log_proba(x_test), mnist.y_test) == metrics["test_accuracy"]
+    return metrics
+
+
+def test_mlp_seed_quick(run_cli, mnist):
+    code, out, _ = run_cli("run", "mlp-seed", "--profile", "quick")
+    assert code == 0
+    path = run_path(out)
+    metrics = check_run(path, mnist, "step", [250, 500, 750, 1000])
+    assert 0.75 < metrics["test_accuracy"] < 0.95  # 1000 of the seed's 5000 iterations
+    model = load_model(path / "artifacts" / "weights.npz")
+    assert repr(model) == "Sequential(Linear(784→10), ReLU(), Linear(10→10), LogSoftmax())"
+    assert model.params[0].dtype == np.float64  # the seed's weights were float64
+
+
+def test_mlp_quick(run_cli, mnist):
+    code, out, _ = run_cli("run", "mlp", "--profile", "quick")
+    assert code == 0
+    metrics = check_run(run_path(out), mnist, "epoch", [1, 2])
+    assert metrics["test_accuracy"] > 0.9
+    assert metrics["parameters"] == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+
+
+def test_same_seed_same_weights_bit_for_bit(run_cli, tmp_path):
+    def weights(seed: int, out: str) -> dict[str, bytes]:
+        code, stdout, _ = run_cli(
+            "run", "mlp", "--profile", "quick", "--seed", str(seed), "--out", str(tmp_path / out)
+        )
+        assert code == 0
+        with np.load(run_path(stdout) / "artifacts" / "weights.npz", allow_pickle=False) as f:
+            return {k: f[k].tobytes() for k in f.files}
+
+    first, again, other = weights(1, "a"), weights(1, "b"), weights(2, "c")
+    assert first == again
+    assert first["W1"] != other["W1"]
+
+
+def test_numpy_jobs_never_import_tensorflow(tmp_path, mnist):
+    code = f"""
+import sys
+import training.nn
+from training.cli import main
+assert main(['run', 'mlp', '--profile', 'quick', '--out', r'{tmp_path}']) == 0
+assert main(['run', 'mlp-seed', '--profile', 'quick', '--out', r'{tmp_path}']) == 0
+assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("job", "setting", "message"),
+    [
+        ("mlp", "lr=0", "lr=0.0 must be > 0"),
+        ("mlp-seed", "lr=-0.001", "lr=-0.001 must be > 0"),
+        ("mlp", "batch_size=0", "batch_size=0 must be > 0"),
+        ("mlp", "batch_size=55001", "batch_size=55001 exceeds the 55000 training samples"),
+        ("mlp-seed", "batch_size=59001", "batch_size=59001 exceeds the 59000 training samples"),
+        ("mlp", "init=xavier", "unknown initialiser 'xavier'"),
+        ("mlp", "schedule=linear", "unknown schedule 'linear'"),
+        ("mlp", "widths=512,0", "widths=(512, 0) must be > 0"),
+    ],
+)
+def test_bad_settings_fail_before_training(run_cli, tmp_path, job, setting, message):
+    code, _, err = run_cli("run", job, "--set", setting)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # no run directory, no half-written files
+
+
+def test_divergence_is_recorded_with_its_step(run_cli):
+    code, out, err = run_cli("run", "mlp", "--profile", "quick", "--set", "lr=1e4")
+    assert code == 3 and "diverged" in err
+    run = load_run(run_path(out))
+    assert run["state"] == "diverged"
+    assert run["status"]["diverged_at_step"] == run["metrics"]["diverged_at_step"] > 0
+    assert run["metrics"]["final_train_loss"] is None  # nan, stored as JSON null
+
+
+def test_random_shift_moves_each_image_by_at_most_two_pixels():
+    rng = np.random.default_rng(0)
+    images = np.zeros((500, 28, 28), np.uint8)
+    images[:, 14, 14] = 255  # one bright pixel in the middle
+    shifted = random_shift(images, 2, rng)
+    rows, cols = np.divmod(shifted.reshape(500, -1).argmax(axis=1), 28)
+    assert shifted.shape == images.shape and shifted.dtype == np.uint8
+    assert (shifted == 255).sum(axis=(1, 2)).tolist() == [1] * 500  # nothing lost or duplicated
+    assert set(rows - 14) == set(cols - 14) == {-2, -1, 0, 1, 2}  # every shift drawn
+
+
+def test_predict_cli_writes_the_titled_figure(run_cli, tmp_path):
+    code, out, _ = run_cli("run", "mlp-seed", "--profile", "quick")
+    weights = run_path(out) / "artifacts" / "weights.npz"
+    png = tmp_path / "fig" / "seven.png"
+    code, out, _ = run_cli("predict", "--weights", str(weights), "--index", "0", "--out", str(png))
+    assert code == 0 and "image #0 (label 7): prediction" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = run_cli(
+        "predict", "--weights", str(weights), "--index", "10000", "--out", str(png)
+    )
+    assert code == 2 and "--index 10000: the test set has images 0..9999" in err
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, W1=np.zeros((10, 784)))
+    code, _, err = run_cli("predict", "--weights", str(broken), "--index", "0", "--out", str(png))
+    assert code == 2 and "no 'architecture' key" in err
+
+
+@pytest.mark.slow
+def test_mlp_seed_full_lands_in_the_seed_band(run_cli):
+    """Seed: ≈ 92.5% test with the saved weights; band 91-94%."""
+    code, out, _ = run_cli("run", "mlp-seed")
+    assert code == 0
+    metrics = load_run(run_path(out))["metrics"]
+    assert 0.91 <= metrics["test_accuracy"] <= 0.94
