@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import nox
 
@@ -41,6 +42,17 @@ def data(session: nox.Session) -> None:
     """Fetch and verify MNIST into the cache; prints the source used (options after --)."""
     install_suite(session, extras="")
     session.run("mnist-suite", "data", *session.posargs, env=ENV)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run bench/ (pytest-benchmark) into bench/results/latest.json (pytest options after --)."""
+    install_suite(session)
+    Path("bench/results").mkdir(parents=True, exist_ok=True)
+    session.run(
+        "pytest", "bench/", "--benchmark-only", "--benchmark-json=bench/results/latest.json",
+        *session.posargs, env=ENV,
+    )  # fmt: skip
 
 
 @nox.session
