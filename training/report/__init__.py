@@ -18,8 +18,9 @@ from pathlib import Path
 
 from training.envinfo import commit_info, machine_info, now_iso, package_versions
 from training.errors import ConfigError
-from training.report import sections
+from training.report import benchmarks, classification, overview, reconstruction, sgd
 from training.report.collect import collect_benchmarks, collect_runs
+from training.report.common import Context
 from training.report.document import Section, render_html, render_markdown
 from training.report.figures import FigureWriter
 from training.runs import atomic_write_bytes, atomic_write_json
@@ -75,14 +76,14 @@ def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
         return Section(key, title, notes=[f"This section could not be built: {exc!r}"])
 
 
-def build_sections(ctx: sections.Context) -> list[Section]:
+def build_sections(ctx: Context) -> list[Section]:
     return [
-        _guarded("Runs", "runs", lambda: sections.runs_overview(ctx, _expected_jobs())),
-        _guarded("Classification", "classification", lambda: sections.classification(ctx)),
-        _guarded("TensorFlow SGD", "sgd", lambda: sections.sgd(ctx)),
-        _guarded("Reconstruction", "reconstruction", lambda: sections.reconstruction(ctx)),
-        _guarded("Benchmarks", "benchmarks", lambda: sections.benchmarks(ctx)),
-        _guarded("Environment", "environment", lambda: sections.environment(ctx, _generator())),
+        _guarded("Runs", "runs", lambda: overview.runs_overview(ctx, _expected_jobs())),
+        _guarded("Classification", "classification", lambda: classification.classification(ctx)),
+        _guarded("TensorFlow SGD", "sgd", lambda: sgd.sgd(ctx)),
+        _guarded("Reconstruction", "reconstruction", lambda: reconstruction.reconstruction(ctx)),
+        _guarded("Benchmarks", "benchmarks", lambda: benchmarks.benchmarks(ctx)),
+        _guarded("Environment", "environment", lambda: overview.environment(ctx, _generator())),
     ]
 
 
@@ -113,7 +114,7 @@ def build_report(runs_dir: Path, bench_dir: Path | None, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        ctx = sections.Context(
+        ctx = Context(
             runs=collect_runs(runs_dir),
             benches=collect_benchmarks(bench_dir),
             writer=FigureWriter(tmp / "figures"),
