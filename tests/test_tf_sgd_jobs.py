@@ -176,3 +176,18 @@ def test_lr_sweep_full_reproduces_the_seeds_figure(run_cli, tmp_path):
         with np.load(run["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
             steps = run["metrics"].get("diverged_at_step", 1875)
             assert len(f["loss"]) == steps
+
+
+def test_seed_set_weights_update_trains_like_assign_sub(run_cli, tmp_path):
+    """The seed's slow update and ours, same seed and data: the same run up to float rounding."""
+    metrics = {}
+    for update in ("set_weights", "assign_sub"):
+        code, out, _ = run_cli(
+            *("run", "sgd-seed", "--profile", "quick", "--out", str(tmp_path / update)),
+            *("--set", "n_train=1024", "--set", f"update={update}"),
+        )
+        assert code == 0
+        metrics[update] = _metrics(run_path(out))
+    a, b = metrics["set_weights"], metrics["assign_sub"]
+    assert a["final_train_loss"] == pytest.approx(b["final_train_loss"], rel=1e-3)
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=2e-3)
