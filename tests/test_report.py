@@ -416,7 +416,7 @@ X = np.random.default_rng(1).standard_normal(2000)
 
 def test_gemm(benchmark):
     benchmark.group = "gemm"
-    benchmark.extra_info["flops"] = 2 * 128**3
+    benchmark.extra_info.update(flops=2 * 128**3, role="ceiling")
     benchmark(A.__matmul__, A)
 
 
@@ -427,8 +427,11 @@ def test_sum_loop(benchmark):
 
 def test_sum_vectorised(benchmark):
     benchmark.group = "sum"
-    benchmark.extra_info["baseline"] = "test_sum_loop"
-    benchmark.extra_info["flops"] = 2000
+    benchmark.extra_info.update(
+        flops=2000,
+        baseline="test_tiny_bench.py::test_sum_loop",
+        target={"speedup_over_baseline": 5.0, "fraction_of_ceiling": 1e6},
+    )
     benchmark(X.sum)
 """
 
@@ -462,7 +465,7 @@ def test_benchmark_section_from_real_pytest_benchmark_json(tmp_path):
     raw = json.loads((bench / "tiny.json").read_text())
     median = {b["name"]: b["stats"]["median"] for b in raw["benchmarks"]}
     section = next(s for s in results["sections"] if s["key"] == "benchmarks")
-    (table,) = section["tables"]  # the file without a benchmarks list is skipped
+    table, targets = section["tables"]  # the file without a benchmarks list is skipped
     rows = {r[1]: dict(zip(table["columns"], r, strict=True)) for r in table["rows"]}
     gemm = 2 * 128**3 / median["test_gemm"] / 1e9
     assert rows["test_gemm"]["GFLOP/s"] == pytest.approx(gemm)
@@ -475,6 +478,10 @@ def test_benchmark_section_from_real_pytest_benchmark_json(tmp_path):
         2000 / median["test_sum_vectorised"] / 1e9 / gemm
     )
     assert section["figures"] == ["figures/bench-tiny.png"]
+    verdicts = {row[1]: row for row in targets["rows"]}  # metric -> row
+    assert verdicts["speedup_over_baseline"][2:] == [vec["speed-up"], 5.0, "yes"]
+    assert verdicts["fraction_of_ceiling"][4] == "NO"  # a million times the ceiling: missed
+    assert targets["marked"] == [targets["rows"].index(verdicts["fraction_of_ceiling"])]
 
 
 def test_report_command_never_imports_tensorflow(tmp_path):

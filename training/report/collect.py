@@ -159,6 +159,7 @@ class BenchFile:
     commit_info: dict
     datetime: str
     benchmarks: list[dict]
+    targets: list[dict]  # bench/conftest.py's verdicts: benchmark, metric, value, target, met
 
 
 def collect_benchmarks(bench_dir: Path | None) -> list[BenchFile]:
@@ -183,6 +184,7 @@ def collect_benchmarks(bench_dir: Path | None) -> list[BenchFile]:
                 commit_info=_dict(data.get("commit_info")),
                 datetime=str(data.get("datetime") or ""),
                 benchmarks=[b for b in benches if isinstance(b, dict)],
+                targets=[t for t in data.get("targets") or [] if isinstance(t, dict)],
             )
         )
     return files
