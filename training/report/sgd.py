@@ -105,16 +105,23 @@ def _sweep(ctx: Context, s: Section) -> None:
         )
     )
     if series:
+        batch = int(number(next(iter(cells.values())).config.get("batch_size")) or 32)
+        # The seed's view: the first 20,000 samples; beside it the whole epoch.
+        first = 20_000 // batch
+        seed_view = {k: (x[:first], y[:first]) for k, (x, y) in series.items()}
         s.figures.append(
             figures.curves(
                 ctx.writer,
                 "sgd-lr-sweep",
                 "Learning-rate sweep: mini-batch loss vs iteration (the seed's figure)",
-                "iteration (mini-batch of 32)",
-                [("mini-batch mean loss (nats)", series)],
-                ylim=[(0.0, 10.0)],
-                caption="As in the seed, the loss axis is clipped at 10; a diverged run's "
-                "curve stops where the loss stopped being finite.",
+                f"iteration (mini-batch of {batch})",
+                [
+                    ("mini-batch mean loss (nats), first 20,000 samples", seed_view),
+                    ("mini-batch mean loss (nats), whole run", series),
+                ],
+                ylim=[(0.0, 10.0), (0.0, 10.0)],
+                caption="Left as the seed drew it (20,000 samples, loss clipped at 10); right "
+                "the whole run. A diverged run's curve stops where its loss stopped being finite.",
             )
         )
     else:
