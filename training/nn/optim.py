@@ -7,8 +7,11 @@ schedule is a plain function of the global step, so a run's rates are reproducib
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -34,7 +37,13 @@ class SGD:
         Look-ahead momentum; needs momentum > 0.
     weight_decay : float
         L2 coefficient added to the gradient (>= 0).
+    threads : int, optional
+        Threads for the element-wise update (default: the usable cores, at most 4).
     """
+
+    # The update makes about eight passes over each array; done in chunks of 256 KiB (float32)
+    # they stay in a core's L2 cache instead of streaming every array from memory 8 times.
+    CHUNK = 1 << 16
 
     def __init__(
         self,
@@ -44,6 +53,7 @@ class SGD:
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        threads: int | None = None,
     ):
         if len(params) != len(grads):
             raise ValueError(f"SGD: {len(params)} parameters but {len(grads)} gradients")
@@ -56,26 +66,53 @@ class SGD:
         self.params, self.grads = params, grads
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
         self.velocity = [np.zeros_like(p) for p in params] if momentum else []
-        self._scratch = [np.empty_like(p) for p in params]
+        self._chunks = []
+        for i, (w, g) in enumerate(zip(params, grads, strict=True)):
+            # Flat views of contiguous arrays: each chunk is a slice, with its own scratch
+            # buffers so chunks can be updated concurrently.
+            flat_w, flat_g = w.reshape(-1), g.reshape(-1)
+            flat_v = self.velocity[i].reshape(-1) if momentum else None
+            decay = weight_decay if w.ndim >= 2 else 0.0
+            for start in range(0, flat_w.size, self.CHUNK):
+                part = slice(start, start + self.CHUNK)
+                n = flat_w[part].size
+                scratch = (np.empty(n, w.dtype), np.empty(n, w.dtype))
+                v = flat_v[part] if flat_v is not None else None
+                self._chunks.append((flat_w[part], flat_g[part], v, decay, scratch))
+        # NumPy releases the GIL inside ufuncs, so threads run chunks in parallel while the
+        # BLAS threads idle between matmuls; element-wise results are the same either way.
+        threads = threads if threads is not None else min(4, len(os.sched_getaffinity(0)))
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 and len(self._chunks) > 1 else None
 
     def step(self, lr: float) -> None:
         """Apply one update with learning rate ``lr`` (> 0) from the current gradients."""
         if not lr > 0:
             raise ConfigError(f"lr={lr} must be > 0")
-        for i, (w, g, tmp) in enumerate(zip(self.params, self.grads, self._scratch, strict=True)):
-            np.copyto(tmp, g)  # the layers own ``g``; work on a copy
-            if self.weight_decay and w.ndim >= 2:
-                tmp += np.asarray(self.weight_decay, w.dtype) * w
-            if self.momentum:
-                v = self.velocity[i]
-                v *= np.asarray(self.momentum, w.dtype)
-                v += tmp
-                if self.nesterov:
-                    tmp += np.asarray(self.momentum, w.dtype) * v
-                else:
-                    np.copyto(tmp, v)
-            tmp *= np.asarray(lr, w.dtype)
-            w -= tmp
+        if self._pool is None:
+            for chunk in self._chunks:
+                self._update(chunk, lr)
+        else:
+            for _ in self._pool.map(self._update, self._chunks, itertools.repeat(lr)):
+                pass
+
+    def _update(self, chunk: tuple, lr: float) -> None:
+        """One chunk: ``w`` and ``v`` in place; the layer's gradient ``g`` is left untouched."""
+        w, g, v, decay, (d, tmp) = chunk
+        if decay:
+            np.multiply(w, decay, out=d)
+            d += g
+        else:
+            np.copyto(d, g)
+        if v is not None:
+            v *= self.momentum
+            v += d
+            if self.nesterov:
+                np.multiply(v, self.momentum, out=tmp)
+                d += tmp
+            else:
+                np.copyto(d, v)
+        d *= lr
+        w -= d
 
 
 def make_schedule(
