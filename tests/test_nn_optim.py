@@ -109,3 +109,26 @@ def test_initialiser_statistics():
     W, _ = get_initialiser("glorot")(rng, 784, 500, np.dtype(np.float64))
     limit = np.sqrt(6 / 1284)
     assert np.abs(W).max() <= limit and W.std() == pytest.approx(limit / np.sqrt(3), rel=0.01)
+
+
+def test_chunked_threaded_update_equals_the_plain_formula_bit_for_bit():
+    """A matrix larger than one chunk, updated by 1 or 3 threads, against NumPy in one pass."""
+    rng = np.random.default_rng(0)
+    W0 = rng.standard_normal((300, 250)).astype(np.float32)  # 75,000 > SGD.CHUNK elements
+    g = rng.standard_normal(W0.shape).astype(np.float32)
+    m, wd, lr = np.float32(0.9), np.float32(5e-4), np.float32(0.05)
+    w, v = W0.copy(), np.zeros_like(W0)
+    for _ in range(3):
+        d = g + wd * w
+        v = m * v + d
+        w = w - lr * (d + m * v)
+    for threads in (1, 3):
+        W = W0.copy()
+        opt = SGD([W], [g], momentum=0.9, nesterov=True, weight_decay=5e-4, threads=threads)
+        for _ in range(3):
+            opt.step(0.05)
+        np.testing.assert_allclose(W, w, rtol=1e-6)
+        if threads == 1:
+            single = W.tobytes()
+        else:
+            assert W.tobytes() == single
