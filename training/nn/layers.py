@@ -99,7 +99,9 @@ class Linear(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_2d(self, x, self.in_features, self.W.dtype)
         self._x = x
-        return x @ self.W.T + self.b  # (B, out)
+        out = x @ self.W.T  # (B, out)
+        out += self.b  # in place: one pass less than `x @ W.T + b`
+        return out
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         # In place, so the optimiser's references in ``grads`` stay valid between steps.
