@@ -62,7 +62,7 @@ def test_mlp_seed_quick(run_cli, mnist):
 def test_mlp_quick(run_cli, mnist):
     code, out, _ = run_cli("run", "mlp", "--profile", "quick")
     assert code == 0
-    metrics = check_run(run_path(out), mnist, "epoch", [1, 2])
+    metrics = check_run(run_path(out), mnist, "epoch", [1, 2, 3])
     assert metrics["test_accuracy"] > 0.9
     assert metrics["parameters"] == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
 
@@ -101,6 +101,7 @@ assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
         ("mlp-seed", "lr=-0.001", "lr=-0.001 must be > 0"),
         ("mlp", "batch_size=0", "batch_size=0 must be > 0"),
         ("mlp", "batch_size=55001", "batch_size=55001 exceeds the 55000 training samples"),
+        ("mlp", "n_train=1000", "n_dev=5000 must be in [0, 1000)"),
         ("mlp-seed", "batch_size=59001", "batch_size=59001 exceeds the 59000 training samples"),
         ("mlp", "init=xavier", "unknown initialiser 'xavier'"),
         ("mlp", "schedule=linear", "unknown schedule 'linear'"),

@@ -212,8 +212,8 @@ def train_mlp_seed(cfg: MlpSeedConfig, run) -> dict:
 class MlpConfig:
     widths: tuple[int, ...] = (512, 256)  # hidden widths: 784-512-256-10
     epochs: int = 20
-    batch_size: int = 128
-    lr: float = 0.1  # peak lr of the mean loss, reached after warm-up
+    batch_size: int = 256  # as accurate as 128 here, and half the steps' fixed costs
+    lr: float = 0.2  # peak lr of the mean loss, reached after warm-up (0.1 at batch 128)
     schedule: str = "cosine"  # constant | step | cosine
     warmup_epochs: float = 1.0  # linear warm-up: large early steps from He init can blow up
     momentum: float = 0.9
@@ -336,6 +336,6 @@ register(
         summary="best NumPy MLP 784-512-256-10: Nesterov, cosine+warm-up, shifts (≥98.5% test)",
         config=MlpConfig,
         train=train_mlp,
-        quick={"epochs": 2, "n_train": 6000, "n_dev": 1000},
+        quick={"epochs": 3, "n_train": 10000, "n_dev": 1000},
     )
 )
