@@ -22,7 +22,9 @@ def _size(extra: dict, params: dict) -> str:
     if extra.get("shape"):
         return str(extra["shape"])
     parts = [str(extra["net"])] if extra.get("net") else []
-    parts += [f"{k}={extra[k]}" for k in ("batch", "samples", "steps_per_call") if k in extra]
+    parts += [
+        f"{k}={extra[k]}" for k in ("batch", "classes", "samples", "steps_per_call") if k in extra
+    ]
     parts += [f"{k}={v}" for k, v in params.items() if k not in ("net", "sizes", "batch")]
     return ", ".join(parts)
 
@@ -134,8 +136,8 @@ def benchmarks(ctx: Context) -> Section:
                     ("benchmark", "text"),
                     ("size", "text"),
                     ("dtype", "text"),
-                    ("median (µs)", "g"),
-                    ("per step (µs)", "g"),
+                    ("median (µs)", "t"),
+                    ("per step (µs)", "t"),
                     ("GFLOP/s", "f2"),
                     ("of GEMM ceiling", "pct"),
                     ("baseline", "text"),

@@ -14,7 +14,7 @@ def fmt(value: Any, kind: str = "text") -> str:
 
     kind: ``text``; ``pct`` (fraction -> 92.51%); ``pp`` (fraction difference -> +1.23 pp);
     ``f4``/``f3``/``f2`` (fixed decimals); ``g`` (4 significant digits); ``int``;
-    ``x`` (ratio -> 3.1x).
+    ``t`` (a time: 12,345 or 9.61); ``x`` (ratio -> 3.1x).
     """
     x = number(value)
     if value is None or value == "" or (isinstance(value, float) and x is None):
@@ -29,6 +29,8 @@ def fmt(value: Any, kind: str = "text") -> str:
         return f"{x:.{kind[1]}f}"
     if kind == "int":
         return f"{x:,.0f}"
+    if kind == "t":  # times: whole units with separators, small ones with 3 digits
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
     if kind == "x":
         return f"{x:.1f}×"
     return f"{x:.4g}"

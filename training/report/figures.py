@@ -239,6 +239,8 @@ def bars(
     ax.set_ylabel("benchmark")
     if logx:
         ax.set_xscale("log")
+        # Room on the right for the annotations (four decades past the longest bar).
+        ax.set_xlim(min(values) / 3, max(values) * (1e4 if any(annotations) else 3))
     for yi, v, text in zip(y, values, annotations, strict=False):
         ax.text(v, yi, f" {text}", va="center", fontsize=7)
     ax.grid(axis="x", alpha=0.3)
