@@ -190,8 +190,13 @@ def test_report_survives_corrupt_artifacts_and_torn_history(tmp_path):
     with open(path / "history.jsonl", "a") as f:
         f.write('{"kind": "epoch", "step": 2, "train_lo')  # killed mid-write
     (path / "metrics.json").write_text("[1, 2")  # torn JSON
+    torn = out / "ae" / "torn-run"
+    torn.mkdir(parents=True)
+    (torn / "config.json").write_text('{"job": "ae", "cel')  # a run dir killed at birth
     results = build_report(out, None, tmp_path / "reports")
-    run = results["runs"][0]
+    states = {r["run_id"]: (r["job"], r["state"]) for r in results["runs"]}
+    assert states["torn-run"] == ("ae", "missing")
+    run = next(r for r in results["runs"] if r["job"] == "mlp")
     assert run["state"] == "done" and run["metrics"] == {}
     sections = {s["key"]: s for s in results["sections"]}
     assert any("confusion" in n for n in sections["classification"]["notes"])

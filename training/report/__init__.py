@@ -5,6 +5,12 @@ static page that opens from disk), ``out/results.json`` (machine-readable, with
 ``schema_version``) and ``out/figures/*.png``. Everything is written into a temporary folder
 beside ``out`` and swapped in at the end, so a reader never sees a half-written report.
 The report never trains; trainers never plot.
+
+``results.json`` (``schema_version`` 1): ``generated_at``, ``runs_dir``, ``bench_dir``,
+``generator`` (where the report was built), ``runs`` (job, cell, profile, seed, state, run_id,
+config, metrics of every run found), ``benchmark_files`` and ``sections``: each with ``key``,
+``title``, ``notes`` (what is missing or not done), ``figures`` (paths) and ``tables`` (``title``,
+``columns``, raw ``rows`` — fractions, seconds, None for missing — and ``marked`` row indices).
 """
 
 from __future__ import annotations
