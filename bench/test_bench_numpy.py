@@ -168,7 +168,7 @@ def test_mlp_epoch(benchmark, record_gflops, mnist):
         dtype=cfg.dtype,
         target={"fraction_of_ceiling": 0.5},
     )
-    benchmark.pedantic(epoch, rounds=3, warmup_rounds=1)
+    benchmark.pedantic(epoch, rounds=3)
     # FLOPs are linear in the batch size, so the last, smaller batch adds up exactly.
     record_gflops(
         forward_flops(sizes, len(images)) + backward_flops(sizes, len(images)),
