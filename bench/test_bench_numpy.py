@@ -91,8 +91,33 @@ def test_sgd_step(benchmark, record_gflops, sizes, batch):
     benchmark.extra_info.update(net="-".join(map(str, sizes)), batch=batch, dtype="float32")
     if sizes == (784, 256, 10):
         benchmark.extra_info["target"] = {"fraction_of_ceiling": 0.6}
+    if sizes == (784, 10, 10):
+        benchmark.extra_info["baseline"] = "bench/test_bench_numpy.py::test_sgd_step_seed_loop"
     benchmark(step)
     record_gflops(forward_flops(sizes, batch) + backward_flops(sizes, batch))
+
+
+class LoopLogSoftmax(LogSoftmax):
+    """LogSoftmax with the seed's loop backward, for a seed-style training step."""
+
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray:
+        return log_softmax_backward_loop(self._out, grad_out)
+
+
+@pytest.mark.benchmark(group="step")
+def test_sgd_step_seed_loop(benchmark, record_gflops):
+    """The seed's step: 784-10-10 at batch 100 with the Python-loop LogSoftmax backward."""
+    net, loss, opt, x, y = setup_net((784, 10, 10), 100)
+    net.layers[-1] = LoopLogSoftmax()
+
+    def step() -> None:
+        loss.forward(net.forward(x), y)
+        net.backward(loss.backward())
+        opt.step(0.01)
+
+    benchmark.extra_info.update(net="784-10-10", batch=100, dtype="float32", logsoftmax="loop")
+    benchmark(step)
+    record_gflops(forward_flops((784, 10, 10), 100) + backward_flops((784, 10, 10), 100))
 
 
 LOOP_NAME = "bench/test_bench_numpy.py::test_logsoftmax_backward_loop"

@@ -112,9 +112,9 @@ def test_initialiser_statistics():
 
 
 def test_chunked_threaded_update_equals_the_plain_formula_bit_for_bit():
-    """A matrix larger than one chunk, updated by 1 or 3 threads, against NumPy in one pass."""
+    """A matrix of four chunks, updated by 1 or 3 threads, against NumPy in one pass."""
     rng = np.random.default_rng(0)
-    W0 = rng.standard_normal((300, 250)).astype(np.float32)  # 75,000 > SGD.CHUNK elements
+    W0 = rng.standard_normal((3, SGD.CHUNK + 50)).astype(np.float32)  # 3 chunks and a bit
     g = rng.standard_normal(W0.shape).astype(np.float32)
     m, wd, lr = np.float32(0.9), np.float32(5e-4), np.float32(0.05)
     w, v = W0.copy(), np.zeros_like(W0)
@@ -125,6 +125,7 @@ def test_chunked_threaded_update_equals_the_plain_formula_bit_for_bit():
     for threads in (1, 3):
         W = W0.copy()
         opt = SGD([W], [g], momentum=0.9, nesterov=True, weight_decay=5e-4, threads=threads)
+        assert len(opt._groups) == threads
         for _ in range(3):
             opt.step(0.05)
         np.testing.assert_allclose(W, w, rtol=1e-6)

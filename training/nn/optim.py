@@ -7,7 +7,6 @@ schedule is a plain function of the global step, so a run's rates are reproducib
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections.abc import Callable
@@ -79,21 +78,35 @@ class SGD:
                 scratch = (np.empty(n, w.dtype), np.empty(n, w.dtype))
                 v = flat_v[part] if flat_v is not None else None
                 self._chunks.append((flat_w[part], flat_g[part], v, decay, scratch))
-        # NumPy releases the GIL inside ufuncs, so threads run chunks in parallel while the
+        # NumPy releases the GIL inside ufuncs, so threads update chunks in parallel while the
         # BLAS threads idle between matmuls; element-wise results are the same either way.
+        # Small models stay serial: handing work to a thread costs tens of microseconds.
         threads = threads if threads is not None else min(4, len(os.sched_getaffinity(0)))
-        self._pool = ThreadPoolExecutor(threads) if threads > 1 and len(self._chunks) > 1 else None
+        total = sum(p.size for p in params)
+        threads = max(1, min(threads, total // self.CHUNK))
+        # One group of chunks per thread, balanced by size (largest first, to the lightest).
+        self._groups: list[list[tuple]] = [[] for _ in range(threads)]
+        load = [0] * threads
+        for chunk in sorted(self._chunks, key=lambda c: -c[0].size):
+            k = load.index(min(load))
+            self._groups[k].append(chunk)
+            load[k] += chunk[0].size
+        self._pool = ThreadPoolExecutor(threads - 1) if threads > 1 else None
 
     def step(self, lr: float) -> None:
         """Apply one update with learning rate ``lr`` (> 0) from the current gradients."""
         if not lr > 0:
             raise ConfigError(f"lr={lr} must be > 0")
-        if self._pool is None:
-            for chunk in self._chunks:
-                self._update(chunk, lr)
-        else:
-            for _ in self._pool.map(self._update, self._chunks, itertools.repeat(lr)):
-                pass
+        others = (
+            [self._pool.submit(self._run, g, lr) for g in self._groups[1:]] if self._pool else []
+        )
+        self._run(self._groups[0], lr)  # the calling thread takes the first group
+        for future in others:
+            future.result()
+
+    def _run(self, group: list[tuple], lr: float) -> None:
+        for chunk in group:
+            self._update(chunk, lr)
 
     def _update(self, chunk: tuple, lr: float) -> None:
         """One chunk: ``w`` and ``v`` in place; the layer's gradient ``g`` is left untouched."""
