@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,16 @@ def test_not_an_npz_and_pickles_refused(tmp_path, net):
     arrays = model_arrays(net) | {"W1": np.array([{"evil": 1}], dtype=object)}
     with pytest.raises(DataError, match=r"not a readable .*allow_pickle"):
         load_model(write(tmp_path / "pickled.npz", arrays))
+
+
+def test_broken_architecture(tmp_path, net):
+    arrays = model_arrays(net)
+    arch = json.loads(str(arrays["architecture"]))
+    del arch["layers"][0]["in"]
+    arrays["architecture"] = np.array(json.dumps(arch))
+    with pytest.raises(DataError, match="unreadable layer in the architecture"):
+        load_model(write(tmp_path / "w.npz", arrays))
+    arch["layers"][0] = {"type": "Conv2d"}
+    arrays["architecture"] = np.array(json.dumps(arch))
+    with pytest.raises(DataError, match="unknown layer"):
+        load_model(write(tmp_path / "w.npz", arrays))

@@ -84,7 +84,10 @@ def load_model(path: str | Path) -> Sequential:
         raise DataError(f"{path}: format {arch.get('format')!r}, expected {FORMAT!r}")
     if arch.get("preprocess") != PREPROCESS:
         raise DataError(f"{path}: preprocess {arch.get('preprocess')!r}, expected {PREPROCESS!r}")
-    layers = [_layer(spec, str(path)) for spec in specs]
+    try:
+        layers = [_layer(spec, str(path)) for spec in specs]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DataError(f"{path}: unreadable layer in the architecture ({exc!r})") from None
     linears = [layer for layer in layers if isinstance(layer, Linear)]
     for i, layer in enumerate(linears, start=1):
         found = []
