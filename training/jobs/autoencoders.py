@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.autoencoders import (
+    ACTIVATIONS,
     OPTIMIZERS,
     SCHEDULES,
     Autoencoder,
@@ -64,9 +65,9 @@ class Scaled:
         return (-self.mean / self.std, (1.0 - self.mean) / self.std)
 
     @property
-    def pixel_std(self) -> float:
-        """One pixel-unit standard deviation of the training set in these units."""
-        return float(self.to_pixels(self.x_train).std(dtype=np.float64)) / self.std
+    def train_std(self) -> float:
+        """Standard deviation of every training pixel, in these units (1 for z-scores)."""
+        return float(self.x_train.std(dtype=np.float64))
 
 
 def _check_subset(n: int, total: int, name: str) -> None:
@@ -354,12 +355,14 @@ class AeConfig:
         "denoising-128",
     )
     normalisation: str = "unit"  # pixels; `zscore` rescales the sigmoid output to its range
+    activation: str = "elu"  # deep/denoising hidden layers: trains far faster than ReLU here
     optimizer: str = "adam"
     lr: float = 2e-3  # peak learning rate
     schedule: str = "cosine"  # decays to 0 over the run: the last epochs settle the minimum
     batch_size: int = 256
-    epochs: int = 25  # non-linear models
-    linear_epochs: int = 10  # the linear AE's loss is smooth: it reaches PCA's optimum sooner
+    epochs: int = 15  # non-linear models (ELU deep k=32: 0.28x PCA after 20 epochs, 0.35x after 9)
+    linear_epochs: int = 12  # the linear AE is cheap and converges fast: 1.0000x PCA at k=2
+    linear_lr: float = 1e-2  # its loss is smooth; at 2e-3 k=2 was still 2.2% above PCA at 10
     noise: float = 0.4  # z-score units (x 0.308 in pixel mode: 0.123), drawn afresh per batch
     noise_clip: bool = False  # clip noisy inputs to valid pixels; the seed's noise is unclipped
     n_train: int = 0  # first n training images; 0 = all 60,000
@@ -376,15 +379,13 @@ class AeConfig:
             batch_size=self.batch_size,
             epochs=self.epochs,
             linear_epochs=self.linear_epochs,
+            linear_lr=self.linear_lr,
         )
         if self.noise < 0:
             raise ConfigError(f"noise={self.noise} must be >= 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"unknown optimizer {self.optimizer!r} (expected one of {OPTIMIZERS})"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r} (expected one of {SCHEDULES})")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
 
 
 def train_ae(cfg: AeConfig, run) -> dict:
@@ -394,7 +395,7 @@ def train_ae(cfg: AeConfig, run) -> dict:
     corrupt, noisy = None, None
     if variant == "denoising":
         # The factor is in z-score units; one z unit is one training-pixel std.
-        factor = cfg.noise * data.pixel_std
+        factor = cfg.noise * data.train_std
         clip = data.valid_range if cfg.noise_clip else None
         corrupt = noise_transform(factor, clip)
         test_noise = gaussian_noise(data.x_test, factor, np.random.default_rng([run.seed, 1]), clip)
@@ -403,8 +404,9 @@ def train_ae(cfg: AeConfig, run) -> dict:
         AE_ARCH[variant],
         None if variant in ("seed-2d", "wide") else k,
         output_range=data.valid_range,
+        activation=cfg.activation,
         optimizer=cfg.optimizer,
-        learning_rate=cfg.lr,
+        learning_rate=cfg.linear_lr if variant == "linear" else cfg.lr,
         schedule=cfg.schedule,
         batch_size=cfg.batch_size,
         epochs=cfg.linear_epochs if variant == "linear" else cfg.epochs,
