@@ -148,32 +148,37 @@ def image_grid(
     caption: str = "",
     diverging: bool = False,
 ) -> FigureRef:
-    """Rows of 28×28 images: each row is (label, images of shape (n, 28, 28) or (n, 784))."""
+    """Rows of 28×28 images: each row is (label, images of shape (n, 28, 28) or (n, 784)).
+
+    The tiles are laid into one mosaic drawn by one ``imshow`` (one axes, not one per image:
+    a 14×10 grid renders in a fraction of the time). ``diverging`` scales each image to its
+    largest |value| and draws signs in red and blue.
+    """
+    pad, size = 2, 28
     n = max(len(images) for _, images in rows)
-    fig = Figure(figsize=(0.85 * n + 1.4, 0.9 * len(rows) + 1.0), layout="constrained")
-    axes = fig.subplots(len(rows), n, squeeze=False)
-    for r, (label, images) in enumerate(rows):
-        images = np.asarray(images, dtype=float).reshape(len(images), 28, 28)
-        for c in range(n):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(images):
-                if diverging:
-                    lim = float(np.abs(images[c]).max()) or 1.0
-                    ax.imshow(
-                        images[c], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest"
-                    )
-                else:
-                    ax.imshow(images[c], cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
-            else:
-                ax.set_axis_off()
-            if c == 0:  # horizontal: long model names stay readable
-                ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
-            if r == len(rows) - 1:
-                ax.set_xlabel(f"{c + 1}", fontsize=8)
-    fig.supxlabel(f"{col_label} (28×28 px; {value_label})", fontsize=9)
-    fig.suptitle(title)
+    mosaic = np.full((len(rows) * (size + pad) + pad, n * (size + pad) + pad), np.nan)
+    for r, (_, images) in enumerate(rows):
+        images = np.asarray(images, dtype=float).reshape(len(images), size, size)
+        for c, image in enumerate(images[:n]):
+            if diverging:
+                image = image / (float(np.abs(image).max()) or 1.0)
+            top, left = pad + r * (size + pad), pad + c * (size + pad)
+            mosaic[top : top + size, left : left + size] = image
+    fig = Figure(figsize=(0.62 * n + 1.8, 0.62 * len(rows) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    # Grey gaps between tiles: white digits backgrounds stay distinguishable.
+    cmap = colormaps["RdBu_r" if diverging else "gray_r"].with_extremes(bad="#c8c8c8")
+    limits = (-1.0, 1.0) if diverging else (0.0, 1.0)
+    ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=limits[0], vmax=limits[1],
+              interpolation="nearest")  # fmt: skip
+    centre = pad + size / 2 - 0.5
+    ax.set_xticks([centre + c * (size + pad) for c in range(n)], [str(c + 1) for c in range(n)])
+    ax.set_yticks([centre + r * (size + pad) for r in range(len(rows))], [lb for lb, _ in rows])
+    ax.tick_params(length=0, labelsize=8)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel(f"{col_label} (28×28 px; {value_label})", fontsize=9)
+    ax.set_title(title)
     return writer.save(fig, name, title, caption)
 
 
