@@ -166,6 +166,7 @@ def benchmarks(ctx: Context) -> Section:
                     if ceiling
                     else "No GEMM benchmark in this file: no ceiling to compare with."
                 ),
+                hide_empty=True,
             )
         )
         targets = _targets(bench, rows)

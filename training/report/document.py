@@ -45,12 +45,22 @@ class Table:
     rows: list[list[Any]]
     marked: set[int] = field(default_factory=set)  # row indices shown in bold (e.g. the best)
     note: str = ""
+    hide_empty: bool = False  # leave out columns with no value in any row (results.json keeps them)
+
+    def shown(self) -> list[int]:
+        """Indices of the columns the pages show."""
+        return [
+            j
+            for j in range(len(self.columns))
+            if not self.hide_empty or any(row[j] not in (None, "") for row in self.rows)
+        ]
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [self.columns[j] for j in self.shown()]
 
     def text_rows(self) -> list[list[str]]:
-        return [
-            [fmt(v, kind) for v, (_, kind) in zip(row, self.columns, strict=True)]
-            for row in self.rows
-        ]
+        shown = self.shown()
+        return [[fmt(row[j], self.columns[j][1]) for j in shown] for row in self.rows]
 
     def to_json(self) -> dict:
         return {
@@ -102,8 +112,8 @@ def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> 
         lines += [f"> {note}" for note in s.notes] + ([""] if s.notes else [])
         for t in s.tables:
             lines += [f"**{t.title}**", ""]
-            lines.append("| " + " | ".join(_md_cell(n) for n, _ in t.columns) + " |")
-            lines.append("|" + "|".join("---" for _ in t.columns) + "|")
+            lines.append("| " + " | ".join(_md_cell(n) for n, _ in t.headers()) + " |")
+            lines.append("|" + "|".join("---" for _ in t.headers()) + "|")
             for i, row in enumerate(t.text_rows()):
                 cells = [_md_cell(c) for c in row]
                 if i in t.marked:
@@ -129,6 +139,7 @@ caption { caption-side: top; text-align: left; font-weight: bold; padding: 0.3em
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
+.wide { overflow-x: auto; }
 .note { background: #fff6e0; border-left: 4px solid #e0a800; padding: 0.3em 0.8em; }
 """
 
@@ -156,17 +167,20 @@ def render_html(title: str, sections: list[Section], subtitle: str = "") -> str:
             out.append(f"<p>{e(s.intro)}</p>")
         out += [f'<p class="note">{e(note)}</p>' for note in s.notes]
         for t in s.tables:
+            out.append('<div class="wide">')  # a wide table scrolls on its own, not the page
             out.append(f'<table data-table="{e(t.title)}"><caption>{e(t.title)}</caption>')
-            out.append("<thead><tr>" + "".join(f"<th>{e(n)}</th>" for n, _ in t.columns) + "</tr>")
+            out.append(
+                "<thead><tr>" + "".join(f"<th>{e(n)}</th>" for n, _ in t.headers()) + "</tr>"
+            )
             out.append("</thead><tbody>")
             for i, row in enumerate(t.text_rows()):
                 cls = ' class="marked"' if i in t.marked else ""
                 cells = (
                     f'<td class="num">{e(c)}</td>' if kind != "text" else f"<td>{e(c)}</td>"
-                    for c, (_, kind) in zip(row, t.columns, strict=True)
+                    for c, (_, kind) in zip(row, t.headers(), strict=True)
                 )
                 out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-            out.append("</tbody></table>")
+            out.append("</tbody></table></div>")
             if t.note:
                 out.append(f"<p>{e(t.note)}</p>")
         for f in s.figures:
