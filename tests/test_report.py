@@ -500,3 +500,42 @@ def test_report_command_never_imports_tensorflow(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     assert (tmp_path / "reports" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_report_reads_the_real_sgd_pca_and_ae_artifacts(run_cli, tmp_path):
+    # A contract test: the quick profiles of the real jobs, read back by the report sections.
+    for argv in (
+        ("sgd-lr-sweep",),
+        ("pca",),
+        ("ae", "--set", "models=linear-2"),
+    ):
+        code, _, stderr = run_cli("run", *argv, "--profile", "quick")
+        assert code == 0, stderr
+    results = build_report(tmp_path / "runs", None, tmp_path / "reports")
+    sections = {s["key"]: s for s in results["sections"]}
+    sweep = sections["sgd"]["tables"][0]
+    assert [row[0] for row in sweep["rows"]] == ["lr0.1", "lr0.01", "lr0.001"]
+    losses = [row[sweep["columns"].index("train loss after epoch (nats)")] for row in sweep["rows"]]
+    assert all(loss is not None and loss > 0 for loss in losses[1:])  # lr 0.1 may diverge
+    recon = sections["reconstruction"]
+    variance = recon["tables"][0]
+    ours = [row[variance["columns"].index("ours")] for row in variance["rows"]]
+    assert ours[0] > ours[1] > 0  # PCA's ratios come sorted
+    mse = {row[0]: dict(zip(recon["tables"][1]["columns"], row, strict=True))
+           for row in recon["tables"][1]["rows"]}  # fmt: skip
+    linear = mse["ae/linear-2"]
+    assert linear["latent k"] == 2 and linear["MSE (pixels)"] > 0
+    assert linear["PCA MSE at k (pixels)"] == pytest.approx(
+        mse["pca (k=2)"]["MSE (pixels)"], rel=0.1
+    )
+    figures = set(sections["sgd"]["figures"]) | set(recon["figures"])
+    assert {
+        "figures/sgd-lr-sweep.png",
+        "figures/pca-components.png",
+        "figures/latents-2d.png",
+        "figures/reconstructions.png",
+        "figures/mse-vs-k.png",
+        "figures/loss-ae.png",
+    } <= figures
+    assert not [n for s in sections.values() for n in s["notes"] if "could not be built" in n]
