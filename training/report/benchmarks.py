@@ -113,6 +113,7 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
 
 
 def benchmarks(ctx: Context) -> Section:
+    """Per benchmark file: a table, the targets' verdicts and a bar chart."""
     s = Section(
         "benchmarks",
         "Benchmarks",

@@ -24,6 +24,7 @@ CLASSIFIERS = ("softmax-seed", "softmax", "mlp-seed", "mlp", "sgd-seed")
 
 
 def classification(ctx: Context) -> Section:
+    """Accuracy table (ours vs the seed), learning curves, the best confusion matrix."""
     s = Section(
         "classification",
         "Classification",

@@ -40,6 +40,8 @@ KEY_FIELDS = (
 
 @dataclass
 class Context:
+    """What a section builder reads (all runs and benchmark files) and where it draws."""
+
     runs: list[RunRecord]
     benches: list[BenchFile]
     writer: FigureWriter
@@ -48,6 +50,7 @@ class Context:
 
 
 def key_config(run: RunRecord, limit: int = 5) -> str:
+    """Up to ``limit`` telling config fields as ``key=value`` text (lists joined by dashes)."""
     parts = []
     for key in KEY_FIELDS:
         if key in run.config and len(parts) < limit:
@@ -89,6 +92,7 @@ def curve_kind(run: RunRecord) -> str | None:
 
 
 def history_series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of ``key`` over history rows, each (n,); None when no row has it."""
     pts = [(r.get("step"), number(r.get(key))) for r in rows]
     pts = [(s, v) for s, v in pts if isinstance(s, int | float) and v is not None]
     if not pts:

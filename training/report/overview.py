@@ -16,6 +16,7 @@ HEADLINES = ("test_accuracy", "test_mse_pixels", "test_mse", "final_train_loss")
 
 
 def runs_overview(ctx: Context, expected: list[str]) -> Section:
+    """Every run with its state; jobs of ``expected`` with no run are named."""
     s = Section(
         "runs",
         "Runs",
@@ -79,6 +80,7 @@ def runs_overview(ctx: Context, expected: list[str]) -> Section:
 
 
 def environment(ctx: Context, generator: dict) -> Section:
+    """CPU, cores, versions, commit and image of every distinct environment, with counts."""
     s = Section(
         "environment",
         "Environment",

@@ -25,6 +25,7 @@ def _pca_ks(run: RunRecord) -> list[int]:
 
 
 def reconstruction(ctx: Context) -> Section:
+    """PCA variance, reconstruction MSE vs PCA at the same k, denoising, image figures."""
     s = Section(
         "reconstruction",
         "Reconstruction: PCA and autoencoders",

@@ -43,6 +43,7 @@ def grid_best(ctx: Context) -> tuple[RunRecord | None, int | None, float | None]
 
 
 def sgd(ctx: Context) -> Section:
+    """The seed's learning-rate sweep (table, figure) and the grid (table, heatmaps)."""
     s = Section(
         "sgd",
         "TensorFlow SGD: learning-rate sweep and grid",
