@@ -127,14 +127,14 @@ def tensorboard(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def suite(session: nox.Session) -> None:
     """Everything: data, image, train every job, bench, report (-- --profile quick)."""
-    engine = session.run(*CONTAINERS, "engine", silent=True, success_codes=[0, 2], external=True)
-    session.notify("data")
-    if engine and engine.strip():
-        session.notify("image")
+    found = session.run(*CONTAINERS, "engine", silent=True, external=True)
+    session.notify("data", posargs=[])
+    if found.split()[-1] != "none":
+        session.notify("image", posargs=[])
         session.notify("train", posargs=session.posargs)
     else:
         session.warn("no container engine: the jobs run locally")
         session.notify("train", posargs=["--local", *session.posargs])
     for later in ("bench", "report"):
         if later in nox.registry.get():
-            session.notify(later)
+            session.notify(later, posargs=[])

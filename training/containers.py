@@ -603,7 +603,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m training.containers", description=__doc__.splitlines()[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("engine", help="print the detected container engine")
+    sub.add_parser("engine", help="print the detected container engine (or none)")
 
     p = sub.add_parser("base", help="build the local Debian base image with debootstrap")
     p.add_argument("--force", action="store_true", help="rebuild even if it exists")
@@ -660,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "engine":
-            print(require_engine())
+            print(detect_engine() or "none")
         elif args.command == "base":
             start = time.perf_counter()
             name = build_base(require_engine(), mirror=args.mirror, force=args.force)
