@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -130,6 +132,10 @@ def suite(session: nox.Session) -> None:
     found = session.run(*CONTAINERS, "engine", silent=True, external=True)
     session.notify("data", posargs=[])
     if found.split()[-1] != "none":
+        # Where debootstrap is installed (these machines: no registry), the local base is built
+        # once; elsewhere the Dockerfile's default base is pulled. BASE_IMAGE overrides both.
+        if shutil.which("debootstrap") and not os.environ.get("BASE_IMAGE"):
+            session.notify("base_image", posargs=[])
         session.notify("image", posargs=[])
         session.notify("train", posargs=session.posargs)
     else:
