@@ -18,14 +18,19 @@ def _dict(obj) -> dict:
     return obj if isinstance(obj, dict) else {}
 
 
-def _size(extra: dict, params: dict) -> str:
+def _size(extra: dict, params: dict, name: str) -> str:
+    """The problem size in words; parameters already spelled in the name are left out."""
     if extra.get("shape"):
         return str(extra["shape"])
     parts = [str(extra["net"])] if extra.get("net") else []
     parts += [
         f"{k}={extra[k]}" for k in ("batch", "classes", "samples", "steps_per_call") if k in extra
     ]
-    parts += [f"{k}={v}" for k, v in params.items() if k not in ("net", "sizes", "batch")]
+    parts += [
+        f"{k}={v}"
+        for k, v in params.items()
+        if k not in ("net", "sizes", "batch") and f"{v}" not in name
+    ]
     return ", ".join(parts)
 
 
@@ -44,7 +49,7 @@ def bench_rows(bench: BenchFile) -> list[dict]:
                 "name": str(b.get("name", "?")),
                 "fullname": str(b.get("fullname") or b.get("name", "?")),
                 "group": str(b.get("group") or ""),
-                "size": _size(extra, params),
+                "size": _size(extra, params, str(b.get("name", ""))),
                 "dtype": str(extra.get("dtype") or params.get("dtype") or ""),
                 "median": median,
                 "per_step": number(extra.get("us_per_step")),
@@ -184,7 +189,9 @@ def benchmarks(ctx: Context) -> Section:
                     ],
                     targets,
                     {i for i, t in enumerate(targets) if t[4] == "NO"},
-                    note="Bold: a target this run missed.",
+                    note="Bold: a target this run missed."
+                    if any(t[4] == "NO" for t in targets)
+                    else "This run met every target.",
                 )
             )
         timed = [r for r in rows if r["median"]]
