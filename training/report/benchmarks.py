@@ -195,18 +195,21 @@ def benchmarks(ctx: Context) -> Section:
                 )
             )
         timed = [r for r in rows if r["median"]]
+        # Calls of different lengths (150 steps, a whole epoch) compare per step, when all say.
+        per_step = bool(timed) and all(r["per_step"] for r in timed)
         if timed:
+            what = "time per training step" if per_step else "median time per call"
             s.figures.append(
                 figures.bars(
                     ctx.writer,
                     f"bench-{bench.path.stem}",
-                    f"Benchmarks: median time per call ({bench.path.name})",
+                    f"Benchmarks: {what} ({bench.path.name})",
                     [f"{r['group']}: {r['name']}" if r["group"] else r["name"] for r in timed],
-                    [1e6 * r["median"] for r in timed],
-                    xlabel="median time per call (µs, log scale)",
+                    [r["per_step"] if per_step else 1e6 * r["median"] for r in timed],
+                    xlabel=f"{what} (µs, log scale)",
                     annotations=[_annotation(r) for r in timed],
-                    caption="Annotated with GFLOP/s and the share of the GEMM ceiling, or the "
-                    "speed-up over the baseline.",
+                    caption="Annotated with GFLOP/s and the share of the GEMM ceiling, or "
+                    "speed-ups over baselines.",
                 )
             )
     return s
@@ -220,4 +223,5 @@ def _annotation(r: dict) -> str:
         parts.append(f"{r['fraction']:.0%} of GEMM")
     if r["speedup"]:
         parts.append(f"{r['speedup']:.1f}× vs {r['baseline_name']}")
+    parts += [f"{number(v):.1f}× vs {k}" for k, v in list(r["others"].items())[:2]]
     return ", ".join(parts)
