@@ -60,7 +60,7 @@ def test_cells_list_one_run_per_model(run_cli):
     code, out, _ = run_cli("cells", "ae")
     assert code == 0
     labels = [line.split("\t")[1] for line in out.strip().splitlines()]
-    assert labels == ["linear-2", "linear-32", "seed-2d", "wide", "deep-32", "denoising-128"]
+    assert labels == ["linear-2", "linear-32", "seed-2d", "deep-32", "denoising-128"]
 
 
 def test_pca_quick_records_everything(run_cli):

@@ -100,8 +100,8 @@ def latent_size(variant: str, latent_dim: int | None = None) -> int:
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean squared error over every element of two (n, d) arrays (float64 accumulation)."""
-    return float(np.mean(np.square(a.astype(np.float64) - b)))
+    """Mean squared error over every element of two (n, d) arrays (float64 accumulator)."""
+    return float(np.mean(np.square(a - b), dtype=np.float64))
 
 
 def fvu(reconstruction: np.ndarray, x: np.ndarray) -> float:
