@@ -43,6 +43,7 @@ def test_listing_jobs_does_not_import_tensorflow():
         (("ae", "--set", "models=deep-0"), "latent size 0 must be in 1..783"),
         (("ae", "--set", "models=deep-784"), "latent size 784 must be in 1..783"),
         (("ae", "--set", "models=conv-8"), "unknown model 'conv-8'"),
+        (("ae", "--set", "models=linear"), "model 'linear' needs a latent size"),
         (("ae", "--set", "noise=-0.2"), "noise=-0.2 must be >= 0"),
         (("ae", "--set", "normalisation=minmax"), "unknown normalisation 'minmax'"),
         (("ae-seed", "--set", "models=deep-32"), "unknown model 'deep-32'"),

@@ -16,6 +16,7 @@ import numpy as np
 
 from training.autoencoders import (
     ACTIVATIONS,
+    FIXED_LATENT,
     OPTIMIZERS,
     SCHEDULES,
     Autoencoder,
@@ -280,6 +281,8 @@ def _parse_spec(spec: str, allowed: dict[str, str]) -> tuple[str, int]:
             "followed by -k for the latent size, e.g. deep-32)"
         )
     variant, k = match.group(1), match.group(2)
+    if k is None and allowed[variant] not in FIXED_LATENT:
+        raise ConfigError(f"model {spec!r} needs a latent size: write {spec}-k, e.g. {spec}-32")
     return variant, latent_size(allowed[variant], None if k is None else int(k))
 
 
