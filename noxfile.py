@@ -9,6 +9,12 @@ from pathlib import Path
 
 import nox
 
+sys.path.insert(0, str(Path(__file__).parent))
+from training.containers import use_repo_podman_conf
+
+# Podman on machines like CI's needs the repo's containers.conf; a user's own setting wins.
+use_repo_podman_conf()
+
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True

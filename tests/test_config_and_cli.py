@@ -24,19 +24,23 @@ class C:
 
 
 def test_overrides_parse_by_field_type():
-    c = apply_overrides(C(), ["lr=1e-3", "epochs=7", "nesterov=true", "widths=512, 256",
-                              "name=y", "clip=none"])
+    c = apply_overrides(
+        C(), ["lr=1e-3", "epochs=7", "nesterov=true", "widths=512, 256", "name=y", "clip=none"]
+    )
     assert c == C(lr=1e-3, epochs=7, nesterov=True, widths=(512, 256), name="y", clip=None)
     assert apply_overrides(C(), ["clip=0.5"]).clip == 0.5
 
 
-@pytest.mark.parametrize(("pair", "message"), [
-    ("lrr=1", "unknown key for C .valid: lr, epochs"),
-    ("epochs=2.5", "expected int"),
-    ("nesterov=maybe", "expected bool"),
-    ("lr", "expected key=value"),
-    ("widths=a,b", "expected int"),
-])
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("lrr=1", "unknown key for C .valid: lr, epochs"),
+        ("epochs=2.5", "expected int"),
+        ("nesterov=maybe", "expected bool"),
+        ("lr", "expected key=value"),
+        ("widths=a,b", "expected int"),
+    ],
+)
 def test_bad_overrides_are_named(pair, message):
     with pytest.raises(ConfigError, match=message):
         apply_overrides(C(), [pair])
@@ -66,17 +70,20 @@ def test_run_ids_are_deterministic_and_distinct():
     assert job.run_id("", cfg, "quick", 0) != job.run_id("", job.resolve("full"), "full", 0)
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["run", "nope"], "unknown job 'nope'"),
-    (["run", "softmax", "--set", "bogus=1"], "unknown key"),
-    (["run", "softmax", "--set", "lr=-1"], "lr=-1.0 must be > 0"),
-    (["run", "softmax", "--set", "batch_size=0"], "batch_size=0 must be > 0"),
-    (["run", "softmax", "--set", "batch_size=100000"], "exceeds the"),
-    (["run", "softmax-seed", "--set", "eta=abc"], "expected float"),
-    (["run", "softmax", "--index", "3"], "has cells 0..0"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "nope"], "unknown job 'nope'"),
+        (["run", "softmax", "--set", "bogus=1"], "unknown key"),
+        (["run", "softmax", "--set", "lr=-1"], "lr=-1.0 must be > 0"),
+        (["run", "softmax", "--set", "batch_size=0"], "batch_size=0 must be > 0"),
+        (["run", "softmax", "--set", "batch_size=100000"], "exceeds the"),
+        (["run", "softmax-seed", "--set", "eta=abc"], "expected float"),
+        (["run", "softmax", "--index", "3"], "has cells 0..0"),
+    ],
+)
 def test_cli_errors_are_one_line_and_exit_2(run_cli, argv, message):
-    code, out, err = run_cli(*argv)
+    code, _, err = run_cli(*argv)
     assert code == (1 if "exceeds" in message else 2), err
     assert message in err or pytest.fail(err)
     assert "Traceback" not in err
@@ -97,6 +104,5 @@ def test_listing_and_numpy_jobs_never_import_tensorflow(tmp_path, mnist):
         f"assert main(['run', 'softmax', '--profile', 'quick', '--out', r'{tmp_path}']) == 0\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -13,6 +13,7 @@ from training import containers
 from training.jobs import get_job
 from training.runs import read_json
 
+containers.use_repo_podman_conf()
 ENGINE = containers.detect_engine()
 pytestmark = [
     pytest.mark.slow,

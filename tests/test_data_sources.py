@@ -58,7 +58,7 @@ def fake_wheel(path: Path, member_bytes: bytes) -> str:
 
 
 class FakeHost:
-    """A tiny HTTP server on 127.0.0.1: ``files[path]`` is a list served in turn (bad, then good)."""
+    """HTTP on 127.0.0.1: ``files[path]`` is a list of bodies served in turn (bad, then good)."""
 
     def __init__(self):
         self.files: dict[str, list[bytes]] = {}
@@ -310,10 +310,19 @@ def test_real_chain_fetches_verified_mnist(tmp_path):
     for name in ARRAYS:
         digest = hashlib.sha256(getattr(m, name).tobytes()).hexdigest()
         assert digest == sources.SHA256[name]
-    assert np.bincount(m.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265,
-                                               5851, 5949]
-    assert np.bincount(m.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974,
-                                              1009]
+    assert np.bincount(m.y_train).tolist() == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
+    assert np.bincount(m.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_cli_data_errors_are_one_line(run_cli, tmp_path):

@@ -43,8 +43,9 @@ TINY = Job("tiny", "test job", TinyConfig, tiny_train)
 
 
 def execute(tmp_path, cfg=TinyConfig(), force=False, run_id="r1"):
-    return runs.execute(TINY, "", cfg, seed=0, profile="quick", out=tmp_path, run_id=run_id,
-                        force=force)
+    return runs.execute(
+        TINY, "", cfg, seed=0, profile="quick", out=tmp_path, run_id=run_id, force=force
+    )
 
 
 def test_done_run_directory_is_complete(tmp_path):
@@ -52,8 +53,14 @@ def test_done_run_directory_is_complete(tmp_path):
     path = tmp_path / "tiny" / "r1"
     assert outcome.state == "done" and outcome.path == path
     names = {p.name for p in path.iterdir()}
-    assert names == {"config.json", "status.json", "metrics.json", "history.jsonl", "tb",
-                     "artifacts"}
+    assert names == {
+        "config.json",
+        "status.json",
+        "metrics.json",
+        "history.jsonl",
+        "tb",
+        "artifacts",
+    }
     config = json.loads((path / "config.json").read_text())
     assert config["config"] == {"steps": 3, "mode": "ok"} and config["seed"] == 0
     assert {"machine_info", "commit_info", "versions", "datetime"} <= set(config)
@@ -98,14 +105,22 @@ def test_resume_skips_done_and_reruns_failed(tmp_path):
 
 
 def test_dead_owner_is_read_as_interrupted(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid = int(proc.stdout)
     base = {"state": "running", "host": os.uname().nodename, "heartbeat_unix": time.time()}
     assert runs.effective_state({**base, "pid": os.getpid()}) == "running"
     assert runs.effective_state({**base, "pid": dead_pid}) == "interrupted"
-    stale = {**base, "pid": os.getpid(), "host": "elsewhere",
-             "heartbeat_unix": time.time() - runs.STALE_SECONDS - 1}
+    stale = {
+        **base,
+        "pid": os.getpid(),
+        "host": "elsewhere",
+        "heartbeat_unix": time.time() - runs.STALE_SECONDS - 1,
+    }
     assert runs.effective_state(stale) == "interrupted"
     assert runs.effective_state({**stale, "heartbeat_unix": time.time()}) == "running"
     assert runs.effective_state(None) == "missing"
@@ -114,9 +129,15 @@ def test_dead_owner_is_read_as_interrupted(tmp_path):
 def test_live_running_run_is_not_clobbered(tmp_path):
     path = tmp_path / "tiny" / "r1"
     path.mkdir(parents=True)
-    runs.atomic_write_json(path / "status.json", {
-        "state": "running", "pid": os.getpid(), "host": os.uname().nodename,
-        "heartbeat_unix": time.time()})
+    runs.atomic_write_json(
+        path / "status.json",
+        {
+            "state": "running",
+            "pid": os.getpid(),
+            "host": os.uname().nodename,
+            "heartbeat_unix": time.time(),
+        },
+    )
     with pytest.raises(ConfigError, match="already running"):
         execute(tmp_path)
 
@@ -152,8 +173,9 @@ JOB_ARGV = [sys.executable, "-m", "training", "run", "softmax-seed", "--set", "e
 def _start_job(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     """softmax-seed at full size in a child: long enough (seconds) to be interrupted."""
     env = {**os.environ, "MNIST_SUITE_RUNS": str(tmp_path)}
-    proc = subprocess.Popen(JOB_ARGV, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        JOB_ARGV, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         history = list(tmp_path.glob("softmax-seed/*/history.jsonl"))

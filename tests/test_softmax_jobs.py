@@ -35,8 +35,16 @@ def test_softmax_seed_quick_writes_a_complete_run(run_cli):
 
 def test_same_seed_same_numbers_other_seed_other_numbers(run_cli, tmp_path):
     def weights(seed: int, out: str) -> tuple[np.ndarray, dict]:
-        code, stdout, _ = run_cli("run", "softmax", "--profile", "quick", "--seed", str(seed),
-                                  "--out", str(tmp_path / out))
+        code, stdout, _ = run_cli(
+            "run",
+            "softmax",
+            "--profile",
+            "quick",
+            "--seed",
+            str(seed),
+            "--out",
+            str(tmp_path / out),
+        )
         assert code == 0
         path = run_path(stdout)
         with np.load(path / "artifacts" / "weights.npz", allow_pickle=False) as f:

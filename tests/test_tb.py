@@ -27,15 +27,17 @@ def test_scalars_images_and_hparams_round_trip(tmp_path):
     assert set(tags["scalars"]) == {"epoch/loss", "epoch/acc", "lr"}
     losses = acc.Scalars("epoch/loss")
     assert [e.step for e in losses] == [0, 1, 2, 3, 4]
-    np.testing.assert_allclose([e.value for e in losses], [1, 1 / 2, 1 / 3, 1 / 4, 1 / 5],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [e.value for e in losses], [1, 1 / 2, 1 / 3, 1 / 4, 1 / 5], rtol=1e-6
+    )
     (image,) = acc.Images("digit")
     assert (image.step, image.width, image.height) == (3, 28, 28)
     assert image.encoded_image_string.startswith(b"\x89PNG")
     content = acc.PluginTagToContent(hp_metadata.PLUGIN_NAME)
     assert {hp_metadata.SESSION_START_INFO_TAG, hp_metadata.EXPERIMENT_TAG} <= set(content)
     start = hp_metadata.parse_session_start_info_plugin_data(
-        content[hp_metadata.SESSION_START_INFO_TAG])
+        content[hp_metadata.SESSION_START_INFO_TAG]
+    )
     assert start.hparams["lr"].number_value == 0.1
 
 

@@ -103,6 +103,23 @@ def _docker_answers() -> bool:
         return False
 
 
+PODMAN_CONF = ROOT / "docker" / "containers.conf"
+
+
+def use_repo_podman_conf(env: dict[str, str] | None = None) -> bool:
+    """Point ``CONTAINERS_CONF`` at the repo's settings when Podman would otherwise fail here.
+
+    Podman on these machines needs runc (crun cannot handle hybrid cgroups) and default ulimits
+    at or below the host's hard limits; the repo's containers.conf sets both. It is used only if
+    the variable is unset and runc is installed, so a user's own configuration always wins.
+    """
+    env = os.environ if env is None else env
+    if env.get("CONTAINERS_CONF") or not shutil.which("podman") or not shutil.which("runc"):
+        return False
+    env["CONTAINERS_CONF"] = str(PODMAN_CONF)
+    return True
+
+
 def require_engine() -> str:
     engine = detect_engine()
     if engine is None:
