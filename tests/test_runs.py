@@ -167,11 +167,13 @@ def test_diverged_exception_message():
     assert str(Diverged(7, float("inf"))) == "loss became inf at step 7"
 
 
-JOB_ARGV = [sys.executable, "-m", "training", "run", "softmax-seed", "--set", "eval_every=100"]
+# Half the training set, evaluated every 1000 samples: logs within a second, runs for several.
+JOB_ARGV = [sys.executable, "-m", "training", "run", "softmax-seed"]
+JOB_ARGV += ["--set", "n_train=30000", "--set", "eval_every=1000"]
 
 
 def _start_job(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """softmax-seed at full size in a child: long enough (seconds) to be interrupted."""
+    """softmax-seed in a child process, returned once it has logged its first evaluation."""
     env = {**os.environ, "MNIST_SUITE_RUNS": str(tmp_path)}
     proc = subprocess.Popen(
         JOB_ARGV, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
