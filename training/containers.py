@@ -278,6 +278,7 @@ def train(
         user = user_args(engine, is_rootless(engine))
         data = host_data()
         env = {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
+        image_ids = {f: image_id(engine, image_name(f)) for f in FLAVOURS}
 
     def run_one(name: str) -> tuple[str, int]:
         command = ["run", name, "--profile", profile, "--seed", str(seed), *extra]
@@ -295,7 +296,7 @@ def train(
                 runs=out,
                 user=user,
                 name=container,
-                env=env,
+                env={**env, "MNIST_SUITE_IMAGE_ID": image_ids[flavour_for(get_job(name))]},
             )
         print("$ " + " ".join(argv), flush=True)
         return where, wait_forwarding(subprocess.Popen(argv))
@@ -431,6 +432,15 @@ def image_exists(engine: str, image: str) -> bool:
         ).returncode
         == 0
     )
+
+
+def image_id(engine: str, image: str) -> str:
+    """The image's content digest (``sha256:…``), recorded with every run made in it."""
+    found = _capture([engine, "image", "inspect", "--format", "{{.Id}}", image])
+    if found.returncode != 0:
+        return ""
+    digest = found.stdout.strip()
+    return digest if digest.startswith("sha256:") else f"sha256:{digest}"
 
 
 def image_size_mb(engine: str, image: str) -> float:

@@ -68,6 +68,8 @@ def machine_info() -> dict:
         "python_version": platform.python_version(),
         "in_container": Path("/run/.containerenv").exists() or Path("/.dockerenv").exists(),
         "image": os.environ.get("MNIST_SUITE_IMAGE", ""),
+        # The content digest of the image, passed in at `run` time (an image cannot know its own).
+        "image_id": os.environ.get("MNIST_SUITE_IMAGE_ID", ""),
         "threads": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
     }
 

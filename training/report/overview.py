@@ -98,7 +98,8 @@ def environment(ctx: Context, generator: dict) -> Section:
             str(v.get("tensorflow-cpu") or v.get("tensorflow") or ""),
             str(v.get("keras", "")),
             str(c.get("id", ""))[:10] + (" (dirty)" if c.get("dirty") else ""),
-            str(m.get("image") or ("container" if m.get("in_container") else "host")),
+            str(m.get("image") or ("container" if m.get("in_container") else "host"))
+            + (f" ({m['image_id'][:19]})" if m.get("image_id") else ""),
             ", ".join(f"{k}={val}" for k, val in sorted(dict(m.get("threads") or {}).items())),
         )
         envs.setdefault(key, []).append(run.job)
