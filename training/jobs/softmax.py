@@ -18,12 +18,7 @@ from training.data import batch_indices, scalar_zscore, to_unit, train_dev_split
 from training.errors import ConfigError
 from training.jobs import Job, register
 from training.metrics import accuracy, confusion
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax of (n, k) scores, stable for large values."""
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+from training.nn import log_softmax
 
 
 def mean_nll(scores: np.ndarray, y: np.ndarray) -> float:

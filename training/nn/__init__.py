@@ -6,7 +6,17 @@ place; models save to ``.npz`` with their architecture.
 
 from training.nn.init import INITIALISERS, get_initialiser
 from training.nn.io import load_model, model_arrays, save_model
-from training.nn.layers import Dropout, Layer, Linear, LogSoftmax, NLLLoss, ReLU, Sequential, mlp
+from training.nn.layers import (
+    Dropout,
+    Layer,
+    Linear,
+    LogSoftmax,
+    NLLLoss,
+    ReLU,
+    Sequential,
+    log_softmax,
+    mlp,
+)
 from training.nn.optim import SCHEDULES, SGD, make_schedule
 
 __all__ = [
@@ -22,6 +32,7 @@ __all__ = [
     "Sequential",
     "get_initialiser",
     "load_model",
+    "log_softmax",
     "make_schedule",
     "mlp",
     "model_arrays",

@@ -161,6 +161,12 @@ class Dropout(Layer):
         return f"Dropout(p={self.p})"
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of scores (n, k), from max-shifted scores (stable for large z)."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
 class LogSoftmax(Layer):
     """Row-wise ``z - logsumexp(z)``, computed once from max-shifted scores (stable for large z).
 
@@ -170,8 +176,7 @@ class LogSoftmax(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_2d(self, x, None, None)
-        shifted = x - x.max(axis=1, keepdims=True)
-        self._out = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        self._out = log_softmax(x)
         return self._out  # (B, C)
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray:

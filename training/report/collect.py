@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from training.runs import find_runs, load_run
+from training.runs import find_runs, load_run, read_json
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,7 @@ class RunRecord:
         return next((arrays[k] for k in keys if k in arrays), None)
 
     def json(self, name: str) -> Any:
-        path = self.path / "artifacts" / f"{name}.json"
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
+        return read_json(self.path / "artifacts" / f"{name}.json")
 
 
 def collect_runs(runs_dir: Path) -> list[RunRecord]:
