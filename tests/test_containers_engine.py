@@ -11,7 +11,7 @@ import pytest
 
 from training import containers
 from training.jobs import get_job
-from training.runs import read_json
+from training.files import read_json_object as read_json
 
 containers.use_repo_podman_conf()
 ENGINE = containers.detect_engine()

@@ -362,7 +362,8 @@ def check_runs(
 
 def first_step_seconds(run_dir: Path, launched: float) -> float:
     """Seconds from ``launched`` (epoch time) to the run's first history row."""
-    from training.runs import read_history, read_json
+    from training.files import read_json_object as read_json
+    from training.runs import read_history
 
     status = read_json(run_dir / "status.json") or {}
     rows = read_history(run_dir / "history.jsonl")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from training.errors import ConfigError, DataError
+from training.files import atomic_write_bytes
 from training.nn import load_model
-from training.runs import atomic_write_bytes
 
 
 @dataclass(frozen=True)

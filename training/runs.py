@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,14 @@ import numpy as np
 from training.config import to_dict
 from training.envinfo import envelope, now_iso
 from training.errors import ConfigError, Diverged
+from training.files import (
+    _json_default,
+    atomic_save_npz,
+    atomic_write_json,
+    finite,
+    read_json_object,
+    read_jsonl,
+)
 from training.progress import Progress
 from training.tb import SummaryWriter
 
@@ -35,89 +42,9 @@ HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 120.0  # a running owner that has not beaten for this long is presumed dead
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def dumps(obj: Any) -> str:
-    # NaN/inf become null: strict JSON, readable by any tool (diverged losses are common here).
-    return json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (dumps(obj) + "\n").encode())
-
-
-def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez_compressed`` through a temp file; object arrays are refused (no pickles)."""
-    for name, a in arrays.items():
-        if np.asarray(a).dtype == object:
-            raise TypeError(f"{path.name}: {name} is an object array; save plain arrays")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: Path) -> dict | None:
-    """The JSON object at ``path``, or None if it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def read_history(path: Path) -> list[dict]:
     """Rows of ``history.jsonl``; a torn last line (killed mid-write) is skipped."""
-    rows = []
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return rows
-    for line in lines:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
+    return read_jsonl(path)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -153,13 +80,13 @@ def effective_state(status: dict | None) -> str:
 
 def load_run(path: Path) -> dict:
     """Everything a reader (report, resume, list) needs from a run directory."""
-    status = read_json(path / "status.json")
+    status = read_json_object(path / "status.json")
     return {
         "path": path,
-        "config": read_json(path / "config.json") or {},
+        "config": read_json_object(path / "config.json") or {},
         "status": status or {},
         "state": effective_state(status),
-        "metrics": read_json(path / "metrics.json") or {},
+        "metrics": read_json_object(path / "metrics.json") or {},
         "history": read_history(path / "history.jsonl"),
     }
 
@@ -221,7 +148,7 @@ class Run:
         row = {"kind": kind, "step": int(step), "time": round(time.perf_counter() - self.start, 4)}
         row.update(values)
         # One write of one line: a kill leaves at most a torn last line, which readers skip.
-        self._history.write(json.dumps(_finite(row), default=_json_default) + "\n")
+        self._history.write(json.dumps(finite(row), default=_json_default) + "\n")
         self._history.flush()
         self.tb.scalars(values, step, prefix=f"{kind}/")
 
@@ -303,17 +230,17 @@ def execute(
     (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates.
     """
     path = Path(out) / job.name / run_id
-    previous = effective_state(read_json(path / "status.json"))
+    previous = effective_state(read_json_object(path / "status.json"))
     if previous in FINAL_STATES and not force:
         return Outcome(
             path,
             previous,
             "already recorded",
             skipped=True,
-            metrics=read_json(path / "metrics.json") or {},
+            metrics=read_json_object(path / "metrics.json") or {},
         )
     if previous == "running":
-        status = read_json(path / "status.json") or {}
+        status = read_json_object(path / "status.json") or {}
         raise ConfigError(
             f"{path}: already running (pid {status.get('pid')} on {status.get('host')})"
         )

@@ -27,6 +27,7 @@ import platformdirs
 from training.data.idx import read_idx
 from training.data.safe_pickle import load_arrays_pickle
 from training.errors import DataError
+from training.files import atomic_save_npz
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +159,7 @@ def cache_dir() -> Path:
 
 def write_cache(arrays: dict[str, np.ndarray], path: Path) -> None:
     """Save verified arrays as an uncompressed ``.npz`` (fast to load), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mnist-", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save_npz(path, compress=False, **arrays)
 
 
 def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT) -> Path:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from training.errors import DataError
+from training.files import atomic_save_npz
 from training.nn.layers import Dropout, Layer, Linear, LogSoftmax, ReLU, Sequential
-from training.runs import atomic_save_npz
 
 FORMAT = "mnist-suite-mlp/1"
 PREPROCESS = "unit"  # inputs are uint8 pixels / 255, shape (n, 784): training.data.to_unit

@@ -24,12 +24,12 @@ from pathlib import Path
 
 from training.envinfo import commit_info, machine_info, now_iso, package_versions
 from training.errors import ConfigError
+from training.files import atomic_write_bytes, atomic_write_json
 from training.report import benchmarks, classification, overview, reconstruction, sgd
 from training.report.collect import collect_benchmarks, collect_runs
 from training.report.common import Context
 from training.report.document import Section, render_html, render_markdown
 from training.report.figures import FigureWriter
-from training.runs import atomic_write_bytes, atomic_write_json
 
 SCHEMA_VERSION = 1
 TITLE = "mnist-suite report"

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from training.runs import find_runs, load_run, read_json
+from training.files import read_json_object as read_json
+from training.runs import find_runs, load_run
 
 log = logging.getLogger(__name__)
 

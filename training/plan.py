@@ -1,0 +1,168 @@
+"""The work plan: the only place that knows how a batch of runs is numbered.
+
+A plan is the ordered list of work items for a selection of jobs, ``job x cell x seed``. Items
+are ordered **seed-major** (every job and cell of seed s0, then of s1, ...), so widening
+``--seeds 0-2`` to ``--seeds 0-4`` appends items and keeps every existing index. Anything else
+that changes the item list (another job, cell or override) changes the plan's ``fingerprint``;
+a plan saved with ``mnist-suite plan ... --save plan.json`` is the contract every worker reads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from training.config import config_hash
+from training.errors import ConfigError
+
+INDEX_VARIABLES = ("MNIST_SUITE_INDEX", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")
+MAX_SEED = 2**31 - 1
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0-4"`` -> (0, 1, 2, 3, 4); ``"0,3,7"`` -> (0, 3, 7); ranges and lists mix.
+
+    Seeds are non-negative, unique and kept in the order given.
+    """
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        m = _RANGE.match(part.strip())
+        if not m:
+            raise ConfigError(
+                f"--seeds {text!r}: expected non-negative integers or ranges like 0-4 or 0,3,7"
+            )
+        lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+        if hi < lo or hi > MAX_SEED:
+            raise ConfigError(f"--seeds {text!r}: range {part.strip()} is empty or too large")
+        if hi - lo >= 10_000:
+            raise ConfigError(f"--seeds {text!r}: at most 10000 seeds in one range")
+        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+    return tuple(seeds)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One run of the plan: ``mnist-suite run JOB --profile P --seed S --set ... --index CELL``."""
+
+    index: int
+    job: str
+    cell: str  # "" for a single-run job
+    cell_index: int
+    seed: int
+    profile: str
+    run_id: str
+    flavour: str  # the image that runs it: "numpy" or "tf"
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.job}/{self.cell}" if self.cell else self.job
+
+    def argv(self) -> list[str]:
+        """The ``mnist-suite`` arguments that run exactly this item."""
+        args = ["run", self.job, "--profile", self.profile, "--seed", str(self.seed)]
+        for pair in self.overrides:
+            args += ["--set", pair]
+        return [*args, "--index", str(self.cell_index)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "overrides": list(self.overrides)}
+
+
+def flavour_of(job) -> str:
+    return "tf" if job.uses_tensorflow else "numpy"
+
+
+def build_plan(
+    jobs: list[str],
+    *,
+    profile: str = "full",
+    seeds: tuple[int, ...] = (0,),
+    overrides: tuple[str, ...] = (),
+) -> list[WorkItem]:
+    """The plan for ``jobs`` (names, in the order given) over ``seeds`` (seed-major)."""
+    from training.jobs import get_job
+
+    if not jobs:
+        raise ConfigError("no jobs selected")
+    if not seeds:
+        raise ConfigError("no seeds selected")
+    expanded = []
+    for name in dict.fromkeys(jobs):
+        job = get_job(name)
+        config = job.resolve(profile, list(overrides))
+        expanded.append((job, job.expand(config)))
+    items: list[WorkItem] = []
+    for seed in seeds:
+        for job, cells in expanded:
+            for cell_index, (label, cell_config) in enumerate(cells):
+                items.append(
+                    WorkItem(
+                        index=len(items),
+                        job=job.name,
+                        cell=label,
+                        cell_index=cell_index,
+                        seed=seed,
+                        profile=profile,
+                        run_id=job.run_id(label, cell_config, profile, seed),
+                        flavour=flavour_of(job),
+                        overrides=tuple(overrides),
+                    )
+                )
+    return items
+
+
+def fingerprint(items: list[WorkItem]) -> str:
+    """Short hash of the item list: two plans with the same fingerprint number items alike."""
+    return config_hash([(i.index, i.job, i.run_id) for i in items])
+
+
+def index_from_env(env: dict[str, str] | None = None) -> int | None:
+    """The work item index an engine gave this process, if any (first variable set wins)."""
+    env = os.environ if env is None else env
+    for name in INDEX_VARIABLES:
+        text = env.get(name, "").strip()
+        if text:
+            if not text.isdigit():
+                raise ConfigError(f"${name}={text!r}: expected a non-negative integer index")
+            return int(text)
+    return None
+
+
+def select(items: list[WorkItem], index: int, source: str = "--index") -> WorkItem:
+    """Item ``index`` of the plan; out of range is a ConfigError naming the valid range."""
+    if not 0 <= index < len(items):
+        raise ConfigError(f"{source} {index}: the plan has items 0..{len(items) - 1}")
+    return items[index]
+
+
+def plan_document(items: list[WorkItem]) -> dict[str, Any]:
+    """The JSON a worker reads back with :func:`load_plan`."""
+    return {
+        "format": "mnist-suite-plan/1",
+        "fingerprint": fingerprint(items),
+        "items": [i.to_json() for i in items],
+    }
+
+
+def load_plan(path: Path) -> list[WorkItem]:
+    """Read a saved plan; anything that is not one is a ConfigError (one line)."""
+    from training.files import read_json
+
+    doc = read_json(path)
+    if not isinstance(doc, dict) or doc.get("format") != "mnist-suite-plan/1":
+        raise ConfigError(f"{path}: not a saved plan (expected mnist-suite-plan/1 JSON)")
+    try:
+        items = [
+            WorkItem(**{**raw, "overrides": tuple(raw.get("overrides", ()))})
+            for raw in doc["items"]
+        ]
+    except (TypeError, KeyError) as exc:
+        raise ConfigError(f"{path}: malformed plan item ({exc})") from None
+    if [i.index for i in items] != list(range(len(items))):
+        raise ConfigError(f"{path}: plan items are not numbered 0..{len(items) - 1}")
+    return items
