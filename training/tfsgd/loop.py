@@ -5,7 +5,8 @@ batch (a host round trip per step). Here the update is ``assign_sub`` inside a c
 for training, a whole epoch is one ``tf.function`` call that loops over the batches in the graph,
 so no Python runs between steps. The seed's update is kept (``update="set_weights"``) to compare.
 
-This is the only module that imports TensorFlow; job modules import it inside ``train``.
+TensorFlow is imported here and in ``training.autoencoders`` only; job modules import them inside
+``train`` so listing jobs, the NumPy jobs and the report never load it.
 """
 
 from __future__ import annotations
