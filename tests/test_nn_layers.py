@@ -205,3 +205,23 @@ def test_predict_log_proba_batches_match_one_pass(rng):
     np.testing.assert_allclose(net.predict_log_proba(x, batch_size=10), full, rtol=1e-12)
     assert net.training  # restored
     assert net.predict_log_proba(x[:0]).shape == (0, 10)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_label_smoothing_gradient_and_value(rng, reduction):
+    loss = NLLLoss(reduction, smoothing=0.1)
+    logp = LogSoftmax().forward(rng.standard_normal((6, 10)))
+    y = rng.integers(0, 10, 6)
+    value = loss.forward(logp, y)
+    np.testing.assert_allclose(
+        loss.backward(), numeric_grad(lambda: loss.forward(logp, y), logp), rtol=RTOL, atol=ATOL
+    )
+    target = np.full((6, 10), 0.01)
+    target[np.arange(6), y] += 0.9
+    scale = 1 / 6 if reduction == "mean" else 1
+    assert value == pytest.approx(-(target * logp).sum() * scale)
+
+
+def test_label_smoothing_out_of_range_is_rejected():
+    with pytest.raises(ValueError, match=r"smoothing=1\.0"):
+        NLLLoss(smoothing=1.0)

@@ -1,9 +1,12 @@
 """A small neural-network library in NumPy only (importing it never loads TensorFlow).
 
 Layers carry ``forward`` and ``backward`` side by side; ``SGD`` updates their parameters in
-place; models save to ``.npz`` with their architecture.
+place (``WeightAverage`` keeps a moving average of them); ``Distortion`` augments image batches;
+models save to ``.npz`` with their architecture.
 """
 
+from training.nn.augment import Distortion
+from training.nn.average import WeightAverage
 from training.nn.init import INITIALISERS, get_initialiser
 from training.nn.io import load_model, model_arrays, save_model
 from training.nn.layers import (
@@ -23,6 +26,7 @@ __all__ = [
     "INITIALISERS",
     "SCHEDULES",
     "SGD",
+    "Distortion",
     "Dropout",
     "Layer",
     "Linear",
@@ -30,6 +34,7 @@ __all__ = [
     "NLLLoss",
     "ReLU",
     "Sequential",
+    "WeightAverage",
     "get_initialiser",
     "load_model",
     "log_softmax",

@@ -190,12 +190,19 @@ class NLLLoss:
     ----------
     reduction : {"mean", "sum"}
         ``sum`` is the seed's (its lr 1e-3 at batch 100 equals a mean-loss lr of 0.1).
+    smoothing : float
+        Label smoothing in [0, 1): the target puts ``1 - smoothing`` on the label and spreads
+        ``smoothing`` evenly over all C classes, so the loss is
+        ``-(1 - smoothing) * logp[label] - smoothing * mean(logp)`` per sample.
     """
 
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, reduction: str = "mean", smoothing: float = 0.0):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"NLLLoss: reduction {reduction!r}, expected 'mean' or 'sum'")
+        if not 0 <= smoothing < 1:
+            raise ValueError(f"NLLLoss: smoothing={smoothing}, expected a value in [0, 1)")
         self.reduction = reduction
+        self.smoothing = smoothing
 
     def forward(self, logp: np.ndarray, target: np.ndarray) -> float:
         _check_2d(self, logp, None, None)
@@ -207,17 +214,22 @@ class NLLLoss:
         self._shape, self._dtype, self._target = logp.shape, logp.dtype, target
         picked = logp[np.arange(len(target)), target]  # (B,)
         total = -picked.sum(dtype=np.float64)
+        if self.smoothing:
+            spread = -logp.sum(dtype=np.float64) / logp.shape[1]
+            total = (1 - self.smoothing) * total + self.smoothing * spread
         return float(total / len(target) if self.reduction == "mean" else total)
 
     def backward(self) -> np.ndarray:
-        """d loss / d logp, shape (B, C): -1 (or -1/B) at each target, 0 elsewhere."""
-        grad = np.zeros(self._shape, self._dtype)
-        scale = 1.0 / self._shape[0] if self.reduction == "mean" else 1.0
-        grad[np.arange(self._shape[0]), self._target] = -scale
+        """d loss / d logp, shape (B, C): minus the (smoothed) target, divided by B for mean."""
+        n, c = self._shape
+        scale = 1.0 / n if self.reduction == "mean" else 1.0
+        grad = np.full(self._shape, -scale * self.smoothing / c, self._dtype)
+        grad[np.arange(n), self._target] -= scale * (1 - self.smoothing)
         return grad
 
     def __repr__(self) -> str:
-        return f"NLLLoss(reduction={self.reduction!r})"
+        extra = f", smoothing={self.smoothing}" if self.smoothing else ""
+        return f"NLLLoss(reduction={self.reduction!r}{extra})"
 
 
 class Sequential(Layer):
