@@ -22,15 +22,15 @@ def mnist():
 def run_cli(tmp_path, capsys, mnist):
     """Run ``mnist-suite`` in-process; returns (exit code, stdout, stderr).
 
-    Runs land in ``tmp_path / "runs"`` unless ``--out`` is given; MNIST comes from the cache
+    Runs land in ``tmp_path / "runs"`` unless ``--runs`` is given; MNIST comes from the cache
     the ``mnist`` fixture filled.
     """
     from training.cli import main
 
     def run(*argv: str) -> tuple[int, str, str]:
         args = list(argv)
-        if args and args[0] == "run" and "--out" not in args:
-            args += ["--out", str(tmp_path / "runs")]
+        if args and args[0] == "run" and not {"--runs", "--out"} & set(args):
+            args += ["--runs", str(tmp_path / "runs")]
         code = main(args)
         out, err = capsys.readouterr()
         return code, out, err

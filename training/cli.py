@@ -12,7 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+from training.defaults import BENCH_RESULTS, PROFILES, REPORT_FOLDER, RUNS_VARIABLE, runs_folder
 from training.errors import SuiteError
+from training.plan import FLAVOURS
 
 EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -62,48 +64,206 @@ def cmd_cells(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _selection(args: argparse.Namespace) -> tuple[list, list, str]:
+    """(the whole plan, the items this command addresses, the name of what indexes them).
+
+    The plan comes from ``--plan FILE`` or is built from the jobs, profile, seeds and overrides;
+    ``--flavour`` and ``--items`` narrow it to the subset an engine indexes (see training.plan).
+    """
+    from training.jobs import all_jobs
+    from training.plan import build_plan, check_fingerprint, load_plan, parse_items, subset
+
+    if getattr(args, "plan", None):
+        if args.jobs or args.set or args.seeds or args.seed is not None:
+            raise SuiteError("--plan: the saved plan fixes jobs, seeds and --set; leave them out")
+        items = load_plan(args.plan)
+        if not items:
+            raise SuiteError(f"--plan {args.plan}: the plan has no items")
+    else:
+        if not args.jobs and not args.all_jobs_by_default:
+            raise SuiteError("name at least one job (mnist-suite list shows them) or --plan FILE")
+        items = build_plan(
+            args.jobs or list(all_jobs()),
+            profile=args.profile,
+            seeds=_seeds(args),
+            overrides=args.set,
+        )
+    check_fingerprint(items, args.plan_fingerprint)
+    only = parse_items(args.items) if args.items else None
+    chosen = subset(items, flavour=args.flavour, only=only)
+    what = "plan" if args.flavour is None and only is None else "selection"
+    return items, chosen, what
+
+
+def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
+    from training.plan import parse_seeds
+
+    if args.seeds is not None:
+        return parse_seeds(args.seeds)
+    return (0 if args.seed is None else args.seed,)
+
+
+def _index(args: argparse.Namespace) -> tuple[int | None, str]:
+    """The item index from ``--index`` or, failing that, from an engine's variable."""
+    from training.plan import INDEX_VARIABLES, index_from_env
+
+    if args.index is not None:
+        return args.index, "--index"
+    index = index_from_env()
+    if index is None:
+        return None, ""
+    source = next(v for v in INDEX_VARIABLES if os.environ.get(v, "").strip())
+    return index, f"${source}"
+
+
+def run_items(items: list, args: argparse.Namespace) -> int:
+    """Run work items one after another in this process; the exit code of the batch."""
     from training.jobs import get_job
     from training.runs import execute
 
-    job = get_job(args.job)
-    config = job.resolve(args.profile, args.set)
-    cells = job.expand(config)
-    if args.index is not None:
-        if not 0 <= args.index < len(cells):
-            raise SuiteError(f"--index {args.index}: {job.name} has cells 0..{len(cells) - 1}")
-        cells = [cells[args.index]]
     codes = []
-    for label, cell_config in cells:
-        name = f"{job.name}/{label}" if label else job.name
-        run_id = job.run_id(label, cell_config, args.profile, args.seed)
+    for item in items:
+        job = get_job(item.job)
+        cells = job.expand(job.resolve(item.profile, list(item.overrides)))
+        label, cell_config = cells[item.cell_index] if item.cell_index < len(cells) else ("", None)
+        if cell_config is None or job.run_id(label, cell_config, item.profile, item.seed) != (
+            item.run_id
+        ):
+            raise SuiteError(
+                f"plan item {item.index} ({item.name}, seed {item.seed}): this suite version "
+                f"expands it differently; save the plan again"
+            )
         outcome = execute(
             job,
             label,
             cell_config,
-            seed=args.seed,
-            profile=args.profile,
-            out=args.out,
-            run_id=run_id,
+            seed=item.seed,
+            profile=item.profile,
+            out=args.runs,
+            run_id=item.run_id,
             data_options=_data_options(args),
             force=args.force,
         )
         note = " (already recorded, skipped)" if outcome.skipped else ""
         print(f"{outcome.state:<11} {outcome.path}{note}", flush=True)
         if outcome.state == "failed":
-            print(f"error: {name}: {outcome.message}", file=sys.stderr)
+            print(f"error: {item.name}: {outcome.message}", file=sys.stderr)
             codes.append(EXIT_FAILED)
         elif outcome.state == "diverged":
-            print(f"warning: {name}: diverged: {outcome.message}", file=sys.stderr)
+            print(f"warning: {item.name}: diverged: {outcome.message}", file=sys.stderr)
             # In a batch (sweep, grid) divergence is a result; alone, the run did not succeed.
-            codes.append(EXIT_DIVERGED if len(cells) == 1 else 0)
+            codes.append(EXIT_DIVERGED if len(items) == 1 else 0)
     return max(codes, default=0)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from training.plan import select
+
+    _, chosen, what = _selection(args)
+    index, source = _index(args)
+    if index is not None:
+        if not chosen:
+            raise SuiteError(f"{source} {index}: the {what} has no items")
+        if not 0 <= index < len(chosen):
+            raise SuiteError(f"{source} {index}: the {what} has items 0..{len(chosen) - 1}")
+        chosen = [select(chosen, index, source)]
+    return run_items(chosen, args)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from training.files import atomic_write_json, dumps
+    from training.plan import (
+        PENDING_STATES,
+        array_spec,
+        fingerprint,
+        item_states,
+        plan_document,
+    )
+
+    items, chosen, _ = _selection(args)
+    if args.save:
+        atomic_write_json(args.save, plan_document(items))
+        print(f"plan {fingerprint(items)} ({len(items)} items) saved to {args.save}")
+        return 0
+    states = item_states(chosen, args.runs) if args.status or args.pending else None
+    if args.pending:
+        pending = [i.index for i, s in zip(chosen, states, strict=True) if s in PENDING_STATES]
+        by_flavour = {
+            f: [i.index for i in chosen if i.index in pending and i.flavour == f]
+            for f in sorted({i.flavour for i in chosen})
+        }
+        doc = {
+            "fingerprint": fingerprint(items),
+            "pending": pending,
+            "slurm": f"--array={array_spec(pending)}" if pending else "",
+            "kubernetes": {
+                f: {"items": idx, "completions": len(idx)} for f, idx in by_flavour.items() if idx
+            },
+        }
+        if args.json:
+            print(dumps(doc))
+        elif not pending:
+            print(f"nothing pending: all {len(chosen)} items are done, diverged or running")
+        else:
+            print(f"pending: {len(pending)} of {len(chosen)} items")
+            print(f"slurm:       sbatch {doc['slurm']} job.sbatch")
+            print(f"kubernetes:  {pending}  (mnist-suite k8s ... --items {array_spec(pending)})")
+            for f, entry in doc["kubernetes"].items():
+                print(f"  {f} Job: completions {entry['completions']}, items {entry['items']}")
+        return 0
+    if args.json:
+        rows = [i.to_json() for i in chosen]
+        if states is not None:
+            rows = [{**r, "state": s} for r, s in zip(rows, states, strict=True)]
+        print(dumps({"fingerprint": fingerprint(items), "items": rows}))
+        return 0
+    header = ["index", "job", "cell", "seed", "run id", "flavour"]
+    rows = [[str(i.index), i.job, i.cell or "-", str(i.seed), i.run_id, i.flavour] for i in chosen]
+    if states is not None:
+        header.insert(1, "state")
+        for row, state in zip(rows, states, strict=True):
+            row.insert(1, state)
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    summary = f"{len(chosen)} items, plan {fingerprint(items)}"
+    if states is not None:
+        counts = {s: states.count(s) for s in dict.fromkeys(states)}
+        summary += ": " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    print(summary)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.launch import LaunchOptions
+    from training.launch.local import LocalLauncher
+
+    _, chosen, _ = _selection(args)
+    options = LaunchOptions(
+        runs=args.runs,
+        workers=args.workers,
+        threads=args.threads,
+        force=args.force,
+        data=args.data,
+        offline=args.offline,
+    )
+    codes = LocalLauncher().launch(chosen, options)
+    return batch_exit_code(codes.values())
+
+
+def batch_exit_code(codes) -> int:
+    """130 if interrupted, else 2 for bad usage, 1 for any other failure; divergence is a result."""
+    bad = {c for c in codes if c not in (0, EXIT_DIVERGED)}
+    for code in (EXIT_INTERRUPTED, EXIT_USAGE):
+        if code in bad:
+            return code
+    return EXIT_FAILED if bad else 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from training.runs import find_runs, load_run
 
-    for path in find_runs(args.out, args.job):
+    for path in find_runs(args.runs, args.job):
         run = load_run(path)
         metrics = run["metrics"]
         headline = next(
@@ -121,7 +281,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from training.report import build_report
 
-    build_report(args.runs, args.bench, args.out)
+    build_report(args.runs or [runs_folder()], args.bench, args.out)
     print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
     return 0
 
@@ -137,6 +297,51 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DeprecatedRunsOut(argparse.Action):
+    """The old ``--out`` spelling of the runs folder: still works, says the new name once."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is now --runs (the runs folder)", file=sys.stderr)
+        namespace.runs = values
+
+
+def _add_runs_argument(p: argparse.ArgumentParser, *, old_out: bool = False) -> None:
+    p.add_argument(
+        "--runs",
+        type=Path,
+        default=runs_folder(),
+        help=f"runs folder (default: ${RUNS_VARIABLE} or ./runs)",
+    )
+    if old_out:
+        p.add_argument("--out", type=Path, action=_DeprecatedRunsOut, help=argparse.SUPPRESS)
+
+
+def _add_selection_arguments(p: argparse.ArgumentParser, *, all_by_default: bool) -> None:
+    """Jobs, profile, seeds and overrides: the arguments that build a plan (training.plan)."""
+    default = "every job" if all_by_default else "required unless --plan"
+    p.add_argument("jobs", nargs="*", metavar="JOB", help=f"job names ({default})")
+    p.add_argument("--profile", default="full", choices=PROFILES)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    seeds.add_argument("--seeds", default=None, help="seeds: 0-4 or 0,3,7 (one run each)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (repeatable)",
+    )
+    p.add_argument("--plan", type=Path, default=None, help="a plan saved by `plan --save`")
+    p.add_argument("--flavour", choices=FLAVOURS, default=None, help="only the items of this image")
+    p.add_argument(
+        "--items", default=None, metavar="LIST", help="only these plan indexes, e.g. 4,8,15"
+    )
+    p.add_argument(
+        "--plan-fingerprint", default=None, help="refuse a plan that does not have this fingerprint"
+    )
+    p.set_defaults(all_jobs_by_default=all_by_default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnist-suite", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log data sources tried")
@@ -149,35 +354,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the jobs, one line each")
     p.set_defaults(func=cmd_list)
 
-    for name, func, helptext in (
-        ("run", cmd_run, "run a job (every cell, or one with --index)"),
-        ("cells", cmd_cells, "list a job's cells with their index"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("job")
-        p.add_argument("--profile", default="full", choices=("quick", "full"))
-        p.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a config field (repeatable)",
-        )
-        p.set_defaults(func=func)
-        if name == "run":
-            p.add_argument("--seed", type=int, default=0)
-            p.add_argument(
-                "--out",
-                type=Path,
-                default=Path(os.environ.get("MNIST_SUITE_RUNS", "runs")),
-                help="runs folder (default: $MNIST_SUITE_RUNS or ./runs)",
-            )
-            p.add_argument("--index", type=int, default=None, help="run only this cell")
-            p.add_argument("--force", action="store_true", help="re-run cells already recorded")
-            _add_data_arguments(p)
+    p = sub.add_parser("cells", help="list a job's cells with their index")
+    p.add_argument("job")
+    p.add_argument("--profile", default="full", choices=PROFILES)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_cells)
+
+    p = sub.add_parser(
+        "run",
+        help="run work items here, one after another (all, or item --index I of the plan)",
+        description="Run the plan's items in this process. --index I (or $MNIST_SUITE_INDEX, "
+        "$JOB_COMPLETION_INDEX, $SLURM_ARRAY_TASK_ID) runs only item I; for one job and one "
+        "seed item I is the job's cell I.",
+    )
+    _add_selection_arguments(p, all_by_default=False)
+    _add_runs_argument(p, old_out=True)
+    p.add_argument("--index", type=int, default=None, help="run only this item of the plan")
+    p.add_argument("--force", action="store_true", help="re-run items already recorded")
+    _add_data_arguments(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "plan", help="print the work plan (job x cell x seed), its status or save it"
+    )
+    _add_selection_arguments(p, all_by_default=True)
+    _add_runs_argument(p)
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument("--save", type=Path, default=None, help="write the plan document to this file")
+    p.add_argument("--status", action="store_true", help="each item's state in the runs folder")
+    p.add_argument(
+        "--pending", action="store_true", help="the indexes to run again, in each engine's form"
+    )
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("train", help="run the plan with a local process pool (--workers N)")
+    _add_selection_arguments(p, all_by_default=True)
+    _add_runs_argument(p)
+    p.add_argument("--workers", type=int, default=0, help="parallel items (default: one per core)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="BLAS/TF threads per worker (default: cores/workers)"
+    )
+    p.add_argument("--force", action="store_true", help="re-run items already recorded")
+    _add_data_arguments(p)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("runs", help="list recorded runs with their state")
-    p.add_argument("--out", type=Path, default=Path(os.environ.get("MNIST_SUITE_RUNS", "runs")))
+    _add_runs_argument(p, old_out=True)
     p.add_argument("--job", default=None)
     p.set_defaults(func=cmd_runs)
 
@@ -189,14 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("report", help="write tables and figures of recorded runs and benchmarks")
-    p.add_argument("--runs", type=Path, default=Path(os.environ.get("MNIST_SUITE_RUNS", "runs")))
+    p.add_argument(
+        "--runs",
+        type=Path,
+        action="append",
+        default=None,
+        help=f"runs folder, repeatable (default: ${RUNS_VARIABLE} or ./runs)",
+    )
     p.add_argument(
         "--bench",
         type=Path,
-        default=Path("bench/results"),
-        help="folder of pytest-benchmark JSON files (default: bench/results, if present)",
+        default=BENCH_RESULTS,
+        help=f"folder of pytest-benchmark JSON files (default: {BENCH_RESULTS}, if present)",
     )
-    p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (replaced)")
+    p.add_argument("--out", type=Path, default=REPORT_FOLDER, help="report folder (replaced)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -4,7 +4,12 @@ A plan is the ordered list of work items for a selection of jobs, ``job x cell x
 are ordered **seed-major** (every job and cell of seed s0, then of s1, ...), so widening
 ``--seeds 0-2`` to ``--seeds 0-4`` appends items and keeps every existing index. Anything else
 that changes the item list (another job, cell or override) changes the plan's ``fingerprint``;
-a plan saved with ``mnist-suite plan ... --save plan.json`` is the contract every worker reads.
+a plan saved with ``mnist-suite plan ... --save plan.json`` is the contract every worker reads,
+and a worker given ``--plan-fingerprint`` refuses a plan that does not match it.
+
+An engine that runs one flavour of image (a Kubernetes Job per image) or only the items still
+to do indexes a **subset** of the plan (:func:`subset`): its own index ``k`` is the k-th item of
+the subset, in plan order, and the item keeps its plan index for status and logs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from training.config import config_hash
 from training.errors import ConfigError
 
+FLAVOURS = ("numpy", "tf")  # the images: without and with TensorFlow
 INDEX_VARIABLES = ("MNIST_SUITE_INDEX", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")
 MAX_SEED = 2**31 - 1
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -138,6 +144,72 @@ def select(items: list[WorkItem], index: int, source: str = "--index") -> WorkIt
     if not 0 <= index < len(items):
         raise ConfigError(f"{source} {index}: the plan has items 0..{len(items) - 1}")
     return items[index]
+
+
+def parse_items(text: str) -> tuple[int, ...]:
+    """``"4,8,15"`` or ``"0-3,8"`` -> plan indexes (sorted, unique)."""
+    try:
+        return tuple(sorted(set(parse_seeds(text))))
+    except ConfigError:
+        raise ConfigError(f"--items {text!r}: expected plan indexes like 4,8,15 or 0-3,8") from None
+
+
+def subset(
+    items: list[WorkItem], *, flavour: str | None = None, only: tuple[int, ...] | None = None
+) -> list[WorkItem]:
+    """The items of one image ``flavour`` and/or with plan indexes in ``only``, in plan order."""
+    if only is not None:
+        unknown = sorted(set(only) - {i.index for i in items})
+        if unknown:
+            raise ConfigError(f"--items {unknown[0]}: the plan has items 0..{len(items) - 1}")
+    return [
+        i
+        for i in items
+        if (flavour is None or i.flavour == flavour) and (only is None or i.index in only)
+    ]
+
+
+def check_fingerprint(items: list[WorkItem], expected: str | None) -> None:
+    """Refuse to run a plan whose numbering differs from the one the launcher wrote."""
+    if expected and fingerprint(items) != expected:
+        raise ConfigError(
+            f"--plan-fingerprint {expected}: this plan is {fingerprint(items)} (its items or "
+            "their order differ: same arguments and the same suite version on every worker?)"
+        )
+
+
+def run_dir(runs: Path, item: WorkItem) -> Path:
+    """Where ``item`` records itself under the runs folder ``runs``."""
+    return Path(runs) / item.job / item.run_id
+
+
+# A pending item is one a re-submission should run again: not finished, not being run now.
+PENDING_STATES = ("failed", "interrupted", "missing", "corrupt")
+
+
+def item_states(items: list[WorkItem], runs: Path) -> list[str]:
+    """Each item's state in the runs folder (``missing`` when it has no run directory)."""
+    from training.runs import load_run
+
+    states = []
+    for item in items:
+        path = run_dir(runs, item)
+        states.append(load_run(path)["state"] if path.is_dir() else "missing")
+    return states
+
+
+def array_spec(indexes: list[int]) -> str:
+    """Slurm's ``--array`` form of sorted indexes, consecutive runs as ranges: ``0-3,8,15``."""
+    parts: list[str] = []
+    start = prev = None
+    for i in [*indexes, None]:
+        if start is not None and (i is None or i != prev + 1):
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ",".join(parts)
 
 
 def plan_document(items: list[WorkItem]) -> dict[str, Any]:

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from training.config import apply_overrides, config_hash
+from training.defaults import PROFILES
 from training.errors import ConfigError
-
-PROFILES = ("quick", "full")
 
 
 @dataclass(frozen=True)
