@@ -204,3 +204,37 @@ def test_old_out_spelling_warns_once_and_still_works(run_cli, tmp_path):
     assert (tmp_path / "old" / "softmax-seed").is_dir()
     code, out, err = run_cli("runs", "--out", str(tmp_path / "old"))
     assert code == 0 and out.startswith("done") and "--runs" in err
+
+
+def _fake_run(runs, job, run_id, state, started_at):
+    path = runs / job / run_id
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"job": job, "profile": "quick", "seed": 0}))
+    (path / "status.json").write_text(json.dumps({"state": state, "started_at": started_at}))
+    return path
+
+
+def test_report_reads_several_runs_folders_and_counts_a_run_once(tmp_path, run_cli):
+    from training.report.collect import collect_runs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _fake_run(a, "softmax", "quick-s0-aaaa", "done", "2026-01-01T00:00:00")
+    newer_failed = _fake_run(b, "softmax", "quick-s0-aaaa", "failed", "2026-01-02T00:00:00")
+    _fake_run(a, "softmax", "quick-s1-bbbb", "failed", "2026-01-01T00:00:00")
+    newer = _fake_run(b, "softmax", "quick-s1-bbbb", "failed", "2026-01-03T00:00:00")
+    only_b = _fake_run(b, "mlp", "quick-s0-cccc", "done", "2026-01-01T00:00:00")
+    records = collect_runs([a, b])
+    assert [(r.job, r.path.name) for r in records] == [
+        ("mlp", "quick-s0-cccc"),
+        ("softmax", "quick-s0-aaaa"),
+        ("softmax", "quick-s1-bbbb"),
+    ]
+    assert records[0].path == only_b
+    assert records[1].state == "done" and records[1].path != newer_failed  # done wins
+    assert records[2].path == newer  # neither done: the newest
+    code, out, err = run_cli(
+        "report", "--runs", str(a), "--runs", str(b), "--out", str(tmp_path / "rep")
+    )
+    assert code == 0, err
+    results = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert len(results["runs"]) == 3

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from training.envinfo import commit_info, machine_info, now_iso, package_versions
@@ -103,17 +103,22 @@ def _check_out(out: Path) -> None:
         )
 
 
-def build_report(runs_dir: Path, bench_dir: Path | None, out: Path) -> dict:
+def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: Path) -> dict:
     """Write the report for the runs under ``runs_dir`` into ``out``; return results.json's data.
+
+    ``runs_dir`` may be several folders (the same run found twice is reported once).
 
     Raises
     ------
     ConfigError
-        ``runs_dir`` is not a folder, or ``out`` exists and is not a report folder.
+        A runs folder is not a folder, or ``out`` exists and is not a report folder.
     """
-    runs_dir, out = Path(runs_dir), Path(out)
-    if not runs_dir.is_dir():
-        raise ConfigError(f"--runs {runs_dir}: no such folder (expected a runs folder)")
+    dirs = [Path(runs_dir)] if isinstance(runs_dir, str | Path) else [Path(d) for d in runs_dir]
+    out = Path(out)
+    for folder in dirs:
+        if not folder.is_dir():
+            raise ConfigError(f"--runs {folder}: no such folder (expected a runs folder)")
+    runs_dir = dirs[0] if len(dirs) == 1 else ", ".join(map(str, dirs))
     if bench_dir is not None and Path(bench_dir).exists() and not Path(bench_dir).is_dir():
         raise ConfigError(f"--bench {bench_dir}: is a file; expected a folder of JSON files")
     _check_out(out)
@@ -121,7 +126,7 @@ def build_report(runs_dir: Path, bench_dir: Path | None, out: Path) -> dict:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         ctx = Context(
-            runs=collect_runs(runs_dir),
+            runs=collect_runs(dirs),
             benches=collect_benchmarks(bench_dir),
             writer=FigureWriter(tmp / "figures"),
             runs_dir=runs_dir,

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,10 +90,15 @@ class RunRecord:
         return read_json(self.path / "artifacts" / f"{name}.json")
 
 
-def collect_runs(runs_dir: Path) -> list[RunRecord]:
-    """Every run directory under ``runs_dir`` (``<job>/<run-id>/config.json``), sorted."""
+def collect_runs(runs_dirs: Path | Sequence[Path]) -> list[RunRecord]:
+    """Every run directory under the runs folder(s) (``<job>/<run-id>/config.json``), sorted.
+
+    The same run (job and run id: cell, profile, seed and config) found in several folders,
+    say copied back from two clusters, is one record: the finished one, else the newest.
+    """
+    dirs = [runs_dirs] if isinstance(runs_dirs, str | Path) else list(runs_dirs)
     records = []
-    for path in find_runs(runs_dir):
+    for path in (p for d in dirs for p in find_runs(d)):
         run = load_run(path)
         cfg, status = _dict(run["config"]), _dict(run["status"])
         seed = cfg.get("seed")
@@ -113,7 +119,16 @@ def collect_runs(runs_dir: Path) -> list[RunRecord]:
                 started_at=str(status.get("started_at") or cfg.get("datetime") or ""),
             )
         )
-    return records
+    unique: dict[tuple[str, str], RunRecord] = {}
+    for record in records:
+        key = (record.job, record.path.name)
+        if key not in unique or _freshness(record) > _freshness(unique[key]):
+            unique[key] = record
+    return sorted(unique.values(), key=lambda r: (r.job, r.path.name))
+
+
+def _freshness(run: RunRecord) -> tuple:
+    return (run.state == "done", run.started_at)
 
 
 def _preference(run: RunRecord) -> tuple:

@@ -45,7 +45,7 @@ class Context:
     runs: list[RunRecord]
     benches: list[BenchFile]
     writer: FigureWriter
-    runs_dir: Path
+    runs_dir: Path | str  # one runs folder, or several joined by ", "
     bench_dir: Path | None
 
 
