@@ -153,8 +153,19 @@ def image(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def train(session: nox.Session) -> None:
-    """Run every job (or those after --) in its container; --local, --profile quick, --out DIR."""
-    run_suite(session, "python", "-m", "training.containers", "train", *session.posargs)
+    """Run jobs (after --) in their containers, or --local in a process pool (--workers N)."""
+    args = list(session.posargs)
+    if "--local" in args:
+        args.remove("--local")
+        run_suite(session, "mnist-suite", "train", *args)
+    else:
+        run_suite(session, "python", "-m", "training.containers", "train", *args)
+
+
+@nox.session(venv_backend="none")
+def slurm_test(session: nox.Session) -> None:
+    """Start a single-node Slurm here (munged, slurmctld, slurmd; root) and run a plan on it."""
+    run_suite(session, "pytest", "tests/test_slurm.py", "-v", "-s", *session.posargs)
 
 
 @nox.session

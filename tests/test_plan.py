@@ -232,7 +232,7 @@ def test_report_reads_several_runs_folders_and_counts_a_run_once(tmp_path, run_c
     assert records[0].path == only_b
     assert records[1].state == "done" and records[1].path != newer_failed  # done wins
     assert records[2].path == newer  # neither done: the newest
-    code, out, err = run_cli(
+    code, _, err = run_cli(
         "report", "--runs", str(a), "--runs", str(b), "--out", str(tmp_path / "rep")
     )
     assert code == 0, err

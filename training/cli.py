@@ -260,6 +260,67 @@ def batch_exit_code(codes) -> int:
     return EXIT_FAILED if bad else 0
 
 
+def cmd_k8s(args: argparse.Namespace) -> int:
+    from training.launch.kubernetes import KubernetesOptions, manifests
+
+    items, chosen, _ = _selection(args)
+    options = KubernetesOptions(
+        image_registry=args.image_registry,
+        image_tag=args.image_tag,
+        parallelism=args.parallelism,
+        backoff_limit_per_index=args.backoff_limit_per_index,
+        runs_claim=args.runs_claim,
+        data_claim=args.data_claim,
+        data_file=args.data_file,
+        namespace=args.namespace,
+        name=args.name,
+        cpu=args.cpu,
+        memory=args.memory,
+        run_as_user=args.run_as_user,
+    )
+    print(manifests(items, chosen, _plan_arguments(args), options), end="")
+    return 0
+
+
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from training.launch.slurm import SlurmOptions, sbatch_script
+
+    items, chosen, _ = _selection(args)
+    options = SlurmOptions(
+        runs=args.runs,
+        mode=args.mode,
+        parallelism=args.parallelism,
+        cpus=args.cpus,
+        memory=args.memory,
+        time=args.time,
+        logs=args.logs,
+        image_registry=args.image_registry,
+        image_tag=args.image_tag,
+        data=args.data,
+        python=args.python,
+        partition=args.partition,
+        name=args.name,
+    )
+    script = sbatch_script(items, chosen, _plan_arguments(args), options)
+    args.logs.mkdir(parents=True, exist_ok=True)  # Slurm does not create the log folder
+    print(script, end="")
+    return 0
+
+
+def _plan_arguments(args: argparse.Namespace) -> list[str]:
+    """The ``run`` arguments that rebuild this plan on a worker (``--plan`` or the selection)."""
+    if getattr(args, "plan", None):
+        return ["--plan", str(args.plan)]
+    from training.jobs import all_jobs
+
+    jobs = args.jobs or list(all_jobs())
+    seeds = _seeds(args)
+    out = [*jobs, "--profile", args.profile, "--seeds", ",".join(map(str, seeds))]
+    for pair in args.set:
+        out += ["--set", pair]
+    return out
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from training.runs import find_runs, load_run
 
@@ -389,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run the plan with a local process pool (--workers N)")
     _add_selection_arguments(p, all_by_default=True)
-    _add_runs_argument(p)
+    _add_runs_argument(p, old_out=True)
     p.add_argument("--workers", type=int, default=0, help="parallel items (default: one per core)")
     p.add_argument(
         "--threads", type=int, default=0, help="BLAS/TF threads per worker (default: cores/workers)"
@@ -397,6 +458,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-run items already recorded")
     _add_data_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("k8s", help="print Kubernetes Indexed Jobs (one per image) for the plan")
+    _add_selection_arguments(p, all_by_default=True)
+    p.add_argument("--image-registry", default="", help="e.g. registry.example.com/team")
+    p.add_argument("--image-tag", default="", help="tag suffix: mnist-suite:numpy<TAG>")
+    p.add_argument("--parallelism", type=int, default=2, help="pods at a time per Job")
+    p.add_argument("--backoff-limit-per-index", type=int, default=2)
+    p.add_argument("--runs-claim", default="mnist-suite-runs", help="ReadWriteMany PVC")
+    p.add_argument("--data-claim", default="mnist-suite-data", help="PVC holding mnist.npz")
+    p.add_argument("--data-file", default="mnist.npz", help="file name on the data claim")
+    p.add_argument("--namespace", default=None)
+    p.add_argument("--name", default="mnist-suite", help="Job name prefix")
+    p.add_argument("--cpu", default="1", help="CPU request and limit per pod")
+    p.add_argument("--memory", default="4Gi", help="memory request and limit per pod")
+    p.add_argument("--run-as-user", type=int, default=1000, help="the image's user id")
+    p.set_defaults(func=cmd_k8s)
+
+    p = sub.add_parser("slurm", help="print a Slurm array job (sbatch script) for the plan")
+    _add_selection_arguments(p, all_by_default=True)
+    _add_runs_argument(p)
+    p.add_argument(
+        "--mode",
+        choices=("auto", "podman", "apptainer", "python"),
+        default="auto",
+        help="how a task runs: the image (podman/apptainer, auto picks) or this python",
+    )
+    p.add_argument("--parallelism", type=int, default=0, help="tasks at a time (%%P; 0 = any)")
+    p.add_argument("--cpus", type=int, default=1, help="CPUs per task")
+    p.add_argument("--memory", default="4G", help="memory per task")
+    p.add_argument("--time", default="02:00:00", help="time limit per task")
+    p.add_argument("--logs", type=Path, default=Path("slurm-logs"), help="per-task log folder")
+    p.add_argument("--image-registry", default="")
+    p.add_argument("--image-tag", default="")
+    p.add_argument("--data", type=Path, default=None, help="mnist.npz on the nodes")
+    p.add_argument("--python", default=sys.executable, help="python for --mode python")
+    p.add_argument("--partition", default=None)
+    p.add_argument("--name", default="mnist-suite", help="job name")
+    p.set_defaults(func=cmd_slurm)
 
     p = sub.add_parser("runs", help="list recorded runs with their state")
     _add_runs_argument(p, old_out=True)

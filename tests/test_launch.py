@@ -1,0 +1,191 @@
+"""Launchers: the local pool for real, Kubernetes manifests against the schemas, sbatch scripts."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from training.launch import LaunchOptions
+from training.launch.kubernetes import KubernetesOptions, documents, manifests, to_yaml
+from training.launch.local import LocalLauncher
+from training.launch.slurm import SlurmOptions, sbatch_script
+from training.plan import build_plan, fingerprint, subset
+
+# Backoff per index and FailIndex need 1.29; validated there and at the newest schema we have.
+KUBERNETES_VERSIONS = ("1.29.0", "1.30.0")
+TINY = ("n_train=1000", "eval_every=500")
+# The `run` arguments that rebuild _plan() on a worker.
+RUN_ARGS = ["softmax", "sgd-grid", "mlp-seed", "--profile", "quick", "--seeds", "0,1"]
+
+
+def _plan(jobs=("softmax", "sgd-grid", "mlp-seed"), seeds=(0, 1)):
+    return build_plan(list(jobs), profile="quick", seeds=seeds)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_manifests_validate_against_kubernetes_schemas(version):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    items = _plan()
+    text = manifests(items, items, RUN_ARGS, KubernetesOptions())
+    docs = list(yaml.safe_load_all(text))
+    assert [d["kind"] for d in docs] == ["Job", "Job"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)  # raises ValidationError
+    # The plan's ConfigMap variant, and a subset, validate too.
+    chosen = subset(items, only=(0, 5))
+    for doc in documents(items, chosen, ["--plan", "plan.json"], KubernetesOptions()):
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_job_per_flavour_indexes_its_own_items():
+    items = _plan()
+    numpy_job, tf_job = documents(items, items, RUN_ARGS, KubernetesOptions(parallelism=3))
+    for job, flavour in ((numpy_job, "numpy"), (tf_job, "tf")):
+        spec = job["spec"]
+        mine = [i for i in items if i.flavour == flavour]
+        assert spec["completionMode"] == "Indexed"
+        assert spec["completions"] == len(mine) == 4
+        assert spec["parallelism"] == 3 and spec["backoffLimitPerIndex"] == 2
+        rules = spec["podFailurePolicy"]["rules"]
+        assert rules[0]["action"] == "FailIndex" and rules[0]["onExitCodes"]["values"] == [2]
+        assert rules[1] == {
+            "action": "Ignore",
+            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+        }
+        pod = spec["template"]["spec"]
+        (container,) = pod["containers"]
+        assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        assert container["image"] == f"mnist-suite:{flavour}"
+        assert container["resources"]["limits"] == container["resources"]["requests"]
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert mounts["/data"]["readOnly"] and "/runs" in mounts and "/tmp" in mounts
+        args = container["args"]
+        assert args[args.index("--flavour") + 1] == flavour
+        assert args[args.index("--plan-fingerprint") + 1] == fingerprint(items)
+    # What a pod with JOB_COMPLETION_INDEX=k runs: the k-th item of its flavour.
+    assert [i.index for i in subset(items, flavour="numpy")] == [0, 3, 4, 7]
+
+
+def test_pod_command_runs_the_right_item(tmp_path):
+    """The tf Job's args select the tf items, in plan order: completion index k is the k-th."""
+    items = _plan()
+    (_, tf_job) = documents(items, items, RUN_ARGS, KubernetesOptions())
+    args = tf_job["spec"]["template"]["spec"]["containers"][0]["args"]
+    from training.cli import _selection, build_parser
+
+    parsed = build_parser().parse_args([*args[:-2], "--runs", str(tmp_path)])
+    _, chosen, _ = _selection(parsed)
+    assert [i.index for i in chosen] == [1, 2, 5, 6]
+
+
+def test_rerun_job_for_some_items_gets_its_own_name():
+    items = _plan()
+    chosen = subset(items, only=(2, 3))
+    docs = documents(items, chosen, ["x"], KubernetesOptions())
+    names = [d["metadata"]["name"] for d in docs]
+    full = [d["metadata"]["name"] for d in documents(items, items, ["x"], KubernetesOptions())]
+    assert len(names) == 2 and not set(names) & set(full)
+    args = docs[1]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--items") + 1] == "2" and docs[1]["spec"]["completions"] == 1
+
+
+def test_yaml_emitter_round_trips():
+    data = {"a": [1, {"b": "x: y", "c": [True, None]}, []], "d": {}, "e": "2", "f": [[1, 2]]}
+    assert yaml.safe_load(to_yaml(data)) == data
+
+
+def test_sbatch_script_array_logs_and_modes(tmp_path):
+    items = _plan()
+    options = SlurmOptions(runs=tmp_path / "runs", parallelism=2, logs=tmp_path / "logs")
+    text = sbatch_script(items, items, RUN_ARGS, options)
+    assert text.startswith("#!/bin/bash\n")
+    assert "#SBATCH --array=0-7%2\n" in text
+    assert f"#SBATCH --output={tmp_path / 'logs'}/%x-%A_%a.out\n" in text
+    assert "FLAVOURS=(numpy tf tf numpy numpy tf tf numpy)" in text
+    assert "command -v apptainer" in text and "podman run --rm" in text
+    assert f"--plan-fingerprint {fingerprint(items)}" in text
+    python = sbatch_script(
+        items,
+        subset(items, only=(4, 5, 7)),
+        ["softmax"],
+        SlurmOptions(runs=tmp_path / "runs", mode="python", python="/opt/venv/bin/python"),
+    )
+    assert "#SBATCH --array=4-5,7\n" in python
+    assert 'exec /opt/venv/bin/python -m training "${ARGS[@]}" --runs "$RUNS"' in python
+    assert "podman" not in python and "apptainer" not in python
+    subprocess.run(["bash", "-n"], input=text, text=True, check=True)  # valid shell
+
+
+def test_local_pool_runs_a_small_plan_with_two_workers(tmp_path, mnist, capsys):
+    items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2), overrides=TINY)
+    runs = tmp_path / "runs"
+    lines = []
+    codes = LocalLauncher(echo=lines.append).launch(items, LaunchOptions(runs=runs, workers=2))
+    assert codes == {0: 0, 1: 0, 2: 0}
+    assert lines[0].startswith("3 items, 2 workers x ")
+    finished = [line for line in lines if line.startswith("[")]
+    assert len(finished) == 3 and all(": done (exit 0" in line for line in finished)
+    from training.plan import item_states
+
+    assert item_states(items, runs) == ["done"] * 3
+    # Every worker had its thread pools capped.
+    import json
+
+    for item in items:
+        config = json.loads((runs / item.job / item.run_id / "config.json").read_text())
+        assert config["machine_info"]["threads"]["OPENBLAS_NUM_THREADS"] == str(
+            LocalLauncher().sizes(3, LaunchOptions(runs=runs, workers=2))[1]
+        )
+
+
+class _CrashingOne(LocalLauncher):
+    """Item 1 aborts (as a segfaulting extension would); the others run for real."""
+
+    def command(self, item, options):
+        if item.index == 1:
+            return [sys.executable, "-c", "print('boom', flush=True); import os; os.abort()"]
+        return super().command(item, options)
+
+
+def test_a_crashing_item_stays_alone(tmp_path, mnist):
+    from training.cli import batch_exit_code
+
+    items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1), overrides=TINY)
+    lines = []
+    codes = _CrashingOne(echo=lines.append).launch(items, LaunchOptions(tmp_path, workers=2))
+    assert codes[0] == 0 and codes[1] < 0  # killed by SIGABRT
+    assert "    boom" in lines, "the failed item's log tail is printed"
+    assert batch_exit_code(codes.values()) == 1
+
+
+def test_train_cli_uses_the_pool(tmp_path, mnist):
+    argv = [
+        sys.executable,
+        "-m",
+        "training",
+        "train",
+        "softmax-seed",
+        "--profile",
+        "quick",
+        "--seeds",
+        "0-1",
+        "--workers",
+        "2",
+        "--runs",
+        str(tmp_path / "runs"),
+    ]
+    argv += [a for kv in TINY for a in ("--set", kv)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count(": done (exit 0") == 2, shlex.join(argv)
