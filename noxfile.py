@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nox
@@ -92,12 +93,34 @@ def data(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """Run bench/ (pytest-benchmark) into bench/results/latest.json (pytest options after --)."""
+    """Benchmarks to bench/results/latest.json and history/ (-- --quick, --load N, pytest args)."""
+    args = list(session.posargs)
+    wrap, tag = [], "-quick" if "--quick" in args else ""
+    if "--load" in args:  # run under N busy processes of our own (bench/load.py)
+        at = args.index("--load")
+        n = args[at + 1] if at + 1 < len(args) else ""
+        if not n.isdigit():
+            session.error("--load needs a number of busy processes, e.g. --load 2")
+        del args[at : at + 2]
+        python = str((SUITE_ENV / "bin" / "python").resolve())
+        wrap, tag = ["bench/load.py", n, "--", python], f"{tag}-load{n}"
+    commit = session.run("git", "rev-parse", "--short=10", "HEAD", silent=True, external=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     Path("bench/results").mkdir(parents=True, exist_ok=True)
     run_suite(
-        session, "pytest", "bench/", "--benchmark-only",
-        "--benchmark-json=bench/results/latest.json", *session.posargs,
+        session, "python", *wrap, "-m", "pytest", "bench/", "--benchmark-only",
+        "-p", "no:cacheprovider",
+        "--benchmark-json=bench/results/latest.json",
+        "--benchmark-storage=bench/results/history",
+        f"--benchmark-save={(commit or 'nogit').strip()}-{stamp}{tag}",
+        *args,
     )  # fmt: skip
+
+
+@nox.session(venv_backend="none")
+def bench_compare(session: nox.Session) -> None:
+    """Fail if latest.json's ratios fell beyond their noise vs a stored run (-- --baseline F)."""
+    session.run(sys.executable, "bench/compare.py", *session.posargs)
 
 
 @nox.session(venv_backend="none")
@@ -193,6 +216,7 @@ def suite(session: nox.Session) -> None:
     else:
         session.warn("no container engine: the jobs run locally")
         session.notify("train", posargs=["--local", *session.posargs])
-    for later in ("bench", "report"):
+    quick = "quick" in session.posargs  # --profile quick: the benchmarks' quick subset too
+    for later, args in (("bench", ["--quick"] if quick else []), ("report", [])):
         if later in nox.registry.get():
-            session.notify(later, posargs=[])
+            session.notify(later, posargs=args)

@@ -1,22 +1,66 @@
-"""Shared benchmark fixtures and the JSON additions every benchmark file relies on.
+"""Shared benchmark fixtures, paired ratios, quick mode and the JSON additions of every run.
 
-Benchmarks may put in ``extra_info``:
-- ``flops``: work of one call (matmul FLOPs, 2·m·n·k); ``gflop_per_s`` from the median;
-- ``role = "ceiling"``: this benchmark's GFLOP/s is the machine's dense-layer ceiling (one per
-  run: the float32 GEMM); every benchmark with ``flops`` then gets ``fraction_of_ceiling``;
-- ``baseline``: the full name of a slower benchmark; this one gets ``speedup_over_baseline``;
-- ``target``: ``{"fraction_of_ceiling": 0.6}`` or ``{"speedup_over_baseline": 100}``; the JSON's
-  ``targets`` list says for each whether this run met it.
-Ratios are computed within one run, on medians, so a shared, noisy machine affects both sides.
+Ratios are measured **in alternation**: the ``paired`` fixture times rounds of a kernel, each
+followed at once by its references (the float32 GEMM ceiling with the kernel's BLAS threads,
+the seed's loop, Keras ``fit``, ...), so both sides of every ratio see the same load. A ratio is
+the median over rounds with its quartiles; ``extra_info`` then has, per metric
+(``fraction_of_ceiling``, ``speedup_over_*``):
+
+- ``<metric>``: the median ratio over rounds;
+- ``ratios[<metric>]``: ``median``, ``q1``, ``q3``, ``rounds``, the per-round ``values`` and the
+  per-round seconds of ``kernel_s`` and ``reference_s``;
+- ``target``: ``{"fraction_of_ceiling": 0.6}``; the JSON's ``targets`` list gives the verdict:
+  ``met`` when the lower quartile reaches the target, ``missed`` when the upper quartile is below
+  it, ``unstable`` (and the benchmark's ``unstable: true``) when the quartiles straddle it.
+
+The run's noise goes in the top-level ``noise``: load average before and after, and the
+coefficient of variation of every ceiling measurement of the run (per thread count).
+``--quick`` runs the ``quick``-marked subset with fewer rounds (no TensorFlow import).
+``MNIST_SUITE_BENCH_SLOWDOWN=copy:N`` makes every SGD step copy its parameters N more times: a
+deliberate regression, for testing ``bench_compare``.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
 
+import numpy as np
 import pytest
 
+from training import threads
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+LOAD_BEFORE = list(os.getloadavg())
+CEILING_N = 1024  # 2·1024³ FLOPs: ≈ 15–30 ms, short enough to pair with every round
+CEILING_GFLOPS: dict[int, list[float]] = defaultdict(list)  # threads -> every ceiling round
+BLOCK_S = 0.02  # a round of a fast kernel: repeat it for about this long
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--quick", action="store_true", help="the quick subset, fewer rounds (<= 60 s on 2 cores)"
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "quick: part of the quick benchmark subset (--quick)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--quick"):
+        return
+    keep = [item for item in items if item.get_closest_marker("quick")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def quick(request) -> bool:
+    return bool(request.config.getoption("--quick"))
 
 
 @pytest.fixture(scope="session")
@@ -27,20 +71,132 @@ def mnist():
     return load_mnist()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _injected_slowdown():
+    """A deliberate regression on request: every SGD step copies its parameters N more times."""
+    kind, _, times = os.environ.get("MNIST_SUITE_BENCH_SLOWDOWN", "").partition(":")
+    if kind != "copy":
+        yield
+        return
+    from training.nn import SGD
+
+    step = SGD.step
+
+    def slower(self, lr):
+        step(self, lr)
+        for _ in range(int(times or 1)):
+            for p in self.params:
+                p.copy()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SGD, "step", slower)
+        yield
+
+
+def ceiling_gemm(n_threads: int) -> Callable[[], None]:
+    """The dense-layer ceiling: a float32 CEILING_N³ GEMM with ``n_threads`` BLAS threads."""
+    rng = np.random.default_rng(0)
+    a = rng.random((CEILING_N, CEILING_N), dtype=np.float32)
+    b = rng.random((CEILING_N, CEILING_N), dtype=np.float32)
+    out = np.empty_like(a)
+
+    def gemm() -> None:
+        with threads.blas_threads(n_threads, site="bench.ceiling"):
+            np.matmul(a, b, out=out)
+
+    return gemm
+
+
+CEILING_FLOPS = 2 * CEILING_N**3
+
+
+def _timed(fn: Callable[[], object], calls: int = 1) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return time.perf_counter() - start
+
+
+def summary(values: list[float]) -> dict:
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return {"median": float(median), "q1": float(q1), "q3": float(q3), "rounds": len(values)}
+
+
 @pytest.fixture
-def record_gflops(benchmark):
-    """``record_gflops(flops)`` after timing: ``flops`` and the median's GFLOP/s to extra_info."""
+def paired(benchmark):
+    """``paired(kernel, flops=..., references=..., rounds=...)``: time a kernel in alternation.
 
-    def record(flops: float) -> None:
-        benchmark.extra_info["flops"] = flops
-        if benchmark.stats is not None:  # None under --benchmark-disable
+    Parameters (of the returned function)
+    ----------
+    kernel : callable
+        No arguments; repeated within a round to last about BLOCK_S (``calls``).
+    flops : float, optional
+        Matrix-product FLOPs of one kernel call: pairs it with the GEMM ceiling run with the
+        same BLAS threads (``fraction_of_ceiling``), and records ``gflop_per_s``.
+    references : dict, optional
+        ``{"speedup_over_x": (reference, units)}``: a callable run after every kernel round,
+        and the work units (steps) one call of it does; ``units`` is the kernel's.
+    n_threads : int, optional
+        BLAS threads for kernel and ceiling; the policy's for a training step by default.
+    """
+
+    def run(
+        kernel: Callable[[], object],
+        *,
+        flops: float | None = None,
+        references: dict[str, tuple[Callable[[], object], float]] | None = None,
+        units: float = 1,
+        rounds: int = 15,
+        n_threads: int | None = None,
+        calls: int | None = None,
+    ) -> None:
+        n_threads = threads.policy() if n_threads is None else n_threads
+        refs = dict(references or {})
+        if flops:
+            refs["fraction_of_ceiling"] = (ceiling_gemm(n_threads), 1)
+        ref_s: dict[str, list[float]] = {metric: [] for metric in refs}
+        with threads.blas_threads(n_threads, site="bench.kernel"):
+            if calls is None:
+                calls = max(1, round(BLOCK_S / max(_timed(kernel), 1e-7)))
+
+            def after_round(*args, **kwargs) -> None:
+                for metric, (ref, _) in refs.items():
+                    ref_s[metric].append(_timed(ref))
+
+            benchmark.pedantic(
+                kernel, rounds=rounds, iterations=calls, warmup_rounds=1, teardown=after_round
+            )
+        benchmark.extra_info.update(threads=n_threads, calls_per_round=calls)
+        if benchmark.stats is None:  # --benchmark-disable
+            return
+        kernel_s = list(benchmark.stats.stats.data)  # seconds per call, one per round
+        if flops:
+            benchmark.extra_info["flops"] = flops
             benchmark.extra_info["gflop_per_s"] = flops / benchmark.stats.stats.median / 1e9
+        ratios = {}
+        for metric, (_, ref_units) in refs.items():
+            # Round i's reference ran right after kernel round i; the first one followed the
+            # warm-up round and the last the harness's extra call for the result.
+            ref = ref_s[metric][1 : 1 + len(kernel_s)]
+            pairs = list(zip(kernel_s, ref, strict=True))
+            if metric == "fraction_of_ceiling":
+                CEILING_GFLOPS[n_threads] += [CEILING_FLOPS / t / 1e9 for t in ref]
+                values = [(flops / k) / (CEILING_FLOPS / c) for k, c in pairs]
+            else:
+                values = [(r / ref_units) / (k / units) for k, r in pairs]
+            ratios[metric] = summary(values) | {
+                "values": values,
+                "kernel_s": kernel_s,
+                "reference_s": ref,
+            }
+            benchmark.extra_info[metric] = ratios[metric]["median"]
+        benchmark.extra_info["ratios"] = ratios
 
-    return record
+    return run
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """Record the thread settings in effect: BLAS and TF speed depend on them."""
+    """Record the thread settings and BLAS policy in effect: BLAS and TF speed depend on them."""
     from threadpoolctl import threadpool_info
 
     from training.envinfo import THREAD_VARS
@@ -51,10 +207,24 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         for pool in threadpool_info()
     ]
     machine_info["cpu_count"] = os.cpu_count()
+    machine_info["blas_policy"] = threads.describe()
+
+
+def verdict(ratio: dict | None, value: float | None, goal: float) -> str:
+    """``met`` / ``missed`` / ``unstable`` from the quartiles (a plain median without them)."""
+    if value is None:
+        return "unknown"
+    if ratio is None:
+        return "met" if value >= goal else "missed"
+    if ratio["q1"] >= goal:
+        return "met"
+    if ratio["q3"] < goal:
+        return "missed"
+    return "unstable"
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    """Add within-run ratios (fraction of the GEMM ceiling, speed-ups) and the targets' verdicts."""
+    """Add the run's noise, missing ratios (older single-median style) and targets' verdicts."""
     rows = output_json["benchmarks"]
     by_name = {row["fullname"]: row for row in rows}
     ceiling = next((r for r in rows if r["extra_info"].get("role") == "ceiling"), None)
@@ -62,20 +232,43 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     targets = []
     for row in rows:
         info = row["extra_info"]
-        if ceiling_gflops and info.get("gflop_per_s"):
+        if ceiling_gflops and info.get("gflop_per_s") and "fraction_of_ceiling" not in info:
             info["fraction_of_ceiling"] = info["gflop_per_s"] / ceiling_gflops
         baseline = by_name.get(info.get("baseline", ""))
-        if baseline is not None:
+        if baseline is not None and "speedup_over_baseline" not in info:
             info["speedup_over_baseline"] = baseline["stats"]["median"] / row["stats"]["median"]
         for metric, goal in info.get("target", {}).items():
+            ratio = info.get("ratios", {}).get(metric)
             value = info.get(metric)
+            outcome = verdict(ratio, value, goal)
+            if outcome == "unstable":
+                info["unstable"] = True
             targets.append(
                 {
                     "benchmark": row["fullname"],
                     "metric": metric,
                     "value": value,
+                    "q1": ratio and ratio["q1"],
+                    "q3": ratio and ratio["q3"],
                     "target": goal,
-                    "met": value is not None and value >= goal,
+                    "verdict": outcome,
+                    "met": {"met": True, "missed": False}.get(outcome),
                 }
             )
     output_json["targets"] = targets
+    output_json["mode"] = "quick" if config.getoption("--quick") else "full"
+    output_json["noise"] = {
+        # Busy processes bench/load.py started for this run (0: none of ours).
+        "competing_processes": int(os.environ.get("MNIST_SUITE_BENCH_LOAD", "0")),
+        "loadavg_before": LOAD_BEFORE,
+        "loadavg_after": list(os.getloadavg()),
+        "cores": threads.cores(),
+        "ceiling": {
+            str(n): {
+                "median_gflop_per_s": float(np.median(v)),
+                "cv": float(np.std(v) / np.mean(v)),
+                "rounds": len(v),
+            }
+            for n, v in sorted(CEILING_GFLOPS.items())
+        },
+    }

@@ -2,8 +2,10 @@
 seed's loop LogSoftmax backward as a baseline, and a float32 GEMM as the ceiling of them all.
 
 FLOPs count matrix products only (2·m·n·k); element-wise work is the overhead the ratio to the
-GEMM ceiling exposes. Targets (ratios within one run): a 784-256-10 step at >= 60% of the
-ceiling, an ``mlp`` epoch at >= 50%, the vectorised LogSoftmax backward >= 100x the loop.
+GEMM ceiling exposes. Every ratio is paired (``bench/conftest.py``): each round of the kernel is
+followed by its reference, the ceiling with the kernel's BLAS threads or the slower baseline.
+Targets: a 784-256-10 step at >= 60% of the ceiling, an ``mlp`` epoch at >= 60%, the vectorised
+LogSoftmax backward >= 100x the loop. ``quick``-marked ones form ``--quick``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import numpy as np
 import pytest
 
+from training import threads
 from training.data import train_dev_split
 from training.jobs.mlp import MlpConfig, train_epoch
 from training.nn import SGD, LogSoftmax, NLLLoss, make_schedule, mlp
@@ -21,6 +24,11 @@ from training.nn.reference import log_softmax_backward_loop
 
 NETS = [((784, 10, 10), 100), ((784, 256, 10), 128), ((784, 512, 256, 10), 128)]
 NET_IDS = [f"{'-'.join(map(str, s))}-b{b}" for s, b in NETS]
+# The target's net and the seed's: the quick subset.
+QUICK_NETS = [
+    pytest.param(*net, id=name, marks=[pytest.mark.quick] if net[0][1] != 512 else [])
+    for net, name in zip(NETS, NET_IDS, strict=True)
+]
 
 
 def forward_flops(sizes: tuple[int, ...], batch: int) -> int:
@@ -44,57 +52,49 @@ def setup_net(sizes: tuple[int, ...], batch: int):
 
 
 @pytest.mark.benchmark(group="gemm-ceiling")
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_gemm_2048(benchmark, record_gflops, dtype):
+@pytest.mark.parametrize(
+    ("dtype", "n_threads"),
+    [
+        pytest.param("float32", 0, id="float32", marks=pytest.mark.quick),
+        pytest.param("float32", 1, id="float32-1thread", marks=pytest.mark.quick),
+        pytest.param("float64", 0, id="float64"),
+    ],
+)
+def test_gemm_2048(benchmark, quick, dtype, n_threads):
+    """The machine's ceiling (float32, every core) and the one-thread ceiling beside it."""
     n = 2048
+    n_threads = n_threads or threads.cores()
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n)).astype(dtype), rng.random((n, n)).astype(dtype)
     out = np.empty((n, n), dtype)
-    benchmark.extra_info.update(shape=f"{n}x{n}x{n}", dtype=dtype)
-    if dtype == "float32":
+    benchmark.extra_info.update(shape=f"{n}x{n}x{n}", dtype=dtype, threads=n_threads)
+    if dtype == "float32" and n_threads == threads.cores():
         benchmark.extra_info["role"] = "ceiling"  # the dense layers' float32 GEMMs
-    benchmark.pedantic(np.matmul, args=(a, b), kwargs={"out": out}, rounds=7, warmup_rounds=1)
-    record_gflops(2 * n**3)
+    with threads.blas_threads(n_threads, site="bench.gemm"):
+        benchmark.pedantic(
+            np.matmul, args=(a, b), kwargs={"out": out}, rounds=5 if quick else 7, warmup_rounds=1
+        )
+    if benchmark.stats is not None:
+        benchmark.extra_info["flops"] = 2 * n**3
+        benchmark.extra_info["gflop_per_s"] = 2 * n**3 / benchmark.stats.stats.median / 1e9
 
 
 @pytest.mark.benchmark(group="forward")
 @pytest.mark.parametrize(("sizes", "batch"), NETS, ids=NET_IDS)
-def test_forward(benchmark, record_gflops, sizes, batch):
+def test_forward(benchmark, paired, sizes, batch):
     net, _, _, x, _ = setup_net(sizes, batch)
     benchmark.extra_info.update(net="-".join(map(str, sizes)), batch=batch, dtype="float32")
-    benchmark(net.forward, x)
-    record_gflops(forward_flops(sizes, batch))
+    paired(lambda: net.forward(x), flops=forward_flops(sizes, batch))
 
 
 @pytest.mark.benchmark(group="backward")
 @pytest.mark.parametrize(("sizes", "batch"), NETS, ids=NET_IDS)
-def test_backward(benchmark, record_gflops, sizes, batch):
+def test_backward(benchmark, paired, sizes, batch):
     net, loss, _, x, y = setup_net(sizes, batch)
     loss.forward(net.forward(x), y)
     grad = loss.backward()  # backward only reads the forward's caches: repeatable
     benchmark.extra_info.update(net="-".join(map(str, sizes)), batch=batch, dtype="float32")
-    benchmark(net.backward, grad)
-    record_gflops(backward_flops(sizes, batch))
-
-
-@pytest.mark.benchmark(group="step")
-@pytest.mark.parametrize(("sizes", "batch"), NETS, ids=NET_IDS)
-def test_sgd_step(benchmark, record_gflops, sizes, batch):
-    """Forward, NLL, backward and a Nesterov update with weight decay: one training step."""
-    net, loss, opt, x, y = setup_net(sizes, batch)
-
-    def step() -> None:
-        loss.forward(net.forward(x), y)
-        net.backward(loss.backward())
-        opt.step(0.01)
-
-    benchmark.extra_info.update(net="-".join(map(str, sizes)), batch=batch, dtype="float32")
-    if sizes == (784, 256, 10):
-        benchmark.extra_info["target"] = {"fraction_of_ceiling": 0.6}
-    if sizes == (784, 10, 10):
-        benchmark.extra_info["baseline"] = "bench/test_bench_numpy.py::test_sgd_step_seed_loop"
-    benchmark(step)
-    record_gflops(forward_flops(sizes, batch) + backward_flops(sizes, batch))
+    paired(lambda: net.backward(grad), flops=backward_flops(sizes, batch))
 
 
 class LoopLogSoftmax(LogSoftmax):
@@ -104,23 +104,36 @@ class LoopLogSoftmax(LogSoftmax):
         return log_softmax_backward_loop(self._out, grad_out)
 
 
-@pytest.mark.benchmark(group="step")
-def test_sgd_step_seed_loop(benchmark, record_gflops):
-    """The seed's step: 784-10-10 at batch 100 with the Python-loop LogSoftmax backward."""
-    net, loss, opt, x, y = setup_net((784, 10, 10), 100)
-    net.layers[-1] = LoopLogSoftmax()
+def step_of(sizes: tuple[int, ...], batch: int, seed_loop: bool = False):
+    """Forward, NLL, backward and a Nesterov update with weight decay: one training step."""
+    net, loss, opt, x, y = setup_net(sizes, batch)
+    if seed_loop:
+        net.layers[-1] = LoopLogSoftmax()
 
     def step() -> None:
         loss.forward(net.forward(x), y)
         net.backward(loss.backward())
         opt.step(0.01)
 
-    benchmark.extra_info.update(net="784-10-10", batch=100, dtype="float32", logsoftmax="loop")
-    benchmark(step)
-    record_gflops(forward_flops((784, 10, 10), 100) + backward_flops((784, 10, 10), 100))
+    return step
 
 
-LOOP_NAME = "bench/test_bench_numpy.py::test_logsoftmax_backward_loop"
+@pytest.mark.benchmark(group="step")
+@pytest.mark.parametrize(("sizes", "batch"), QUICK_NETS)
+def test_sgd_step(benchmark, paired, quick, sizes, batch):
+    """One training step; the seed's net also against the seed's loop step, in alternation."""
+    benchmark.extra_info.update(net="-".join(map(str, sizes)), batch=batch, dtype="float32")
+    references = {}
+    if sizes == (784, 256, 10):
+        benchmark.extra_info["target"] = {"fraction_of_ceiling": 0.6}
+    if sizes == (784, 10, 10):
+        references["speedup_over_seed_loop"] = (step_of(sizes, batch, seed_loop=True), 1)
+    paired(
+        step_of(sizes, batch),
+        flops=forward_flops(sizes, batch) + backward_flops(sizes, batch),
+        references=references,
+        rounds=9 if quick else 15,
+    )
 
 
 @pytest.fixture
@@ -132,32 +145,32 @@ def logsoftmax_batch():
     return layer, logp, rng.standard_normal((100, 10))
 
 
+@pytest.mark.quick
 @pytest.mark.benchmark(group="logsoftmax-backward")
-def test_logsoftmax_backward_loop(benchmark, logsoftmax_batch):
-    """Baseline: the seed's Python double loop over batch × classes."""
-    _, logp, grad = logsoftmax_batch
-    benchmark.extra_info.update(batch=100, classes=10, dtype="float64")
-    benchmark(log_softmax_backward_loop, logp, grad)
-
-
-@pytest.mark.benchmark(group="logsoftmax-backward")
-def test_logsoftmax_backward_vectorised(benchmark, logsoftmax_batch):
-    layer, _, grad = logsoftmax_batch
+def test_logsoftmax_backward_vectorised(benchmark, paired, quick, logsoftmax_batch):
+    """Against the seed's Python double loop over batch × classes, in alternation."""
+    layer, logp, grad = logsoftmax_batch
     benchmark.extra_info.update(
-        batch=100,
-        classes=10,
-        dtype="float64",
-        baseline=LOOP_NAME,
-        target={"speedup_over_baseline": 100},
+        batch=100, classes=10, dtype="float64", target={"speedup_over_loop": 100}
     )
-    benchmark(layer.backward, grad)
+    paired(
+        lambda: layer.backward(grad),
+        references={"speedup_over_loop": (lambda: log_softmax_backward_loop(logp, grad), 1)},
+        rounds=9 if quick else 15,
+    )
 
 
+@pytest.mark.quick
 @pytest.mark.benchmark(group="epoch")
-def test_mlp_epoch(benchmark, record_gflops, mnist):
-    """One epoch of the ``mlp`` job's full profile (augmentation included) on 55,000 images."""
+def test_mlp_epoch(benchmark, paired, quick, mnist):
+    """One epoch of the ``mlp`` job's full profile (augmentation included) on 55,000 images.
+
+    ``--quick`` trains on the first 11,000 (a fifth of the epoch: same steps, same ratio).
+    """
     cfg = MlpConfig()
     images, labels, _, _ = train_dev_split(mnist.x_train, mnist.y_train, cfg.n_dev, 0)
+    if quick:
+        images, labels = images[:11000], labels[:11000]
     sizes = (784, *cfg.widths, 10)
     rng = np.random.default_rng(0)
     net = mlp(sizes, init=cfg.init, rng=rng)
@@ -191,10 +204,12 @@ def test_mlp_epoch(benchmark, record_gflops, mnist):
         samples=len(images),
         max_shift=cfg.max_shift,
         dtype=cfg.dtype,
-        target={"fraction_of_ceiling": 0.5},
+        target={"fraction_of_ceiling": 0.6},
     )
-    benchmark.pedantic(epoch, rounds=3)
     # FLOPs are linear in the batch size, so the last, smaller batch adds up exactly.
-    record_gflops(
-        forward_flops(sizes, len(images)) + backward_flops(sizes, len(images)),
+    paired(
+        epoch,
+        flops=forward_flops(sizes, len(images)) + backward_flops(sizes, len(images)),
+        rounds=5,
+        calls=1,
     )

@@ -6,10 +6,11 @@ update, Keras ``train_on_batch``, Keras ``model.fit`` for one epoch, and our def
 epoch as one ``tf.function`` that iterates the batches in the graph. For 784-256-10 also a
 vectorised NumPy epoch of the same net (``training.nn``, plain SGD).
 
-Every benchmark records ``us_per_step`` (median / steps per call). The in-graph epoch, run last,
-computes its speed-ups over the others *from this run's medians* (``speedup_over_keras_fit`` ...)
-and states the issue's targets: <= 0.5x Keras per step, <= 0.3x eager, <= 1.5x the NumPy epoch.
-Op determinism is on, as in the jobs.
+Every benchmark records ``us_per_step`` (median / steps per call). The in-graph epoch is timed
+in alternation with Keras ``fit``, the eager step and the NumPy epoch (``paired`` in
+``bench/conftest.py``): its speed-ups are medians of per-round ratios, with quartiles, against
+the issue's targets: <= 0.5x Keras per step, <= 0.3x eager, <= 1.5x the NumPy epoch.
+Op determinism is on, as in the jobs. None of this is in ``--quick`` (no TensorFlow import).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 import numpy as np
 import pytest
 
+from training import threads
 from training.data import to_unit
 
 NETS = {"784-256-10-b128": ((256,), 128), "784-32-32-10-b32": ((32, 32), 32)}
@@ -29,7 +31,6 @@ TARGETS = {  # the issue's, as speed-ups of the in-graph epoch (higher is better
     "speedup_over_eager": 1 / 0.3,  # <= 0.3x the eager step
     "speedup_over_numpy_epoch": 1 / 1.5,  # <= 1.5x the NumPy MLP epoch (784-256-10 only)
 }
-PER_STEP: dict[tuple[str, str], float] = {}  # (net, variant) -> seconds per step, this run
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,6 @@ def _record(benchmark, loop, net: str, variant: str, steps: int) -> None:
     if benchmark.stats is not None:  # None under --benchmark-disable
         per_step = benchmark.stats.stats.median / steps
         benchmark.extra_info["us_per_step"] = per_step * 1e6
-        PER_STEP[net, variant] = per_step
 
 
 def _batches(data, batch: int, steps: int, seed: int = 0):
@@ -128,19 +128,17 @@ def test_keras_fit_epoch(benchmark, loop, data, net):
     _record(benchmark, loop, net, "keras_fit", math.ceil(int(x.shape[0]) / batch))
 
 
-@pytest.mark.benchmark(group="tf-epoch")
-def test_numpy_epoch(benchmark, loop, mnist):
-    """The same 784-256-10 net in vectorised NumPy (``training.nn``), plain SGD, batch 128."""
+def numpy_epoch(mnist, batch: int):
+    """A callable: one epoch of the same 784-256-10 net in vectorised NumPy, plain SGD."""
     from training.nn import SGD, NLLLoss, mlp
 
-    net_name = "784-256-10-b128"
-    batch = NETS[net_name][1]
     x, y = to_unit(mnist.x_train), mnist.y_train.astype(np.int64)
     rng = np.random.default_rng(0)
     net = mlp((784, 256, 10), init="glorot", rng=rng)
     loss = NLLLoss()
     opt = SGD(net.params, net.grads)
 
+    @threads.blas_threads()  # the NumPy jobs' policy for their training loops
     def epoch() -> None:
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch):
@@ -149,37 +147,58 @@ def test_numpy_epoch(benchmark, loop, mnist):
             net.backward(loss.backward())
             opt.step(LR)
 
-    benchmark.pedantic(epoch, rounds=3, warmup_rounds=1)
-    _record(benchmark, loop, net_name, "numpy_epoch", math.ceil(len(x) / batch))
+    return epoch
+
+
+@pytest.mark.benchmark(group="tf-epoch")
+def test_numpy_epoch(benchmark, loop, mnist):
+    """The same 784-256-10 net in vectorised NumPy (``training.nn``), plain SGD, batch 128."""
+    net_name = "784-256-10-b128"
+    batch = NETS[net_name][1]
+    benchmark.pedantic(numpy_epoch(mnist, batch), rounds=3, warmup_rounds=1)
+    _record(benchmark, loop, net_name, "numpy_epoch", math.ceil(60000 / batch))
 
 
 @pytest.mark.benchmark(group="tf-epoch")
 @pytest.mark.parametrize("net", NETS)
-def test_in_graph_epoch(benchmark, loop, data, net):
+def test_in_graph_epoch(benchmark, paired, loop, data, mnist, net):
     """Our default: one ``tf.function`` call per epoch, batches sliced and stepped in the graph.
 
-    Runs last in this file so that the speed-ups use the other variants' medians of this run.
+    Each round is followed by one of each reference (Keras ``fit`` for an epoch, PY_STEPS eager
+    steps, the NumPy epoch for 784-256-10): speed-ups per step, paired round by round.
     """
+    import keras
+
+    widths, batch = NETS[net]
     trainer = _trainer(loop, net)
     x, y = data
     n = int(x.shape[0])
+    steps = math.ceil(n / batch)
     rng = np.random.default_rng(0)
-    benchmark.pedantic(
-        lambda: trainer.train_epoch(x, y, rng.permutation(n)), rounds=3, warmup_rounds=1
-    )
-    _record(benchmark, loop, net, "in_graph_epoch", math.ceil(n / trainer.batch_size))
-    ours = PER_STEP.get((net, "in_graph_epoch"))
-    if ours is None:
-        return
-    others = {
-        "speedup_over_keras_fit": "keras_fit",
-        "speedup_over_keras_train_on_batch": "keras_train_on_batch",
-        "speedup_over_eager": "eager",
-        "speedup_over_tf_function": "tf_function",
-        "speedup_over_seed_set_weights": "seed_set_weights",
-        "speedup_over_numpy_epoch": "numpy_epoch",
+    model = loop.build_model(widths)
+    model.compile(optimizer=keras.optimizers.SGD(LR), loss="sparse_categorical_crossentropy")
+    eager = _trainer(loop, net)
+    batches = _batches(data, batch, PY_STEPS)
+
+    def eager_steps() -> None:
+        for xb, yb in batches:
+            eager._train_step(xb, yb)
+
+    references = {
+        "speedup_over_keras_fit": (
+            lambda: model.fit(x, y, batch_size=batch, epochs=1, shuffle=True, verbose=0),
+            steps,
+        ),
+        "speedup_over_eager": (eager_steps, PY_STEPS),
     }
-    for key, variant in others.items():
-        if (net, variant) in PER_STEP:
-            benchmark.extra_info[key] = PER_STEP[net, variant] / ours
-    benchmark.extra_info["target"] = {k: v for k, v in TARGETS.items() if k in benchmark.extra_info}
+    if net == "784-256-10-b128":
+        references["speedup_over_numpy_epoch"] = (numpy_epoch(mnist, batch), steps)
+    benchmark.extra_info["target"] = {k: v for k, v in TARGETS.items() if k in references}
+    paired(
+        lambda: trainer.train_epoch(x, y, rng.permutation(n)),
+        references=references,
+        units=steps,
+        rounds=5,
+        calls=1,
+    )
+    _record(benchmark, loop, net, "in_graph_epoch", steps)
