@@ -484,8 +484,9 @@ def test_benchmark_section_from_real_pytest_benchmark_json(tmp_path):
     )
     assert section["figures"] == ["figures/bench-tiny.png"]
     verdicts = {row[1]: row for row in targets["rows"]}  # metric -> row
-    assert verdicts["speedup_over_baseline"][2:] == [vec["speed-up"], 5.0, "yes"]
-    assert verdicts["fraction_of_ceiling"][4] == "NO"  # a million times the ceiling: missed
+    # [benchmark, metric, median, q1, q3, target, verdict]: no quartiles in this plain file.
+    assert verdicts["speedup_over_baseline"][2:] == [vec["speed-up"], None, None, 5.0, "yes"]
+    assert verdicts["fraction_of_ceiling"][6] == "NO"  # a million times the ceiling: missed
     assert targets["marked"] == [targets["rows"].index(verdicts["fraction_of_ceiling"])]
 
 

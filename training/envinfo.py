@@ -11,6 +11,8 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from training import threads
+
 PACKAGES = (
     "mnist-suite",
     "numpy",
@@ -71,6 +73,8 @@ def machine_info() -> dict:
         # The content digest of the image, passed in at `run` time (an image cannot know its own).
         "image_id": os.environ.get("MNIST_SUITE_IMAGE_ID", ""),
         "threads": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
+        # The BLAS thread rule, the load it sees and what it chose so far (training/threads.py).
+        "blas_policy": threads.describe(),
     }
 
 

@@ -23,6 +23,7 @@ from training.jobs import Job, register
 from training.metrics import accuracy, confusion
 from training.nn import INITIALISERS, SCHEDULES, SGD, NLLLoss, Sequential, make_schedule, mlp
 from training.nn.io import model_arrays
+from training.threads import blas_threads
 
 DTYPES = ("float32", "float64")
 MNIST_TRAIN = 60000  # the loader verifies checksums, so the training set is always this size
@@ -73,6 +74,7 @@ def random_shift(images: np.ndarray, max_shift: int, rng: np.random.Generator) -
     return windows[np.arange(n), dy, dx]
 
 
+@blas_threads()  # one BLAS thread for these small products (training/threads.py)
 def train_epoch(
     model: Sequential,
     loss_fn: NLLLoss,
@@ -163,6 +165,7 @@ class MlpSeedConfig:
         _check_split(self.batch_size, MNIST_TRAIN, self.n_dev)
 
 
+@blas_threads()
 def train_mlp_seed(cfg: MlpSeedConfig, run) -> dict:
     mnist = run.data()
     dtype = np.dtype(cfg.dtype)

@@ -19,6 +19,7 @@ from training.errors import ConfigError
 from training.jobs import Job, register
 from training.metrics import accuracy, confusion
 from training.nn import log_softmax
+from training.threads import blas_threads
 
 
 def mean_nll(scores: np.ndarray, y: np.ndarray) -> float:
@@ -130,6 +131,7 @@ class SoftmaxConfig:
             raise ConfigError(f"momentum={self.momentum} must be in [0, 1) and l2={self.l2} >= 0")
 
 
+@blas_threads()  # one BLAS thread for these small products (training/threads.py)
 def train_softmax(cfg: SoftmaxConfig, run) -> dict:
     mnist = run.data()
     x, y = _subset(mnist.x_train, mnist.y_train, cfg.n_train)

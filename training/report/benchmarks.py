@@ -1,17 +1,30 @@
-"""pytest-benchmark results: times, GFLOP/s, share of the GEMM ceiling, speed-ups, targets.
+"""pytest-benchmark results: times, GFLOP/s, share of the GEMM ceiling, speed-ups, targets,
+the run's noise, and the history of the headline ratios across stored runs.
 
 Reads the ``extra_info`` conventions of ``bench/conftest.py``: ``flops`` / ``gflop_per_s``,
-``role = "ceiling"`` (the float32 GEMM), ``baseline`` (the full name of the slower benchmark),
-``fraction_of_ceiling`` and ``speedup_over_*`` (ratios of medians within one run), ``target``,
-and the file's ``targets`` verdicts. Ratios missing from a file are computed the same way here.
+``role = "ceiling"`` (the float32 GEMM), ``fraction_of_ceiling`` and ``speedup_over_*`` with
+their per-round ``ratios`` (median, quartiles; measured in alternation with the reference),
+``target``, ``unstable``, and the file's ``targets`` verdicts and ``noise``. Older files
+(ratios of medians, ``baseline``) are read too: missing ratios are computed as they were.
+The history view reads every stored run under ``<bench dir>/history/`` (pytest-benchmark's
+``--benchmark-storage``).
 """
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from training.files import read_json_object
 from training.report import figures
 from training.report.collect import BenchFile, number
 from training.report.common import Context
 from training.report.document import Section, Table
+
+log = logging.getLogger(__name__)
+VERDICTS = {"met": "yes", "missed": "NO", "unstable": "unstable"}
 
 
 def _dict(obj) -> dict:
@@ -66,10 +79,23 @@ def bench_rows(bench: BenchFile) -> list[dict]:
                     and number(v) is not None
                 },
                 "target": _dict(extra.get("target")),
+                "spreads": _spreads(extra),
+                "unstable": extra.get("unstable") is True,
             }
         )
     _fill_ratios(rows)
     return rows
+
+
+def _spreads(extra: dict) -> str:
+    """The paired ratios as text: ``fraction_of_ceiling 0.61 [0.58–0.64]`` (median [q1–q3])."""
+    parts = []
+    for metric, r in _dict(extra.get("ratios")).items():
+        q = [number(_dict(r).get(k)) for k in ("median", "q1", "q3")]
+        if None not in q:
+            name = metric.removeprefix("speedup_over_").replace("fraction_of_ceiling", "of ceiling")
+            parts.append(f"{name} {q[0]:.3g} [{q[1]:.3g}–{q[2]:.3g}]")
+    return "; ".join(parts)
 
 
 def _fill_ratios(rows: list[dict]) -> None:
@@ -91,7 +117,10 @@ def _fill_ratios(rows: list[dict]) -> None:
 
 
 def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
-    """[benchmark, metric, value, target, met] from the file's verdicts, else from extra_info."""
+    """[benchmark, metric, value, q1, q3, target, met] from the file's verdicts, else computed.
+
+    ``unstable`` (the quartiles straddle the target) is never shown as a miss.
+    """
     names = {r["fullname"]: r["name"] for r in rows}
     if bench.targets:
         return [
@@ -99,8 +128,11 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
                 names.get(str(t.get("benchmark")), str(t.get("benchmark"))),
                 str(t.get("metric")),
                 number(t.get("value")),
+                number(t.get("q1")),
+                number(t.get("q3")),
                 number(t.get("target")),
-                {True: "yes", False: "NO"}.get(t.get("met"), "?"),
+                VERDICTS.get(str(t.get("verdict")))
+                or {True: "yes", False: "NO"}.get(t.get("met"), "?"),
             ]
             for t in bench.targets
         ]
@@ -113,7 +145,7 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
             met = (
                 "?" if value is None or number(goal) is None else ("yes" if value >= goal else "NO")
             )
-            out.append([r["name"], metric, value, number(goal), met])
+            out.append([r["name"], metric, value, None, None, number(goal), met])
     return out
 
 
@@ -123,13 +155,17 @@ def benchmarks(ctx: Context) -> Section:
         "benchmarks",
         "Benchmarks",
         "pytest-benchmark results: median time per call, GFLOP/s where the benchmark records "
-        "its FLOPs, the share of the float32 GEMM ceiling measured in the same run, and "
-        "speed-ups over baselines (the seed-style loop, the eager step, Keras fit). Ratios are "
-        "of medians within one run, so a shared, noisy machine affects both sides alike.",
+        "its FLOPs, the share of the float32 GEMM ceiling and speed-ups over references (the "
+        "seed's loop, the eager step, Keras fit). Each ratio is measured in alternation: every "
+        "round of the kernel is followed by its reference (the ceiling runs with the kernel's "
+        "BLAS threads), and the ratio is the median over rounds with its quartiles [q1–q3]. "
+        "A target is met when q1 reaches it, missed when q3 is below it, and **unstable** when "
+        "the quartiles straddle it: the run was too noisy to tell, which is not a miss.",
     )
     if not ctx.benches:
         where = f"in {ctx.bench_dir}" if ctx.bench_dir else "(no --bench folder given)"
         s.notes.append(f"No benchmark results {where}: run `nox -s bench` first.")
+        history(ctx, s)
         return s
     for bench in ctx.benches:
         rows = bench_rows(bench)
@@ -149,6 +185,8 @@ def benchmarks(ctx: Context) -> Section:
                     ("baseline", "text"),
                     ("speed-up", "x"),
                     ("other speed-ups", "text"),
+                    ("paired ratios: median [q1–q3]", "text"),
+                    ("unstable", "text"),
                 ],
                 [
                     [
@@ -163,12 +201,14 @@ def benchmarks(ctx: Context) -> Section:
                         r["baseline_name"],
                         r["speedup"],
                         ", ".join(f"{v:.2f}× over {k}" for k, v in r["others"].items()),
+                        r["spreads"],
+                        "unstable" if r["unstable"] else "",
                     ]
                     for r in rows
                 ],
                 {i for i, r in enumerate(rows) if r["ceiling"]},
                 note=(
-                    f"GEMM ceiling in this run (bold): {ceiling:.1f} GFLOP/s."
+                    f"GEMM ceiling in this run (bold): {ceiling:.1f} GFLOP/s. {_noise(bench)}"
                     if ceiling
                     else "No GEMM benchmark in this file: no ceiling to compare with."
                 ),
@@ -183,15 +223,16 @@ def benchmarks(ctx: Context) -> Section:
                     [
                         ("benchmark", "text"),
                         ("metric", "text"),
-                        ("measured", "f2"),
+                        ("measured (median)", "f2"),
+                        ("q1", "f2"),
+                        ("q3", "f2"),
                         ("target (at least)", "f2"),
                         ("met", "text"),
                     ],
                     targets,
-                    {i for i, t in enumerate(targets) if t[4] == "NO"},
-                    note="Bold: a target this run missed."
-                    if any(t[4] == "NO" for t in targets)
-                    else "This run met every target.",
+                    {i for i, t in enumerate(targets) if t[6] in ("NO", "unstable")},
+                    note=_targets_note([t[6] for t in targets]),
+                    hide_empty=True,
                 )
             )
         timed = [r for r in rows if r["median"]]
@@ -212,7 +253,148 @@ def benchmarks(ctx: Context) -> Section:
                     "speed-ups over baselines.",
                 )
             )
+    history(ctx, s)
     return s
+
+
+def stored_runs(history: Path) -> list[dict]:
+    """Every stored run under ``history`` (any depth), oldest first.
+
+    Each: ``datetime``, ``commit`` (10 hex digits, ``+`` if dirty), ``mode``, ``path`` and
+    ``ratios`` ``{(benchmark name, metric): (median, q1, q3)}``; ``targets`` ``{key: goal}``.
+    """
+    runs = []
+    for path in sorted(Path(history).rglob("*.json")) if Path(history).is_dir() else []:
+        data = read_json_object(path)
+        if not data or not isinstance(data.get("benchmarks"), list):
+            continue
+        ratios, targets = {}, {}
+        for b in data["benchmarks"]:
+            extra = _dict(_dict(b).get("extra_info"))
+            for metric, r in _dict(extra.get("ratios")).items():
+                q = tuple(number(_dict(r).get(k)) for k in ("median", "q1", "q3"))
+                if None not in q:
+                    ratios[str(b.get("name")), metric] = q
+            for metric, goal in _dict(extra.get("target")).items():
+                if number(goal) is not None:
+                    targets[str(b.get("name")), metric] = number(goal)
+        commit = _dict(data.get("commit_info"))
+        runs.append(
+            {
+                "datetime": str(data.get("datetime") or ""),
+                "commit": str(commit.get("id") or "?")[:10] + ("+" if commit.get("dirty") else ""),
+                "mode": str(data.get("mode") or "full"),
+                "path": path,
+                "ratios": ratios,
+                "targets": targets,
+            }
+        )
+    return sorted(runs, key=lambda r: r["datetime"])
+
+
+def history(ctx: Context, s: Section) -> None:
+    """Each headline ratio (one with a target) against the stored runs, with its IQR band."""
+    if ctx.bench_dir is None:
+        return
+    runs = [r for r in stored_runs(Path(ctx.bench_dir) / "history") if r["ratios"]]
+    if not runs:
+        s.notes.append(
+            f"No stored runs in {Path(ctx.bench_dir) / 'history'}: `nox -s bench` keeps each run "
+            "there, and this section then plots the headline ratios run after run."
+        )
+        return
+    goals: dict[tuple[str, str], float] = {}
+    for run in runs:
+        goals |= run["targets"]
+    headline = sorted(k for k in goals if any(k in run["ratios"] for run in runs))
+    rows = [
+        [
+            run["datetime"][:16].replace("T", " "),
+            run["commit"],
+            run["mode"],
+            f"{name} {metric}",
+            *run["ratios"][name, metric],
+            goals[name, metric],
+        ]
+        for run in runs
+        for name, metric in headline
+        if (name, metric) in run["ratios"]
+    ]
+    s.tables.append(
+        Table(
+            f"History: headline ratios in {len(runs)} stored runs",
+            [
+                ("run (UTC)", "text"),
+                ("commit", "text"),
+                ("mode", "text"),
+                ("ratio", "text"),
+                ("median", "f3"),
+                ("q1", "f3"),
+                ("q3", "f3"),
+                ("target", "f3"),
+            ],
+            rows,
+            {i for i, row in enumerate(rows) if row[6] < row[7]},
+            note="Bold: the upper quartile is below the target (a miss in that run).",
+        )
+    )
+    if headline:
+        s.figures.append(_history_figure(ctx, runs, headline, goals))
+
+
+def _history_figure(ctx: Context, runs: list[dict], headline: list, goals: dict):
+    """One panel per headline ratio: the median per stored run, its IQR band, the target."""
+    fig = Figure(figsize=(9, 2.4 * len(headline)), layout="constrained")
+    axes = fig.subplots(len(headline), 1, squeeze=False)[:, 0]
+    labels = [f"{r['commit'][:7]}\n{r['datetime'][5:16].replace('T', ' ')}" for r in runs]
+    for ax, (name, metric) in zip(axes, headline, strict=True):
+        xs = [i for i, r in enumerate(runs) if (name, metric) in r["ratios"]]
+        med, q1, q3 = zip(*(runs[i]["ratios"][name, metric] for i in xs), strict=True)
+        ax.fill_between(xs, q1, q3, alpha=0.3, label="q1–q3 (IQR over rounds)")
+        ax.plot(xs, med, "o-", label="median")
+        ax.axhline(goals[name, metric], color="k", linestyle="--", linewidth=1, label="target")
+        ax.set_title(f"{name}: {metric}", fontsize=9)
+        ax.set_ylabel("ratio")
+        ax.set_xticks(range(len(runs)), labels, fontsize=7)
+    axes[0].legend(fontsize=7, loc="best")
+    axes[-1].set_xlabel("stored run (commit, UTC time)")
+    return ctx.writer.save(
+        fig,
+        "bench-history",
+        "Benchmark history: headline ratios by run",
+        "Median per stored run with its interquartile band over rounds; dashed: the target.",
+    )
+
+
+def _targets_note(verdicts: list[str]) -> str:
+    parts = []
+    if "NO" in verdicts:
+        parts.append("Bold NO: missed (even the upper quartile is below the target).")
+    if "unstable" in verdicts:
+        parts.append(
+            "Bold unstable: the quartiles straddle the target; the run was too noisy to decide "
+            "(see the noise above), so this is neither a pass nor a miss: re-run when quieter."
+        )
+    return " ".join(parts) or "This run met every target (lower quartile at or above it)."
+
+
+def _noise(bench: BenchFile) -> str:
+    """The run's noise in words, from the file's ``noise`` (absent in older files)."""
+    noise = _dict(_dict(read_json_object(bench.path)).get("noise"))
+    if not noise:
+        return ""
+    load = [number(x) for x in (noise.get("loadavg_before") or [])[:1]]
+    load += [number(x) for x in (noise.get("loadavg_after") or [])[:1]]
+    parts = []
+    if len(load) == 2 and None not in load:
+        parts.append(f"1-min load average {load[0]:.2f} before, {load[1]:.2f} after")
+    if noise.get("competing_processes"):
+        parts.append(f"{noise['competing_processes']} busy processes started for the run")
+    for threads, c in _dict(noise.get("ceiling")).items():
+        cv, gf = number(_dict(c).get("cv")), number(_dict(c).get("median_gflop_per_s"))
+        if cv is not None and gf is not None:
+            parts.append(f"ceiling with {threads} thread(s) {gf:.0f} GFLOP/s, CV {cv:.0%}")
+    return f"Noise: {'; '.join(parts)}." if parts else ""
 
 
 def _annotation(r: dict) -> str:

@@ -1,0 +1,158 @@
+"""The benchmark regression gate (bench/compare.py) and the report's history view.
+
+Synthetic stored runs pin the logic: a re-run with ordinary noise passes, a slowed kernel is
+listed, files that are not benchmark runs are a usage error. One slow test runs the real
+benchmark twice, the second time with an extra copy injected into every SGD step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.report import build_report
+from training.report.benchmarks import stored_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench_compare", ROOT / "bench" / "compare.py")
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+
+STEP = "bench/test_bench_numpy.py::test_sgd_step[784-256-10-b128]"
+EPOCH = "bench/test_bench_numpy.py::test_mlp_epoch"
+
+
+def run_file(
+    path: Path, ratios: dict[str, list[float]], when: str, commit: str = "a" * 40, mode="quick"
+):
+    """A stored run whose benchmarks have these per-round fractions of the ceiling."""
+    benchmarks = []
+    for name, values in ratios.items():
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        r = {"median": median, "q1": q1, "q3": q3, "rounds": len(values), "values": values}
+        benchmarks.append(
+            {
+                "name": name.split("::")[-1],
+                "fullname": name,
+                "stats": {"median": 1e-3},
+                "extra_info": {
+                    "fraction_of_ceiling": median,
+                    "ratios": {"fraction_of_ceiling": r},
+                    "target": {"fraction_of_ceiling": 0.6},
+                },
+            }
+        )
+    data = {
+        "benchmarks": benchmarks,
+        "datetime": when,
+        "mode": mode,
+        "commit_info": {"id": commit, "dirty": False},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return data
+
+
+def noisy(center: float, spread: float, seed: int, n: int = 9) -> list[float]:
+    return list(center * (1 + spread * np.random.default_rng(seed).standard_normal(n)))
+
+
+def test_rerun_with_ordinary_noise_passes_and_a_slowdown_is_listed(tmp_path, capsys):
+    history = tmp_path / "history" / "Linux-CPython-3.11-64bit"
+    base = run_file(
+        history / "0001_base.json",
+        {STEP: noisy(0.62, 0.08, 0), EPOCH: noisy(0.70, 0.05, 1)},
+        "2026-11-28T06:00:00",
+    )
+    for seed in range(2, 12):  # ten re-runs of the same code: noise only
+        rerun = run_file(
+            tmp_path / "latest.json",
+            {STEP: noisy(0.62, 0.08, seed), EPOCH: noisy(0.70, 0.05, seed + 50)},
+            "2026-11-28T07:00:00",
+        )
+        assert {r["verdict"] for r in compare.compare(base, rerun)} <= {"ok", "improved"}
+    # The step 25% slower (an extra pass over the weights), the epoch unchanged.
+    run_file(
+        tmp_path / "latest.json",
+        {STEP: noisy(0.62 / 1.25, 0.08, 3), EPOCH: noisy(0.70, 0.05, 4)},
+        "2026-11-28T07:00:00",
+    )
+    code = compare.main(["--current", str(tmp_path / "latest.json"), "--history", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"regressed beyond their noise: {STEP}" in out
+    assert "0001_base.json" in out  # the default baseline: the newest other stored run
+
+
+def test_a_noisy_current_run_needs_a_larger_drop(tmp_path):
+    base = run_file(tmp_path / "b.json", {STEP: noisy(0.62, 0.03, 0)}, "t0")
+    quiet = run_file(tmp_path / "q.json", {STEP: noisy(0.55, 0.02, 1)}, "t1")
+    loud = run_file(tmp_path / "l.json", {STEP: noisy(0.55, 0.40, 1)}, "t2")
+    assert compare.compare(base, quiet)[0]["verdict"] == "REGRESSED"
+    assert compare.compare(base, loud)[0]["verdict"] == "ok"
+
+
+def test_baseline_is_the_newest_other_run_of_the_same_mode(tmp_path):
+    history = tmp_path / "history"
+    run_file(history / "1.json", {STEP: [0.6]}, "2026-11-28T01:00:00")
+    run_file(history / "2.json", {STEP: [0.6]}, "2026-11-28T02:00:00")
+    run_file(history / "3.json", {STEP: [0.6]}, "2026-11-28T03:00:00", mode="full")
+    current = run_file(history / "4.json", {STEP: [0.6]}, "2026-11-28T04:00:00")
+    assert compare.default_baseline(history, current, history / "4.json") == history / "2.json"
+
+
+def test_bad_files_are_a_usage_error(tmp_path, capsys):
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    assert compare.main(["--current", str(tmp_path / "x.json")]) == 2
+    assert "not a pytest-benchmark file" in capsys.readouterr().err
+    run_file(tmp_path / "c.json", {STEP: [0.6]}, "t")
+    code = compare.main(["--current", str(tmp_path / "c.json"), "--history", str(tmp_path / "n")])
+    assert code == 2 and "no stored run" in capsys.readouterr().err
+
+
+def test_report_history_view_from_three_stored_runs(tmp_path):
+    history = tmp_path / "bench" / "history" / "Linux-CPython-3.11-64bit"
+    for i in range(3):
+        run_file(
+            history / f"000{i + 1}_{'abc'[i] * 10}.json",
+            {STEP: noisy(0.5 + 0.05 * i, 0.05, i), EPOCH: noisy(0.7, 0.05, i)},
+            f"2026-11-28T0{i + 1}:00:00",
+            commit="abc"[i] * 40,
+        )
+    runs = stored_runs(tmp_path / "bench" / "history")
+    assert [r["commit"] for r in runs] == ["a" * 10, "b" * 10, "c" * 10]
+    (tmp_path / "runs").mkdir()
+    results = build_report(tmp_path / "runs", tmp_path / "bench", tmp_path / "reports")
+    section = next(s for s in results["sections"] if s["key"] == "benchmarks")
+    table = next(t for t in section["tables"] if t["title"].startswith("History"))
+    assert len(table["rows"]) == 6 and table["rows"][0][1] == "a" * 10
+    assert "figures/bench-history.png" in section["figures"]
+    assert (tmp_path / "reports" / "figures" / "bench-history.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_real_runs_gate_trips_on_an_injected_copy(tmp_path):
+    """The quick 784-256-10 step twice; the second copies its parameters 50 more times a step
+    (about 3x slower: far outside the spread of even a heavily loaded machine)."""
+
+    def bench(name: str, **env: str) -> Path:
+        out = tmp_path / f"{name}.json"
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "bench/test_bench_numpy.py", "--quick",
+             "-k", "test_sgd_step and 784-256-10", "--benchmark-only", "-q",
+             "-p", "no:cacheprovider", f"--benchmark-json={out}"],
+            cwd=ROOT, check=True, capture_output=True, env=os.environ | env,
+        )  # fmt: skip
+        return out
+
+    base = bench("base")
+    slow = bench("slow", MNIST_SUITE_BENCH_SLOWDOWN="copy:50")
+    rows = compare.compare(compare.load(base), compare.load(slow))
+    assert [(r["benchmark"], r["verdict"]) for r in rows] == [(STEP, "REGRESSED")], rows
