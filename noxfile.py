@@ -65,7 +65,9 @@ def suite_env(session: nox.Session) -> dict[str, str]:
 def run_suite(session: nox.Session, program: str, *args: str, **kwargs):
     """Run ``program`` from the shared environment (created or refreshed first)."""
     env = {**suite_env(session), **kwargs.pop("env", {})}
-    path = str((SUITE_ENV / "bin" / program).resolve())
+    # absolute(), not resolve(): the environment's python is a symlink to the base interpreter,
+    # which only finds the environment when started through the link.
+    path = str((SUITE_ENV / "bin" / program).absolute())
     return session.run(path, *args, env=env, external=True, **kwargs)
 
 
@@ -102,7 +104,7 @@ def bench(session: nox.Session) -> None:
         if not n.isdigit():
             session.error("--load needs a number of busy processes, e.g. --load 2")
         del args[at : at + 2]
-        python = str((SUITE_ENV / "bin" / "python").resolve())
+        python = str((SUITE_ENV / "bin" / "python").absolute())
         wrap, tag = ["bench/load.py", n, "--", python], f"{tag}-load{n}"
     commit = session.run("git", "rev-parse", "--short=10", "HEAD", silent=True, external=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
