@@ -11,7 +11,9 @@ the median over rounds with its quartiles; ``extra_info`` then has, per metric
   per-round seconds of ``kernel_s`` and ``reference_s``;
 - ``target``: ``{"fraction_of_ceiling": 0.6}``; the JSON's ``targets`` list gives the verdict:
   ``met`` when the lower quartile reaches the target, ``missed`` when the upper quartile is below
-  it, ``unstable`` (and the benchmark's ``unstable: true``) when the quartiles straddle it.
+  it, ``unstable`` when the quartiles straddle it;
+- ``unstable: true`` when a verdict is unstable or a ratio's IQR exceeds UNSTABLE_SPREAD of its
+  median (too noisy to compare with other runs).
 
 The run's noise goes in the top-level ``noise``: load average before and after, and the
 coefficient of variation of every ceiling measurement of the run (per thread count).
@@ -38,6 +40,9 @@ LOAD_BEFORE = list(os.getloadavg())
 CEILING_N = 1024  # 2·1024³ FLOPs: ≈ 15–30 ms, short enough to pair with every round
 CEILING_GFLOPS: dict[int, list[float]] = defaultdict(list)  # threads -> every ceiling round
 BLOCK_S = 0.02  # a round of a fast kernel: repeat it for about this long
+# A ratio whose interquartile range exceeds this share of its median is too noisy to compare
+# with other runs, whatever its verdict: the benchmark is marked unstable.
+UNSTABLE_SPREAD = 0.5
 
 
 def pytest_addoption(parser):
@@ -232,6 +237,9 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     targets = []
     for row in rows:
         info = row["extra_info"]
+        for r in info.get("ratios", {}).values():
+            if r["q3"] - r["q1"] > UNSTABLE_SPREAD * abs(r["median"]):
+                info["unstable"] = True
         if ceiling_gflops and info.get("gflop_per_s") and "fraction_of_ceiling" not in info:
             info["fraction_of_ceiling"] = info["gflop_per_s"] / ceiling_gflops
         baseline = by_name.get(info.get("baseline", ""))
