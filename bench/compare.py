@@ -71,16 +71,19 @@ def compare(baseline: dict, current: dict, tolerance: float = TOLERANCE) -> list
     return rows
 
 
+def _medians(data: dict) -> list:
+    return [b.get("stats", {}).get("median") for b in data["benchmarks"] if isinstance(b, dict)]
+
+
 def default_baseline(history: Path, current: dict, current_path: Path) -> Path | None:
-    """The newest stored run other than the current one, of the current run's mode."""
+    """The newest stored run other than the current one (which nox also stores), same mode."""
     candidates = []
     for path in history.rglob("*.json"):
         try:
             data = load(path)
         except ValueError:
             continue
-        other = path.resolve() != current_path.resolve()
-        other = other and data.get("datetime") != current.get("datetime")
+        other = path.resolve() != current_path.resolve() and _medians(data) != _medians(current)
         if other and data.get("mode", "full") == current.get("mode", "full"):
             candidates.append((str(data.get("datetime") or ""), path))
     return max(candidates)[1] if candidates else None
