@@ -204,15 +204,18 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     """Record the thread settings and BLAS policy in effect: BLAS and TF speed depend on them."""
     from threadpoolctl import threadpool_info
 
-    from training.envinfo import THREAD_VARS
+    from training import envinfo
 
-    machine_info["thread_env"] = {k: os.environ.get(k) for k in THREAD_VARS}
+    machine_info["thread_env"] = {k: os.environ.get(k) for k in envinfo.THREAD_VARS}
     machine_info["threadpools"] = [
         {k: pool.get(k) for k in ("user_api", "internal_api", "version", "num_threads")}
         for pool in threadpool_info()
     ]
     machine_info["cpu_count"] = os.cpu_count()
     machine_info["blas_policy"] = threads.describe()
+    # Where the figures were measured: the host, or which image (the jobs record the same).
+    here = envinfo.machine_info()
+    machine_info["where"] = {k: here[k] for k in ("in_container", "image", "image_id")}
 
 
 def verdict(ratio: dict | None, value: float | None, goal: float) -> str:

@@ -284,6 +284,7 @@ def stored_runs(history: Path) -> list[dict]:
                 "datetime": str(data.get("datetime") or ""),
                 "commit": str(commit.get("id") or "?")[:10] + ("+" if commit.get("dirty") else ""),
                 "mode": str(data.get("mode") or "full"),
+                "busy": _dict(data.get("noise")).get("competing_processes") or 0,
                 "path": path,
                 "ratios": ratios,
                 "targets": targets,
@@ -311,7 +312,7 @@ def history(ctx: Context, s: Section) -> None:
         [
             run["datetime"][:16].replace("T", " "),
             run["commit"],
-            run["mode"],
+            run["mode"] + (f", +{run['busy']} busy" if run["busy"] else ""),
             f"{name} {metric}",
             *run["ratios"][name, metric],
             goals[name, metric],
@@ -346,7 +347,11 @@ def _history_figure(ctx: Context, runs: list[dict], headline: list, goals: dict)
     """One panel per headline ratio: the median per stored run, its IQR band, the target."""
     fig = Figure(figsize=(9, 2.4 * len(headline)), layout="constrained")
     axes = fig.subplots(len(headline), 1, squeeze=False)[:, 0]
-    labels = [f"{r['commit'][:7]}\n{r['datetime'][5:16].replace('T', ' ')}" for r in runs]
+    labels = [
+        f"{r['commit'][:7]}\n{r['datetime'][5:16].replace('T', ' ')}"
+        + (f"\n+{r['busy']} busy" if r["busy"] else "")
+        for r in runs
+    ]
     for ax, (name, metric) in zip(axes, headline, strict=True):
         xs = [i for i, r in enumerate(runs) if (name, metric) in r["ratios"]]
         med, q1, q3 = zip(*(runs[i]["ratios"][name, metric] for i in xs), strict=True)
@@ -380,9 +385,12 @@ def _targets_note(verdicts: list[str]) -> str:
 
 def _noise(bench: BenchFile) -> str:
     """The run's noise in words, from the file's ``noise`` (absent in older files)."""
-    noise = _dict(_dict(read_json_object(bench.path)).get("noise"))
+    data = _dict(read_json_object(bench.path))
+    noise = _dict(data.get("noise"))
     if not noise:
         return ""
+    where = _dict(_dict(data.get("machine_info")).get("where"))
+    place = where.get("image") or ("a container" if where.get("in_container") else "the host")
     load = [number(x) for x in (noise.get("loadavg_before") or [])[:1]]
     load += [number(x) for x in (noise.get("loadavg_after") or [])[:1]]
     parts = []
@@ -394,7 +402,7 @@ def _noise(bench: BenchFile) -> str:
         cv, gf = number(_dict(c).get("cv")), number(_dict(c).get("median_gflop_per_s"))
         if cv is not None and gf is not None:
             parts.append(f"ceiling with {threads} thread(s) {gf:.0f} GFLOP/s, CV {cv:.0%}")
-    return f"Noise: {'; '.join(parts)}." if parts else ""
+    return f"Measured on {place}. Noise: {'; '.join(parts)}." if parts else ""
 
 
 def _annotation(r: dict) -> str:
