@@ -127,6 +127,7 @@ def test_sbatch_script_array_logs_and_modes(tmp_path):
     subprocess.run(["bash", "-n"], input=text, text=True, check=True)  # valid shell
 
 
+@pytest.mark.slow
 def test_local_pool_runs_a_small_plan_with_two_workers(tmp_path, mnist, capsys):
     items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2), overrides=TINY)
     runs = tmp_path / "runs"
@@ -158,6 +159,7 @@ class _CrashingOne(LocalLauncher):
         return super().command(item, options)
 
 
+@pytest.mark.slow
 def test_a_crashing_item_stays_alone(tmp_path, mnist):
     from training.cli import batch_exit_code
 
@@ -169,6 +171,7 @@ def test_a_crashing_item_stays_alone(tmp_path, mnist):
     assert batch_exit_code(codes.values()) == 1
 
 
+@pytest.mark.slow
 def test_train_cli_uses_the_pool(tmp_path, mnist):
     argv = [
         sys.executable,
@@ -189,3 +192,33 @@ def test_train_cli_uses_the_pool(tmp_path, mnist):
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count(": done (exit 0") == 2, shlex.join(argv)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_pool_and_running_items_end_interrupted(tmp_path, mnist):
+    """A terminal's Ctrl-C reaches the whole process group: pool and items alike."""
+    import os
+    import signal
+    import time
+
+    from training.plan import item_states
+
+    # Slow items (the full 60,000 samples), so the interrupt lands mid-run.
+    overrides = ("eval_every=500",)
+    items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2), overrides=overrides)
+    runs = tmp_path / "runs"
+    argv = [sys.executable, "-m", "training", "train", "softmax-seed", "--profile", "quick",
+            "--seeds", "0-2", "--set", overrides[0], "--workers", "1",
+            "--runs", str(runs)]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    first = runs / items[0].job / items[0].run_id / "history.jsonl"
+    deadline = time.monotonic() + 300
+    while not (first.exists() and first.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "stopping: 1 running items end as interrupted" in out
+    assert item_states(items, runs) == ["interrupted", "missing", "missing"]
