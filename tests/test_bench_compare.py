@@ -25,6 +25,10 @@ spec = importlib.util.spec_from_file_location("bench_compare", ROOT / "bench" / 
 compare = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(compare)
 
+spec = importlib.util.spec_from_file_location("bench_conftest", ROOT / "bench" / "conftest.py")
+conftest = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(conftest)
+
 STEP = "bench/test_bench_numpy.py::test_sgd_step[784-256-10-b128]"
 EPOCH = "bench/test_bench_numpy.py::test_mlp_epoch"
 
@@ -62,6 +66,39 @@ def run_file(
 
 def noisy(center: float, spread: float, seed: int, n: int = 9) -> list[float]:
     return list(center * (1 + spread * np.random.default_rng(seed).standard_normal(n)))
+
+
+class Config:
+    def getoption(self, name):
+        return name == "--quick"
+
+
+@pytest.mark.parametrize(
+    ("q1", "median", "q3", "verdict", "unstable"),
+    [
+        (0.62, 0.65, 0.70, "met", False),  # even the lower quartile reaches 0.6
+        (0.40, 0.45, 0.50, "missed", False),  # even the upper quartile is below
+        (0.55, 0.61, 0.66, "unstable", True),  # straddles: never a NO
+        (0.61, 0.90, 1.40, "met", True),  # met, but too spread to compare with other runs
+    ],
+)
+def test_verdicts_and_unstable_marks(q1, median, q3, verdict, unstable):
+    ratio = {"median": median, "q1": q1, "q3": q3, "rounds": 9}
+    row = {
+        "fullname": STEP,
+        "stats": {"median": 1e-3},
+        "extra_info": {
+            "fraction_of_ceiling": median,
+            "ratios": {"fraction_of_ceiling": ratio},
+            "target": {"fraction_of_ceiling": 0.6},
+        },
+    }
+    out = {"benchmarks": [row]}
+    conftest.pytest_benchmark_update_json(Config(), [], out)
+    assert out["targets"][0]["verdict"] == verdict
+    assert out["targets"][0]["met"] == {"met": True, "missed": False}.get(verdict)
+    assert row["extra_info"].get("unstable", False) is unstable
+    assert out["mode"] == "quick" and set(out["noise"]) >= {"loadavg_before", "loadavg_after"}
 
 
 def test_rerun_with_ordinary_noise_passes_and_a_slowdown_is_listed(tmp_path, capsys):
