@@ -122,6 +122,14 @@ def _timed(fn: Callable[[], object], calls: int = 1) -> float:
     return time.perf_counter() - start
 
 
+def _fastest(fn: Callable[[], object], tries: int = 2) -> float:
+    """The fastest of a few calls (one if a call takes over 0.2 s): near the CPU cost."""
+    best = _timed(fn)
+    for _ in range(tries - 1 if best < 0.2 else 0):
+        best = min(best, _timed(fn))
+    return best
+
+
 def summary(values: list[float]) -> dict:
     q1, median, q3 = np.percentile(values, [25, 50, 75])
     return {"median": float(median), "q1": float(q1), "q3": float(q3), "rounds": len(values)}
@@ -134,7 +142,8 @@ def paired(benchmark):
     Parameters (of the returned function)
     ----------
     kernel : callable
-        No arguments; repeated within a round to last about BLOCK_S (``calls``).
+        No arguments; repeated within a round (``calls``) to last as long as its longest
+        reference and at least BLOCK_S; shorter references are repeated to match it.
     flops : float, optional
         Matrix-product FLOPs of one kernel call: pairs it with the GEMM ceiling run with the
         same BLAS threads (``fraction_of_ceiling``), and records ``gflop_per_s``.
@@ -161,17 +170,26 @@ def paired(benchmark):
             refs["fraction_of_ceiling"] = (ceiling_gemm(n_threads), 1)
         ref_s: dict[str, list[float]] = {metric: [] for metric in refs}
         with threads.blas_threads(n_threads, site="bench.kernel"):
+            # Both sides of a round last about as long: on a busy machine a block shorter than
+            # the scheduler's time slice can run uninterrupted while a long one gets only its
+            # fair share, which would bias every ratio. Fastest calls estimate the CPU cost.
+            t_kernel = _fastest(kernel, 1 if calls else 3)
+            t_ref = {metric: _fastest(ref) for metric, (ref, _) in refs.items()}
             if calls is None:
-                calls = max(1, round(BLOCK_S / max(_timed(kernel), 1e-7)))
+                block = max([BLOCK_S, *t_ref.values()])
+                calls = max(1, round(block / max(t_kernel, 1e-7)))
+            ref_calls = {m: max(1, round(calls * t_kernel / t)) for m, t in t_ref.items()}
 
             def after_round(*args, **kwargs) -> None:
                 for metric, (ref, _) in refs.items():
-                    ref_s[metric].append(_timed(ref))
+                    ref_s[metric].append(_timed(ref, ref_calls[metric]) / ref_calls[metric])
 
             benchmark.pedantic(
                 kernel, rounds=rounds, iterations=calls, warmup_rounds=1, teardown=after_round
             )
-        benchmark.extra_info.update(threads=n_threads, calls_per_round=calls)
+        benchmark.extra_info.update(
+            threads=n_threads, calls_per_round=calls, reference_calls_per_round=ref_calls
+        )
         if benchmark.stats is None:  # --benchmark-disable
             return
         kernel_s = list(benchmark.stats.stats.data)  # seconds per call, one per round
