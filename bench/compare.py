@@ -11,7 +11,8 @@ current median falls below the baseline's lower quartile by more than its own no
 
 so a wide current spread (a noisy run) needs a larger drop to count. The baseline defaults to
 the newest stored run in the history folder other than the current one, of the same mode
-(quick/full). Exit 0: no regression; 1: regressions (listed by name); 2: bad usage or files.
+(quick/full) and the same number of busy processes started by ``--load``.
+Exit 0: no regression; 1: regressions (listed by name); 2: bad usage or files.
 Standard library only, so it runs from any Python.
 """
 
@@ -71,12 +72,18 @@ def compare(baseline: dict, current: dict, tolerance: float = TOLERANCE) -> list
     return rows
 
 
+def _kind(data: dict) -> tuple:
+    """Runs comparable by default: same mode, same number of busy processes we started."""
+    noise = data.get("noise") if isinstance(data.get("noise"), dict) else {}
+    return data.get("mode", "full"), noise.get("competing_processes", 0)
+
+
 def _medians(data: dict) -> list:
     return [b.get("stats", {}).get("median") for b in data["benchmarks"] if isinstance(b, dict)]
 
 
 def default_baseline(history: Path, current: dict, current_path: Path) -> Path | None:
-    """The newest stored run other than the current one (which nox also stores), same mode."""
+    """The newest stored run other than the current one (which nox also stores), same kind."""
     candidates = []
     for path in history.rglob("*.json"):
         try:
@@ -84,7 +91,7 @@ def default_baseline(history: Path, current: dict, current_path: Path) -> Path |
         except ValueError:
             continue
         other = path.resolve() != current_path.resolve() and _medians(data) != _medians(current)
-        if other and data.get("mode", "full") == current.get("mode", "full"):
+        if other and _kind(data) == _kind(current):
             candidates.append((str(data.get("datetime") or ""), path))
     return max(candidates)[1] if candidates else None
 
