@@ -111,8 +111,12 @@ def test_initialiser_statistics():
     assert np.abs(W).max() <= limit and W.std() == pytest.approx(limit / np.sqrt(3), rel=0.01)
 
 
-def test_chunked_threaded_update_equals_the_plain_formula_bit_for_bit():
-    """A matrix of four chunks, updated by 1 or 3 threads, against NumPy in one pass."""
+def test_chunked_threaded_update_equals_the_plain_formula():
+    """A matrix of four chunks, updated by 1 or 3 threads, against NumPy in one pass.
+
+    The fused BLAS update rounds differently from the written-out formula (float32: a few ulp
+    after three steps, absolute near zero); any thread count gives the same bits.
+    """
     rng = np.random.default_rng(0)
     W0 = rng.standard_normal((3, SGD.CHUNK + 50)).astype(np.float32)  # 3 chunks and a bit
     g = rng.standard_normal(W0.shape).astype(np.float32)
@@ -128,7 +132,7 @@ def test_chunked_threaded_update_equals_the_plain_formula_bit_for_bit():
         assert len(opt._groups) == threads
         for _ in range(3):
             opt.step(0.05)
-        np.testing.assert_allclose(W, w, rtol=1e-6)
+        np.testing.assert_allclose(W, w, rtol=1e-6, atol=1e-6)
         if threads == 1:
             single = W.tobytes()
         else:
