@@ -17,7 +17,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training.containers import use_repo_podman_conf
+from tools.images import use_repo_podman_conf
 
 # Podman on machines like CI's needs the repo's containers.conf; a user's own setting wins.
 use_repo_podman_conf()
@@ -142,9 +142,10 @@ def report(session: nox.Session) -> None:
     )
 
 
-# --- Containers: `python -m training.containers` does the work (docker/Dockerfile explains).
-# On machines like CI's, Podman needs `export CONTAINERS_CONF=$PWD/docker/containers.conf`.
-CONTAINERS = (sys.executable, "-m", "training.containers")
+# --- Containers: tools/images.py builds the images (docker/Dockerfile explains them); jobs run
+# in them through training/launch/container.py. On machines like CI's, Podman needs
+# `export CONTAINERS_CONF=$PWD/docker/containers.conf` (set above when unset and runc exists).
+IMAGES = (sys.executable, "tools/images.py")
 LOCK = ("pip-compile", "--quiet", "--allow-unsafe", "--generate-hashes", "--no-emit-find-links")
 LOCK += ("--no-emit-index-url", "--strip-extras")
 
@@ -152,7 +153,7 @@ LOCK += ("--no-emit-index-url", "--strip-extras")
 @nox.session(venv_backend="none")
 def base_image(session: nox.Session) -> None:
     """Build the local Debian base image with debootstrap, for where none can be pulled."""
-    session.run(*CONTAINERS, "base", *session.posargs, external=True)
+    session.run(*IMAGES, "base", *session.posargs, external=True)
 
 
 @nox.session
@@ -161,30 +162,31 @@ def lock(session: nox.Session) -> None:
     session.install("pip-tools")
     tf_lock = "--output-file=docker/requirements-tf.txt"
     session.run(*LOCK, tf_lock, *session.posargs, "pyproject.toml")
-    numpy_input = session.run("python", "-m", "training.containers", "lock-input", silent=True)
-    with open("docker/requirements-numpy.in", "w") as f:
-        f.write(numpy_input)
-    session.run(
-        *LOCK, "--output-file=docker/requirements-numpy.txt", *session.posargs,
-        "docker/requirements-numpy.in",
-    )  # fmt: skip
+    # numpy and bench are compiled against the tf lock's versions (-c), so the three agree.
+    for flavour in ("numpy", "bench"):
+        text = session.run("python", "tools/images.py", "lock-input", flavour, silent=True)
+        Path(f"docker/requirements-{flavour}.in").write_text(text)
+        session.run(
+            *LOCK, f"--output-file=docker/requirements-{flavour}.txt", *session.posargs,
+            f"docker/requirements-{flavour}.in",
+        )  # fmt: skip
 
 
 @nox.session(venv_backend="none")
 def image(session: nox.Session) -> None:
-    """Build the numpy and tf images, network off (-- numpy|tf, --no-cache, --offline)."""
-    session.run(*CONTAINERS, "build", *session.posargs, external=True)
+    """Build the numpy, tf and bench images, network off (-- FLAVOUR…, --no-cache, --offline)."""
+    session.run(*IMAGES, "build", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def train(session: nox.Session) -> None:
-    """Run jobs (after --) in their containers, or --local in a process pool (--workers N)."""
+    """Run jobs (after --) each in its container, or --local in a process pool (--workers N)."""
     args = list(session.posargs)
     if "--local" in args:
         args.remove("--local")
-        run_suite(session, "mnist-suite", "train", *args)
     else:
-        run_suite(session, "python", "-m", "training.containers", "train", *args)
+        args.insert(0, "--containers")
+    run_suite(session, "mnist-suite", "train", *args)
 
 
 @nox.session(venv_backend="none")
@@ -206,7 +208,7 @@ def tensorboard(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def suite(session: nox.Session) -> None:
     """Everything: data, image, train every job, bench, report (-- --profile quick)."""
-    found = session.run(*CONTAINERS, "engine", silent=True, external=True)
+    found = session.run(*IMAGES, "engine", silent=True, external=True)
     session.notify("data", posargs=[])
     if found.split()[-1] != "none":
         # Where debootstrap is installed (these machines: no registry), the local base is built

@@ -1,18 +1,22 @@
-"""Container plumbing that needs no engine: detection, commands, lock files, run checks."""
+"""Container plumbing that needs no engine: detection, confinement, the pool, locks, checks."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_path
-from training import containers
-from training.containers import JobResult
-from training.errors import SuiteError
-from training.jobs import all_jobs
+from tools import images
+from training.errors import ConfigError, SuiteError
+from training.launch import container
+from training.launch.container import ItemResult
+from training.plan import WorkItem, build_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,76 +25,168 @@ def _pins(path: Path) -> dict[str, str]:
     return dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", path.read_text(), flags=re.M))
 
 
+def _option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
 def test_engine_from_environment_wins():
     which = {"podman": "/usr/bin/podman", "docker": "/usr/bin/docker"}.get
-    assert containers.detect_engine({"CONTAINER_ENGINE": "docker"}, which) == "docker"
+    assert container.detect_engine({"CONTAINER_ENGINE": "docker"}, which) == "docker"
     with pytest.raises(SuiteError, match="CONTAINER_ENGINE=nerdctl: not found"):
-        containers.detect_engine({"CONTAINER_ENGINE": "nerdctl"}, which)
+        container.detect_engine({"CONTAINER_ENGINE": "nerdctl"}, which)
 
 
 def test_engine_podman_first_docker_only_if_its_daemon_answers():
     both = {"podman": "/usr/bin/podman", "docker": "/usr/bin/docker"}.get
-    assert containers.detect_engine({}, both, docker_answers=lambda: False) == "podman"
+    assert container.detect_engine({}, both, docker_answers=lambda: False) == "podman"
     docker = {"docker": "/usr/bin/docker"}.get
-    assert containers.detect_engine({}, docker, docker_answers=lambda: True) == "docker"
-    assert containers.detect_engine({}, docker, docker_answers=lambda: False) is None
-    assert containers.detect_engine({}, lambda name: None) is None
+    assert container.detect_engine({}, docker, docker_answers=lambda: True) == "docker"
+    assert container.detect_engine({}, docker, docker_answers=lambda: False) is None
+    assert container.detect_engine({}, lambda name: None) is None
 
 
-def test_run_command_wraps_the_suite_command_with_network_off(tmp_path):
+def test_repo_podman_conf_only_when_unset(monkeypatch):
+    monkeypatch.setattr(images.shutil, "which", lambda name: f"/usr/bin/{name}")
+    env: dict[str, str] = {}
+    assert images.use_repo_podman_conf(env)
+    assert env["CONTAINERS_CONF"] == str(ROOT / "docker" / "containers.conf")
+    mine = {"CONTAINERS_CONF": "/etc/mine.conf"}
+    assert not images.use_repo_podman_conf(mine)
+    assert mine == {"CONTAINERS_CONF": "/etc/mine.conf"}
+
+
+def test_run_command_wraps_the_suite_command_confined(tmp_path):
     data = tmp_path / "mnist.npz"
     data.write_bytes(b"")
-    argv = containers.run_argv(
-        "podman",
-        "mnist-suite:numpy",
-        ["run", "softmax", "--profile", "quick", "--out", "/runs"],
-        data=data,
-        runs=tmp_path / "runs",
-        user=["--user", "1000:1000"],
-        name="c1",
-        env={"OMP_NUM_THREADS": "2"},
-    )
+    command = ["run", "softmax", "--profile", "quick", "--seed", "0", "--index", "0"]
+    argv = container.run_argv(
+        "podman", "mnist-suite:numpy", command, data=data, runs=tmp_path / "runs",
+        user=["--user", "1000:1000"], name="c1", env={"OMP_NUM_THREADS": "2"}, memory="6g",
+        pids=200,
+    )  # fmt: skip
     image_at = argv.index("mnist-suite:numpy")
     # The command inside is exactly `mnist-suite run …` (the image's entry point is mnist-suite).
-    assert argv[image_at + 1 :] == ["run", "softmax", "--profile", "quick", "--out", "/runs"]
+    assert argv[image_at + 1 :] == command
     options = argv[:image_at]
     assert options[:3] == ["podman", "run", "--rm"]
-    assert options[options.index("--network") + 1] == "none"
+    assert "--cap-drop=ALL" in options
+    assert _option(options, "--security-opt") == "no-new-privileges"
+    assert "--read-only" in options
+    assert _option(options, "--tmpfs").startswith("/tmp:")
+    assert _option(options, "--pids-limit") == "200"
+    assert _option(options, "--memory") == _option(options, "--memory-swap") == "6g"
+    assert _option(options, "--network") == "none"
     assert f"{data}:/data/mnist.npz:ro" in options
     assert f"{tmp_path / 'runs'}:/runs" in options
     assert "MNIST_SUITE_DATA=/data/mnist.npz" in options
     assert "MNIST_SUITE_OFFLINE=1" in options
     assert "OMP_NUM_THREADS=2" in options
-    assert options[options.index("--user") + 1] == "1000:1000"
+    assert _option(options, "--user") == "1000:1000"
 
 
-def test_files_belong_to_the_caller():
-    assert containers.user_args("podman", rootless=True) == ["--userns=keep-id"]
-    assert containers.user_args("docker", rootless=False, uid=1234, gid=99) == ["--user", "1234:99"]
+@pytest.mark.parametrize("memory", ["0", "8 GB", "-1g", "lots", ""])
+def test_bad_limits_are_one_line_config_errors(memory):
+    with pytest.raises(ConfigError, match="--memory"):
+        container.confinement(memory=memory)
+    with pytest.raises(ConfigError, match="--pids-limit"):
+        container.confinement(pids=0)
 
 
-def test_jobs_go_to_the_image_that_has_what_they_need():
-    jobs = all_jobs()
-    assert containers.flavour_for(jobs["softmax"]) == "numpy"
-    for job in jobs.values():
-        assert containers.flavour_for(job) == ("tf" if job.uses_tensorflow else "numpy")
-    with pytest.raises(SuiteError, match="unknown image flavour 'gpu'"):
-        containers.image_name("gpu")
+def test_never_root_inside():
+    assert container.user_args(rootless=True) == ["--userns=keep-id"]
+    assert container.user_args(rootless=False, uid=1234, gid=99) == ["--user", "1234:99"]
+    # Root with a rootful engine: no --user at all, so the image's non-root USER stands.
+    assert container.user_args(rootless=False, uid=0, gid=0) == []
 
 
-def test_a_failed_job_does_not_stop_the_batch_but_an_interrupt_does():
-    codes = {"a": 0, "b": 1, "c": 0, "d": 130, "e": 0}
-    ran = []
+@pytest.mark.skipif(os.getuid() != 0, reason="lending the runs folder needs root (chown)")
+def test_runs_folder_is_lent_to_the_container_user_and_given_back(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "job" / "run").mkdir(parents=True)
+    (runs / "job" / "run" / "f.json").write_text("{}")
+    tree = [runs, *runs.rglob("*")]
+    with container.lent_to_container(runs):
+        assert {p.stat().st_uid for p in tree} == {container.CONTAINER_UID}
+        (runs / "job" / "new").mkdir()
+        os.chown(runs / "job" / "new", container.CONTAINER_UID, container.CONTAINER_GID)
+    assert {p.stat().st_uid for p in runs.rglob("*")} | {runs.stat().st_uid} == {os.getuid()}
 
-    def run_one(job):
-        ran.append(job)
-        return "local", codes[job]
 
-    results = containers.run_batch(list(codes), run_one, echo=lambda *a, **k: None)
-    assert ran == ["a", "b", "c", "d"]
-    assert containers.batch_exit_code(results) == 130
-    assert containers.batch_exit_code(results[:3]) == 1
-    assert containers.batch_exit_code([JobResult("a", "local", 0, 1.0)]) == 0
+@pytest.mark.skipif(os.getuid() != 0, reason="a copy owned by another uid needs root (chown)")
+def test_private_data_is_mounted_from_a_copy_the_container_user_can_read(tmp_path):
+    private = tmp_path / "mnist.npz"
+    private.write_bytes(b"data")
+    private.chmod(0o600)
+    with container.readable_data(private) as mounted:
+        assert mounted != private and mounted.read_bytes() == b"data"
+        assert mounted.stat().st_uid == container.CONTAINER_UID
+    assert not mounted.exists()
+    private.chmod(0o644)
+    with container.readable_data(private) as mounted:
+        assert mounted == private
+
+
+def _items(n: int) -> list[WorkItem]:
+    return [WorkItem(i, f"job{i}", "", 0, 0, "quick", f"r{i}", "numpy") for i in range(n)]
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_pool_runs_everything_a_failure_does_not_stop_it():
+    codes = [0, 1, 0, 3]
+    results = container.run_pool(
+        _items(4), lambda it: ("here", _python(f"raise SystemExit({codes[it.index]})")),
+        workers=2, echo=lambda *a: None,
+    )  # fmt: skip
+    assert [(r.index, r.code) for r in results] == [(0, 0), (1, 1), (2, 0), (3, 3)]
+    assert container.exit_code(results) == 1
+
+
+def test_pool_stops_starting_items_after_an_interrupted_one():
+    codes = [0, 130, 0, 0]
+    results = container.run_pool(
+        _items(4), lambda it: ("here", _python(f"raise SystemExit({codes[it.index]})")),
+        workers=1, echo=lambda *a: None,
+    )  # fmt: skip
+    assert [r.index for r in results] == [0, 1]
+    assert container.exit_code(results) == 130
+    assert container.exit_code([ItemResult(0, "a", "local", 0, 1.0)]) == 0
+
+
+def test_pool_runs_workers_at_a_time(tmp_path):
+    # Each item announces itself, then waits for the other: only two at once can both finish.
+    wait = (
+        "import pathlib, sys, time; d = pathlib.Path(sys.argv[1]); (d / sys.argv[2]).touch(); "
+        "t = time.monotonic() + 60\n"
+        "while len(list(d.iterdir())) < 2 and time.monotonic() < t: time.sleep(0.05)\n"
+        "sys.exit(0 if len(list(d.iterdir())) >= 2 else 1)"
+    )
+    results = container.run_pool(
+        _items(2), lambda it: ("here", [*_python(wait), str(tmp_path), str(it.index)]),
+        workers=2, echo=lambda *a: None,
+    )  # fmt: skip
+    assert [r.code for r in results] == [0, 0]
+    with pytest.raises(ConfigError, match="--workers 0"):
+        container.run_pool(_items(1), lambda it: ("", []), workers=0)
+
+
+def test_threads_are_shared_out_between_workers():
+    assert container.thread_env(1, {}) == {}
+    assert container.thread_env(4, {"OMP_NUM_THREADS": "3"}) == {"OMP_NUM_THREADS": "3"}
+    shared = container.thread_env(os.cpu_count() or 1, {})
+    assert shared["OPENBLAS_NUM_THREADS"] == shared["TF_NUM_INTRAOP_THREADS"] == "1"
+
+
+def test_items_go_to_the_image_that_has_what_they_need():
+    items = build_plan(["softmax", "sgd-seed"], profile="quick")
+    assert [container.image_name(i.flavour) for i in items] == [
+        "mnist-suite:numpy",
+        "mnist-suite:tf",
+    ]
+    with pytest.raises(ConfigError, match="unknown image flavour 'gpu'"):
+        container.image_name("gpu")
 
 
 def test_debian_mirror_from_deb822_and_one_line_sources(tmp_path, monkeypatch):
@@ -102,16 +198,17 @@ def test_debian_mirror_from_deb822_and_one_line_sources(tmp_path, monkeypatch):
         "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
         "Components: main\n"
     )
-    assert containers.debian_mirror(apt) == "http://mirror.example/debian"
+    assert images.debian_mirror(apt) == "http://mirror.example/debian"
     (apt / "sources.list").write_text("deb [arch=amd64] http://one.example/debian bookworm main\n")
-    assert containers.debian_mirror(apt) == "http://one.example/debian"
-    assert containers.debian_mirror(tmp_path / "none") == containers.DEFAULT_MIRROR
+    assert images.debian_mirror(apt) == "http://one.example/debian"
+    assert images.debian_mirror(tmp_path / "none") == images.DEFAULT_MIRROR
     monkeypatch.setenv("DEBIAN_MIRROR", "http://env.example/debian")
-    assert containers.debian_mirror(apt) == "http://env.example/debian"
+    assert images.debian_mirror(apt) == "http://env.example/debian"
 
 
 def test_lock_files_pin_every_package_with_hashes():
-    for lock in containers.LOCKS.values():
+    assert set(images.LOCKS) == set(container.FLAVOURS)
+    for lock in images.LOCKS.values():
         lines = [ln for ln in lock.read_text().splitlines() if not ln.lstrip().startswith("#")]
         entries = re.split(r"\n(?=\S)", "\n".join(lines).strip())
         assert entries, lock
@@ -120,46 +217,93 @@ def test_lock_files_pin_every_package_with_hashes():
             assert "--hash=sha256:" in entry, f"{lock.name}: no hash for {entry.split()[0]}"
 
 
-def test_numpy_lock_has_no_tensorflow_and_agrees_with_the_tf_lock():
-    numpy_pins = _pins(containers.LOCKS["numpy"])
-    tf_pins = _pins(containers.LOCKS["tf"])
+def test_locks_nest_at_the_same_versions():
+    numpy_pins, tf_pins, bench_pins = (_pins(images.LOCKS[f]) for f in ("numpy", "tf", "bench"))
     assert not {"tensorflow", "tensorflow-cpu", "keras"} & set(numpy_pins)
-    assert {"numpy", "tensorboard", "scikit-learn", "matplotlib"} <= set(numpy_pins)
+    assert {"numpy", "tensorboard", "scikit-learn", "matplotlib", "threadpoolctl"} <= set(
+        numpy_pins
+    )
     assert "tensorflow-cpu" in tf_pins
-    # Same versions in both images: the tf image is the numpy one plus TensorFlow.
+    assert {"pytest", "pytest-benchmark", "threadpoolctl", "tensorflow-cpu"} <= set(bench_pins)
+    # Same versions everywhere: tf is numpy plus TensorFlow, bench is tf plus the bench tools.
     assert {k: tf_pins.get(k) for k in numpy_pins} == numpy_pins
+    assert {k: bench_pins.get(k) for k in tf_pins} == tf_pins
 
 
-def test_numpy_lock_input_is_the_project_minus_tensorflow():
-    text = containers.lock_input()
-    assert text == containers.NUMPY_LOCK_INPUT.read_text()
+def test_every_project_dependency_is_locked():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {images._requirement_name(d) for d in project["dependencies"]}
+    assert names - set(images.TF_PACKAGES) <= set(_pins(images.LOCKS["numpy"]))
+    assert names - {"tensorflow"} <= set(_pins(images.LOCKS["tf"]))
+
+
+@pytest.mark.parametrize("flavour", ["numpy", "bench"])
+def test_lock_inputs_are_generated_from_the_project(flavour):
+    text = images.lock_input(flavour)
+    assert text == images.LOCK_INPUTS[flavour].read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert lines[0] == "-c requirements-tf.txt"
-    assert not any(line.startswith("tensorflow") for line in lines)
     assert any(line.startswith("numpy") for line in lines)
+    has_tf = any(line.startswith("tensorflow") for line in lines)
+    assert has_tf == (flavour == "bench")
+    assert any(line.startswith("pytest-benchmark") for line in lines) == (flavour == "bench")
 
 
-def test_dockerfile_targets_and_hermetic_install():
-    text = containers.DOCKERFILE.read_text()
-    assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in text
-    assert re.search(r"^FROM \S+ AS numpy$", text, flags=re.M)
-    assert re.search(r"^FROM \S+ AS tf$", text, flags=re.M)
+def test_dockerfile_one_final_stage_pinned_base_numeric_user_hermetic_install():
+    text = images.DOCKERFILE.read_text()
+    pinned = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, flags=re.M).group(1)
+    assert pinned == images.DEFAULT_BASE
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", pinned)
+    assert re.findall(r"^FROM (\S+) AS (\S+)$", text, flags=re.M)[-1] == (
+        "${FLAVOUR}-deps",
+        "final",
+    )
+    for flavour in container.FLAVOURS:
+        assert re.search(rf"^FROM \S+ AS {flavour}-deps$", text, flags=re.M)
+    (user,) = re.findall(r"^USER (\S+)$", text, flags=re.M)
+    uid, gid = (int(part) for part in user.split(":"))
+    assert (uid, gid) == (container.CONTAINER_UID, container.CONTAINER_GID) and uid != 0
     installs = re.findall(r"pip install [^\n]*(?:\\\n[^\n]*)*", text)
     assert installs and all("--no-index" in i for i in installs)
     assert all("--require-hashes" in i for i in installs if "-r " in i)
+
+
+def test_every_build_names_its_flavour():
+    for flavour in container.FLAVOURS:
+        argv = images.build_argv(
+            "podman", flavour, base="localhost/b", base_id="sha256:ab", commit="c0"
+        )
+        assert f"FLAVOUR={flavour}" in argv and "--target" not in argv
+        assert "BASE_ID=sha256:ab" in argv and _option(argv, "--network") == "none"
+
+
+def test_image_tool_needs_no_numpy():
+    code = (
+        "import runpy, sys; sys.modules['numpy'] = None; "
+        "sys.argv = ['tools/images.py', 'lock-input', 'numpy']; "
+        "runpy.run_path('tools/images.py', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == images.LOCK_INPUTS["numpy"].read_text()
 
 
 def test_check_runs_accepts_a_complete_run_and_names_what_is_wrong(run_cli, tmp_path):
     code, out, _ = run_cli("run", "softmax-seed", "--profile", "quick")
     assert code == 0
     runs = tmp_path / "runs"
-    assert containers.check_runs(runs, ["softmax-seed"], profile="quick", uid=None) == []
-    problems = containers.check_runs(runs, ["softmax-seed"], profile="quick", in_container=True)
+    (item,) = build_plan(["softmax-seed"], profile="quick")
+    assert container.check_runs(runs, [item], uid=os.getuid()) == []
+    problems = container.check_runs(runs, [item], in_container=True)
     assert problems == ["softmax-seed: ran in image '', not mnist-suite:numpy"]
-    missing = containers.check_runs(runs, ["softmax"], profile="quick")
+    missing = container.check_runs(runs, build_plan(["softmax"], profile="quick"))
     assert len(missing) == 1 and "softmax: no run folder" in missing[0]
 
     status = run_path(out) / "status.json"
     status.write_text(json.dumps({**json.loads(status.read_text()), "state": "failed"}))
-    problems = containers.check_runs(runs, ["softmax-seed"], profile="quick")
+    problems = container.check_runs(runs, [item])
     assert problems and problems[0].startswith("softmax-seed: state failed")

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 
 import pytest
 
-from training import containers
-from training.jobs import get_job
+from tools import images
 from training.files import read_json_object as read_json
+from training.launch import container
+from training.plan import build_plan
 
-containers.use_repo_podman_conf()
-ENGINE = containers.detect_engine()
+images.use_repo_podman_conf()
+ENGINE = container.detect_engine()
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(ENGINE is None, reason="no container engine (podman or docker) here"),
@@ -23,22 +25,56 @@ PROBE = (
     "import importlib.util, json, sys; "
     "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in sys.argv[1:]}))"
 )
-
 DISTRIBUTIONS = (
     "import importlib.metadata as m; print(' '.join(d.metadata['Name'] for d in m.distributions()))"
 )
+# What a job's container can do, seen from inside it.
+CONFINEMENT = r"""
+import json, os, socket
+from pathlib import Path
+
+status = dict(l.split(":", 1) for l in Path("/proc/self/status").read_text().splitlines())
+
+def writable(path):
+    try:
+        Path(path).write_text("x")
+        return True
+    except OSError:
+        return False
+
+def cgroup(v2, v1):
+    # cgroup v2 shows the container's own group at the root; v1 one folder per controller.
+    for path in (v2, v1):
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            continue
+    return None
+
+print(json.dumps({
+    "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
+    "cap_eff": int(status["CapEff"], 16), "cap_prm": int(status["CapPrm"], 16),
+    "cap_bnd": int(status["CapBnd"], 16), "no_new_privs": status["NoNewPrivs"].strip(),
+    "root_writable": writable("/probe"), "etc_writable": writable("/etc/probe"),
+    "venv_writable": writable("/opt/venv/probe"), "tmp_writable": writable("/tmp/probe"),
+    "runs_writable": writable("/runs/probe"), "data_writable": writable("/data/mnist.npz"),
+    "interfaces": sorted(name for _, name in socket.if_nameindex()),
+    "pids_max": cgroup("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"),
+    "memory_max": cgroup(
+        "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    ),
+}))
+"""
 
 
 @pytest.fixture(scope="module")
-def images() -> str:
-    """The engine, with both images present (built from the lock files if missing)."""
+def engine() -> str:
+    """The engine, with every image present (built from the lock files if missing)."""
     missing = [
-        f
-        for f in containers.FLAVOURS
-        if not containers.image_exists(ENGINE, containers.image_name(f))
+        f for f in container.FLAVOURS if not container.image_exists(ENGINE, container.image_name(f))
     ]
     if missing:
-        containers.build_images(ENGINE, missing)
+        images.build_images(ENGINE, missing)
     return ENGINE
 
 
@@ -58,13 +94,9 @@ def _modules(engine: str, image: str, *modules: str) -> dict[str, bool]:
     return json.loads(probe.stdout)
 
 
-def test_numpy_image_contains_no_tensorflow(images):
-    check = (
-        "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)"
-    )
-    assert _python(images, "mnist-suite:numpy", "-c", check).returncode == 0
+def test_numpy_image_contains_no_tensorflow(engine):
     found = _modules(
-        images, "mnist-suite:numpy", "tensorflow", "keras", "numpy", "tensorboard", "training"
+        engine, "mnist-suite:numpy", "tensorflow", "keras", "numpy", "tensorboard", "training"
     )
     assert found == {
         "tensorflow": False,
@@ -73,114 +105,166 @@ def test_numpy_image_contains_no_tensorflow(images):
         "tensorboard": True,
         "training": True,
     }
-    dists = _python(images, "mnist-suite:numpy", "-c", DISTRIBUTIONS)
+    dists = _python(engine, "mnist-suite:numpy", "-c", DISTRIBUTIONS)
     assert not [n for n in dists.stdout.lower().split() if n.startswith("tensorflow")]
 
 
-def test_tf_image_has_the_locked_tensorflow(images):
-    assert _modules(images, "mnist-suite:tf", "tensorflow", "tensorboard", "training") == {
+def test_tf_image_has_the_locked_tensorflow(engine):
+    assert _modules(engine, "mnist-suite:tf", "tensorflow", "tensorboard", "training") == {
         "tensorflow": True,
         "tensorboard": True,
         "training": True,
     }
     show = _python(
-        images,
+        engine,
         "mnist-suite:tf",
         "-c",
         "import importlib.metadata as m; print(m.version('tensorflow-cpu'))",
     )
-    assert "tensorflow-cpu==" + show.stdout.strip() in containers.LOCKS["tf"].read_text()
+    assert "tensorflow-cpu==" + show.stdout.strip() in images.LOCKS["tf"].read_text()
 
 
-@pytest.mark.parametrize("flavour", containers.FLAVOURS)
-def test_images_are_labelled_non_root_and_start_the_suite(images, flavour):
-    image = containers.image_name(flavour)
-    config = _config(images, image)
-    assert config["User"] == "suite"
+def test_bench_image_collects_the_benchmarks_with_the_locked_tools(engine):
+    found = _modules(engine, "mnist-suite:bench", "tensorflow", "pytest_benchmark", "threadpoolctl")
+    assert found == {"tensorflow": True, "pytest_benchmark": True, "threadpoolctl": True}
+    collect = [
+        engine, "run", "--rm", *container.confinement(), "--entrypoint", "pytest",
+        "mnist-suite:bench", "-p", "no:cacheprovider", "--collect-only", "-q",
+        "/opt/mnist-suite/bench",
+    ]  # fmt: skip
+    done = subprocess.run(collect, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "test_bench_numpy.py::" in done.stdout and "test_bench_tf.py::" in done.stdout
+
+
+@pytest.mark.parametrize("flavour", container.FLAVOURS)
+def test_images_are_labelled_non_root_and_start_the_suite(engine, flavour):
+    image = container.image_name(flavour)
+    config = _config(engine, image)
+    assert config["User"] == f"{container.CONTAINER_UID}:{container.CONTAINER_GID}"
     assert config["Entrypoint"] == ["mnist-suite"]
     labels = config["Labels"]
-    assert labels["org.opencontainers.image.version"] == containers.project_version()
+    assert labels["org.opencontainers.image.version"] == images.project_version()
     assert labels["org.opencontainers.image.revision"] not in ("", "unknown")
+    assert labels["io.mnist-suite.flavour"] == flavour
+    base = labels["org.opencontainers.image.base.name"]
+    assert labels["io.mnist-suite.base.id"] == container.image_id(engine, base) != ""
     env = dict(kv.split("=", 1) for kv in config["Env"])
     assert env["MNIST_SUITE_IMAGE"] == image
     assert env["MNIST_SUITE_GIT_COMMIT"] == labels["org.opencontainers.image.revision"]
-    uid = _python(images, image, "-c", "import os; print(os.getuid())")
-    assert uid.stdout.strip() != "0"
+    assert env["MNIST_SUITE_BASE_ID"] == labels["io.mnist-suite.base.id"]
     listed = subprocess.run(
-        [images, "run", "--rm", "--network", "none", image, "list"], capture_output=True, text=True
+        [engine, "run", "--rm", *container.confinement(), image, "list"],
+        capture_output=True,
+        text=True,
     )
     assert listed.returncode == 0 and "softmax-seed" in listed.stdout
 
 
-def test_job_runs_in_its_image_records_it_and_is_skipped_when_done(images, tmp_path, capfd):
-    out = tmp_path / "runs"
-    assert containers.train(["softmax-seed"], profile="quick", out=out, engine=images) == 0
-    assert (
-        containers.check_runs(
-            out, ["softmax-seed"], profile="quick", in_container=True, uid=os.getuid()
-        )
-        == []
-    )
-    (run_dir,) = (out / "softmax-seed").iterdir()
-    config = read_json(run_dir / "config.json")
-    revision = _config(images, "mnist-suite:numpy")["Labels"]["org.opencontainers.image.revision"]
-    assert config["commit_info"] == {"id": revision, "dirty": False, "source": "image"}
-    ended = read_json(run_dir / "status.json")["ended_at"]
+def test_a_job_container_is_confined(engine, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    data = container.host_data()
+    with container.mounts(engine, data, runs) as (user, mounted):
+        argv = container.run_argv(
+            engine, "mnist-suite:numpy", ["-c", CONFINEMENT], data=mounted, runs=runs,
+            user=user, memory="3g", pids=300, entrypoint="python",
+        )  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["uid"] != 0 and seen["euid"] != 0 and seen["gid"] != 0
+    assert seen["cap_eff"] == seen["cap_prm"] == seen["cap_bnd"] == 0
+    assert seen["no_new_privs"] == "1"
+    assert not seen["root_writable"] and not seen["etc_writable"] and not seen["venv_writable"]
+    assert not seen["data_writable"]
+    assert seen["tmp_writable"] and seen["runs_writable"]
+    assert seen["interfaces"] == ["lo"]
+    assert seen["pids_max"] == "300"
+    assert int(seen["memory_max"]) == 3 * 1024**3
+    # What the job wrote is the caller's again (root's folder was lent, then given back).
+    assert (runs / "probe").stat().st_uid == os.getuid()
+
+
+def test_job_runs_in_its_image_records_it_and_is_skipped_when_done(engine, tmp_path, capfd):
+    runs = tmp_path / "runs"
+    items = build_plan(["softmax-seed"], profile="quick")
+    results = container.run_items(items, runs=runs, engine=engine)
+    assert [r.code for r in results] == [0]
+    assert container.check_runs(runs, items, in_container=True, uid=os.getuid()) == []
+    config = read_json(runs / items[0].job / items[0].run_id / "config.json")
+    labels = _config(engine, "mnist-suite:numpy")["Labels"]
+    assert config["commit_info"] == {
+        "id": labels["org.opencontainers.image.revision"],
+        "dirty": False,
+        "source": "image",
+    }
+    machine = config["machine_info"]
+    assert machine["image"] == "mnist-suite:numpy"
+    assert machine["image_id"] == container.image_id(engine, "mnist-suite:numpy")
+    assert machine["base_id"] == labels["io.mnist-suite.base.id"] != ""
+    ended = read_json(runs / items[0].job / items[0].run_id / "status.json")["ended_at"]
     capfd.readouterr()
 
-    assert containers.train(["softmax-seed"], profile="quick", out=out, engine=images) == 0
+    assert [r.code for r in container.run_items(items, runs=runs, engine=engine)] == [0]
     assert "(already recorded, skipped)" in capfd.readouterr().out
-    assert read_json(run_dir / "status.json")["ended_at"] == ended
+    assert read_json(runs / items[0].job / items[0].run_id / "status.json")["ended_at"] == ended
 
 
-def test_exit_codes_propagate(images, tmp_path):
-    data = containers.host_data()
+def test_two_workers_share_one_runs_folder(engine, tmp_path):
+    runs = tmp_path / "runs"
+    items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2))
+    results = container.run_items(items, runs=runs, engine=engine, workers=2)
+    assert [r.code for r in results] == [0, 0, 0]
+    assert container.check_runs(runs, items, in_container=True, uid=os.getuid()) == []
+
+
+def test_exit_codes_propagate(engine, tmp_path):
+    data = container.host_data()
     for command, code in (
         (["run", "no-such-job"], 2),
         (["run", "softmax", "--set", "no_such_field=1"], 2),
-        (["run", "softmax", "--profile", "quick", "--out", "/runs"], 0),
+        (["run", "softmax", "--profile", "quick"], 0),
     ):
-        argv = containers.run_argv(
-            images,
-            "mnist-suite:numpy",
-            command,
-            data=data,
-            runs=tmp_path,
-            user=["--user", f"{os.getuid()}:{os.getgid()}"],
-        )
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        with container.mounts(engine, data, tmp_path) as (user, mounted):
+            argv = container.run_argv(
+                engine, "mnist-suite:numpy", command, data=mounted, runs=tmp_path, user=user
+            )
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         assert done.returncode == code, (command, done.stderr)
         if code == 2:
             assert done.stderr.strip().startswith("error: "), done.stderr
 
 
-def test_stopped_container_leaves_its_run_interrupted(images, tmp_path):
-    job = get_job("softmax")
-    overrides = ["epochs=500"]  # long enough to be stopped mid-run
-    ((label, config),) = job.expand(job.resolve("full", overrides))
-    run_dir = tmp_path / job.name / job.run_id(label, config, "full", 0)
-    name = f"mnist-suite-test-stop-{os.getpid()}"
-    argv = containers.run_argv(
-        images, "mnist-suite:numpy", ["run", "softmax", "--set", overrides[0], "--out", "/runs"],
-        data=containers.host_data(), runs=tmp_path,
-        user=["--user", f"{os.getuid()}:{os.getgid()}"], name=name,
-    )  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_stopped_container_leaves_its_run_interrupted(engine, tmp_path):
+    (item,) = build_plan(["softmax"], profile="full", overrides=("epochs=500",))
+    run_dir = tmp_path / item.job / item.run_id
+    name = f"mnist-suite-{os.getpid()}-{item.index}"  # the name run_items gives the container
+    # pytest captures this test's output; the pool's echo goes to a list instead.
+    said: list[str] = []
+    proc_result: dict = {}
+
+    def run() -> None:
+        proc_result["results"] = container.run_items(
+            [item], runs=tmp_path, engine=engine, echo=said.append
+        )
+
+    worker = threading.Thread(target=run)
+    worker.start()
     try:
-        deadline = time.monotonic() + 120
-        while (
-            not (run_dir / "history.jsonl").is_file() or not (run_dir / "history.jsonl").read_text()
-        ):
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "no history row within 120 s"
+        deadline = time.monotonic() + 180
+        history = run_dir / "history.jsonl"
+        while not history.is_file() or not history.read_text():
+            assert worker.is_alive(), said
+            assert time.monotonic() < deadline, "no history row within 180 s"
             time.sleep(0.5)
-        subprocess.run([images, "stop", "--time", "30", name], capture_output=True, check=True)
-        _, err = proc.communicate(timeout=60)
+        subprocess.run([engine, "stop", "--time", "30", name], capture_output=True, check=True)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+        worker.join(timeout=120)
+    (result,) = proc_result["results"]
+    assert result.code == 130, said
     status = read_json(run_dir / "status.json")
     assert status["state"] == "interrupted"
     assert status["message"] == "interrupted (SIGTERM)"
     assert not list(run_dir.rglob("*.tmp"))
+    assert run_dir.stat().st_uid == os.getuid()

@@ -72,6 +72,9 @@ def machine_info() -> dict:
         "image": os.environ.get("MNIST_SUITE_IMAGE", ""),
         # The content digest of the image, passed in at `run` time (an image cannot know its own).
         "image_id": os.environ.get("MNIST_SUITE_IMAGE_ID", ""),
+        # The base it was built on and the base's content id, baked in at build time.
+        "base_image": os.environ.get("MNIST_SUITE_BASE_IMAGE", ""),
+        "base_id": os.environ.get("MNIST_SUITE_BASE_ID", ""),
         "threads": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
         # The BLAS thread rule, the load it sees and what it chose so far (training/threads.py).
         "blas_policy": threads.describe(),
