@@ -14,9 +14,9 @@ import pytest
 from tests.conftest import run_path
 from tools import images
 from training.errors import ConfigError, SuiteError
-from training.launch import container
-from training.launch.container import ItemResult
-from training.plan import WorkItem, build_plan
+from training.launch import LaunchOptions, container
+from training.launch.local import LocalLauncher
+from training.plan import build_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,57 +126,39 @@ def test_private_data_is_mounted_from_a_copy_the_container_user_can_read(tmp_pat
         assert mounted == private
 
 
-def _items(n: int) -> list[WorkItem]:
-    return [WorkItem(i, f"job{i}", "", 0, 0, "quick", f"r{i}", "numpy") for i in range(n)]
+def test_the_launcher_runs_each_item_in_its_image_confined(monkeypatch, tmp_path):
+    monkeypatch.setattr(container, "image_exists", lambda engine, image: True)
+    monkeypatch.setattr(container, "image_id", lambda engine, image: f"sha256:{image[-2:]}")
+    monkeypatch.setattr(container, "is_rootless", lambda engine: False)
+    monkeypatch.setattr(container.os, "getuid", lambda: 1234)
+    monkeypatch.setattr(container.os, "getgid", lambda: 99)
 
+    def launch(self, items, options):  # the local pool's launch, minus the processes
+        self.environment(3)
+        return {item.index: self.command(item, options) for item in items}
 
-def _python(code: str) -> list[str]:
-    return [sys.executable, "-c", code]
-
-
-def test_pool_runs_everything_a_failure_does_not_stop_it():
-    codes = [0, 1, 0, 3]
-    results = container.run_pool(
-        _items(4), lambda it: ("here", _python(f"raise SystemExit({codes[it.index]})")),
-        workers=2, echo=lambda *a: None,
-    )  # fmt: skip
-    assert [(r.index, r.code) for r in results] == [(0, 0), (1, 1), (2, 0), (3, 3)]
-    assert container.exit_code(results) == 1
-
-
-def test_pool_stops_starting_items_after_an_interrupted_one():
-    codes = [0, 130, 0, 0]
-    results = container.run_pool(
-        _items(4), lambda it: ("here", _python(f"raise SystemExit({codes[it.index]})")),
-        workers=1, echo=lambda *a: None,
-    )  # fmt: skip
-    assert [r.index for r in results] == [0, 1]
-    assert container.exit_code(results) == 130
-    assert container.exit_code([ItemResult(0, "a", "local", 0, 1.0)]) == 0
-
-
-def test_pool_runs_workers_at_a_time(tmp_path):
-    # Each item announces itself, then waits for the other: only two at once can both finish.
-    wait = (
-        "import pathlib, sys, time; d = pathlib.Path(sys.argv[1]); (d / sys.argv[2]).touch(); "
-        "t = time.monotonic() + 60\n"
-        "while len(list(d.iterdir())) < 2 and time.monotonic() < t: time.sleep(0.05)\n"
-        "sys.exit(0 if len(list(d.iterdir())) >= 2 else 1)"
-    )
-    results = container.run_pool(
-        _items(2), lambda it: ("here", [*_python(wait), str(tmp_path), str(it.index)]),
-        workers=2, echo=lambda *a: None,
-    )  # fmt: skip
-    assert [r.code for r in results] == [0, 0]
-    with pytest.raises(ConfigError, match="--workers 0"):
-        container.run_pool(_items(1), lambda it: ("", []), workers=0)
-
-
-def test_threads_are_shared_out_between_workers():
-    assert container.thread_env(1, {}) == {}
-    assert container.thread_env(4, {"OMP_NUM_THREADS": "3"}) == {"OMP_NUM_THREADS": "3"}
-    shared = container.thread_env(os.cpu_count() or 1, {})
-    assert shared["OPENBLAS_NUM_THREADS"] == shared["TF_NUM_INTRAOP_THREADS"] == "1"
+    monkeypatch.setattr(LocalLauncher, "launch", launch)
+    data = tmp_path / "mnist.npz"
+    data.write_bytes(b"")
+    items = build_plan(["softmax", "sgd-seed"], profile="quick")
+    launcher = container.ContainerLauncher("podman", memory="6g", env={"EXTRA": "1"})
+    commands = launcher.launch(items, LaunchOptions(runs=tmp_path / "runs", data=data))
+    for item in items:
+        argv = commands[item.index]
+        image = container.image_name(item.flavour)
+        assert argv[argv.index(image) + 1 :] == item.argv()
+        options = argv[: argv.index(image)]
+        assert _option(options, "--user") == "1234:99"
+        assert _option(options, "--memory") == "6g" and "--cap-drop=ALL" in options
+        assert _option(options, "--name") == container.container_name(item)
+        for pair in (
+            "OPENBLAS_NUM_THREADS=3",
+            "EXTRA=1",
+            f"MNIST_SUITE_IMAGE_ID=sha256:{image[-2:]}",
+        ):
+            assert pair in options
+    with pytest.raises(ConfigError, match="--memory"):
+        container.ContainerLauncher("podman", memory="lots").launch(items, LaunchOptions(tmp_path))
 
 
 def test_items_go_to_the_image_that_has_what_they_need():

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
+import sys
 import time
 
 import pytest
 
 from tools import images
 from training.files import read_json_object as read_json
-from training.launch import container
+from training.launch import LaunchOptions, container
+from training.launch.local import log_path
 from training.plan import build_plan
+from training.plan import run_dir as run_path_of
 
 images.use_repo_podman_conf()
 ENGINE = container.detect_engine()
@@ -186,13 +188,17 @@ def test_a_job_container_is_confined(engine, tmp_path):
     assert (runs / "probe").stat().st_uid == os.getuid()
 
 
-def test_job_runs_in_its_image_records_it_and_is_skipped_when_done(engine, tmp_path, capfd):
+def _launch(engine: str, items, runs, workers: int = 1) -> dict[int, int]:
+    return container.ContainerLauncher(engine).launch(items, LaunchOptions(runs, workers=workers))
+
+
+def test_job_runs_in_its_image_records_it_and_is_skipped_when_done(engine, tmp_path):
     runs = tmp_path / "runs"
     items = build_plan(["softmax-seed"], profile="quick")
-    results = container.run_items(items, runs=runs, engine=engine)
-    assert [r.code for r in results] == [0]
+    assert _launch(engine, items, runs) == {0: 0}
     assert container.check_runs(runs, items, in_container=True, uid=os.getuid()) == []
-    config = read_json(runs / items[0].job / items[0].run_id / "config.json")
+    run_dir = run_path_of(runs, items[0])
+    config = read_json(run_dir / "config.json")
     labels = _config(engine, "mnist-suite:numpy")["Labels"]
     assert config["commit_info"] == {
         "id": labels["org.opencontainers.image.revision"],
@@ -203,19 +209,17 @@ def test_job_runs_in_its_image_records_it_and_is_skipped_when_done(engine, tmp_p
     assert machine["image"] == "mnist-suite:numpy"
     assert machine["image_id"] == container.image_id(engine, "mnist-suite:numpy")
     assert machine["base_id"] == labels["io.mnist-suite.base.id"] != ""
-    ended = read_json(runs / items[0].job / items[0].run_id / "status.json")["ended_at"]
-    capfd.readouterr()
+    ended = read_json(run_dir / "status.json")["ended_at"]
 
-    assert [r.code for r in container.run_items(items, runs=runs, engine=engine)] == [0]
-    assert "(already recorded, skipped)" in capfd.readouterr().out
-    assert read_json(runs / items[0].job / items[0].run_id / "status.json")["ended_at"] == ended
+    assert _launch(engine, items, runs) == {0: 0}
+    assert "(already recorded, skipped)" in log_path(runs / ".logs", items[0]).read_text()
+    assert read_json(run_dir / "status.json")["ended_at"] == ended
 
 
 def test_two_workers_share_one_runs_folder(engine, tmp_path):
     runs = tmp_path / "runs"
     items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2))
-    results = container.run_items(items, runs=runs, engine=engine, workers=2)
-    assert [r.code for r in results] == [0, 0, 0]
+    assert _launch(engine, items, runs, workers=2) == {0: 0, 1: 0, 2: 0}
     assert container.check_runs(runs, items, in_container=True, uid=os.getuid()) == []
 
 
@@ -237,32 +241,27 @@ def test_exit_codes_propagate(engine, tmp_path):
 
 
 def test_stopped_container_leaves_its_run_interrupted(engine, tmp_path):
-    (item,) = build_plan(["softmax"], profile="full", overrides=("epochs=500",))
-    run_dir = tmp_path / item.job / item.run_id
-    name = f"mnist-suite-{os.getpid()}-{item.index}"  # the name run_items gives the container
-    # pytest captures this test's output; the pool's echo goes to a list instead.
-    said: list[str] = []
-    proc_result: dict = {}
-
-    def run() -> None:
-        proc_result["results"] = container.run_items(
-            [item], runs=tmp_path, engine=engine, echo=said.append
-        )
-
-    worker = threading.Thread(target=run)
-    worker.start()
+    overrides = ("epochs=500",)  # long enough to be stopped mid-run
+    (item,) = build_plan(["softmax"], profile="full", overrides=overrides)
+    run_dir = run_path_of(tmp_path, item)
+    argv = [sys.executable, "-m", "training", "train", "softmax", "--set", overrides[0]]
+    argv += ["--containers", "--workers", "1", "--runs", str(tmp_path)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The launcher names each container after its own pid and the item's index.
+    name = f"mnist-suite-{proc.pid}-{item.index}"
     try:
         deadline = time.monotonic() + 180
         history = run_dir / "history.jsonl"
         while not history.is_file() or not history.read_text():
-            assert worker.is_alive(), said
+            assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline, "no history row within 180 s"
             time.sleep(0.5)
         subprocess.run([engine, "stop", "--time", "30", name], capture_output=True, check=True)
+        _, err = proc.communicate(timeout=120)
     finally:
-        worker.join(timeout=120)
-    (result,) = proc_result["results"]
-    assert result.code == 130, said
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
     status = read_json(run_dir / "status.json")
     assert status["state"] == "interrupted"
     assert status["message"] == "interrupted (SIGTERM)"

@@ -247,8 +247,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=args.data,
         offline=args.offline,
     )
-    codes = LocalLauncher().launch(chosen, options)
-    return batch_exit_code(codes.values())
+    if args.containers:
+        from training.launch.container import ContainerLauncher
+
+        launcher = ContainerLauncher(memory=args.memory, pids=args.pids_limit)
+    else:
+        launcher = LocalLauncher()
+    code = batch_exit_code(launcher.launch(chosen, options).values())
+    if args.check:
+        from training.launch.container import check_runs
+
+        problems = check_runs(args.runs, chosen, in_container=args.containers, uid=os.getuid())
+        for problem in problems:
+            print(f"problem: {problem}")
+        print(f"checked {args.runs}: {len(chosen)} items, {len(problems)} problems")
+        code = code or (EXIT_FAILED if problems else 0)
+    return code
 
 
 def batch_exit_code(codes) -> int:
@@ -404,6 +418,8 @@ def _add_selection_arguments(p: argparse.ArgumentParser, *, all_by_default: bool
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from training.launch.container import CONTAINER_UID, DEFAULT_MEMORY, DEFAULT_PIDS
+
     parser = argparse.ArgumentParser(prog="mnist-suite", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log data sources tried")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -448,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("train", help="run the plan with a local process pool (--workers N)")
+    p = sub.add_parser(
+        "train", help="run the plan in a process pool (--workers N), --containers in the images"
+    )
     _add_selection_arguments(p, all_by_default=True)
     _add_runs_argument(p, old_out=True)
     p.add_argument("--workers", type=int, default=0, help="parallel items (default: one per core)")
@@ -456,6 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=0, help="BLAS/TF threads per worker (default: cores/workers)"
     )
     p.add_argument("--force", action="store_true", help="re-run items already recorded")
+    p.add_argument(
+        "--containers", action="store_true", help="run each item in its image (Podman/Docker)"
+    )
+    p.add_argument(
+        "--memory", default=DEFAULT_MEMORY, help=f"per container (default {DEFAULT_MEMORY})"
+    )
+    p.add_argument(
+        "--pids-limit", type=int, default=DEFAULT_PIDS, help=f"per container ({DEFAULT_PIDS})"
+    )
+    p.add_argument("--check", action="store_true", help="then check every item's run folder")
     _add_data_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -472,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="mnist-suite", help="Job name prefix")
     p.add_argument("--cpu", default="1", help="CPU request and limit per pod")
     p.add_argument("--memory", default="4Gi", help="memory request and limit per pod")
-    p.add_argument("--run-as-user", type=int, default=1000, help="the image's user id")
+    p.add_argument("--run-as-user", type=int, default=CONTAINER_UID, help="the images' user id")
     p.set_defaults(func=cmd_k8s)
 
     p = sub.add_parser("slurm", help="print a Slurm array job (sbatch script) for the plan")

@@ -7,34 +7,26 @@ image, the others in ``numpy``. Every container gets the same confinement (:func
 a non-root user, no capabilities, no privilege escalation, a read-only root filesystem with a
 tmpfs for temporary files, pids and memory limits and no network; MNIST is mounted read-only.
 
-Only the standard library is imported at the top: ``tools/images.py`` uses the engine helpers
-from an interpreter that has no NumPy.
+Nothing at the top imports NumPy (only the standard library and the suite's plan and launch
+modules): ``tools/images.py`` uses the engine helpers from an interpreter that has no NumPy.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
-import sys
 import tempfile
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from training.errors import ConfigError, SuiteError
-
-if TYPE_CHECKING:
-    from training.plan import WorkItem
+from training.launch import LaunchOptions, thread_env
+from training.launch.local import LocalLauncher
+from training.plan import INDEX_VARIABLES, WorkItem, run_dir
 
 FLAVOURS = ("numpy", "tf", "bench")
 IMAGE_REPO = "mnist-suite"
@@ -50,15 +42,6 @@ DEFAULT_MEMORY = "8g"
 # TensorFlow starts about two threads per core and a few more per pool; threads count as pids.
 DEFAULT_PIDS = 1024
 TMP_SIZE = "512m"
-# Forwarded into containers so thread settings (recorded with every run) match the host's.
-THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
-)
-EXIT_INTERRUPTED = 130
 _MEMORY = re.compile(r"^[1-9]\d*[kmg]?$", re.IGNORECASE)
 
 
@@ -280,100 +263,7 @@ def mounts(engine: str, data: Path, runs: Path) -> Iterator[tuple[list[str], Pat
         yield user, mounted
 
 
-# --- a pool of containers ------------------------------------------------------------------
-
-
-@dataclass
-class ItemResult:
-    index: int
-    name: str
-    where: str  # image name, or "local"
-    code: int
-    seconds: float
-
-
-def thread_env(workers: int, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Thread settings for each of ``workers`` jobs: the caller's, else the cores shared out."""
-    env = os.environ if env is None else env
-    chosen = {k: env[k] for k in THREAD_VARS if k in env}
-    if chosen or workers <= 1:
-        return chosen
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    return {k: threads for k in THREAD_VARS if k != "TF_NUM_INTEROP_THREADS"}
-
-
-def run_pool(
-    items: Sequence[WorkItem],
-    argv_for: Callable[[WorkItem], tuple[str, list[str]]],
-    *,
-    workers: int = 1,
-    env: Mapping[str, str] | None = None,
-    grace: float = 5.0,
-    poll: float = 0.2,
-    echo: Callable[..., None] = print,
-) -> list[ItemResult]:
-    """Run each item's command, ``workers`` at a time; a failure does not stop the rest.
-
-    ``argv_for(item)`` gives (where, argv); ``env`` replaces the environment. An item that ends
-    interrupted (exit 130, e.g. its container was stopped) stops the pool: nothing more is
-    started. So does an interrupt of this process, and the running commands end ``interrupted``
-    (a terminal's Ctrl-C reaches them directly and the engines pass it into the container;
-    SIGTERM to this process is passed on at once, and ``grace`` seconds after a Ctrl-C to what
-    still runs). Results are in item order.
-    """
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: expected 1 or more")
-    queue = deque(items)
-    running: dict[subprocess.Popen, tuple[WorkItem, str, float]] = {}
-    results: list[ItemResult] = []
-
-    def finish(proc: subprocess.Popen) -> None:
-        item, where, start = running.pop(proc)
-        seconds = round(time.perf_counter() - start, 1)
-        results.append(ItemResult(item.index, item.name, where, proc.returncode, seconds))
-        echo(f"== [{item.index}] {item.name} in {where}: exit {proc.returncode} after {seconds} s")
-        if proc.returncode == EXIT_INTERRUPTED:
-            queue.clear()
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
-
-    # Only the main thread may handle signals (a pool in another thread leaves SIGTERM alone).
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_term) if main else None
-    try:
-        while queue or running:
-            while queue and len(running) < workers:
-                item = queue.popleft()
-                where, argv = argv_for(item)
-                echo("$ " + " ".join(argv))
-                running[subprocess.Popen(argv, env=env)] = (item, where, time.perf_counter())
-            for proc in [p for p in running if p.poll() is not None]:
-                finish(proc)
-            time.sleep(poll)
-    except KeyboardInterrupt as exc:
-        queue.clear()
-        deadline = time.monotonic() + (0 if exc.args == ("SIGTERM",) else grace)
-        while any(p.poll() is None for p in running) and time.monotonic() < deadline:
-            time.sleep(poll)
-        for proc in running:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in list(running):
-            proc.wait()
-            finish(proc)
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-    return sorted(results, key=lambda r: r.index)
-
-
-def exit_code(results: Sequence[ItemResult]) -> int:
-    """130 if interrupted, else the first failing item's code, else 0."""
-    codes = [r.code for r in results]
-    if EXIT_INTERRUPTED in codes:
-        return EXIT_INTERRUPTED
-    return next((c for c in codes if c != 0), 0)
+# --- the launcher --------------------------------------------------------------------------
 
 
 def host_data() -> Path:
@@ -383,64 +273,67 @@ def host_data() -> Path:
     return Path(load_mnist().location)
 
 
-def run_items(
-    items: Sequence[WorkItem],
-    *,
-    runs: Path,
-    workers: int = 1,
-    engine: str | None = None,
-    memory: str = DEFAULT_MEMORY,
-    pids: int = DEFAULT_PIDS,
-    data: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    echo: Callable[..., None] = print,
-) -> list[ItemResult]:
-    """Run every item in its image, ``workers`` containers at a time, into the ``runs`` folder.
+def container_name(item: WorkItem) -> str:
+    """The name an item's container gets (unique per launching process), for ``ENGINE stop``."""
+    return f"mnist-suite-{os.getpid()}-{item.index}"
 
-    ``env`` adds variables inside every container (e.g. ``JOB_COMPLETION_INDEX``).
+
+class ContainerLauncher(LocalLauncher):
+    """The local pool with each item in its image: ``run_argv`` instead of ``python -m training``.
+
+    Same semantics as the local pool (workers, threads per worker, logs, interrupts); only the
+    command differs. ``env`` adds variables inside every container.
     """
-    confinement(memory=memory, pids=pids)  # a bad limit fails before anything starts
-    engine = engine or require_engine()
-    flavours = sorted({item.flavour for item in items})
-    for flavour in flavours:
-        if not image_exists(engine, image_name(flavour)):
-            raise SuiteError(f"no image {image_name(flavour)}: build it with `nox -s image`")
-    ids = {f: image_id(engine, image_name(f)) for f in flavours}
-    runs = Path(runs)
-    runs.mkdir(parents=True, exist_ok=True)
-    shared = {**thread_env(workers), **(env or {})}
-    with mounts(engine, host_data() if data is None else Path(data), runs) as (user, mounted):
 
-        def argv_for(item: WorkItem) -> tuple[str, list[str]]:
-            image = image_name(item.flavour)
-            argv = run_argv(
-                engine, image, item.argv(), data=mounted, runs=runs, user=user,
-                name=f"mnist-suite-{os.getpid()}-{item.index}", memory=memory, pids=pids,
-                env={**shared, "MNIST_SUITE_IMAGE_ID": ids[item.flavour]},
-            )  # fmt: skip
-            return image, argv
+    def __init__(
+        self,
+        engine: str | None = None,
+        *,
+        memory: str = DEFAULT_MEMORY,
+        pids: int = DEFAULT_PIDS,
+        env: Mapping[str, str] | None = None,
+        echo: Callable[[str], None] | None = None,
+    ):
+        super().__init__(echo=echo)
+        self.engine, self.memory, self.pids = engine, memory, pids
+        self.env = dict(env or {})
+        self._threads = 1
 
-        return run_pool(items, argv_for, workers=workers, echo=echo)
+    def launch(self, items: list[WorkItem], options: LaunchOptions) -> dict[int, int]:
+        confinement(memory=self.memory, pids=self.pids)  # a bad limit fails before anything runs
+        engine = self.engine or require_engine()
+        flavours = sorted({item.flavour for item in items})
+        for flavour in flavours:
+            if not image_exists(engine, image_name(flavour)):
+                raise SuiteError(f"no image {image_name(flavour)}: build it with `nox -s image`")
+        runs = Path(options.runs)
+        runs.mkdir(parents=True, exist_ok=True)
+        data = Path(options.data) if options.data is not None else host_data()
+        with mounts(engine, data, runs) as (user, mounted):
+            self._run = {
+                "engine": engine, "user": user, "data": mounted, "runs": runs,
+                "ids": {f: image_id(engine, image_name(f)) for f in flavours},
+            }  # fmt: skip
+            return super().launch(items, options)
 
+    def environment(self, threads: int) -> dict[str, str]:
+        """The engine client's environment; the thread settings go into each container."""
+        self._threads = threads
+        return {k: v for k, v in os.environ.items() if k not in INDEX_VARIABLES}
 
-def run_items_locally(
-    items: Sequence[WorkItem], *, runs: Path, workers: int = 1, echo: Callable[..., None] = print
-) -> list[ItemResult]:
-    """The same pool without an engine: ``python -m training run …`` per item."""
-    env = {**os.environ, **thread_env(workers), "MNIST_SUITE_RUNS": str(runs)}
-
-    def argv_for(item: WorkItem) -> tuple[str, list[str]]:
-        return "local", [sys.executable, "-m", "training", *item.argv()]
-
-    return run_pool(items, argv_for, workers=workers, env=env, echo=echo)
-
-
-def summary(results: Sequence[ItemResult]) -> str:
-    lines = [f"{'item':>5} {'run':<36} {'where':<18} {'exit':>4} {'seconds':>8}"]
-    lines += [
-        f"{r.index:>5} {r.name:<36} {r.where:<18} {r.code:>4} {r.seconds:>8.1f}" for r in results
-    ]
-    return "\n".join(lines)
+    def command(self, item: WorkItem, options: LaunchOptions) -> list[str]:
+        run = self._run
+        inside = [*item.argv(), *(["--force"] if options.force else [])]
+        env = {
+            **thread_env(self._threads),
+            **self.env,
+            "MNIST_SUITE_IMAGE_ID": run["ids"][item.flavour],
+        }
+        return run_argv(
+            run["engine"], image_name(item.flavour), inside, data=run["data"], runs=run["runs"],
+            user=run["user"], name=container_name(item), env=env, memory=self.memory,
+            pids=self.pids,
+        )  # fmt: skip
 
 
 def check_runs(
@@ -456,7 +349,7 @@ def check_runs(
 
     problems = []
     for item in items:
-        path = Path(runs) / item.job / item.run_id
+        path = run_dir(runs, item)
         where = f"{item.job} {item.cell}".strip()
         if not (path / "config.json").is_file():
             problems.append(f"{where}: no run folder {path}")
@@ -480,85 +373,3 @@ def check_runs(
             if foreign:
                 problems.append(f"{where}: {len(foreign)} files not owned by uid {uid}")
     return problems
-
-
-# --- command line (what `nox -s train` runs) --------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.launch.container", description=__doc__.splitlines()[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, helptext in (
-        ("train", "run jobs' work items, each in its image (or --local)"),
-        ("check", "check the run folders of jobs' work items"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("jobs", nargs="*", help="job names (default: every job)")
-        p.add_argument("--profile", default="full", choices=("quick", "full"))
-        p.add_argument("--seeds", default=None, help="seeds, e.g. 0-4 or 0,3,7 (default: 0)")
-        p.add_argument("--seed", type=int, default=None, help="one seed")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-        p.add_argument("--runs", type=Path, default=None, help="runs folder")
-        p.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
-        if name == "train":
-            p.add_argument("--local", action="store_true", help="run here, not in containers")
-            p.add_argument("--workers", type=int, default=1, help="items at a time (default 1)")
-            p.add_argument("--memory", default=DEFAULT_MEMORY, help="per container (default 8g)")
-            p.add_argument("--pids-limit", type=int, default=DEFAULT_PIDS, dest="pids")
-            p.add_argument("--check", action="store_true", help="then check the run folders")
-        else:
-            p.add_argument("--in-container", action="store_true", help="require container records")
-    return parser
-
-
-def _plan(args: argparse.Namespace) -> list[WorkItem]:
-    from training.jobs import all_jobs
-    from training.plan import build_plan, parse_seeds
-
-    if args.seeds is not None and args.seed is not None:
-        raise ConfigError("--seeds and --seed: give one of them")
-    seeds = parse_seeds(args.seeds) if args.seeds is not None else (args.seed or 0,)
-    jobs = args.jobs or list(all_jobs())
-    return build_plan(jobs, profile=args.profile, seeds=seeds, overrides=tuple(args.set))
-
-
-def _runs_folder(args: argparse.Namespace) -> Path:
-    if args.out is not None:
-        print("warning: --out is deprecated here, use --runs", file=sys.stderr)
-    return args.runs or args.out or Path(os.environ.get("MNIST_SUITE_RUNS", "runs"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        runs = _runs_folder(args)
-        items = _plan(args)
-        code = 0
-        in_container = args.in_container if args.command == "check" else not args.local
-        if args.command == "train":
-            if args.check and args.set:
-                raise ConfigError("--check checks the profiles' runs: leave out --set")
-            if args.local:
-                results = run_items_locally(items, runs=runs, workers=args.workers)
-            else:
-                results = run_items(
-                    items, runs=runs, workers=args.workers, memory=args.memory, pids=args.pids
-                )
-            print(summary(results))
-            code = exit_code(results)
-            if not args.check:
-                return code
-        problems = check_runs(runs, items, in_container=in_container, uid=os.getuid())
-        for problem in problems:
-            print(f"problem: {problem}")
-        print(f"checked {runs}: {len(items)} items, {len(problems)} problems")
-        return max(code, 1 if problems else 0)
-    except SuiteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

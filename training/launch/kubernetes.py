@@ -21,6 +21,7 @@ from typing import Any
 
 from training.config import config_hash
 from training.launch import thread_env
+from training.launch.container import CONTAINER_UID
 from training.plan import FLAVOURS, WorkItem, array_spec, fingerprint, plan_document
 
 RUNS_MOUNT = "/runs"
@@ -44,7 +45,7 @@ class KubernetesOptions:
     name: str = "mnist-suite"
     cpu: str = "1"
     memory: str = "4Gi"
-    run_as_user: int = 1000  # the image's `suite` user
+    run_as_user: int = CONTAINER_UID  # the images' numeric non-root USER
 
 
 def image_for(flavour: str, options: KubernetesOptions) -> str:
