@@ -88,7 +88,7 @@ def run_indexed_job(
     queue = deque(range(spec["completions"]))
     attempts: dict[int, list[int]] = {i: [] for i in queue}
     outcome: dict[int, str] = {}
-    running: dict[int, tuple[subprocess.Popen, str, Path | None]] = {}
+    running: dict[int, tuple[subprocess.Popen, str, Path | None, float]] = {}
     most = 0
     while queue or running:
         while queue and len(running) < spec["parallelism"]:
@@ -96,13 +96,15 @@ def run_indexed_job(
             name = f"mnist-suite-k8s-{index}-{len(attempts[index])}-{time.monotonic_ns()}"
             argv = pod_argv(job, index, name=name, runs=runs, data=data)
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            running[index] = (proc, name, stop(index, len(attempts[index])))
+            running[index] = (proc, name, stop(index, len(attempts[index])), time.time())
         most = max(most, len(running))
-        for index, (proc, name, target) in list(running.items()):
-            history = target / "history.jsonl" if target else None
-            if history and history.is_file() and history.read_text().strip():
-                subprocess.run([ENGINE, "stop", "--time", "30", name], capture_output=True)
-                running[index] = (proc, name, None)
+        for index, (proc, name, target, launched) in list(running.items()):
+            if target and _logged_since(target, launched) and proc.poll() is None:
+                stopped = subprocess.run(
+                    [ENGINE, "stop", "--time", "30", name], capture_output=True
+                )
+                if stopped.returncode == 0:
+                    running[index] = (proc, name, None, launched)
             if proc.poll() is None:
                 continue
             del running[index]
@@ -117,6 +119,15 @@ def run_indexed_job(
                 queue.append(index)
         time.sleep(0.2)
     return {"attempts": attempts, "outcome": outcome, "most_running": most}
+
+
+def _logged_since(run: Path, launched: float) -> bool:
+    """Has this attempt (not an earlier one) logged a step in ``run``?"""
+    history = run / "history.jsonl"
+    try:
+        return history.stat().st_mtime >= launched and bool(history.read_text().strip())
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module")
