@@ -28,7 +28,10 @@ def test_sgd_seed_quick_records_a_complete_run(run_cli):
     assert 0.75 < m["test_accuracy"] <= 1.0
     assert m["final_train_loss"] < m["untrained_train_loss"]
     assert abs(m["untrained_train_loss"] - math.log(10)) < 0.2  # Glorot init ~ uniform guess
-    assert len(m["test_accuracy_by_epoch"]) == 1
+    assert m["best_epoch"] == 1 and m["selected_on"].startswith("last epoch")
+    assert "dev_accuracy" not in m  # the seed had no dev split
+    assert m["time_to_target"]["evaluations"] == 0
+    assert m["time_to_target"]["seconds"] == {"0.97": None, "0.98": None, "0.99": None}
     batches = [r for r in run["history"] if r["kind"] == "batch"]
     assert [r["step"] for r in batches] == list(range(1, m["steps"] + 1))
     with np.load(run["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
@@ -64,8 +67,12 @@ def test_grid_survives_a_diverging_point_and_resumes(run_cli, tmp_path):
     with np.load(bad["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
         assert len(f["loss"]) == bad["metrics"]["diverged_at_step"]  # curve kept to the blow-up
     assert good["state"] == "done"
-    assert len(good["metrics"]["test_accuracy_by_epoch"]) == 2
-    assert good["metrics"]["best_test_accuracy"] == max(good["metrics"]["test_accuracy_by_epoch"])
+    by_epoch = good["metrics"]["dev_accuracy_by_epoch"]
+    assert len(by_epoch) == 2
+    assert good["metrics"]["dev_accuracy"] == max(by_epoch)  # the epoch kept is chosen on dev
+    assert good["metrics"]["best_epoch"] == 1 + by_epoch.index(max(by_epoch))
+    tests = [r for r in good["history"] if "test_accuracy" in r]
+    assert len(tests) == 1  # the test set is looked at once
 
     code, stdout, _ = run_cli(*argv)  # re-run: both points already recorded
     assert code == 0
@@ -115,24 +122,30 @@ def test_grid_is_readable_by_tensorboards_hparams_dashboard(run_cli, tmp_path):
     assert code == 0
     experiment, groups = _hparams_tables(out / "sgd-grid")
     assert {h.name for h in experiment.hparam_infos} == {
+        "cell",
+        "seed",
+        "profile",
         "lr",
         "batch_size",
-        "net",
+        "widths",
         "reduction",
         "momentum",
     }
     assert {m.name.tag for m in experiment.metric_infos} >= {
-        "epoch/test_accuracy",
-        "final/best_test_accuracy",
+        "epoch/dev_accuracy",
+        "final/best_dev_accuracy",
+        "final/test_accuracy",
     }
     assert len(groups.session_groups) == 2  # the quick grid: batch 32 and 128
     for group in groups.session_groups:
         (session,) = group.sessions
         run = load_run(out / "sgd-grid" / session.name.split("/")[0])
         assert group.hparams["batch_size"].number_value == run["config"]["config"]["batch_size"]
-        assert group.hparams["net"].string_value == "32-32"
+        assert group.hparams["widths"].string_value == "32,32"
+        assert group.hparams["seed"].number_value == 0
+        assert group.hparams["cell"].string_value == run["config"]["cell"]
         values = {v.name.tag: v.value for v in group.metric_values}
-        assert values["epoch/test_accuracy"] == pytest.approx(
+        assert values["final/test_accuracy"] == pytest.approx(
             run["metrics"]["test_accuracy"], rel=1e-6
         )
         assert values["final/best_epoch"] == run["metrics"]["best_epoch"]

@@ -67,13 +67,21 @@ def gaussian_noise(
     return noisy
 
 
-def noise_transform(factor: float, clip: tuple[float, float] | None = None) -> Corrupt:
-    """The ``corrupt(x, rng)`` transform of :func:`gaussian_noise` with fixed factor and clip."""
+def noise_transform(
+    factor: float,
+    clip: tuple[float, float] | None = None,
+    rng: np.random.Generator | None = None,
+) -> Corrupt:
+    """The ``corrupt(x, rng)`` transform of :func:`gaussian_noise` with fixed factor and clip.
+
+    With ``rng`` the noise comes from that generator (a run's ``noise`` stream) instead of the
+    one ``fit`` passes in, so noise and shuffling stay independent streams.
+    """
     if factor < 0:
         raise ConfigError(f"noise factor={factor} must be >= 0")
 
-    def corrupt(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return gaussian_noise(x, factor, rng, clip)
+    def corrupt(x: np.ndarray, fit_rng: np.random.Generator) -> np.ndarray:
+        return gaussian_noise(x, factor, fit_rng if rng is None else rng, clip)
 
     return corrupt
 
@@ -112,15 +120,6 @@ def fvu(reconstruction: np.ndarray, x: np.ndarray) -> float:
     x64 = x.astype(np.float64)
     total = np.sum(np.square(x64 - x64.mean(axis=0)))
     return float(np.sum(np.square(x64 - reconstruction)) / total)
-
-
-def make_deterministic(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (process-wide)."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
 
 
 def _output_layers(layers, output_range: tuple[float, float] | None) -> list:
@@ -206,8 +205,10 @@ class Autoencoder:
     corrupt : callable ``(x_batch, rng) -> noisy_batch`` or None
         Data transform applied to every training batch (drawn afresh each epoch): the model
         learns to map ``corrupt(X)`` to ``y``. This is what makes a denoising autoencoder.
-    random_state : int
-        Seeds initialisation (via ``keras.utils.set_random_seed``), shuffling and noise.
+    random_state : int or numpy Generator
+        An int seeds initialisation (via ``keras.utils.set_random_seed``), shuffling and noise.
+        A Generator draws shuffling (and noise) only: the caller has seeded TensorFlow (a
+        run's ``seed_tensorflow``), so each random stream has one source.
 
     Attributes
     ----------
@@ -236,7 +237,7 @@ class Autoencoder:
         batch_size: int = 256,
         epochs: int = 10,
         corrupt: Corrupt | None = None,
-        random_state: int = 0,
+        random_state: int | np.random.Generator = 0,
     ):
         self.variant = variant
         self.latent_dim = latent_dim
@@ -296,8 +297,11 @@ class Autoencoder:
         y = X if y is None else np.asarray(y, np.float32)
         if X.ndim != 2 or X.shape[1] != N_FEATURES or y.shape != X.shape:
             raise ValueError(f"X and y must have shape (n, {N_FEATURES}); got {X.shape}, {y.shape}")
-        keras.utils.set_random_seed(self.random_state)
-        rng = np.random.default_rng(self.random_state)
+        if isinstance(self.random_state, np.random.Generator):
+            rng = self.random_state
+        else:
+            keras.utils.set_random_seed(self.random_state)
+            rng = np.random.default_rng(self.random_state)
         self.encoder_, self.decoder_, self.model_ = build_autoencoder(
             self.variant, self.latent_dim, self.output_range, self.activation
         )

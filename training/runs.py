@@ -16,12 +16,15 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from training import seeding
 from training.config import to_dict
 from training.envinfo import envelope, now_iso
 from training.errors import ConfigError, Diverged
@@ -34,6 +37,7 @@ from training.files import (
     read_jsonl,
 )
 from training.progress import Progress
+from training.targets import METRIC, TargetClock
 from training.tb import SummaryWriter
 
 STATES = ("running", "done", "failed", "diverged", "interrupted")
@@ -105,9 +109,12 @@ class Run:
     path : Path
         The run directory.
     seed : int
-        Seed for every random generator of the run.
+        The run's seed; every random stream comes from it through :meth:`rng`,
+        :meth:`int_seed` and :meth:`seed_tensorflow` (never seed a generator yourself).
     config : dataclass
         The resolved (profile + overrides) config.
+    targets : TargetClock
+        Time to each dev-accuracy target, fed by every :meth:`log` row with ``dev_accuracy``.
     """
 
     def __init__(
@@ -127,13 +134,36 @@ class Run:
         self.data_options = data_options or {}
         self.artifacts = path / "artifacts"
         self.tb = SummaryWriter(path / "tb")
-        self.start = time.perf_counter()
+        self.start = time.perf_counter()  # before the data is read: time to target counts it
+        self.targets = TargetClock()
+        self.eval_seconds = 0.0
         self._history = open(path / "history.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._data = None
 
     @property
     def name(self) -> str:
         return f"{self.job}/{self.cell}" if self.cell else self.job
+
+    def rng(self, stream: str) -> np.random.Generator:
+        """The run's NumPy generator for ``stream`` (init, order, dev, augment, noise, ...)."""
+        return seeding.rng(self.seed, stream)
+
+    def int_seed(self, stream: str) -> int:
+        """An integer seed of ``stream`` for libraries that take one (scikit-learn)."""
+        return seeding.int_seed(self.seed, stream)
+
+    def seed_tensorflow(self) -> int:
+        """Seed TensorFlow/Keras from the run's ``tf`` stream, ops deterministic."""
+        return seeding.seed_tensorflow(self.seed)
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Time an evaluation: its cost is reported (``eval_seconds``), never taken off a clock."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.eval_seconds += time.perf_counter() - start
 
     def data(self):
         """Verified MNIST, from the source the command line chose (loaded once per run)."""
@@ -147,10 +177,19 @@ class Run:
         """Append one history row and write each value as TensorBoard scalar ``kind/name``."""
         row = {"kind": kind, "step": int(step), "time": round(time.perf_counter() - self.start, 4)}
         row.update(values)
+        self._write_row(row)
+        self.tb.scalars(values, step, prefix=f"{kind}/")
+        if METRIC in values:
+            for target in self.targets.update(float(values[METRIC]), row["time"], step):
+                self._write_row(
+                    {"kind": "target", "step": int(step), "time": row["time"], "target": target}
+                )
+                self.tb.scalar(f"target/seconds_to_{target:g}", row["time"], step)
+
+    def _write_row(self, row: dict) -> None:
         # One write of one line: a kill leaves at most a torn last line, which readers skip.
         self._history.write(json.dumps(finite(row), default=_json_default) + "\n")
         self._history.flush()
-        self.tb.scalars(values, step, prefix=f"{kind}/")
 
     def elapsed(self) -> float:
         """Seconds since the run started (rounded to ms)."""
@@ -280,17 +319,23 @@ def execute(
     beat.start()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     run = Run(path, job.name, cell, seed, config, data_options)
-    try:
-        metrics = dict(job.train(config, run) or {})
+    # Every run's HParams carry its seed and job/cell, so TensorBoard can group and filter.
+    run.tb.hparams(job.hparams(cell, config, profile, seed), trial_id=run_id)
+
+    def recorded(metrics: dict) -> dict:
+        """Figures the runner measures for every job, beside the job's own."""
         metrics.setdefault("wall_seconds", round(time.perf_counter() - run.start, 3))
+        metrics.setdefault("eval_seconds", round(run.eval_seconds, 3))
+        if getattr(job, "family", "classifier") == "classifier":
+            metrics.setdefault("time_to_target", run.targets.summary())
+        return metrics
+
+    try:
+        metrics = recorded(dict(job.train(config, run) or {}))
         atomic_write_json(path / "metrics.json", metrics)
         outcome = Outcome(path, "done", metrics=metrics)
     except Diverged as exc:
-        metrics = {
-            "diverged_at_step": exc.step,
-            "final_train_loss": exc.loss,
-            "wall_seconds": round(time.perf_counter() - run.start, 3),
-        }
+        metrics = recorded({"diverged_at_step": exc.step, "final_train_loss": exc.loss})
         atomic_write_json(path / "metrics.json", metrics)
         outcome = Outcome(path, "diverged", str(exc), metrics=metrics)
     except KeyboardInterrupt as exc:

@@ -40,3 +40,18 @@ def int_seed(seed: int, name: str) -> int:
     """A 31-bit integer seed for libraries that take one (TensorFlow, scikit-learn)."""
     ss = np.random.SeedSequence([int(seed), stream_key(name)])
     return int(ss.generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF)
+
+
+def seed_tensorflow(seed: int) -> int:
+    """Seed TensorFlow and Keras from stream ``tf`` of ``seed``; make TF ops deterministic.
+
+    ``keras.utils.set_random_seed`` also seeds Python's ``random`` and NumPy's legacy global
+    generator (which no job of ours draws from). Process-wide; returns the integer used.
+    """
+    import keras
+    import tensorflow as tf
+
+    value = int_seed(seed, "tf")
+    keras.utils.set_random_seed(value)
+    tf.config.experimental.enable_op_determinism()
+    return value

@@ -11,7 +11,9 @@ from training.errors import ConfigError
 
 def to_unit(x: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
     """uint8 images (n, 28, 28) -> pixels / 255 of shape (n, 784)."""
-    return x.reshape(len(x), -1).astype(dtype) / np.asarray(255, dtype=dtype)
+    # Explicit width: reshape(0, -1) of an empty selection (no dev split) cannot infer it.
+    width = int(np.prod(x.shape[1:]))
+    return x.reshape(len(x), width).astype(dtype) / np.asarray(255, dtype=dtype)
 
 
 def scalar_zscore(

@@ -4,6 +4,9 @@ A job is a name, a frozen config dataclass whose defaults are the ``full`` profi
 overrides that make its ``quick`` profile, and a ``train(config, run) -> metrics`` function.
 A job that is a batch (a sweep, a grid) also has ``cells(config) -> [(label, config), ...]``:
 a plain list addressable by index, so one cell can run alone (``--index 7``).
+A job also declares what the report needs to know about it: its family, the seed's printed
+figures it reproduces (seed-faithful jobs) or the seed job it improves on, and how many seeds
+the full suite runs by default.
 Job modules import TensorFlow only inside ``train``: listing jobs never loads it.
 """
 
@@ -20,6 +23,7 @@ from training.config import apply_overrides, config_hash
 from training.defaults import PROFILES
 from training.errors import ConfigError
 
+FAMILIES = ("classifier", "reconstruction")
 
 @dataclass(frozen=True)
 class Job:
@@ -30,6 +34,31 @@ class Job:
     quick: dict[str, Any] = field(default_factory=dict)  # overrides for the quick profile
     cells: Callable[[Any], list[tuple[str, Any]]] | None = None
     uses_tensorflow: bool = False
+    family: str = "classifier"  # classifier | reconstruction: which report section reads it
+    # The seed's printed figures this job reproduces: metric -> value, or "cell:metric" for a
+    # batch job (fractions for accuracies, the seed's own units for losses). Empty: not faithful.
+    seed_figures: dict[str, float] = field(default_factory=dict)
+    improves_on: str | None = None  # the seed-faithful job this one does better
+    # Seeds the full profile of the suite runs when --seeds is not given (the quick profile
+    # runs one). 5 by default; the grid and long jobs may use fewer, never under 2.
+    seeds: int = 5
+    dev_note: str = ""  # how the job holds out data for choices, when it is not the dev split
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"{self.name}: family {self.family!r} not in {FAMILIES}")
+        if self.seeds < 2:
+            raise ValueError(f"{self.name}: seeds={self.seeds} must be >= 2 (a spread needs two)")
+
+    @property
+    def faithful(self) -> bool:
+        """Reproduces a seed experiment as it was run (its split, its recipe)."""
+        return bool(self.seed_figures)
+
+    def seed_figure(self, metric: str, cell: str = "") -> float | None:
+        """The seed's printed ``metric`` (of ``cell`` for a batch job), or None."""
+        figures = self.seed_figures
+        return figures.get(f"{cell}:{metric}" if cell else metric, figures.get(metric))
 
     def resolve(self, profile: str = "full", overrides: list[str] = ()) -> Any:
         """The config for ``profile`` with ``key=value`` overrides applied and validated."""
@@ -48,6 +77,19 @@ class Job:
         if not cells:
             raise ConfigError(f"{self.name}: the configuration expands to no runs (empty grid)")
         return cells
+
+    def hparams(self, cell: str, config: Any, profile: str, seed: int) -> dict[str, Any]:
+        """TensorBoard HParams of one run: job, cell, profile, seed and every config value.
+
+        Tuples become their command-line spelling (``256,128``) and None ``"none"``, since
+        HParams take only bool, int, float and str.
+        """
+        values: dict[str, Any] = {"job": self.name, "cell": cell, "profile": profile, "seed": seed}
+        for key, value in dataclasses.asdict(config).items():
+            if isinstance(value, tuple | list):
+                value = ",".join(map(str, value))
+            values[key] = "none" if value is None else value
+        return values
 
     def run_id(self, cell: str, config: Any, profile: str, seed: int) -> str:
         """Deterministic: the same job, cell, config and seed always map to the same folder."""

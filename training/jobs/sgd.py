@@ -2,10 +2,13 @@
 
 ``sgd-seed`` reproduces the seed notebook (784-32-32-10, sum-reduced cross-entropy on
 probabilities, lr 0.01, batch 32, 5 epochs: 96.08% test). ``sgd-lr-sweep`` is its 1-epoch
-sweep over lr 0.1 / 0.01 / 0.001, every batch loss kept for the figure. ``sgd-grid`` is the grid
-the seed promised and never ran: lr x batch size x net, mean reduction, 10 epochs per run with
-the per-epoch results standing in for the epoch axis, logged to TensorBoard's HParams dashboard.
-TensorFlow is imported inside ``train`` only (``training.tfsgd.loop``).
+sweep over lr 0.1 / 0.01 / 0.001, every batch loss kept for the figure. Both train on all
+60,000 images as the seed did (no dev split) and score the test set once, at the end.
+``sgd-grid`` is the grid the seed promised and never ran: lr x batch size x net, mean
+reduction, 10 epochs per run on the training set minus the seed's dev split; each cell keeps the
+epoch with the best dev accuracy (early stopping on dev) and scores the test set once, with
+that epoch's weights. The report picks the cell on dev. TensorFlow is imported inside ``train``
+only (``training.tfsgd.loop``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.data import to_unit
+from training.data.split import split_arrays
 from training.errors import ConfigError
 from training.jobs import Job, register
 from training.tfsgd import REDUCTIONS, UPDATES, parse_net
@@ -35,7 +39,8 @@ class SgdConfig:
     reduction: str = "sum"  # "sum" (the seed: the tape differentiates the batch sum) or "mean"
     momentum: float = 0.0  # the seed used plain SGD
     update: str = "assign_sub"  # compiled in-place update; "set_weights" is the seed's (slow)
-    n_train: int = 0  # first n training images (0 = all 60,000); the seed had no dev split
+    n_train: int = 0  # first n training images (0 = all 60,000)
+    n_dev: int = 0  # of those, held out as the seed's dev split (0: none, as the seed)
     log_batches: bool = True  # every batch loss to history.jsonl and TensorBoard
     threads: int = 0  # TensorFlow intra/inter-op threads (0 = its default)
 
@@ -62,6 +67,12 @@ class SgdConfig:
             raise ConfigError("update=set_weights (the seed's) supports momentum=0 only")
         if not 0 <= self.n_train <= 60_000:
             raise ConfigError(f"n_train={self.n_train} must be in [0, 60000] (0 = all)")
+        n = self.n_train or 60_000
+        if not 0 <= self.n_dev < n or self.batch_size > n - self.n_dev:
+            raise ConfigError(
+                f"n_dev={self.n_dev} must be in [0, {n}) and leave batch_size={self.batch_size} "
+                "training samples"
+            )
         if self.threads < 0:
             raise ConfigError(f"threads={self.threads} must be >= 0 (0 = TensorFlow's default)")
 
@@ -99,10 +110,11 @@ class GridConfig:
     lrs: tuple[float, ...] = (0.3, 0.1, 0.03)  # mean-loss step sizes
     batch_sizes: tuple[int, ...] = (32, 128, 512)
     nets: tuple[str, ...] = ("32-32", "512-256")  # hidden widths; the seed's net and a wide one
-    epochs: int = 10  # every run trains this long; per-epoch test accuracy is the epoch axis
+    epochs: int = 10  # every run trains this long; the epoch with the best dev accuracy is kept
     reduction: str = "mean"  # comparable step sizes across batch sizes
     momentum: float = 0.0
     n_train: int = 0
+    n_dev: int = 5000  # the seed's dev split: every choice (epoch, cell) is made on it
     threads: int = 0
 
     def __post_init__(self):
@@ -129,6 +141,7 @@ class GridConfig:
             reduction=self.reduction,
             momentum=self.momentum,
             n_train=self.n_train,
+            n_dev=self.n_dev,
             log_batches=False,  # the grid compares epochs; batch curves would swamp TensorBoard
             threads=self.threads,
         )
@@ -149,72 +162,76 @@ def grid_cells(cfg: GridConfig) -> list[tuple[str, SgdConfig]]:
 
 # Metrics shown in TensorBoard's HParams table (the last logged value of each tag).
 GRID_METRICS = (
-    "epoch/test_accuracy",
+    "epoch/dev_accuracy",
     "epoch/train_loss",
     "epoch/train_accuracy",
-    "final/best_test_accuracy",
+    "final/best_dev_accuracy",
     "final/best_epoch",
+    "final/test_accuracy",
 )
 
 
-def _write_hparams(cfg: SgdConfig, run) -> None:
-    """This run's hyperparameters and the experiment's columns, for the HParams dashboard.
+def _write_hparams_columns(run) -> None:
+    """The grid's columns for the HParams dashboard (the runner writes each run's values).
 
     Every grid run declares the same columns, with each hyperparameter's whole valid domain
     (a run cannot know the rest of its grid), so any run's declaration describes the grid.
+    Seed and cell are columns too: sessions group by configuration across seeds.
     """
     from tensorboard.plugins.hparams import summary_v2 as hp
 
+    from training.jobs import PROFILES
+
     columns = [
+        hp.HParam("cell"),
+        hp.HParam("seed", hp.IntInterval(0, 2**31 - 1)),
+        hp.HParam("profile", hp.Discrete(list(PROFILES))),
         hp.HParam("lr", hp.RealInterval(0.0, LR_DISPLAY_MAX)),
         hp.HParam("batch_size", hp.IntInterval(1, 60_000)),
-        hp.HParam("net", display_name="hidden widths"),
+        hp.HParam("widths", display_name="hidden widths"),
         hp.HParam("reduction", hp.Discrete(list(REDUCTIONS))),
         hp.HParam("momentum", hp.RealInterval(0.0, 1.0)),
     ]
     run.tb.hparams_config(columns, list(GRID_METRICS))
-    values = {
-        "lr": cfg.lr,
-        "batch_size": cfg.batch_size,
-        "net": "-".join(map(str, cfg.widths)),
-        "reduction": cfg.reduction,
-        "momentum": cfg.momentum,
-    }
-    # The run folder names the trial: same cell at another profile or seed is another row.
-    run.tb.hparams(values, trial_id=run.path.name)
 
 
 def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
     from training.tfsgd import loop as tf_sgd
 
-    tf_sgd.configure(run.seed, cfg.threads)  # before any TF op: threads, seeds, determinism
+    # Before any TF op: threads, then TensorFlow seeded from the run's "tf" stream.
+    tf_sgd.configure(run.seed, cfg.threads)
     mnist = run.data()
     n = cfg.n_train or len(mnist.x_train)
-    if cfg.batch_size > n:
-        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {n} training samples")
-    x, y = tf_sgd.to_tensors(to_unit(mnist.x_train[:n]), mnist.y_train[:n])  # (n, 784), (n,)
+    x_np, y_np, x_dev_np, y_dev_np = split_arrays(
+        to_unit(mnist.x_train[:n]), mnist.y_train[:n], cfg.n_dev, run.seed
+    )
+    x, y = tf_sgd.to_tensors(x_np, y_np)  # (n - n_dev, 784), (n - n_dev,)
+    x_dev, y_dev = tf_sgd.to_tensors(x_dev_np, y_dev_np)
     x_test, y_test = tf_sgd.to_tensors(to_unit(mnist.x_test), mnist.y_test)
+    n_fit = len(y_np)
     model = tf_sgd.build_model(cfg.widths)
     trainer = tf_sgd.SGDTrainer(
         model, cfg.lr, cfg.batch_size, cfg.reduction, cfg.momentum, cfg.update
     )
     if hparams:
-        _write_hparams(cfg, run)
-    rng = np.random.default_rng(run.seed)
-    untrained_loss, _ = trainer.evaluate(x, y)
+        _write_hparams_columns(run)
+    rng = run.rng("order")
+    with run.evaluating():
+        untrained_loss, _ = trainer.evaluate(x, y)
     run.log(0, "epoch", train_loss=untrained_loss)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    steps_per_epoch = math.ceil(n_fit / cfg.batch_size)
     progress = run.progress(cfg.epochs * steps_per_epoch, cfg.batch_size)
     batch_losses: list[np.ndarray] = []
     by_epoch: dict[str, list[float]] = {
-        k: [] for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
+        k: [] for k in ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "seconds")
     }
+    best_weights, best = None, -1  # the epoch kept: best dev accuracy (the last without dev)
     train_seconds = 0.0
     step = 0
     try:
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()
-            losses = trainer.train_epoch(x, y, rng.permutation(n))  # (steps,) batch mean losses
+            losses = trainer.train_epoch(x, y, rng.permutation(n_fit))  # (steps,) batch means
             train_seconds += time.perf_counter() - start
             batch_losses.append(losses)
             if cfg.log_batches:
@@ -225,20 +242,23 @@ def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
             step += len(losses)
             progress.update(len(losses), loss=float(losses[-1]))
             # The seed printed the full-training-set mean loss after every epoch.
-            train_loss, train_acc = trainer.evaluate(x, y)
+            with run.evaluating():
+                train_loss, train_acc = trainer.evaluate(x, y)
+                dev_loss, dev_acc = (
+                    trainer.evaluate(x_dev, y_dev) if cfg.n_dev else (float("nan"),) * 2
+                )
             run.check_finite(step, train_loss)
-            test_loss, test_acc = trainer.evaluate(x_test, y_test)
-            values = {
-                "train_loss": train_loss,
-                "train_accuracy": train_acc,
-                "test_loss": test_loss,
-                "test_accuracy": test_acc,
-                "seconds": time.perf_counter() - start,
-            }
+            values = {"train_loss": train_loss, "train_accuracy": train_acc}
+            if cfg.n_dev:
+                values.update(dev_loss=dev_loss, dev_accuracy=dev_acc)
+            values["seconds"] = time.perf_counter() - start
             for k, v in values.items():
                 by_epoch[k].append(v)
+            if not cfg.n_dev or best < 0 or dev_acc > by_epoch["dev_accuracy"][best]:
+                best = epoch - 1
+                best_weights = model.get_weights() if cfg.n_dev else None
             run.log(epoch, "epoch", **values)
-            progress.epoch(epoch, train_loss=train_loss, test_accuracy=test_acc)
+            progress.epoch(epoch, **{k: v for k, v in values.items() if k != "seconds"})
     finally:
         progress.close()
         # Kept whatever happens: the sweep's figure needs the diverging run's curve too.
@@ -247,29 +267,40 @@ def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
             loss=np.concatenate(batch_losses) if batch_losses else np.zeros(0, np.float32),
             steps_per_epoch=np.int64(steps_per_epoch),
         )
-    best = int(np.argmax(by_epoch["test_accuracy"]))
-    if hparams:
-        run.log(cfg.epochs, "final", best_test_accuracy=by_epoch["test_accuracy"][best])
-        run.log(cfg.epochs, "final", best_epoch=best + 1)
+    if best_weights is not None:
+        model.set_weights(best_weights)  # early stopping on dev: the kept epoch's weights
+    test_loss, test_acc = trainer.evaluate(x_test, y_test)  # the one look at the test set
+    final = {"test_accuracy": test_acc, "test_loss": test_loss, "best_epoch": best + 1}
+    if cfg.n_dev:
+        final["best_dev_accuracy"] = by_epoch["dev_accuracy"][best]
+    run.log(cfg.epochs, "final", **final)
     wall = run.elapsed()
+    dev = {}
+    if cfg.n_dev:
+        dev = {
+            "dev_accuracy": by_epoch["dev_accuracy"][best],
+            "dev_loss": by_epoch["dev_loss"][best],
+            "dev_accuracy_by_epoch": by_epoch["dev_accuracy"],
+            "n_dev": cfg.n_dev,
+        }
     return {
-        "test_accuracy": by_epoch["test_accuracy"][-1],
+        "test_accuracy": test_acc,
+        "test_loss": test_loss,
+        **dev,
+        "best_epoch": best + 1,
+        "selected_on": "dev" if cfg.n_dev else "last epoch (no dev split, as the seed)",
         "train_accuracy": by_epoch["train_accuracy"][-1],
-        "test_loss": by_epoch["test_loss"][-1],
         "final_train_loss": by_epoch["train_loss"][-1],
         "final_batch_loss": float(batch_losses[-1][-1]),
         "untrained_train_loss": untrained_loss,
         "stuck_at_chance": abs(by_epoch["train_loss"][-1] - LN10) < STUCK_TOLERANCE,
-        "best_test_accuracy": by_epoch["test_accuracy"][best],
-        "best_epoch": best + 1,
-        "test_accuracy_by_epoch": by_epoch["test_accuracy"],
         "train_loss_by_epoch": by_epoch["train_loss"],
         "epoch_seconds": by_epoch["seconds"],
         "steps": step,
         "n_params": tf_sgd.count_params(model),
         "train_seconds": round(train_seconds, 3),
         "wall_seconds": wall,
-        "samples_per_second": cfg.epochs * n / train_seconds,
+        "samples_per_second": cfg.epochs * n_fit / train_seconds,
         **tf_sgd.thread_settings(),
     }
 
@@ -286,6 +317,8 @@ register(
         train=train_sgd,
         quick={"epochs": 1, "n_train": 6000},
         uses_tensorflow=True,
+        seed_figures={"test_accuracy": 0.9608, "test_loss": 0.1726, "final_train_loss": 0.0870},
+        dev_note="no dev split (the seed had none): the last epoch is tested",
     )
 )
 register(
@@ -297,6 +330,13 @@ register(
         quick={"n_train": 3200},
         cells=sweep_cells,
         uses_tensorflow=True,
+        # The full-training-set mean loss after one epoch; lr 0.1 diverged (stuck near ln 10).
+        seed_figures={
+            "lr0.1:final_train_loss": 2.3107,
+            "lr0.01:final_train_loss": 0.1689,
+            "lr0.001:final_train_loss": 0.2568,
+        },
+        dev_note="no dev split (the seed had none): one epoch, then the test set",
     )
 )
 register(
@@ -311,8 +351,13 @@ register(
             "nets": ("32-32",),
             "epochs": 2,
             "n_train": 4000,
+            "n_dev": 1000,
         },
         cells=grid_cells,
         uses_tensorflow=True,
+        improves_on="sgd-seed",
+        # 18 cells x 10 epochs (~325 s a seed on 2 cores): 3 seeds keep the full suite near
+        # half an hour and still give each cell a t-interval (2 degrees of freedom).
+        seeds=3,
     )
 )

@@ -2,9 +2,11 @@
 
 ``softmax-seed`` is the notebook's 784x10 classifier: N(0, 1) weights, no bias, scalar z-scored
 inputs, per-sample SGD (eta 0.01, L2 1e-4) through the training set in its original order, once.
-Per-sample SGD is sequential by definition, so it loops over steps; evaluation is batched.
+Per-sample SGD is sequential by definition, so it loops over steps; evaluation is batched. The
+seed had no dev split (it printed train and test accuracy during the epoch): this job keeps
+that, so it records no time to target.
 ``softmax`` trains the same linear model the way one should: mini-batches, zero init (the loss
-is convex), momentum, a cosine schedule and a held-out dev split.
+is convex), momentum, a cosine schedule and the seed's stratified dev split held out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.data import batch_indices, scalar_zscore, to_unit, train_dev_split
+from training.data import batch_indices, scalar_zscore, to_unit
+from training.data.split import split_arrays
 from training.errors import ConfigError
 from training.jobs import Job, register
 from training.metrics import accuracy, confusion
@@ -70,14 +73,14 @@ def train_softmax_seed(cfg: SoftmaxSeedConfig, run) -> dict:
         to_unit(x_train, np.float64), to_unit(mnist.x_test, np.float64)
     )
     y_test = mnist.y_test
-    rng = np.random.default_rng(run.seed)
-    W = rng.standard_normal((784, 10))
+    W = run.rng("init").standard_normal((784, 10))
     n = len(x_train)
     decay = cfg.l2 * cfg.eta if cfg.l2_scaled_by_eta else cfg.l2
     progress = run.progress(n)
 
     def evaluate(seen: int) -> tuple[float, float]:
-        train_scores, test_scores = x_train @ W, x_test @ W
+        with run.evaluating():
+            train_scores, test_scores = x_train @ W, x_test @ W
         loss = mean_nll(train_scores, y_train)
         run.check_finite(seen, loss)
         train_acc, test_acc = accuracy(train_scores, y_train), accuracy(test_scores, y_test)
@@ -135,11 +138,11 @@ class SoftmaxConfig:
 def train_softmax(cfg: SoftmaxConfig, run) -> dict:
     mnist = run.data()
     x, y = _subset(mnist.x_train, mnist.y_train, cfg.n_train)
-    x_tr, y_tr, x_dev, y_dev = train_dev_split(to_unit(x), y, cfg.n_dev, run.seed)
+    x_tr, y_tr, x_dev, y_dev = split_arrays(to_unit(x), y, cfg.n_dev, run.seed)
     x_test, y_test = to_unit(mnist.x_test), mnist.y_test
     if cfg.batch_size > len(x_tr):
         raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(x_tr)} training samples")
-    rng = np.random.default_rng(run.seed)
+    rng = run.rng("order")
     W, b = np.zeros((784, 10), np.float32), np.zeros(10, np.float32)
     vW, vb = np.zeros_like(W), np.zeros_like(b)
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
@@ -164,7 +167,8 @@ def train_softmax(cfg: SoftmaxConfig, run) -> dict:
             progress.update(1)
         train_loss = float(np.mean(losses))
         run.check_finite(step, train_loss)
-        dev_acc = accuracy(x_dev @ W + b, y_dev) if len(x_dev) else float("nan")
+        with run.evaluating():
+            dev_acc = accuracy(x_dev @ W + b, y_dev) if len(x_dev) else float("nan")
         run.log(epoch, "epoch", train_loss=train_loss, dev_accuracy=dev_acc, lr=float(lr))
         progress.epoch(epoch, train_loss=train_loss, dev_accuracy=dev_acc)
     progress.close()
@@ -187,6 +191,8 @@ register(
         config=SoftmaxSeedConfig,
         train=train_softmax_seed,
         quick={"n_train": 6000, "eval_every": 1000},
+        seed_figures={"test_accuracy": 0.801, "train_accuracy": 0.803},
+        dev_note="no dev split (the seed had none): train and test checked every 5000 samples",
     )
 )
 register(
@@ -196,5 +202,6 @@ register(
         config=SoftmaxConfig,
         train=train_softmax,
         quick={"epochs": 2, "n_train": 12000, "n_dev": 2000},
+        improves_on="softmax-seed",
     )
 )

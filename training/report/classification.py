@@ -53,24 +53,25 @@ def classification(ctx: Context) -> Section:
             ]
         )
         runs.append(run)
-    grid_run, grid_epoch, grid_acc = grid_best(ctx)
+    grid_run, grid_epoch, grid_dev = grid_best(ctx)
     if grid_run is not None:
         seed, seed_job = seed_figure("sgd-grid", "test_accuracy")
         config = key_config(grid_run) + (f", best epoch={grid_epoch}" if grid_epoch else "")
         at_best = next((r for r in grid_run.rows("epoch") if r.get("step") == grid_epoch), {})
+        grid_test = done_metric(grid_run, "test_accuracy")
         rows.append(
             [
-                f"sgd-grid (best: {grid_run.cell})",
+                f"sgd-grid (chosen on dev: {grid_run.cell})",
                 config,
                 grid_run.profile,
                 state_text(grid_run),
                 number(at_best.get("train_accuracy")),
-                None,
-                grid_acc,
+                grid_dev,
+                grid_test,
                 grid_run.metric("wall_seconds"),
                 seed,
                 seed_job,
-                None if seed is None else grid_acc - seed,
+                None if seed is None or grid_test is None else grid_test - seed,
             ]
         )
         runs.append(grid_run)

@@ -1,7 +1,9 @@
 """The seed's reported figures, for the "seed vs ours" columns of the report.
 
 Source: ``shared/seed/ORIGINAL-FACTS.md`` (the seed's original code and notebooks, read cell by
-cell, outputs included). Accuracies are fractions, losses and MSEs in the seed's own units
+cell, outputs included). The figures a job reproduces live in its declaration
+(``training.jobs``: ``Job.seed_figures``); this module keeps the printed curves and the bands.
+Accuracies are fractions, losses and MSEs in the seed's own units
 (z-scored pixels for the autoencoders). Nothing in the originals was seeded, so the seed's
 figures carry a tolerance band: about ±1 point of accuracy, ±0.03 of final MSE.
 """
@@ -11,26 +13,6 @@ from __future__ import annotations
 SOURCE = "shared/seed/ORIGINAL-FACTS.md"
 ACCURACY_BAND = 0.01
 MSE_BAND = 0.03
-
-# job -> metric -> the seed's figure. Batch jobs key by cell label as "<cell>:<metric>".
-SEED_FIGURES: dict[str, dict[str, float]] = {
-    # §1 scratch MLP: the saved weights on the standard 10k MNIST test set.
-    "mlp-seed": {"test_accuracy": 0.925},
-    # §2 custom SGD loop: lr 0.01, batch 32, 5 epochs, sum reduction.
-    "sgd-seed": {"test_accuracy": 0.9608, "test_loss": 0.1726, "final_train_loss": 0.0870},
-    # §2 one-epoch learning-rate sweep at batch 32: the full-training-set mean loss after it.
-    "sgd-lr-sweep": {
-        "lr0.1:final_train_loss": 2.3107,  # diverged: stuck near ln 10
-        "lr0.01:final_train_loss": 0.1689,
-        "lr0.001:final_train_loss": 0.2568,
-    },
-    # §3 PCA(2) on scalar z-scored training images.
-    "pca": {"explained_variance_ratio_1": 0.09704, "explained_variance_ratio_2": 0.07095},
-    # §3 autoencoders: final validation (= test set) MSE in z-score units, 10 epochs SGD lr 0.1.
-    "ae-seed": {"seed-2d:test_mse": 0.7537, "wide:test_mse": 0.5695, "denoising:test_mse": 0.6313},
-    # §3 the notebook's NumPy linear softmax classifier, one epoch of per-sample SGD.
-    "softmax-seed": {"test_accuracy": 0.801, "train_accuracy": 0.803},
-}
 
 # Curves the seed printed: job -> history key -> [(epoch, value)]; epoch 0 = untrained.
 SEED_CURVES: dict[str, dict[str, list[tuple[int, float]]]] = {
@@ -47,26 +29,28 @@ SEED_CURVES: dict[str, dict[str, list[tuple[int, float]]]] = {
     },
 }
 
-# Improved jobs are compared with the seed experiment they improve on.
-SEED_COUNTERPART: dict[str, str] = {
-    "softmax": "softmax-seed",
-    "mlp": "mlp-seed",
-    "sgd-grid": "sgd-seed",
-}
-
 
 def seed_figure(job: str, metric: str, cell: str = "") -> tuple[float | None, str]:
-    """The seed's figure for ``metric`` of ``job`` (or of the seed job it improves on).
+    """The seed's figure for ``metric`` of ``job`` (or of the seed job a classifier improves on).
+
+    The figures are declared by the jobs themselves (``Job.seed_figures``, ``Job.improves_on``).
 
     Returns
     -------
     (value, source_job) : value is None when the seed reported no such figure.
     """
-    for name in (job, SEED_COUNTERPART.get(job, "")):
-        figures = SEED_FIGURES.get(name, {})
-        key = f"{cell}:{metric}" if cell else metric
-        if key in figures:
-            return figures[key], name
-        if metric in figures:
-            return figures[metric], name
+    from training.jobs import all_jobs
+
+    jobs = all_jobs()
+    entry = jobs.get(job)
+    if entry is None:
+        return None, ""
+    names = [job]
+    # A reconstruction job in other units (ae in pixels) is compared with PCA, not the seed.
+    if entry.improves_on and entry.family == "classifier":
+        names.append(entry.improves_on)
+    for name in names:
+        value = jobs[name].seed_figure(metric, cell) if name in jobs else None
+        if value is not None:
+            return value, name
     return None, ""

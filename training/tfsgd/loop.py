@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training.seeding import seed_tensorflow
 from training.tfsgd import REDUCTIONS, UPDATES
 
 EVAL_CHUNK = 10_000  # rows per evaluation call: bounds memory for wide nets
@@ -27,12 +28,13 @@ log = logging.getLogger(__name__)
 
 
 def configure(seed: int, threads: int = 0) -> None:
-    """Seed every generator, make ops deterministic and (optionally) fix TF's thread pools.
+    """Fix TF's thread pools (optionally), then seed TF and make ops deterministic.
 
     Parameters
     ----------
     seed : int
-        Seeds Python's, NumPy's and TensorFlow's global generators (Keras initialisers too).
+        The run's seed: TensorFlow and Keras get its ``tf`` stream
+        (:func:`training.seeding.seed_tensorflow`, the one place that seeds them).
     threads : int
         Intra- and inter-op threads; 0 keeps TensorFlow's default. Only takes effect before
         TensorFlow's first op in the process (later calls are logged and ignored).
@@ -44,8 +46,7 @@ def configure(seed: int, threads: int = 0) -> None:
         except RuntimeError:
             log.warning("TensorFlow already initialised: threads=%d ignored", threads)
     keras.backend.clear_session()  # drop models and traced steps of earlier runs in this process
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    seed_tensorflow(seed)
 
 
 def thread_settings() -> dict[str, int]:
