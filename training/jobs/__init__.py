@@ -25,6 +25,7 @@ from training.errors import ConfigError
 
 FAMILIES = ("classifier", "reconstruction")
 
+
 @dataclass(frozen=True)
 class Job:
     name: str
