@@ -238,3 +238,14 @@ def test_report_reads_several_runs_folders_and_counts_a_run_once(tmp_path, run_c
     assert code == 0, err
     results = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert len(results["runs"]) == 3
+
+
+def test_a_stale_saved_plan_is_refused_before_anything_runs(run_cli, tmp_path):
+    plan, runs = tmp_path / "plan.json", tmp_path / "runs"
+    run_cli("plan", *TINY, "--seeds", "0-1", "--save", str(plan))
+    doc = json.loads(plan.read_text())
+    doc["items"][1]["run_id"] = "quick-s1-00000000"  # as if saved by another suite version
+    plan.write_text(json.dumps(doc))
+    code, out, err = run_cli("run", "--plan", str(plan), "--runs", str(runs))
+    assert code == 2 and "plan item 1 (softmax-seed, seed 1)" in err
+    assert out == "" and not runs.exists()

@@ -116,23 +116,29 @@ def _index(args: argparse.Namespace) -> tuple[int | None, str]:
     return index, f"${source}"
 
 
+def _resolve(item) -> tuple:
+    """(job, cell label, cell config) of a work item, checked against this suite's expansion."""
+    from training.jobs import get_job
+
+    job = get_job(item.job)
+    cells = job.expand(job.resolve(item.profile, list(item.overrides)))
+    if item.cell_index < len(cells):
+        label, config = cells[item.cell_index]
+        if job.run_id(label, config, item.profile, item.seed) == item.run_id:
+            return job, label, config
+    raise SuiteError(
+        f"plan item {item.index} ({item.name}, seed {item.seed}): this suite version expands "
+        "it differently; save the plan again"
+    )
+
+
 def run_items(items: list, args: argparse.Namespace) -> int:
     """Run work items one after another in this process; the exit code of the batch."""
-    from training.jobs import get_job
     from training.runs import execute
 
     codes = []
-    for item in items:
-        job = get_job(item.job)
-        cells = job.expand(job.resolve(item.profile, list(item.overrides)))
-        label, cell_config = cells[item.cell_index] if item.cell_index < len(cells) else ("", None)
-        if cell_config is None or job.run_id(label, cell_config, item.profile, item.seed) != (
-            item.run_id
-        ):
-            raise SuiteError(
-                f"plan item {item.index} ({item.name}, seed {item.seed}): this suite version "
-                f"expands it differently; save the plan again"
-            )
+    resolved = [(item, *_resolve(item)) for item in items]  # all checked before any runs
+    for item, job, label, cell_config in resolved:
         outcome = execute(
             job,
             label,
