@@ -104,12 +104,18 @@ def test_runs_folder_is_lent_to_the_container_user_and_given_back(tmp_path):
     runs = tmp_path / "runs"
     (runs / "job" / "run").mkdir(parents=True)
     (runs / "job" / "run" / "f.json").write_text("{}")
+    outside = tmp_path / "outside"
+    outside.write_text("not the runs folder's")
+    os.chown(outside, 4242, 4242)
     tree = [runs, *runs.rglob("*")]
     with container.lent_to_container(runs):
         assert {p.stat().st_uid for p in tree} == {container.CONTAINER_UID}
+        # A link a job leaves behind is chowned itself, never what it points to.
+        (runs / "job" / "link").symlink_to(outside)
         (runs / "job" / "new").mkdir()
         os.chown(runs / "job" / "new", container.CONTAINER_UID, container.CONTAINER_GID)
-    assert {p.stat().st_uid for p in runs.rglob("*")} | {runs.stat().st_uid} == {os.getuid()}
+    assert {p.lstat().st_uid for p in runs.rglob("*")} | {runs.stat().st_uid} == {os.getuid()}
+    assert outside.stat().st_uid == 4242
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="a copy owned by another uid needs root (chown)")

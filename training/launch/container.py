@@ -200,12 +200,16 @@ def run_argv(
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    # lchown, and rglob does not descend into symlinked folders: a link a job left in the runs
+    # folder (to /etc/shadow, say) is chowned itself, never what it points to.
     for path in [root, *root.rglob("*")]:
         os.lchown(path, uid, gid)
 
 
 @contextmanager
-def lent_to_container(runs: Path, uid: int = CONTAINER_UID, gid: int = CONTAINER_GID):
+def lent_to_container(
+    runs: Path, uid: int = CONTAINER_UID, gid: int = CONTAINER_GID
+) -> Iterator[Path]:
     """Hand ``runs`` to the container's uid while jobs run, then back to its owner.
 
     For root with a rootful engine: rather than run jobs as root, the folder is chowned to the
