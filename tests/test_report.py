@@ -195,9 +195,9 @@ def test_report_survives_corrupt_artifacts_and_torn_history(tmp_path):
     (torn / "config.json").write_text('{"job": "ae", "cel')  # a run dir killed at birth
     results = build_report(out, None, tmp_path / "reports")
     states = {r["run_id"]: (r["job"], r["state"]) for r in results["runs"]}
-    assert states["torn-run"] == ("ae", "missing")
+    assert states["torn-run"] == ("ae", "corrupt")
     run = next(r for r in results["runs"] if r["job"] == "mlp")
-    assert run["state"] == "done" and run["metrics"] == {}
+    assert run["state"] == "corrupt" and run["metrics"] == {}  # torn metrics are not "done"
     sections = {s["key"]: s for s in results["sections"]}
     assert any("confusion" in n for n in sections["classification"]["notes"])
 

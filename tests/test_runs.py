@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from training import runs
-from training.errors import ConfigError, Diverged
+from training.errors import Diverged
 from training.jobs import Job
 
 
@@ -138,8 +138,9 @@ def test_live_running_run_is_not_clobbered(tmp_path):
             "heartbeat_unix": time.time(),
         },
     )
-    with pytest.raises(ConfigError, match="already running"):
-        execute(tmp_path)
+    outcome = execute(tmp_path)
+    assert outcome.skipped and outcome.state == "running" and "marked running" in outcome.message
+    assert [p.name for p in path.iterdir()] == ["status.json"]
 
 
 def test_atomic_write_keeps_old_content_on_failure(tmp_path):
@@ -159,8 +160,10 @@ def test_object_arrays_are_not_saved(tmp_path):
 
 
 def test_torn_history_line_is_skipped(tmp_path):
-    (tmp_path / "history.jsonl").write_text('{"step": 0}\n{"step": 1}\n{"ste')
-    assert runs.read_history(tmp_path / "history.jsonl") == [{"step": 0}, {"step": 1}]
+    rows = [{"kind": "epoch", "step": i, "time": 0.5} for i in range(2)]
+    lines = "".join(json.dumps(r) + "\n" for r in rows)
+    (tmp_path / "history.jsonl").write_text(lines + '{"ste')
+    assert runs.read_history(tmp_path / "history.jsonl") == rows
 
 
 def test_diverged_exception_message():

@@ -151,8 +151,14 @@ def run_items(items: list, args: argparse.Namespace) -> int:
             force=args.force,
         )
         note = " (already recorded, skipped)" if outcome.skipped else ""
+        if outcome.skipped and outcome.state == "running":
+            note = f" ({outcome.message}; not run here)"
         print(f"{outcome.state:<11} {outcome.path}{note}", flush=True)
-        if outcome.state == "failed":
+        if outcome.skipped and outcome.state == "running":
+            # Another attempt owns it: this one did not run it, so it did not succeed.
+            print(f"error: {item.name}: {outcome.message}; not run here", file=sys.stderr)
+            codes.append(EXIT_FAILED)
+        elif outcome.state == "failed":
             print(f"error: {item.name}: {outcome.message}", file=sys.stderr)
             codes.append(EXIT_FAILED)
         elif outcome.state == "diverged":
@@ -355,7 +361,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             ),
             "",
         )
-        print(f"{run['state']:<11} {path}  {headline}")
+        print(f"{run['state']:<11} {path}  {run['problem'] or headline}".rstrip())
     return 0
 
 

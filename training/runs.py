@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from training import seeding
+from training import claims, records, seeding
 from training.config import to_dict
 from training.envinfo import envelope, now_iso
 from training.errors import ConfigError, Diverged
@@ -34,21 +36,21 @@ from training.files import (
     atomic_write_json,
     finite,
     read_json_object,
-    read_jsonl,
 )
 from training.progress import Progress
 from training.targets import METRIC, TargetClock
 from training.tb import SummaryWriter
 
-STATES = ("running", "done", "failed", "diverged", "interrupted")
+STATES = (*records.STATES, "corrupt")
 FINAL_STATES = ("done", "diverged")  # deterministic outcomes: re-running would repeat them
 HEARTBEAT_SECONDS = 10.0
-STALE_SECONDS = 120.0  # a running owner that has not beaten for this long is presumed dead
+STALE_SECONDS = claims.STALE_SECONDS  # a running owner that has not beaten for this long is dead
+CLAIM_WAIT_ENV = "MNIST_SUITE_CLAIM_WAIT"  # seconds a second attempt waits for the first
 
 
 def read_history(path: Path) -> list[dict]:
-    """Rows of ``history.jsonl``; a torn last line (killed mid-write) is skipped."""
-    return read_jsonl(path)
+    """Rows of ``history.jsonl`` that fit the schema; a torn last line (killed mid-write) too."""
+    return records.read_history(path, strict=False)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -56,7 +58,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
 
@@ -64,11 +66,12 @@ def _pid_alive(pid: int) -> bool:
 def owner_alive(status: dict, now: float | None = None) -> bool:
     """Is the process that marked this run ``running`` still at it?"""
     now = time.time() if now is None else now
-    beat = status.get("heartbeat_unix", 0.0)
-    if now - beat > STALE_SECONDS:
+    beat = status.get("heartbeat_unix")
+    if not records.is_number(beat) or now - beat > STALE_SECONDS:
         return False
+    pid = status.get("pid")
     if status.get("host") == socket.gethostname():
-        return _pid_alive(int(status.get("pid", -1)))
+        return records.is_int(pid) and pid > 0 and _pid_alive(pid)
     return True
 
 
@@ -79,26 +82,59 @@ def effective_state(status: dict | None) -> str:
     state = status.get("state", "missing")
     if state == "running" and not owner_alive(status):
         return "interrupted"
-    return state
+    return state if isinstance(state, str) else "corrupt"
 
 
 def load_run(path: Path) -> dict:
-    """Everything a reader (report, resume, list) needs from a run directory."""
-    status = read_json_object(path / "status.json")
-    return {
-        "path": path,
-        "config": read_json_object(path / "config.json") or {},
-        "status": status or {},
-        "state": effective_state(status),
-        "metrics": read_json_object(path / "metrics.json") or {},
-        "history": read_history(path / "history.jsonl"),
-    }
+    """Everything a reader (report, resume, list) needs from a run directory.
+
+    Returns a dict with ``path``, ``config``, ``status``, ``metrics`` (dicts, empty when
+    absent), ``history`` (rows), ``state`` (one of :data:`STATES`) and ``problem`` (why a
+    ``corrupt`` run is corrupt, naming the file; "" otherwise). Never raises on what it reads.
+    """
+    path = Path(path)
+    run = {"path": path, "config": {}, "status": {}, "metrics": {}, "history": []}
+    try:
+        if not path.is_dir():
+            raise records.RecordError(path.name, "not a folder")
+        run["config"] = records.read_config(path)
+        status = records.read_status(path)
+        if status is None:
+            raise records.RecordError("status.json", "missing")
+        run["status"] = status
+        state = effective_state(status)
+        if state in FINAL_STATES:
+            metrics = records.read_metrics(path, state)
+            if metrics is None:
+                raise records.RecordError("metrics.json", f"missing, yet the run is {state}")
+            run["metrics"] = metrics
+        run["history"] = records.read_history(path / "history.jsonl")
+    except records.RecordError as exc:
+        # A run being (re)created right now is not corrupt, only unfinished.
+        writing = claims.live_holder(path) is not None
+        if writing:
+            return {**run, "state": "running", "problem": ""}
+        return {**run, "state": "corrupt", "problem": str(exc)}
+    return {**run, "state": state, "problem": ""}
 
 
 def find_runs(out: Path, job: str | None = None) -> list[Path]:
-    """Run directories under ``out`` (optionally one job's), sorted."""
-    pattern = f"{job}/*/config.json" if job else "*/*/config.json"
-    return sorted(p.parent for p in Path(out).glob(pattern))
+    """Run directories under ``out`` (optionally one job's), sorted.
+
+    Every folder ``<job>/<run-id>`` counts, whatever it holds (one without ``config.json`` is
+    listed as ``corrupt``); names starting with a dot are temp files and are skipped.
+    """
+    out = Path(out)
+    found = []
+    try:
+        jobs = [out / job] if job else list(out.iterdir())
+        for job_dir in jobs:
+            if job_dir.name.startswith(".") or not job_dir.is_dir():
+                continue
+            found += [p for p in job_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        pass  # a missing or unreadable runs folder holds no runs
+    return sorted(found)
 
 
 class Run:
@@ -214,8 +250,12 @@ class Run:
         return Progress(total, self.name, samples_per_step)
 
     def close(self) -> None:
-        self.tb.close()
-        self._history.close()
+        """Flush and close the history and events (safe to call twice)."""
+        if not self._history.closed:
+            try:
+                self.tb.close()
+            finally:
+                self._history.close()
 
 
 @dataclass
@@ -230,16 +270,18 @@ class Outcome:
 
 
 class _Heartbeat(threading.Thread):
-    """Rewrites status.json every few seconds so readers can tell a dead owner from a slow one."""
+    """Refreshes the claim and status.json every few seconds (a slow owner is not a dead one)."""
 
-    def __init__(self, write_status):
+    def __init__(self, beat):
         super().__init__(daemon=True, name="heartbeat")
-        self.write_status = write_status
+        self.beat = beat
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(HEARTBEAT_SECONDS):
-            self.write_status()
+            # Disk full or folder gone: the run's own writes fail and record why.
+            with contextlib.suppress(OSError):
+                self.beat()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -248,6 +290,17 @@ class _Heartbeat(threading.Thread):
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _claim_wait() -> float:
+    text = os.environ.get(CLAIM_WAIT_ENV, "0")
+    try:
+        wait = float(text)
+    except ValueError:
+        wait = -1.0
+    if not (math.isfinite(wait) and wait >= 0):
+        raise ConfigError(f"{CLAIM_WAIT_ENV}={text!r}: expected seconds >= 0")
+    return wait
 
 
 def execute(
@@ -261,44 +314,54 @@ def execute(
     run_id: str,
     data_options: dict | None = None,
     force: bool = False,
+    wait: float | None = None,
 ) -> Outcome:
     """Run one cell of ``job`` into ``out/job/run_id`` and record how it ended.
 
-    A run already ``done`` or ``diverged`` is skipped unless ``force``; a ``failed``,
-    ``interrupted`` or dead ``running`` one is cleared and run again. KeyboardInterrupt
-    (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates.
+    The run is claimed first (:mod:`training.claims`). While another live attempt holds it,
+    this one waits up to ``wait`` seconds (default ``$MNIST_SUITE_CLAIM_WAIT``, else 0) and then
+    returns a skipped ``running`` outcome naming the holder, without touching the run. Once
+    claimed, a run already ``done`` or ``diverged`` is skipped unless ``force``; a ``failed``,
+    ``interrupted``, ``corrupt`` or dead ``running`` one is cleared and run again.
+    KeyboardInterrupt (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates.
     """
+    if not records.is_int(seed) or seed < 0:
+        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
     path = Path(out) / job.name / run_id
-    previous = effective_state(read_json_object(path / "status.json"))
-    if previous in FINAL_STATES and not force:
-        return Outcome(
-            path,
-            previous,
-            "already recorded",
-            skipped=True,
-            metrics=read_json_object(path / "metrics.json") or {},
-        )
-    if previous == "running":
-        status = read_json_object(path / "status.json") or {}
-        raise ConfigError(
-            f"{path}: already running (pid {status.get('pid')} on {status.get('host')})"
-        )
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    wait = _claim_wait() if wait is None else wait
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        claim = claims.acquire(claims.claim_path(path), wait)
+    except claims.ClaimBusy as exc:
+        return Outcome(path, "running", f"claimed by {exc.holder.describe()}", skipped=True)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot claim the run ({exc.strerror or exc})") from None
+    try:
+        return _execute_claimed(job, cell, config, seed, profile, path, data_options, force, claim)
+    finally:
+        claim.release()
 
-    atomic_write_json(
-        path / "config.json",
-        {
-            "job": job.name,
-            "cell": cell,
-            "profile": profile,
-            "seed": seed,
-            "run_id": run_id,
-            "config": to_dict(config),
-            **envelope(),
-        },
-    )
+
+def _execute_claimed(job, cell, config, seed, profile, path, data_options, force, claim):
+    previous = load_run(path) if path.exists() else None
+    if previous is not None:
+        # The raw status, even if it misses fields: a live owner is never clobbered.
+        status = read_json_object(path / "status.json") or {}
+        if previous["state"] in FINAL_STATES and not force:
+            state, metrics = previous["state"], previous["metrics"]
+            return Outcome(path, state, "already recorded", skipped=True, metrics=metrics)
+        if status.get("state") == "running" and owner_alive(status):
+            # Written by an attempt that took no claim (an older version of the suite).
+            who = f"pid {status.get('pid')} on {status.get('host')}"
+            return Outcome(path, "running", f"marked running by {who}", skipped=True)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot clear the old run ({exc.strerror})") from None
+
     status = {
         "state": "running",
         "started_at": now_iso(),
@@ -314,13 +377,31 @@ def execute(
             status.update(changes, heartbeat_unix=time.time())
             atomic_write_json(path / "status.json", status)
 
-    write_status()
-    beat = _Heartbeat(write_status)
-    beat.start()
+    def beat():
+        claim.beat()
+        write_status()
+
+    try:
+        path.mkdir(parents=True)
+        atomic_write_json(
+            path / "config.json",
+            {
+                "job": job.name,
+                "cell": cell,
+                "profile": profile,
+                "seed": seed,
+                "run_id": path.name,
+                "config": to_dict(config),
+                **envelope(),
+            },
+        )
+        write_status()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot start the run ({exc.strerror or exc})") from None
+    heartbeat = _Heartbeat(beat)
+    heartbeat.start()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
-    run = Run(path, job.name, cell, seed, config, data_options)
-    # Every run's HParams carry its seed and job/cell, so TensorBoard can group and filter.
-    run.tb.hparams(job.hparams(cell, config, profile, seed), trial_id=run_id)
+    run = None
 
     def recorded(metrics: dict) -> dict:
         """Figures the runner measures for every job, beside the job's own."""
@@ -331,15 +412,19 @@ def execute(
         return metrics
 
     try:
-        metrics = recorded(dict(job.train(config, run) or {}))
+        run = Run(path, job.name, cell, seed, config, data_options)
+        # Every run's HParams carry its seed and job/cell, so TensorBoard can group and filter.
+        run.tb.hparams(job.hparams(cell, config, profile, seed), trial_id=path.name)
+        try:
+            metrics = recorded(dict(job.train(config, run) or {}))
+            outcome = Outcome(path, "done", metrics=metrics)
+        except Diverged as exc:
+            metrics = recorded({"diverged_at_step": exc.step, "final_train_loss": exc.loss})
+            outcome = Outcome(path, "diverged", str(exc), metrics=metrics)
+        run.close()  # history and events complete before the metrics say the run ended
         atomic_write_json(path / "metrics.json", metrics)
-        outcome = Outcome(path, "done", metrics=metrics)
-    except Diverged as exc:
-        metrics = recorded({"diverged_at_step": exc.step, "final_train_loss": exc.loss})
-        atomic_write_json(path / "metrics.json", metrics)
-        outcome = Outcome(path, "diverged", str(exc), metrics=metrics)
     except KeyboardInterrupt as exc:
-        beat.stop()
+        heartbeat.stop()
         write_status(
             state="interrupted",
             ended_at=now_iso(),
@@ -351,10 +436,29 @@ def execute(
         outcome = Outcome(path, "failed", message)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-        run.close()
-    beat.stop()
+        if run is not None:
+            run.close()
+    heartbeat.stop()
     extra = {"message": outcome.message} if outcome.message else {}
     if outcome.state == "diverged":
         extra["diverged_at_step"] = outcome.metrics["diverged_at_step"]
-    write_status(state=outcome.state, ended_at=now_iso(), **extra)
+    _record_end(write_status, path, state=outcome.state, ended_at=now_iso(), **extra)
     return outcome
+
+
+def _record_end(write_status, path: Path, **fields) -> None:
+    """Write the final status; on a full disk, free the failed run's partial outputs first."""
+    try:
+        write_status(**fields)
+        return
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise ConfigError(f"{path}: cannot record the run's end ({exc.strerror})") from None
+    # Partial events and arrays of a run that failed are worth less than knowing it failed.
+    shutil.rmtree(path / "tb", ignore_errors=True)
+    shutil.rmtree(path / "artifacts", ignore_errors=True)
+    (path / "history.jsonl").unlink(missing_ok=True)
+    try:
+        write_status(**fields)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot record the run's end ({exc.strerror})") from None

@@ -115,7 +115,7 @@ def collect_runs(runs_dirs: Path | Sequence[Path]) -> list[RunRecord]:
                 | {"datetime": str(cfg.get("datetime") or "")},
                 metrics=_dict(run["metrics"]),
                 history=[r for r in run["history"] if isinstance(r, dict)],
-                message=str(status.get("message") or ""),
+                message=run["problem"] or str(status.get("message") or ""),
                 started_at=str(status.get("started_at") or cfg.get("datetime") or ""),
             )
         )

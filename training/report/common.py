@@ -68,7 +68,7 @@ def state_text(run: RunRecord | None) -> str:
     if run.state == "diverged":
         step = run.metric("diverged_at_step")
         return f"diverged @ step {step:.0f}" if step is not None else "diverged"
-    if run.state in ("failed", "interrupted") and run.message:
+    if run.state in ("failed", "interrupted", "corrupt") and run.message:
         return f"{run.state}: {run.message[:80]}"
     return run.state
 

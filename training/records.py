@@ -1,0 +1,252 @@
+"""One schema per record file of a run directory, checked on every read.
+
+Run directories are read by ``runs``, the report and every re-run, and may hold anything: a
+file torn by a kill, a foreign tool's JSON, a hand edit. Each reader here returns the record
+only when it fits its schema and otherwise raises :class:`RecordError` naming the file and what
+does not fit, so the run is shown as ``corrupt`` (and re-run) instead of crashing a reader or
+passing for ``done``.
+
+Schemas (JSON types; "number" is a finite int or float, never a bool):
+
+- ``config.json``: object with ``job`` (non-empty str), ``cell`` (str), ``profile`` (str),
+  ``seed`` (int >= 0), ``run_id`` (str), ``config`` (object); optional envelope fields
+  ``machine_info``, ``commit_info``, ``versions`` (objects) and ``datetime`` (str).
+- ``status.json``: object with ``state`` (one of :data:`STATES`), ``started_at`` (str),
+  ``ended_at`` (str or null; a str once the run ended), ``pid`` (int > 0), ``host`` (str),
+  ``heartbeat_unix`` (number); optional ``message`` (str) and ``diverged_at_step`` (int).
+- ``metrics.json``: object of metric values (number, null, bool, str, or a flat list of
+  numbers/nulls); names that denote a quantity (``*accuracy*``, ``*loss*``, ``*mse*``,
+  ``*seconds*``, ...) hold a number, null or a list of them; ``wall_seconds`` (number >= 0) is
+  always present, and ``diverged_at_step`` (int) for a diverged run.
+- ``history.jsonl``: one object per line with ``kind`` (str), ``step`` (int >= 0), ``time``
+  (number) and scalar values (number, null, bool or str). A torn last line (no newline: the
+  writer was killed mid-line) is skipped; any other line that is not a fitting row is corrupt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+STATES = ("running", "done", "failed", "diverged", "interrupted")
+MAX_RECORD_BYTES = 16 << 20  # config/status/metrics: real ones are a few KB
+MAX_HISTORY_BYTES = 64 << 20  # history.jsonl: the longest real run logs ~2 MB
+MAX_TEXT = 4096  # characters of any string field
+_QUANTITY = re.compile(r"accuracy|loss|mse|seconds|fvu|variance|params|parameters|steps?$|epochs?$")
+
+
+class RecordError(ValueError):
+    """A record file that does not fit its schema; ``str()`` is ``"<file>: <why>"``."""
+
+    def __init__(self, name: str, why: str):
+        super().__init__(f"{name}: {why}")
+        self.name = name
+        self.why = why
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def is_number(value: Any) -> bool:
+    """A finite JSON number (bools are not numbers, NaN/inf are not finite)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_TEXT
+
+
+# field -> (check, description)
+_CHECKS = {
+    "str": (_text, f"a string (<= {MAX_TEXT} characters)"),
+    "name": (lambda v: _text(v) and bool(v), "a non-empty string"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+    "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "pid": (lambda v: is_int(v) and v > 0, "an integer > 0"),
+    "int": (is_int, "an integer"),
+    "number": (is_number, "a finite number"),
+    "state": (lambda v: v in STATES, f"one of {', '.join(STATES)}"),
+    "str|null": (lambda v: v is None or _text(v), "a string or null"),
+}
+
+CONFIG_FIELDS = {
+    "job": ("name", True),
+    "cell": ("str", True),
+    "profile": ("str", True),
+    "seed": ("seed", True),
+    "run_id": ("str", True),
+    "config": ("object", True),
+    "machine_info": ("object", False),
+    "commit_info": ("object", False),
+    "versions": ("object", False),
+    "datetime": ("str", False),
+}
+STATUS_FIELDS = {
+    "state": ("state", True),
+    "started_at": ("str", True),
+    "ended_at": ("str|null", True),
+    "pid": ("pid", True),
+    "host": ("str", True),
+    "heartbeat_unix": ("number", True),
+    "message": ("str", False),
+    "diverged_at_step": ("int", False),
+}
+
+
+def _check_object(value: Any, name: str, fields: dict[str, tuple[str, bool]]) -> dict:
+    if not isinstance(value, dict):
+        raise RecordError(name, f"holds a JSON {_kind(value)}, expected an object")
+    for key, (check, required) in fields.items():
+        if key not in value:
+            if required:
+                raise RecordError(name, f"no {key!r}")
+            continue
+        ok, expected = _CHECKS[check]
+        if not ok(value[key]):
+            raise RecordError(name, f"{key} is {_short(value[key])}, expected {expected}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return f"{_kind(value)} {text[:40]}{'…' if len(text) > 40 else ''}"
+
+
+def check_config(value: Any) -> dict:
+    """``config.json``'s content, if it fits its schema; else :class:`RecordError`."""
+    return _check_object(value, "config.json", CONFIG_FIELDS)
+
+
+def check_status(value: Any) -> dict:
+    """``status.json``'s content, if it fits its schema; else :class:`RecordError`."""
+    status = _check_object(value, "status.json", STATUS_FIELDS)
+    if status["state"] != "running" and status["ended_at"] is None:
+        raise RecordError("status.json", f"state {status['state']} with no ended_at")
+    return status
+
+
+def _metric_ok(key: str, value: Any) -> bool:
+    if value is None or is_number(value):
+        return True
+    if isinstance(value, list):
+        return all(v is None or is_number(v) for v in value)
+    return isinstance(value, bool | str) and _text(value) and not _QUANTITY.search(key)
+
+
+def check_metrics(value: Any, state: str = "done") -> dict:
+    """``metrics.json``'s content for a run in ``state``, if it fits; else :class:`RecordError`."""
+    if not isinstance(value, dict):
+        raise RecordError("metrics.json", f"holds a JSON {_kind(value)}, expected an object")
+    for key, item in value.items():
+        if not _metric_ok(key, item):
+            raise RecordError("metrics.json", f"{key} is {_short(item)}, expected a number")
+    wall = value.get("wall_seconds")
+    if not (is_number(wall) and wall >= 0):
+        raise RecordError("metrics.json", "no wall_seconds >= 0 (every finished run has one)")
+    if state == "diverged" and not is_int(value.get("diverged_at_step")):
+        raise RecordError("metrics.json", "a diverged run without an integer diverged_at_step")
+    return value
+
+
+def check_history_row(row: Any, line: int) -> dict:
+    """One ``history.jsonl`` row, if it fits; else :class:`RecordError` naming the line."""
+    name = f"history.jsonl line {line}"
+    if not isinstance(row, dict):
+        raise RecordError(name, f"holds a JSON {_kind(row)}, expected an object")
+    if not (_text(row.get("kind")) and is_int(row.get("step")) and row["step"] >= 0):
+        raise RecordError(name, "needs kind (string) and step (integer >= 0)")
+    if not is_number(row.get("time")):
+        raise RecordError(name, "needs time (a finite number)")
+    for key, value in row.items():
+        if not (value is None or is_number(value) or isinstance(value, bool) or _text(value)):
+            raise RecordError(name, f"{key} is {_short(value)}, expected a scalar")
+    return row
+
+
+def _load(path: Path, name: str, max_bytes: int) -> Any:
+    """The JSON value in ``path``; FileNotFoundError if absent, RecordError if unreadable."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise RecordError(name, f"{size} bytes, more than the {max_bytes} a record may have")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RecordError(name, f"unreadable ({exc.strerror})") from None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise RecordError(name, f"not JSON ({str(exc).splitlines()[0][:60]})") from None
+
+
+def read_config(run_dir: Path) -> dict:
+    """The run's ``config.json``; RecordError if missing or not fitting."""
+    try:
+        return check_config(_load(run_dir / "config.json", "config.json", MAX_RECORD_BYTES))
+    except FileNotFoundError:
+        raise RecordError("config.json", "missing") from None
+
+
+def read_status(run_dir: Path) -> dict | None:
+    """The run's ``status.json``; None if absent, RecordError if not fitting."""
+    try:
+        return check_status(_load(run_dir / "status.json", "status.json", MAX_RECORD_BYTES))
+    except FileNotFoundError:
+        return None
+
+
+def read_metrics(run_dir: Path, state: str) -> dict | None:
+    """The run's ``metrics.json``; None if absent, RecordError if not fitting."""
+    try:
+        value = _load(run_dir / "metrics.json", "metrics.json", MAX_RECORD_BYTES)
+    except FileNotFoundError:
+        return None
+    return check_metrics(value, state)
+
+
+def read_history(path: Path, strict: bool = True) -> list[dict]:
+    """Rows of a ``history.jsonl``; a torn last line is skipped.
+
+    With ``strict`` any other line that is not a fitting row raises :class:`RecordError`;
+    without it such lines are skipped (for readers that only want what is usable).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_HISTORY_BYTES:
+            if strict:
+                raise RecordError("history.jsonl", f"{size} bytes, more than {MAX_HISTORY_BYTES}")
+            return []
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        if strict:
+            raise RecordError("history.jsonl", f"unreadable ({exc.strerror})") from None
+        return []
+    # The part after the last newline is b"" for a complete file, or a line torn by a kill
+    # mid-write: the rows before it are whole, so it is skipped.
+    lines = data.split(b"\n")[:-1]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            if strict:
+                raise RecordError(f"history.jsonl line {number}", "not JSON") from None
+            continue
+        try:
+            rows.append(check_history_row(row, number))
+        except RecordError:
+            if strict:
+                raise
+    return rows
