@@ -14,12 +14,12 @@ Schemas (JSON types; "number" is a finite int or float, never a bool):
 - ``status.json``: object with ``state`` (one of :data:`STATES`), ``started_at`` (str),
   ``ended_at`` (str or null; a str once the run ended), ``pid`` (int > 0), ``host`` (str),
   ``heartbeat_unix`` (number); optional ``message`` (str) and ``diverged_at_step`` (int).
-- ``metrics.json``: object of metric values (number, null, bool, str, or a flat list of
-  numbers/nulls); names that denote a quantity (``*accuracy*``, ``*loss*``, ``*mse*``,
-  ``*seconds*``, ...) hold a number, null or a list of them; ``wall_seconds`` (number >= 0) is
-  always present, and ``diverged_at_step`` (int) for a diverged run.
+- ``metrics.json``: object of metric values (number, null, bool, str, or lists and objects of
+  them); names that denote a quantity (``*accuracy*``, ``*loss*``, ``*mse*``, ``*seconds*``,
+  ...) hold numbers or nulls, never a bool or text; ``wall_seconds`` (number >= 0) is always
+  present, and ``diverged_at_step`` (int) for a diverged run.
 - ``history.jsonl``: one object per line with ``kind`` (str), ``step`` (int >= 0), ``time``
-  (number) and scalar values (number, null, bool or str). A torn last line (no newline: the
+  (number) and values as in ``metrics.json``. A torn last line (no newline: the
   writer was killed mid-line) is skipped; any other line that is not a fitting row is corrupt.
 """
 
@@ -133,12 +133,16 @@ def check_status(value: Any) -> dict:
     return status
 
 
-def _metric_ok(key: str, value: Any) -> bool:
+def _metric_ok(key: str, value: Any, depth: int = 0) -> bool:
     if value is None or is_number(value):
         return True
+    if depth >= 8:
+        return False
     if isinstance(value, list):
-        return all(v is None or is_number(v) for v in value)
-    return isinstance(value, bool | str) and _text(value) and not _QUANTITY.search(key)
+        return all(_metric_ok(key, v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_metric_ok(k, v, depth + 1) for k, v in value.items())
+    return (isinstance(value, bool) or _text(value)) and not _QUANTITY.search(key)
 
 
 def check_metrics(value: Any, state: str = "done") -> dict:
@@ -166,8 +170,8 @@ def check_history_row(row: Any, line: int) -> dict:
     if not is_number(row.get("time")):
         raise RecordError(name, "needs time (a finite number)")
     for key, value in row.items():
-        if not (value is None or is_number(value) or isinstance(value, bool) or _text(value)):
-            raise RecordError(name, f"{key} is {_short(value)}, expected a scalar")
+        if key not in ("kind", "step", "time") and not _metric_ok(key, value):
+            raise RecordError(name, f"{key} is {_short(value)}, expected a number")
     return row
 
 
