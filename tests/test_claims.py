@@ -155,7 +155,7 @@ def test_cli_second_attempt_exits_1_with_one_line(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr("training.jobs.get_job", lambda name: SMALL)
     run_dir = tmp_path / "small" / SMALL.run_id("", SmallConfig(), "quick", 0)
     _foreign_claim(run_dir, age=1)
-    code = cli.main(["run", "small", "--profile", "quick", "--out", str(tmp_path)])
+    code = cli.main(["run", "small", "--profile", "quick", "--runs", str(tmp_path)])
     _, err = capsys.readouterr()
     assert code == 1 and err.count("\n") == 1 and "claimed by pid 4242 on node-7" in err
     assert not run_dir.exists()

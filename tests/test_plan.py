@@ -211,6 +211,8 @@ def _fake_run(runs, job, run_id, state, started_at):
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"job": job, "profile": "quick", "seed": 0}))
     (path / "status.json").write_text(json.dumps({"state": state, "started_at": started_at}))
+    if state == "done":  # a done run without metrics is not done (it reads as corrupt)
+        (path / "metrics.json").write_text(json.dumps({"wall_seconds": 1.0}))
     return path
 
 

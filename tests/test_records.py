@@ -100,7 +100,7 @@ def test_a_record_of_the_wrong_shape_makes_the_run_corrupt(done_run, case):
     _write(done_run, name, value)
     run = runs.load_run(done_run)
     assert run["state"] == "corrupt" and why in run["problem"], run["problem"]
-    code, out, err = _cli("runs", "--out", str(done_run.parents[1]))
+    code, out, err = _cli("runs", "--runs", str(done_run.parents[1]))
     assert code == 0 and "Traceback" not in err
     assert out.split()[:2] == ["corrupt", str(done_run)] and why in out
     redo = _execute(done_run.parents[1])
@@ -113,7 +113,7 @@ def test_a_folder_without_config_is_listed_and_redone(tmp_path):
     run_dir = out / "tiny" / "r1"
     run_dir.mkdir(parents=True)
     (run_dir / "notes.txt").write_text("left by hand")
-    code, stdout, _ = _cli("runs", "--out", str(out))
+    code, stdout, _ = _cli("runs", "--runs", str(out))
     assert code == 0 and stdout.split()[:2] == ["corrupt", str(run_dir)]
     assert "config.json: missing" in stdout
     assert _execute(out).state == "done" and not (run_dir / "notes.txt").exists()
@@ -229,7 +229,7 @@ def test_any_json_in_any_record_never_breaks_runs_report_or_rerun(tmp_path, name
         assert run["state"] in runs.STATES
         assert (run["state"] == "corrupt") == bool(run["problem"])
         listed[run_dir] = run["state"]
-    code, stdout, err = _cli("runs", "--out", str(out))
+    code, stdout, err = _cli("runs", "--runs", str(out))
     assert code == 0 and "Traceback" not in err and len(stdout.splitlines()) == len(variants)
     code, _, err = _cli(
         "report", "--runs", str(out), "--out", str(tmp_path / "rep"),
