@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from typing import Any
@@ -35,7 +36,10 @@ def _parse(kind: Any, text: str, key: str) -> Any:
         if kind is int:
             return int(text)
         if kind is float:
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise ConfigError(f"--set {key}={text}: expected a finite number")
+            return value
         if kind is str:
             return text
     except ValueError:
@@ -61,7 +65,22 @@ def apply_overrides(config: Any, pairs: list[str]) -> Any:
                 f"--set {key}: unknown key for {type(config).__name__} (valid: {', '.join(names)})"
             )
         changes[key] = _parse(hints[key], text.strip(), key)
-    return dataclasses.replace(config, **changes)
+    config = dataclasses.replace(config, **changes)
+    check_finite(config)
+    return config
+
+
+def check_finite(config: Any) -> None:
+    """Refuse NaN or infinite floats anywhere in ``config`` (a profile's value or an override).
+
+    Every job's config passes here, so no job can train with ``lr=inf`` whatever its own checks.
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple | list) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name}={value}: expected a finite number")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
