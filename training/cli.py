@@ -132,12 +132,33 @@ def _resolve(item) -> tuple:
     )
 
 
+def _preflight(items: list, args: argparse.Namespace) -> None:
+    """Check what runs need before any run folder is created or cleared (``--force`` included).
+
+    Configs were resolved (and validated) by the caller; here: seeds, the runs folder, and the
+    data, loaded and verified once if any item will train (the runs reuse that load).
+    """
+    from training.paths import writable_folder
+    from training.plan import item_states
+    from training.runs import FINAL_STATES
+
+    for item in items:
+        if item.seed < 0:
+            raise SuiteError(f"seed {item.seed}: expected an integer >= 0")
+    writable_folder(args.runs, "--runs")
+    if args.force or any(s not in FINAL_STATES for s in item_states(items, args.runs)):
+        from training.data import load_mnist
+
+        load_mnist(**_data_options(args))
+
+
 def run_items(items: list, args: argparse.Namespace) -> int:
     """Run work items one after another in this process; the exit code of the batch."""
     from training.runs import execute
 
-    codes = []
     resolved = [(item, *_resolve(item)) for item in items]  # all checked before any runs
+    _preflight(items, args)
+    codes = []
     for item, job, label, cell_config in resolved:
         outcome = execute(
             job,
@@ -366,16 +387,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from training.paths import not_overlapping, writable_folder
     from training.report import build_report
 
-    build_report(args.runs or [runs_folder()], args.bench, args.out)
+    runs = args.runs or [runs_folder()]
+    writable_folder(args.out.parent, "--out")
+    not_overlapping(args.out, "--out", [("--runs", r) for r in runs] + [("--bench", args.bench)])
+    build_report(runs, args.bench, args.out)
     print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from training.data import cache_dir
+    from training.paths import writable_file
     from training.predict import predict_image
 
+    inputs = {"--weights": args.weights, "--data": args.data, "the cache": cache_dir()}
+    writable_file(args.out, "--out", inputs)
     p = predict_image(args.weights, args.index, args.out, _data_options(args))
     print(
         f"image #{p.index} (label {p.label}): prediction {p.predicted} "
