@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from training import claims, runs
 from training.jobs import Job
 
@@ -215,3 +217,31 @@ def test_claims_and_temp_names_are_not_runs(tmp_path):
     claims.claim_path(tmp_path / "small" / "r2").write_text("{}")
     (tmp_path / "small" / ".r3.tmp").mkdir()
     assert [p.name for p in runs.find_runs(tmp_path)] == ["r1"]
+
+
+@pytest.mark.slow
+def test_two_cli_processes_started_on_one_run_write_it_once(tmp_path, mnist):
+    argv = [sys.executable, "-m", "training", "run", "softmax-seed", "--profile", "quick"]
+    argv += ["--set", "n_train=3000", "--set", "eval_every=500"]
+    for attempt in range(3):
+        runs_dir = tmp_path / f"a{attempt}"
+        procs = [
+            subprocess.Popen(
+                [*argv, "--runs", str(runs_dir)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        results = [(*p.communicate(timeout=300), p.returncode) for p in procs]
+        for _, err, code in results:
+            assert "Traceback" not in err
+            # Ran it (0), came after it ended (0, skipped), or was turned away while it ran (1).
+            assert code == 0 or (code == 1 and "claimed by pid" in err), err
+        (run_dir,) = runs.find_runs(runs_dir)
+        run = runs.load_run(run_dir)
+        assert run["state"] == "done"
+        steps = [(r["kind"], r["step"]) for r in run["history"]]
+        assert len(steps) == len(set(steps)) > 0  # every row once
+        assert len(list((run_dir / "tb").iterdir())) == 1
