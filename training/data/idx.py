@@ -88,7 +88,8 @@ def _read_stream(
         )
     buf = np.empty(nbytes, dtype=np.uint8)
     view, got = memoryview(buf), 0
-    while got < nbytes and (n := stream.readinto(view[got:])):
+    # In chunks: a gzip stream asked for 47 MB at once inflates them into a temporary copy.
+    while got < nbytes and (n := stream.readinto(view[got : got + (1 << 20)])):
         got += n
     if got < nbytes:
         raise DataError(
