@@ -60,11 +60,24 @@ def test_mlp_seed_quick(run_cli, mnist):
 
 
 def test_mlp_quick(run_cli, mnist):
-    code, out, _ = run_cli("run", "mlp", "--profile", "quick")
+    """Distortions, label smoothing and the weight average on: the averaged weights are saved."""
+    code, out, _ = run_cli("run", "mlp", "--profile", "quick", "--set", "weight_average=0.99")
     assert code == 0
     metrics = check_run(run_path(out), mnist, "epoch", [1, 2, 3])
     assert metrics["test_accuracy"] > 0.9
+    assert metrics["parameters"] == 784 * 256 + 256 + 256 * 10 + 10
+    assert 0 < metrics["dev_accuracy_last_iterate"] <= 1
+
+
+def test_mlp_fast_quick_probes_dev_accuracy(run_cli, mnist):
+    code, out, _ = run_cli("run", "mlp-fast", "--profile", "quick")
+    assert code == 0
+    path = run_path(out)
+    metrics = check_run(path, mnist, "epoch", [1, 2, 3])
+    assert metrics["test_accuracy"] > 0.9
     assert metrics["parameters"] == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+    probes = [r for r in load_run(path)["history"] if r["kind"] == "probe"]
+    assert [r["step"] for r in probes] == [50, 100]  # 9,000 images at batch 256: 36 steps/epoch
 
 
 def test_same_seed_same_weights_bit_for_bit(run_cli, tmp_path):
@@ -106,6 +119,10 @@ assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
         ("mlp", "init=xavier", "unknown initialiser 'xavier'"),
         ("mlp", "schedule=linear", "unknown schedule 'linear'"),
         ("mlp", "widths=512,0", "widths=(512, 0) must be > 0"),
+        ("mlp", "zoom=1.5", "zoom must be < 1"),
+        ("mlp", "elastic_sigma=0", "sigma must be > 0"),
+        ("mlp", "label_smoothing=1", "label_smoothing=1.0 and weight_average=0.0"),
+        ("mlp-fast", "eval_every=-1", "eval_every=-1 must be >= 0"),
     ],
 )
 def test_bad_settings_fail_before_training(run_cli, tmp_path, job, setting, message):

@@ -16,7 +16,7 @@ from training.nn.augment import (
     smoothing_factor,
 )
 
-SIMARD = Distortion(rotate=10, scale=0.1, shear=0.2, shift=2, alpha=34, sigma=4)
+SIMARD = Distortion(rotate=10, zoom=0.1, shear=0.2, translate=2, alpha=34, sigma=4)
 
 
 @pytest.fixture
@@ -78,12 +78,12 @@ def test_zero_strength_returns_the_batch_unchanged(images):
     rng = np.random.default_rng(4)
     assert Distortion()(images, rng) is images
     # Active but vanishingly small: every pixel lands back on its own value.
-    tiny = Distortion(rotate=1e-6, scale=1e-8, shear=1e-8, shift=1e-6, alpha=1e-6)
+    tiny = Distortion(rotate=1e-6, zoom=1e-8, shear=1e-8, translate=1e-6, alpha=1e-6)
     np.testing.assert_array_equal(tiny(images, rng), images)
 
 
 def test_affine_with_zero_ranges_is_the_identity_map():
-    a, t = affine_matrices(5, np.random.default_rng(5), rotate=0, scale=0, shear=0, shift=0)
+    a, t = affine_matrices(5, np.random.default_rng(5), rotate=0, zoom=0, shear=0, translate=0)
     np.testing.assert_array_equal(a, np.broadcast_to(np.eye(2), (5, 2, 2)))
     np.testing.assert_array_equal(t, 0)
 
@@ -118,7 +118,7 @@ def test_each_image_gets_its_own_draw(images):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"rotate": -1}, {"scale": 1.0}, {"alpha": -2}, {"sigma": 0}, {"shift": -0.5}]
+    "kwargs", [{"rotate": -1}, {"zoom": 1.0}, {"alpha": -2}, {"sigma": 0}, {"translate": -0.5}]
 )
 def test_bad_ranges_are_config_errors(kwargs):
     with pytest.raises(ConfigError):

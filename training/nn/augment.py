@@ -81,9 +81,9 @@ def affine_matrices(
     rng: np.random.Generator,
     *,
     rotate: float,
-    scale: float,
+    zoom: float,
     shear: float,
-    shift: float,
+    translate: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random maps from output to input coordinates, about the image centre.
 
@@ -91,12 +91,12 @@ def affine_matrices(
     ----------
     rotate : float
         Maximum rotation in degrees (uniform in ±rotate).
-    scale : float
-        Maximum relative scaling per axis (each axis in 1 ± scale, independently).
+    zoom : float
+        Maximum relative scaling per axis (each axis in 1 ± zoom, independently).
     shear : float
         Maximum shear factor (uniform in ±shear).
-    shift : float
-        Maximum translation in pixels per axis (uniform in ±shift).
+    translate : float
+        Maximum translation in pixels per axis (uniform in ±translate).
 
     Returns
     -------
@@ -106,9 +106,9 @@ def affine_matrices(
         Translations in pixels.
     """
     angle = np.deg2rad(rng.uniform(-rotate, rotate, n))
-    sy, sx = rng.uniform(1 - scale, 1 + scale, (2, n))
+    sy, sx = rng.uniform(1 - zoom, 1 + zoom, (2, n))
     k = rng.uniform(-shear, shear, n)
-    t = rng.uniform(-shift, shift, (n, 2))
+    t = rng.uniform(-translate, translate, (n, 2))
     cos, sin = np.cos(angle), np.sin(angle)
     rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], 1)  # (n, 2, 2)
     shr = np.zeros((n, 2, 2))
@@ -160,30 +160,30 @@ class Distortion:
 
     Parameters
     ----------
-    rotate, scale, shear, shift : float
+    rotate, zoom, shear, translate : float
         Affine ranges (see :func:`affine_matrices`); all 0 is no affine change.
     alpha, sigma : float
         Elastic displacement scale in pixels and smoothing width; ``alpha = 0`` turns it off.
     """
 
     rotate: float = 0.0
-    scale: float = 0.0
+    zoom: float = 0.0
     shear: float = 0.0
-    shift: float = 0.0
+    translate: float = 0.0
     alpha: float = 0.0
     sigma: float = 4.0
 
     def __post_init__(self):
-        if min(self.rotate, self.scale, self.shear, self.shift, self.alpha) < 0:
+        if min(self.rotate, self.zoom, self.shear, self.translate, self.alpha) < 0:
             raise ConfigError(f"{self}: ranges must be >= 0")
-        if not self.scale < 1:
-            raise ConfigError(f"{self}: scale must be < 1 (a factor of 1 ± scale)")
+        if not self.zoom < 1:
+            raise ConfigError(f"{self}: zoom must be < 1 (a factor of 1 ± zoom)")
         if not self.sigma > 0:
             raise ConfigError(f"{self}: sigma must be > 0")
 
     @property
     def active(self) -> bool:
-        return any((self.rotate, self.scale, self.shear, self.shift, self.alpha))
+        return any((self.rotate, self.zoom, self.shear, self.translate, self.alpha))
 
     def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Distort every image of the batch with its own random draw.
@@ -205,7 +205,7 @@ class Distortion:
             return images
         n, h, w = images.shape
         a, t = affine_matrices(
-            n, rng, rotate=self.rotate, scale=self.scale, shear=self.shear, shift=self.shift
+            n, rng, rotate=self.rotate, zoom=self.zoom, shear=self.shear, translate=self.translate
         )
         centre = np.array([(h - 1) / 2, (w - 1) / 2], np.float32)
         grid = np.stack(np.meshgrid(np.arange(h), np.arange(w), indexing="ij"))  # (2, H, W)
