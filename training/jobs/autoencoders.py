@@ -381,6 +381,7 @@ class AeConfig:
     models: tuple[str, ...] = ("linear-2", "linear-32", "seed-2d", "deep-32", "denoising-128")
     normalisation: str = "unit"  # pixels; `zscore` rescales the sigmoid output to its range
     activation: str = "elu"  # deep/denoising hidden layers: trains far faster than ReLU here
+    hidden: tuple[int, ...] = (512, 256, 128)  # deep/denoising encoder widths (decoder mirrors)
     optimizer: str = "adam"
     lr: float = 2e-3  # peak learning rate
     schedule: str = "cosine"  # decays to 0 over the run: the last epochs settle the minimum
@@ -412,6 +413,8 @@ class AeConfig:
         if not 0 < self.n_dev < (self.n_train or 60_000):
             raise ConfigError(f"n_dev={self.n_dev} must be in (0, {self.n_train or 60_000})")
         check_choice("activation", self.activation, ACTIVATIONS)
+        if not self.hidden or not all(w > 0 for w in self.hidden):
+            raise ConfigError(f"hidden={self.hidden} must list positive widths")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
 
@@ -435,6 +438,7 @@ def train_ae(cfg: AeConfig, run) -> dict:
         None if variant in ("seed-2d", "wide") else k,
         output_range=data.valid_range,
         activation=cfg.activation,
+        hidden=cfg.hidden,
         optimizer=cfg.optimizer,
         learning_rate=cfg.linear_lr if variant == "linear" else cfg.lr,
         schedule=cfg.schedule,

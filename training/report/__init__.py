@@ -38,6 +38,7 @@ EXPECTED_JOBS = (
     "softmax-seed",
     "softmax",
     "mlp-seed",
+    "mlp-fast",
     "mlp",
     "sgd-seed",
     "sgd-lr-sweep",

@@ -20,7 +20,7 @@ from training.report.figures import FigureWriter
 from training.report.seed import SEED_CURVES, SOURCE, seed_figure
 from training.report.sgd import grid_best
 
-CLASSIFIERS = ("softmax-seed", "softmax", "mlp-seed", "mlp", "sgd-seed")
+CLASSIFIERS = ("softmax-seed", "softmax", "mlp-seed", "mlp-fast", "mlp", "sgd-seed")
 
 
 def classification(ctx: Context) -> Section:
