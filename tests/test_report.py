@@ -130,13 +130,25 @@ def test_report_from_real_and_odd_runs(run_cli, tmp_path):
     rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["rows"]}
     softmax = rows["softmax"]
     metrics = json.loads(next((tmp_path / "runs" / "softmax").glob("*/metrics.json")).read_text())
-    assert softmax["test acc"] == metrics["test_accuracy"]
+    assert softmax["test acc (mean)"] == metrics["test_accuracy"]  # one seed: its own figure
+    assert softmax["95% CI"] is None  # one seed has no interval
+    assert softmax["seeds done"] == "1"
     assert softmax["seed's figure"] == 0.801
-    assert softmax["Δ vs seed"] == pytest.approx(metrics["test_accuracy"] - 0.801)
-    assert rows["mlp"]["state"].startswith("failed: ValueError: crafted failure")
-    assert rows["mlp"]["test acc"] is None  # a failed run's partial numbers are not results
-    assert rows["mlp-seed"]["state"] == "missing"
-    assert 0.85 < softmax["test acc"] < 0.95  # quick profile: 2 epochs on 10k images
+    assert softmax["Δ mean vs seed"] == pytest.approx(metrics["test_accuracy"] - 0.801)
+    assert rows["softmax-seed"]["seed's figure inside our CI"] == "n=1: no interval"
+    assert rows["mlp"]["seeds done"] == "0 of 1 (1 failed)"
+    assert rows["mlp"]["test acc (mean)"] is None  # a failed run's partial numbers are not results
+    assert rows["mlp-seed"]["seeds done"] == "missing"
+    assert 0.85 < softmax["test acc (mean)"] < 0.95  # quick profile: 2 epochs on 10k images
+    overview = {tuple(r[:2]): r for r in sections["runs"]["tables"][0]["rows"]}
+    assert overview[("mlp", "")][4].startswith("failed: ValueError: crafted failure")
+
+    # Time to target: softmax's quick run never reaches 97% dev; softmax-seed has no dev split.
+    ttt = sections["classification"]["tables"][1]
+    ttt_rows = {row[0]: dict(zip(ttt["columns"], row, strict=True)) for row in ttt["rows"]}
+    assert ttt_rows["softmax"]["to 97%: reached"] == "not reached"
+    assert ttt_rows["softmax"]["to 97% dev (s, median)"] is None  # never 0
+    assert ttt_rows["softmax-seed"]["to 97%: reached"] == "no dev split"
 
     # The grid shows its only point as diverged, with the step.
     grid = sections["sgd"]["tables"][0]
@@ -355,7 +367,9 @@ def chromium(tmp_path: Path):
 PAGE_FACTS = """JSON.stringify({
   title: document.title,
   images: [...document.images].map(i => ({src: i.getAttribute('src'), complete: i.complete,
-                                          width: i.naturalWidth, height: i.naturalHeight})),
+                                          width: i.naturalWidth, height: i.naturalHeight,
+                                          alt: i.alt})),
+  unscopedHeaders: document.querySelectorAll('th:not([scope])').length,
   tables: [...document.querySelectorAll('table')].map(t => ({
     caption: t.caption ? t.caption.textContent : '', rows: t.tBodies[0].rows.length})),
   sections: [...document.querySelectorAll('section h2')].map(h => h.textContent),
@@ -407,9 +421,12 @@ def test_report_in_headless_chromium(run_cli, tmp_path):
     captions = {t["caption"]: t["rows"] for t in facts["tables"]}
     expected = {t["title"]: len(t["rows"]) for s in results["sections"] for t in s["tables"]}
     assert captions == expected
-    assert captions["All runs"] == 6 and captions["Test accuracy, ours vs the seed"] >= 5
+    assert captions["All runs"] == 6 and captions["Test accuracy over seeds, ours vs the seed"] >= 5
     assert facts["sections"] == [s["title"] for s in results["sections"]]
     assert from_disk["tables"] == facts["tables"]
+    # Accessible: captioned tables, scoped header cells, figures whose alt text says something.
+    assert all(t["caption"] for t in facts["tables"]) and facts["unscopedHeaders"] == 0
+    assert all(len(i["alt"]) > 40 for i in facts["images"]), [i["alt"] for i in facts["images"]]
 
 
 BENCH_MODULE = """
@@ -526,9 +543,9 @@ def test_report_reads_the_real_sgd_pca_and_ae_artifacts(run_cli, tmp_path):
     mse = {row[0]: dict(zip(recon["tables"][1]["columns"], row, strict=True))
            for row in recon["tables"][1]["rows"]}  # fmt: skip
     linear = mse["ae/linear-2"]
-    assert linear["latent k"] == 2 and linear["MSE (pixels)"] > 0
+    assert linear["latent k"] == 2 and linear["MSE (pixels, mean)"] > 0
     assert linear["PCA MSE at k (pixels)"] == pytest.approx(
-        mse["pca (k=2)"]["MSE (pixels)"], rel=0.1
+        mse["pca (k=2)"]["MSE (pixels, mean)"], rel=0.1
     )
     figures = set(sections["sgd"]["figures"]) | set(recon["figures"])
     assert {

@@ -7,6 +7,7 @@ become notes and table states, never exceptions.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import numpy as np
 
 from training.report.collect import BenchFile, RunRecord, number
 from training.report.figures import FigureWriter
+
+log = logging.getLogger(__name__)
 
 # Config fields worth a glance in the tables, in display order.
 KEY_FIELDS = (
@@ -99,3 +102,18 @@ def history_series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] 
         return None
     x, y = zip(*pts, strict=True)
     return np.asarray(x, float), np.asarray(y, float)
+
+
+def registry() -> dict:
+    """The job registry (what each job is, what it reproduces), or {} if it cannot load.
+
+    A job module that fails to import must not hide the results: the report then builds from
+    the runs alone and logs why.
+    """
+    from training.jobs import all_jobs
+
+    try:
+        return all_jobs()
+    except Exception as exc:
+        log.warning("job registry unavailable (%s)", exc)
+        return {}

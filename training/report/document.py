@@ -14,7 +14,8 @@ def fmt(value: Any, kind: str = "text") -> str:
 
     kind: ``text``; ``pct`` (fraction -> 92.51%); ``pp`` (fraction difference -> +1.23 pp);
     ``f4``/``f3``/``f2`` (fixed decimals); ``g`` (4 significant digits); ``int``;
-    ``t`` (a time: 12,345 or 9.61); ``x`` (ratio -> 3.1x).
+    ``t`` (a time: 12,345 or 9.61); ``x`` (ratio -> 3.1x); ``±pct`` (half-width of a
+    fraction's interval -> ± 0.12 pp); ``±f4`` (half-width -> ± 0.0012).
     """
     x = number(value)
     if value is None or value == "" or (isinstance(value, float) and x is None):
@@ -33,6 +34,10 @@ def fmt(value: Any, kind: str = "text") -> str:
         return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
     if kind == "x":
         return f"{x:.1f}×"
+    if kind == "±pct":
+        return f"± {100 * x:.2f} pp"
+    if kind == "±f4":
+        return f"± {x:.4f}"
     return f"{x:.4g}"
 
 
@@ -45,6 +50,7 @@ class Table:
     rows: list[list[Any]]
     marked: set[int] = field(default_factory=set)  # row indices shown in bold (e.g. the best)
     note: str = ""
+    bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells in bold
     hide_empty: bool = False  # leave out columns with no value in any row (results.json keeps them)
 
     def shown(self) -> list[int]:
@@ -68,6 +74,7 @@ class Table:
             "columns": [name for name, _ in self.columns],
             "rows": self.rows,
             "marked": sorted(self.marked),
+            "bold": sorted(list(c) for c in self.bold),
             "note": self.note,
         }
 
@@ -77,6 +84,11 @@ class FigureRef:
     file: str  # relative to the report folder, e.g. figures/confusion.png
     title: str
     caption: str = ""
+    alt: str = ""  # what the figure shows, as a sentence with its takeaway (the image's alt)
+
+    @property
+    def alt_text(self) -> str:
+        return self.alt or f"{self.title}. {self.caption}".strip()
 
 
 @dataclass
@@ -114,14 +126,20 @@ def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> 
             lines += [f"**{t.title}**", ""]
             lines.append("| " + " | ".join(_md_cell(n) for n, _ in t.headers()) + " |")
             lines.append("|" + "|".join("---" for _ in t.headers()) + "|")
+            shown = t.shown()
             for i, row in enumerate(t.text_rows()):
                 cells = [_md_cell(c) for c in row]
                 if i in t.marked:
                     cells = [f"**{c}**" for c in cells]
+                else:
+                    cells = [
+                        f"**{c}**" if (i, shown[j]) in t.bold and c != "—" else c
+                        for j, c in enumerate(cells)
+                    ]
                 lines.append("| " + " | ".join(cells) + " |")
             lines += (["", t.note] if t.note else []) + [""]
         for f in s.figures:
-            lines += [f"![{f.title}]({f.file})", ""]
+            lines += [f"![{_md_cell(f.alt_text)}]({f.file})", ""]
             if f.caption:
                 lines += [f"*{f.caption}*", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -134,7 +152,8 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.marked td { font-weight: bold; background: #eef7ee; }
+tr.marked td, tr.marked th { font-weight: bold; background: #eef7ee; }
+tbody th { font-weight: normal; background: none; }
 caption { caption-side: top; text-align: left; font-weight: bold; padding: 0.3em 0; }
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -170,22 +189,32 @@ def render_html(title: str, sections: list[Section], subtitle: str = "") -> str:
             out.append('<div class="wide">')  # a wide table scrolls on its own, not the page
             out.append(f'<table data-table="{e(t.title)}"><caption>{e(t.title)}</caption>')
             out.append(
-                "<thead><tr>" + "".join(f"<th>{e(n)}</th>" for n, _ in t.headers()) + "</tr>"
+                "<thead><tr>"
+                + "".join(f'<th scope="col">{e(n)}</th>' for n, _ in t.headers())
+                + "</tr>"
             )
             out.append("</thead><tbody>")
+            shown = t.shown()
             for i, row in enumerate(t.text_rows()):
                 cls = ' class="marked"' if i in t.marked else ""
-                cells = (
-                    f'<td class="num">{e(c)}</td>' if kind != "text" else f"<td>{e(c)}</td>"
-                    for c, (_, kind) in zip(row, t.headers(), strict=True)
-                )
+                cells = []
+                for j, (c, (_, kind)) in enumerate(zip(row, t.headers(), strict=True)):
+                    text = e(c)
+                    if (i, shown[j]) in t.bold and c != "—":
+                        text = f"<strong>{text}</strong>"
+                    if j == 0:  # the first column names the row
+                        cells.append(f'<th scope="row">{text}</th>')
+                    else:
+                        cells.append(
+                            f'<td class="num">{text}</td>' if kind != "text" else f"<td>{text}</td>"
+                        )
                 out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
             out.append("</tbody></table></div>")
             if t.note:
                 out.append(f"<p>{e(t.note)}</p>")
         for f in s.figures:
             out.append(
-                f'<figure><img src="{e(f.file)}" alt="{e(f.title)}" loading="eager">'
+                f'<figure><img src="{e(f.file)}" alt="{e(f.alt_text)}" loading="eager">'
                 f"<figcaption>{e(f.caption or f.title)}</figcaption></figure>"
             )
         out.append("</section>")

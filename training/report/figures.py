@@ -23,6 +23,9 @@ from training.report.document import FigureRef
 
 DPI = 100
 DIGIT_CMAP = "tab10"
+# Series differ by marker and line style as well as colour: nothing is told by colour alone.
+MARKERS = "osD^vP*Xh<>"
+LINESTYLES = ("-", "--", ":", "-.")
 MAX_POINTS = 2000  # per latent scatter panel
 
 
@@ -33,7 +36,9 @@ class FigureWriter:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def save(self, fig: Figure, name: str, title: str, caption: str = "") -> FigureRef:
+    def save(
+        self, fig: Figure, name: str, title: str, caption: str = "", alt: str = ""
+    ) -> FigureRef:
         FigureCanvasAgg(fig)
         path = self.folder / f"{name}.png"
         buffer = io.BytesIO()
@@ -45,7 +50,7 @@ class FigureWriter:
         image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
             path, optimize=True
         )
-        return FigureRef(f"{self.folder.name}/{path.name}", title, caption)
+        return FigureRef(f"{self.folder.name}/{path.name}", title, caption, alt)
 
 
 def curves(
@@ -53,19 +58,36 @@ def curves(
     name: str,
     title: str,
     xlabel: str,
-    panels: Sequence[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]],
+    panels: Sequence[tuple[str, dict[str, tuple]]],
     *,
     logx: bool = False,
     logy: Sequence[bool] = (),
     ylim: Sequence[tuple[float, float] | None] = (),
     caption: str = "",
+    alt: str = "",
 ) -> FigureRef:
-    """Line plots side by side; each panel is (y label with units, {series: (x, y)})."""
+    """Line plots side by side; each panel is (y label with units, {series: (x, y[, band])}).
+
+    ``band`` (2, n) is drawn as a shaded range around the line (min-max over seeds). Series
+    differ by marker and line style too, not by colour alone.
+    """
     fig = Figure(figsize=(max(7.0, 5.2 * len(panels)), 3.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for i, (ax, (ylabel, series)) in enumerate(zip(axes, panels, strict=True)):
-        for label, (x, y) in series.items():
-            ax.plot(x, y, label=label, lw=1.2, marker="o" if len(x) <= 25 else None, ms=3)
+        for k, (label, (x, y, *band)) in enumerate(series.items()):
+            (line,) = ax.plot(
+                x,
+                y,
+                label=label,
+                lw=1.2,
+                ls=LINESTYLES[k % len(LINESTYLES)],
+                marker=MARKERS[k % len(MARKERS)],
+                markevery=max(1, len(x) // 12),
+                ms=3.5,
+            )
+            if band and band[0] is not None:
+                lo, hi = band[0]
+                ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, steps, k: whole numbers
@@ -79,7 +101,7 @@ def curves(
         if series:
             ax.legend(fontsize=8)
     fig.suptitle(title)
-    return writer.save(fig, name, title, caption)
+    return writer.save(fig, name, title, caption, alt)
 
 
 def heatmap(
@@ -98,10 +120,12 @@ def heatmap(
     caption: str = "",
     log_color: bool = False,
     texts: Sequence[Sequence[str]] | None = None,
+    alt: str = "",
 ) -> FigureRef:
     """(rows, cols) values as coloured cells with their numbers; NaN cells read 'n/a'.
 
-    ``mark`` outlines one cell (the best point); ``texts`` (rows, cols) replaces the numbers.
+    ``mark`` outlines one cell (the best point) and prefixes its text with a star, so the mark
+    does not rest on colour; ``texts`` (rows, cols) replaces the numbers.
     """
     matrix = np.asarray(matrix, dtype=float)
     rows, cols = matrix.shape
@@ -128,13 +152,15 @@ def heatmap(
                 text = cell_format.format(v) if np.isfinite(v) else "n/a"
                 if texts is not None:
                     text = texts[i][j]
+                if mark == (i, j):
+                    text = "★ " + text
                 color = "white" if np.isfinite(v) and v < mid else "black"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
     if mark is not None:
         i, j = mark
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
     ax.set_title(title)
-    return writer.save(fig, name, title, caption)
+    return writer.save(fig, name, title, caption, alt)
 
 
 def image_grid(
@@ -147,6 +173,7 @@ def image_grid(
     value_label: str = "pixel intensity [0, 1]",
     caption: str = "",
     diverging: bool = False,
+    alt: str = "",
 ) -> FigureRef:
     """Rows of 28×28 images: each row is (label, images of shape (n, 28, 28) or (n, 784)).
 
@@ -179,7 +206,7 @@ def image_grid(
         spine.set_visible(False)
     ax.set_xlabel(f"{col_label} (28×28 px; {value_label})", fontsize=9)
     ax.set_title(title)
-    return writer.save(fig, name, title, caption)
+    return writer.save(fig, name, title, caption, alt)
 
 
 def scatter2d(
@@ -189,8 +216,12 @@ def scatter2d(
     panels: Sequence[tuple[str, np.ndarray, np.ndarray, str]],
     *,
     caption: str = "",
+    alt: str = "",
 ) -> FigureRef:
-    """2-D latents coloured by digit; each panel is (model, z (n, 2), labels (n,), unit)."""
+    """2-D latents coloured by digit; each panel is (model, z (n, 2), labels (n,), unit).
+
+    Each digit's label is also written at its median position: the classes read without colour.
+    """
     ncols = min(len(panels), 2)
     nrows = -(-len(panels) // ncols)
     fig = Figure(figsize=(4.6 * ncols + 1.0, 4.0 * nrows + 0.4), layout="constrained")
@@ -213,13 +244,18 @@ def scatter2d(
             s=2,
             linewidths=0,
         )
+        for digit in np.unique(y):
+            cx, cy = np.median(z[y == digit], axis=0)
+            box = {"boxstyle": "circle,pad=0.15", "fc": "white", "alpha": 0.8, "lw": 0}
+            ax.text(cx, cy, str(digit), fontsize=11, weight="bold", ha="center", va="center",
+                    bbox=box)  # fmt: skip
         ax.set_title(label, fontsize=10)
         ax.set_xlabel(f"latent 1 ({unit})")
         ax.set_ylabel(f"latent 2 ({unit})")
     if points is not None:
         fig.colorbar(points, ax=list(grid), ticks=range(10), label="digit")
     fig.suptitle(title)
-    return writer.save(fig, name, title, caption)
+    return writer.save(fig, name, title, caption, alt)
 
 
 def bars(
@@ -233,12 +269,17 @@ def bars(
     annotations: Sequence[str] = (),
     logx: bool = True,
     caption: str = "",
+    alt: str = "",
+    errors: Sequence[tuple[float, float]] | None = None,
 ) -> FigureRef:
-    """Horizontal bars, one per label (first label on top)."""
+    """Horizontal bars, one per label (first label on top); ``errors`` (lo, hi) draw whiskers."""
     fig = Figure(figsize=(8.5, 0.32 * len(labels) + 1.6), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(labels))[::-1]
-    ax.barh(y, values, color="#4477aa")
+    xerr = None
+    if errors is not None:
+        xerr = np.abs(np.asarray(errors, float).T - np.asarray(values, float))  # (2, n)
+    ax.barh(y, values, color="#4477aa", xerr=xerr, capsize=3 if xerr is not None else 0)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("benchmark")
@@ -250,4 +291,54 @@ def bars(
         ax.text(v, yi, f" {text}", va="center", fontsize=7)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title)
-    return writer.save(fig, name, title, caption)
+    return writer.save(fig, name, title, caption, alt)
+
+
+def hparam_scatter(
+    writer: FigureWriter,
+    name: str,
+    title: str,
+    points: Sequence[tuple[str, float, float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    caption: str = "",
+    alt: str = "",
+    logx: bool = True,
+    ylim: tuple[float, float] | None = None,
+) -> FigureRef:
+    """One point per run: (group label, x, y); each group its own marker, colour and legend.
+
+    Points of a group at the same x are jittered sideways a little so seeds do not hide
+    each other; a line joins the group's means.
+    """
+    fig = Figure(figsize=(8.0, 4.6), layout="constrained")
+    ax = fig.subplots()
+    labels = list(dict.fromkeys(label for label, _, _ in points))
+    for k, label in enumerate(labels):
+        xs = np.asarray([x for lb, x, _ in points if lb == label], float)
+        ys = np.asarray([y for lb, _, y in points if lb == label], float)
+        offset = 1.0 + 0.04 * (k - (len(labels) - 1) / 2)  # a multiplicative nudge per group
+        (line,) = ax.plot(
+            xs * (offset if logx else 1.0),
+            ys,
+            ls="none",
+            marker=MARKERS[k % len(MARKERS)],
+            ms=5,
+            alpha=0.8,
+            label=label,
+        )
+        ux = np.unique(xs)
+        means = [ys[xs == u].mean() for u in ux]
+        ax.plot(ux * (offset if logx else 1.0), means, ls=LINESTYLES[k % len(LINESTYLES)],
+                color=line.get_color(), lw=1)  # fmt: skip
+    if logx:
+        ax.set_xscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=2)
+    ax.set_title(title)
+    return writer.save(fig, name, title, caption, alt)

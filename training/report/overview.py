@@ -20,9 +20,10 @@ def runs_overview(ctx: Context, expected: list[str]) -> Section:
     s = Section(
         "runs",
         "Runs",
-        f"Every run directory found under {ctx.runs_dir}, with its state. Tables below use one "
-        "run per job (or per cell of a batch job): the full profile when present, a finished "
-        "run before others, then the newest.",
+        f"Every run directory found under {ctx.runs_dir}, with its seed and state. Tables "
+        "below group the runs of each job (or cell of a batch job) by profile and config over "
+        "their seeds: the full profile when present, then the group with the most finished "
+        "seeds. Figures of one example (images, confusion matrix) use its lowest finished seed.",
     )
     rows = []
     for run in ctx.runs:

@@ -1,0 +1,137 @@
+"""The report over seeds: groups, intervals, the grid chosen on dev (never on test), time to
+target, accessible HTML. Synthetic run records: no training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.report.classification import chosen_cell, time_to_target_table
+from training.report.collect import RunRecord
+from training.report.document import FigureRef, Section, Table, render_html, render_markdown
+from training.report.replicates import groups, pick_cell_groups
+
+
+class NoTest(dict):
+    """Metrics whose test figures may not be read: proves a choice never looks at test."""
+
+    def get(self, key, default=None):
+        if key.startswith("test"):
+            raise AssertionError(f"{key} was read while choosing")
+        return super().get(key, default)
+
+
+def record(cell, seed, metrics, *, job="sgd-grid", state="done", profile="full", lr=0.1):
+    return RunRecord(
+        path=Path(f"/runs/{job}/{cell}-{profile}-s{seed}"),
+        job=job,
+        cell=cell,
+        profile=profile,
+        seed=seed,
+        state=state,
+        config={"lr": lr, "batch_size": 32, "widths": [32, 32]},
+        envelope={},
+        metrics=metrics,
+        history=[],
+        started_at=f"2026-01-01T00:00:0{seed}",
+    )
+
+
+def grid(dev_a, dev_b, *, test_a=0.99, test_b=0.90, guard=False):
+    wrap = NoTest if guard else dict
+    runs = []
+    for seed, (da, db) in enumerate(zip(dev_a, dev_b, strict=True)):
+        runs.append(record("a", seed, wrap(dev_accuracy=da, test_accuracy=test_a), lr=0.1))
+        runs.append(record("b", seed, wrap(dev_accuracy=db, test_accuracy=test_b), lr=0.3))
+    return runs
+
+
+def test_the_grid_point_is_chosen_on_dev_means_never_on_test():
+    # Test says a (0.99 vs 0.90); dev says b: b is chosen, and test is never read.
+    runs = grid([0.95, 0.96, 0.94], [0.97, 0.96, 0.98], guard=True)
+    assert chosen_cell(pick_cell_groups(runs, "sgd-grid")).cell == "b"
+
+
+def test_the_choice_follows_dev_when_dev_changes():
+    runs = grid([0.97, 0.98, 0.99], [0.97, 0.96, 0.98], test_a=0.90, test_b=0.99)
+    assert chosen_cell(pick_cell_groups(runs, "sgd-grid")).cell == "a"
+
+
+def test_the_choice_uses_the_mean_not_one_lucky_seed():
+    # b has the single best seed (0.995) but the lower mean.
+    runs = grid([0.980, 0.981, 0.982], [0.995, 0.95, 0.96])
+    assert chosen_cell(pick_cell_groups(runs, "sgd-grid")).cell == "a"
+
+
+def test_groups_split_by_cell_profile_and_config_and_count_unfinished_seeds():
+    runs = [
+        record("a", 0, {"test_accuracy": 0.96}),
+        record("a", 1, {"test_accuracy": 0.98}),
+        record("a", 2, {}, state="diverged"),
+        record("a", 0, {"test_accuracy": 0.5}, profile="quick"),
+        record("a", 0, {"test_accuracy": 0.7}, lr=0.01),  # another config: another group
+    ]
+    found = groups(runs, "sgd-grid")
+    assert len(found) == 3
+    full = found[0]  # the full profile first
+    assert (full.profile, full.config["lr"], full.seeds) == ("full", 0.1, [0, 1, 2])
+    assert full.count_text() == "2 of 3 (1 diverged)"
+    s = full.summary("test_accuracy")
+    assert s.n == 2 and s.mean == pytest.approx(0.97)
+    # sd = 0.02 / sqrt(2), sem = sd / sqrt(2) = 0.01; t(0.975, df=1) = 12.7062...
+    assert s.half_width == pytest.approx(12.706204736174707 * 0.01)
+    assert pick_cell_groups(runs, "sgd-grid")["a"] == full
+
+
+def _ttt(seconds_per_seed, evaluations=3):
+    return {
+        "time_to_target": {
+            "evaluations": evaluations,
+            "seconds": dict(zip(("0.97", "0.98", "0.99"), seconds_per_seed, strict=True)),
+        },
+        "eval_seconds": 0.5,
+    }
+
+
+def test_time_to_target_table_medians_bold_fastest_and_not_reached():
+    fast = [record("", s, _ttt(t), job="fast") for s, t in enumerate(
+        [(1.0, 2.0, None), (3.0, 4.0, None), (2.0, 9.0, None)])]  # fmt: skip
+    slow = [record("", s, _ttt(t), job="slow") for s, t in enumerate(
+        [(5.0, 6.0, 20.0), (6.0, 7.0, None), (7.0, 8.0, 30.0)])]  # fmt: skip
+    nodev = [record("", 0, _ttt((None, None, None), evaluations=0), job="nodev")]
+
+    class J:
+        dev_note = "no dev split (the seed had none)"
+
+    entries = [
+        (j, groups(r, j)[0], J()) for j, r in (("fast", fast), ("slow", slow), ("nodev", nodev))
+    ]
+    table = time_to_target_table(entries)
+    rows = {r[0]: dict(zip([c for c, _ in table.columns], r, strict=True)) for r in table.rows}
+    assert rows["fast"]["to 97% dev (s, median)"] == 2.0
+    assert rows["fast"]["to 97%: range (s)"] == "1–3"
+    assert rows["fast"]["to 99%: reached"] == "not reached"
+    assert rows["fast"]["to 99% dev (s, median)"] is None  # not reached is never 0
+    assert rows["slow"]["to 99% dev (s, median)"] == 30.0  # 2 of 3 reached: median is a time
+    assert rows["slow"]["to 99%: reached"] == "2/3"
+    assert rows["nodev"]["to 97%: reached"] == "no dev split"
+    assert "nodev: no dev split (the seed had none)." in table.note
+    col = {c: j for j, (c, _) in enumerate(table.columns)}
+    assert table.bold == {
+        (0, col["to 97% dev (s, median)"]),
+        (0, col["to 98% dev (s, median)"]),
+        (1, col["to 99% dev (s, median)"]),
+    }
+
+
+def test_html_tables_have_captions_scoped_headers_and_figures_alt_text():
+    table = Table("T", [("job", "text"), ("x", "f2")], [["a", 1.0], ["b", 2.0]], bold={(1, 1)})
+    figure = FigureRef("figures/f.png", "F", "cap", alt="F shows that b is larger than a.")
+    html = render_html("R", [Section("k", "K", tables=[table], figures=[figure])])
+    assert "<caption>T</caption>" in html
+    assert '<th scope="col">job</th>' in html and '<th scope="row">a</th>' in html
+    assert "<strong>2.00</strong>" in html  # emphasis in the markup, not by colour
+    assert 'alt="F shows that b is larger than a."' in html
+    md = render_markdown("R", [Section("k", "K", tables=[table], figures=[figure])])
+    assert "| b | **2.00** |" in md and "![F shows that b is larger than a.]" in md

@@ -1,0 +1,62 @@
+"""Statistics over seeds against values computed by hand (t quantiles from printed tables)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from training.stats import median_spread, summarize, trimmed_mean
+
+T_975_DF2 = 4.302652729749464  # Student t, 97.5th percentile, 2 degrees of freedom
+T_975_DF4 = 2.7764451051977987  # ... 4 degrees of freedom
+
+
+def test_three_runs_by_hand():
+    s = summarize([0.96, 0.97, 0.98])
+    assert s.n == 3
+    assert s.mean == pytest.approx(0.97, abs=1e-12)
+    assert s.sd == pytest.approx(0.01, abs=1e-12)  # sqrt((1e-4 + 0 + 1e-4) / 2)
+    half = T_975_DF2 * 0.01 / math.sqrt(3)  # = 0.024841...
+    assert s.half_width == pytest.approx(half, rel=1e-9)
+    assert (s.ci_low, s.ci_high) == pytest.approx((0.97 - half, 0.97 + half), rel=1e-9)
+    assert (s.min, s.max) == (0.96, 0.98)
+    assert s.trimmed_mean is None  # fewer than five runs: MLPerf's rule does not apply
+
+
+def test_five_runs_by_hand_with_the_mlperf_trim():
+    s = summarize([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert s.mean == 3.0 and s.sd == pytest.approx(math.sqrt(2.5))
+    assert s.half_width == pytest.approx(T_975_DF4 * math.sqrt(2.5) / math.sqrt(5), rel=1e-9)
+    assert s.trimmed_mean == 3.0
+    assert trimmed_mean([1.0, 2.0, 3.0, 4.0, 10.0]) == 3.0  # the outlier and the best dropped
+    assert trimmed_mean([1.0, 1.0, 9.0, 9.0, 9.0, 9.0]) == 7.0  # one of each end, not all ties
+
+
+def test_one_run_has_no_interval_and_says_so():
+    s = summarize([0.9608])
+    assert (s.n, s.mean, s.sd, s.ci_low, s.half_width) == (1, 0.9608, None, None, None)
+    assert s.interval_note == "one run: no interval"
+    assert s.contains(0.9608) is None
+
+
+def test_missing_and_diverged_values_are_left_out():
+    s = summarize([0.5, None, float("nan"), 0.7])
+    assert s.n == 2 and s.mean == pytest.approx(0.6)
+    assert summarize([]).n == 0 and summarize([None]).mean is None
+
+
+def test_identical_runs_have_a_zero_width_interval():
+    s = summarize([0.25, 0.25, 0.25])
+    assert s.sd == 0.0 and (s.ci_low, s.ci_high) == (0.25, 0.25) and s.contains(0.25)
+
+
+def test_seed_figure_inside_or_outside_the_interval():
+    s = summarize([0.955, 0.960, 0.965, 0.958, 0.962])
+    assert s.contains(0.9608) is True
+    assert s.contains(0.97) is False
+
+
+def test_median_spread():
+    assert median_spread([3.0, None, 1.0, 2.0]) == (2.0, 1.0, 3.0)
+    assert median_spread([None]) == (None, None, None)
