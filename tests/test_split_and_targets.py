@@ -162,3 +162,17 @@ def test_runner_writes_seed_and_job_cell_hparams_for_every_job(tmp_path):
     assert (h["widths"].string_value, h["lr"].number_value) == ("8,4", 0.5)
     assert h["note"].string_value == "none"
     assert start.group_name == "r7"  # the run id names the trial
+
+
+def test_every_job_declares_what_the_report_and_the_suite_need():
+    from training.jobs import all_jobs
+
+    jobs = all_jobs()
+    for job in jobs.values():
+        assert job.family in ("classifier", "reconstruction")
+        assert job.improves_on is None or jobs[job.improves_on].faithful
+        assert job.default_seeds("quick") == (0,)
+        assert len(job.default_seeds("full")) == job.seeds >= 2
+    assert jobs["sgd-seed"].seed_figure("test_accuracy") == 0.9608
+    assert jobs["ae-seed"].seed_figure("test_mse", "wide") == 0.5695
+    assert jobs["mlp"].improves_on == "mlp-seed" and not jobs["mlp"].faithful

@@ -61,6 +61,10 @@ class Job:
         figures = self.seed_figures
         return figures.get(f"{cell}:{metric}" if cell else metric, figures.get(metric))
 
+    def default_seeds(self, profile: str) -> tuple[int, ...]:
+        """Seeds to run when none are given: ``0..seeds-1`` for the full profile, ``0`` else."""
+        return tuple(range(self.seeds)) if profile == "full" else (0,)
+
     def resolve(self, profile: str = "full", overrides: list[str] = ()) -> Any:
         """The config for ``profile`` with ``key=value`` overrides applied and validated."""
         if profile not in PROFILES:
