@@ -534,7 +534,9 @@ def test_report_reads_the_real_sgd_pca_and_ae_artifacts(run_cli, tmp_path):
     sections = {s["key"]: s for s in results["sections"]}
     sweep = sections["sgd"]["tables"][0]
     assert [row[0] for row in sweep["rows"]] == ["lr0.1", "lr0.01", "lr0.001"]
-    losses = [row[sweep["columns"].index("train loss after epoch (nats)")] for row in sweep["rows"]]
+    losses = [
+        row[sweep["columns"].index("train loss after epoch (nats, mean)")] for row in sweep["rows"]
+    ]
     assert all(loss is not None and loss > 0 for loss in losses[1:])  # lr 0.1 may diverge
     recon = sections["reconstruction"]
     variance = recon["tables"][0]

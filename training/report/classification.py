@@ -272,20 +272,19 @@ def _accuracy_spread(writer: FigureWriter, entries) -> object | None:
     if not labels:
         return None
     best = labels[int(np.argmax(means))]
-    return figures.bars(
+    return figures.intervals(
         writer,
         "accuracy-spread",
         "Test accuracy over seeds: mean and 95% interval",
         labels,
         means,
+        errors,
         xlabel="test accuracy (%)",
-        annotations=[f"{m:.2f}%" for m in means],
-        logx=False,
-        errors=errors,
-        caption="Bars: mean over seeds; whiskers: the 95% Student-t interval of the mean "
-        "(none for a single seed).",
-        alt=f"Horizontal bars of mean test accuracy per classifier with 95% intervals; "
-        f"{best} is the most accurate.",
+        ylabel="classifier (seeds)",
+        caption="Dots: mean over seeds; whiskers: the 95% Student-t interval of the mean "
+        "(none for a single seed). The axis is zoomed to the values.",
+        alt=f"Mean test accuracy with 95% intervals per classifier; {best} is the most "
+        f"accurate at {max(means):.2f}%.",
     )
 
 

@@ -332,13 +332,52 @@ def hparam_scatter(
         means = [ys[xs == u].mean() for u in ux]
         ax.plot(ux * (offset if logx else 1.0), means, ls=LINESTYLES[k % len(LINESTYLES)],
                 color=line.get_color(), lw=1)  # fmt: skip
+    xs = np.unique([x for _, x, _ in points])
     if logx:
         ax.set_xscale("log")
+        ax.set_xlim(xs.min() / 1.6, xs.max() * 1.6)
+        ax.minorticks_off()
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])  # the grid's own values, not decades
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncols=2)
+    ax.set_title(title)
+    return writer.save(fig, name, title, caption, alt)
+
+
+def intervals(
+    writer: FigureWriter,
+    name: str,
+    title: str,
+    labels: Sequence[str],
+    means: Sequence[float],
+    bounds: Sequence[tuple[float, float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    caption: str = "",
+    alt: str = "",
+) -> FigureRef:
+    """One row per label: the mean as a dot and its (lo, hi) interval as whiskers.
+
+    The axis is zoomed to the values (differences of tenths of a point stay visible) and each
+    mean is written beside its dot.
+    """
+    fig = Figure(figsize=(8.5, 0.42 * len(labels) + 1.6), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(labels))[::-1]
+    lo, hi = np.asarray(bounds, float).T
+    means = np.asarray(means, float)
+    ax.errorbar(means, y, xerr=[means - lo, hi - means], fmt="o", capsize=4, color="#4477aa")
+    for yi, m, h in zip(y, means, hi, strict=True):
+        ax.text(h, yi + 0.18, f" {m:.2f}", fontsize=8, va="bottom")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(-0.7, len(labels) - 0.1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="x", alpha=0.3)
     ax.set_title(title)
     return writer.save(fig, name, title, caption, alt)

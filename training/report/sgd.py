@@ -38,13 +38,6 @@ def _state(g: Group) -> str:
     return state_text(odd) if len(g.runs) == 1 else f"{g.count_text()}; {state_text(odd)}"
 
 
-def grid_best(ctx: Context) -> Group | None:
-    """The sgd-grid cell with the highest mean dev accuracy (the test set takes no part)."""
-    from training.report.classification import chosen_cell
-
-    return chosen_cell(pick_cell_groups(ctx.runs, "sgd-grid"))
-
-
 def sgd(ctx: Context) -> Section:
     """The seed's learning-rate sweep (table, figure) and the grid (table, heatmaps, scatter)."""
     s = Section(
@@ -162,8 +155,10 @@ def _grid(ctx: Context, s: Section) -> None:
     if not cells:
         s.notes.append(missing_note(["sgd-grid"], "no grid table or heatmap"))
         return
+    from training.report.classification import chosen_cell
+
     groups = sorted(cells.values(), key=lambda g: (_net(g), _batch(g), -(_lr(g) or 0)))
-    chosen = grid_best(ctx)
+    chosen = chosen_cell(cells)  # the same Group objects as the rows: compared by identity
     rows, marked = [], set()
     for i, g in enumerate(groups):
         dev = g.summary("dev_accuracy")
