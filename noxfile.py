@@ -210,17 +210,21 @@ def suite(session: nox.Session) -> None:
     """Everything: data, image, train every job, bench, report (-- --profile quick)."""
     found = session.run(*IMAGES, "engine", silent=True, external=True)
     session.notify("data", posargs=[])
+    quick = "quick" in session.posargs  # --profile quick: the benchmarks' quick subset too
+    train_args = list(session.posargs)
+    if not quick and not {"--seed", "--seeds"} & set(train_args):
+        # The full suite runs each job over its declared seeds (5; fewer for the long jobs).
+        train_args += ["--seeds", "default"]
     if found.split()[-1] != "none":
         # Where debootstrap is installed (these machines: no registry), the local base is built
         # once; elsewhere the Dockerfile's default base is pulled. BASE_IMAGE overrides both.
         if shutil.which("debootstrap") and not os.environ.get("BASE_IMAGE"):
             session.notify("base_image", posargs=[])
         session.notify("image", posargs=[])
-        session.notify("train", posargs=session.posargs)
+        session.notify("train", posargs=train_args)
     else:
         session.warn("no container engine: the jobs run locally")
-        session.notify("train", posargs=["--local", *session.posargs])
-    quick = "quick" in session.posargs  # --profile quick: the benchmarks' quick subset too
+        session.notify("train", posargs=["--local", *train_args])
     for later, args in (("bench", ["--quick"] if quick else []), ("report", [])):
         if later in nox.registry.get():
             session.notify(later, posargs=args)

@@ -251,3 +251,19 @@ def test_a_stale_saved_plan_is_refused_before_anything_runs(run_cli, tmp_path):
     code, out, err = run_cli("run", "--plan", str(plan), "--runs", str(runs))
     assert code == 2 and "plan item 1 (softmax-seed, seed 1)" in err
     assert out == "" and not runs.exists()
+
+
+def test_default_seeds_follow_each_jobs_declaration():
+    """`--seeds default`: every job over its own seeds, seed-major, the long jobs fewer."""
+    from training.jobs import get_job
+    from training.plan import build_plan
+
+    jobs = ["softmax-seed", "sgd-grid"]
+    items = build_plan(jobs, profile="full", seeds=None)
+    for name in jobs:
+        want = get_job(name).default_seeds("full")
+        cells = len(get_job(name).expand(get_job(name).resolve("full")))
+        got = [i.seed for i in items if i.job == name]
+        assert sorted(set(got)) == list(want) and len(got) == cells * len(want)
+    assert [i.seed for i in items] == sorted(i.seed for i in items)  # seed-major
+    assert {i.seed for i in build_plan(jobs, profile="quick", seeds=None)} == {0}

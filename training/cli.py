@@ -95,9 +95,12 @@ def _selection(args: argparse.Namespace) -> tuple[list, list, str]:
     return items, chosen, what
 
 
-def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
+def _seeds(args: argparse.Namespace) -> tuple[int, ...] | None:
+    """The seeds asked for; None for ``--seeds default`` (each job's declared seeds)."""
     from training.plan import parse_seeds
 
+    if args.seeds == "default":
+        return None
     if args.seeds is not None:
         return parse_seeds(args.seeds)
     return (0 if args.seed is None else args.seed,)
@@ -362,7 +365,8 @@ def _plan_arguments(args: argparse.Namespace) -> list[str]:
 
     jobs = args.jobs or list(all_jobs())
     seeds = _seeds(args)
-    out = [*jobs, "--profile", args.profile, "--seeds", ",".join(map(str, seeds))]
+    listed = "default" if seeds is None else ",".join(map(str, seeds))
+    out = [*jobs, "--profile", args.profile, "--seeds", listed]
     for pair in args.set:
         out += ["--set", pair]
     return out
@@ -439,7 +443,12 @@ def _add_selection_arguments(p: argparse.ArgumentParser, *, all_by_default: bool
     p.add_argument("--profile", default="full", choices=PROFILES)
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
-    seeds.add_argument("--seeds", default=None, help="seeds: 0-4 or 0,3,7 (one run each)")
+    seeds.add_argument(
+        "--seeds",
+        default=None,
+        help="seeds: 0-4 or 0,3,7 (one run each); 'default' = each job's own count "
+        "(full profile: 5, fewer for long jobs; quick: 1)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -610,3 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left (`mnist-suite plan | head`): not our error. Point stdout at devnull so
+        # the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -87,24 +87,33 @@ def build_plan(
     jobs: list[str],
     *,
     profile: str = "full",
-    seeds: tuple[int, ...] = (0,),
+    seeds: tuple[int, ...] | None = (0,),
     overrides: tuple[str, ...] = (),
 ) -> list[WorkItem]:
-    """The plan for ``jobs`` (names, in the order given) over ``seeds`` (seed-major)."""
+    """The plan for ``jobs`` (names, in the order given) over ``seeds`` (seed-major).
+
+    ``seeds=None`` runs each job over its own declared seeds (``Job.default_seeds``: five for
+    most jobs of the full profile, fewer for the long ones, one for quick): seed s holds the
+    jobs that run s, so raising a job's count appends after the items of lower seeds.
+    """
     from training.jobs import get_job
 
     if not jobs:
         raise ConfigError("no jobs selected")
-    if not seeds:
+    if seeds is not None and not seeds:
         raise ConfigError("no seeds selected")
     expanded = []
     for name in dict.fromkeys(jobs):
         job = get_job(name)
         config = job.resolve(profile, list(overrides))
-        expanded.append((job, job.expand(config)))
+        own = tuple(seeds) if seeds is not None else job.default_seeds(profile)
+        expanded.append((job, job.expand(config), set(own)))
+    order = seeds if seeds is not None else sorted(set().union(*(e[2] for e in expanded)))
     items: list[WorkItem] = []
-    for seed in seeds:
-        for job, cells in expanded:
+    for seed in order:
+        for job, cells, own in expanded:
+            if seed not in own:
+                continue
             for cell_index, (label, cell_config) in enumerate(cells):
                 items.append(
                     WorkItem(
