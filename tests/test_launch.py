@@ -222,3 +222,17 @@ def test_ctrl_c_stops_the_pool_and_running_items_end_interrupted(tmp_path, mnist
     assert proc.returncode == 130, out
     assert "stopping: 1 running items end as interrupted" in out
     assert item_states(items, runs) == ["interrupted", "missing", "missing"]
+
+
+def test_slurm_podman_tasks_are_confined_and_never_root(tmp_path):
+    """The sbatch's podman line carries the container launcher's confinement; root is refused."""
+    from training.launch.container import confinement
+
+    items = _plan()
+    options = SlurmOptions(runs=tmp_path / "runs", mode="podman", data=tmp_path / "mnist.npz")
+    text = sbatch_script(items, items, RUN_ARGS, options)
+    line = next(x for x in text.splitlines() if x.startswith("exec podman run"))
+    for flag in ("--cap-drop=ALL", "--read-only", "no-new-privileges", "--pids-limit"):
+        assert flag in line and flag in confinement()
+    assert 'if [ "$(id -u)" = 0 ]' in text and "exit 2" in text
+    subprocess.run(["bash", "-n"], input=text, text=True, check=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.launch import BLAS_THREAD_VARS, TF_THREAD_VARS
+from training.launch.container import confinement
 from training.plan import WorkItem, array_spec, fingerprint
 
 RUNS_MOUNT = "/runs"
@@ -114,8 +115,11 @@ def sbatch_script(
     inside = f"{DATA_MOUNT}/{data.name}"
     env = ["MNIST_SUITE_OFFLINE=1", f"MNIST_SUITE_DATA={inside}", "SLURM_ARRAY_TASK_ID"]
     env += [*BLAS_THREAD_VARS, *TF_THREAD_VARS, "TF_CPP_MIN_LOG_LEVEL"]
+    # The container launcher's confinement (memory = the task's --mem); the task's own ids own the
+    # files it writes on the shared runs folder. A root task is refused rather than run as root.
+    confine = shlex.join(confinement(memory=options.memory))
     podman = (
-        f'podman run --rm --init --network none --user "$(id -u):$(id -g)" '
+        f'podman run --rm --init {confine} --user "$(id -u):$(id -g)" '
         f'-v "$RUNS:{RUNS_MOUNT}" -v {shlex.quote(str(data))}:{inside}:ro '
         + " ".join(f"-e {e}" for e in env)
         + f' "{image}" "${{ARGS[@]}}" --runs {RUNS_MOUNT}'
@@ -130,15 +134,14 @@ def sbatch_script(
         f'--bind "$RUNS:{RUNS_MOUNT}" --bind {shlex.quote(str(data))}:{inside}:ro '
         f'"docker://{image}" mnist-suite "${{ARGS[@]}}" --runs {RUNS_MOUNT}'
     )
-    if options.mode == "podman":
-        lines.append(f"exec {podman}")
-    elif options.mode == "apptainer":
+    refuse_root = (
+        'if [ "$(id -u)" = 0 ]; then echo "error: refusing to run a job container as root: '
+        'submit as a normal user (or use --mode python)" >&2; exit 2; fi'
+    )
+    if options.mode == "apptainer":
         lines.append(f"exec {apptainer}")
-    else:
-        lines += [
-            "if command -v apptainer >/dev/null; then",
-            f"  exec {apptainer}",
-            "fi",
-            f"exec {podman}",
-        ]
+        return "\n".join(lines) + "\n"
+    if options.mode == "auto":
+        lines += ["if command -v apptainer >/dev/null; then", f"  exec {apptainer}", "fi"]
+    lines += [refuse_root, f"exec {podman}"]
     return "\n".join(lines) + "\n"
