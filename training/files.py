@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -80,6 +81,23 @@ def atomic_save_npz(path: Path, compress: bool = True, **arrays: np.ndarray) -> 
             raise TypeError(f"{Path(path).name}: {name} is an object array; save plain arrays")
     with atomic_file(path) as f:
         (np.savez_compressed if compress else np.savez)(f, **arrays)
+
+
+def npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The (shape, dtype) an ``.npz`` member declares, read without loading its data.
+
+    Raises ValueError for an ``.npy`` version other than 1.0 or 2.0 (and whatever NumPy raises
+    for a malformed header): callers turn it into their own one-line error.
+    """
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"{member} has .npy version {version}")
+    return shape, dtype
 
 
 def read_json(path: Path, max_bytes: int = 64 << 20) -> Any | None:

@@ -28,7 +28,7 @@ import platformdirs
 from training.data.idx import read_idx
 from training.data.safe_pickle import load_arrays_pickle
 from training.errors import DataError
-from training.files import atomic_save_npz
+from training.files import atomic_save_npz, npy_header
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +148,7 @@ def _npz_headers(path: Path) -> None:
             for name in NAMES:
                 if f"{name}.npy" not in names:
                     continue  # reported by verify_arrays, with the full list
-                with zf.open(f"{name}.npy") as f:
-                    version = np.lib.format.read_magic(f)
-                    if version == (1, 0):
-                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-                    elif version == (2, 0):
-                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-                    else:
-                        raise DataError(f"{path}: {name} has .npy version {version}")
+                shape, dtype = npy_header(zf, f"{name}.npy")
                 if dtype.hasobject:
                     raise DataError(
                         f"{path}: holds pickled objects; expected plain uint8 arrays {NAMES}"

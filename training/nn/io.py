@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from training.errors import DataError
-from training.files import atomic_save_npz
+from training.files import atomic_save_npz, npy_header
 from training.nn.layers import Dropout, Layer, Linear, LogSoftmax, ReLU, Sequential
 
 FORMAT = "mnist-suite-mlp/1"
@@ -57,18 +57,6 @@ MAX_FILE_BYTES = MAX_PARAMS * 8 + (1 << 20)
 DTYPES = ("float32", "float64")
 
 
-def _npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
-    with zf.open(member) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"{member} has .npy version {version}")
-    return shape, dtype
-
-
 def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shape and dtype of every array in the file, read from the ``.npy`` headers only."""
     size = path.stat().st_size
@@ -81,7 +69,7 @@ def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     with zipfile.ZipFile(path) as zf:
         for member in zf.namelist():
             key = member.removesuffix(".npy")
-            shape, dtype = _npy_header(zf, member)
+            shape, dtype = npy_header(zf, member)
             if dtype.hasobject:
                 raise ValueError(f"{key} holds pickled objects, and allow_pickle is off")
             headers[key] = (shape, dtype)
