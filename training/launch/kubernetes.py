@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from training.claims import STALE_SECONDS
 from training.config import config_hash
 from training.launch import thread_env
 from training.launch.container import CONTAINER_UID
@@ -88,6 +89,10 @@ def job_manifest(
         "HOME": "/tmp",
         "MPLCONFIGDIR": "/tmp/matplotlib",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # A pod retried after its predecessor was killed (OOM, node loss) finds that pod's claim
+        # still fresh: it waits until the claim goes stale (no heartbeat for STALE_SECONDS, then
+        # broken) instead of failing the retry at once, which would spend backoffLimitPerIndex.
+        "MNIST_SUITE_CLAIM_WAIT": str(int(STALE_SECONDS) + 30),
         **thread_env(_threads(options.cpu)),
     }
     mounts = [
