@@ -6,16 +6,17 @@ from training.data.preprocess import (
     one_hot,
     scalar_zscore,
     to_unit,
-    train_dev_split,
 )
+from training.data.split import dev_split, split_arrays
 
 __all__ = [
     "Mnist",
     "batch_indices",
     "cache_dir",
+    "dev_split",
     "load_mnist",
     "one_hot",
     "scalar_zscore",
+    "split_arrays",
     "to_unit",
-    "train_dev_split",
 ]

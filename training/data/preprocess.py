@@ -47,17 +47,6 @@ def one_hot(y: np.ndarray, n_classes: int = 10, dtype: np.dtype | type = np.floa
     return out
 
 
-def train_dev_split(
-    x: np.ndarray, y: np.ndarray, n_dev: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Shuffle with ``seed`` and hold out ``n_dev`` examples: (x_train, y_train, x_dev, y_dev)."""
-    if not 0 <= n_dev < len(x):
-        raise ConfigError(f"n_dev={n_dev} must be in [0, {len(x)})")
-    order = np.random.default_rng(seed).permutation(len(x))
-    dev, train = order[:n_dev], order[n_dev:]
-    return x[train], y[train], x[dev], y[dev]
-
-
 def batch_indices(
     n: int,
     batch_size: int,
