@@ -67,16 +67,20 @@ def machine() -> dict:
     }
 
 
-def _process_alive(pid: object, start: object) -> bool:
+def process_alive(pid: object, start: object = None) -> bool:
+    """Does process ``pid`` of this machine exist (and, given ``start``, is it the same one)?
+
+    Anything that is not a positive int, or too large to be a pid, names no process.
+    """
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    ticks = _start_ticks(pid)
+    ticks = _start_ticks(pid) if start else None
     return not (start and ticks and ticks != start)  # a new process got the old pid
 
 
@@ -93,7 +97,7 @@ class Holder:
         mine = machine()
         info = self.info
         if info and all(info.get(k) == v for k, v in mine.items()):
-            return not _process_alive(info.get("pid"), info.get("start"))
+            return not process_alive(info.get("pid"), info.get("start"))
         now = time.time() if now is None else now
         return now - self.heartbeat > STALE_SECONDS
 

@@ -53,25 +53,14 @@ def read_history(path: Path) -> list[dict]:
     return records.read_history(path, strict=False)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
 def owner_alive(status: dict, now: float | None = None) -> bool:
     """Is the process that marked this run ``running`` still at it?"""
     now = time.time() if now is None else now
     beat = status.get("heartbeat_unix")
     if not records.is_number(beat) or now - beat > STALE_SECONDS:
         return False
-    pid = status.get("pid")
     if status.get("host") == socket.gethostname():
-        return records.is_int(pid) and pid > 0 and _pid_alive(pid)
+        return claims.process_alive(status.get("pid"))
     return True
 
 
