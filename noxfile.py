@@ -143,7 +143,7 @@ def report(session: nox.Session) -> None:
 
 
 # --- Containers: tools/images.py builds the images (docker/Dockerfile explains them); jobs run
-# in them through training/launch/container.py. On machines like CI's, Podman needs
+# in them through mnist_suite/launch/container.py. On machines like CI's, Podman needs
 # `export CONTAINERS_CONF=$PWD/docker/containers.conf` (set above when unset and runc exists).
 IMAGES = (sys.executable, "tools/images.py")
 LOCK = ("pip-compile", "--quiet", "--allow-unsafe", "--generate-hashes", "--no-emit-find-links")

@@ -32,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from training import threads
+from mnist_suite import threads
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -71,7 +71,7 @@ def quick(request) -> bool:
 @pytest.fixture(scope="session")
 def mnist():
     """The real, checksum-verified MNIST (from the cache once fetched)."""
-    from training.data import load_mnist
+    from mnist_suite.data import load_mnist
 
     return load_mnist()
 
@@ -83,7 +83,7 @@ def _injected_slowdown():
     if kind != "copy":
         yield
         return
-    from training.nn import SGD
+    from mnist_suite.nn import SGD
 
     step = SGD.step
 
@@ -222,7 +222,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     """Record the thread settings and BLAS policy in effect: BLAS and TF speed depend on them."""
     from threadpoolctl import threadpool_info
 
-    from training import envinfo
+    from mnist_suite import envinfo
 
     machine_info["thread_env"] = {k: os.environ.get(k) for k in envinfo.THREAD_VARS}
     machine_info["threadpools"] = [

@@ -16,11 +16,11 @@ import math
 import numpy as np
 import pytest
 
-from training import threads
-from training.data import split_arrays
-from training.jobs.mlp import MlpConfig, train_epoch
-from training.nn import SGD, LogSoftmax, NLLLoss, make_schedule, mlp
-from training.nn.reference import log_softmax_backward_loop
+from mnist_suite import threads
+from mnist_suite.data import split_arrays
+from mnist_suite.jobs.mlp import MlpConfig, train_epoch
+from mnist_suite.nn import SGD, LogSoftmax, NLLLoss, make_schedule, mlp
+from mnist_suite.nn.reference import log_softmax_backward_loop
 
 NETS = [((784, 10, 10), 100), ((784, 256, 10), 128), ((784, 512, 256, 10), 128)]
 NET_IDS = [f"{'-'.join(map(str, s))}-b{b}" for s, b in NETS]

@@ -4,7 +4,7 @@ Per net (784-256-10 at batch 128, and the seed's 784-32-32-10 at batch 32), on r
 eager GradientTape step, ``tf.function`` step called from Python, the seed's ``set_weights``
 update, Keras ``train_on_batch``, Keras ``model.fit`` for one epoch, and our default: a whole
 epoch as one ``tf.function`` that iterates the batches in the graph. For 784-256-10 also a
-vectorised NumPy epoch of the same net (``training.nn``, plain SGD).
+vectorised NumPy epoch of the same net (``mnist_suite.nn``, plain SGD).
 
 Every benchmark records ``us_per_step`` (median / steps per call). The in-graph epoch is timed
 in alternation with Keras ``fit``, the eager step and the NumPy epoch (``paired`` in
@@ -20,8 +20,8 @@ import math
 import numpy as np
 import pytest
 
-from training import threads
-from training.data import to_unit
+from mnist_suite import threads
+from mnist_suite.data import to_unit
 
 NETS = {"784-256-10-b128": ((256,), 128), "784-32-32-10-b32": ((32, 32), 32)}
 PY_STEPS = 150  # steps per call of the Python-driven variants (a full epoch would take minutes)
@@ -35,7 +35,7 @@ TARGETS = {  # the issue's, as speed-ups of the in-graph epoch (higher is better
 
 @pytest.fixture(scope="module")
 def loop():
-    from training.tfsgd import loop
+    from mnist_suite.tfsgd import loop
 
     loop.configure(0)
     return loop
@@ -130,7 +130,7 @@ def test_keras_fit_epoch(benchmark, loop, data, net):
 
 def numpy_epoch(mnist, batch: int):
     """A callable: one epoch of the same 784-256-10 net in vectorised NumPy, plain SGD."""
-    from training.nn import SGD, NLLLoss, mlp
+    from mnist_suite.nn import SGD, NLLLoss, mlp
 
     x, y = to_unit(mnist.x_train), mnist.y_train.astype(np.int64)
     rng = np.random.default_rng(0)
@@ -152,7 +152,7 @@ def numpy_epoch(mnist, batch: int):
 
 @pytest.mark.benchmark(group="tf-epoch")
 def test_numpy_epoch(benchmark, loop, mnist):
-    """The same 784-256-10 net in vectorised NumPy (``training.nn``), plain SGD, batch 128."""
+    """The same 784-256-10 net in vectorised NumPy (``mnist_suite.nn``), plain SGD, batch 128."""
     net_name = "784-256-10-b128"
     batch = NETS[net_name][1]
     benchmark.pedantic(numpy_epoch(mnist, batch), rounds=3, warmup_rounds=1)

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def mnist():
     """The real, checksum-verified MNIST (fetched through the source chain on first use)."""
-    from training.data import load_mnist
+    from mnist_suite.data import load_mnist
 
     return load_mnist()
 
@@ -25,7 +25,7 @@ def run_cli(tmp_path, capsys, mnist):
     Runs land in ``tmp_path / "runs"`` unless ``--runs`` is given; MNIST comes from the cache
     the ``mnist`` fixture filled.
     """
-    from training.cli import main
+    from mnist_suite.cli import main
 
     def run(*argv: str) -> tuple[int, str, str]:
         args = list(argv)

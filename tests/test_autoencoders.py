@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.autoencoders import (
+from mnist_suite.autoencoders import (
     Autoencoder,
     build_autoencoder,
     fvu,
@@ -14,9 +14,9 @@ from training.autoencoders import (
     mse,
     noise_transform,
 )
-from training.data import scalar_zscore, to_unit
-from training.errors import ConfigError, Diverged
-from training.jobs.autoencoders import fit_pca
+from mnist_suite.data import scalar_zscore, to_unit
+from mnist_suite.errors import ConfigError, Diverged
+from mnist_suite.jobs.autoencoders import fit_pca
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnist_suite.runs import load_run
 from tests.conftest import run_path
-from training.runs import load_run
 
 AE_METRICS = {"test_mse", "test_mse_pixels", "fvu", "pca_test_mse_pixels", "latent_dim"}
 PIXEL_STD = 0.3081  # std of every MNIST training pixel in [0, 1]
@@ -29,7 +29,7 @@ def npz(path, name: str) -> dict[str, np.ndarray]:
 
 def test_listing_jobs_does_not_import_tensorflow():
     code = (
-        "import sys; from training.cli import main; main(['list']); "
+        "import sys; from mnist_suite.cli import main; main(['list']); "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

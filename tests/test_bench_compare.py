@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.report import build_report
-from training.report.benchmarks import stored_runs
+from mnist_suite.report import build_report
+from mnist_suite.report.benchmarks import stored_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("bench_compare", ROOT / "bench" / "compare.py")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from training import claims, runs
-from training.jobs import Job
+from mnist_suite import claims, runs
+from mnist_suite.jobs import Job
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,9 @@ def test_live_foreign_claim_is_respected_and_named(tmp_path):
 
 
 def test_cli_second_attempt_exits_1_with_one_line(tmp_path, capsys, monkeypatch):
-    from training import cli
+    from mnist_suite import cli
 
-    monkeypatch.setattr("training.jobs.get_job", lambda name: SMALL)
+    monkeypatch.setattr("mnist_suite.jobs.get_job", lambda name: SMALL)
     run_dir = tmp_path / "small" / SMALL.run_id("", SmallConfig(), "quick", 0)
     _foreign_claim(run_dir, age=1)
     code = cli.main(["run", "small", "--profile", "quick", "--runs", str(tmp_path)])
@@ -221,7 +221,7 @@ def test_claims_and_temp_names_are_not_runs(tmp_path):
 
 @pytest.mark.slow
 def test_two_cli_processes_started_on_one_run_write_it_once(tmp_path, mnist):
-    argv = [sys.executable, "-m", "training", "run", "softmax-seed", "--profile", "quick"]
+    argv = [sys.executable, "-m", "mnist_suite", "run", "softmax-seed", "--profile", "quick"]
     argv += ["--set", "n_train=3000", "--set", "eval_every=500"]
     for attempt in range(3):
         runs_dir = tmp_path / f"a{attempt}"

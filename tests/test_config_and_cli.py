@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from training.config import apply_overrides, config_hash
-from training.errors import ConfigError
-from training.jobs import all_jobs, get_job
+from mnist_suite.config import apply_overrides, config_hash
+from mnist_suite.errors import ConfigError
+from mnist_suite.jobs import all_jobs, get_job
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def test_list_and_cells(run_cli):
 def test_listing_and_numpy_jobs_never_import_tensorflow(tmp_path, mnist):
     code = (
         "import sys\n"
-        "from training.cli import main\n"
+        "from mnist_suite.cli import main\n"
         "assert main(['list']) == 0\n"
         f"assert main(['run', 'softmax', '--profile', 'quick', '--out', r'{tmp_path}']) == 0\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"

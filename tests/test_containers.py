@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from mnist_suite.errors import ConfigError, SuiteError
+from mnist_suite.launch import LaunchOptions, container
+from mnist_suite.launch.local import LocalLauncher
+from mnist_suite.plan import build_plan
 from tests.conftest import run_path
 from tools import images
-from training.errors import ConfigError, SuiteError
-from training.launch import LaunchOptions, container
-from training.launch.local import LocalLauncher
-from training.plan import build_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

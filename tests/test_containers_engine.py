@@ -10,12 +10,12 @@ import time
 
 import pytest
 
+from mnist_suite.files import read_json_object as read_json
+from mnist_suite.launch import LaunchOptions, container
+from mnist_suite.launch.local import log_path
+from mnist_suite.plan import build_plan
+from mnist_suite.plan import run_dir as run_path_of
 from tools import images
-from training.files import read_json_object as read_json
-from training.launch import LaunchOptions, container
-from training.launch.local import log_path
-from training.plan import build_plan
-from training.plan import run_dir as run_path_of
 
 images.use_repo_podman_conf()
 ENGINE = container.detect_engine()
@@ -98,24 +98,24 @@ def _modules(engine: str, image: str, *modules: str) -> dict[str, bool]:
 
 def test_numpy_image_contains_no_tensorflow(engine):
     found = _modules(
-        engine, "mnist-suite:numpy", "tensorflow", "keras", "numpy", "tensorboard", "training"
+        engine, "mnist-suite:numpy", "tensorflow", "keras", "numpy", "tensorboard", "mnist_suite"
     )
     assert found == {
         "tensorflow": False,
         "keras": False,
         "numpy": True,
         "tensorboard": True,
-        "training": True,
+        "mnist_suite": True,
     }
     dists = _python(engine, "mnist-suite:numpy", "-c", DISTRIBUTIONS)
     assert not [n for n in dists.stdout.lower().split() if n.startswith("tensorflow")]
 
 
 def test_tf_image_has_the_locked_tensorflow(engine):
-    assert _modules(engine, "mnist-suite:tf", "tensorflow", "tensorboard", "training") == {
+    assert _modules(engine, "mnist-suite:tf", "tensorflow", "tensorboard", "mnist_suite") == {
         "tensorflow": True,
         "tensorboard": True,
-        "training": True,
+        "mnist_suite": True,
     }
     show = _python(
         engine,
@@ -244,7 +244,7 @@ def test_stopped_container_leaves_its_run_interrupted(engine, tmp_path):
     overrides = ("epochs=500",)  # long enough to be stopped mid-run
     (item,) = build_plan(["softmax"], profile="full", overrides=overrides)
     run_dir = run_path_of(tmp_path, item)
-    argv = [sys.executable, "-m", "training", "train", "softmax", "--set", overrides[0]]
+    argv = [sys.executable, "-m", "mnist_suite", "train", "softmax", "--set", overrides[0]]
     argv += ["--containers", "--workers", "1", "--runs", str(tmp_path)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The launcher names each container after its own pid and the item's index.

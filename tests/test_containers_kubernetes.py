@@ -1,7 +1,7 @@
 """The Kubernetes Indexed Job contract, run the way the kubelet would run it, under Podman.
 
 No cluster runs here, so a small kubelet stand-in reads the Job that ``mnist-suite k8s`` writes
-(training/launch/kubernetes.py) and does what the Job controller and the kubelet do with it:
+(mnist_suite/launch/kubernetes.py) and does what the Job controller and the kubelet do with it:
 one container of the real image per completion index with ``JOB_COMPLETION_INDEX`` set, the
 pod's args, env, security context and memory limit, ``parallelism`` pods at a time, one shared
 runs volume; a failed index is retried up to ``backoffLimitPerIndex`` times, and an exit code
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from mnist_suite.files import read_json_object as read_json
+from mnist_suite.launch import container
+from mnist_suite.launch.kubernetes import KubernetesOptions, documents
+from mnist_suite.plan import build_plan, run_dir
 from tools import images
-from training.files import read_json_object as read_json
-from training.launch import container
-from training.launch.kubernetes import KubernetesOptions, documents
-from training.plan import build_plan, run_dir
 
 images.use_repo_podman_conf()
 ENGINE = container.detect_engine()

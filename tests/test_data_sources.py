@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data import mnist as sources
-from training.data.idx import to_idx
-from training.data.safe_pickle import load_arrays_pickle
-from training.errors import DataError
+from mnist_suite.data import mnist as sources
+from mnist_suite.data.idx import to_idx
+from mnist_suite.data.safe_pickle import load_arrays_pickle
+from mnist_suite.errors import DataError
 
 ARRAYS = sources.NAMES
 

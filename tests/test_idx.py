@@ -5,8 +5,8 @@ import gzip
 import numpy as np
 import pytest
 
-from training.data.idx import parse_idx, read_idx, to_idx
-from training.errors import DataError
+from mnist_suite.data.idx import parse_idx, read_idx, to_idx
+from mnist_suite.errors import DataError
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])

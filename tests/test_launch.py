@@ -9,11 +9,11 @@ import sys
 import pytest
 import yaml
 
-from training.launch import LaunchOptions
-from training.launch.kubernetes import KubernetesOptions, documents, manifests, to_yaml
-from training.launch.local import LocalLauncher
-from training.launch.slurm import SlurmOptions, sbatch_script
-from training.plan import build_plan, fingerprint, subset
+from mnist_suite.launch import LaunchOptions
+from mnist_suite.launch.kubernetes import KubernetesOptions, documents, manifests, to_yaml
+from mnist_suite.launch.local import LocalLauncher
+from mnist_suite.launch.slurm import SlurmOptions, sbatch_script
+from mnist_suite.plan import build_plan, fingerprint, subset
 
 # Backoff per index and FailIndex need 1.29; validated there and at the newest schema we have.
 KUBERNETES_VERSIONS = ("1.29.0", "1.30.0")
@@ -82,7 +82,7 @@ def test_pod_command_runs_the_right_item(tmp_path):
     items = _plan()
     (_, tf_job) = documents(items, items, RUN_ARGS, KubernetesOptions())
     args = tf_job["spec"]["template"]["spec"]["containers"][0]["args"]
-    from training.cli import _selection, build_parser
+    from mnist_suite.cli import _selection, build_parser
 
     parsed = build_parser().parse_args([*args[:-2], "--runs", str(tmp_path)])
     _, chosen, _ = _selection(parsed)
@@ -122,7 +122,7 @@ def test_sbatch_script_array_logs_and_modes(tmp_path):
         SlurmOptions(runs=tmp_path / "runs", mode="python", python="/opt/venv/bin/python"),
     )
     assert "#SBATCH --array=4-5,7\n" in python
-    assert 'exec /opt/venv/bin/python -m training "${ARGS[@]}" --runs "$RUNS"' in python
+    assert 'exec /opt/venv/bin/python -m mnist_suite "${ARGS[@]}" --runs "$RUNS"' in python
     assert "podman" not in python and "apptainer" not in python
     subprocess.run(["bash", "-n"], input=text, text=True, check=True)  # valid shell
 
@@ -137,7 +137,7 @@ def test_local_pool_runs_a_small_plan_with_two_workers(tmp_path, mnist, capsys):
     assert lines[0].startswith("3 items, 2 workers x ")
     finished = [line for line in lines if line.startswith("[")]
     assert len(finished) == 3 and all(": done (exit 0" in line for line in finished)
-    from training.plan import item_states
+    from mnist_suite.plan import item_states
 
     assert item_states(items, runs) == ["done"] * 3
     # Every worker had its thread pools capped.
@@ -161,7 +161,7 @@ class _CrashingOne(LocalLauncher):
 
 @pytest.mark.slow
 def test_a_crashing_item_stays_alone(tmp_path, mnist):
-    from training.cli import batch_exit_code
+    from mnist_suite.cli import batch_exit_code
 
     items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1), overrides=TINY)
     lines = []
@@ -176,7 +176,7 @@ def test_train_cli_uses_the_pool(tmp_path, mnist):
     argv = [
         sys.executable,
         "-m",
-        "training",
+        "mnist_suite",
         "train",
         "softmax-seed",
         "--profile",
@@ -201,13 +201,13 @@ def test_ctrl_c_stops_the_pool_and_running_items_end_interrupted(tmp_path, mnist
     import signal
     import time
 
-    from training.plan import item_states
+    from mnist_suite.plan import item_states
 
     # Slow items (the full 60,000 samples), so the interrupt lands mid-run.
     overrides = ("eval_every=500",)
     items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2), overrides=overrides)
     runs = tmp_path / "runs"
-    argv = [sys.executable, "-m", "training", "train", "softmax-seed", "--profile", "quick",
+    argv = [sys.executable, "-m", "mnist_suite", "train", "softmax-seed", "--profile", "quick",
             "--seeds", "0-2", "--set", overrides[0], "--workers", "1",
             "--runs", str(runs)]  # fmt: skip
     proc = subprocess.Popen(
@@ -226,7 +226,7 @@ def test_ctrl_c_stops_the_pool_and_running_items_end_interrupted(tmp_path, mnist
 
 def test_slurm_podman_tasks_are_confined_and_never_root(tmp_path):
     """The sbatch's podman line carries the container launcher's confinement; root is refused."""
-    from training.launch.container import confinement
+    from mnist_suite.launch.container import confinement
 
     items = _plan()
     options = SlurmOptions(runs=tmp_path / "runs", mode="podman", data=tmp_path / "mnist.npz")

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data import mnist as sources
-from training.nn import io as weights_io
-from training.nn import mlp, model_arrays, save_model
+from mnist_suite.data import mnist as sources
+from mnist_suite.nn import io as weights_io
+from mnist_suite.nn import mlp, model_arrays, save_model
 
 BUDGET_MB = 110  # 2x the 54.9 MB of MNIST's four arrays
 HEADROOM_MB = 300  # address space allowed past the imports: a runaway read fails, never swaps
@@ -32,8 +32,8 @@ CHILD = r"""
 import json, os, resource, sys
 spec = json.loads(sys.argv[1])
 import numpy
-import training.cli, training.data, training.nn, training.predict
-from training.errors import SuiteError
+import mnist_suite.cli, mnist_suite.data, mnist_suite.nn, mnist_suite.predict
+from mnist_suite.errors import SuiteError
 
 def status_kb(field):
     with open("/proc/self/status") as f:
@@ -45,9 +45,9 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # resets the peak (VmHWM) to the current RSS: the imports' peak is not counted
 base = status_kb("VmRSS")
 if "argv" in spec:
-    code = training.cli.main(spec["argv"])
+    code = mnist_suite.cli.main(spec["argv"])
 else:
-    from training.data import mnist
+    from mnist_suite.data import mnist
     try:
         getattr(mnist, spec["function"])(*spec["args"])
         code = 0

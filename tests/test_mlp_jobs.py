@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnist_suite.data import to_unit
+from mnist_suite.jobs.mlp import random_shift
+from mnist_suite.metrics import accuracy
+from mnist_suite.nn import load_model
+from mnist_suite.runs import load_run
 from tests.conftest import run_path
-from training.data import to_unit
-from training.jobs.mlp import random_shift
-from training.metrics import accuracy
-from training.nn import load_model
-from training.runs import load_run
 
 METRICS = ("test_accuracy", "train_accuracy", "dev_accuracy", "wall_seconds", "samples_per_second")
 
@@ -97,8 +97,8 @@ def test_same_seed_same_weights_bit_for_bit(run_cli, tmp_path):
 def test_numpy_jobs_never_import_tensorflow(tmp_path, mnist):
     code = f"""
 import sys
-import training.nn
-from training.cli import main
+import mnist_suite.nn
+from mnist_suite.cli import main
 assert main(['run', 'mlp', '--profile', 'quick', '--out', r'{tmp_path}']) == 0
 assert main(['run', 'mlp-seed', '--profile', 'quick', '--out', r'{tmp_path}']) == 0
 assert 'tensorflow' not in sys.modules, 'tensorflow was imported'

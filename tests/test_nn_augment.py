@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from training.errors import ConfigError
-from training.nn import Distortion
-from training.nn.augment import (
+from mnist_suite.errors import ConfigError
+from mnist_suite.nn import Distortion
+from mnist_suite.nn.augment import (
     affine_matrices,
     bilinear_warp,
     elastic_field,

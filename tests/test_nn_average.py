@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.nn import WeightAverage
+from mnist_suite.nn import WeightAverage
 
 
 def test_average_follows_the_recurrence_and_swaps_back():

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from training.errors import DataError
-from training.nn import load_model, mlp, model_arrays, save_model
+from mnist_suite.errors import DataError
+from mnist_suite.nn import load_model, mlp, model_arrays, save_model
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.nn import Dropout, Linear, LogSoftmax, NLLLoss, ReLU, Sequential, mlp
-from training.nn.reference import log_softmax_backward_loop
+from mnist_suite.nn import Dropout, Linear, LogSoftmax, NLLLoss, ReLU, Sequential, mlp
+from mnist_suite.nn.reference import log_softmax_backward_loop
 
 EPS = 1e-6
 RTOL, ATOL = 1e-6, 1e-8  # central differences in float64 are accurate to ~1e-9 here

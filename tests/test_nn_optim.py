@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.errors import ConfigError
-from training.nn import SGD, Linear, get_initialiser, make_schedule
+from mnist_suite.errors import ConfigError
+from mnist_suite.nn import SGD, Linear, get_initialiser, make_schedule
 
 
 def run_sgd(steps: int, **options) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.nn import NLLLoss, mlp
+from mnist_suite.nn import NLLLoss, mlp
 
 tf = pytest.importorskip(
     "tensorflow", reason="TensorFlow is not installed: GradientTape comparison skipped"

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import runs
-from training.jobs import all_jobs
-from training.nn import mlp, save_model
+from mnist_suite import runs
+from mnist_suite.jobs import all_jobs
+from mnist_suite.nn import mlp, save_model
 
 
 def snapshot(folder: Path) -> dict[Path, bytes]:
@@ -204,8 +204,8 @@ FILLER = r"""
 import sys
 from dataclasses import dataclass
 import numpy as np
-from training.cli import main
-from training.jobs import Job, register
+from mnist_suite.cli import main
+from mnist_suite.jobs import Job, register
 
 @dataclass(frozen=True)
 class FillConfig:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from training.errors import ConfigError
-from training.plan import (
+from mnist_suite.errors import ConfigError
+from mnist_suite.plan import (
     array_spec,
     build_plan,
     fingerprint,
@@ -217,7 +217,7 @@ def _fake_run(runs, job, run_id, state, started_at):
 
 
 def test_report_reads_several_runs_folders_and_counts_a_run_once(tmp_path, run_cli):
-    from training.report.collect import collect_runs
+    from mnist_suite.report.collect import collect_runs
 
     a, b = tmp_path / "a", tmp_path / "b"
     _fake_run(a, "softmax", "quick-s0-aaaa", "done", "2026-01-01T00:00:00")
@@ -255,8 +255,8 @@ def test_a_stale_saved_plan_is_refused_before_anything_runs(run_cli, tmp_path):
 
 def test_default_seeds_follow_each_jobs_declaration():
     """`--seeds default`: every job over its own seeds, seed-major, the long jobs fewer."""
-    from training.jobs import get_job
-    from training.plan import build_plan
+    from mnist_suite.jobs import get_job
+    from mnist_suite.plan import build_plan
 
     jobs = ["softmax-seed", "sgd-grid"]
     items = build_plan(jobs, profile="full", seeds=None)

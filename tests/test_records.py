@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from training import records, runs
-from training.jobs import Job
+from mnist_suite import records, runs
+from mnist_suite.jobs import Job
 
 RECORD_FILES = ("config.json", "status.json", "metrics.json", "history.jsonl")
 
@@ -47,7 +47,7 @@ def _cli(*argv: str) -> tuple[int, str, str]:
     import contextlib
     import io
 
-    from training.cli import main
+    from mnist_suite.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import runs
-from training.errors import ConfigError
-from training.jobs import Job
-from training.report import SCHEMA_VERSION, build_report
-from training.report.collect import collect_runs, pick, pick_cells
-from training.report.document import fmt
-from training.report.seed import seed_figure
+from mnist_suite import runs
+from mnist_suite.errors import ConfigError
+from mnist_suite.jobs import Job
+from mnist_suite.report import SCHEMA_VERSION, build_report
+from mnist_suite.report.collect import collect_runs, pick, pick_cells
+from mnist_suite.report.document import fmt
+from mnist_suite.report.seed import seed_figure
 
 
 @dataclass(frozen=True)
@@ -511,7 +511,7 @@ def test_report_command_never_imports_tensorflow(tmp_path):
     # The report reads results: it must run where TensorFlow is absent (the numpy image).
     (tmp_path / "runs").mkdir()
     code = (
-        "import sys; from training.cli import main; "
+        "import sys; from mnist_suite.cli import main; "
         f"rc = main(['report', '--runs', {str(tmp_path / 'runs')!r}, "
         f"'--out', {str(tmp_path / 'reports')!r}]); "
         "assert rc == 0 and 'tensorflow' not in sys.modules and 'keras' not in sys.modules"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from training.report.classification import chosen_cell, time_to_target_table
-from training.report.collect import RunRecord
-from training.report.document import FigureRef, Section, Table, render_html, render_markdown
-from training.report.replicates import groups, pick_cell_groups
+from mnist_suite.report.classification import chosen_cell, time_to_target_table
+from mnist_suite.report.collect import RunRecord
+from mnist_suite.report.document import FigureRef, Section, Table, render_html, render_markdown
+from mnist_suite.report.replicates import groups, pick_cell_groups
 
 
 class NoTest(dict):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import runs
-from training.errors import Diverged
-from training.jobs import Job
+from mnist_suite import runs
+from mnist_suite.errors import Diverged
+from mnist_suite.jobs import Job
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def test_diverged_exception_message():
 
 
 # Half the training set, evaluated every 1000 samples: logs within a second, runs for several.
-JOB_ARGV = [sys.executable, "-m", "training", "run", "softmax-seed"]
+JOB_ARGV = [sys.executable, "-m", "mnist_suite", "run", "softmax-seed"]
 JOB_ARGV += ["--set", "n_train=30000", "--set", "eval_every=1000"]
 
 

@@ -179,7 +179,7 @@ def cluster(tmp_path_factory):
 
 def _suite(*argv: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "training", *argv], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "mnist_suite", *argv], capture_output=True, text=True, env=env
     )
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnist_suite.runs import load_run
 from tests.conftest import run_path
-from training.runs import load_run
 
 
 def test_softmax_seed_quick_writes_a_complete_run(run_cli):

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from training import runs
-from training.data.split import dev_split, split_arrays
-from training.errors import ConfigError
-from training.jobs import Job
-from training.targets import TargetClock, from_history
+from mnist_suite import runs
+from mnist_suite.data.split import dev_split, split_arrays
+from mnist_suite.errors import ConfigError
+from mnist_suite.jobs import Job
+from mnist_suite.targets import TargetClock, from_history
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_dev_split_is_one_per_seed(labels):
 
 def test_dev_split_only_uses_the_dev_stream(labels):
     """Jobs drawing from other streams before splitting cannot move the split."""
-    from training.seeding import rng
+    from mnist_suite.seeding import rng
 
     before = dev_split(labels, 1000, seed=5)[1]
     rng(5, "order").permutation(100)
@@ -165,7 +165,7 @@ def test_runner_writes_seed_and_job_cell_hparams_for_every_job(tmp_path):
 
 
 def test_every_job_declares_what_the_report_and_the_suite_need():
-    from training.jobs import all_jobs
+    from mnist_suite.jobs import all_jobs
 
     jobs = all_jobs()
     for job in jobs.values():

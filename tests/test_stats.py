@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from training.stats import median_spread, summarize, trimmed_mean
+from mnist_suite.stats import median_spread, summarize, trimmed_mean
 
 T_975_DF2 = 4.302652729749464  # Student t, 97.5th percentile, 2 degrees of freedom
 T_975_DF4 = 2.7764451051977987  # ... 4 degrees of freedom

@@ -5,7 +5,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hp_metadata
 from tensorboard.plugins.hparams import summary_v2 as hp
 
-from training.tb import SummaryWriter
+from mnist_suite.tb import SummaryWriter
 
 
 def read(logdir):

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from training.data import to_unit
-from training.errors import ConfigError
-from training.jobs.sgd import GridConfig, SgdConfig, SweepConfig, grid_cells, sweep_cells
-from training.tfsgd import parse_net
+from mnist_suite.data import to_unit
+from mnist_suite.errors import ConfigError
+from mnist_suite.jobs.sgd import GridConfig, SgdConfig, SweepConfig, grid_cells, sweep_cells
+from mnist_suite.tfsgd import parse_net
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_cli_rejects_bad_input_before_training(run_cli, tmp_path, argv):
 
 def test_listing_jobs_does_not_import_tensorflow():
     code = (
-        "import sys; from training.cli import main; main(['list']); "
+        "import sys; from mnist_suite.cli import main; main(['list']); "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -85,7 +85,7 @@ def test_listing_jobs_does_not_import_tensorflow():
 
 @pytest.fixture(scope="module")
 def loop():
-    from training.tfsgd import loop
+    from mnist_suite.tfsgd import loop
 
     loop.configure(0)
     return loop

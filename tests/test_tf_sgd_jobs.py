@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from mnist_suite.runs import find_runs, load_run
 from tests.conftest import run_path
-from training.runs import find_runs, load_run
 
 pytestmark = pytest.mark.slow  # each test trains (quick profiles, a few seconds each)
 

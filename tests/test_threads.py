@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from training import threads
+from mnist_suite import threads
 
 
 def blas_threads_now() -> list[int]:

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, this file's folder is first on sys.path; the suite's source is one level up.
 sys.path.insert(0, str(ROOT))
 
-from training.errors import SuiteError  # noqa: E402
-from training.launch.container import (  # noqa: E402
+from mnist_suite.errors import SuiteError  # noqa: E402
+from mnist_suite.launch.container import (  # noqa: E402
     FLAVOURS,
     detect_engine,
     image_exists,

@@ -1,0 +1,251 @@
+"""Exclusive claims on run directories: one attempt writes a run; any other waits or leaves.
+
+Before a run directory is read for resuming, cleared or written, its attempt creates
+``<runs>/<job>/<run_id>.claim`` with ``O_CREAT | O_EXCL``: of any number of processes, on any
+number of hosts sharing the folder, exactly one creates it (exclusive create is atomic on local
+filesystems and on NFSv3+; no ``flock``, which network filesystems do not all honour). The file
+holds the owner's pid, host, machine identity, a random token and a heartbeat that the owner
+rewrites through its open descriptor every few seconds.
+
+A claim is *stale*, and may be broken, when its owner is provably gone: on the same machine
+(same host name, boot and pid namespace) when its process no longer exists (pid and start time),
+elsewhere when its heartbeat is older than :data:`STALE_SECONDS`. Breaking renames the claim to
+a unique name (one rename of a given file succeeds, so two breakers cannot both win), checks
+that the renamed file is the one judged stale (else puts it back), and then competes for a
+fresh ``O_EXCL`` create like everyone else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_suite.errors import SuiteError
+
+SUFFIX = ".claim"
+STALE_SECONDS = 120.0  # a foreign owner silent for this long is presumed dead
+MAX_CLAIM_BYTES = 4096
+
+
+def claim_path(run_dir: Path) -> Path:
+    """Where the claim on ``run_dir`` lives: beside it, so clearing the run keeps the claim."""
+    run_dir = Path(run_dir)
+    return run_dir.with_name(run_dir.name + SUFFIX)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_ticks(pid: int) -> str:
+    """Start time of process ``pid`` in clock ticks since boot ("" if unknown): pid reuse guard."""
+    stat = _read_text(f"/proc/{pid}/stat")
+    fields = stat.rpartition(")")[2].split()  # after "(comm)", which may contain spaces
+    return fields[19] if len(fields) > 19 else ""
+
+
+def machine() -> dict:
+    """What makes two pids comparable: host name, boot and pid namespace."""
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = ""
+    return {
+        "host": socket.gethostname(),
+        "boot_id": _read_text("/proc/sys/kernel/random/boot_id"),
+        "pidns": pidns,
+    }
+
+
+def process_alive(pid: object, start: object = None) -> bool:
+    """Does process ``pid`` of this machine exist (and, given ``start``, is it the same one)?
+
+    Anything that is not a positive int, or too large to be a pid, names no process.
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    ticks = _start_ticks(pid) if start else None
+    return not (start and ticks and ticks != start)  # a new process got the old pid
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A claim as found on disk."""
+
+    info: dict  # the owner's fields ({} while the creator is still writing them)
+    heartbeat: float  # unix time of the last beat (the file's mtime if newer or no content)
+    identity: tuple  # (inode, mtime_ns, token): to tell this claim from a newer one
+
+    def stale(self, now: float | None = None) -> bool:
+        """Is the owner provably gone?"""
+        mine = machine()
+        info = self.info
+        if info and all(info.get(k) == v for k, v in mine.items()):
+            return not process_alive(info.get("pid"), info.get("start"))
+        now = time.time() if now is None else now
+        return now - self.heartbeat > STALE_SECONDS
+
+    def describe(self) -> str:
+        age = max(0.0, time.time() - self.heartbeat)
+        who = f"pid {self.info.get('pid', '?')} on {self.info.get('host', '?')}"
+        return f"{who} (heartbeat {age:.0f} s ago)"
+
+
+def read_holder(path: Path) -> Holder | None:
+    """The claim at ``path``, or None if there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        # Not a readable regular file (a folder, a symlink): nobody can own it; treated as a
+        # claim of an unknown owner so the run is never clobbered by mistake.
+        return Holder({}, time.time(), ("?",))
+    try:
+        st = os.fstat(fd)
+        raw = os.pread(fd, MAX_CLAIM_BYTES, 0)
+    finally:
+        os.close(fd)
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        info = {}  # being written, or foreign: judged by its mtime alone
+    beat = info.get("heartbeat_unix")
+    beat = beat if isinstance(beat, int | float) and not isinstance(beat, bool) else 0.0
+    return Holder(info, max(beat, st.st_mtime), (st.st_ino, st.st_mtime_ns, info.get("token")))
+
+
+class ClaimBusy(SuiteError):
+    """Another live attempt holds the run."""
+
+    def __init__(self, path: Path, holder: Holder):
+        super().__init__(f"{path}: claimed by {holder.describe()}")
+        self.holder = holder
+
+
+class Claim:
+    """A held claim; :meth:`beat` refreshes it, :meth:`release` gives it up."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path = path
+        self.fd = fd
+        self.info = {
+            **machine(),
+            "pid": os.getpid(),
+            "start": _start_ticks(os.getpid()),
+            "token": secrets.token_hex(8),
+            "created_unix": time.time(),
+        }
+
+    def beat(self) -> None:
+        """Rewrite the heartbeat through our own descriptor.
+
+        Writing through the descriptor (not the path) means a beat can only ever touch our own
+        claim, even if it was broken and replaced meanwhile.
+        """
+        data = json.dumps({**self.info, "heartbeat_unix": time.time()}).encode()
+        os.pwrite(self.fd, data, 0)
+        os.ftruncate(self.fd, len(data))
+
+    def held(self) -> bool:
+        """Is the file at our path still ours (not broken and replaced)?"""
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self.fd).st_ino
+        except OSError:
+            return False
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            if self.held():
+                os.unlink(self.path)
+        except OSError:
+            pass  # left behind, it is stale as soon as our pid is gone
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _create(path: Path) -> Claim | None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return None
+    claim = Claim(path, fd)
+    try:
+        claim.beat()
+    except OSError:
+        claim.release()
+        raise
+    return claim
+
+
+def _break(path: Path, stale: Holder) -> None:
+    """Move a stale claim aside; if what moved is a newer claim, put it back."""
+    aside = path.with_name(f"{path.name}.stale-{secrets.token_hex(6)}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return  # someone else broke (or released) it first
+    moved = read_holder(aside)
+    if moved is not None and moved.identity != stale.identity:
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)
+    aside.unlink(missing_ok=True)
+
+
+def acquire(path: Path, wait: float = 0.0, poll: float = 0.2) -> Claim:
+    """Claim ``path`` (see :func:`claim_path`), waiting up to ``wait`` seconds for a live owner.
+
+    Raises
+    ------
+    ClaimBusy
+        A live owner still holds it after ``wait`` seconds.
+    OSError
+        The claim cannot be created (folder missing or read-only, disk full).
+    """
+    path = Path(path)
+    deadline = time.monotonic() + wait
+    attempts = 0
+    while True:
+        claim = _create(path)
+        if claim is not None:
+            return claim
+        holder = read_holder(path)
+        attempts += 1
+        if holder is None:
+            continue  # released between our create and our read
+        if holder.stale() and attempts < 20:
+            _break(path, holder)
+            continue
+        if time.monotonic() >= deadline:
+            if not holder.info:  # caught between its create and its first write: name the owner
+                time.sleep(0.05)
+                holder = read_holder(path) or holder
+            raise ClaimBusy(path.with_name(path.name[: -len(SUFFIX)]), holder)
+        time.sleep(poll)
+
+
+def live_holder(run_dir: Path) -> Holder | None:
+    """The live claim on ``run_dir``, if an attempt is writing it right now."""
+    holder = read_holder(claim_path(run_dir))
+    return holder if holder is not None and not holder.stale() else None

@@ -1,0 +1,626 @@
+"""`mnist-suite` / `python -m mnist_suite`: one entry point for every job, here or in a container.
+
+Exit codes: 0 success; 1 a run failed; 2 bad usage, config or data; 3 a single run diverged;
+130 interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mnist_suite.defaults import BENCH_RESULTS, PROFILES, REPORT_FOLDER, RUNS_VARIABLE, runs_folder
+from mnist_suite.errors import SuiteError
+from mnist_suite.plan import FLAVOURS
+
+EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def _data_options(args: argparse.Namespace) -> dict:
+    return {"path": args.data, "offline": args.offline or None}
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="an mnist.npz or a folder of IDX files (default: $MNIST_SUITE_DATA)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never touch the network (also $MNIST_SUITE_OFFLINE=1)",
+    )
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from mnist_suite.data import load_mnist
+
+    mnist = load_mnist(**_data_options(args))
+    print(f"MNIST verified (sha256 of all four arrays): source={mnist.source} at {mnist.location}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from mnist_suite.jobs import all_jobs
+
+    jobs = all_jobs()
+    width = max(map(len, jobs), default=0)
+    for name, job in jobs.items():
+        print(f"{name:<{width}}  {job.summary}")
+    return 0
+
+
+def cmd_cells(args: argparse.Namespace) -> int:
+    from mnist_suite.jobs import get_job
+
+    job = get_job(args.job)
+    for i, (label, _) in enumerate(job.expand(job.resolve(args.profile, args.set))):
+        print(f"{i}\t{label or job.name}")
+    return 0
+
+
+def _selection(args: argparse.Namespace) -> tuple[list, list, str]:
+    """(the whole plan, the items this command addresses, the name of what indexes them).
+
+    The plan comes from ``--plan FILE`` or is built from the jobs, profile, seeds and overrides;
+    ``--flavour`` and ``--items`` narrow it to the subset an engine indexes (see mnist_suite.plan).
+    """
+    from mnist_suite.jobs import all_jobs
+    from mnist_suite.plan import build_plan, check_fingerprint, load_plan, parse_items, subset
+
+    if getattr(args, "plan", None):
+        if args.jobs or args.set or args.seeds or args.seed is not None:
+            raise SuiteError("--plan: the saved plan fixes jobs, seeds and --set; leave them out")
+        items = load_plan(args.plan)
+        if not items:
+            raise SuiteError(f"--plan {args.plan}: the plan has no items")
+    else:
+        if not args.jobs and not args.all_jobs_by_default:
+            raise SuiteError("name at least one job (mnist-suite list shows them) or --plan FILE")
+        items = build_plan(
+            args.jobs or list(all_jobs()),
+            profile=args.profile,
+            seeds=_seeds(args),
+            overrides=args.set,
+        )
+    check_fingerprint(items, args.plan_fingerprint)
+    only = parse_items(args.items) if args.items else None
+    chosen = subset(items, flavour=args.flavour, only=only)
+    what = "plan" if args.flavour is None and only is None else "selection"
+    return items, chosen, what
+
+
+def _seeds(args: argparse.Namespace) -> tuple[int, ...] | None:
+    """The seeds asked for; None for ``--seeds default`` (each job's declared seeds)."""
+    from mnist_suite.plan import parse_seeds
+
+    if args.seeds == "default":
+        return None
+    if args.seeds is not None:
+        return parse_seeds(args.seeds)
+    return (0 if args.seed is None else args.seed,)
+
+
+def _index(args: argparse.Namespace) -> tuple[int | None, str]:
+    """The item index from ``--index`` or, failing that, from an engine's variable."""
+    from mnist_suite.plan import INDEX_VARIABLES, index_from_env
+
+    if args.index is not None:
+        return args.index, "--index"
+    index = index_from_env()
+    if index is None:
+        return None, ""
+    source = next(v for v in INDEX_VARIABLES if os.environ.get(v, "").strip())
+    return index, f"${source}"
+
+
+def _resolve(item) -> tuple:
+    """(job, cell label, cell config) of a work item, checked against this suite's expansion."""
+    from mnist_suite.jobs import get_job
+
+    job = get_job(item.job)
+    cells = job.expand(job.resolve(item.profile, list(item.overrides)))
+    if item.cell_index < len(cells):
+        label, config = cells[item.cell_index]
+        if job.run_id(label, config, item.profile, item.seed) == item.run_id:
+            return job, label, config
+    raise SuiteError(
+        f"plan item {item.index} ({item.name}, seed {item.seed}): this suite version expands "
+        "it differently; save the plan again"
+    )
+
+
+def _preflight(items: list, args: argparse.Namespace) -> None:
+    """Check what runs need before any run folder is created or cleared (``--force`` included).
+
+    Configs were resolved (and validated) by the caller; here: seeds, the runs folder, and the
+    data, loaded and verified once if any item will train (the runs reuse that load).
+    """
+    from mnist_suite.paths import writable_folder
+    from mnist_suite.plan import item_states
+    from mnist_suite.runs import FINAL_STATES
+
+    for item in items:
+        if item.seed < 0:
+            raise SuiteError(f"seed {item.seed}: expected an integer >= 0")
+    writable_folder(args.runs, "--runs")
+    if args.force or any(s not in FINAL_STATES for s in item_states(items, args.runs)):
+        from mnist_suite.data import load_mnist
+
+        load_mnist(**_data_options(args))
+
+
+def run_items(items: list, args: argparse.Namespace) -> int:
+    """Run work items one after another in this process; the exit code of the batch."""
+    from mnist_suite.runs import execute
+
+    resolved = [(item, *_resolve(item)) for item in items]  # all checked before any runs
+    _preflight(items, args)
+    codes = []
+    for item, job, label, cell_config in resolved:
+        outcome = execute(
+            job,
+            label,
+            cell_config,
+            seed=item.seed,
+            profile=item.profile,
+            out=args.runs,
+            run_id=item.run_id,
+            data_options=_data_options(args),
+            force=args.force,
+        )
+        note = " (already recorded, skipped)" if outcome.skipped else ""
+        if outcome.skipped and outcome.state == "running":
+            note = f" ({outcome.message}; not run here)"
+        print(f"{outcome.state:<11} {outcome.path}{note}", flush=True)
+        if outcome.skipped and outcome.state == "running":
+            # Another attempt owns it: this one did not run it, so it did not succeed.
+            print(f"error: {item.name}: {outcome.message}; not run here", file=sys.stderr)
+            codes.append(EXIT_FAILED)
+        elif outcome.state == "failed":
+            print(f"error: {item.name}: {outcome.message}", file=sys.stderr)
+            codes.append(EXIT_FAILED)
+        elif outcome.state == "diverged":
+            print(f"warning: {item.name}: diverged: {outcome.message}", file=sys.stderr)
+            # In a batch (sweep, grid) divergence is a result; alone, the run did not succeed.
+            codes.append(EXIT_DIVERGED if len(items) == 1 else 0)
+    return max(codes, default=0)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mnist_suite.plan import select
+
+    _, chosen, what = _selection(args)
+    index, source = _index(args)
+    if index is not None:
+        if not chosen:
+            raise SuiteError(f"{source} {index}: the {what} has no items")
+        if not 0 <= index < len(chosen):
+            raise SuiteError(f"{source} {index}: the {what} has items 0..{len(chosen) - 1}")
+        chosen = [select(chosen, index, source)]
+    return run_items(chosen, args)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from mnist_suite.files import atomic_write_json, dumps
+    from mnist_suite.plan import (
+        PENDING_STATES,
+        array_spec,
+        fingerprint,
+        item_states,
+        plan_document,
+    )
+
+    items, chosen, _ = _selection(args)
+    if args.save:
+        atomic_write_json(args.save, plan_document(items))
+        print(f"plan {fingerprint(items)} ({len(items)} items) saved to {args.save}")
+        return 0
+    states = item_states(chosen, args.runs) if args.status or args.pending else None
+    if args.pending:
+        pending = [i.index for i, s in zip(chosen, states, strict=True) if s in PENDING_STATES]
+        by_flavour = {
+            f: [i.index for i in chosen if i.index in pending and i.flavour == f]
+            for f in sorted({i.flavour for i in chosen})
+        }
+        doc = {
+            "fingerprint": fingerprint(items),
+            "pending": pending,
+            "slurm": f"--array={array_spec(pending)}" if pending else "",
+            "kubernetes": {
+                f: {"items": idx, "completions": len(idx)} for f, idx in by_flavour.items() if idx
+            },
+        }
+        if args.json:
+            print(dumps(doc))
+        elif not pending:
+            print(f"nothing pending: all {len(chosen)} items are done, diverged or running")
+        else:
+            print(f"pending: {len(pending)} of {len(chosen)} items")
+            print(f"slurm:       sbatch {doc['slurm']} job.sbatch")
+            print(f"kubernetes:  {pending}  (mnist-suite k8s ... --items {array_spec(pending)})")
+            for f, entry in doc["kubernetes"].items():
+                print(f"  {f} Job: completions {entry['completions']}, items {entry['items']}")
+        return 0
+    if args.json:
+        rows = [i.to_json() for i in chosen]
+        if states is not None:
+            rows = [{**r, "state": s} for r, s in zip(rows, states, strict=True)]
+        print(dumps({"fingerprint": fingerprint(items), "items": rows}))
+        return 0
+    header = ["index", "job", "cell", "seed", "run id", "flavour"]
+    rows = [[str(i.index), i.job, i.cell or "-", str(i.seed), i.run_id, i.flavour] for i in chosen]
+    if states is not None:
+        header.insert(1, "state")
+        for row, state in zip(rows, states, strict=True):
+            row.insert(1, state)
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    summary = f"{len(chosen)} items, plan {fingerprint(items)}"
+    if states is not None:
+        counts = {s: states.count(s) for s in dict.fromkeys(states)}
+        summary += ": " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    print(summary)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mnist_suite.launch import LaunchOptions
+    from mnist_suite.launch.local import LocalLauncher
+
+    _, chosen, _ = _selection(args)
+    options = LaunchOptions(
+        runs=args.runs,
+        workers=args.workers,
+        threads=args.threads,
+        force=args.force,
+        data=args.data,
+        offline=args.offline,
+    )
+    if args.containers:
+        from mnist_suite.launch.container import ContainerLauncher
+
+        launcher = ContainerLauncher(memory=args.memory, pids=args.pids_limit)
+    else:
+        launcher = LocalLauncher()
+    code = batch_exit_code(launcher.launch(chosen, options).values())
+    if args.check:
+        from mnist_suite.launch.container import check_runs
+
+        problems = check_runs(args.runs, chosen, in_container=args.containers, uid=os.getuid())
+        for problem in problems:
+            print(f"problem: {problem}")
+        print(f"checked {args.runs}: {len(chosen)} items, {len(problems)} problems")
+        code = code or (EXIT_FAILED if problems else 0)
+    return code
+
+
+def batch_exit_code(codes) -> int:
+    """130 if interrupted, else 2 for bad usage, 1 for any other failure; divergence is a result."""
+    bad = {c for c in codes if c not in (0, EXIT_DIVERGED)}
+    for code in (EXIT_INTERRUPTED, EXIT_USAGE):
+        if code in bad:
+            return code
+    return EXIT_FAILED if bad else 0
+
+
+def cmd_k8s(args: argparse.Namespace) -> int:
+    from mnist_suite.launch.kubernetes import KubernetesOptions, manifests
+
+    items, chosen, _ = _selection(args)
+    options = KubernetesOptions(
+        image_registry=args.image_registry,
+        image_tag=args.image_tag,
+        parallelism=args.parallelism,
+        backoff_limit_per_index=args.backoff_limit_per_index,
+        runs_claim=args.runs_claim,
+        data_claim=args.data_claim,
+        data_file=args.data_file,
+        namespace=args.namespace,
+        name=args.name,
+        cpu=args.cpu,
+        memory=args.memory,
+        run_as_user=args.run_as_user,
+    )
+    print(manifests(items, chosen, _plan_arguments(args), options), end="")
+    return 0
+
+
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from mnist_suite.launch.slurm import SlurmOptions, sbatch_script
+
+    items, chosen, _ = _selection(args)
+    options = SlurmOptions(
+        runs=args.runs,
+        mode=args.mode,
+        parallelism=args.parallelism,
+        cpus=args.cpus,
+        memory=args.memory,
+        time=args.time,
+        logs=args.logs,
+        image_registry=args.image_registry,
+        image_tag=args.image_tag,
+        data=args.data,
+        python=args.python,
+        partition=args.partition,
+        name=args.name,
+    )
+    script = sbatch_script(items, chosen, _plan_arguments(args), options)
+    args.logs.mkdir(parents=True, exist_ok=True)  # Slurm does not create the log folder
+    print(script, end="")
+    return 0
+
+
+def _plan_arguments(args: argparse.Namespace) -> list[str]:
+    """The ``run`` arguments that rebuild this plan on a worker (``--plan`` or the selection)."""
+    if getattr(args, "plan", None):
+        return ["--plan", str(args.plan)]
+    from mnist_suite.jobs import all_jobs
+
+    jobs = args.jobs or list(all_jobs())
+    seeds = _seeds(args)
+    listed = "default" if seeds is None else ",".join(map(str, seeds))
+    out = [*jobs, "--profile", args.profile, "--seeds", listed]
+    for pair in args.set:
+        out += ["--set", pair]
+    return out
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from mnist_suite.runs import find_runs, load_run
+
+    for path in find_runs(args.runs, args.job):
+        run = load_run(path)
+        metrics = run["metrics"]
+        headline = next(
+            (
+                f"{k}={metrics[k]:.4g}"
+                for k in ("test_accuracy", "test_mse")
+                if isinstance(metrics.get(k), int | float)
+            ),
+            "",
+        )
+        print(f"{run['state']:<11} {path}  {run['problem'] or headline}".rstrip())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mnist_suite.paths import not_overlapping, writable_folder
+    from mnist_suite.report import build_report
+
+    runs = args.runs or [runs_folder()]
+    writable_folder(args.out.parent, "--out")
+    not_overlapping(args.out, "--out", [("--runs", r) for r in runs] + [("--bench", args.bench)])
+    build_report(runs, args.bench, args.out)
+    print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mnist_suite.data import cache_dir
+    from mnist_suite.paths import writable_file
+    from mnist_suite.predict import predict_image
+
+    inputs = {"--weights": args.weights, "--data": args.data, "the cache": cache_dir()}
+    writable_file(args.out, "--out", inputs)
+    p = predict_image(args.weights, args.index, args.out, _data_options(args))
+    print(
+        f"image #{p.index} (label {p.label}): prediction {p.predicted} "
+        f"with probability {p.probability:.4f} -> {args.out}"
+    )
+    return 0
+
+
+class _DeprecatedRunsOut(argparse.Action):
+    """The old ``--out`` spelling of the runs folder: still works, says the new name once."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is now --runs (the runs folder)", file=sys.stderr)
+        namespace.runs = values
+
+
+def _add_runs_argument(p: argparse.ArgumentParser, *, old_out: bool = False) -> None:
+    p.add_argument(
+        "--runs",
+        type=Path,
+        default=runs_folder(),
+        help=f"runs folder (default: ${RUNS_VARIABLE} or ./runs)",
+    )
+    if old_out:
+        p.add_argument("--out", type=Path, action=_DeprecatedRunsOut, help=argparse.SUPPRESS)
+
+
+def _add_selection_arguments(p: argparse.ArgumentParser, *, all_by_default: bool) -> None:
+    """Jobs, profile, seeds and overrides: the arguments that build a plan (mnist_suite.plan)."""
+    default = "every job" if all_by_default else "required unless --plan"
+    p.add_argument("jobs", nargs="*", metavar="JOB", help=f"job names ({default})")
+    p.add_argument("--profile", default="full", choices=PROFILES)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    seeds.add_argument(
+        "--seeds",
+        default=None,
+        help="seeds: 0-4 or 0,3,7 (one run each); 'default' = each job's own count "
+        "(full profile: 5, fewer for long jobs; quick: 1)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (repeatable)",
+    )
+    p.add_argument("--plan", type=Path, default=None, help="a plan saved by `plan --save`")
+    p.add_argument("--flavour", choices=FLAVOURS, default=None, help="only the items of this image")
+    p.add_argument(
+        "--items", default=None, metavar="LIST", help="only these plan indexes, e.g. 4,8,15"
+    )
+    p.add_argument(
+        "--plan-fingerprint", default=None, help="refuse a plan that does not have this fingerprint"
+    )
+    p.set_defaults(all_jobs_by_default=all_by_default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mnist_suite.launch.container import CONTAINER_UID, DEFAULT_MEMORY, DEFAULT_PIDS
+
+    parser = argparse.ArgumentParser(prog="mnist-suite", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log data sources tried")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="fetch and verify MNIST; print the source and cache path")
+    _add_data_arguments(p)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("list", help="list the jobs, one line each")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("cells", help="list a job's cells with their index")
+    p.add_argument("job")
+    p.add_argument("--profile", default="full", choices=PROFILES)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_cells)
+
+    p = sub.add_parser(
+        "run",
+        help="run work items here, one after another (all, or item --index I of the plan)",
+        description="Run the plan's items in this process. --index I (or $MNIST_SUITE_INDEX, "
+        "$JOB_COMPLETION_INDEX, $SLURM_ARRAY_TASK_ID) runs only item I; for one job and one "
+        "seed item I is the job's cell I.",
+    )
+    _add_selection_arguments(p, all_by_default=False)
+    _add_runs_argument(p, old_out=True)
+    p.add_argument("--index", type=int, default=None, help="run only this item of the plan")
+    p.add_argument("--force", action="store_true", help="re-run items already recorded")
+    _add_data_arguments(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "plan", help="print the work plan (job x cell x seed), its status or save it"
+    )
+    _add_selection_arguments(p, all_by_default=True)
+    _add_runs_argument(p)
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument("--save", type=Path, default=None, help="write the plan document to this file")
+    p.add_argument("--status", action="store_true", help="each item's state in the runs folder")
+    p.add_argument(
+        "--pending", action="store_true", help="the indexes to run again, in each engine's form"
+    )
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser(
+        "train", help="run the plan in a process pool (--workers N), --containers in the images"
+    )
+    _add_selection_arguments(p, all_by_default=True)
+    _add_runs_argument(p, old_out=True)
+    p.add_argument("--workers", type=int, default=0, help="parallel items (default: one per core)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="BLAS/TF threads per worker (default: cores/workers)"
+    )
+    p.add_argument("--force", action="store_true", help="re-run items already recorded")
+    p.add_argument(
+        "--containers", action="store_true", help="run each item in its image (Podman/Docker)"
+    )
+    p.add_argument(
+        "--memory", default=DEFAULT_MEMORY, help=f"per container (default {DEFAULT_MEMORY})"
+    )
+    p.add_argument(
+        "--pids-limit", type=int, default=DEFAULT_PIDS, help=f"per container ({DEFAULT_PIDS})"
+    )
+    p.add_argument("--check", action="store_true", help="then check every item's run folder")
+    _add_data_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("k8s", help="print Kubernetes Indexed Jobs (one per image) for the plan")
+    _add_selection_arguments(p, all_by_default=True)
+    p.add_argument("--image-registry", default="", help="e.g. registry.example.com/team")
+    p.add_argument("--image-tag", default="", help="tag suffix: mnist-suite:numpy<TAG>")
+    p.add_argument("--parallelism", type=int, default=2, help="pods at a time per Job")
+    p.add_argument("--backoff-limit-per-index", type=int, default=2)
+    p.add_argument("--runs-claim", default="mnist-suite-runs", help="ReadWriteMany PVC")
+    p.add_argument("--data-claim", default="mnist-suite-data", help="PVC holding mnist.npz")
+    p.add_argument("--data-file", default="mnist.npz", help="file name on the data claim")
+    p.add_argument("--namespace", default=None)
+    p.add_argument("--name", default="mnist-suite", help="Job name prefix")
+    p.add_argument("--cpu", default="1", help="CPU request and limit per pod")
+    p.add_argument("--memory", default="4Gi", help="memory request and limit per pod")
+    p.add_argument("--run-as-user", type=int, default=CONTAINER_UID, help="the images' user id")
+    p.set_defaults(func=cmd_k8s)
+
+    p = sub.add_parser("slurm", help="print a Slurm array job (sbatch script) for the plan")
+    _add_selection_arguments(p, all_by_default=True)
+    _add_runs_argument(p)
+    p.add_argument(
+        "--mode",
+        choices=("auto", "podman", "apptainer", "python"),
+        default="auto",
+        help="how a task runs: the image (podman/apptainer, auto picks) or this python",
+    )
+    p.add_argument("--parallelism", type=int, default=0, help="tasks at a time (%%P; 0 = any)")
+    p.add_argument("--cpus", type=int, default=1, help="CPUs per task")
+    p.add_argument("--memory", default="4G", help="memory per task")
+    p.add_argument("--time", default="02:00:00", help="time limit per task")
+    p.add_argument("--logs", type=Path, default=Path("slurm-logs"), help="per-task log folder")
+    p.add_argument("--image-registry", default="")
+    p.add_argument("--image-tag", default="")
+    p.add_argument("--data", type=Path, default=None, help="mnist.npz on the nodes")
+    p.add_argument("--python", default=sys.executable, help="python for --mode python")
+    p.add_argument("--partition", default=None)
+    p.add_argument("--name", default="mnist-suite", help="job name")
+    p.set_defaults(func=cmd_slurm)
+
+    p = sub.add_parser("runs", help="list recorded runs with their state")
+    _add_runs_argument(p, old_out=True)
+    p.add_argument("--job", default=None)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("predict", help="classify one test image with saved weights; save a PNG")
+    p.add_argument("--weights", type=Path, required=True, help="a NumPy MLP's weights .npz")
+    p.add_argument("--index", type=int, required=True, help="test image index (0..9999)")
+    p.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    _add_data_arguments(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="write tables and figures of recorded runs and benchmarks")
+    p.add_argument(
+        "--runs",
+        type=Path,
+        action="append",
+        default=None,
+        help=f"runs folder, repeatable (default: ${RUNS_VARIABLE} or ./runs)",
+    )
+    p.add_argument(
+        "--bench",
+        type=Path,
+        default=BENCH_RESULTS,
+        help=f"folder of pytest-benchmark JSON files (default: {BENCH_RESULTS}, if present)",
+    )
+    p.add_argument("--out", type=Path, default=REPORT_FOLDER, help="report folder (replaced)")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    try:
+        return args.func(args)
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left (`mnist-suite plan | head`): not our error. Point stdout at devnull so
+        # the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,137 @@
+"""Atomic writes and tolerant reads: the one place that touches record files on disk.
+
+Every writer goes through a temp file in the destination folder, ``fsync`` and ``os.replace``,
+so a reader sees the old file or the new one, never half of one. Readers never raise on a
+missing, torn or foreign file: they return ``None`` (or skip the line) and let the caller decide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """Open a temp file beside ``path``; on success fsync and rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats replaced by None (strict JSON, readable by any tool)."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON of ``obj`` (NumPy scalars and arrays allowed; NaN/inf become null)."""
+    return json.dumps(finite(obj), indent=indent, default=_json_default, allow_nan=False)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as strict JSON to ``path`` atomically."""
+    atomic_write_bytes(path, (dumps(obj) + "\n").encode())
+
+
+def atomic_save_npz(path: Path, compress: bool = True, **arrays: np.ndarray) -> None:
+    """``np.savez[_compressed]`` through a temp file; object arrays are refused (no pickles)."""
+    for name, a in arrays.items():
+        if np.asarray(a).dtype == object:
+            raise TypeError(f"{Path(path).name}: {name} is an object array; save plain arrays")
+    with atomic_file(path) as f:
+        (np.savez_compressed if compress else np.savez)(f, **arrays)
+
+
+def npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The (shape, dtype) an ``.npz`` member declares, read without loading its data.
+
+    Raises ValueError for an ``.npy`` version other than 1.0 or 2.0 (and whatever NumPy raises
+    for a malformed header): callers turn it into their own one-line error.
+    """
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"{member} has .npy version {version}")
+    return shape, dtype
+
+
+def read_json(path: Path, max_bytes: int = 64 << 20) -> Any | None:
+    """The JSON value at ``path``; None if missing, unreadable, too large or not JSON.
+
+    The caller checks the value's shape (see ``mnist_suite.records``): any JSON may be found here.
+    """
+    try:
+        path = Path(path)
+        if path.stat().st_size > max_bytes:
+            return None
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def read_json_object(path: Path) -> dict | None:
+    """The JSON object at ``path``, or None if it is missing, unreadable or not an object."""
+    value = read_json(path)
+    return value if isinstance(value, dict) else None
+
+
+def read_jsonl(path: Path, keep: Callable[[Any], bool] = lambda row: isinstance(row, dict)):
+    """Rows of a JSON-lines file that ``keep`` accepts; torn or foreign lines are skipped."""
+    rows = []
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if keep(row):
+            rows.append(row)
+    return rows

@@ -1,0 +1,126 @@
+"""The job registry: every module in this package registers its jobs on import.
+
+A job is a name, a frozen config dataclass whose defaults are the ``full`` profile, the
+overrides that make its ``quick`` profile, and a ``train(config, run) -> metrics`` function.
+A job that is a batch (a sweep, a grid) also has ``cells(config) -> [(label, config), ...]``:
+a plain list addressable by index, so one cell can run alone (``--index 7``).
+A job also declares what the report needs to know about it: its family, the seed's printed
+figures it reproduces (seed-faithful jobs) or the seed job it improves on, and how many seeds
+the full suite runs by default.
+Job modules import TensorFlow only inside ``train``: listing jobs never loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnist_suite.config import apply_overrides, config_hash
+from mnist_suite.defaults import PROFILES
+from mnist_suite.errors import ConfigError
+
+FAMILIES = ("classifier", "reconstruction")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    summary: str  # one line, shown by `mnist-suite list`
+    config: type  # frozen dataclass; its defaults are the full profile
+    train: Callable[[Any, Any], dict]
+    quick: dict[str, Any] = field(default_factory=dict)  # overrides for the quick profile
+    cells: Callable[[Any], list[tuple[str, Any]]] | None = None
+    uses_tensorflow: bool = False
+    family: str = "classifier"  # classifier | reconstruction: which report section reads it
+    # The seed's printed figures this job reproduces: metric -> value, or "cell:metric" for a
+    # batch job (fractions for accuracies, the seed's own units for losses). Empty: not faithful.
+    seed_figures: dict[str, float] = field(default_factory=dict)
+    improves_on: str | None = None  # the seed-faithful job this one does better
+    # Seeds the full profile of the suite runs when --seeds is not given (the quick profile
+    # runs one). 5 by default; the grid and long jobs may use fewer, never under 2.
+    seeds: int = 5
+    dev_note: str = ""  # how the job holds out data for choices, when it is not the dev split
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"{self.name}: family {self.family!r} not in {FAMILIES}")
+        if self.seeds < 2:
+            raise ValueError(f"{self.name}: seeds={self.seeds} must be >= 2 (a spread needs two)")
+
+    @property
+    def faithful(self) -> bool:
+        """Reproduces a seed experiment as it was run (its split, its recipe)."""
+        return bool(self.seed_figures)
+
+    def seed_figure(self, metric: str, cell: str = "") -> float | None:
+        """The seed's printed ``metric`` (of ``cell`` for a batch job), or None."""
+        figures = self.seed_figures
+        return figures.get(f"{cell}:{metric}" if cell else metric, figures.get(metric))
+
+    def default_seeds(self, profile: str) -> tuple[int, ...]:
+        """Seeds to run when none are given: ``0..seeds-1`` for the full profile, ``0`` else."""
+        return tuple(range(self.seeds)) if profile == "full" else (0,)
+
+    def resolve(self, profile: str = "full", overrides: list[str] = ()) -> Any:
+        """The config for ``profile`` with ``key=value`` overrides applied and validated."""
+        if profile not in PROFILES:
+            raise ConfigError(
+                f"unknown profile {profile!r} (expected one of {', '.join(PROFILES)})"
+            )
+        config = self.config()
+        if profile == "quick":
+            config = dataclasses.replace(config, **self.quick)
+        return apply_overrides(config, list(overrides))
+
+    def expand(self, config: Any) -> list[tuple[str, Any]]:
+        """The batch of (cell label, cell config); a single run is one unlabelled cell."""
+        cells = self.cells(config) if self.cells else [("", config)]
+        if not cells:
+            raise ConfigError(f"{self.name}: the configuration expands to no runs (empty grid)")
+        return cells
+
+    def hparams(self, cell: str, config: Any, profile: str, seed: int) -> dict[str, Any]:
+        """TensorBoard HParams of one run: job, cell, profile, seed and every config value.
+
+        Tuples become their command-line spelling (``256,128``) and None ``"none"``, since
+        HParams take only bool, int, float and str.
+        """
+        values: dict[str, Any] = {"job": self.name, "cell": cell, "profile": profile, "seed": seed}
+        for key, value in dataclasses.asdict(config).items():
+            if isinstance(value, tuple | list):
+                value = ",".join(map(str, value))
+            values[key] = "none" if value is None else value
+        return values
+
+    def run_id(self, cell: str, config: Any, profile: str, seed: int) -> str:
+        """Deterministic: the same job, cell, config and seed always map to the same folder."""
+        digest = config_hash(self.name, cell, dataclasses.asdict(config), seed)
+        return "-".join(p for p in (cell, profile, f"s{seed}", digest) if p)
+
+
+JOBS: dict[str, Job] = {}
+
+
+def register(job: Job) -> Job:
+    if job.name in JOBS:
+        raise ValueError(f"job {job.name!r} registered twice")
+    JOBS[job.name] = job
+    return job
+
+
+def all_jobs() -> dict[str, Job]:
+    """Import every job module once and return the registry, sorted by name."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+    return dict(sorted(JOBS.items()))
+
+
+def get_job(name: str) -> Job:
+    jobs = all_jobs()
+    if name not in jobs:
+        raise ConfigError(f"unknown job {name!r} (available: {', '.join(jobs)})")
+    return jobs[name]

@@ -1,0 +1,47 @@
+"""Launchers: each back end turns a plan (a list of :class:`~mnist_suite.plan.WorkItem`) into runs.
+
+The interface is one method, ``launch(items, options) -> {plan index: exit code}``. Every back
+end runs an item the same way, as ``mnist-suite run … --index …`` in its own process (here, in a
+container, in a pod or in a Slurm task), so a crash stays with its item and the run directory is
+the only thing items share. ``local`` is a process pool on this machine; a container launcher
+reuses that pool with another :meth:`~mnist_suite.launch.local.LocalLauncher.command`. Kubernetes
+and Slurm cannot be driven from here: ``kubernetes`` and ``slurm`` write what their engines run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from mnist_suite.plan import WorkItem
+
+# Thread pools a worker process sizes from its environment: OpenMP, OpenBLAS and MKL read theirs
+# when they load, TensorFlow reads TF_NUM_*_THREADS when its runtime starts (config threads=0).
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+TF_THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How to run a plan: where runs go, how many at once, with how many threads each."""
+
+    runs: Path
+    workers: int = 0  # items at a time; 0 = one per usable core
+    threads: int = 0  # BLAS/TF threads per worker; 0 = cores // workers (at least 1)
+    force: bool = False  # re-run items already done or diverged
+    data: Path | None = None  # MNIST file or folder (default: the suite's source chain)
+    offline: bool = False
+    logs: Path | None = None  # one log file per item (default: RUNS/.logs)
+
+
+class Launcher(Protocol):
+    def launch(self, items: list[WorkItem], options: LaunchOptions) -> dict[int, int]:
+        """Run every item; return each one's exit code by plan index (130: not run/stopped)."""
+        ...
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that caps one worker's BLAS and TensorFlow thread pools at ``threads``."""
+    value = str(max(1, threads))
+    return {name: value for name in (*BLAS_THREAD_VARS, *TF_THREAD_VARS)}

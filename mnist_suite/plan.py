@@ -1,0 +1,249 @@
+"""The work plan: the only place that knows how a batch of runs is numbered.
+
+A plan is the ordered list of work items for a selection of jobs, ``job x cell x seed``. Items
+are ordered **seed-major** (every job and cell of seed s0, then of s1, ...), so widening
+``--seeds 0-2`` to ``--seeds 0-4`` appends items and keeps every existing index. Anything else
+that changes the item list (another job, cell or override) changes the plan's ``fingerprint``;
+a plan saved with ``mnist-suite plan ... --save plan.json`` is the contract every worker reads,
+and a worker given ``--plan-fingerprint`` refuses a plan that does not match it.
+
+An engine that runs one flavour of image (a Kubernetes Job per image) or only the items still
+to do indexes a **subset** of the plan (:func:`subset`): its own index ``k`` is the k-th item of
+the subset, in plan order, and the item keeps its plan index for status and logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_suite.config import config_hash
+from mnist_suite.errors import ConfigError
+
+FLAVOURS = ("numpy", "tf")  # the images: without and with TensorFlow
+INDEX_VARIABLES = ("MNIST_SUITE_INDEX", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")
+MAX_SEED = 2**31 - 1
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0-4"`` -> (0, 1, 2, 3, 4); ``"0,3,7"`` -> (0, 3, 7); ranges and lists mix.
+
+    Seeds are non-negative, unique and kept in the order given.
+    """
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        m = _RANGE.match(part.strip())
+        if not m:
+            raise ConfigError(
+                f"--seeds {text!r}: expected non-negative integers or ranges like 0-4 or 0,3,7"
+            )
+        lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+        if hi < lo or hi > MAX_SEED:
+            raise ConfigError(f"--seeds {text!r}: range {part.strip()} is empty or too large")
+        if hi - lo >= 10_000:
+            raise ConfigError(f"--seeds {text!r}: at most 10000 seeds in one range")
+        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+    return tuple(seeds)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One run of the plan: ``mnist-suite run JOB --profile P --seed S --set ... --index CELL``."""
+
+    index: int
+    job: str
+    cell: str  # "" for a single-run job
+    cell_index: int
+    seed: int
+    profile: str
+    run_id: str
+    flavour: str  # the image that runs it: "numpy" or "tf"
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.job}/{self.cell}" if self.cell else self.job
+
+    def argv(self) -> list[str]:
+        """The ``mnist-suite`` arguments that run exactly this item."""
+        args = ["run", self.job, "--profile", self.profile, "--seed", str(self.seed)]
+        for pair in self.overrides:
+            args += ["--set", pair]
+        return [*args, "--index", str(self.cell_index)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "overrides": list(self.overrides)}
+
+
+def flavour_of(job) -> str:
+    return "tf" if job.uses_tensorflow else "numpy"
+
+
+def build_plan(
+    jobs: list[str],
+    *,
+    profile: str = "full",
+    seeds: tuple[int, ...] | None = (0,),
+    overrides: tuple[str, ...] = (),
+) -> list[WorkItem]:
+    """The plan for ``jobs`` (names, in the order given) over ``seeds`` (seed-major).
+
+    ``seeds=None`` runs each job over its own declared seeds (``Job.default_seeds``: five for
+    most jobs of the full profile, fewer for the long ones, one for quick): seed s holds the
+    jobs that run s, so raising a job's count appends after the items of lower seeds.
+    """
+    from mnist_suite.jobs import get_job
+
+    if not jobs:
+        raise ConfigError("no jobs selected")
+    if seeds is not None and not seeds:
+        raise ConfigError("no seeds selected")
+    expanded = []
+    for name in dict.fromkeys(jobs):
+        job = get_job(name)
+        config = job.resolve(profile, list(overrides))
+        own = tuple(seeds) if seeds is not None else job.default_seeds(profile)
+        expanded.append((job, job.expand(config), set(own)))
+    order = seeds if seeds is not None else sorted(set().union(*(e[2] for e in expanded)))
+    items: list[WorkItem] = []
+    for seed in order:
+        for job, cells, own in expanded:
+            if seed not in own:
+                continue
+            for cell_index, (label, cell_config) in enumerate(cells):
+                items.append(
+                    WorkItem(
+                        index=len(items),
+                        job=job.name,
+                        cell=label,
+                        cell_index=cell_index,
+                        seed=seed,
+                        profile=profile,
+                        run_id=job.run_id(label, cell_config, profile, seed),
+                        flavour=flavour_of(job),
+                        overrides=tuple(overrides),
+                    )
+                )
+    return items
+
+
+def fingerprint(items: list[WorkItem]) -> str:
+    """Short hash of the item list: two plans with the same fingerprint number items alike."""
+    return config_hash([(i.index, i.job, i.run_id) for i in items])
+
+
+def index_from_env(env: dict[str, str] | None = None) -> int | None:
+    """The work item index an engine gave this process, if any (first variable set wins)."""
+    env = os.environ if env is None else env
+    for name in INDEX_VARIABLES:
+        text = env.get(name, "").strip()
+        if text:
+            if not text.isdigit():
+                raise ConfigError(f"${name}={text!r}: expected a non-negative integer index")
+            return int(text)
+    return None
+
+
+def select(items: list[WorkItem], index: int, source: str = "--index") -> WorkItem:
+    """Item ``index`` of the plan; out of range is a ConfigError naming the valid range."""
+    if not 0 <= index < len(items):
+        raise ConfigError(f"{source} {index}: the plan has items 0..{len(items) - 1}")
+    return items[index]
+
+
+def parse_items(text: str) -> tuple[int, ...]:
+    """``"4,8,15"`` or ``"0-3,8"`` -> plan indexes (sorted, unique)."""
+    try:
+        return tuple(sorted(set(parse_seeds(text))))
+    except ConfigError:
+        raise ConfigError(f"--items {text!r}: expected plan indexes like 4,8,15 or 0-3,8") from None
+
+
+def subset(
+    items: list[WorkItem], *, flavour: str | None = None, only: tuple[int, ...] | None = None
+) -> list[WorkItem]:
+    """The items of one image ``flavour`` and/or with plan indexes in ``only``, in plan order."""
+    if only is not None:
+        unknown = sorted(set(only) - {i.index for i in items})
+        if unknown:
+            raise ConfigError(f"--items {unknown[0]}: the plan has items 0..{len(items) - 1}")
+    return [
+        i
+        for i in items
+        if (flavour is None or i.flavour == flavour) and (only is None or i.index in only)
+    ]
+
+
+def check_fingerprint(items: list[WorkItem], expected: str | None) -> None:
+    """Refuse to run a plan whose numbering differs from the one the launcher wrote."""
+    if expected and fingerprint(items) != expected:
+        raise ConfigError(
+            f"--plan-fingerprint {expected}: this plan is {fingerprint(items)} (its items or "
+            "their order differ: same arguments and the same suite version on every worker?)"
+        )
+
+
+def run_dir(runs: Path, item: WorkItem) -> Path:
+    """Where ``item`` records itself under the runs folder ``runs``."""
+    return Path(runs) / item.job / item.run_id
+
+
+# A pending item is one a re-submission should run again: not finished, not being run now.
+PENDING_STATES = ("failed", "interrupted", "missing", "corrupt")
+
+
+def item_states(items: list[WorkItem], runs: Path) -> list[str]:
+    """Each item's state in the runs folder (``missing`` when it has no run directory)."""
+    from mnist_suite.runs import load_run
+
+    states = []
+    for item in items:
+        path = run_dir(runs, item)
+        states.append(load_run(path)["state"] if path.is_dir() else "missing")
+    return states
+
+
+def array_spec(indexes: list[int]) -> str:
+    """Slurm's ``--array`` form of sorted indexes, consecutive runs as ranges: ``0-3,8,15``."""
+    parts: list[str] = []
+    start = prev = None
+    for i in [*indexes, None]:
+        if start is not None and (i is None or i != prev + 1):
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ",".join(parts)
+
+
+def plan_document(items: list[WorkItem]) -> dict[str, Any]:
+    """The JSON a worker reads back with :func:`load_plan`."""
+    return {
+        "format": "mnist-suite-plan/1",
+        "fingerprint": fingerprint(items),
+        "items": [i.to_json() for i in items],
+    }
+
+
+def load_plan(path: Path) -> list[WorkItem]:
+    """Read a saved plan; anything that is not one is a ConfigError (one line)."""
+    from mnist_suite.files import read_json
+
+    doc = read_json(path)
+    if not isinstance(doc, dict) or doc.get("format") != "mnist-suite-plan/1":
+        raise ConfigError(f"{path}: not a saved plan (expected mnist-suite-plan/1 JSON)")
+    try:
+        items = [
+            WorkItem(**{**raw, "overrides": tuple(raw.get("overrides", ()))})
+            for raw in doc["items"]
+        ]
+    except (TypeError, KeyError) as exc:
+        raise ConfigError(f"{path}: malformed plan item ({exc})") from None
+    if [i.index for i in items] != list(range(len(items))):
+        raise ConfigError(f"{path}: plan items are not numbered 0..{len(items) - 1}")
+    return items

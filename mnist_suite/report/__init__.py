@@ -1,0 +1,164 @@
+"""The report: reads run directories and benchmark results, writes tables and figures.
+
+``build_report(runs_dir, bench_dir, out)`` writes ``out/index.md``, ``out/index.html`` (one
+static page that opens from disk), ``out/results.json`` (machine-readable, with
+``schema_version``) and ``out/figures/*.png``. Everything is written into a temporary folder
+beside ``out`` and swapped in at the end, so a reader never sees a half-written report.
+The report never trains; trainers never plot.
+
+``results.json`` (``schema_version`` 1): ``generated_at``, ``runs_dir``, ``bench_dir``,
+``generator`` (where the report was built), ``runs`` (job, cell, profile, seed, state, run_id,
+config, metrics of every run found), ``benchmark_files`` and ``sections``: each with ``key``,
+``title``, ``notes`` (what is missing or not done), ``figures`` (paths) and ``tables`` (``title``,
+``columns``, raw ``rows`` — fractions, seconds, None for missing — and ``marked`` row indices).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mnist_suite.envinfo import commit_info, machine_info, now_iso, package_versions
+from mnist_suite.errors import ConfigError
+from mnist_suite.files import atomic_write_bytes, atomic_write_json
+from mnist_suite.report import benchmarks, classification, overview, reconstruction, sgd
+from mnist_suite.report.collect import collect_benchmarks, collect_runs
+from mnist_suite.report.common import Context, registry
+from mnist_suite.report.document import Section, render_html, render_markdown
+from mnist_suite.report.figures import FigureWriter
+
+SCHEMA_VERSION = 1
+TITLE = "mnist-suite report"
+log = logging.getLogger(__name__)
+
+
+def _expected_jobs() -> list[str]:
+    """The jobs a complete suite produces: every registered job."""
+    return sorted(registry())
+
+
+def _generator() -> dict:
+    m, c, v = machine_info(), commit_info(), package_versions()
+    return {
+        "cpu": m["cpu"],
+        "cores": m["cores"],
+        "python": m["python_version"],
+        "numpy": v.get("numpy", ""),
+        "commit": c["id"][:10] + (" (dirty)" if c["dirty"] else ""),
+        "image": m["image"] or ("container" if m["in_container"] else "host"),
+    }
+
+
+def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
+    """A section whose builder failed says so instead of taking the whole report down."""
+    try:
+        return build()
+    except Exception as exc:  # shown in the report and logged: a bad run must not hide the rest
+        log.exception("section %s failed", key)
+        return Section(key, title, notes=[f"This section could not be built: {exc!r}"])
+
+
+def build_sections(ctx: Context) -> list[Section]:
+    return [
+        _guarded("Runs", "runs", lambda: overview.runs_overview(ctx, _expected_jobs())),
+        _guarded("Classification", "classification", lambda: classification.classification(ctx)),
+        _guarded("TensorFlow SGD", "sgd", lambda: sgd.sgd(ctx)),
+        _guarded("Reconstruction", "reconstruction", lambda: reconstruction.reconstruction(ctx)),
+        _guarded("Benchmarks", "benchmarks", lambda: benchmarks.benchmarks(ctx)),
+        _guarded("Environment", "environment", lambda: overview.environment(ctx, _generator())),
+    ]
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; expected a report folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "results.json").is_file():
+        raise ConfigError(
+            f"--out {out}: exists and is not a report folder (no results.json); "
+            "choose a new or empty folder"
+        )
+
+
+def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: Path) -> dict:
+    """Write the report for the runs under ``runs_dir`` into ``out``; return results.json's data.
+
+    ``runs_dir`` may be several folders (the same run found twice is reported once).
+
+    Raises
+    ------
+    ConfigError
+        A runs folder is not a folder, or ``out`` exists and is not a report folder.
+    """
+    dirs = [Path(runs_dir)] if isinstance(runs_dir, str | Path) else [Path(d) for d in runs_dir]
+    out = Path(out)
+    for folder in dirs:
+        if not folder.is_dir():
+            raise ConfigError(f"--runs {folder}: no such folder (expected a runs folder)")
+    runs_dir = dirs[0] if len(dirs) == 1 else ", ".join(map(str, dirs))
+    if bench_dir is not None and Path(bench_dir).exists() and not Path(bench_dir).is_dir():
+        raise ConfigError(f"--bench {bench_dir}: is a file; expected a folder of JSON files")
+    _check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        ctx = Context(
+            runs=collect_runs(dirs),
+            benches=collect_benchmarks(bench_dir),
+            writer=FigureWriter(tmp / "figures"),
+            runs_dir=runs_dir,
+            bench_dir=bench_dir,
+        )
+        built = build_sections(ctx)
+        results = {
+            "schema_version": SCHEMA_VERSION,
+            "generated_at": now_iso(),
+            "runs_dir": str(runs_dir),
+            "bench_dir": str(bench_dir) if bench_dir is not None else None,
+            "generator": _generator(),
+            "runs": [
+                {
+                    "job": r.job,
+                    "cell": r.cell,
+                    "profile": r.profile,
+                    "seed": r.seed,
+                    "state": r.state,
+                    "run_id": r.path.name,
+                    "config": r.config,
+                    "metrics": r.metrics,
+                }
+                for r in ctx.runs
+            ],
+            "benchmark_files": [b.path.name for b in ctx.benches],
+            "sections": [s.to_json() for s in built],
+        }
+        atomic_write_json(tmp / "results.json", results)
+        subtitle = (
+            f"Generated {results['generated_at'][:19]} UTC by `mnist-suite report` from "
+            f"{len(ctx.runs)} runs in {runs_dir} and {len(ctx.benches)} benchmark files"
+            f"{f' in {bench_dir}' if bench_dir else ''}. It reads results; it never trains."
+        )
+        atomic_write_bytes(tmp / "index.md", render_markdown(TITLE, built, subtitle).encode())
+        atomic_write_bytes(tmp / "index.html", render_html(TITLE, built, subtitle).encode())
+        _swap(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return results
+
+
+def _swap(new: Path, out: Path) -> None:
+    """Replace ``out`` by ``new`` with renames: the old report stays whole until the swap."""
+    # mkdtemp/mkstemp make 0700/0600 entries; a report is meant to be read by anyone.
+    for path in [new, *new.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+    os.replace(out, old / out.name)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""What every section builder shares: the context, run states as text, history series.
+
+A builder gets the :class:`Context` (all runs, benchmark files, the figure writer) and returns a
+:class:`Section`; absent jobs, failed/diverged/interrupted/running runs and missing artifacts
+become notes and table states, never exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_suite.report.collect import BenchFile, RunRecord, number
+from mnist_suite.report.figures import FigureWriter
+
+log = logging.getLogger(__name__)
+
+# Config fields worth a glance in the tables, in display order.
+KEY_FIELDS = (
+    "model",
+    "variant",
+    "widths",
+    "width",
+    "hidden",
+    "latent_dim",
+    "normalisation",
+    "epochs",
+    "iterations",
+    "batch_size",
+    "lr",
+    "eta",
+    "momentum",
+    "optimizer",
+    "schedule",
+    "reduction",
+    "noise",
+    "n_train",
+)
+
+
+@dataclass
+class Context:
+    """What a section builder reads (all runs and benchmark files) and where it draws."""
+
+    runs: list[RunRecord]
+    benches: list[BenchFile]
+    writer: FigureWriter
+    runs_dir: Path | str  # one runs folder, or several joined by ", "
+    bench_dir: Path | None
+
+
+def key_config(run: RunRecord, limit: int = 5) -> str:
+    """Up to ``limit`` telling config fields as ``key=value`` text (lists joined by dashes)."""
+    parts = []
+    for key in KEY_FIELDS:
+        if key in run.config and len(parts) < limit:
+            value = run.config[key]
+            if isinstance(value, list):
+                value = "-".join(map(str, value))
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def state_text(run: RunRecord | None) -> str:
+    """'done', 'diverged @ step 120', 'failed: ValueError …', 'missing'."""
+    if run is None:
+        return "missing"
+    if run.state == "diverged":
+        step = run.metric("diverged_at_step")
+        return f"diverged @ step {step:.0f}" if step is not None else "diverged"
+    if run.state in ("failed", "interrupted", "corrupt") and run.message:
+        return f"{run.state}: {run.message[:80]}"
+    return run.state
+
+
+def done_metric(run: RunRecord | None, name: str) -> float | None:
+    # Partial metrics of an unfinished run are not results.
+    return run.metric(name) if run is not None and run.state == "done" else None
+
+
+def missing_note(jobs: list[str], what: str) -> str:
+    return f"No runs of {', '.join(jobs)}: {what}."
+
+
+def curve_kind(run: RunRecord) -> str | None:
+    """The history kind to draw curves from: per-epoch rows if any, else periodic evaluations."""
+    kinds = [r.get("kind") for r in run.history]
+    for kind in ("epoch", "eval", "step"):
+        if kind in kinds:
+            return kind
+    return None
+
+
+def history_series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of ``key`` over history rows, each (n,); None when no row has it."""
+    pts = [(r.get("step"), number(r.get(key))) for r in rows]
+    pts = [(s, v) for s, v in pts if isinstance(s, int | float) and v is not None]
+    if not pts:
+        return None
+    x, y = zip(*pts, strict=True)
+    return np.asarray(x, float), np.asarray(y, float)
+
+
+def registry() -> dict:
+    """The job registry (what each job is, what it reproduces), or {} if it cannot load.
+
+    A job module that fails to import must not hide the results: the report then builds from
+    the runs alone and logs why.
+    """
+    from mnist_suite.jobs import all_jobs
+
+    try:
+        return all_jobs()
+    except Exception as exc:
+        log.warning("job registry unavailable (%s)", exc)
+        return {}

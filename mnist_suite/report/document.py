@@ -1,0 +1,222 @@
+"""The report as data (sections of tables, figures and notes) and its Markdown and HTML forms."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnist_suite.report.collect import number
+
+
+def fmt(value: Any, kind: str = "text") -> str:
+    """One table cell as text; missing values are an em dash.
+
+    kind: ``text``; ``pct`` (fraction -> 92.51%); ``pp`` (fraction difference -> +1.23 pp);
+    ``f4``/``f3``/``f2`` (fixed decimals); ``g`` (4 significant digits); ``int``;
+    ``t`` (a time: 12,345 or 9.61); ``x`` (ratio -> 3.1x); ``±pct`` (half-width of a
+    fraction's interval -> ± 0.12 pp); ``±f4`` (half-width -> ± 0.0012).
+    """
+    x = number(value)
+    if value is None or value == "" or (isinstance(value, float) and x is None):
+        return "—"
+    if kind == "text" or x is None:
+        return str(value)
+    if kind == "pct":
+        return f"{x:.2%}"
+    if kind == "pp":
+        return f"{100 * x:+.2f} pp"
+    if kind in ("f2", "f3", "f4"):
+        return f"{x:.{kind[1]}f}"
+    if kind == "int":
+        return f"{x:,.0f}"
+    if kind == "t":  # times: whole units with separators, small ones with 3 digits
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+    if kind == "x":
+        return f"{x:.1f}×"
+    if kind == "±pct":
+        return f"± {100 * x:.2f} pp"
+    if kind == "±f4":
+        return f"± {x:.4f}"
+    return f"{x:.4g}"
+
+
+@dataclass
+class Table:
+    """Columns are (header, kind) pairs; rows hold raw values, formatted only when rendered."""
+
+    title: str
+    columns: list[tuple[str, str]]
+    rows: list[list[Any]]
+    marked: set[int] = field(default_factory=set)  # row indices shown in bold (e.g. the best)
+    note: str = ""
+    bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells in bold
+    hide_empty: bool = False  # leave out columns with no value in any row (results.json keeps them)
+
+    def shown(self) -> list[int]:
+        """Indices of the columns the pages show."""
+        return [
+            j
+            for j in range(len(self.columns))
+            if not self.hide_empty or any(row[j] not in (None, "") for row in self.rows)
+        ]
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [self.columns[j] for j in self.shown()]
+
+    def text_rows(self) -> list[list[str]]:
+        shown = self.shown()
+        return [[fmt(row[j], self.columns[j][1]) for j in shown] for row in self.rows]
+
+    def to_json(self) -> dict:
+        return {
+            "title": self.title,
+            "columns": [name for name, _ in self.columns],
+            "rows": self.rows,
+            "marked": sorted(self.marked),
+            "bold": sorted(list(c) for c in self.bold),
+            "note": self.note,
+        }
+
+
+@dataclass
+class FigureRef:
+    file: str  # relative to the report folder, e.g. figures/confusion.png
+    title: str
+    caption: str = ""
+    alt: str = ""  # what the figure shows, as a sentence with its takeaway (the image's alt)
+
+    @property
+    def alt_text(self) -> str:
+        return self.alt or f"{self.title}. {self.caption}".strip()
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    intro: str = ""
+    tables: list[Table] = field(default_factory=list)
+    figures: list[FigureRef] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what is missing, failed, diverged
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "tables": [t.to_json() for t in self.tables],
+            "figures": [f.file for f in self.figures],
+            "notes": self.notes,
+        }
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> str:
+    lines = [f"# {title}", ""] + ([subtitle, ""] if subtitle else [])
+    lines += [f"- [{s.title}](#{s.key})" for s in sections] + [""]
+    for s in sections:
+        lines += [f'<a id="{s.key}"></a>', "", f"## {s.title}", ""]
+        if s.intro:
+            lines += [s.intro, ""]
+        lines += [f"> {note}" for note in s.notes] + ([""] if s.notes else [])
+        for t in s.tables:
+            lines += [f"**{t.title}**", ""]
+            lines.append("| " + " | ".join(_md_cell(n) for n, _ in t.headers()) + " |")
+            lines.append("|" + "|".join("---" for _ in t.headers()) + "|")
+            shown = t.shown()
+            for i, row in enumerate(t.text_rows()):
+                cells = [_md_cell(c) for c in row]
+                if i in t.marked:
+                    cells = [f"**{c}**" for c in cells]
+                else:
+                    cells = [
+                        f"**{c}**" if (i, shown[j]) in t.bold and c != "—" else c
+                        for j, c in enumerate(cells)
+                    ]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines += (["", t.note] if t.note else []) + [""]
+        for f in s.figures:
+            lines += [f"![{_md_cell(f.alt_text)}]({f.file})", ""]
+            if f.caption:
+                lines += [f"*{f.caption}*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f0f0f0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.marked td, tr.marked th { font-weight: bold; background: #eef7ee; }
+tbody th { font-weight: normal; background: none; }
+caption { caption-side: top; text-align: left; font-weight: bold; padding: 0.3em 0; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #555; }
+.wide { overflow-x: auto; }
+.note { background: #fff6e0; border-left: 4px solid #e0a800; padding: 0.3em 0.8em; }
+"""
+
+
+def render_html(title: str, sections: list[Section], subtitle: str = "") -> str:
+    """One static page (no scripts, relative image paths): it opens from disk or a server."""
+    e = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title>",
+        # An empty data: icon stops browsers requesting /favicon.ico (a 404 in the console).
+        '<link rel="icon" href="data:,">',
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f"<p>{e(subtitle)}</p>" if subtitle else "",
+        "<nav><ul>",
+        *(f'<li><a href="#{e(s.key)}">{e(s.title)}</a></li>' for s in sections),
+        "</ul></nav>",
+    ]
+    for s in sections:
+        out.append(f'<section id="{e(s.key)}"><h2>{e(s.title)}</h2>')
+        if s.intro:
+            out.append(f"<p>{e(s.intro)}</p>")
+        out += [f'<p class="note">{e(note)}</p>' for note in s.notes]
+        for t in s.tables:
+            out.append('<div class="wide">')  # a wide table scrolls on its own, not the page
+            out.append(f'<table data-table="{e(t.title)}"><caption>{e(t.title)}</caption>')
+            out.append(
+                "<thead><tr>"
+                + "".join(f'<th scope="col">{e(n)}</th>' for n, _ in t.headers())
+                + "</tr>"
+            )
+            out.append("</thead><tbody>")
+            shown = t.shown()
+            for i, row in enumerate(t.text_rows()):
+                cls = ' class="marked"' if i in t.marked else ""
+                cells = []
+                for j, (c, (_, kind)) in enumerate(zip(row, t.headers(), strict=True)):
+                    text = e(c)
+                    if (i, shown[j]) in t.bold and c != "—":
+                        text = f"<strong>{text}</strong>"
+                    if j == 0:  # the first column names the row
+                        cells.append(f'<th scope="row">{text}</th>')
+                    else:
+                        cells.append(
+                            f'<td class="num">{text}</td>' if kind != "text" else f"<td>{text}</td>"
+                        )
+                out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+            out.append("</tbody></table></div>")
+            if t.note:
+                out.append(f"<p>{e(t.note)}</p>")
+        for f in s.figures:
+            out.append(
+                f'<figure><img src="{e(f.file)}" alt="{e(f.alt_text)}" loading="eager">'
+                f"<figcaption>{e(f.caption or f.title)}</figcaption></figure>"
+            )
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,164 @@
+"""The runs overview and the environment the results came from."""
+
+from __future__ import annotations
+
+from mnist_suite.report.common import (
+    Context,
+    state_text,
+)
+from mnist_suite.report.document import Section, Table
+
+# --- runs overview ------------------------------------------------------------------------
+
+
+# The metric shown for each run in the overview: the first one the run has.
+HEADLINES = ("test_accuracy", "test_mse_pixels", "test_mse", "final_train_loss")
+
+
+def runs_overview(ctx: Context, expected: list[str]) -> Section:
+    """Every run with its state; jobs of ``expected`` with no run are named."""
+    s = Section(
+        "runs",
+        "Runs",
+        f"Every run directory found under {ctx.runs_dir}, with its seed and state. Tables "
+        "below group the runs of each job (or cell of a batch job) by profile and config over "
+        "their seeds: the full profile when present, then the group with the most finished "
+        "seeds. Figures of one example (images, confusion matrix) use its lowest finished seed.",
+    )
+    rows = []
+    for run in ctx.runs:
+        headline = next(
+            (f"{k}={run.metric(k):.4g}" for k in HEADLINES if run.metric(k) is not None), ""
+        )
+        rows.append(
+            [
+                run.job,
+                run.cell,
+                run.profile,
+                run.seed,
+                state_text(run),
+                headline,
+                run.metric("wall_seconds"),
+                run.path.name,
+            ]
+        )
+    s.tables.append(
+        Table(
+            "All runs",
+            [
+                ("job", "text"),
+                ("cell", "text"),
+                ("profile", "text"),
+                ("seed", "text"),
+                ("state", "text"),
+                ("headline metric", "text"),
+                ("wall (s)", "f2"),
+                ("run id", "text"),
+            ],
+            rows,
+        )
+    )
+    seen = {r.job for r in ctx.runs}
+    absent = [j for j in expected if j not in seen]
+    if not ctx.runs:
+        s.notes.append(f"No runs found under {ctx.runs_dir}.")
+    elif absent:
+        s.notes.append(f"Jobs with no runs: {', '.join(absent)}.")
+    unfinished = [r for r in ctx.runs if r.state not in ("done",)]
+    if unfinished:
+        counts = {}
+        for r in unfinished:
+            counts[r.state] = counts.get(r.state, 0) + 1
+        s.notes.append(
+            "Runs not done: "
+            + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            + " (shown as such; their figures are not used as results)."
+        )
+    return s
+
+
+# --- environment --------------------------------------------------------------------------
+
+
+def environment(ctx: Context, generator: dict) -> Section:
+    """CPU, cores, versions, commit and image of every distinct environment, with counts."""
+    s = Section(
+        "environment",
+        "Environment",
+        "Where the results were produced, from the envelope every run's config.json and every "
+        "benchmark file carries (CPU, cores, versions, git commit, container image).",
+    )
+    envs: dict[tuple, list[str]] = {}
+    for run in ctx.runs:
+        m, c, v = (run.envelope.get(k, {}) for k in ("machine_info", "commit_info", "versions"))
+        key = (
+            str(m.get("cpu", "")),
+            m.get("cores"),
+            str(m.get("python_version", "")),
+            str(v.get("numpy", "")),
+            str(v.get("tensorflow-cpu") or v.get("tensorflow") or ""),
+            str(v.get("keras", "")),
+            str(c.get("id", ""))[:10] + (" (dirty)" if c.get("dirty") else ""),
+            str(m.get("image") or ("container" if m.get("in_container") else "host"))
+            + (f" ({m['image_id'][:19]})" if m.get("image_id") else ""),
+            ", ".join(f"{k}={val}" for k, val in sorted(dict(m.get("threads") or {}).items())),
+        )
+        envs.setdefault(key, []).append(run.job)
+    for bench in ctx.benches:
+        m, c = bench.machine_info, bench.commit_info
+        cpu = m.get("cpu") if isinstance(m.get("cpu"), dict) else {}
+        key = (
+            str(cpu.get("brand_raw", "")),
+            cpu.get("count"),
+            str(m.get("python_version", "")),
+            "",
+            "",
+            "",
+            str(c.get("id", ""))[:10] + (" (dirty)" if c.get("dirty") else ""),
+            str(m.get("image") or ""),
+            "",
+        )
+        envs.setdefault(key, []).append(f"bench:{bench.path.name}")
+    rows = []
+    for key, who in envs.items():
+        names = sorted(set(who))
+        more = " …" if len(names) > 6 else ""
+        rows.append([*key, f"{len(who)}: " + ", ".join(names[:6]) + more])
+    g = generator
+    rows.append(
+        [
+            g["cpu"],
+            g["cores"],
+            g["python"],
+            g["numpy"],
+            "",
+            "",
+            g["commit"],
+            g["image"],
+            "",
+            "this report (generator)",
+        ]
+    )
+    s.tables.append(
+        Table(
+            "Machines and versions",
+            [
+                ("CPU", "text"),
+                ("cores", "text"),
+                ("Python", "text"),
+                ("NumPy", "text"),
+                ("TensorFlow", "text"),
+                ("Keras", "text"),
+                ("git commit", "text"),
+                ("image", "text"),
+                ("threads", "text"),
+                ("results (count: jobs)", "text"),
+            ],
+            rows,
+        )
+    )
+    if len(envs) > 1:
+        s.notes.append(
+            "Results come from more than one environment: compare timings within one row only."
+        )
+    return s

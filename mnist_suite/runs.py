@@ -1,0 +1,453 @@
+"""Run directories: every job records itself the same way, atomically.
+
+``OUT/<job>/<run-id>/`` holds ``config.json`` (resolved config, seed, versions, commit, host),
+``status.json`` (state, times, owner pid/host, heartbeat), ``metrics.json`` (final figures),
+``history.jsonl`` (one JSON object per logged step or epoch), ``tb/`` (TensorBoard events) and
+``artifacts/`` (arrays and JSON for the report).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_suite import claims, records, seeding
+from mnist_suite.config import to_dict
+from mnist_suite.envinfo import envelope, now_iso
+from mnist_suite.errors import ConfigError, Diverged
+from mnist_suite.files import (
+    _json_default,
+    atomic_save_npz,
+    atomic_write_json,
+    finite,
+    read_json_object,
+)
+from mnist_suite.progress import Progress
+from mnist_suite.targets import METRIC, TargetClock
+from mnist_suite.tb import SummaryWriter
+
+STATES = (*records.STATES, "corrupt")
+FINAL_STATES = ("done", "diverged")  # deterministic outcomes: re-running would repeat them
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = claims.STALE_SECONDS  # a running owner that has not beaten for this long is dead
+CLAIM_WAIT_ENV = "MNIST_SUITE_CLAIM_WAIT"  # seconds a second attempt waits for the first
+
+
+def read_history(path: Path) -> list[dict]:
+    """Rows of ``history.jsonl`` that fit the schema; a torn last line (killed mid-write) too."""
+    return records.read_history(path, strict=False)
+
+
+def owner_alive(status: dict, now: float | None = None) -> bool:
+    """Is the process that marked this run ``running`` still at it?"""
+    now = time.time() if now is None else now
+    beat = status.get("heartbeat_unix")
+    if not records.is_number(beat) or now - beat > STALE_SECONDS:
+        return False
+    if status.get("host") == socket.gethostname():
+        return claims.process_alive(status.get("pid"))
+    return True
+
+
+def effective_state(status: dict | None) -> str:
+    """The stored state, with a ``running`` run whose owner died read as ``interrupted``."""
+    if not status:
+        return "missing"
+    state = status.get("state", "missing")
+    if state == "running" and not owner_alive(status):
+        return "interrupted"
+    return state if isinstance(state, str) else "corrupt"
+
+
+def load_run(path: Path) -> dict:
+    """Everything a reader (report, resume, list) needs from a run directory.
+
+    Returns a dict with ``path``, ``config``, ``status``, ``metrics`` (dicts, empty when
+    absent), ``history`` (rows), ``state`` (one of :data:`STATES`) and ``problem`` (why a
+    ``corrupt`` run is corrupt, naming the file; "" otherwise). Never raises on what it reads.
+    """
+    path = Path(path)
+    run = {"path": path, "config": {}, "status": {}, "metrics": {}, "history": []}
+    try:
+        if not path.is_dir():
+            raise records.RecordError(path.name, "not a folder")
+        run["config"] = records.read_config(path)
+        status = records.read_status(path)
+        if status is None:
+            raise records.RecordError("status.json", "missing")
+        run["status"] = status
+        state = effective_state(status)
+        if state in FINAL_STATES:
+            metrics = records.read_metrics(path, state)
+            if metrics is None:
+                raise records.RecordError("metrics.json", f"missing, yet the run is {state}")
+            run["metrics"] = metrics
+        run["history"] = records.read_history(path / "history.jsonl")
+    except records.RecordError as exc:
+        # A run being (re)created right now is not corrupt, only unfinished.
+        writing = claims.live_holder(path) is not None
+        if writing:
+            return {**run, "state": "running", "problem": ""}
+        return {**run, "state": "corrupt", "problem": str(exc)}
+    return {**run, "state": state, "problem": ""}
+
+
+def find_runs(out: Path, job: str | None = None) -> list[Path]:
+    """Run directories under ``out`` (optionally one job's), sorted.
+
+    Every folder ``<job>/<run-id>`` counts, whatever it holds (one without ``config.json`` is
+    listed as ``corrupt``); names starting with a dot are temp files and are skipped.
+    """
+    out = Path(out)
+    found = []
+    try:
+        jobs = [out / job] if job else list(out.iterdir())
+        for job_dir in jobs:
+            if job_dir.name.startswith(".") or not job_dir.is_dir():
+                continue
+            found += [p for p in job_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        pass  # a missing or unreadable runs folder holds no runs
+    return sorted(found)
+
+
+class Run:
+    """What a job's ``train`` function gets: where to write and how to log.
+
+    Attributes
+    ----------
+    path : Path
+        The run directory.
+    seed : int
+        The run's seed; every random stream comes from it through :meth:`rng`,
+        :meth:`int_seed` and :meth:`seed_tensorflow` (never seed a generator yourself).
+    config : dataclass
+        The resolved (profile + overrides) config.
+    targets : TargetClock
+        Time to each dev-accuracy target, fed by every :meth:`log` row with ``dev_accuracy``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        job: str,
+        cell: str,
+        seed: int,
+        config: Any,
+        data_options: dict | None = None,
+    ):
+        self.path = path
+        self.job = job
+        self.cell = cell
+        self.seed = seed
+        self.config = config
+        self.data_options = data_options or {}
+        self.artifacts = path / "artifacts"
+        self.tb = SummaryWriter(path / "tb")
+        self.start = time.perf_counter()  # before the data is read: time to target counts it
+        self.targets = TargetClock()
+        self.eval_seconds = 0.0
+        self._history = open(path / "history.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._data = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.job}/{self.cell}" if self.cell else self.job
+
+    def rng(self, stream: str) -> np.random.Generator:
+        """The run's NumPy generator for ``stream`` (init, order, dev, augment, noise, ...)."""
+        return seeding.rng(self.seed, stream)
+
+    def int_seed(self, stream: str) -> int:
+        """An integer seed of ``stream`` for libraries that take one (scikit-learn)."""
+        return seeding.int_seed(self.seed, stream)
+
+    def seed_tensorflow(self) -> int:
+        """Seed TensorFlow/Keras from the run's ``tf`` stream, ops deterministic."""
+        return seeding.seed_tensorflow(self.seed)
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Time an evaluation: its cost is reported (``eval_seconds``), never taken off a clock."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.eval_seconds += time.perf_counter() - start
+
+    def data(self):
+        """Verified MNIST, from the source the command line chose (loaded once per run)."""
+        if self._data is None:
+            from mnist_suite.data import load_mnist
+
+            self._data = load_mnist(**self.data_options)
+        return self._data
+
+    def log(self, step: int, kind: str = "epoch", **values: float) -> None:
+        """Append one history row and write each value as TensorBoard scalar ``kind/name``."""
+        row = {"kind": kind, "step": int(step), "time": round(time.perf_counter() - self.start, 4)}
+        row.update(values)
+        self._write_row(row)
+        self.tb.scalars(values, step, prefix=f"{kind}/")
+        if METRIC in values:
+            for target in self.targets.update(float(values[METRIC]), row["time"], step):
+                self._write_row(
+                    {"kind": "target", "step": int(step), "time": row["time"], "target": target}
+                )
+                self.tb.scalar(f"target/seconds_to_{target:g}", row["time"], step)
+
+    def _write_row(self, row: dict) -> None:
+        # One write of one line: a kill leaves at most a torn last line, which readers skip.
+        self._history.write(json.dumps(finite(row), default=_json_default) + "\n")
+        self._history.flush()
+
+    def elapsed(self) -> float:
+        """Seconds since the run started (rounded to ms)."""
+        return round(time.perf_counter() - self.start, 3)
+
+    def check_finite(self, step: int, loss: float) -> None:
+        """Raise :class:`Diverged` if ``loss`` is nan or inf."""
+        if not math.isfinite(loss):
+            raise Diverged(step, loss)
+
+    def save_arrays(self, name: str, **arrays: np.ndarray) -> Path:
+        path = self.artifacts / f"{name}.npz"
+        atomic_save_npz(path, **arrays)
+        return path
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        path = self.artifacts / f"{name}.json"
+        atomic_write_json(path, obj)
+        return path
+
+    def progress(self, total: int, samples_per_step: int = 1) -> Progress:
+        return Progress(total, self.name, samples_per_step)
+
+    def close(self) -> None:
+        """Flush and close the history and events (safe to call twice)."""
+        if not self._history.closed:
+            try:
+                self.tb.close()
+            finally:
+                self._history.close()
+
+
+@dataclass
+class Outcome:
+    """The result of one run as the command line reports it."""
+
+    path: Path
+    state: str
+    message: str = ""
+    skipped: bool = False
+    metrics: dict = field(default_factory=dict)
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes the claim and status.json every few seconds (a slow owner is not a dead one)."""
+
+    def __init__(self, beat):
+        super().__init__(daemon=True, name="heartbeat")
+        self.beat = beat
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_SECONDS):
+            # Disk full or folder gone: the run's own writes fail and record why.
+            with contextlib.suppress(OSError):
+                self.beat()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _claim_wait() -> float:
+    text = os.environ.get(CLAIM_WAIT_ENV, "0")
+    try:
+        wait = float(text)
+    except ValueError:
+        wait = -1.0
+    if not (math.isfinite(wait) and wait >= 0):
+        raise ConfigError(f"{CLAIM_WAIT_ENV}={text!r}: expected seconds >= 0")
+    return wait
+
+
+def execute(
+    job,
+    cell: str,
+    config: Any,
+    *,
+    seed: int,
+    profile: str,
+    out: Path,
+    run_id: str,
+    data_options: dict | None = None,
+    force: bool = False,
+    wait: float | None = None,
+) -> Outcome:
+    """Run one cell of ``job`` into ``out/job/run_id`` and record how it ended.
+
+    The run is claimed first (:mod:`mnist_suite.claims`). While another live attempt holds it,
+    this one waits up to ``wait`` seconds (default ``$MNIST_SUITE_CLAIM_WAIT``, else 0) and then
+    returns a skipped ``running`` outcome naming the holder, without touching the run. Once
+    claimed, a run already ``done`` or ``diverged`` is skipped unless ``force``; a ``failed``,
+    ``interrupted``, ``corrupt`` or dead ``running`` one is cleared and run again.
+    KeyboardInterrupt (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates.
+    """
+    if not records.is_int(seed) or seed < 0:
+        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+    path = Path(out) / job.name / run_id
+    wait = _claim_wait() if wait is None else wait
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        claim = claims.acquire(claims.claim_path(path), wait)
+    except claims.ClaimBusy as exc:
+        return Outcome(path, "running", f"claimed by {exc.holder.describe()}", skipped=True)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot claim the run ({exc.strerror or exc})") from None
+    try:
+        return _execute_claimed(job, cell, config, seed, profile, path, data_options, force, claim)
+    finally:
+        claim.release()
+
+
+def _execute_claimed(job, cell, config, seed, profile, path, data_options, force, claim):
+    previous = load_run(path) if path.exists() else None
+    if previous is not None:
+        # The raw status, even if it misses fields: a live owner is never clobbered.
+        status = read_json_object(path / "status.json") or {}
+        if previous["state"] in FINAL_STATES and not force:
+            state, metrics = previous["state"], previous["metrics"]
+            return Outcome(path, state, "already recorded", skipped=True, metrics=metrics)
+        if status.get("state") == "running" and owner_alive(status):
+            # Written by an attempt that took no claim (an older version of the suite).
+            who = f"pid {status.get('pid')} on {status.get('host')}"
+            return Outcome(path, "running", f"marked running by {who}", skipped=True)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot clear the old run ({exc.strerror})") from None
+
+    status = {
+        "state": "running",
+        "started_at": now_iso(),
+        "ended_at": None,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "heartbeat_unix": time.time(),
+    }
+    lock = threading.Lock()
+
+    def write_status(**changes):
+        with lock:
+            status.update(changes, heartbeat_unix=time.time())
+            atomic_write_json(path / "status.json", status)
+
+    def beat():
+        claim.beat()
+        write_status()
+
+    try:
+        path.mkdir(parents=True)
+        atomic_write_json(
+            path / "config.json",
+            {
+                "job": job.name,
+                "cell": cell,
+                "profile": profile,
+                "seed": seed,
+                "run_id": path.name,
+                "config": to_dict(config),
+                **envelope(),
+            },
+        )
+        write_status()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot start the run ({exc.strerror or exc})") from None
+    heartbeat = _Heartbeat(beat)
+    heartbeat.start()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    run = None
+
+    def recorded(metrics: dict) -> dict:
+        """Figures the runner measures for every job, beside the job's own."""
+        metrics.setdefault("wall_seconds", round(time.perf_counter() - run.start, 3))
+        metrics.setdefault("eval_seconds", round(run.eval_seconds, 3))
+        if getattr(job, "family", "classifier") == "classifier":
+            metrics.setdefault("time_to_target", run.targets.summary())
+        return metrics
+
+    try:
+        run = Run(path, job.name, cell, seed, config, data_options)
+        # Every run's HParams carry its seed and job/cell, so TensorBoard can group and filter.
+        run.tb.hparams(job.hparams(cell, config, profile, seed), trial_id=path.name)
+        try:
+            metrics = recorded(dict(job.train(config, run) or {}))
+            outcome = Outcome(path, "done", metrics=metrics)
+        except Diverged as exc:
+            metrics = recorded({"diverged_at_step": exc.step, "final_train_loss": exc.loss})
+            outcome = Outcome(path, "diverged", str(exc), metrics=metrics)
+        run.close()  # history and events complete before the metrics say the run ended
+        atomic_write_json(path / "metrics.json", metrics)
+    except KeyboardInterrupt as exc:
+        heartbeat.stop()
+        write_status(
+            state="interrupted",
+            ended_at=now_iso(),
+            message=f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})",
+        )
+        raise
+    except Exception as exc:  # recorded, then reported on one line by the CLI
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        outcome = Outcome(path, "failed", message)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        if run is not None:
+            run.close()
+    heartbeat.stop()
+    extra = {"message": outcome.message} if outcome.message else {}
+    if outcome.state == "diverged":
+        extra["diverged_at_step"] = outcome.metrics["diverged_at_step"]
+    _record_end(write_status, path, state=outcome.state, ended_at=now_iso(), **extra)
+    return outcome
+
+
+def _record_end(write_status, path: Path, **fields) -> None:
+    """Write the final status; on a full disk, free the failed run's partial outputs first."""
+    try:
+        write_status(**fields)
+        return
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise ConfigError(f"{path}: cannot record the run's end ({exc.strerror})") from None
+    # Partial events and arrays of a run that failed are worth less than knowing it failed.
+    shutil.rmtree(path / "tb", ignore_errors=True)
+    shutil.rmtree(path / "artifacts", ignore_errors=True)
+    (path / "history.jsonl").unlink(missing_ok=True)
+    try:
+        write_status(**fields)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot record the run's end ({exc.strerror})") from None

@@ -1,0 +1,229 @@
+"""Plain SGD on a Keras MLP with our own update rule: the seed's GradientTape loop, made fast.
+
+The seed computed gradients with ``tf.GradientTape`` and applied them with ``set_weights`` every
+batch (a host round trip per step). Here the update is ``assign_sub`` inside a compiled step and,
+for training, a whole epoch is one ``tf.function`` call that loops over the batches in the graph,
+so no Python runs between steps. The seed's update is kept (``update="set_weights"``) to compare.
+
+TensorFlow is imported here and in ``mnist_suite.autoencoders`` only; job modules import them inside
+``train`` so listing jobs, the NumPy jobs and the report never load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnist_suite.seeding import seed_tensorflow
+from mnist_suite.tfsgd import REDUCTIONS, UPDATES
+
+EVAL_CHUNK = 10_000  # rows per evaluation call: bounds memory for wide nets
+
+log = logging.getLogger(__name__)
+
+
+def configure(seed: int, threads: int = 0) -> None:
+    """Fix TF's thread pools (optionally), then seed TF and make ops deterministic.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed: TensorFlow and Keras get its ``tf`` stream
+        (:func:`mnist_suite.seeding.seed_tensorflow`, the one place that seeds them).
+    threads : int
+        Intra- and inter-op threads; 0 keeps TensorFlow's default. Only takes effect before
+        TensorFlow's first op in the process (later calls are logged and ignored).
+    """
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            log.warning("TensorFlow already initialised: threads=%d ignored", threads)
+    keras.backend.clear_session()  # drop models and traced steps of earlier runs in this process
+    seed_tensorflow(seed)
+
+
+def thread_settings() -> dict[str, int]:
+    """TensorFlow's thread-pool sizes as configured (0 = TensorFlow's default)."""
+    return {
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
+def build_model(widths: Sequence[int] = (32, 32), n_in: int = 784, n_out: int = 10) -> keras.Model:
+    """The seed's Keras functional MLP: ReLU hidden layers, softmax output, Glorot init.
+
+    ``widths=(32, 32)`` gives the seed's 784-32-32-10 net (26,506 parameters).
+    Input (B, n_in) float32 -> class probabilities (B, n_out).
+    """
+    inputs = keras.Input(shape=(n_in,), name="pixels")
+    h = inputs
+    for i, width in enumerate(widths):
+        h = keras.layers.Dense(width, activation="relu", name=f"hidden_{i}")(h)
+    outputs = keras.layers.Dense(n_out, activation="softmax", name="probs")(h)
+    return keras.Model(inputs, outputs, name="mlp_" + "_".join(map(str, widths)))
+
+
+def per_sample_loss(y: tf.Tensor, probs: tf.Tensor) -> tf.Tensor:
+    """Sparse categorical cross-entropy on probabilities, as the seed: (B,) int, (B, K) -> (B,)."""
+    return keras.losses.sparse_categorical_crossentropy(y, probs)
+
+
+class SGDTrainer:
+    """Mini-batch SGD (optionally with momentum) on ``model``'s trainable variables.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Maps (B, 784) float32 to (B, 10) probabilities.
+    lr : float
+        Step size applied to the gradient of the reduced loss.
+    batch_size : int
+        Rows per step; the last batch of an epoch may be smaller.
+    reduction : {"sum", "mean"}
+        What the tape differentiates: the seed's sum over the batch (the effective mean-loss
+        step is ``batch_size * lr``) or the mean.
+    momentum : float
+        Heavy-ball momentum (0 = plain SGD, the seed's).
+    update : {"assign_sub", "set_weights"}
+        Compiled in-place updates, or the seed's eager step that copies the weights to NumPy
+        and back with ``set_weights`` every batch (slow; kept for comparison).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        lr: float,
+        batch_size: int,
+        reduction: str = "sum",
+        momentum: float = 0.0,
+        update: str = "assign_sub",
+    ):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction={reduction!r} (expected one of {REDUCTIONS})")
+        if update not in UPDATES:
+            raise ValueError(f"update={update!r} (expected one of {UPDATES})")
+        if update == "set_weights" and momentum:
+            raise ValueError("the seed's set_weights update has no momentum")
+        self.model = model
+        self.lr = float(lr)
+        self.batch_size = int(batch_size)
+        self.reduction = reduction
+        self.momentum = float(momentum)
+        self.update = update
+        self.variables = list(model.trainable_variables)
+        self.velocity = [
+            tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self.variables
+        ]
+        row = [tf.TensorSpec((None, model.input_shape[-1]), tf.float32)]
+        labels = [tf.TensorSpec((None,), tf.int32)]
+        self.train_step = tf.function(self._train_step, input_signature=row + labels)
+        self._eval_chunk = tf.function(self._eval_sums, input_signature=row + labels)
+        self._epoch = tf.function(
+            self._epoch_in_graph,
+            input_signature=[*row, *labels, tf.TensorSpec((None,), tf.int32)],
+        )
+
+    def _loss_and_grads(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """Mean batch loss (what is reported) and gradients of the reduced loss."""
+        with tf.GradientTape() as tape:
+            losses = per_sample_loss(y, self.model(x, training=True))  # (B,)
+            reduced = tf.reduce_sum(losses) if self.reduction == "sum" else tf.reduce_mean(losses)
+        return tf.reduce_mean(losses), tape.gradient(reduced, self.variables)
+
+    def _apply(self, grads: list[tf.Tensor]) -> None:
+        if self.momentum:
+            for v, vel, g in zip(self.variables, self.velocity, grads, strict=True):
+                vel.assign(self.momentum * vel + g)
+                v.assign_sub(self.lr * vel)
+        else:
+            for v, g in zip(self.variables, grads, strict=True):
+                v.assign_sub(self.lr * g)
+
+    def _train_step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """One compiled step on (B, 784), (B,); returns the batch's mean loss."""
+        loss, grads = self._loss_and_grads(x, y)
+        self._apply(grads)
+        return loss
+
+    def seed_step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """The seed's step: eager tape, then weights += -lr * grad through ``set_weights``."""
+        loss, grads = self._loss_and_grads(x, y)
+        weights = self.model.get_weights()  # same order as trainable_variables (no frozen ones)
+        self.model.set_weights(
+            [w - self.lr * g.numpy() for w, g in zip(weights, grads, strict=True)]
+        )
+        return loss
+
+    def _epoch_in_graph(self, x: tf.Tensor, y: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+        """Train over ``order``'s rows in batches, all in one graph; returns (steps,) losses.
+
+        Stops after the first non-finite batch loss, so the result is shorter then.
+        """
+        n = tf.shape(order)[0]
+        steps = (n + self.batch_size - 1) // self.batch_size
+        losses = tf.TensorArray(tf.float32, size=steps, dynamic_size=False)
+        done = tf.constant(0)
+        for i in tf.range(steps):
+            idx = order[i * self.batch_size : tf.minimum((i + 1) * self.batch_size, n)]
+            loss = self._train_step(tf.gather(x, idx), tf.gather(y, idx))
+            losses = losses.write(i, loss)
+            done = i + 1
+            if not tf.math.is_finite(loss):
+                break
+        return losses.stack()[:done]
+
+    def train_epoch(self, x: tf.Tensor, y: tf.Tensor, order: np.ndarray) -> np.ndarray:
+        """One epoch over x[order] in batches; returns the per-batch mean losses (steps,).
+
+        ``x`` (N, 784) float32 and ``y`` (N,) int32 should be tensors already (converting
+        the training set every epoch costs more than the epoch's Python overhead).
+        The array is cut after the first non-finite loss (the caller reports divergence).
+        """
+        order = tf.constant(order, tf.int32)
+        if self.update == "assign_sub":
+            return self._epoch(x, y, order).numpy()
+        losses = []
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            loss = float(self.seed_step(tf.gather(x, idx), tf.gather(y, idx)))
+            losses.append(loss)
+            if not math.isfinite(loss):
+                break
+        return np.asarray(losses, np.float32)
+
+    def _eval_sums(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        probs = self.model(x, training=False)  # (B, 10)
+        correct = tf.equal(tf.argmax(probs, axis=1, output_type=tf.int32), y)
+        return (
+            tf.reduce_sum(per_sample_loss(y, probs)),
+            tf.reduce_sum(tf.cast(correct, tf.float32)),
+        )
+
+    def evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[float, float]:
+        """Mean loss and accuracy over (N, 784), (N,), in chunks of ``EVAL_CHUNK`` rows."""
+        n = int(x.shape[0])
+        loss_sum = correct = 0.0
+        for start in range(0, n, EVAL_CHUNK):
+            s_loss, s_correct = self._eval_chunk(
+                x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+            )
+            loss_sum += float(s_loss)
+            correct += float(s_correct)
+        return loss_sum / n, correct / n
+
+
+def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
+    """(N, 784) float32 and (N,) int32 tensors, converted once for the whole run."""
+    return tf.constant(x, tf.float32), tf.constant(y, tf.int32)
+
+
+def count_params(model: keras.Model) -> int:
+    return int(sum(np.prod(v.shape) for v in model.trainable_variables))
