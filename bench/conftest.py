@@ -2,7 +2,7 @@
 
 Ratios are measured **in alternation**: the ``paired`` fixture times rounds of a kernel, each
 followed at once by its references (the float32 GEMM ceiling with the kernel's BLAS threads,
-the seed's loop, Keras ``fit``, ...), so both sides of every ratio see the same load. A ratio is
+the original's loop, Keras ``fit``, ...), so both sides of every ratio see the same load. A ratio is
 the median over rounds with its quartiles; ``extra_info`` then has, per metric
 (``fraction_of_ceiling``, ``speedup_over_*``):
 

@@ -1,5 +1,5 @@
 """NumPy MLP speed: forward, backward and SGD step per architecture, a whole ``mlp`` epoch, the
-seed's loop LogSoftmax backward as a baseline, and a float32 GEMM as the ceiling of them all.
+original's loop LogSoftmax backward as a baseline, and a float32 GEMM as the ceiling of them all.
 
 FLOPs count matrix products only (2·m·n·k); element-wise work is the overhead the ratio to the
 GEMM ceiling exposes. Every ratio is paired (``bench/conftest.py``): each round of the kernel is
@@ -24,7 +24,7 @@ from mnist_suite.nn.reference import log_softmax_backward_loop
 
 NETS = [((784, 10, 10), 100), ((784, 256, 10), 128), ((784, 512, 256, 10), 128)]
 NET_IDS = [f"{'-'.join(map(str, s))}-b{b}" for s, b in NETS]
-# The target's net and the seed's: the quick subset.
+# The target's net and the original's: the quick subset.
 QUICK_NETS = [
     pytest.param(*net, id=name, marks=[pytest.mark.quick] if net[0][1] != 512 else [])
     for net, name in zip(NETS, NET_IDS, strict=True)
@@ -98,7 +98,7 @@ def test_backward(benchmark, paired, sizes, batch):
 
 
 class LoopLogSoftmax(LogSoftmax):
-    """LogSoftmax with the seed's loop backward, for a seed-style training step."""
+    """LogSoftmax with the original's loop backward, for a seed-style training step."""
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray:
         return log_softmax_backward_loop(self._out, grad_out)
@@ -121,7 +121,7 @@ def step_of(sizes: tuple[int, ...], batch: int, seed_loop: bool = False):
 @pytest.mark.benchmark(group="step")
 @pytest.mark.parametrize(("sizes", "batch"), QUICK_NETS)
 def test_sgd_step(benchmark, paired, quick, sizes, batch):
-    """One training step; the seed's net also against the seed's loop step, in alternation."""
+    """One training step; the original's net also against its loop step, in alternation."""
     benchmark.extra_info.update(net="-".join(map(str, sizes)), batch=batch, dtype="float32")
     references = {}
     if sizes == (784, 256, 10):
@@ -138,7 +138,7 @@ def test_sgd_step(benchmark, paired, quick, sizes, batch):
 
 @pytest.fixture
 def logsoftmax_batch():
-    """The seed's shapes: batch 100 × 10 classes, float64."""
+    """The original's shapes: batch 100 × 10 classes, float64."""
     rng = np.random.default_rng(0)
     layer = LogSoftmax()
     logp = layer.forward(rng.standard_normal((100, 10)))
@@ -148,7 +148,7 @@ def logsoftmax_batch():
 @pytest.mark.quick
 @pytest.mark.benchmark(group="logsoftmax-backward")
 def test_logsoftmax_backward_vectorised(benchmark, paired, quick, logsoftmax_batch):
-    """Against the seed's Python double loop over batch × classes, in alternation."""
+    """Against the original's Python double loop over batch × classes, in alternation."""
     layer, logp, grad = logsoftmax_batch
     benchmark.extra_info.update(
         batch=100, classes=10, dtype="float64", target={"speedup_over_loop": 100}

@@ -1,7 +1,7 @@
 """TF custom SGD loop speed: one training step done six ways, on the same nets, batches and data.
 
-Per net (784-256-10 at batch 128, and the seed's 784-32-32-10 at batch 32), on real MNIST:
-eager GradientTape step, ``tf.function`` step called from Python, the seed's ``set_weights``
+Per net (784-256-10 at batch 128, and the original's 784-32-32-10 at batch 32), on real MNIST:
+eager GradientTape step, ``tf.function`` step called from Python, the original's ``set_weights``
 update, Keras ``train_on_batch``, Keras ``model.fit`` for one epoch, and our default: a whole
 epoch as one ``tf.function`` that iterates the batches in the graph. For 784-256-10 also a
 vectorised NumPy epoch of the same net (``mnist_suite.nn``, plain SGD).

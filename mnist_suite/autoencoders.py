@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     import keras
 
 N_FEATURES = 784
-# Variants whose bottleneck is fixed by the seed's architecture; the others take latent_dim.
-FIXED_LATENT = {"seed-2d": 2, "wide": 512, "seed-deep": 128}
+# Variants whose bottleneck is fixed by the original's architecture; the others take latent_dim.
+FIXED_LATENT = {"original-2d": 2, "wide": 512, "original-deep": 128}
 VARIANTS = ("linear", "deep", *FIXED_LATENT)
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -49,7 +49,7 @@ def gaussian_noise(
     x : ndarray of shape (n, d), float
         Clean inputs, in whatever units the model is trained in.
     factor : float
-        Noise standard deviation in those units (the seed: 0.4 in z-score units).
+        Noise standard deviation in those units (the original: 0.4 in z-score units).
     rng : numpy Generator
         Source of the noise; a fresh draw on every call.
     clip : (lo, hi) or None
@@ -144,8 +144,8 @@ def build_autoencoder(
     """The (encoder, decoder, autoencoder) Keras models of ``variant``.
 
     ``linear``: Dense(k) -> Dense(784), no activation anywhere (what PCA is the optimum of).
-    ``seed-2d``: Dense(2, relu) -> Dense(784, sigmoid); ``wide``: Dense(512, relu) -> the same.
-    ``seed-deep``: the seed's denoiser, Dense 512-256-128 (relu) -> Dense(784, sigmoid).
+    ``original-2d``: Dense(2, relu) -> Dense(784, sigmoid); ``wide``: Dense(512, relu) -> the same.
+    ``original-deep``: the original's denoiser, Dense 512-256-128 (relu) -> Dense(784, sigmoid).
     ``deep``: 784-512-256-128-k-128-256-512-784 (encoder widths ``hidden``, mirrored),
     ``activation`` in the hidden layers, linear latent; hidden widths not larger than k are
     dropped (k = 128: 784-512-256-128-256-512-784).
@@ -159,10 +159,10 @@ def build_autoencoder(
     if variant == "linear":
         encoder_layers = [layers.Dense(k, name="latent")]
         decoder_layers = [layers.Dense(N_FEATURES, name="output")]
-    elif variant in ("seed-2d", "wide"):
+    elif variant in ("original-2d", "wide"):
         encoder_layers = [layers.Dense(k, activation="relu", name="latent")]
         decoder_layers = _output_layers(layers, output_range)
-    elif variant == "seed-deep":
+    elif variant == "original-deep":
         encoder_layers = [layers.Dense(w, activation="relu") for w in (512, 256)]
         encoder_layers.append(layers.Dense(k, activation="relu", name="latent"))
         decoder_layers = _output_layers(layers, output_range)
@@ -187,7 +187,7 @@ class Autoencoder:
     Parameters
     ----------
     variant : str
-        One of ``linear``, ``seed-2d``, ``wide``, ``seed-deep``, ``deep`` (see
+        One of ``linear``, ``original-2d``, ``wide``, ``original-deep``, ``deep`` (see
         :func:`build_autoencoder`).
     latent_dim : int or None
         Bottleneck width k (``linear`` and ``deep``; the others have a fixed one).
@@ -196,7 +196,7 @@ class Autoencoder:
     hidden : tuple of int
         Encoder widths of ``deep`` (the decoder mirrors them).
     activation : str
-        Hidden layers of ``deep`` (the seed's variants keep their ReLU). ELU by default: on
+        Hidden layers of ``deep`` (the original's variants keep their ReLU). ELU by default: on
         MNIST at k = 32 it reached 0.35x PCA's test MSE in 9 epochs where ReLU was at 0.47x.
     optimizer : {"adam", "sgd"}
     learning_rate : float

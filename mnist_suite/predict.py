@@ -1,4 +1,4 @@
-"""The seed's viewer, headless: one test image, titled with the model's prediction, to a PNG."""
+"""The original's viewer, headless: one test image, titled with the model's prediction, to a PNG."""
 
 from __future__ import annotations
 

@@ -77,12 +77,12 @@ def test_unknown_variant_and_fixed_latent_mismatch_are_refused():
         latent_size("conv", 8)
     with pytest.raises(ConfigError, match="wide has a fixed latent size 512"):
         latent_size("wide", 32)
-    assert latent_size("seed-2d") == 2
+    assert latent_size("original-2d") == 2
 
 
 @pytest.mark.parametrize(
     ("variant", "params"),
-    [("seed-2d", 3_922), ("wide", 804_112), ("seed-deep", 667_280)],
+    [("original-2d", 3_922), ("wide", 804_112), ("original-deep", 667_280)],
 )
 def test_seed_architectures_have_the_seeds_parameter_counts(variant, params):
     _, _, model = build_autoencoder(variant)
@@ -158,10 +158,10 @@ def test_outputs_stay_in_the_output_range(pixels):
     x_train, x_test = pixels
     mean, std, (z_train, z_test) = scalar_zscore(x_train, x_test)
     lo, hi = -mean / std, (1 - mean) / std
-    ae = Autoencoder("seed-2d", output_range=(lo, hi), epochs=1).fit(z_train[:512])
+    ae = Autoencoder("original-2d", output_range=(lo, hi), epochs=1).fit(z_train[:512])
     out = ae.reconstruct(z_test)
     assert out.min() >= lo - 1e-5 and out.max() <= hi + 1e-5
-    # The seed-2d latent is a ReLU: never negative.
+    # The original-2d latent is a ReLU: never negative.
     assert ae.transform(z_test).min() >= 0
 
 

@@ -1,4 +1,4 @@
-"""The pca / ae-seed / ae jobs end to end: metrics, artifacts, TensorBoard, bad input."""
+"""The pca / ae-original / ae jobs end to end: metrics, artifacts, TensorBoard, bad input."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_listing_jobs_does_not_import_tensorflow():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert {"pca", "ae-seed", "ae"} <= {line.split()[0] for line in done.stdout.splitlines()}
+    assert {"pca", "ae-original", "ae"} <= {line.split()[0] for line in done.stdout.splitlines()}
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_listing_jobs_does_not_import_tensorflow():
         (("ae", "--set", "models=linear"), "model 'linear' needs a latent size"),
         (("ae", "--set", "noise=-0.2"), "noise=-0.2 must be >= 0"),
         (("ae", "--set", "normalisation=minmax"), "unknown normalisation 'minmax'"),
-        (("ae-seed", "--set", "models=deep-32"), "unknown model 'deep-32'"),
+        (("ae-original", "--set", "models=deep-32"), "unknown model 'deep-32'"),
         (("pca", "--set", "ks=2,784"), "latent size 784"),
     ],
 )
@@ -61,7 +61,7 @@ def test_cells_list_one_run_per_model(run_cli):
     code, out, _ = run_cli("cells", "ae")
     assert code == 0
     labels = [line.split("\t")[1] for line in out.strip().splitlines()]
-    assert labels == ["linear-2", "linear-32", "seed-2d", "deep-32", "denoising-128"]
+    assert labels == ["linear-2", "linear-32", "original-2d", "deep-32", "denoising-128"]
 
 
 def test_pca_quick_records_everything(run_cli):
@@ -107,7 +107,7 @@ def test_ae_quick_linear_and_denoising(run_cli, mnist):
 
     m = denoising["metrics"]
     assert m["latent_dim"] == 128
-    # Pixel mode: the seed's 0.4 z-units are 0.4 training-pixel stds, unclipped by default.
+    # Pixel mode: the original's 0.4 z-units are 0.4 training-pixel stds, unclipped by default.
     assert m["noisy_mse_pixels"] == pytest.approx((0.4 * PIXEL_STD) ** 2, rel=0.03)
     samples = npz(denoising["path"], "reconstructions")
     assert set(samples) == {"indices", "original", "reconstruction", "pca", "noisy"}
@@ -116,7 +116,7 @@ def test_ae_quick_linear_and_denoising(run_cli, mnist):
 
 
 def test_ae_seed_quick_is_z_scored_and_seed_style(run_cli):
-    code, out, _ = run_cli("run", "ae-seed", "--profile", "quick", "--set", "models=denoising")
+    code, out, _ = run_cli("run", "ae-original", "--profile", "quick", "--set", "models=denoising")
     assert code == 0, out
     run = load_run(run_path(out))
     m = run["metrics"]

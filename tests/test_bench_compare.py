@@ -176,7 +176,7 @@ def test_report_history_view_from_three_stored_runs(tmp_path):
 
 @pytest.mark.slow
 def test_real_runs_gate_trips_on_an_injected_copy(tmp_path):
-    """The seed net's quick step twice; the second copies its parameters 200 more times a step
+    """The original net's quick step twice; the second copies its parameters 200 more times a step
     (several times slower: outside the spread of even a heavily loaded machine)."""
 
     def bench(name: str, **env: str) -> Path:

@@ -221,7 +221,7 @@ def test_claims_and_temp_names_are_not_runs(tmp_path):
 
 @pytest.mark.slow
 def test_two_cli_processes_started_on_one_run_write_it_once(tmp_path, mnist):
-    argv = [sys.executable, "-m", "mnist_suite", "run", "softmax-seed", "--profile", "quick"]
+    argv = [sys.executable, "-m", "mnist_suite", "run", "softmax-original", "--profile", "quick"]
     argv += ["--set", "n_train=3000", "--set", "eval_every=500"]
     for attempt in range(3):
         runs_dir = tmp_path / f"a{attempt}"

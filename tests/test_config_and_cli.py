@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ def test_config_hash_is_stable_and_sensitive():
 
 def test_every_job_is_well_formed():
     jobs = all_jobs()
-    assert {"softmax-seed", "softmax"} <= set(jobs)
+    assert {"softmax-original", "softmax"} <= set(jobs)
     for name, job in jobs.items():
         assert job.name == name and job.summary and "\n" not in job.summary
         full, quick = job.resolve("full"), job.resolve("quick")
@@ -78,7 +79,7 @@ def test_run_ids_are_deterministic_and_distinct():
         (["run", "softmax", "--set", "lr=-1"], "lr=-1.0 must be > 0"),
         (["run", "softmax", "--set", "batch_size=0"], "batch_size=0 must be > 0"),
         (["run", "softmax", "--set", "batch_size=100000"], "exceeds the"),
-        (["run", "softmax-seed", "--set", "eta=abc"], "expected float"),
+        (["run", "softmax-original", "--set", "eta=abc"], "expected float"),
         (["run", "softmax", "--index", "3"], "--index 3: the plan has items 0..0"),
     ],
 )
@@ -91,9 +92,19 @@ def test_cli_errors_are_one_line_and_exit_2(run_cli, argv, message):
 
 def test_list_and_cells(run_cli):
     code, out, _ = run_cli("list")
-    assert code == 0 and any(line.startswith("softmax-seed ") for line in out.splitlines())
+    assert code == 0 and any(line.startswith("softmax-original ") for line in out.splitlines())
     code, out, _ = run_cli("cells", "softmax")
     assert code == 0 and out == "0\tsoftmax\n"
+
+
+@pytest.mark.parametrize("old", ["softmax-seed", "mlp-seed", "sgd-seed", "ae-seed"])
+def test_former_job_names_are_aliases_that_name_the_new_one(run_cli, old):
+    """The jobs that reproduce the original projects had "-seed" names: still accepted, noted."""
+    new = old.replace("-seed", "-original")
+    code, out, err = run_cli("plan", old, "--profile", "quick", "--json")
+    assert code == 0, err
+    assert f"{old!r} is now called {new!r}" in err
+    assert {item["job"] for item in json.loads(out)["items"]} == {new}
 
 
 def test_listing_and_numpy_jobs_never_import_tensorflow(tmp_path, mnist):

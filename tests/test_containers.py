@@ -146,7 +146,7 @@ def test_the_launcher_runs_each_item_in_its_image_confined(monkeypatch, tmp_path
     monkeypatch.setattr(LocalLauncher, "launch", launch)
     data = tmp_path / "mnist.npz"
     data.write_bytes(b"")
-    items = build_plan(["softmax", "sgd-seed"], profile="quick")
+    items = build_plan(["softmax", "sgd-original"], profile="quick")
     launcher = container.ContainerLauncher("podman", memory="6g", env={"EXTRA": "1"})
     commands = launcher.launch(items, LaunchOptions(runs=tmp_path / "runs", data=data))
     for item in items:
@@ -168,7 +168,7 @@ def test_the_launcher_runs_each_item_in_its_image_confined(monkeypatch, tmp_path
 
 
 def test_items_go_to_the_image_that_has_what_they_need():
-    items = build_plan(["softmax", "sgd-seed"], profile="quick")
+    items = build_plan(["softmax", "sgd-original"], profile="quick")
     assert [container.image_name(i.flavour) for i in items] == [
         "mnist-suite:numpy",
         "mnist-suite:tf",
@@ -281,17 +281,17 @@ def test_image_tool_needs_no_numpy():
 
 
 def test_check_runs_accepts_a_complete_run_and_names_what_is_wrong(run_cli, tmp_path):
-    code, out, _ = run_cli("run", "softmax-seed", "--profile", "quick")
+    code, out, _ = run_cli("run", "softmax-original", "--profile", "quick")
     assert code == 0
     runs = tmp_path / "runs"
-    (item,) = build_plan(["softmax-seed"], profile="quick")
+    (item,) = build_plan(["softmax-original"], profile="quick")
     assert container.check_runs(runs, [item], uid=os.getuid()) == []
     problems = container.check_runs(runs, [item], in_container=True)
-    assert problems == ["softmax-seed: ran in image '', not mnist-suite:numpy"]
+    assert problems == ["softmax-original: ran in image '', not mnist-suite:numpy"]
     missing = container.check_runs(runs, build_plan(["softmax"], profile="quick"))
     assert len(missing) == 1 and "softmax: no run folder" in missing[0]
 
     status = run_path(out) / "status.json"
     status.write_text(json.dumps({**json.loads(status.read_text()), "state": "failed"}))
     problems = container.check_runs(runs, [item])
-    assert problems and problems[0].startswith("softmax-seed: state failed")
+    assert problems and problems[0].startswith("softmax-original: state failed")

@@ -160,7 +160,7 @@ def test_images_are_labelled_non_root_and_start_the_suite(engine, flavour):
         capture_output=True,
         text=True,
     )
-    assert listed.returncode == 0 and "softmax-seed" in listed.stdout
+    assert listed.returncode == 0 and "softmax-original" in listed.stdout
 
 
 def test_a_job_container_is_confined(engine, tmp_path):
@@ -194,7 +194,7 @@ def _launch(engine: str, items, runs, workers: int = 1) -> dict[int, int]:
 
 def test_job_runs_in_its_image_records_it_and_is_skipped_when_done(engine, tmp_path):
     runs = tmp_path / "runs"
-    items = build_plan(["softmax-seed"], profile="quick")
+    items = build_plan(["softmax-original"], profile="quick")
     assert _launch(engine, items, runs) == {0: 0}
     assert container.check_runs(runs, items, in_container=True, uid=os.getuid()) == []
     run_dir = run_path_of(runs, items[0])
@@ -218,7 +218,7 @@ def test_job_runs_in_its_image_records_it_and_is_skipped_when_done(engine, tmp_p
 
 def test_two_workers_share_one_runs_folder(engine, tmp_path):
     runs = tmp_path / "runs"
-    items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2))
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1, 2))
     assert _launch(engine, items, runs, workers=2) == {0: 0, 1: 0, 2: 0}
     assert container.check_runs(runs, items, in_container=True, uid=os.getuid()) == []
 

@@ -19,10 +19,10 @@ from mnist_suite.plan import build_plan, fingerprint, subset
 KUBERNETES_VERSIONS = ("1.29.0", "1.30.0")
 TINY = ("n_train=1000", "eval_every=500")
 # The `run` arguments that rebuild _plan() on a worker.
-RUN_ARGS = ["softmax", "sgd-grid", "mlp-seed", "--profile", "quick", "--seeds", "0,1"]
+RUN_ARGS = ["softmax", "sgd-grid", "mlp-original", "--profile", "quick", "--seeds", "0,1"]
 
 
-def _plan(jobs=("softmax", "sgd-grid", "mlp-seed"), seeds=(0, 1)):
+def _plan(jobs=("softmax", "sgd-grid", "mlp-original"), seeds=(0, 1)):
     return build_plan(list(jobs), profile="quick", seeds=seeds)
 
 
@@ -129,7 +129,7 @@ def test_sbatch_script_array_logs_and_modes(tmp_path):
 
 @pytest.mark.slow
 def test_local_pool_runs_a_small_plan_with_two_workers(tmp_path, mnist, capsys):
-    items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2), overrides=TINY)
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1, 2), overrides=TINY)
     runs = tmp_path / "runs"
     lines = []
     codes = LocalLauncher(echo=lines.append).launch(items, LaunchOptions(runs=runs, workers=2))
@@ -163,7 +163,7 @@ class _CrashingOne(LocalLauncher):
 def test_a_crashing_item_stays_alone(tmp_path, mnist):
     from mnist_suite.cli import batch_exit_code
 
-    items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1), overrides=TINY)
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1), overrides=TINY)
     lines = []
     codes = _CrashingOne(echo=lines.append).launch(items, LaunchOptions(tmp_path, workers=2))
     assert codes[0] == 0 and codes[1] < 0  # killed by SIGABRT
@@ -178,7 +178,7 @@ def test_train_cli_uses_the_pool(tmp_path, mnist):
         "-m",
         "mnist_suite",
         "train",
-        "softmax-seed",
+        "softmax-original",
         "--profile",
         "quick",
         "--seeds",
@@ -205,9 +205,9 @@ def test_ctrl_c_stops_the_pool_and_running_items_end_interrupted(tmp_path, mnist
 
     # Slow items (the full 60,000 samples), so the interrupt lands mid-run.
     overrides = ("eval_every=500",)
-    items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2), overrides=overrides)
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1, 2), overrides=overrides)
     runs = tmp_path / "runs"
-    argv = [sys.executable, "-m", "mnist_suite", "train", "softmax-seed", "--profile", "quick",
+    argv = [sys.executable, "-m", "mnist_suite", "train", "softmax-original", "--profile", "quick",
             "--seeds", "0-2", "--set", overrides[0], "--workers", "1",
             "--runs", str(runs)]  # fmt: skip
     proc = subprocess.Popen(

@@ -49,14 +49,14 @@ def check_run(path, mnist, kind: str, steps: list[int]) -> dict:
 
 
 def test_mlp_seed_quick(run_cli, mnist):
-    code, out, _ = run_cli("run", "mlp-seed", "--profile", "quick")
+    code, out, _ = run_cli("run", "mlp-original", "--profile", "quick")
     assert code == 0
     path = run_path(out)
     metrics = check_run(path, mnist, "step", [250, 500, 750, 1000])
-    assert 0.75 < metrics["test_accuracy"] < 0.95  # 1000 of the seed's 5000 iterations
+    assert 0.75 < metrics["test_accuracy"] < 0.95  # 1000 of the original's 5000 iterations
     model = load_model(path / "artifacts" / "weights.npz")
     assert repr(model) == "Sequential(Linear(784→10), ReLU(), Linear(10→10), LogSoftmax())"
-    assert model.params[0].dtype == np.float64  # the seed's weights were float64
+    assert model.params[0].dtype == np.float64  # the original's weights were float64
 
 
 def test_mlp_quick(run_cli, mnist):
@@ -100,7 +100,7 @@ import sys
 import mnist_suite.nn
 from mnist_suite.cli import main
 assert main(['run', 'mlp', '--profile', 'quick', '--out', r'{tmp_path}']) == 0
-assert main(['run', 'mlp-seed', '--profile', 'quick', '--out', r'{tmp_path}']) == 0
+assert main(['run', 'mlp-original', '--profile', 'quick', '--out', r'{tmp_path}']) == 0
 assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -111,11 +111,11 @@ assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
     ("job", "setting", "message"),
     [
         ("mlp", "lr=0", "lr=0.0 must be > 0"),
-        ("mlp-seed", "lr=-0.001", "lr=-0.001 must be > 0"),
+        ("mlp-original", "lr=-0.001", "lr=-0.001 must be > 0"),
         ("mlp", "batch_size=0", "batch_size=0 must be > 0"),
         ("mlp", "batch_size=55001", "batch_size=55001 exceeds the 55000 training samples"),
         ("mlp", "n_train=1000", "n_dev=5000 must be in [0, 1000)"),
-        ("mlp-seed", "batch_size=59001", "batch_size=59001 exceeds the 59000 training samples"),
+        ("mlp-original", "batch_size=59001", "batch_size=59001 exceeds the 59000 training samples"),
         ("mlp", "init=xavier", "unknown initialiser 'xavier'"),
         ("mlp", "schedule=linear", "unknown schedule 'linear'"),
         ("mlp", "widths=512,0", "widths=(512, 0) must be > 0"),
@@ -153,7 +153,7 @@ def test_random_shift_moves_each_image_by_at_most_two_pixels():
 
 
 def test_predict_cli_writes_the_titled_figure(run_cli, tmp_path):
-    code, out, _ = run_cli("run", "mlp-seed", "--profile", "quick")
+    code, out, _ = run_cli("run", "mlp-original", "--profile", "quick")
     weights = run_path(out) / "artifacts" / "weights.npz"
     png = tmp_path / "fig" / "seven.png"
     code, out, _ = run_cli("predict", "--weights", str(weights), "--index", "0", "--out", str(png))
@@ -172,7 +172,7 @@ def test_predict_cli_writes_the_titled_figure(run_cli, tmp_path):
 @pytest.mark.slow
 def test_mlp_seed_full_lands_in_the_seed_band(run_cli):
     """Seed: ≈ 92.5% test with the saved weights; band 91-94%."""
-    code, out, _ = run_cli("run", "mlp-seed")
+    code, out, _ = run_cli("run", "mlp-original")
     assert code == 0
     metrics = load_run(run_path(out))["metrics"]
     assert 0.91 <= metrics["test_accuracy"] <= 0.94

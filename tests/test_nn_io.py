@@ -1,4 +1,4 @@
-"""Weights files: bit-identical round trip, the seed's keys, clear errors for broken files."""
+"""Weights files: bit-identical round trip, the original's keys, clear errors for broken files."""
 
 from __future__ import annotations
 

@@ -55,14 +55,14 @@ def mount(tmp_path):
 @pytest.fixture
 def done_softmax(run_cli, tmp_path) -> Path:
     code, out, err = run_cli(
-        "run", "softmax-seed", "--profile", "quick", "--set", "n_train=1000",
+        "run", "softmax-original", "--profile", "quick", "--set", "n_train=1000",
         "--runs", str(tmp_path / "runs"),
     )  # fmt: skip
     assert code == 0, err
     return Path(out.split()[1])
 
 
-QUICK = ["softmax-seed", "--profile", "quick", "--set", "n_train=1000"]
+QUICK = ["softmax-original", "--profile", "quick", "--set", "n_train=1000"]
 
 
 # --- run ------------------------------------------------------------------------------------

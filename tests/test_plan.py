@@ -19,8 +19,16 @@ from mnist_suite.plan import (
     subset,
 )
 
-# A softmax-seed run small enough for a test: 1,000 samples, two evaluations (~1 s).
-TINY = ("softmax-seed", "--profile", "quick", "--set", "n_train=1000", "--set", "eval_every=500")
+# A softmax-original run small enough for a test: 1,000 samples, two evaluations (~1 s).
+TINY = (
+    "softmax-original",
+    "--profile",
+    "quick",
+    "--set",
+    "n_train=1000",
+    "--set",
+    "eval_every=500",
+)
 
 
 def test_sgd_grid_over_three_seeds_has_54_items_seed_major():
@@ -52,7 +60,7 @@ def test_plan_depends_only_on_its_arguments():
 
 
 def test_saved_plan_round_trips(tmp_path):
-    items = build_plan(["softmax-seed", "sgd-grid"], profile="quick", seeds=(0, 1))
+    items = build_plan(["softmax-original", "sgd-grid"], profile="quick", seeds=(0, 1))
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan_document(items)))
     assert load_plan(path) == items
@@ -85,7 +93,7 @@ def test_index_from_env_order_and_errors():
 
 
 def test_subset_by_flavour_and_items_keeps_plan_indexes():
-    items = build_plan(["softmax", "sgd-grid", "mlp-seed"], profile="quick", seeds=(0, 1))
+    items = build_plan(["softmax", "sgd-grid", "mlp-original"], profile="quick", seeds=(0, 1))
     tf = subset(items, flavour="tf")
     assert [i.index for i in tf] == [1, 2, 5, 6]  # quick sgd-grid: 2 cells
     assert [i.index for i in subset(items, flavour="numpy", only=parse_items("0-3,6"))] == [0, 3]
@@ -123,7 +131,7 @@ def _ran(stdout: str) -> list[str]:
     "variable", ["MNIST_SUITE_INDEX", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID", None]
 )
 def test_run_picks_the_item_from_index_or_environment(run_cli, monkeypatch, variable):
-    items = build_plan(["softmax-seed"], profile="quick", seeds=(0, 1, 2), overrides=TINY[4::2])
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1, 2), overrides=TINY[4::2])
     args = ["run", *TINY, "--seeds", "0-2"]
     if variable is None:
         args += ["--index", "2"]
@@ -201,7 +209,7 @@ def test_old_out_spelling_warns_once_and_still_works(run_cli, tmp_path):
     code, out, err = run_cli("run", *TINY, "--out", str(tmp_path / "old"))
     assert code == 0
     assert err.count("warning: --out is now --runs") == 1
-    assert (tmp_path / "old" / "softmax-seed").is_dir()
+    assert (tmp_path / "old" / "softmax-original").is_dir()
     code, out, err = run_cli("runs", "--out", str(tmp_path / "old"))
     assert code == 0 and out.startswith("done") and "--runs" in err
 
@@ -249,7 +257,7 @@ def test_a_stale_saved_plan_is_refused_before_anything_runs(run_cli, tmp_path):
     doc["items"][1]["run_id"] = "quick-s1-00000000"  # as if saved by another suite version
     plan.write_text(json.dumps(doc))
     code, out, err = run_cli("run", "--plan", str(plan), "--runs", str(runs))
-    assert code == 2 and "plan item 1 (softmax-seed, seed 1)" in err
+    assert code == 2 and "plan item 1 (softmax-original, seed 1)" in err
     assert out == "" and not runs.exists()
 
 
@@ -258,7 +266,7 @@ def test_default_seeds_follow_each_jobs_declaration():
     from mnist_suite.jobs import get_job
     from mnist_suite.plan import build_plan
 
-    jobs = ["softmax-seed", "sgd-grid"]
+    jobs = ["softmax-original", "sgd-grid"]
     items = build_plan(jobs, profile="full", seeds=None)
     for name in jobs:
         want = get_job(name).default_seeds("full")

@@ -27,7 +27,7 @@ from mnist_suite.jobs import Job
 from mnist_suite.report import SCHEMA_VERSION, build_report
 from mnist_suite.report.collect import collect_runs, pick, pick_cells
 from mnist_suite.report.document import fmt
-from mnist_suite.report.seed import seed_figure
+from mnist_suite.report.original import original_figure
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def report_while_running(out: Path, report: Path, bench: Path | None = None) -> 
 def build_sample(run_cli, tmp_path: Path, bench: Path | None = None) -> tuple[Path, dict]:
     """Real quick softmax runs plus crafted odd ones; returns (report folder, results.json)."""
     out = tmp_path / "runs"
-    for job in ("softmax", "softmax-seed"):
+    for job in ("softmax", "softmax-original"):
         code, stdout, _ = run_cli("run", job, "--profile", "quick")
         assert code == 0, stdout
     craft_runs(out)
@@ -116,7 +116,7 @@ def test_report_from_real_and_odd_runs(run_cli, tmp_path):
     states = {(r["job"], r["cell"]): r["state"] for r in on_disk["runs"]}
     assert states == {
         ("softmax", ""): "done",
-        ("softmax-seed", ""): "done",
+        ("softmax-original", ""): "done",
         ("mlp", ""): "failed",
         ("sgd-grid", "net32-32-b32-lr3"): "diverged",
         ("ae", "deep-k32"): "interrupted",
@@ -125,7 +125,7 @@ def test_report_from_real_and_odd_runs(run_cli, tmp_path):
     sections = {s["key"]: s for s in on_disk["sections"]}
     assert not [n for s in sections.values() for n in s["notes"] if "could not be built" in n]
 
-    # The classification table: real accuracies, the seed's figure and the difference.
+    # The classification table: real accuracies, the original's figure and the difference.
     table = sections["classification"]["tables"][0]
     rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["rows"]}
     softmax = rows["softmax"]
@@ -133,22 +133,22 @@ def test_report_from_real_and_odd_runs(run_cli, tmp_path):
     assert softmax["test acc (mean)"] == metrics["test_accuracy"]  # one seed: its own figure
     assert softmax["95% CI"] is None  # one seed has no interval
     assert softmax["seeds done"] == "1"
-    assert softmax["seed's figure"] == 0.801
-    assert softmax["Δ mean vs seed"] == pytest.approx(metrics["test_accuracy"] - 0.801)
-    assert rows["softmax-seed"]["seed's figure inside our CI"] == "n=1: no interval"
+    assert softmax["original's figure"] == 0.801
+    assert softmax["Δ mean vs original"] == pytest.approx(metrics["test_accuracy"] - 0.801)
+    assert rows["softmax-original"]["original's figure inside our CI"] == "n=1: no interval"
     assert rows["mlp"]["seeds done"] == "0 of 1 (1 failed)"
     assert rows["mlp"]["test acc (mean)"] is None  # a failed run's partial numbers are not results
-    assert rows["mlp-seed"]["seeds done"] == "missing"
+    assert rows["mlp-original"]["seeds done"] == "missing"
     assert 0.85 < softmax["test acc (mean)"] < 0.95  # quick profile: 2 epochs on 10k images
     overview = {tuple(r[:2]): r for r in sections["runs"]["tables"][0]["rows"]}
     assert overview[("mlp", "")][4].startswith("failed: ValueError: crafted failure")
 
-    # Time to target: softmax's quick run never reaches 97% dev; softmax-seed has no dev split.
+    # Time to target: softmax's quick run never reaches 97% dev; softmax-original has no dev split.
     ttt = sections["classification"]["tables"][1]
     ttt_rows = {row[0]: dict(zip(ttt["columns"], row, strict=True)) for row in ttt["rows"]}
     assert ttt_rows["softmax"]["to 97%: reached"] == "not reached"
     assert ttt_rows["softmax"]["to 97% dev (s, median)"] is None  # never 0
-    assert ttt_rows["softmax-seed"]["to 97%: reached"] == "no dev split"
+    assert ttt_rows["softmax-original"]["to 97%: reached"] == "no dev split"
 
     # The grid shows its only point as diverged, with the step.
     grid = sections["sgd"]["tables"][0]
@@ -248,9 +248,9 @@ def test_fmt_and_seed_figures():
     assert fmt(None) == "—" and fmt(float("nan"), "pct") == "—" and fmt("n/a") == "n/a"
     assert fmt(0.98765, "pct") == "98.77%" and fmt(-0.0123, "pp") == "-1.23 pp"
     assert fmt(12345.6, "int") == "12,346" and fmt(3.14159, "f2") == "3.14"
-    assert seed_figure("mlp", "test_accuracy") == (0.925, "mlp-seed")
-    assert seed_figure("sgd-lr-sweep", "final_train_loss", "lr0.01") == (0.1689, "sgd-lr-sweep")
-    assert seed_figure("softmax", "dev_accuracy") == (None, "")
+    assert original_figure("mlp", "test_accuracy") == (0.925, "mlp-original")
+    assert original_figure("sgd-lr-sweep", "final_train_loss", "lr0.01") == (0.1689, "sgd-lr-sweep")
+    assert original_figure("softmax", "dev_accuracy") == (None, "")
 
 
 # --- read as a reader would: the page in headless Chromium -------------------------------
@@ -421,7 +421,10 @@ def test_report_in_headless_chromium(run_cli, tmp_path):
     captions = {t["caption"]: t["rows"] for t in facts["tables"]}
     expected = {t["title"]: len(t["rows"]) for s in results["sections"] for t in s["tables"]}
     assert captions == expected
-    assert captions["All runs"] == 6 and captions["Test accuracy over seeds, ours vs the seed"] >= 5
+    assert (
+        captions["All runs"] == 6
+        and captions["Test accuracy over seeds, ours vs the original"] >= 5
+    )
     assert facts["sections"] == [s["title"] for s in results["sections"]]
     assert from_disk["tables"] == facts["tables"]
     # Accessible: captioned tables, scoped header cells, figures whose alt text says something.

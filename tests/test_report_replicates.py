@@ -102,7 +102,7 @@ def test_time_to_target_table_medians_bold_fastest_and_not_reached():
     nodev = [record("", 0, _ttt((None, None, None), evaluations=0), job="nodev")]
 
     class J:
-        dev_note = "no dev split (the seed had none)"
+        dev_note = "no dev split (the original had none)"
 
     entries = [
         (j, groups(r, j)[0], J()) for j, r in (("fast", fast), ("slow", slow), ("nodev", nodev))
@@ -116,7 +116,7 @@ def test_time_to_target_table_medians_bold_fastest_and_not_reached():
     assert rows["slow"]["to 99% dev (s, median)"] == 30.0  # 2 of 3 reached: median is a time
     assert rows["slow"]["to 99%: reached"] == "2/3"
     assert rows["nodev"]["to 97%: reached"] == "no dev split"
-    assert "nodev: no dev split (the seed had none)." in table.note
+    assert "nodev: no dev split (the original had none)." in table.note
     col = {c: j for j, (c, _) in enumerate(table.columns)}
     assert table.bold == {
         (0, col["to 97% dev (s, median)"]),

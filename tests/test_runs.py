@@ -171,19 +171,19 @@ def test_diverged_exception_message():
 
 
 # Half the training set, evaluated every 1000 samples: logs within a second, runs for several.
-JOB_ARGV = [sys.executable, "-m", "mnist_suite", "run", "softmax-seed"]
+JOB_ARGV = [sys.executable, "-m", "mnist_suite", "run", "softmax-original"]
 JOB_ARGV += ["--set", "n_train=30000", "--set", "eval_every=1000"]
 
 
 def _start_job(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """softmax-seed in a child process, returned once it has logged its first evaluation."""
+    """softmax-original in a child process, returned once it has logged its first evaluation."""
     env = {**os.environ, "MNIST_SUITE_RUNS": str(tmp_path)}
     proc = subprocess.Popen(
         JOB_ARGV, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.time() + 60
     while time.time() < deadline:
-        history = list(tmp_path.glob("softmax-seed/*/history.jsonl"))
+        history = list(tmp_path.glob("softmax-original/*/history.jsonl"))
         if history and history[0].stat().st_size > 0:
             return proc, history[0].parent
         time.sleep(0.05)

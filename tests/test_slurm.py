@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "sinfo")
 MUNGE_KEY = Path("/etc/munge/munge.key")
-# Four softmax-seed runs of 1,000 samples: seconds each, but a full Python + MNIST start-up.
-PLAN = ["softmax-seed", "--profile", "quick", "--seeds", "0-3",
+# Four softmax-original runs of 1,000 samples: seconds each, but a full Python + MNIST start-up.
+PLAN = ["softmax-original", "--profile", "quick", "--seeds", "0-3",
         "--set", "n_train=1000", "--set", "eval_every=500"]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from tests.conftest import run_path
 
 
 def test_softmax_seed_quick_writes_a_complete_run(run_cli):
-    code, out, _ = run_cli("run", "softmax-seed", "--profile", "quick")
+    code, out, _ = run_cli("run", "softmax-original", "--profile", "quick")
     assert code == 0
     path = run_path(out)
     run = load_run(path)
@@ -63,7 +63,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(run_cli, tmp_path):
 @pytest.mark.slow
 def test_softmax_seed_full_lands_in_the_seed_band(run_cli):
     """Seed: 80.1% test, swinging 77-85% during the epoch; band 74-84%."""
-    code, out, _ = run_cli("run", "softmax-seed")
+    code, out, _ = run_cli("run", "softmax-original")
     assert code == 0
     metrics = load_run(run_path(out))["metrics"]
     assert 0.74 <= metrics["test_accuracy"] <= 0.84

@@ -1,4 +1,4 @@
-"""The TF SGD loop: the seed's model, updates checked against each other, divergence handling."""
+"""The TF SGD loop: the original model, updates checked against each other, divergence handling."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_grid_and_sweep_cells():
     cells = grid_cells(grid)
     assert len(cells) == len(grid.lrs) * len(grid.batch_sizes) * len(grid.nets)
     assert len({label for label, _ in cells}) == len(cells)
-    assert {c.widths for _, c in cells} >= {(32, 32)}  # the seed's net is an axis value
+    assert {c.widths for _, c in cells} >= {(32, 32)}  # the original's net is an axis value
     assert {c.reduction for _, c in cells} == {"mean"}
     assert [c.lr for _, c in sweep_cells(SweepConfig())] == [0.1, 0.01, 0.001]
     assert parse_net("512-256") == (512, 256)
@@ -60,7 +60,7 @@ def test_grid_and_sweep_cells():
 @pytest.mark.parametrize(
     "argv",
     [
-        ["run", "sgd-seed", "--set", "lr=0"],
+        ["run", "sgd-original", "--set", "lr=0"],
         ["run", "sgd-grid", "--set", "lrs="],
         ["run", "sgd-lr-sweep", "--set", "reduction=max"],
         ["run", "sgd-grid", "--set", "batch_sizes=0"],
@@ -103,7 +103,7 @@ def _weights(model) -> list[np.ndarray]:
 
 def test_seed_model_shape_and_init(loop):
     model = loop.build_model((32, 32))
-    assert loop.count_params(model) == 26_506  # the seed's figure
+    assert loop.count_params(model) == 26_506  # the original's figure
     for layer in model.layers[1:]:
         kernel, bias = layer.get_weights()
         limit = np.sqrt(6 / sum(kernel.shape))  # Glorot-uniform bound

@@ -18,7 +18,7 @@ def _metrics(path):
 
 
 def test_sgd_seed_quick_records_a_complete_run(run_cli):
-    code, out, _ = run_cli("run", "sgd-seed", "--profile", "quick")
+    code, out, _ = run_cli("run", "sgd-original", "--profile", "quick")
     assert code == 0
     run = load_run(run_path(out))
     m = run["metrics"]
@@ -29,7 +29,7 @@ def test_sgd_seed_quick_records_a_complete_run(run_cli):
     assert m["final_train_loss"] < m["untrained_train_loss"]
     assert abs(m["untrained_train_loss"] - math.log(10)) < 0.2  # Glorot init ~ uniform guess
     assert m["best_epoch"] == 1 and m["selected_on"].startswith("last epoch")
-    assert "dev_accuracy" not in m  # the seed had no dev split
+    assert "dev_accuracy" not in m  # the original had no dev split
     assert m["time_to_target"]["evaluations"] == 0
     assert m["time_to_target"]["seconds"] == {"0.97": None, "0.98": None, "0.99": None}
     batches = [r for r in run["history"] if r["kind"] == "batch"]
@@ -42,7 +42,7 @@ def test_sgd_seed_quick_records_a_complete_run(run_cli):
 def test_same_seed_same_numbers_other_seed_other_numbers(run_cli, tmp_path):
     runs = []
     for out, seed in (("a", "0"), ("b", "0"), ("c", "1")):
-        argv = ["run", "sgd-seed", "--profile", "quick", "--set", "n_train=2000"]
+        argv = ["run", "sgd-original", "--profile", "quick", "--set", "n_train=2000"]
         code, stdout, _ = run_cli(*argv, "--seed", seed, "--out", str(tmp_path / out))
         assert code == 0
         runs.append(_metrics(run_path(stdout)))
@@ -166,8 +166,8 @@ def test_lr_sweep_quick_keeps_every_batch_loss(run_cli, tmp_path):
 
 
 def test_sgd_seed_full_reproduces_the_seed(run_cli):
-    """The seed's experiment on all of MNIST: 96.08% test, final train loss 0.087 (unseeded)."""
-    code, out, _ = run_cli("run", "sgd-seed")
+    """The original's experiment on all of MNIST: 96.08% test, final train loss 0.087 (unseeded)."""
+    code, out, _ = run_cli("run", "sgd-original")
     assert code == 0
     m = _metrics(run_path(out))
     assert 0.95 <= m["test_accuracy"] <= 0.97
@@ -192,11 +192,11 @@ def test_lr_sweep_full_reproduces_the_seeds_figure(run_cli, tmp_path):
 
 
 def test_seed_set_weights_update_trains_like_assign_sub(run_cli, tmp_path):
-    """The seed's slow update and ours, same seed and data: the same run up to float rounding."""
+    """The original slow update and ours, same seed and data: the same run up to float rounding."""
     metrics = {}
     for update in ("set_weights", "assign_sub"):
         code, out, _ = run_cli(
-            *("run", "sgd-seed", "--profile", "quick", "--out", str(tmp_path / update)),
+            *("run", "sgd-original", "--profile", "quick", "--out", str(tmp_path / update)),
             *("--set", "n_train=1024", "--set", f"update={update}"),
         )
         assert code == 0

@@ -1,4 +1,4 @@
-"""Preprocessing shared by every job: scaling, the seed's z-score, one-hot, splits, batches."""
+"""Preprocessing shared by every job: scaling, the original's z-score, one-hot, splits, batches."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def to_unit(x: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
 def scalar_zscore(
     x_train: np.ndarray, *others: np.ndarray
 ) -> tuple[float, float, list[np.ndarray]]:
-    """The seed's normalisation: one scalar mean and std over every training pixel.
+    """The original's normalisation: one scalar mean and std over every training pixel.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """The dev split: one stratified, seeded hold-out of the training set, shared by every job.
 
 Every run of a seed that holds out the same number of images from the same training images
-gets the same dev set, whatever the job: the split is drawn from the seed's ``dev`` stream
+gets the same dev set, whatever the job: the split is drawn from the original's ``dev`` stream
 only (``mnist_suite.seeding``), so it never depends on a job's other random draws.
 """
 
@@ -21,7 +21,7 @@ def dev_split(y: np.ndarray, n_dev: int, seed: int) -> tuple[np.ndarray, np.ndar
     y : ndarray of shape (n,), int
         Labels of the training images the split is drawn from.
     n_dev : int
-        Examples held out; 0 gives an empty dev set (the seed-faithful jobs' choice).
+        Examples held out; 0 gives an empty dev set (the faithful jobs' choice).
     seed : int
         The run's seed.
 

@@ -4,8 +4,8 @@ A job is a name, a frozen config dataclass whose defaults are the ``full`` profi
 overrides that make its ``quick`` profile, and a ``train(config, run) -> metrics`` function.
 A job that is a batch (a sweep, a grid) also has ``cells(config) -> [(label, config), ...]``:
 a plain list addressable by index, so one cell can run alone (``--index 7``).
-A job also declares what the report needs to know about it: its family, the seed's printed
-figures it reproduces (seed-faithful jobs) or the seed job it improves on, and how many seeds
+A job also declares what the report needs to know about it: its family, the original's printed
+figures it reproduces (faithful jobs) or the original job it improves on, and how many seeds
 the full suite runs by default.
 Job modules import TensorFlow only inside ``train``: listing jobs never loads it.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +37,10 @@ class Job:
     cells: Callable[[Any], list[tuple[str, Any]]] | None = None
     uses_tensorflow: bool = False
     family: str = "classifier"  # classifier | reconstruction: which report section reads it
-    # The seed's printed figures this job reproduces: metric -> value, or "cell:metric" for a
-    # batch job (fractions for accuracies, the seed's own units for losses). Empty: not faithful.
-    seed_figures: dict[str, float] = field(default_factory=dict)
-    improves_on: str | None = None  # the seed-faithful job this one does better
+    # The original's printed figures this job reproduces: metric -> value, or "cell:metric" for a
+    # batch job (fractions for accuracies, the original's units for losses). Empty: not faithful.
+    original_figures: dict[str, float] = field(default_factory=dict)
+    improves_on: str | None = None  # the faithful job this one does better
     # Seeds the full profile of the suite runs when --seeds is not given (the quick profile
     # runs one). 5 by default; the grid and long jobs may use fewer, never under 2.
     seeds: int = 5
@@ -53,12 +54,12 @@ class Job:
 
     @property
     def faithful(self) -> bool:
-        """Reproduces a seed experiment as it was run (its split, its recipe)."""
-        return bool(self.seed_figures)
+        """Reproduces a original experiment as it was run (its split, its recipe)."""
+        return bool(self.original_figures)
 
-    def seed_figure(self, metric: str, cell: str = "") -> float | None:
-        """The seed's printed ``metric`` (of ``cell`` for a batch job), or None."""
-        figures = self.seed_figures
+    def original_figure(self, metric: str, cell: str = "") -> float | None:
+        """The original's printed ``metric`` (of ``cell`` for a batch job), or None."""
+        figures = self.original_figures
         return figures.get(f"{cell}:{metric}" if cell else metric, figures.get(metric))
 
     def default_seeds(self, profile: str) -> tuple[int, ...]:
@@ -119,8 +120,18 @@ def all_jobs() -> dict[str, Job]:
     return dict(sorted(JOBS.items()))
 
 
+# Former names of the jobs that reproduce the original projects: still accepted, with a notice.
+DEPRECATED_NAMES = {f"{base}-seed": f"{base}-original" for base in ("softmax", "mlp", "sgd", "ae")}
+
+
 def get_job(name: str) -> Job:
     jobs = all_jobs()
+    if name in DEPRECATED_NAMES:
+        new = DEPRECATED_NAMES[name]
+        print(
+            f"note: job {name!r} is now called {new!r}; the old name is deprecated", file=sys.stderr
+        )
+        name = new
     if name not in jobs:
         raise ConfigError(f"unknown job {name!r} (available: {', '.join(jobs)})")
     return jobs[name]

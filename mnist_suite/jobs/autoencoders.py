@@ -1,12 +1,12 @@
-"""PCA and Keras autoencoders: the seed's lab redone (``pca``, ``ae-seed``) and done right (``ae``).
+"""PCA and Keras autoencoders: the original lab (``pca``, ``ae-original``), done right (``ae``).
 
 Every model is fitted through the same interface (``fit`` / ``transform`` / ``inverse_transform``)
 and scored the same way: test MSE in the run's own units, in pixel units ([0, 1]) and as the
 fraction of variance unexplained, always next to PCA at the same latent size. Each model of a
 job is its own cell (run directory). TensorFlow is imported only inside the AE train functions.
-``ae`` trains on the training set minus the seed's dev split and watches dev every epoch; the
-test set is scored once. ``ae-seed`` and ``pca`` keep the seed's data: all 60,000 training
-images, and (``ae-seed``) the test set as per-epoch validation, as the notebook did.
+``ae`` trains on the training set minus the run's dev split and watches dev every epoch; the
+test set is scored once. ``ae-original`` and ``pca`` keep the original's data: all 60,000 training
+images, and (``ae-original``) the test set as per-epoch validation, as the notebook did.
 """
 
 from __future__ import annotations
@@ -36,18 +36,18 @@ from mnist_suite.errors import ConfigError
 from mnist_suite.jobs import Job, register
 
 NORMALISATIONS = ("zscore", "unit")
-MODEL_SPEC = re.compile(r"^(linear|seed-2d|wide|deep|denoising)(?:-(\d+))?$")
+MODEL_SPEC = re.compile(r"^(linear|original-2d|wide|deep|denoising)(?:-(\d+))?$")
 # The `ae` job's variants and the architecture each is built with; denoising is the deep AE
 # fitted on noisy inputs (a data transform, not another model).
 AE_ARCH = {
     "linear": "linear",
-    "seed-2d": "seed-2d",
+    "original-2d": "original-2d",
     "wide": "wide",
     "deep": "deep",
     "denoising": "deep",
 }
-# The seed notebook's three models: its denoiser is the 512-256-128 encoder, one-layer decoder.
-SEED_ARCH = {"seed-2d": "seed-2d", "wide": "wide", "denoising": "seed-deep"}
+# The original notebook's three models: its denoiser is the 512-256-128 encoder, one-layer decoder.
+ORIGINAL_ARCH = {"original-2d": "original-2d", "wide": "wide", "denoising": "original-deep"}
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ def _check_subset(n: int, total: int, name: str) -> None:
 def load_scaled(
     run, normalisation: str, n_train: int = 0, n_test: int = 0, n_dev: int = 0
 ) -> Scaled:
-    """MNIST flattened to (n, 784) in ``zscore`` (the seed's scalar z-score) or ``unit`` pixels.
+    """MNIST flattened to (n, 784) in ``zscore`` (the original's scalar z-score) or ``unit`` pixels.
 
-    ``n_dev`` images of the first ``n_train`` are held out as the seed's dev split; the
+    ``n_dev`` images of the first ``n_train`` are held out as the run's dev split; the
     z-score statistics come from the rest.
     """
     mnist = run.data()
@@ -135,7 +135,7 @@ def _check_positive(**values: float) -> None:
 
 @dataclass(frozen=True)
 class PcaConfig:
-    normalisation: str = "zscore"  # the seed's; its explained_variance_ratio_ is quoted on this
+    normalisation: str = "zscore"  # the original's; its explained_variance_ratio_ is quoted on this
     ks: tuple[int, ...] = (2, 8, 32, 128)  # latent sizes scored (nested: one fit of max(ks))
     n_train: int = 0  # training images used (first n); 0 = all 60,000
     n_test: int = 0  # test images scored (first n); 0 = all 10,000
@@ -206,10 +206,10 @@ def _train_ae(
 ):
     """Fit ``ae``, log every epoch, save artifacts and return the common metrics.
 
-    ``noisy`` is ``(x_train_input, x_test_input, x_dev_input)`` for the seed's once-drawn
+    ``noisy`` is ``(x_train_input, x_test_input, x_dev_input)`` for the original's once-drawn
     noise, with ``x_train_input`` None when ``ae.corrupt`` draws fresh training noise per batch.
     ``val`` is what each epoch is validated on: ``dev`` (the dev split) or ``test`` (the
-    seed's notebook used the test set; its faithful job keeps that).
+    original's notebook used the test set; its faithful job keeps that).
     """
     x_train_in = data.x_train if noisy is None or noisy[0] is None else noisy[0]
     x_test_in = data.x_test if noisy is None else noisy[1]
@@ -293,7 +293,7 @@ def _train_ae(
     if k == 2:
         run.save_arrays("latents", z=ae.transform(x_test_in), labels=data.y_test)
     if len(ae.encoder_.layers) == 1:
-        # Single-layer encoders: the weights are images (the seed showed the 2-unit ones).
+        # Single-layer encoders: the weights are images (the original showed the 2-unit ones).
         run.save_arrays("encoder_weights", kernel=ae.encoder_.layers[0].get_weights()[0])
     metrics["wall_seconds"] = run.elapsed()
     return metrics
@@ -323,44 +323,44 @@ def _cells(cfg) -> list[tuple[str, object]]:
     return [(spec, dataclasses.replace(cfg, models=(spec,))) for spec in cfg.models]
 
 
-# --- ae-seed ---------------------------------------------------------------------------------
+# --- ae-original ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class AeSeedConfig:
-    models: tuple[str, ...] = ("seed-2d", "wide", "denoising")  # one cell each
+    models: tuple[str, ...] = ("original-2d", "wide", "denoising")  # one cell each
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.1  # plain SGD, as the notebook compiled it
-    noise: float = 0.4  # z-score units; drawn once for train and test, unclipped (the seed)
+    noise: float = 0.4  # z-score units; drawn once for train and test, unclipped (the original)
     n_train: int = 0  # first n training images; 0 = all 60,000
-    n_test: int = 0  # first n test images (the seed's validation set); 0 = all 10,000
+    n_test: int = 0  # first n test images (the original's validation set); 0 = all 10,000
 
     def __post_init__(self):
         if not self.models:
             raise ConfigError("models must name at least one model")
         for spec in self.models:
-            _parse_spec(spec, SEED_ARCH)
+            _parse_spec(spec, ORIGINAL_ARCH)
         _check_positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
         if self.noise < 0:
             raise ConfigError(f"noise={self.noise} must be >= 0")
 
 
 def train_ae_seed(cfg: AeSeedConfig, run) -> dict:
-    variant, _ = _parse_spec(_one_model(cfg), SEED_ARCH)
+    variant, _ = _parse_spec(_one_model(cfg), ORIGINAL_ARCH)
     run.seed_tensorflow()
-    data = load_scaled(run, "zscore", cfg.n_train, cfg.n_test)  # no dev split: the seed's data
+    data = load_scaled(run, "zscore", cfg.n_train, cfg.n_test)  # no dev split: the original's data
     noisy = None
     if variant == "denoising":
-        rng = run.rng("noise")  # drawn once for train and test, as the seed did
+        rng = run.rng("noise")  # drawn once for train and test, as the original did
         noisy = (
             gaussian_noise(data.x_train, cfg.noise, rng),
             gaussian_noise(data.x_test, cfg.noise, rng),
             data.x_dev,
         )
     ae = Autoencoder(
-        SEED_ARCH[variant],
-        output_range=(0.0, 1.0),  # the seed's plain sigmoid: z-scores below 0 are unreachable
+        ORIGINAL_ARCH[variant],
+        output_range=(0.0, 1.0),  # the original's plain sigmoid: z-scores below 0 are unreachable
         optimizer="sgd",
         learning_rate=cfg.lr,
         batch_size=cfg.batch_size,
@@ -376,9 +376,9 @@ def train_ae_seed(cfg: AeSeedConfig, run) -> dict:
 
 @dataclass(frozen=True)
 class AeConfig:
-    # One cell each: `variant` or `variant-k`; seed-2d (k=2) and wide (k=512) have fixed k.
+    # One cell each: `variant` or `variant-k`; original-2d (k=2) and wide (k=512) have fixed k.
     # `wide` is left out by default: no target, a fifth of the time budget (add it with --set).
-    models: tuple[str, ...] = ("linear-2", "linear-32", "seed-2d", "deep-32", "denoising-128")
+    models: tuple[str, ...] = ("linear-2", "linear-32", "original-2d", "deep-32", "denoising-128")
     normalisation: str = "unit"  # pixels; `zscore` rescales the sigmoid output to its range
     activation: str = "elu"  # deep/denoising hidden layers: trains far faster than ReLU here
     hidden: tuple[int, ...] = (512, 256, 128)  # deep/denoising encoder widths (decoder mirrors)
@@ -390,9 +390,9 @@ class AeConfig:
     linear_epochs: int = 12  # the linear AE is cheap and converges fast: 1.0000x PCA at k=2
     linear_lr: float = 1e-2  # its loss is smooth; at 2e-3 k=2 was still 2.2% above PCA at 10
     noise: float = 0.4  # z-score units (x 0.308 in pixel mode: 0.123), drawn afresh per batch
-    noise_clip: bool = False  # clip noisy inputs to valid pixels; the seed's noise is unclipped
+    noise_clip: bool = False  # clip noisy inputs to valid pixels; the original's noise is unclipped
     n_train: int = 0  # first n training images (dev split included); 0 = all 60,000
-    n_dev: int = 5000  # the seed's dev split, held out of those: every epoch is checked on it
+    n_dev: int = 5000  # the run's dev split, held out of those: every epoch is checked on it
     n_test: int = 0  # first n test images; 0 = all 10,000
 
     def __post_init__(self):
@@ -435,7 +435,7 @@ def train_ae(cfg: AeConfig, run) -> dict:
         noisy = (None, test_noise, dev_noise)
     ae = Autoencoder(
         AE_ARCH[variant],
-        None if variant in ("seed-2d", "wide") else k,
+        None if variant in ("original-2d", "wide") else k,
         output_range=data.valid_range,
         activation=cfg.activation,
         hidden=cfg.hidden,
@@ -454,19 +454,22 @@ def train_ae(cfg: AeConfig, run) -> dict:
 register(
     Job(
         name="pca",
-        summary="PCA on z-scored MNIST (seed: ratio 0.0970/0.0709); test MSE and FVU at k=2..128",
+        summary="PCA on z-scored MNIST (original: ratios 0.0970/0.0709); test MSE, FVU at k=2..128",
         config=PcaConfig,
         train=train_pca,
         quick={"n_train": 10000, "n_test": 2000},
         family="reconstruction",
-        seed_figures={"explained_variance_ratio_1": 0.09704, "explained_variance_ratio_2": 0.07095},
-        dev_note="no dev split: PCA has nothing to choose (fit on all 60,000, as the seed)",
+        original_figures={
+            "explained_variance_ratio_1": 0.09704,
+            "explained_variance_ratio_2": 0.07095,
+        },
+        dev_note="no dev split: PCA has nothing to choose (fit on all 60,000, as the original)",
     )
 )
 register(
     Job(
-        name="ae-seed",
-        summary="the seed's three Keras AEs as trained (z-score, SGD 0.1, 10 epochs; val MSE)",
+        name="ae-original",
+        summary="the original's three Keras AEs as trained (z-score, SGD 0.1, 10 epochs; val MSE)",
         config=AeSeedConfig,
         train=train_ae_seed,
         quick={"epochs": 1, "n_train": 4000, "n_test": 1000},
@@ -474,12 +477,12 @@ register(
         uses_tensorflow=True,
         family="reconstruction",
         # Final validation (= test set) MSE in z-score units, 10 epochs of SGD at lr 0.1.
-        seed_figures={
-            "seed-2d:test_mse": 0.7537,
+        original_figures={
+            "original-2d:test_mse": 0.7537,
             "wide:test_mse": 0.5695,
             "denoising:test_mse": 0.6313,
         },
-        dev_note="no dev split: the seed validated on the test set every epoch; kept",
+        dev_note="no dev split: the original validated on the test set every epoch; kept",
     )
 )
 register(
@@ -492,7 +495,7 @@ register(
         cells=_cells,
         uses_tensorflow=True,
         family="reconstruction",
-        improves_on="ae-seed",
+        improves_on="ae-original",
         # Five cells, ~220 s a seed (deep and denoising ~1.5 min each), and issue 15's deeper
         # recipe may take up to 10 min a run, scored over 3 seeds: 3 here.
         seeds=3,

@@ -1,16 +1,16 @@
-"""The scratch MLP in NumPy: the seed's network reproduced, then our best NumPy-only classifier.
+"""The scratch MLP in NumPy: the original's network reproduced, then our best NumPy-only classifier.
 
-``mlp-seed`` is the seed's 784-10-10 ReLU net as it was trained: uniform[-0.5, 0.5) weights and
+``mlp-original`` is the original 784-10-10 ReLU net as trained: uniform[-0.5, 0.5) weights and
 biases, sum-reduced NLL, plain SGD at lr 1e-3, 5000 iterations of 100 images drawn with
-replacement, 1000 training images held out as dev (seed: about 92.5% test). The seed held out
-the first 1000 rows of its shuffled CSV; here that is the seed's stratified dev split of 1000.
+replacement, 1000 training images held out as dev (original: about 92.5% test). The original held
+out the first 1000 rows of its shuffled CSV; here that is the run's stratified dev split of 1000.
 ``mlp`` is Simard's recipe on 2 cores: a 784-800-800-10 ReLU net (He init, Nesterov momentum,
 weight decay, cosine schedule with warm-up) trained on every batch distorted afresh (random
 affine map plus an elastic field, :class:`mnist_suite.nn.Distortion`), with label smoothing and an
 optional exponential moving average of the weights (then evaluated and saved); ≤ 5 min.
 ``mlp-fast`` is the previous ``mlp``: 784-512-256-10 with random ±2-pixel shifts, 20 epochs
 (≈ 40 s); with ``--set epochs=4 --set max_shift=0`` it is the sprint to 98% dev accuracy.
-Both train on 55,000 images with the seed's 5,000-image dev split held out for choices; the
+Both train on 55,000 images with the run's 5,000-image dev split held out for choices; the
 test set is scored once, at the end.
 Random streams come from the run (``init``, ``order``, ``augment``), never from a local seed.
 """
@@ -214,14 +214,14 @@ def _finish(run, model: Sequential, x_test: np.ndarray, y_test: np.ndarray) -> f
 
 @dataclass(frozen=True)
 class MlpSeedConfig:
-    hidden: int = 10  # the seed's 784-10-10
-    iterations: int = 5000  # mini-batch steps, not epochs (the seed's loop)
+    hidden: int = 10  # the original's 784-10-10
+    iterations: int = 5000  # mini-batch steps, not epochs (the original's loop)
     batch_size: int = 100  # drawn with replacement each iteration
     lr: float = 1e-3  # on the *summed* loss: a mean-loss lr of 0.1 at batch 100
     init: str = "uniform"  # weights and biases U[-0.5, 0.5)
-    n_dev: int = 1000  # training images held out, as the seed held out the first 1000 rows
+    n_dev: int = 1000  # training images held out, as the original held out the first 1000 rows
     eval_every: int = 250  # iterations between logged train loss / dev accuracy
-    dtype: str = "float64"  # the seed's weights were float64
+    dtype: str = "float64"  # the original's weights were float64
 
     def __post_init__(self):
         _check_common(self.init, self.dtype, self.lr, self.batch_size)
@@ -249,7 +249,7 @@ def train_mlp_seed(cfg: MlpSeedConfig, run) -> dict:
     window_loss, window_steps = 0.0, 0
     start = run.elapsed()
     for it in range(1, cfg.iterations + 1):
-        idx = rng.integers(0, len(x_tr), cfg.batch_size)  # with replacement, as the seed drew
+        idx = rng.integers(0, len(x_tr), cfg.batch_size)  # with replacement, as the original drew
         with np.errstate(over="ignore", invalid="ignore"):  # divergence: reported just below
             loss = loss_fn.forward(model.forward(x_tr[idx]), y_tr[idx])
         run.check_finite(it, loss)
@@ -479,12 +479,12 @@ def train_mlp(cfg: MlpConfig, run) -> dict:
 
 register(
     Job(
-        name="mlp-seed",
-        summary="seed's scratch MLP 784-10-10: uniform init, sum NLL, SGD 1e-3 (seed: ≈92.5% test)",
+        name="mlp-original",
+        summary="original scratch MLP 784-10-10: uniform init, sum NLL, SGD 1e-3 (≈92.5%)",
         config=MlpSeedConfig,
         train=train_mlp_seed,
         quick={"iterations": 1000},
-        seed_figures={"test_accuracy": 0.925},
+        original_figures={"test_accuracy": 0.925},
     )
 )
 register(
@@ -494,7 +494,7 @@ register(
         config=MlpConfig,
         train=train_mlp,
         quick={"epochs": 3, "n_train": 10000, "n_dev": 1000, "widths": (256,)},
-        improves_on="mlp-seed",
+        improves_on="mlp-original",
     )
 )
 register(
@@ -504,6 +504,6 @@ register(
         config=MlpFastConfig,
         train=train_mlp,
         quick={"epochs": 3, "n_train": 10000, "n_dev": 1000},
-        improves_on="mlp-seed",
+        improves_on="mlp-original",
     )
 )

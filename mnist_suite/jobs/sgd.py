@@ -1,11 +1,11 @@
-"""The seed's custom TensorFlow SGD loop: its experiment, its learning-rate sweep, and its grid.
+"""The original's custom TensorFlow SGD loop: its experiment, its learning-rate sweep, and its grid.
 
-``sgd-seed`` reproduces the seed notebook (784-32-32-10, sum-reduced cross-entropy on
+``sgd-original`` reproduces the original notebook (784-32-32-10, sum-reduced cross-entropy on
 probabilities, lr 0.01, batch 32, 5 epochs: 96.08% test). ``sgd-lr-sweep`` is its 1-epoch
 sweep over lr 0.1 / 0.01 / 0.001, every batch loss kept for the figure. Both train on all
-60,000 images as the seed did (no dev split) and score the test set once, at the end.
-``sgd-grid`` is the grid the seed promised and never ran: lr x batch size x net, mean
-reduction, 10 epochs per run on the training set minus the seed's dev split; each cell keeps the
+60,000 images as the original did (no dev split) and score the test set once, at the end.
+``sgd-grid`` is the grid the original promised and never ran: lr x batch size x net, mean
+reduction, 10 epochs per run on the training set minus the run's dev split; each cell keeps the
 epoch with the best dev accuracy (early stopping on dev) and scores the test set once, with
 that epoch's weights. The report picks the cell on dev. TensorFlow is imported inside ``train``
 only (``mnist_suite.tfsgd.loop``).
@@ -32,15 +32,15 @@ LR_DISPLAY_MAX = 10.0  # upper end of the lr filter in TensorBoard's HParams tab
 
 @dataclass(frozen=True)
 class SgdConfig:
-    lr: float = 0.01  # the seed's; with sum reduction the mean-loss step is batch_size * lr
-    batch_size: int = 32  # the seed's (the only batch size it ran)
-    epochs: int = 5  # the seed's
-    widths: tuple[int, ...] = (32, 32)  # hidden layers; the seed's 784-32-32-10
-    reduction: str = "sum"  # "sum" (the seed: the tape differentiates the batch sum) or "mean"
-    momentum: float = 0.0  # the seed used plain SGD
-    update: str = "assign_sub"  # compiled in-place update; "set_weights" is the seed's (slow)
+    lr: float = 0.01  # the original's; with sum reduction the mean-loss step is batch_size * lr
+    batch_size: int = 32  # the original's (the only batch size it ran)
+    epochs: int = 5  # the original's
+    widths: tuple[int, ...] = (32, 32)  # hidden layers; the original's 784-32-32-10
+    reduction: str = "sum"  # "sum" (the original: the tape differentiates the batch sum) or "mean"
+    momentum: float = 0.0  # the original used plain SGD
+    update: str = "assign_sub"  # compiled in-place update; "set_weights" is the original's (slow)
     n_train: int = 0  # first n training images (0 = all 60,000)
-    n_dev: int = 0  # of those, held out as the seed's dev split (0: none, as the seed)
+    n_dev: int = 0  # of those, held out as the run's dev split (0: none, as the original)
     log_batches: bool = True  # every batch loss to history.jsonl and TensorBoard
     threads: int = 0  # TensorFlow intra/inter-op threads (0 = its default)
 
@@ -64,7 +64,7 @@ class SgdConfig:
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum={self.momentum} must be in [0, 1)")
         if self.momentum and self.update == "set_weights":
-            raise ConfigError("update=set_weights (the seed's) supports momentum=0 only")
+            raise ConfigError("update=set_weights (the original's) supports momentum=0 only")
         if not 0 <= self.n_train <= 60_000:
             raise ConfigError(f"n_train={self.n_train} must be in [0, 60000] (0 = all)")
         n = self.n_train or 60_000
@@ -79,9 +79,9 @@ class SgdConfig:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    lrs: tuple[float, ...] = (0.1, 0.01, 0.001)  # the seed's sweep
+    lrs: tuple[float, ...] = (0.1, 0.01, 0.001)  # the original's sweep
     batch_size: int = 32
-    epochs: int = 1  # the seed's sweep ran one epoch
+    epochs: int = 1  # the original's sweep ran one epoch
     widths: tuple[int, ...] = (32, 32)
     reduction: str = "sum"
     n_train: int = 0
@@ -109,12 +109,12 @@ class SweepConfig:
 class GridConfig:
     lrs: tuple[float, ...] = (0.3, 0.1, 0.03)  # mean-loss step sizes
     batch_sizes: tuple[int, ...] = (32, 128, 512)
-    nets: tuple[str, ...] = ("32-32", "512-256")  # hidden widths; the seed's net and a wide one
+    nets: tuple[str, ...] = ("32-32", "512-256")  # hidden widths; the original's net and a wide one
     epochs: int = 10  # every run trains this long; the epoch with the best dev accuracy is kept
     reduction: str = "mean"  # comparable step sizes across batch sizes
     momentum: float = 0.0
     n_train: int = 0
-    n_dev: int = 5000  # the seed's dev split: every choice (epoch, cell) is made on it
+    n_dev: int = 5000  # the run's dev split: every choice (epoch, cell) is made on it
     threads: int = 0
 
     def __post_init__(self):
@@ -241,7 +241,7 @@ def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
             run.check_finite(step + len(losses), float(losses[-1]))
             step += len(losses)
             progress.update(len(losses), loss=float(losses[-1]))
-            # The seed printed the full-training-set mean loss after every epoch.
+            # The original printed the full-training-set mean loss after every epoch.
             with run.evaluating():
                 train_loss, train_acc = trainer.evaluate(x, y)
                 dev_loss, dev_acc = (
@@ -288,7 +288,7 @@ def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
         "test_loss": test_loss,
         **dev,
         "best_epoch": best + 1,
-        "selected_on": "dev" if cfg.n_dev else "last epoch (no dev split, as the seed)",
+        "selected_on": "dev" if cfg.n_dev else "last epoch (no dev split, as the original)",
         "train_accuracy": by_epoch["train_accuracy"][-1],
         "final_train_loss": by_epoch["train_loss"][-1],
         "final_batch_loss": float(batch_losses[-1][-1]),
@@ -311,32 +311,32 @@ def train_grid_cell(cfg: SgdConfig, run) -> dict:
 
 register(
     Job(
-        name="sgd-seed",
-        summary="seed's TF GradientTape SGD, 784-32-32-10, lr 0.01, batch 32, 5 epochs (96.08%)",
+        name="sgd-original",
+        summary="original TF GradientTape SGD, 784-32-32-10, lr 0.01, batch 32, 5 epochs (96.08%)",
         config=SgdConfig,
         train=train_sgd,
         quick={"epochs": 1, "n_train": 6000},
         uses_tensorflow=True,
-        seed_figures={"test_accuracy": 0.9608, "test_loss": 0.1726, "final_train_loss": 0.0870},
-        dev_note="no dev split (the seed had none): the last epoch is tested",
+        original_figures={"test_accuracy": 0.9608, "test_loss": 0.1726, "final_train_loss": 0.0870},
+        dev_note="no dev split (the original had none): the last epoch is tested",
     )
 )
 register(
     Job(
         name="sgd-lr-sweep",
-        summary="seed's 1-epoch lr sweep 0.1/0.01/0.001, sum loss, every batch loss kept",
+        summary="original's 1-epoch lr sweep 0.1/0.01/0.001, sum loss, every batch loss kept",
         config=SweepConfig,
         train=train_sgd,
         quick={"n_train": 3200},
         cells=sweep_cells,
         uses_tensorflow=True,
         # The full-training-set mean loss after one epoch; lr 0.1 diverged (stuck near ln 10).
-        seed_figures={
+        original_figures={
             "lr0.1:final_train_loss": 2.3107,
             "lr0.01:final_train_loss": 0.1689,
             "lr0.001:final_train_loss": 0.2568,
         },
-        dev_note="no dev split (the seed had none): one epoch, then the test set",
+        dev_note="no dev split (the original had none): one epoch, then the test set",
     )
 )
 register(
@@ -355,7 +355,7 @@ register(
         },
         cells=grid_cells,
         uses_tensorflow=True,
-        improves_on="sgd-seed",
+        improves_on="sgd-original",
         # 18 cells x 10 epochs (~325 s a seed on 2 cores): 3 seeds keep the full suite near
         # half an hour and still give each cell a t-interval (2 degrees of freedom).
         seeds=3,

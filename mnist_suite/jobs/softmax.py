@@ -1,12 +1,12 @@
-"""Linear softmax classifiers in NumPy: the seed notebook's baseline and the same model done right.
+"""Linear softmax classifiers in NumPy: the original baseline and the same model done right.
 
-``softmax-seed`` is the notebook's 784x10 classifier: N(0, 1) weights, no bias, scalar z-scored
+``softmax-original`` is the notebook's 784x10 classifier: N(0, 1) weights, no bias, scalar z-scored
 inputs, per-sample SGD (eta 0.01, L2 1e-4) through the training set in its original order, once.
 Per-sample SGD is sequential by definition, so it loops over steps; evaluation is batched. The
 seed had no dev split (it printed train and test accuracy during the epoch): this job keeps
 that, so it records no time to target.
 ``softmax`` trains the same linear model the way one should: mini-batches, zero init (the loss
-is convex), momentum, a cosine schedule and the seed's stratified dev split held out.
+is convex), momentum, a cosine schedule and the run's stratified dev split held out.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _finish(
 class SoftmaxSeedConfig:
     eta: float = 0.01  # per-sample SGD step size, as in the notebook
     l2: float = 1e-4  # L2 weight decay per sample
-    # The seed's update is W -= eta * grad + l2 * W: the decay is not scaled by eta, so it
+    # The original's update is W -= eta * grad + l2 * W: the decay is not scaled by eta, so it
     # shrinks W by e^-6 over one epoch. That reproduces the notebook's curve (77-85% during the
     # epoch, ~80% at the end); scaling the decay by eta instead ends near 86%.
     l2_scaled_by_eta: bool = False
@@ -186,13 +186,13 @@ def train_softmax(cfg: SoftmaxConfig, run) -> dict:
 
 register(
     Job(
-        name="softmax-seed",
-        summary="seed's NumPy linear softmax: per-sample SGD, 1 epoch, z-scored (seed: 80.1% test)",
+        name="softmax-original",
+        summary="original NumPy linear softmax: per-sample SGD, 1 epoch, z-scored (80.1%)",
         config=SoftmaxSeedConfig,
         train=train_softmax_seed,
         quick={"n_train": 6000, "eval_every": 1000},
-        seed_figures={"test_accuracy": 0.801, "train_accuracy": 0.803},
-        dev_note="no dev split (the seed had none): train and test checked every 5000 samples",
+        original_figures={"test_accuracy": 0.801, "train_accuracy": 0.803},
+        dev_note="no dev split (the original had none): train and test checked every 5000 samples",
     )
 )
 register(
@@ -202,6 +202,6 @@ register(
         config=SoftmaxConfig,
         train=train_softmax,
         quick={"epochs": 2, "n_train": 12000, "n_dev": 2000},
-        improves_on="softmax-seed",
+        improves_on="softmax-original",
     )
 )

@@ -1,6 +1,6 @@
-"""Weight initialisers for ``Linear``: the seed's uniform[-0.5, 0.5), He and Glorot.
+"""Weight initialisers for ``Linear``: the original's uniform[-0.5, 0.5), He and Glorot.
 
-Each returns ``(W, b)`` with ``W`` of shape (fan_out, fan_in) — the seed's layout — and ``b`` of
+Each returns ``(W, b)`` with ``W`` of shape (fan_out, fan_in) — the original's layout — and ``b`` of
 shape (fan_out,), drawn from the caller's generator so a seed fixes every weight.
 """
 
@@ -18,7 +18,7 @@ Initialiser = Callable[[np.random.Generator, int, int, np.dtype], tuple[np.ndarr
 def seed_uniform(
     rng: np.random.Generator, fan_in: int, fan_out: int, dtype: np.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The seed's init: weights *and* biases uniform in [-0.5, 0.5), no fan-in scaling."""
+    """The original's init: weights *and* biases uniform in [-0.5, 0.5), no fan-in scaling."""
     W = rng.uniform(-0.5, 0.5, (fan_out, fan_in)).astype(dtype)
     b = rng.uniform(-0.5, 0.5, fan_out).astype(dtype)
     return W, b

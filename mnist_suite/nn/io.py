@@ -1,4 +1,4 @@
-"""Weights as ``.npz``: ``W1, b1, W2, b2, …`` (the seed's keys) plus the architecture as JSON.
+"""Weights as ``.npz``: ``W1, b1, W2, b2, …`` (the original's keys) plus the architecture as JSON.
 
 A file therefore loads without extra arguments, and never through pickle: the architecture is
 a 0-d unicode array, read with ``allow_pickle=False``.

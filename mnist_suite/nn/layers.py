@@ -54,14 +54,14 @@ class Layer:
 
 
 class Linear(Layer):
-    """Affine map ``y = x @ W.T + b`` (the seed's "MLP" layer; W stored as (out, in)).
+    """Affine map ``y = x @ W.T + b`` (the original's "MLP" layer; W stored as (out, in)).
 
     Parameters
     ----------
     in_features, out_features : int
         Widths of the input (B, in) and output (B, out).
     init : str
-        ``uniform`` (the seed's), ``he`` or ``glorot``; see :mod:`mnist_suite.nn.init`.
+        ``uniform`` (the original's), ``he`` or ``glorot``; see :mod:`mnist_suite.nn.init`.
     rng : numpy.random.Generator
         Source of the initial weights.
     dtype : numpy dtype
@@ -171,7 +171,7 @@ class LogSoftmax(Layer):
     """Row-wise ``z - logsumexp(z)``, computed once from max-shifted scores (stable for large z).
 
     Backward is the vectorised Jacobian product ``g - softmax * g.sum(axis=1)``, replacing the
-    seed's Python double loop over batch × classes.
+    original's Python double loop over batch × classes.
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -189,7 +189,7 @@ class NLLLoss:
     Parameters
     ----------
     reduction : {"mean", "sum"}
-        ``sum`` is the seed's (its lr 1e-3 at batch 100 equals a mean-loss lr of 0.1).
+        ``sum`` is the original's (its lr 1e-3 at batch 100 equals a mean-loss lr of 0.1).
     smoothing : float
         Label smoothing in [0, 1): the target puts ``1 - smoothing`` on the label and spreads
         ``smoothing`` evenly over all C classes, so the loss is

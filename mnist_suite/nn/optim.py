@@ -1,7 +1,7 @@
 """SGD with momentum, Nesterov and weight decay; learning-rate schedules (constant, step, cosine,
 each with optional linear warm-up).
 
-The seed's text promised learning-rate scheduling; its code used a constant rate. Here a
+The original's text promised learning-rate scheduling; its code used a constant rate. Here a
 schedule is a plain function of the global step, so a run's rates are reproducible and logged.
 """
 
@@ -31,7 +31,7 @@ class SGD:
     params, grads : list of ndarray
         Parameters and the gradient buffers the layers fill, in the same order.
     momentum : float
-        In [0, 1); 0 is plain SGD (the seed's).
+        In [0, 1); 0 is plain SGD (the original's).
     nesterov : bool
         Look-ahead momentum; needs momentum > 0.
     weight_decay : float

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def log_softmax_backward_loop(logp: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
-    """LogSoftmax input gradient the seed's way: a Python double loop over batch × classes.
+    """LogSoftmax input gradient the original's way: a Python double loop over batch × classes.
 
     For sample ``i`` and input ``j`` the Jacobian column is d logp[i, :] / d z[i, j] =
     e_j - softmax(z[i])[j]; its dot product with ``grad_out[i]`` is the gradient.

@@ -156,7 +156,7 @@ def benchmarks(ctx: Context) -> Section:
         "Benchmarks",
         "pytest-benchmark results: median time per call, GFLOP/s where the benchmark records "
         "its FLOPs, the share of the float32 GEMM ceiling and speed-ups over references (the "
-        "seed's loop, the eager step, Keras fit). Each ratio is measured in alternation: every "
+        "original's loop, the eager step, Keras fit). Each ratio is measured in alternation: every "
         "round of the kernel is followed by its reference (the ceiling runs with the kernel's "
         "BLAS threads), and the ratio is the median over rounds with its quartiles [q1–q3]. "
         "A target is met when q1 reaches it, missed when q3 is below it, and **unstable** when "

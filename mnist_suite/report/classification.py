@@ -1,7 +1,7 @@
-"""Classifiers over seeds: test accuracy with intervals against the seed, time to target,
+"""Classifiers over seeds: test accuracy with intervals against the original, time to target,
 learning curves as bands, the best confusion matrix.
 
-Which jobs are classifiers, what the seed printed and which job each improves on come from the
+Which jobs are classifiers, what the original printed and which job each improves on come from the
 job registry (``mnist_suite.jobs``). A batch classifier (the grid) appears through the cell chosen
 on dev means; its test figure is read for that cell only.
 """
@@ -17,8 +17,8 @@ from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, missing_note, registry
 from mnist_suite.report.document import Section, Table
 from mnist_suite.report.figures import FigureWriter
+from mnist_suite.report.original import ORIGINAL_CURVES, SOURCE, original_figure
 from mnist_suite.report.replicates import Group, mean_pm, pick_cell_groups, pick_group
-from mnist_suite.report.seed import SEED_CURVES, SOURCE, seed_figure
 from mnist_suite.stats import median_spread
 from mnist_suite.targets import TARGETS, target_key
 
@@ -40,7 +40,7 @@ def chosen_cell(cells: dict[str, Group]) -> Group | None:
 def headline_groups(ctx: Context) -> list[tuple[str, Group | None, object]]:
     """(row label, group, job) per classifier: single-cell jobs and dev-chosen batch cells.
 
-    Batch jobs without a dev figure (the seed's lr sweep) have their own section.
+    Batch jobs without a dev figure (the original's lr sweep) have their own section.
     """
     rows = []
     for job in classifier_jobs():
@@ -53,9 +53,9 @@ def headline_groups(ctx: Context) -> list[tuple[str, Group | None, object]]:
     return rows
 
 
-def seed_verdict(job, g: Group | None, metric: str) -> str:
-    """Does the seed's printed figure lie inside our 95% interval (faithful jobs only)?"""
-    value = job.seed_figure(metric) if job is not None else None
+def original_verdict(job, g: Group | None, metric: str) -> str:
+    """Does the original's printed figure lie inside our 95% interval (faithful jobs only)?"""
+    value = job.original_figure(metric) if job is not None else None
     if value is None or g is None:
         return ""
     s = g.summary(metric)
@@ -66,22 +66,22 @@ def seed_verdict(job, g: Group | None, metric: str) -> str:
 
 
 def classification(ctx: Context) -> Section:
-    """Accuracy over seeds (ours vs the seed), time to target, curves, the confusion matrix."""
+    """Accuracy over seeds (ours vs the original), time to target, curves, the confusion matrix."""
     s = Section(
         "classification",
         "Classification",
         "Test accuracy of each classifier on the 10,000 MNIST test images over its seeds: mean, "
         "95% confidence interval of the mean (Student t), min, max and MLPerf's trimmed mean "
         "(best and worst of five or more runs dropped). Every choice (epoch, grid point) is made "
-        "on the dev split; the test set is read once per run. Seed-faithful jobs are checked "
-        f"against the seed's printed figure (source: {SOURCE}): is it inside our interval? "
-        "Improved jobs show the difference from the seed experiment they improve on.",
+        "on the dev split; the test set is read once per run. Faithful jobs are checked "
+        f"against the original's printed figure (source: {SOURCE}): is it inside our interval? "
+        "Improved jobs show the difference from the original experiment they improve on.",
     )
     entries = headline_groups(ctx)
     rows, groups = [], []
     for label, g, job in entries:
         test = g.summary("test_accuracy") if g else None
-        seed, seed_job = seed_figure(job.name, "test_accuracy")
+        seed, original_job = original_figure(job.name, "test_accuracy")
         rows.append(
             [
                 label,
@@ -95,8 +95,8 @@ def classification(ctx: Context) -> Section:
                 test.trimmed_mean if test else None,
                 median_spread(g.values("wall_seconds"))[0] if g else None,
                 seed,
-                seed_job,
-                seed_verdict(job, g, "test_accuracy") if seed_job == job.name else "",
+                original_job,
+                original_verdict(job, g, "test_accuracy") if original_job == job.name else "",
                 None if seed is None or not test or test.mean is None else test.mean - seed,
             ]
         )
@@ -105,7 +105,7 @@ def classification(ctx: Context) -> Section:
     marked = {int(np.argmax(tests))} if tests and max(tests) >= 0 else set()
     s.tables.append(
         Table(
-            "Test accuracy over seeds, ours vs the seed",
+            "Test accuracy over seeds, ours vs the original",
             [
                 ("job", "text"),
                 ("profile", "text"),
@@ -117,16 +117,16 @@ def classification(ctx: Context) -> Section:
                 ("max", "pct"),
                 ("trimmed mean (n ≥ 5)", "pct"),
                 ("wall (s, median)", "f2"),
-                ("seed's figure", "pct"),
-                ("seed experiment", "text"),
-                ("seed's figure inside our CI", "text"),
-                ("Δ mean vs seed", "pp"),
+                ("original's figure", "pct"),
+                ("original experiment", "text"),
+                ("original's figure inside our CI", "text"),
+                ("Δ mean vs original", "pp"),
             ],
             rows,
             marked,
             note="Bold row: the best mean test accuracy. 95% CI: half-width of the Student-t "
             "interval of the mean over seeds; one seed gives no interval. '—': not measured by "
-            "that job or no finished run. Jobs without a dev split keep the seed's data (see the "
+            "that job or no finished run. Jobs without a dev split keep the original data (see the "
             "time-to-target table).",
         )
     )
@@ -206,7 +206,7 @@ def time_to_target_table(entries: list[tuple[str, Group | None, object]]) -> Tab
         "accuracy reaches the target. Median over seeds, a seed that never reached the target "
         "counting as slowest; range over the seeds that reached it; 'reached' k/n seeds. Bold: "
         "the fastest job to each target. Evaluation cost: seconds the run spent evaluating "
-        "(dev, and the training set where the seed printed it), inside the clock. AlgoPerf's "
+        "(dev, and the training set where the original printed it), inside the clock. AlgoPerf's "
         "MNIST target is 97% within 60 s. " + " ".join(sorted(notes)),
     )
 
@@ -229,10 +229,10 @@ def _learning_curves(writer: FigureWriter, job: str, g: Group):
             loss[key] = (x, mean, band)
         elif key.endswith("accuracy"):
             acc[key] = (x, 100 * mean, 100 * band)
-    for key, points in SEED_CURVES.get(job, {}).items():
+    for key, points in ORIGINAL_CURVES.get(job, {}).items():
         if kind == "epoch" and points:
             x, y = zip(*points, strict=True)
-            loss[f"{key} (seed's printed values)"] = (np.asarray(x), np.asarray(y))
+            loss[f"{key} (original's printed values)"] = (np.asarray(x), np.asarray(y))
     panels = [(p, d) for p, d in (("loss (nats per sample)", loss), ("accuracy (%)", acc)) if d]
     if not panels:
         return None

@@ -8,8 +8,8 @@ from mnist_suite.report import figures
 from mnist_suite.report.collect import RunRecord, number
 from mnist_suite.report.common import Context, missing_note, registry
 from mnist_suite.report.document import Section, Table
+from mnist_suite.report.original import SOURCE, original_figure
 from mnist_suite.report.replicates import Group, pick_cell_groups, pick_group
-from mnist_suite.report.seed import SOURCE, seed_figure
 from mnist_suite.stats import Summary, summarize
 
 UNITS = {"zscore": "z-score units", "unit": "pixel units [0, 1]"}
@@ -48,11 +48,11 @@ def reconstruction(ctx: Context) -> Section:
     s = Section(
         "reconstruction",
         "Reconstruction: PCA and autoencoders",
-        "Test-set reconstruction error in each run's own units (z-scored pixels for the seed's "
+        "Test-set reconstruction error in each run's own units (z-scored pixels for the original's "
         "models), in pixel units ([0, 1]) and as the fraction of variance unexplained (FVU = "
         "MSE ÷ total test variance), next to PCA at the same latent size k. Means over seeds "
         "with the 95% interval of the mean; `ae` trains on the training set minus the dev split "
-        "and watches dev, the seed-faithful `ae-seed` and `pca` keep the seed's data.",
+        "and watches dev, the faithful `ae-original` and `pca` keep the original's data.",
     )
     base = _baseline_job()
     pca = pick_group(ctx.runs, base) if base else None
@@ -80,7 +80,7 @@ def _pca_variance(s: Section, pca: Group) -> None:
                 number(ratios[i - 1]) if isinstance(ratios, list) and len(ratios) >= i else None
             )
         ours = summarize(values)
-        seed, _ = seed_figure(pca.job, f"explained_variance_ratio_{i}")
+        seed, _ = original_figure(pca.job, f"explained_variance_ratio_{i}")
         rows.append(
             [
                 f"PC {i}",
@@ -94,18 +94,18 @@ def _pca_variance(s: Section, pca: Group) -> None:
         )
     s.tables.append(
         Table(
-            "PCA explained variance ratio (the seed's PCA(2))",
+            "PCA explained variance ratio (the original's PCA(2))",
             [
                 ("component", "text"),
                 ("normalisation", "text"),
                 ("profile", "text"),
                 ("seeds done", "text"),
                 ("ours", "f4"),
-                ("seed's", "f4"),
+                ("original's", "f4"),
                 ("Δ", "f4"),
             ],
             rows,
-            note="PCA is deterministic (exact solver, all 60,000 training images, as the seed): "
+            note="PCA is deterministic (exact solver, all 60,000 training images, as originally): "
             "every seed gives the same figure.",
         )
     )
@@ -138,7 +138,7 @@ def _mse_table(s: Section, pca: Group | None, cells: dict) -> None:
         for cell, g in groups.items():
             run = _first_done(g) or g.runs[0]
             own = g.summary("test_mse")
-            seed, _ = seed_figure(job, "test_mse", cell)
+            seed, _ = original_figure(job, "test_mse", cell)
             pixels = g.summary("test_mse_pixels")
             rows.append(
                 [
@@ -176,12 +176,12 @@ def _mse_table(s: Section, pca: Group | None, cells: dict) -> None:
                 ("FVU (mean)", "f4"),
                 ("PCA MSE at k (pixels)", "f4"),
                 ("÷ PCA (mean)", "f2"),
-                ("seed's MSE", "f4"),
-                ("seed's MSE inside our CI", "text"),
+                ("original's MSE", "f4"),
+                ("original's MSE inside our CI", "text"),
             ],
             rows,
-            note="Own units: z-scored pixels (the seed's scalar mean/std) or [0, 1] pixels. "
-            f"The seed's figures are its final validation MSE in z-score units ({SOURCE}); "
+            note="Own units: z-scored pixels (the original's scalar mean/std) or [0, 1] pixels. "
+            f"The original's figures are its final validation MSE in z-score units ({SOURCE}); "
             "the interval is over our seeds (one seed: no interval).",
         )
     )
@@ -222,7 +222,7 @@ def _denoising_table(s: Section, cells: dict) -> None:
                     ("clean input", "f4"),
                 ],
                 rows,
-                note="The denoiser is fed the noisy test images (the seed fed clean ones).",
+                note="The denoiser is fed the noisy test images (the original fed clean ones).",
             )
         )
 
@@ -262,7 +262,7 @@ def _reconstruction_figures(ctx: Context, s: Section, pca, cells) -> None:
                 value_label="signed weight, each image scaled to its largest |w|",
                 diverging=True,
                 caption="Red positive, blue negative. PCA rows are the leading components; "
-                "encoder rows are the lowest finished seed's.",
+                "encoder rows are the lowest finished original's.",
                 alt=f"{len(rows)} rows of signed 28×28 weight images: the leading PCA "
                 "components and the weights of each single-layer encoder, positive and negative "
                 "weights in opposite colours.",
@@ -404,7 +404,7 @@ def _reconstruction_figures(ctx: Context, s: Section, pca, cells) -> None:
                     [(f"{on} MSE (own units, log scale)", curves)],
                     logy=[True],
                     caption=f"Validation on the {on} set"
-                    + (" (the seed's choice, kept by the faithful job)" if on == "test" else "")
+                    + (" (the original's choice, kept by the faithful job)" if on == "test" else "")
                     + "; lines are means over seeds, bands the min–max range.",
                     alt=f"Per-epoch {on} loss of each {job} model on a log scale, falling "
                     "over training; the shaded bands show the spread across seeds.",

@@ -1,4 +1,4 @@
-"""The TensorFlow SGD experiments over seeds: the seed's learning-rate sweep and the grid.
+"""The TensorFlow SGD experiments over seeds: the original's learning-rate sweep and the grid.
 
 The grid's point is chosen on mean dev accuracy over seeds; only that point's test accuracy is
 shown. Each cell of the heatmaps is a dev mean with its interval.
@@ -12,8 +12,8 @@ from mnist_suite.report import figures
 from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, missing_note, state_text
 from mnist_suite.report.document import Section, Table
+from mnist_suite.report.original import original_figure
 from mnist_suite.report.replicates import Group, mean_pm, pick_cell_groups
-from mnist_suite.report.seed import seed_figure
 from mnist_suite.stats import summarize
 
 
@@ -39,12 +39,12 @@ def _state(g: Group) -> str:
 
 
 def sgd(ctx: Context) -> Section:
-    """The seed's learning-rate sweep (table, figure) and the grid (table, heatmaps, scatter)."""
+    """The original learning-rate sweep (table, figure) and the grid (table, heatmaps, scatter)."""
     s = Section(
         "sgd",
         "TensorFlow SGD: learning-rate sweep and grid",
-        "The seed's one-epoch learning-rate sweep (batch 32, sum-reduced loss, so the "
-        "mean-gradient step is 32 × lr; all 60,000 training images, as the seed) and the "
+        "The original's one-epoch learning-rate sweep (batch 32, sum-reduced loss, so the "
+        "mean-gradient step is 32 × lr; all 60,000 training images, as the original) and the "
         "lr × batch size × network grid it promised and never ran (mean-reduced loss, 10 epochs "
         "on the training set minus the dev split). Each grid run keeps its best dev epoch; the "
         "grid's point is chosen on the mean dev accuracy over seeds, and only that point's test "
@@ -62,7 +62,7 @@ def _sweep(ctx: Context, s: Section) -> None:
         return
     rows, series = [], {}
     for cell, g in sorted(cells.items(), key=lambda kv: -(_lr(kv[1]) or 0.0)):
-        seed, _ = seed_figure("sgd-lr-sweep", "final_train_loss", cell)
+        seed, _ = original_figure("sgd-lr-sweep", "final_train_loss", cell)
         final = g.summary("final_train_loss")
         stuck = [r.metrics.get("stuck_at_chance") for r in g.done]
         diverged = sum(r.state == "diverged" for r in g.runs)
@@ -88,7 +88,7 @@ def _sweep(ctx: Context, s: Section) -> None:
         losses = [r.array("batch_losses", "loss") for r in g.runs]
         losses = [np.asarray(x, float) for x in losses if x is not None and len(x)]
         if losses:
-            n = min(len(x) for x in losses)  # a diverged seed's curve stops early
+            n = min(len(x) for x in losses)  # a diverged original's curve stops early
             stack = np.stack([x[:n] for x in losses])  # (seeds, steps)
             label = f"lr {_lr(g):g} ({len(losses)} seed{'s' * (len(losses) != 1)})"
             with np.errstate(invalid="ignore"):
@@ -108,13 +108,13 @@ def _sweep(ctx: Context, s: Section) -> None:
                 ("train loss after epoch (nats, mean)", "f4"),
                 ("95% CI", "±f4"),
                 ("last batch loss (nats, mean)", "f4"),
-                ("seed's loss", "f4"),
-                ("seed's loss inside our CI", "text"),
-                ("Δ mean vs seed", "f4"),
+                ("original's loss", "f4"),
+                ("original's loss inside our CI", "text"),
+                ("Δ mean vs original", "f4"),
                 ("stuck at ln 10 or diverged", "text"),
             ],
             rows,
-            note="Train loss: mean over the full training set after the epoch, as the seed "
+            note="Train loss: mean over the full training set after the epoch, as the original "
             f"printed it; ln 10 = {np.log(10):.4f} is chance level. Mean and interval over the "
             "seeds that finished.",
         )
@@ -127,20 +127,20 @@ def _sweep(ctx: Context, s: Section) -> None:
             f"; {', '.join(blown)} diverged or stayed near chance" if blown else ""
         )
         batch = _batch(next(iter(cells.values()))) or 32
-        first = 20_000 // batch  # the seed's view: the first 20,000 samples
+        first = 20_000 // batch  # the original's view: the first 20,000 samples
         seed_view = {k: (x[:first], y[:first], b[:, :first]) for k, (x, y, b) in series.items()}
         s.figures.append(
             figures.curves(
                 ctx.writer,
                 "sgd-lr-sweep",
-                "Learning-rate sweep: mini-batch loss vs iteration (the seed's figure)",
+                "Learning-rate sweep: mini-batch loss vs iteration (the original's figure)",
                 f"iteration (mini-batch of {batch})",
                 [
                     ("mini-batch mean loss (nats), first 20,000 samples", seed_view),
                     ("mini-batch mean loss (nats), whole run", series),
                 ],
                 ylim=[(0.0, 10.0), (0.0, 10.0)],
-                caption="Lines: mean over seeds; bands: min–max across seeds. Left as the seed "
+                caption="Lines: mean over seeds; bands: min–max across seeds. Left as the original "
                 "drew it (20,000 samples, loss clipped at 10); right the whole run. A diverged "
                 "run's curve stops where its loss stopped being finite.",
                 alt=f"Mini-batch loss against iteration, one line per learning rate: {takeaway}.",

@@ -1,4 +1,4 @@
-"""The seed's custom TensorFlow SGD loop, made fast (``mnist_suite.tfsgd.loop`` imports TensorFlow).
+"""The original custom TensorFlow SGD loop, made fast (``tfsgd.loop`` imports TensorFlow).
 
 This package's top level holds only what configs validate against, so job modules can import
 it without loading TensorFlow; ``loop`` is imported inside ``train`` functions.
@@ -7,7 +7,7 @@ it without loading TensorFlow; ``loop`` is imported inside ``train`` functions.
 from __future__ import annotations
 
 REDUCTIONS = ("sum", "mean")  # what the tape differentiates: the batch sum (seed) or mean
-UPDATES = ("assign_sub", "set_weights")  # compiled in-place update, or the seed's copy-back
+UPDATES = ("assign_sub", "set_weights")  # compiled in-place update, or the original's copy-back
 
 
 def parse_net(net: str) -> tuple[int, ...]:

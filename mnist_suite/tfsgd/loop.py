@@ -1,9 +1,9 @@
-"""Plain SGD on a Keras MLP with our own update rule: the seed's GradientTape loop, made fast.
+"""Plain SGD on a Keras MLP with our own update rule: the original's GradientTape loop, made fast.
 
-The seed computed gradients with ``tf.GradientTape`` and applied them with ``set_weights`` every
+The original computed gradients with ``tf.GradientTape`` and applied them with ``set_weights`` every
 batch (a host round trip per step). Here the update is ``assign_sub`` inside a compiled step and,
 for training, a whole epoch is one ``tf.function`` call that loops over the batches in the graph,
-so no Python runs between steps. The seed's update is kept (``update="set_weights"``) to compare.
+so no Python runs between steps. The original update is kept (``update="set_weights"``) to compare.
 
 TensorFlow is imported here and in ``mnist_suite.autoencoders`` only; job modules import them inside
 ``train`` so listing jobs, the NumPy jobs and the report never load it.
@@ -58,9 +58,9 @@ def thread_settings() -> dict[str, int]:
 
 
 def build_model(widths: Sequence[int] = (32, 32), n_in: int = 784, n_out: int = 10) -> keras.Model:
-    """The seed's Keras functional MLP: ReLU hidden layers, softmax output, Glorot init.
+    """The original's Keras functional MLP: ReLU hidden layers, softmax output, Glorot init.
 
-    ``widths=(32, 32)`` gives the seed's 784-32-32-10 net (26,506 parameters).
+    ``widths=(32, 32)`` gives the original's 784-32-32-10 net (26,506 parameters).
     Input (B, n_in) float32 -> class probabilities (B, n_out).
     """
     inputs = keras.Input(shape=(n_in,), name="pixels")
@@ -72,7 +72,7 @@ def build_model(widths: Sequence[int] = (32, 32), n_in: int = 784, n_out: int = 
 
 
 def per_sample_loss(y: tf.Tensor, probs: tf.Tensor) -> tf.Tensor:
-    """Sparse categorical cross-entropy on probabilities, as the seed: (B,) int, (B, K) -> (B,)."""
+    """Sparse categorical cross-entropy of probabilities: (B,) int, (B, K) -> (B,)."""
     return keras.losses.sparse_categorical_crossentropy(y, probs)
 
 
@@ -88,12 +88,12 @@ class SGDTrainer:
     batch_size : int
         Rows per step; the last batch of an epoch may be smaller.
     reduction : {"sum", "mean"}
-        What the tape differentiates: the seed's sum over the batch (the effective mean-loss
+        What the tape differentiates: the original's sum over the batch (the effective mean-loss
         step is ``batch_size * lr``) or the mean.
     momentum : float
-        Heavy-ball momentum (0 = plain SGD, the seed's).
+        Heavy-ball momentum (0 = plain SGD, the original's).
     update : {"assign_sub", "set_weights"}
-        Compiled in-place updates, or the seed's eager step that copies the weights to NumPy
+        Compiled in-place updates, or the original's eager step that copies the weights to NumPy
         and back with ``set_weights`` every batch (slow; kept for comparison).
     """
 
@@ -111,7 +111,7 @@ class SGDTrainer:
         if update not in UPDATES:
             raise ValueError(f"update={update!r} (expected one of {UPDATES})")
         if update == "set_weights" and momentum:
-            raise ValueError("the seed's set_weights update has no momentum")
+            raise ValueError("the original's set_weights update has no momentum")
         self.model = model
         self.lr = float(lr)
         self.batch_size = int(batch_size)
@@ -154,7 +154,7 @@ class SGDTrainer:
         return loss
 
     def seed_step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        """The seed's step: eager tape, then weights += -lr * grad through ``set_weights``."""
+        """The original's step: eager tape, then weights += -lr * grad through ``set_weights``."""
         loss, grads = self._loss_and_grads(x, y)
         weights = self.model.get_weights()  # same order as trainable_variables (no frozen ones)
         self.model.set_weights(
