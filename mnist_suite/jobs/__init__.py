@@ -45,6 +45,9 @@ class Job:
     # runs one). 5 by default; the grid and long jobs may use fewer, never under 2.
     seeds: int = 5
     dev_note: str = ""  # how the job holds out data for choices, when it is not the dev split
+    # Rough wall seconds per item (quick, full profile) on one core: estimates before any run of
+    # the item is recorded.
+    seconds: tuple[float, float] = (10.0, 60.0)
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -54,7 +57,7 @@ class Job:
 
     @property
     def faithful(self) -> bool:
-        """Reproduces a original experiment as it was run (its split, its recipe)."""
+        """Reproduces an original experiment as it was run (its split, its recipe)."""
         return bool(self.original_figures)
 
     def original_figure(self, metric: str, cell: str = "") -> float | None:
@@ -122,6 +125,19 @@ def all_jobs() -> dict[str, Job]:
 
 # Former names of the jobs that reproduce the original projects: still accepted, with a notice.
 DEPRECATED_NAMES = {f"{base}-seed": f"{base}-original" for base in ("softmax", "mlp", "sgd", "ae")}
+
+
+def require_tensorflow(names) -> None:
+    """Refuse, before anything runs, jobs that need TensorFlow where it is not installed."""
+    import importlib.util
+
+    need = sorted({n for n in names if get_job(n).uses_tensorflow})
+    if need and importlib.util.find_spec("tensorflow") is None:
+        raise ConfigError(
+            f"{', '.join(need)} need TensorFlow, which is not installed: "
+            "pip install 'mnist-suite[tf]' (the NumPy jobs, plan, runs, compare and report "
+            "work without it)"
+        )
 
 
 def get_job(name: str) -> Job:
