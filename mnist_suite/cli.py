@@ -644,8 +644,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", default=None)
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("predict", help="classify one test image with saved weights; save a PNG")
-    p.add_argument("--weights", type=Path, required=True, help="a NumPy MLP's weights .npz")
+    p = sub.add_parser(
+        "predict",
+        help="classify one test image with saved weights; save a PNG",
+        description="Classify one test image with the weights a classifier run saved "
+        "(artifacts/weights.npz of softmax, softmax-original, mlp, mlp-fast, mlp-original; "
+        "the TensorFlow and autoencoder jobs save no classifier weights).",
+    )
+    p.add_argument("--weights", type=Path, required=True, help="a run's artifacts/weights.npz")
     p.add_argument("--index", type=int, required=True, help="test image index (0..9999)")
     p.add_argument("--out", type=Path, required=True, help="the PNG to write")
     _add_data_arguments(p)

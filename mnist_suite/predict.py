@@ -29,8 +29,8 @@ def predict_image(
     Parameters
     ----------
     weights : Path
-        An ``.npz`` written by :func:`mnist_suite.nn.save_model` (e.g. a run's
-        ``artifacts/weights.npz``).
+        A classifier run's ``artifacts/weights.npz`` (``softmax*``, ``mlp*``: the format of
+        :func:`mnist_suite.nn.save_model`).
     index : int
         Position in the 10,000-image MNIST test set.
     out : Path

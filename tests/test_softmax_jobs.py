@@ -33,6 +33,30 @@ def test_softmax_seed_quick_writes_a_complete_run(run_cli):
     assert np.trace(matrix) / 10000 == pytest.approx(metrics["test_accuracy"])
 
 
+@pytest.mark.parametrize("job", ["softmax-original", "softmax"])
+def test_saved_weights_load_as_a_model_and_predict_serves_them(run_cli, mnist, tmp_path, job):
+    """The z-score folded into the saved weights: the same predictions on unit pixels."""
+    from mnist_suite.data import to_unit
+    from mnist_suite.metrics import accuracy
+    from mnist_suite.nn import load_model
+
+    code, out, _ = run_cli("run", job, "--profile", "quick")
+    assert code == 0
+    path = run_path(out)
+    model = load_model(path / "artifacts" / "weights.npz")
+    x_test = to_unit(mnist.x_test, model.params[0].dtype)
+    scores = model.predict_log_proba(x_test)  # (10000, 10)
+    with np.load(path / "artifacts" / "confusion.npz", allow_pickle=False) as f:
+        matrix = f["matrix"]
+    # The saved confusion matrix came from the unfolded weights: the same predictions.
+    assert abs(accuracy(scores, mnist.y_test) - np.trace(matrix) / 10000) <= 2e-4
+    png = tmp_path / "p.png"
+    weights = str(path / "artifacts" / "weights.npz")
+    code, out, err = run_cli("predict", "--weights", weights, "--index", "0", "--out", str(png))
+    assert code == 0, err
+    assert "prediction" in out and png.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_same_seed_same_numbers_other_seed_other_numbers(run_cli, tmp_path):
     def weights(seed: int, out: str) -> tuple[np.ndarray, dict]:
         code, stdout, _ = run_cli(
@@ -48,7 +72,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(run_cli, tmp_path):
         assert code == 0
         path = run_path(stdout)
         with np.load(path / "artifacts" / "weights.npz", allow_pickle=False) as f:
-            w = f["W"]
+            w = f["W1"]
         metrics = json.loads((path / "metrics.json").read_text())
         return w, metrics
 

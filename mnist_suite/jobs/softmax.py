@@ -21,7 +21,7 @@ from mnist_suite.data.split import split_arrays
 from mnist_suite.errors import ConfigError
 from mnist_suite.jobs import Job, register
 from mnist_suite.metrics import accuracy, confusion
-from mnist_suite.nn import log_softmax
+from mnist_suite.nn import Linear, LogSoftmax, Sequential, log_softmax, model_arrays
 from mnist_suite.threads import blas_threads
 
 
@@ -36,11 +36,24 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _finish(
-    run, W: np.ndarray, b: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+    run,
+    W: np.ndarray,
+    b: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    zscore: tuple[float, float] = (0.0, 1.0),
 ) -> np.ndarray:
-    """Save weights and the test confusion matrix; return test scores."""
-    scores = x_test @ W + b
-    run.save_arrays("weights", W=W, b=b)
+    """Save weights and the test confusion matrix; return test scores.
+
+    The weights are saved as a one-layer ``mnist_suite.nn`` model on unit pixels, so
+    ``predict`` and ``nn.load_model`` read them like the MLPs': a scalar z-score
+    ``(x - mean) / std`` is folded into them, ``W' = W / std``, ``b' = b - mean * W.sum(0) / std``.
+    """
+    scores = x_test @ W + b  # (n, 10)
+    mean, std = zscore
+    model = Sequential(Linear(784, 10, dtype=W.dtype), LogSoftmax())
+    model.layers[0].set_weights((W / std).T.copy(), b - mean * W.sum(axis=0) / std)
+    run.save_arrays("weights", **model_arrays(model))
     run.save_arrays("confusion", matrix=confusion(y_test, scores.argmax(axis=1)))
     return scores
 
@@ -69,7 +82,7 @@ def train_softmax_seed(cfg: SoftmaxSeedConfig, run) -> dict:
     mnist = run.data()
     x_train, y_train = _subset(mnist.x_train, mnist.y_train, cfg.n_train)
     # float64 like the notebook; the z-score statistics come from the training images used.
-    _, _, (x_train, x_test) = scalar_zscore(
+    mean, std, (x_train, x_test) = scalar_zscore(
         to_unit(x_train, np.float64), to_unit(mnist.x_test, np.float64)
     )
     y_test = mnist.y_test
@@ -103,7 +116,7 @@ def train_softmax_seed(cfg: SoftmaxSeedConfig, run) -> dict:
             progress.update(cfg.eval_every)
     progress.close()
     train_acc = accuracy(x_train @ W, y_train)
-    scores = _finish(run, W, np.zeros(10), x_test, y_test)
+    scores = _finish(run, W, np.zeros(10), x_test, y_test, zscore=(mean, std))
     wall = run.elapsed()
     return {
         "test_accuracy": accuracy(scores, y_test),

@@ -138,7 +138,7 @@ def load_model(path: str | Path) -> Sequential:
     if "architecture" not in headers:
         raise DataError(
             f"{path}: no 'architecture' key (keys: {', '.join(headers) or 'none'}); "
-            "expected a file written by mnist_suite.nn.save_model"
+            "expected a classifier's weights: a softmax* or mlp* run's artifacts/weights.npz"
         )
     shape, dtype = headers.pop("architecture")
     if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_ARCHITECTURE_CHARS:
