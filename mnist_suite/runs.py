@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import math
 import os
 import shutil
@@ -39,7 +40,9 @@ from mnist_suite.files import (
 )
 from mnist_suite.progress import Progress
 from mnist_suite.targets import METRIC, TargetClock
-from mnist_suite.tb import SummaryWriter
+from mnist_suite.tb import RESULT_PREFIX, SummaryWriter, result_scalars, write_experiment
+
+log = logging.getLogger(__name__)
 
 STATES = (*records.STATES, "corrupt")
 FINAL_STATES = ("done", "diverged")  # deterministic outcomes: re-running would repeat them
@@ -410,8 +413,10 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, force
         except Diverged as exc:
             metrics = recorded({"diverged_at_step": exc.step, "final_train_loss": exc.loss})
             outcome = Outcome(path, "diverged", str(exc), metrics=metrics)
+        run.tb.scalars(result_scalars(metrics), step=0, prefix=RESULT_PREFIX)
         run.close()  # history and events complete before the metrics say the run ended
         atomic_write_json(path / "metrics.json", metrics)
+        _job_experiment(path.parent, job.hparams(cell, config, profile, seed), metrics)
     except KeyboardInterrupt as exc:
         heartbeat.stop()
         write_status(
@@ -433,6 +438,15 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, force
         extra["diverged_at_step"] = outcome.metrics["diverged_at_step"]
     _record_end(write_status, path, state=outcome.state, ended_at=now_iso(), **extra)
     return outcome
+
+
+def _job_experiment(job_dir: Path, hparams: dict, metrics: dict) -> None:
+    """The job's HParams experiment (columns: these hparams, the metrics as result/ tags)."""
+    tags = [RESULT_PREFIX + k for k in result_scalars(metrics)]
+    try:
+        write_experiment(job_dir / ".hparams", hparams, tags)
+    except OSError as exc:  # the run's own record is complete; only the dashboard's index is not
+        log.warning("%s: HParams experiment not written (%s)", job_dir, exc.strerror or exc)
 
 
 def _record_end(write_status, path: Path, **fields) -> None:

@@ -100,3 +100,39 @@ class SummaryWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+RESULT_PREFIX = "result/"  # each run's final metrics, the HParams table's metric columns
+
+
+def result_scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers among a run's metrics (nested values and flags left out)."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+    }
+
+
+def write_experiment(folder: Path, hparams: dict[str, Any], metrics: list[str]) -> bool:
+    """A job's HParams experiment summary, written once into ``folder`` (``RUNS/<job>/.hparams``).
+
+    TensorBoard's HParams tab reads one experiment per logdir and matches its metric tags in
+    every run below it, so ``tensorboard --logdir RUNS/<job>`` compares all runs of the job.
+    The folder appears whole or not at all (written beside it, then renamed); an existing one
+    is kept, so concurrent runs never write two. Returns whether this call wrote it.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        return False
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    with SummaryWriter(tmp) as w:
+        w.hparams_config([hp.HParam(name) for name in hparams], metrics)
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another run wrote it first
+        for f in tmp.iterdir():
+            f.unlink()
+        tmp.rmdir()
+        return False
+    return True

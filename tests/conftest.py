@@ -42,3 +42,40 @@ def run_path(stdout: str) -> Path:
     """The run directory printed on the last line of ``mnist-suite run``."""
     line = stdout.strip().splitlines()[-1]
     return Path(line.split()[1])
+
+
+def hparams_tables(root):
+    """What TensorBoard's HParams dashboard serves for logdir ``root``: experiment, groups."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import (
+        api_pb2,
+        backend_context,
+        get_experiment,
+        list_session_groups,
+    )
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(root))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(root))
+    backend = backend_context.Context(
+        base_plugin.TBContext(logdir=str(root), multiplexer=mux, data_provider=provider)
+    )
+    request = context.RequestContext()
+    experiment = get_experiment.Handler(
+        request, backend, "", api_pb2.GetExperimentRequest(include_metrics=True)
+    ).run()
+    groups = list_session_groups.Handler(
+        request,
+        backend,
+        "",
+        api_pb2.ListSessionGroupsRequest(
+            start_index=0,
+            slice_size=100,
+            include_metrics=True,
+            allowed_statuses=[api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS],
+        ),
+    ).run()
+    return experiment, groups

@@ -14,7 +14,7 @@ from mnist_suite.jobs.mlp import random_shift
 from mnist_suite.metrics import accuracy
 from mnist_suite.nn import load_model
 from mnist_suite.runs import load_run
-from tests.conftest import run_path
+from tests.conftest import hparams_tables, run_path
 
 METRICS = ("test_accuracy", "train_accuracy", "dev_accuracy", "wall_seconds", "samples_per_second")
 
@@ -176,3 +176,25 @@ def test_mlp_seed_full_lands_in_the_seed_band(run_cli):
     assert code == 0
     metrics = load_run(run_path(out))["metrics"]
     assert 0.91 <= metrics["test_accuracy"] <= 0.94
+
+
+def test_results_are_scalars_and_the_job_has_one_hparams_experiment(run_cli, tmp_path):
+    """TensorBoard's HParams tab on RUNS/<job> compares every run of the job by its results."""
+    out = tmp_path / "runs"
+    for seed in ("0", "1"):
+        code, _, err = run_cli(
+            "run", "mlp-fast", "--profile", "quick", "--seed", seed, "--runs", str(out)
+        )
+        assert code == 0, err
+    assert [p.name for p in (out / "mlp-fast").iterdir() if p.name.startswith(".")] == [".hparams"]
+    experiment, groups = hparams_tables(out / "mlp-fast")
+    assert {"job", "seed", "profile", "widths"} <= {h.name for h in experiment.hparam_infos}
+    assert "result/test_accuracy" in {m.name.tag for m in experiment.metric_infos}
+    assert len(groups.session_groups) == 2
+    for group in groups.session_groups:
+        (session,) = group.sessions
+        run = load_run(out / "mlp-fast" / session.name.split("/")[0])
+        values = {v.name.tag: v.value for v in group.metric_values}
+        assert values["result/test_accuracy"] == pytest.approx(
+            run["metrics"]["test_accuracy"], rel=1e-6
+        )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnist_suite.runs import find_runs, load_run
-from tests.conftest import run_path
+from tests.conftest import hparams_tables, run_path
 
 pytestmark = pytest.mark.slow  # each test trains (quick profiles, a few seconds each)
 
@@ -79,49 +79,13 @@ def test_grid_survives_a_diverging_point_and_resumes(run_cli, tmp_path):
     assert stdout.count("already recorded, skipped") == 2
 
 
-def _hparams_tables(root):
-    """What TensorBoard's HParams dashboard serves for logdir ``root``: experiment, groups."""
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
-    from tensorboard.plugins import base_plugin
-    from tensorboard.plugins.hparams import (
-        api_pb2,
-        backend_context,
-        get_experiment,
-        list_session_groups,
-    )
-
-    mux = plugin_event_multiplexer.EventMultiplexer()
-    mux.AddRunsFromDirectory(str(root))
-    mux.Reload()
-    provider = data_provider.MultiplexerDataProvider(mux, str(root))
-    backend = backend_context.Context(
-        base_plugin.TBContext(logdir=str(root), multiplexer=mux, data_provider=provider)
-    )
-    request = context.RequestContext()
-    experiment = get_experiment.Handler(
-        request, backend, "", api_pb2.GetExperimentRequest(include_metrics=True)
-    ).run()
-    groups = list_session_groups.Handler(
-        request,
-        backend,
-        "",
-        api_pb2.ListSessionGroupsRequest(
-            start_index=0,
-            slice_size=100,
-            include_metrics=True,
-            allowed_statuses=[api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS],
-        ),
-    ).run()
-    return experiment, groups
-
-
 def test_grid_is_readable_by_tensorboards_hparams_dashboard(run_cli, tmp_path):
     out = tmp_path / "runs"
     code, _, _ = run_cli("run", "sgd-grid", "--profile", "quick", "--out", str(out))
     assert code == 0
-    experiment, groups = _hparams_tables(out / "sgd-grid")
-    assert {h.name for h in experiment.hparam_infos} == {
+    experiment, groups = hparams_tables(out / "sgd-grid")
+    assert {h.name for h in experiment.hparam_infos} >= {
+        "job",
         "cell",
         "seed",
         "profile",
@@ -132,9 +96,9 @@ def test_grid_is_readable_by_tensorboards_hparams_dashboard(run_cli, tmp_path):
         "momentum",
     }
     assert {m.name.tag for m in experiment.metric_infos} >= {
-        "epoch/dev_accuracy",
-        "final/best_dev_accuracy",
-        "final/test_accuracy",
+        "result/dev_accuracy",
+        "result/test_accuracy",
+        "result/wall_seconds",
     }
     assert len(groups.session_groups) == 2  # the quick grid: batch 32 and 128
     for group in groups.session_groups:
@@ -145,10 +109,10 @@ def test_grid_is_readable_by_tensorboards_hparams_dashboard(run_cli, tmp_path):
         assert group.hparams["seed"].number_value == 0
         assert group.hparams["cell"].string_value == run["config"]["cell"]
         values = {v.name.tag: v.value for v in group.metric_values}
-        assert values["final/test_accuracy"] == pytest.approx(
+        assert values["result/test_accuracy"] == pytest.approx(
             run["metrics"]["test_accuracy"], rel=1e-6
         )
-        assert values["final/best_epoch"] == run["metrics"]["best_epoch"]
+        assert values["result/best_epoch"] == run["metrics"]["best_epoch"]
 
 
 def test_lr_sweep_quick_keeps_every_batch_loss(run_cli, tmp_path):

@@ -27,7 +27,6 @@ from mnist_suite.tfsgd import REDUCTIONS, UPDATES, parse_net
 
 LN10 = math.log(10.0)  # the loss of a uniform guess over 10 classes
 STUCK_TOLERANCE = 0.05  # a final loss this close to ln 10 means the net predicts chance
-LR_DISPLAY_MAX = 10.0  # upper end of the lr filter in TensorBoard's HParams table
 
 
 @dataclass(frozen=True)
@@ -160,42 +159,7 @@ def grid_cells(cfg: GridConfig) -> list[tuple[str, SgdConfig]]:
     ]
 
 
-# Metrics shown in TensorBoard's HParams table (the last logged value of each tag).
-GRID_METRICS = (
-    "epoch/dev_accuracy",
-    "epoch/train_loss",
-    "epoch/train_accuracy",
-    "final/best_dev_accuracy",
-    "final/best_epoch",
-    "final/test_accuracy",
-)
-
-
-def _write_hparams_columns(run) -> None:
-    """The grid's columns for the HParams dashboard (the runner writes each run's values).
-
-    Every grid run declares the same columns, with each hyperparameter's whole valid domain
-    (a run cannot know the rest of its grid), so any run's declaration describes the grid.
-    Seed and cell are columns too: sessions group by configuration across seeds.
-    """
-    from tensorboard.plugins.hparams import summary_v2 as hp
-
-    from mnist_suite.jobs import PROFILES
-
-    columns = [
-        hp.HParam("cell"),
-        hp.HParam("seed", hp.IntInterval(0, 2**31 - 1)),
-        hp.HParam("profile", hp.Discrete(list(PROFILES))),
-        hp.HParam("lr", hp.RealInterval(0.0, LR_DISPLAY_MAX)),
-        hp.HParam("batch_size", hp.IntInterval(1, 60_000)),
-        hp.HParam("widths", display_name="hidden widths"),
-        hp.HParam("reduction", hp.Discrete(list(REDUCTIONS))),
-        hp.HParam("momentum", hp.RealInterval(0.0, 1.0)),
-    ]
-    run.tb.hparams_config(columns, list(GRID_METRICS))
-
-
-def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
+def train_sgd(cfg: SgdConfig, run) -> dict:
     from mnist_suite.tfsgd import loop as tf_sgd
 
     # Before any TF op: threads, then TensorFlow seeded from the run's "tf" stream.
@@ -213,8 +177,6 @@ def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
     trainer = tf_sgd.SGDTrainer(
         model, cfg.lr, cfg.batch_size, cfg.reduction, cfg.momentum, cfg.update
     )
-    if hparams:
-        _write_hparams_columns(run)
     rng = run.rng("order")
     with run.evaluating():
         untrained_loss, _ = trainer.evaluate(x, y)
@@ -306,7 +268,7 @@ def train_sgd(cfg: SgdConfig, run, *, hparams: bool = False) -> dict:
 
 
 def train_grid_cell(cfg: SgdConfig, run) -> dict:
-    return train_sgd(cfg, run, hparams=True)
+    return train_sgd(cfg, run)
 
 
 register(
