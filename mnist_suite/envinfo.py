@@ -78,6 +78,8 @@ def machine_info() -> dict:
         "threads": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
         # The BLAS thread rule, the load it sees and what it chose so far (mnist_suite/threads.py).
         "blas_policy": threads.describe(),
+        # 1-, 5- and 15-minute load averages when the record was made: a figure's context.
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else [],
     }
 
 

@@ -24,7 +24,7 @@ import pytest
 from mnist_suite import runs
 from mnist_suite.errors import ConfigError
 from mnist_suite.jobs import Job
-from mnist_suite.report import SCHEMA_VERSION, build_report
+from mnist_suite.report import SCHEMA_FILE, SCHEMA_VERSION, build_report
 from mnist_suite.report.collect import collect_runs, pick, pick_cells
 from mnist_suite.report.document import fmt
 from mnist_suite.report.original import original_figure
@@ -36,6 +36,16 @@ class FakeConfig:
     batch_size: int = 32
     widths: tuple[int, ...] = (32, 32)
     epochs: int = 3
+
+
+def positional(results: dict) -> dict:
+    """results.json's tables as the pages lay them out: headers, rows as lists in that order."""
+    for section in results["sections"]:
+        for table in section["tables"]:
+            keys = [c["key"] for c in table["columns"]]
+            table["columns"] = [c["header"] for c in table["columns"]]
+            table["rows"] = [[row[k] for k in keys] for row in table["rows"]]
+    return results
 
 
 def _execute(out: Path, name: str, train, cell: str = "", config=FakeConfig()):
@@ -111,7 +121,7 @@ def test_report_from_real_and_odd_runs(run_cli, tmp_path):
         "results.json",
         "figures",
     }
-    on_disk = json.loads((report / "results.json").read_text())
+    on_disk = positional(json.loads((report / "results.json").read_text()))
     assert on_disk["schema_version"] == SCHEMA_VERSION
     states = {(r["job"], r["cell"]): r["state"] for r in on_disk["runs"]}
     assert states == {
@@ -486,7 +496,7 @@ def test_benchmark_section_from_real_pytest_benchmark_json(tmp_path):
         cwd=tmp_path,
     )
     (tmp_path / "runs").mkdir()
-    results = build_report(tmp_path / "runs", bench, tmp_path / "reports")
+    results = positional(build_report(tmp_path / "runs", bench, tmp_path / "reports"))
     raw = json.loads((bench / "tiny.json").read_text())
     median = {b["name"]: b["stats"]["median"] for b in raw["benchmarks"]}
     section = next(s for s in results["sections"] if s["key"] == "benchmarks")
@@ -533,7 +543,7 @@ def test_report_reads_the_real_sgd_pca_and_ae_artifacts(run_cli, tmp_path):
     ):
         code, _, stderr = run_cli("run", *argv, "--profile", "quick")
         assert code == 0, stderr
-    results = build_report(tmp_path / "runs", None, tmp_path / "reports")
+    results = positional(build_report(tmp_path / "runs", None, tmp_path / "reports"))
     sections = {s["key"]: s for s in results["sections"]}
     sweep = sections["sgd"]["tables"][0]
     assert [row[0] for row in sweep["rows"]] == ["lr0.1", "lr0.01", "lr0.001"]
@@ -562,3 +572,38 @@ def test_report_reads_the_real_sgd_pca_and_ae_artifacts(run_cli, tmp_path):
         "figures/loss-ae.png",
     } <= figures
     assert not [n for s in sections.values() for n in s["notes"] if "could not be built" in n]
+
+
+@pytest.mark.slow
+def test_results_json_is_named_records_and_the_answer_comes_first(run_cli, tmp_path):
+    import jsonschema
+
+    report, _ = build_sample(run_cli, tmp_path)
+    results = json.loads((report / "results.json").read_text())
+    jsonschema.validate(results, json.loads(SCHEMA_FILE.read_text()))
+    keys = [s["key"] for s in results["sections"]]
+    assert keys[0] == "answer" and keys[-1] == "runs", keys
+    metrics = json.loads(next((tmp_path / "runs" / "softmax").glob("*/metrics.json")).read_text())
+    answer = {r["job"]: r for r in results["sections"][0]["tables"][0]["rows"]}
+    assert (
+        answer["softmax"]["ours_mean"] == metrics["test_accuracy"] and answer["softmax"]["n"] == 1
+    )
+    assert answer["softmax"]["original"] == 0.801
+    assert answer["softmax"]["original_inside_our_ci_or_gain"].endswith("pp vs softmax-original")
+    assert answer["softmax-original"]["original_inside_our_ci_or_gain"] == "n=1: no interval"
+    assert answer["mlp"]["n"] == 0 and answer["mlp"]["ours_mean"] is None  # failed: no result
+    summaries = {(s["job"], s["cell"], s["metric"]): s for s in results["summaries"]}
+    acc = summaries[("softmax", "", "test_accuracy")]
+    assert acc["n"] == 1 and acc["mean"] == metrics["test_accuracy"] and acc["seeds"] == [0]
+    assert acc["sd"] is None and acc["ci_low"] is None  # one seed: no interval
+    assert not [k for k in summaries if k[0] == "mlp"], "a failed run is never summarised"
+    assert "figures from" in results["environment"].lower()
+    md = (report / "index.md").read_text()
+    assert md.index("Results at a glance") < md.index("Classification") < md.index("All runs")
+
+
+def test_the_reference_report_validates_against_the_schema():
+    import jsonschema
+
+    reference = Path(__file__).resolve().parent.parent / "reports" / "results.json"
+    jsonschema.validate(json.loads(reference.read_text()), json.loads(SCHEMA_FILE.read_text()))

@@ -1,16 +1,18 @@
 """The report: reads run directories and benchmark results, writes tables and figures.
 
 ``build_report(runs_dir, bench_dir, out)`` writes ``out/index.md``, ``out/index.html`` (one
-static page that opens from disk), ``out/results.json`` (machine-readable, with
-``schema_version``) and ``out/figures/*.png``. Everything is written into a temporary folder
-beside ``out`` and swapped in at the end, so a reader never sees a half-written report.
-The report never trains; trainers never plot.
+static page that opens from disk), ``out/results.json`` (machine-readable) and
+``out/figures/*.png``. Everything is written into a temporary folder beside ``out`` and swapped
+in at the end, so a reader never sees a half-written report. The report never trains; trainers
+never plot. The first section is the answer (every job against the original projects, the
+benchmark verdicts, where the figures came from); the run inventory is last.
 
-``results.json`` (``schema_version`` 1): ``generated_at``, ``runs_dir``, ``bench_dir``,
-``generator`` (where the report was built), ``runs`` (job, cell, profile, seed, state, run_id,
-config, metrics of every run found), ``benchmark_files`` and ``sections``: each with ``key``,
-``title``, ``notes`` (what is missing or not done), ``figures`` (paths) and ``tables`` (``title``,
-``columns``, raw ``rows`` — fractions, seconds, None for missing — and ``marked`` row indices).
+``results.json`` (``schema_version`` 2, described by ``results.schema.json`` beside this file):
+``generated_at``, ``runs_dir``, ``bench_dir``, ``generator``, ``environment``, ``summaries``
+(one record per job, cell, profile and metric: ``n``, ``mean``, ``sd``, ``ci_low``, ``ci_high``,
+``min``, ``max``, ``seeds``, ``fingerprints``), ``runs`` (every run found), ``benchmark_files``
+and ``sections`` (``key``, ``title``, ``notes``, ``figures`` and ``tables`` whose ``rows`` are
+records keyed by the ``columns``' ``key``).
 """
 
 from __future__ import annotations
@@ -25,13 +27,21 @@ from pathlib import Path
 from mnist_suite.envinfo import commit_info, machine_info, now_iso, package_versions
 from mnist_suite.errors import ConfigError
 from mnist_suite.files import atomic_write_bytes, atomic_write_json
-from mnist_suite.report import benchmarks, classification, overview, reconstruction, sgd
+from mnist_suite.report import (
+    benchmarks,
+    classification,
+    headline,
+    overview,
+    reconstruction,
+    sgd,
+)
 from mnist_suite.report.collect import collect_benchmarks, collect_runs
 from mnist_suite.report.common import Context, registry
 from mnist_suite.report.document import Section, render_html, render_markdown
 from mnist_suite.report.figures import FigureWriter
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
 TITLE = "mnist-suite report"
 log = logging.getLogger(__name__)
 
@@ -62,14 +72,30 @@ def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
         return Section(key, title, notes=[f"This section could not be built: {exc!r}"])
 
 
+def _guarded_list(build: Callable[[], list]) -> list:
+    try:
+        return build()
+    except Exception:  # logged; the pages still show what the runs hold
+        log.exception("summaries failed")
+        return []
+
+
 def build_sections(ctx: Context) -> list[Section]:
+    """The answer first, then each family's detail, benchmarks, environment, the inventory."""
     return [
-        _guarded("Runs", "runs", lambda: overview.runs_overview(ctx, _expected_jobs())),
+        _guarded(
+            "Results at a glance",
+            "answer",
+            lambda: headline.headline(
+                ctx, overview.environment_line(ctx, _generator()), benchmarks.headline_rows(ctx)
+            ),
+        ),
         _guarded("Classification", "classification", lambda: classification.classification(ctx)),
         _guarded("TensorFlow SGD", "sgd", lambda: sgd.sgd(ctx)),
         _guarded("Reconstruction", "reconstruction", lambda: reconstruction.reconstruction(ctx)),
         _guarded("Benchmarks", "benchmarks", lambda: benchmarks.benchmarks(ctx)),
         _guarded("Environment", "environment", lambda: overview.environment(ctx, _generator())),
+        _guarded("Runs", "runs", lambda: overview.runs_overview(ctx, _expected_jobs())),
     ]
 
 
@@ -119,6 +145,8 @@ def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: P
             "runs_dir": str(runs_dir),
             "bench_dir": str(bench_dir) if bench_dir is not None else None,
             "generator": _generator(),
+            "environment": overview.environment_line(ctx, _generator()),
+            "summaries": _guarded_list(lambda: headline.summaries(ctx)),
             "runs": [
                 {
                     "job": r.job,

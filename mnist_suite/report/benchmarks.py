@@ -149,6 +149,14 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
     return out
 
 
+def headline_rows(ctx: Context) -> list[list]:
+    """The newest benchmark file's target verdicts, for the report's first screen."""
+    if not ctx.benches:
+        return []
+    newest = max(ctx.benches, key=lambda b: b.datetime)
+    return [[f"{newest.path.name}: {t[0]}", *t[1:]] for t in _targets(newest, bench_rows(newest))]
+
+
 def benchmarks(ctx: Context) -> Section:
     """Per benchmark file: a table, the targets' verdicts and a bar chart."""
     s = Section(

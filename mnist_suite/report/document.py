@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +17,11 @@ def fmt(value: Any, kind: str = "text") -> str:
     kind: ``text``; ``pct`` (fraction -> 92.51%); ``pp`` (fraction difference -> +1.23 pp);
     ``f4``/``f3``/``f2`` (fixed decimals); ``g`` (4 significant digits); ``int``;
     ``t`` (a time: 12,345 or 9.61); ``x`` (ratio -> 3.1x); ``±pct`` (half-width of a
-    fraction's interval -> ± 0.12 pp); ``±f4`` (half-width -> ± 0.0012).
+    fraction's interval -> ± 0.12 pp); ``±f4`` (half-width -> ± 0.0012); ``cell`` (the value
+    is a ``(value, kind)`` pair: rows of one column in different units).
     """
+    if kind == "cell":  # a column whose rows differ in kind: the cell is (value, kind)
+        return fmt(*value) if isinstance(value, tuple | list) else fmt(value)
     x = number(value)
     if value is None or value == "" or (isinstance(value, float) and x is None):
         return "—"
@@ -68,15 +73,42 @@ class Table:
         shown = self.shown()
         return [[fmt(row[j], self.columns[j][1]) for j in shown] for row in self.rows]
 
+    def keys(self) -> list[str]:
+        """Each column's field name in ``results.json``: its header in snake case."""
+        return [_field_name(name) for name, _ in self.columns]
+
     def to_json(self) -> dict:
+        """Rows as records keyed by :meth:`keys`; raw values (fractions, seconds, None)."""
+        keys = self.keys()
         return {
             "title": self.title,
-            "columns": [name for name, _ in self.columns],
-            "rows": self.rows,
+            "columns": [
+                {"key": k, "header": name, "kind": kind}
+                for k, (name, kind) in zip(keys, self.columns, strict=True)
+            ],
+            "rows": [
+                {k: _raw(v, kind) for k, (_, kind), v in zip(keys, self.columns, row, strict=True)}
+                for row in self.rows
+            ],
             "marked": sorted(self.marked),
-            "bold": sorted(list(c) for c in self.bold),
+            "bold": [{"row": r, "column": keys[c]} for r, c in sorted(self.bold)],
             "note": self.note,
         }
+
+
+def _field_name(header: str) -> str:
+    """``"95% CI ±"`` -> ``"95pct_ci"``, ``"ours (mean)"`` -> ``"ours_mean"``."""
+    text = header.replace("%", "pct").replace("÷", "over").replace("Δ", "delta").replace("≥", "ge")
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "value"
+
+
+def _raw(value: Any, kind: str) -> Any:
+    """A cell as JSON: the value of a ``(value, kind)`` cell; non-finite numbers as None."""
+    if kind == "cell" and isinstance(value, tuple | list):
+        value = value[0]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 @dataclass

@@ -80,6 +80,42 @@ def runs_overview(ctx: Context, expected: list[str]) -> Section:
 # --- environment --------------------------------------------------------------------------
 
 
+def environment_line(ctx: Context, generator: dict) -> str:
+    """One sentence: commits and code fingerprints of the runs, machine, load, worker time."""
+    commits, prints, loads, walls, starts = set(), set(), [], [], []
+    for run in ctx.runs:
+        if run.state != "done":
+            continue
+        c, m = run.envelope.get("commit_info", {}), run.envelope.get("machine_info", {})
+        if isinstance(c, dict) and c.get("id"):
+            commits.add(str(c["id"])[:10] + ("+dirty" if c.get("dirty") else ""))
+        fingerprint = getattr(run, "fingerprint", None) or run.config.get("fingerprint")
+        if isinstance(fingerprint, str):
+            prints.add(fingerprint[:12])
+        load = m.get("load_average") if isinstance(m, dict) else None
+        if isinstance(load, list) and load and isinstance(load[0], int | float):
+            loads.append(float(load[0]))
+        if (wall := run.metric("wall_seconds")) is not None:
+            walls.append(wall)
+        if run.started_at:
+            starts.append(run.started_at)
+    if not walls:
+        return "No finished runs yet."
+    parts = [
+        f"Figures from {len(walls)} finished runs",
+        f"commit{'s' * (len(commits) != 1)} {', '.join(sorted(commits)) or 'unknown'}",
+    ]
+    if prints:
+        parts.append(f"{len(prints)} code fingerprint{'s' * (len(prints) != 1)}")
+    parts.append(f"{generator['cpu']} ({generator['cores']} cores)")
+    if loads:
+        parts.append(f"1-min load at run start {min(loads):.1f}–{max(loads):.1f}")
+    parts.append(f"{sum(walls) / 60:.1f} worker-minutes of runs")
+    if starts:
+        parts.append(f"started {min(starts)[:16]} – {max(starts)[:16]} UTC")
+    return "; ".join(parts) + "."
+
+
 def environment(ctx: Context, generator: dict) -> Section:
     """CPU, cores, versions, commit and image of every distinct environment, with counts."""
     s = Section(

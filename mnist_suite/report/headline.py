@@ -1,0 +1,207 @@
+"""The report's first screen: every job's answer in one table, the benchmark verdicts, and where
+the figures came from; and the same figures as named records for ``results.json``.
+
+A row is a group of runs over seeds (:mod:`mnist_suite.report.replicates`): ours as mean, 95%
+interval and n, the original project's printed figure beside it and whether it lies inside our
+interval, and for classifiers the median seconds to 98% dev accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from mnist_suite.report.classification import headline_groups
+from mnist_suite.report.collect import number
+from mnist_suite.report.common import Context, registry
+from mnist_suite.report.document import Section, Table
+from mnist_suite.report.original import original_figure
+from mnist_suite.report.replicates import Group, groups, pick_cell_groups
+from mnist_suite.stats import summarize
+
+# The one figure each kind of job is judged by: (metric, how to format it, higher is better).
+ACCURACY = ("test_accuracy", "pct", True)
+RECONSTRUCTION = ("test_mse_pixels", "f4", False)
+SWEEP = ("final_train_loss", "f4", False)
+SPRINT_TARGET = "0.98"  # time to this dev accuracy is the classifiers' speed column
+
+
+def _inside(g: Group, metric: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    inside = g.summary(metric).contains(value)
+    if inside is None:
+        return f"n={len(g.done)}: no interval"
+    return "inside" if inside else "outside"
+
+
+def _seconds_to(g: Group, target: str) -> float | None:
+    seconds = [number(v) for v in g.nested("time_to_target", "seconds", target)]
+    reached = [v for v in seconds if v is not None]
+    if not reached or len(reached) < len(seconds):
+        return None  # a median over the seeds that got there would flatter the job
+    return statistics.median(reached)
+
+
+def _row(label: str, g: Group | None, metric: str, kind: str, original: float | None) -> list:
+    s = g.summary(metric) if g else None
+    ratio = None
+    if g and metric == RECONSTRUCTION[0]:
+        ratio = g.summary("denoised_vs_noisy" if "denois" in g.cell else "mse_vs_pca").mean
+    return [
+        label,
+        metric,
+        s.n if s else 0,
+        s.mean if s else None,
+        s.half_width if s else None,
+        original,
+        _inside(g, metric, original) if g else "missing",
+        ratio,
+        _seconds_to(g, SPRINT_TARGET) if g and metric == ACCURACY[0] else None,
+        kind,
+    ]
+
+
+def answer_rows(ctx: Context) -> list[list]:
+    """[job, metric, n, mean, ±, original, inside?, ratio, s to 98%, kind] per headline group."""
+    rows = []
+    for label, g, job in headline_groups(ctx):
+        original, source = original_figure(job.name, ACCURACY[0])
+        row = _row(label, g, *ACCURACY[:2], original)
+        if original is not None and source != job.name:  # an improved job: the gain over it
+            mean = row[3]
+            row[6] = "" if mean is None else f"{100 * (mean - original):+.2f} pp vs {source}"
+        rows.append(row)
+    for name, job in registry().items():
+        if job.family == "classifier" and job.cells is None:
+            continue
+        if job.family == "classifier":  # a batch of classifier cells without dev: the sweep
+            metric, kind = SWEEP[:2]
+            if not job.original_figures:
+                continue  # its chosen cell is in the classifier rows
+        else:
+            metric, kind = RECONSTRUCTION[:2]
+        for cell, g in pick_cell_groups(ctx.runs, name).items():
+            if g.summary(metric).n == 0 and metric == RECONSTRUCTION[0]:
+                continue  # PCA's explained-variance cells carry no reconstruction MSE
+            own_metric = "test_mse" if job.family == "reconstruction" else metric
+            original, _ = original_figure(name, own_metric, cell)
+            row = _row(f"{name}/{cell}", g, metric, kind, None)
+            if original is not None and own_metric != metric:
+                row[5], row[6] = original, _inside(g, own_metric, original)
+                row[1] = f"{metric} (original: {own_metric})"
+            elif original is not None:
+                row[5], row[6] = original, _inside(g, metric, original)
+            rows.append(row)
+    return rows
+
+
+def headline(ctx: Context, environment: str, bench_rows: list[list]) -> Section:
+    """The answer first: one row per job (or cell), the benchmark verdicts, the environment."""
+    s = Section(
+        "answer",
+        "Results at a glance",
+        f"{environment} Each row: ours as the mean over seeds ± the half-width of its 95% "
+        "interval (Student t; n = 1 gives none), the original project's printed figure and "
+        "whether it lies inside our interval. Choices (epoch, grid cell) are made on the dev "
+        "split; the test set is read once per run.",
+    )
+    rows = answer_rows(ctx)
+    table_rows = []
+    for job, metric, n, mean, hw, original, inside, ratio, to98, kind in rows:
+        hw_kind = "±pct" if kind == "pct" else "±f4"
+        table_rows.append(
+            [job, metric, n, (mean, kind), (hw, hw_kind), (original, kind), inside, ratio, to98]
+        )
+    s.tables.append(
+        Table(
+            "Every job against the original projects",
+            [
+                ("job", "text"),
+                ("metric", "text"),
+                ("n", "int"),
+                ("ours (mean)", "cell"),
+                ("95% CI", "cell"),
+                ("original", "cell"),
+                ("original inside our CI (or gain)", "text"),
+                ("÷ PCA or ÷ noisy input", "f2"),
+                (f"s to {float(SPRINT_TARGET):.0%} dev (median)", "t"),
+            ],
+            table_rows,
+            note="Accuracies are fractions shown as percentages; MSEs in [0, 1] pixels (the "
+            "original's autoencoder figures are in its z-score units and compared in those). "
+            "÷ PCA: the autoencoder's MSE over PCA's at the same latent size; a denoiser's "
+            "over its noisy input's. Seconds to 98% dev: from before the data is read, median "
+            "over seeds, blank unless every seed reached it.",
+        )
+    )
+    if bench_rows:
+        s.tables.append(
+            Table(
+                "Benchmark targets (newest file)",
+                [
+                    ("benchmark", "text"),
+                    ("ratio", "text"),
+                    ("median", "f2"),
+                    ("q1", "f2"),
+                    ("q3", "f2"),
+                    ("target", "f2"),
+                    ("verdict", "text"),
+                ],
+                bench_rows,
+                note="A target is met when q1 reaches it, missed when q3 is below it, and "
+                "unstable when the quartiles straddle it (too noisy to tell).",
+            )
+        )
+    if not any(r[2] for r in rows):
+        s.notes.append("No finished runs: every row reads 'missing'. Run `nox -s suite` first.")
+    return s
+
+
+def summaries(ctx: Context) -> list[dict]:
+    """Every group's every finite metric as a named record (``results.json``'s ``summaries``)."""
+    out = []
+    for name in sorted(registry()):
+        for g in groups(ctx.runs, name):
+            if not g.done:
+                continue
+            metrics = sorted(
+                {
+                    k
+                    for r in g.done
+                    for k, v in r.metrics.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
+            )
+            fingerprints = sorted({fp for r in g.done if (fp := _fingerprint(r))})
+            for metric in metrics:
+                s = summarize(g.values(metric))
+                if s.n == 0:
+                    continue
+                out.append(
+                    {
+                        "job": g.job,
+                        "cell": g.cell,
+                        "profile": g.profile,
+                        "metric": metric,
+                        "n": s.n,
+                        "mean": _finite(s.mean),
+                        "sd": _finite(s.sd),
+                        "ci_low": _finite(s.ci_low),
+                        "ci_high": _finite(s.ci_high),
+                        "min": _finite(s.min),
+                        "max": _finite(s.max),
+                        "seeds": sorted(r.seed for r in g.done if r.seed is not None),
+                        "fingerprints": fingerprints,
+                    }
+                )
+    return out
+
+
+def _fingerprint(run) -> str | None:
+    value = getattr(run, "fingerprint", None) or run.config.get("fingerprint")
+    return value if isinstance(value, str) else None
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
