@@ -142,6 +142,12 @@ def report(session: nox.Session) -> None:
     )
 
 
+@nox.session(venv_backend="none")
+def readme(session: nox.Session) -> None:
+    """Write README's and docs/results.md's results table from reports/results.json."""
+    run_suite(session, "python", "tools/readme.py", *session.posargs)
+
+
 # --- Containers: tools/images.py builds the images (docker/Dockerfile explains them); jobs run
 # in them through mnist_suite/launch/container.py. On machines like CI's, Podman needs
 # `export CONTAINERS_CONF=$PWD/docker/containers.conf` (set above when unset and runc exists).

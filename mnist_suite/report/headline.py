@@ -205,3 +205,36 @@ def _fingerprint(run) -> str | None:
 
 def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
+
+
+def markdown_table(results: dict) -> str:
+    """The first table of a report's ``results.json`` as a short Markdown table (for the README).
+
+    Raises
+    ------
+    ValueError
+        ``results`` has no answer section (not a schema-2 report).
+    """
+    from mnist_suite.report.document import fmt
+
+    section = next((s for s in results.get("sections", []) if s.get("key") == "answer"), None)
+    if section is None or not section.get("tables"):
+        raise ValueError("no 'answer' section: not a report of schema version 2")
+    lines = [
+        "| job | metric | ours: mean ± 95% CI (n) | original | original inside our CI |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in section["tables"][0]["rows"]:
+        kind = "pct" if "accuracy" in row["metric"] else "f4"
+        ours = "—"
+        if row["n"]:
+            ours = fmt(row["ours_mean"], kind)
+            if row["95pct_ci"] is not None:
+                ours += " " + fmt(row["95pct_ci"], "±pct" if kind == "pct" else "±f4")
+            ours += f" ({row['n']})"
+        metric = row["metric"].split(" (")[0]
+        lines.append(
+            f"| `{row['job']}` | {metric} | {ours} | {fmt(row['original'], kind)} | "
+            f"{row['original_inside_our_ci_or_gain'] or '—'} |"
+        )
+    return "\n".join(lines) + "\n"
