@@ -11,15 +11,14 @@ LogSoftmax backward >= 100x the loop. ``quick``-marked ones form ``--quick``.
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
 
-from mnist_suite import threads
+from mnist_suite import seeding, threads
 from mnist_suite.data import split_arrays
-from mnist_suite.jobs.mlp import MlpConfig, train_epoch
-from mnist_suite.nn import SGD, LogSoftmax, NLLLoss, make_schedule, mlp
+from mnist_suite.jobs.mlp import MlpConfig, build_recipe
+from mnist_suite.nn import SGD, LogSoftmax, NLLLoss, mlp
 from mnist_suite.nn.reference import log_softmax_backward_loop
 
 NETS = [((784, 10, 10), 100), ((784, 256, 10), 128), ((784, 512, 256, 10), 128)]
@@ -136,6 +135,63 @@ def test_sgd_step(benchmark, paired, quick, sizes, batch):
     )
 
 
+def plain_step_of(sizes: tuple[int, ...], batch: int):
+    """The same step as plain NumPy expressions (temporaries; NumPy's BLAS only): the yardstick
+    the library's step must not fall behind at any thread count."""
+    rng = np.random.default_rng(0)
+    pairs = list(itertools.pairwise(sizes))
+    Ws = [rng.standard_normal((a, b)).astype(np.float32) / np.sqrt(a) for a, b in pairs]
+    bs = [np.zeros(b, np.float32) for b in sizes[1:]]
+    vW, vb = [np.zeros_like(W) for W in Ws], [np.zeros_like(b) for b in bs]
+    x = rng.random((batch, sizes[0]), dtype=np.float32)
+    y = rng.integers(0, sizes[-1], batch)
+    m, wd, lr = 0.9, 5e-4, 0.01
+
+    def step() -> None:
+        hs = [x]
+        for i, (W, b) in enumerate(zip(Ws, bs, strict=True)):
+            z = hs[-1] @ W + b  # (B, out)
+            hs.append(np.maximum(z, 0) if i < len(Ws) - 1 else z)
+        z = hs[-1]
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)  # softmax, (B, 10)
+        p[np.arange(batch), y] -= 1
+        g = p / batch  # d mean NLL / d logits
+        for i in reversed(range(len(Ws))):
+            gW, gb = hs[i].T @ g, g.sum(axis=0)
+            if i:
+                g = (g @ Ws[i].T) * (hs[i] > 0)
+            d = gW + wd * Ws[i]
+            vW[i] = m * vW[i] + d
+            vb[i] = m * vb[i] + gb
+            Ws[i] -= lr * (d + m * vW[i])  # Nesterov, as the library's step
+            bs[i] -= lr * (gb + m * vb[i])
+
+    return step
+
+
+@pytest.mark.quick
+@pytest.mark.benchmark(group="step-threads")
+@pytest.mark.parametrize("n_threads", [1, 0], ids=["1thread", "allcores"])
+def test_step_against_plain_numpy(benchmark, paired, quick, n_threads):
+    """The library's 784-256-10/b128 step against plain NumPy, both on 1 BLAS thread and on
+    every core: one BLAS runtime on the hot path, so no thread count makes the library slower."""
+    sizes, batch = (784, 256, 10), 128
+    n_threads = n_threads or threads.cores()
+    benchmark.extra_info.update(
+        net="-".join(map(str, sizes)),
+        batch=batch,
+        dtype="float32",
+        target={"speedup_over_plain_numpy": 1.0},
+    )
+    paired(
+        step_of(sizes, batch),
+        references={"speedup_over_plain_numpy": (plain_step_of(sizes, batch), 1)},
+        rounds=9 if quick else 15,
+        n_threads=n_threads,
+    )
+
+
 @pytest.fixture
 def logsoftmax_batch():
     """The original's shapes: batch 100 × 10 classes, float64."""
@@ -163,7 +219,7 @@ def test_logsoftmax_backward_vectorised(benchmark, paired, quick, logsoftmax_bat
 @pytest.mark.quick
 @pytest.mark.benchmark(group="epoch")
 def test_mlp_epoch(benchmark, paired, quick, mnist):
-    """One epoch of the ``mlp`` job's full profile (augmentation included) on 55,000 images.
+    """One epoch of the ``mlp`` job's full profile (distortions included) on 55,000 images.
 
     ``--quick`` trains on the first 11,000 (a fifth of the epoch: same steps, same ratio).
     """
@@ -173,37 +229,20 @@ def test_mlp_epoch(benchmark, paired, quick, mnist):
     if quick:
         images, labels = images[:11000], labels[:11000]
     sizes = (784, *cfg.widths, 10)
-    rng = np.random.default_rng(0)
-    net = mlp(sizes, init=cfg.init, rng=rng)
-    loss = NLLLoss()
-    opt = SGD(
-        net.params,
-        net.grads,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay,
-    )
-    steps = math.ceil(len(images) / cfg.batch_size)
-    lr_at = make_schedule(cfg.schedule, cfg.lr, steps, warmup_steps=steps // 10)
+    # The job's own builder with seed 0's streams: distortions, label smoothing, schedule and
+    # all, so a change to the recipe changes what is measured.
+    recipe = build_recipe(cfg, len(images), lambda stream: seeding.rng(0, stream))
 
     def epoch() -> None:
-        train_epoch(
-            net,
-            loss,
-            opt,
-            images,
-            labels,
-            batch_size=cfg.batch_size,
-            rng=rng,
-            lr_at=lr_at,
-            max_shift=cfg.max_shift,
-        )
+        recipe.epoch(images, labels)
 
     benchmark.extra_info.update(
         net="-".join(map(str, sizes)),
         batch=cfg.batch_size,
         samples=len(images),
         max_shift=cfg.max_shift,
+        distortion=recipe.distort is not None,
+        label_smoothing=cfg.label_smoothing,
         dtype=cfg.dtype,
         target={"fraction_of_ceiling": 0.6},
     )

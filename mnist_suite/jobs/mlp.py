@@ -381,6 +381,93 @@ def _kept_dev_accuracy(
         return _dev_accuracy(run, model, x, y)
 
 
+@dataclass
+class Recipe:
+    """What an ``mlp`` run trains with, built from its config by :func:`build_recipe`.
+
+    The job and the epoch benchmark both build it, so a change to the recipe changes what the
+    benchmark measures.
+    """
+
+    model: Sequential
+    loss_fn: NLLLoss
+    opt: SGD
+    lr_at: Callable[[int], float]
+    distort: Distortion | None
+    average: WeightAverage | None
+    steps_per_epoch: int
+    cfg: MlpConfig
+    rng: np.random.Generator  # shuffles
+    augment_rng: np.random.Generator  # shifts and distortions
+
+    def epoch(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        step: int = 0,
+        on_step: Callable[[], None] | None = None,
+    ) -> tuple[float, int]:
+        """One epoch over ``images`` (n, 28, 28) uint8: (mean training loss, global step after)."""
+        return train_epoch(
+            self.model,
+            self.loss_fn,
+            self.opt,
+            images,
+            labels,
+            batch_size=self.cfg.batch_size,
+            rng=self.rng,
+            lr_at=self.lr_at,
+            step=step,
+            max_shift=self.cfg.max_shift,
+            augment_rng=self.augment_rng,
+            distort=self.distort,
+            average=self.average,
+            on_step=on_step,
+        )
+
+
+def build_recipe(cfg: MlpConfig, n_train: int, rng: Callable[[str], np.random.Generator]) -> Recipe:
+    """Model, loss, optimiser, schedule, distortion and averaging of an ``mlp`` run.
+
+    ``n_train`` is the number of training images (after the dev split); ``rng(stream)`` gives
+    the run's named random streams (``init``, ``order``, ``augment``).
+    """
+    dtype = np.dtype(cfg.dtype)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    lr_at = make_schedule(
+        cfg.schedule,
+        cfg.lr,
+        total_steps,
+        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+        step_every=max(1, total_steps // 3),  # the step schedule: ×0.1 at 1/3 and 2/3
+    )
+    # Dropout masks are drawn from the init stream (mnist_suite.nn.mlp hands its layers one rng).
+    model = mlp(
+        (784, *cfg.widths, 10), init=cfg.init, rng=rng("init"), dtype=dtype, dropout=cfg.dropout
+    )
+    opt = SGD(
+        model.params,
+        model.grads,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
+    distort = cfg.distortion()
+    return Recipe(
+        model=model,
+        loss_fn=NLLLoss("mean", smoothing=cfg.label_smoothing),
+        opt=opt,
+        lr_at=lr_at,
+        distort=distort if distort.active else None,
+        average=WeightAverage(model.params, cfg.weight_average) if cfg.weight_average else None,
+        steps_per_epoch=steps_per_epoch,
+        cfg=cfg,
+        rng=rng("order"),
+        augment_rng=rng("augment"),
+    )
+
+
 def train_mlp(cfg: MlpConfig, run) -> dict:
     mnist = run.data()
     dtype = np.dtype(cfg.dtype)
@@ -390,30 +477,9 @@ def train_mlp(cfg: MlpConfig, run) -> dict:
     )
     x_dev = to_unit(img_dev, dtype)
     x_test, y_test = to_unit(mnist.x_test, dtype), mnist.y_test
-    steps_per_epoch = math.ceil(len(img_tr) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    lr_at = make_schedule(
-        cfg.schedule,
-        cfg.lr,
-        total_steps,
-        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
-        step_every=max(1, total_steps // 3),  # the step schedule: ×0.1 at 1/3 and 2/3
-    )
-    rng, augment_rng = run.rng("order"), run.rng("augment")
-    # Dropout masks are drawn from the init stream (mnist_suite.nn.mlp hands its layers one rng).
-    model = mlp(
-        (784, *cfg.widths, 10), init=cfg.init, rng=run.rng("init"), dtype=dtype, dropout=cfg.dropout
-    )
-    loss_fn = NLLLoss("mean", smoothing=cfg.label_smoothing)
-    opt = SGD(
-        model.params,
-        model.grads,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay,
-    )
-    distort = cfg.distortion()
-    average = WeightAverage(model.params, cfg.weight_average) if cfg.weight_average else None
+    recipe = build_recipe(cfg, len(img_tr), run.rng)
+    model, average, lr_at = recipe.model, recipe.average, recipe.lr_at
+    total_steps = cfg.epochs * recipe.steps_per_epoch
     progress = run.progress(total_steps, cfg.batch_size)
     step, train_seconds = 0, 0.0
     probe = {"step": 0}
@@ -428,22 +494,7 @@ def train_mlp(cfg: MlpConfig, run) -> dict:
 
     for epoch in range(1, cfg.epochs + 1):
         start = run.elapsed()
-        train_loss, step = train_epoch(
-            model,
-            loss_fn,
-            opt,
-            img_tr,
-            y_tr,
-            batch_size=cfg.batch_size,
-            rng=rng,
-            lr_at=lr_at,
-            step=step,
-            max_shift=cfg.max_shift,
-            augment_rng=augment_rng,
-            distort=distort if distort.active else None,
-            average=average,
-            on_step=on_step,
-        )
+        train_loss, step = recipe.epoch(img_tr, y_tr, step, on_step)
         epoch_seconds = run.elapsed() - start
         train_seconds += epoch_seconds
         dev_acc = _kept_dev_accuracy(run, model, average, x_dev, y_dev)

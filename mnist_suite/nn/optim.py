@@ -12,7 +12,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy.linalg.blas import get_blas_funcs
 
 from mnist_suite.errors import ConfigError
 
@@ -40,9 +39,11 @@ class SGD:
         Threads for the element-wise update (default 1, see below).
     """
 
-    # The update is fused into BLAS scal/axpy calls that work in place (no temporaries, at most
-    # six passes); done in chunks of 256 KiB (float32) the arrays stay in a core's L2 cache
-    # between passes instead of streaming from memory each time.
+    # The update is a few in-place NumPy ufunc passes per chunk (no allocation: one scratch
+    # buffer per thread); done in chunks of 256 KiB (float32) the arrays stay in a core's L2
+    # cache between passes instead of streaming from memory each time. NumPy's element-wise
+    # loops never start BLAS threads, so the step's products and its update share one BLAS
+    # runtime (NumPy's) and its thread pool, whatever the thread count.
     CHUNK = 1 << 16
 
     def __init__(
@@ -73,11 +74,10 @@ class SGD:
             flat_w, flat_g = w.reshape(-1), g.reshape(-1)
             flat_v = self.velocity[i].reshape(-1) if momentum else None
             decay = weight_decay if w.ndim >= 2 else 0.0
-            blas = get_blas_funcs(("scal", "axpy"), (flat_w,))
             for start in range(0, flat_w.size, self.CHUNK):
                 part = slice(start, start + self.CHUNK)
                 v = flat_v[part] if flat_v is not None else None
-                self._chunks.append((flat_w[part], flat_g[part], v, decay, blas))
+                self._chunks.append((flat_w[part], flat_g[part], v, decay))
         # NumPy releases the GIL inside ufuncs, so threads can update chunks in parallel, and
         # element-wise results are the same either way. The default stays serial: OpenBLAS's
         # workers spin for a while after each matmul, and a second update thread competing
@@ -93,46 +93,56 @@ class SGD:
             k = load.index(min(load))
             self._groups[k].append(chunk)
             load[k] += chunk[0].size
+        # A scratch buffer per group (groups run on their own threads) and dtype.
+        self._scratch = [
+            {d: np.empty(self.CHUNK, d) for d in {c[0].dtype for c in group}}
+            for group in self._groups
+        ]
         self._pool = ThreadPoolExecutor(threads - 1) if threads > 1 else None
 
     def step(self, lr: float) -> None:
         """Apply one update with learning rate ``lr`` (> 0) from the current gradients."""
         if not lr > 0:
             raise ConfigError(f"lr={lr} must be > 0")
-        others = (
-            [self._pool.submit(self._run, g, lr) for g in self._groups[1:]] if self._pool else []
-        )
-        self._run(self._groups[0], lr)  # the calling thread takes the first group
+        work = list(zip(self._groups, self._scratch, strict=True))
+        others = [self._pool.submit(self._run, *w, lr) for w in work[1:]] if self._pool else []
+        self._run(*work[0], lr)  # the calling thread takes the first group
         for future in others:
             future.result()
 
-    def _run(self, group: list[tuple], lr: float) -> None:
+    def _run(self, group: list[tuple], scratch: dict, lr: float) -> None:
         for chunk in group:
-            self._update(chunk, lr)
+            self._update(chunk, scratch[chunk[0].dtype][: chunk[0].size], lr)
 
-    def _update(self, chunk: tuple, lr: float) -> None:
+    def _update(self, chunk: tuple, tmp: np.ndarray, lr: float) -> None:
         """One chunk: ``w`` and ``v`` in place; the layer's gradient ``g`` is left untouched.
 
         With ``d = g + decay * w`` and ``v' = m * v + d``, the steps are ``w - lr * v'`` (heavy
         ball) and ``w - lr * (d + m * v')`` (Nesterov), rewritten as in-place scal/axpy calls:
         ``w * (1 - lr * decay) - lr * g [- lr * m * v' | - lr * v']``. Equal to the written-out
-        formula up to rounding (the order of the operations differs).
+        formula up to rounding (the order of the operations differs). ``tmp`` is scratch space
+        of the chunk's size.
         """
-        w, g, v, decay, (scal, axpy) = chunk
+        w, g, v, decay = chunk
         m = self.momentum
+
+        def axpy(x: np.ndarray, y: np.ndarray, a: float) -> None:  # y += a * x, in place
+            np.multiply(x, a, out=tmp)
+            np.add(y, tmp, out=y)
+
         if v is not None:
-            scal(m, v)
-            axpy(g, v, a=1.0)
+            np.multiply(v, m, out=v)
+            np.add(v, g, out=v)
             if decay:
-                axpy(w, v, a=decay)  # v' uses the weights before this step's decay
+                axpy(w, v, decay)  # v' uses the weights before this step's decay
         if v is not None and not self.nesterov:
-            axpy(v, w, a=-lr)
+            axpy(v, w, -lr)
             return
         if decay:
-            scal(1.0 - lr * decay, w)
-        axpy(g, w, a=-lr)
+            np.multiply(w, 1.0 - lr * decay, out=w)
+        axpy(g, w, -lr)
         if v is not None:
-            axpy(v, w, a=-lr * m)
+            axpy(v, w, -lr * m)
 
 
 def make_schedule(
