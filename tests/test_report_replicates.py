@@ -135,3 +135,18 @@ def test_html_tables_have_captions_scoped_headers_and_figures_alt_text():
     assert 'alt="F shows that b is larger than a."' in html
     md = render_markdown("R", [Section("k", "K", tables=[table], figures=[figure])])
     assert "| b | **2.00** |" in md and "![F shows that b is larger than a.]" in md
+
+
+def test_curve_title_and_caption_name_the_same_finished_seeds(tmp_path):
+    from mnist_suite.report.classification import _learning_curves
+    from mnist_suite.report.figures import FigureWriter
+
+    history = [{"kind": "epoch", "step": e, "train_loss": 1.0 / e} for e in (1, 2, 3)]
+    runs = [record("", s, {"test_accuracy": 0.9}, job="mlp") for s in (0, 2)]
+    runs.append(record("", 1, {}, job="mlp", state="failed"))
+    for r in runs:
+        r.history = history
+    (g,) = groups(runs, "mlp")
+    ref = _learning_curves(FigureWriter(tmp_path / "figures"), "mlp", g)
+    assert "mean of 2 seeds" in ref.title
+    assert "over seeds [0, 2]" in ref.caption  # seed 1 failed: in neither

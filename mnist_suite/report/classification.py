@@ -250,7 +250,7 @@ def _learning_curves(writer: FigureWriter, job: str, g: Group):
         f"Learning curves: {job} ({g.profile}, mean of {n} seed{'s' * (n != 1)})",
         xlabel,
         panels,
-        caption=f"{job}: lines are the mean over seeds {g.seeds}, shaded bands the min–max "
+        caption=f"{job}: lines are the mean over seeds {g.done_seeds}, shaded bands the min–max "
         "range across them.",
         alt=f"Learning curves of {job} (loss and accuracy against {xlabel}): {takeaway}; "
         "the shaded bands show the spread across seeds.",

@@ -38,6 +38,11 @@ class Group:
     def seeds(self) -> list[int]:
         return [r.seed for r in self.runs if r.seed is not None]
 
+    @property
+    def done_seeds(self) -> list[int]:
+        """The seeds whose run finished: the ones every figure and mean is made of."""
+        return [r.seed for r in self.done if r.seed is not None]
+
     def count_text(self) -> str:
         """``5`` when every seed finished, else ``3 of 5 (1 diverged, 1 failed)``."""
         n, total = len(self.done), len(self.runs)
