@@ -384,6 +384,8 @@ PAGE_FACTS = """JSON.stringify({
     caption: t.caption ? t.caption.textContent : '', rows: t.tBodies[0].rows.length})),
   sections: [...document.querySelectorAll('section h2')].map(h => h.textContent),
   height: document.documentElement.scrollHeight,
+  firstTableTop: document.querySelector('table') ?
+    document.querySelector('table').getBoundingClientRect().top : -1,
 })"""
 
 
@@ -413,6 +415,9 @@ def test_report_in_headless_chromium(run_cli, tmp_path):
         viewport = {"width": 1200, "deviceScaleFactor": 1, "mobile": False}
         page.call("Emulation.setDeviceMetricsOverride", height=900, **viewport)
         facts, errors = open_page(page, f"{base}/index.html")
+        # The answer is on the first screen: the headline table starts inside 1200 × 900.
+        assert facts["tables"][0]["caption"] == "Every job against the original projects"
+        assert 0 <= facts["firstTableTop"] < 900, facts["firstTableTop"]
         # A full-page screenshot for a human to look at (test-artifacts/ is git-ignored).
         height = min(int(facts["height"]), 16000)
         page.call("Emulation.setDeviceMetricsOverride", height=height, **viewport)
