@@ -103,10 +103,10 @@ class LoopLogSoftmax(LogSoftmax):
         return log_softmax_backward_loop(self._out, grad_out)
 
 
-def step_of(sizes: tuple[int, ...], batch: int, seed_loop: bool = False):
+def step_of(sizes: tuple[int, ...], batch: int, original_loop: bool = False):
     """Forward, NLL, backward and a Nesterov update with weight decay: one training step."""
     net, loss, opt, x, y = setup_net(sizes, batch)
-    if seed_loop:
+    if original_loop:
         net.layers[-1] = LoopLogSoftmax()
 
     def step() -> None:
@@ -126,7 +126,7 @@ def test_sgd_step(benchmark, paired, quick, sizes, batch):
     if sizes == (784, 256, 10):
         benchmark.extra_info["target"] = {"fraction_of_ceiling": 0.6}
     if sizes == (784, 10, 10):
-        references["speedup_over_seed_loop"] = (step_of(sizes, batch, seed_loop=True), 1)
+        references["speedup_over_seed_loop"] = (step_of(sizes, batch, original_loop=True), 1)
     paired(
         step_of(sizes, batch),
         flops=forward_flops(sizes, batch) + backward_flops(sizes, batch),

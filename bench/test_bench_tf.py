@@ -80,7 +80,7 @@ def test_python_driven_steps(benchmark, loop, data, net, variant):
     step = {
         "eager": trainer._train_step,  # the undecorated step: runs eagerly
         "tf_function": trainer.train_step,
-        "seed_set_weights": trainer.seed_step,
+        "seed_set_weights": trainer.original_step,
     }[variant]
     batches = _batches(data, trainer.batch_size, PY_STEPS)
 

@@ -120,7 +120,7 @@ def test_ae_seed_quick_is_z_scored_and_seed_style(run_cli):
     assert code == 0, out
     run = load_run(run_path(out))
     m = run["metrics"]
-    assert m["normalisation"] == "zscore" and m["seed_style"] is True
+    assert m["normalisation"] == "zscore" and m["original_style"] is True
     assert m["params"] == 667_280
     assert m["test_mse"] == pytest.approx(m["final_val_loss"])
     assert m["test_mse"] * PIXEL_STD**2 == pytest.approx(m["test_mse_pixels"], rel=0.02)

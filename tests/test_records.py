@@ -24,7 +24,12 @@ class TinyConfig:
 def tiny_train(cfg: TinyConfig, run) -> dict:
     for step in range(cfg.steps):
         run.log(step, "epoch", train_loss=1.0 / (step + 1), test_accuracy=0.5)
-    return {"test_accuracy": 0.5, "per_epoch": [0.4, 0.5], "variant": "plain", "seed_style": False}
+    return {
+        "test_accuracy": 0.5,
+        "per_epoch": [0.4, 0.5],
+        "variant": "plain",
+        "original_style": False,
+    }
 
 
 TINY = Job("tiny", "test job", TinyConfig, tiny_train)

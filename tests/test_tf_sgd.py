@@ -123,7 +123,7 @@ def test_assign_sub_step_matches_seed_set_weights_step(loop, small):
     seed = loop.SGDTrainer(b, 0.01, 32, "sum", update="set_weights")
     for start in (0, 32, 64):
         loss_fast = float(fast.train_step(x[start : start + 32], y[start : start + 32]))
-        loss_seed = float(seed.seed_step(x[start : start + 32], y[start : start + 32]))
+        loss_seed = float(seed.original_step(x[start : start + 32], y[start : start + 32]))
         assert loss_fast == pytest.approx(loss_seed, rel=1e-5)
     for wa, wb in zip(_weights(a), _weights(b), strict=True):
         np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)

@@ -201,7 +201,7 @@ def _train_ae(
     ae: Autoencoder,
     *,
     noisy: tuple | None,
-    seed_denoiser: bool,
+    original_denoiser: bool,
     val: str = "dev",
 ):
     """Fit ``ae``, log every epoch, save artifacts and return the common metrics.
@@ -279,7 +279,7 @@ def _train_ae(
             noisy_mse_pixels=mse(noisy_pixels, pixels),
             pca_denoised_mse_pixels=mse(data.to_pixels(pca_denoised), pixels),
             clean_input_mse_pixels=mse(data.to_pixels(ae.reconstruct(data.x_test)), pixels),
-            seed_style=seed_denoiser,
+            original_style=original_denoiser,
         )
         metrics["denoised_vs_noisy"] = metrics["test_mse_pixels"] / metrics["noisy_mse_pixels"]
         arrays["noisy"] = noisy_pixels[samples]
@@ -367,7 +367,7 @@ def train_ae_seed(cfg: AeSeedConfig, run) -> dict:
         epochs=cfg.epochs,
         random_state=run.rng("order"),
     )
-    metrics = _train_ae(run, data, ae, noisy=noisy, seed_denoiser=True, val="test")
+    metrics = _train_ae(run, data, ae, noisy=noisy, original_denoiser=True, val="test")
     return {"variant": variant, "normalisation": "zscore", **metrics}
 
 
@@ -447,7 +447,7 @@ def train_ae(cfg: AeConfig, run) -> dict:
         corrupt=corrupt,
         random_state=run.rng("order"),
     )
-    metrics = _train_ae(run, data, ae, noisy=noisy, seed_denoiser=False)
+    metrics = _train_ae(run, data, ae, noisy=noisy, original_denoiser=False)
     return {"variant": variant, "normalisation": cfg.normalisation, **metrics}
 
 

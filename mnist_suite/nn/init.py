@@ -15,7 +15,7 @@ from mnist_suite.errors import ConfigError
 Initialiser = Callable[[np.random.Generator, int, int, np.dtype], tuple[np.ndarray, np.ndarray]]
 
 
-def seed_uniform(
+def original_uniform(
     rng: np.random.Generator, fan_in: int, fan_out: int, dtype: np.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
     """The original's init: weights *and* biases uniform in [-0.5, 0.5), no fan-in scaling."""
@@ -42,7 +42,7 @@ def glorot_uniform(
 
 
 INITIALISERS: dict[str, Initialiser] = {
-    "uniform": seed_uniform,
+    "uniform": original_uniform,
     "he": he_normal,
     "glorot": glorot_uniform,
 }

@@ -1,6 +1,6 @@
 """The original's reported figures, for the "original vs ours" columns of the report.
 
-Source: ``shared/seed/ORIGINAL-FACTS.md`` (the original code and notebooks, read cell by
+Source: ``docs/original-projects.md`` (the original code and notebooks, read cell by
 cell, outputs included). The figures a job reproduces live in its declaration
 (``mnist_suite.jobs``: ``Job.original_figures``); this module keeps the printed curves and bands.
 Accuracies are fractions, losses and MSEs in the original's own units
@@ -10,7 +10,7 @@ figures carry a tolerance band: about ±1 point of accuracy, ±0.03 of final MSE
 
 from __future__ import annotations
 
-SOURCE = "shared/seed/ORIGINAL-FACTS.md"
+SOURCE = "docs/original-projects.md"
 ACCURACY_BAND = 0.01
 MSE_BAND = 0.03
 

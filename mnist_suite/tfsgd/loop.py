@@ -153,7 +153,7 @@ class SGDTrainer:
         self._apply(grads)
         return loss
 
-    def seed_step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    def original_step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """The original's step: eager tape, then weights += -lr * grad through ``set_weights``."""
         loss, grads = self._loss_and_grads(x, y)
         weights = self.model.get_weights()  # same order as trainable_variables (no frozen ones)
@@ -193,7 +193,7 @@ class SGDTrainer:
         losses = []
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            loss = float(self.seed_step(tf.gather(x, idx), tf.gather(y, idx)))
+            loss = float(self.original_step(tf.gather(x, idx), tf.gather(y, idx)))
             losses.append(loss)
             if not math.isfinite(loss):
                 break
