@@ -243,6 +243,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     items, chosen, _ = _selection(args)
     if args.save:
+        from mnist_suite.paths import writable_file
+
+        writable_file(args.save, "--save", {"--plan": getattr(args, "plan", None)})
         atomic_write_json(args.save, plan_document(items))
         print(f"plan {fingerprint(items)} ({len(items)} items) saved to {args.save}")
         return 0
@@ -408,6 +411,9 @@ def cmd_slurm(args: argparse.Namespace) -> int:
         name=args.name,
     )
     script = sbatch_script(items, chosen, _plan_arguments(args), options)
+    from mnist_suite.paths import writable_folder
+
+    writable_folder(args.logs, "--logs")
     args.logs.mkdir(parents=True, exist_ok=True)  # Slurm does not create the log folder
     print(script, end="")
     return 0
@@ -694,3 +700,8 @@ def main(argv: list[str] | None = None) -> int:
         # the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, RecursionError) as exc:
+        # A fault of the machine (full disk, read-only mount, symlink loop): one line, exit 1.
+        why = f"{exc.strerror}: {exc.filename}" if getattr(exc, "strerror", None) else exc
+        print(f"error: {why}", file=sys.stderr)
+        return EXIT_FAILED

@@ -11,6 +11,7 @@ import typing
 from typing import Any
 
 from mnist_suite.errors import ConfigError
+from mnist_suite.limits import MAX_CELLS, combinations
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -25,7 +26,9 @@ def _parse(kind: Any, text: str, key: str) -> Any:
         return _parse(args[0], text, key)
     if origin is tuple:
         inner = typing.get_args(kind)[0]
-        items = [t.strip() for t in text.split(",") if t.strip()]
+        items = [t.strip() for t in text.split(",", MAX_CELLS) if t.strip()]
+        if len(items) > MAX_CELLS:
+            raise ConfigError(f"--set {key}: at most {MAX_CELLS} values")
         return tuple(_parse(inner, t, key) for t in items)
     try:
         if kind is bool:
@@ -34,6 +37,8 @@ def _parse(kind: Any, text: str, key: str) -> Any:
                 raise ValueError
             return low in _TRUE
         if kind is int:
+            if len(text) > 18:  # beyond any count or size here; also bounds int()'s work
+                raise ConfigError(f"--set {key}={text[:20]}...: too many digits")
             return int(text)
         if kind is float:
             value = float(text)
@@ -65,6 +70,10 @@ def apply_overrides(config: Any, pairs: list[str]) -> Any:
                 f"--set {key}: unknown key for {type(config).__name__} (valid: {', '.join(names)})"
             )
         changes[key] = _parse(hints[key], text.strip(), key)
+    # A grid's cells are the product of its lists: refuse a huge one before it is built.
+    cells = combinations(config, changes)
+    if cells > MAX_CELLS:
+        raise ConfigError(f"--set: the lists make up to {cells} cells, more than {MAX_CELLS}")
     config = dataclasses.replace(config, **changes)
     check_finite(config)
     return config

@@ -20,33 +20,38 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_suite import limits
 from mnist_suite.config import config_hash
+from mnist_suite.defaults import PROFILES
 from mnist_suite.errors import ConfigError
 
 FLAVOURS = ("numpy", "tf")  # the images: without and with TensorFlow
 INDEX_VARIABLES = ("MNIST_SUITE_INDEX", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")
 MAX_SEED = 2**31 - 1
-_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_RANGE = re.compile(r"^([0-9]{1,10})(?:-([0-9]{1,10}))?$")
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``"0-4"`` -> (0, 1, 2, 3, 4); ``"0,3,7"`` -> (0, 3, 7); ranges and lists mix.
 
-    Seeds are non-negative, unique and kept in the order given.
+    Seeds are non-negative, unique and kept in the order given; at most
+    :data:`~mnist_suite.limits.MAX_SEEDS` of them.
     """
-    seeds: list[int] = []
+    seeds: dict[int, None] = {}  # ordered and de-duplicated in one pass
     for part in str(text).split(","):
         m = _RANGE.match(part.strip())
         if not m:
             raise ConfigError(
-                f"--seeds {text!r}: expected non-negative integers or ranges like 0-4 or 0,3,7"
+                f"--seeds {text[:60]!r}: expected non-negative integers or ranges like 0-4 or 0,3,7"
             )
         lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
         if hi < lo or hi > MAX_SEED:
-            raise ConfigError(f"--seeds {text!r}: range {part.strip()} is empty or too large")
-        if hi - lo >= 10_000:
-            raise ConfigError(f"--seeds {text!r}: at most 10000 seeds in one range")
-        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+            raise ConfigError(f"--seeds: range {part.strip()} is empty or too large")
+        if hi - lo >= limits.MAX_SEEDS or len(seeds) + (hi - lo) >= 2 * limits.MAX_SEEDS:
+            raise ConfigError(f"--seeds: at most {limits.MAX_SEEDS} seeds")
+        seeds.update(dict.fromkeys(range(lo, hi + 1)))
+        if len(seeds) > limits.MAX_SEEDS:
+            raise ConfigError(f"--seeds: at most {limits.MAX_SEEDS} seeds")
     return tuple(seeds)
 
 
@@ -109,6 +114,12 @@ def build_plan(
         own = tuple(seeds) if seeds is not None else job.default_seeds(profile)
         expanded.append((job, job.expand(config), set(own)))
     order = seeds if seeds is not None else sorted(set().union(*(e[2] for e in expanded)))
+    total = sum(len(cells) * len(own) for _, cells, own in expanded)
+    if total > limits.MAX_PLAN_ITEMS:
+        raise ConfigError(
+            f"the plan would have {total} items, more than {limits.MAX_PLAN_ITEMS}: "
+            "fewer seeds, cells or jobs"
+        )
     items: list[WorkItem] = []
     for seed in order:
         for job, cells, own in expanded:
@@ -142,9 +153,7 @@ def index_from_env(env: dict[str, str] | None = None) -> int | None:
     for name in INDEX_VARIABLES:
         text = env.get(name, "").strip()
         if text:
-            if not text.isdigit():
-                raise ConfigError(f"${name}={text!r}: expected a non-negative integer index")
-            return int(text)
+            return limits.index_text(text, name)
     return None
 
 
@@ -230,20 +239,93 @@ def plan_document(items: list[WorkItem]) -> dict[str, Any]:
     }
 
 
-def load_plan(path: Path) -> list[WorkItem]:
-    """Read a saved plan; anything that is not one is a ConfigError (one line)."""
-    from mnist_suite.files import read_json
+_ITEM_FIELDS = {
+    "index": int,
+    "job": str,
+    "cell": str,
+    "cell_index": int,
+    "seed": int,
+    "profile": str,
+    "run_id": str,
+    "flavour": str,
+    "overrides": list,
+}
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")  # one path component, no "..": safe
 
-    doc = read_json(path)
-    if not isinstance(doc, dict) or doc.get("format") != "mnist-suite-plan/1":
-        raise ConfigError(f"{path}: not a saved plan (expected mnist-suite-plan/1 JSON)")
+
+def _item(raw: Any, number: int, expansions: dict) -> WorkItem:
+    """Plan item ``number`` of a saved plan, checked field by field against the registry."""
+    from mnist_suite.jobs import all_jobs
+
+    where = f"item {number}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected an object")
+    extra = sorted(set(raw) - set(_ITEM_FIELDS))
+    if extra:
+        raise ConfigError(f"{where}: unknown field {extra[0][:40]!r}")
+    for key, kind in _ITEM_FIELDS.items():
+        value = raw.get(key, [] if key == "overrides" else None)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be a JSON {kind.__name__}")
+    if raw["index"] != number:
+        raise ConfigError(f"{where}: index {raw['index']}; items are numbered 0, 1, 2, ...")
+    jobs = all_jobs()
+    if raw["job"] not in jobs:
+        raise ConfigError(f"{where}: unknown job {raw['job'][:60]!r}")
+    if raw["profile"] not in PROFILES:
+        raise ConfigError(f"{where}: profile must be one of {', '.join(PROFILES)}")
+    if not 0 <= raw["seed"] <= MAX_SEED:
+        raise ConfigError(f"{where}: seed must be an integer from 0 to {MAX_SEED}")
+    overrides = raw.get("overrides", [])
+    if not all(isinstance(o, str) and "=" in o for o in overrides):
+        raise ConfigError(f"{where}: overrides must be key=value strings")
+    if not _RUN_ID.fullmatch(raw["run_id"]):
+        raise ConfigError(f"{where}: run_id must be one folder name (letters, digits, ._+=-)")
+    job = jobs[raw["job"]]
+    if raw["flavour"] not in FLAVOURS or raw["flavour"] != flavour_of(job):
+        raise ConfigError(f"{where}: flavour must be {flavour_of(job)!r} for job {job.name}")
+    key = (job.name, raw["profile"], tuple(overrides))
+    if key not in expansions:
+        expansions[key] = job.expand(job.resolve(raw["profile"], list(overrides)))
+    cells = expansions[key]
+    if not 0 <= raw["cell_index"] < len(cells):
+        raise ConfigError(f"{where}: cell_index must be from 0 to {len(cells) - 1}")
+    label, config = cells[raw["cell_index"]]
+    if raw["cell"] != label or raw["run_id"] != job.run_id(
+        label, config, raw["profile"], raw["seed"]
+    ):
+        raise ConfigError(
+            f"{where} ({job.name}): its cell or run id is not what this suite version makes of "
+            "it; save the plan again"
+        )
+    return WorkItem(**{**raw, "overrides": tuple(overrides)})
+
+
+def load_plan(path: Path) -> list[WorkItem]:
+    """Read a saved plan, every field checked against the registry; a ConfigError otherwise.
+
+    Nothing written from a plan (a script, a manifest, a run folder) can carry a value that a
+    freshly built plan would not: jobs, profiles and flavours are known names, run ids are the
+    ones this suite computes, and the item count is capped at
+    :data:`~mnist_suite.limits.MAX_PLAN_ITEMS`.
+    """
+    import json
+
+    limits.regular_file(path, "--plan")
+    data = limits.read_bytes(path, limits.MAX_PLAN_BYTES, "--plan")
     try:
-        items = [
-            WorkItem(**{**raw, "overrides": tuple(raw.get("overrides", ()))})
-            for raw in doc["items"]
-        ]
-    except (TypeError, KeyError) as exc:
-        raise ConfigError(f"{path}: malformed plan item ({exc})") from None
-    if [i.index for i in items] != list(range(len(items))):
-        raise ConfigError(f"{path}: plan items are not numbered 0..{len(items) - 1}")
-    return items
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("format") != "mnist-suite-plan/1":
+        raise ConfigError(f"--plan {path}: not a saved plan (expected mnist-suite-plan/1 JSON)")
+    raw_items = doc.get("items")
+    if not isinstance(raw_items, list):
+        raise ConfigError(f"--plan {path}: items must be a list")
+    if len(raw_items) > limits.MAX_PLAN_ITEMS:
+        raise ConfigError(f"--plan {path}: more than {limits.MAX_PLAN_ITEMS} items")
+    expansions: dict = {}
+    try:
+        return [_item(raw, n, expansions) for n, raw in enumerate(raw_items)]
+    except ConfigError as exc:
+        raise ConfigError(f"--plan {path}: {exc}") from None

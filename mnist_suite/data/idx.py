@@ -10,6 +10,7 @@ import gzip
 import io
 import math
 import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -154,6 +155,8 @@ def read_idx(
     """
     path = Path(path)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO blocks its reader
+            raise DataError(f"{path}: not a regular file")
         with open(path, "rb") as raw:
             return _parse(raw, str(path), os.fstat(raw.fileno()).st_size, shape, max_bytes)
     except OSError as exc:

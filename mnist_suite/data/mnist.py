@@ -11,6 +11,7 @@ import hashlib
 import logging
 import math
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -110,11 +111,14 @@ def sha256_file(path: Path, max_bytes: int) -> str:
 
 def _size(path: Path, max_bytes: int) -> int:
     try:
-        size = Path(path).stat().st_size
+        st = Path(path).stat()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO blocks its reader, /dev/zero never ends
+        raise DataError(f"{path}: not a regular file")
+    size = st.st_size
     if size > max_bytes:
         raise DataError(f"{path}: {size} bytes, more than the {max_bytes} this file may have")
     return size

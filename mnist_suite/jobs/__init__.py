@@ -23,6 +23,7 @@ from typing import Any
 from mnist_suite.config import apply_overrides, config_hash
 from mnist_suite.defaults import PROFILES
 from mnist_suite.errors import ConfigError
+from mnist_suite.limits import MAX_CELLS, check_config
 
 FAMILIES = ("classifier", "reconstruction")
 
@@ -78,13 +79,27 @@ class Job:
         config = self.config()
         if profile == "quick":
             config = dataclasses.replace(config, **self.quick)
-        return apply_overrides(config, list(overrides))
+        config = apply_overrides(config, list(overrides))
+        if not self.cells:
+            check_config(config)
+        return config
 
     def expand(self, config: Any) -> list[tuple[str, Any]]:
         """The batch of (cell label, cell config); a single run is one unlabelled cell."""
         cells = self.cells(config) if self.cells else [("", config)]
         if not cells:
             raise ConfigError(f"{self.name}: the configuration expands to no runs (empty grid)")
+        if len(cells) > MAX_CELLS:
+            raise ConfigError(f"{self.name}: {len(cells)} cells, more than {MAX_CELLS}")
+        labels = [label for label, _ in cells]
+        if len(set(labels)) < len(labels):
+            twice = next(label for label in labels if labels.count(label) > 1)
+            raise ConfigError(
+                f"{self.name}: cell {twice} appears twice (a value repeated in a --set list)"
+            )
+        if self.cells:
+            for _, cell_config in cells:
+                check_config(cell_config)
         return cells
 
     def hparams(self, cell: str, config: Any, profile: str, seed: int) -> dict[str, Any]:

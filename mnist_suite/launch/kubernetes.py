@@ -19,8 +19,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mnist_suite import limits
 from mnist_suite.claims import STALE_SECONDS
 from mnist_suite.config import config_hash
+from mnist_suite.errors import ConfigError
 from mnist_suite.launch import thread_env
 from mnist_suite.launch.container import CONTAINER_UID
 from mnist_suite.plan import FLAVOURS, WorkItem, array_spec, fingerprint, plan_document
@@ -31,6 +33,10 @@ PLAN_MOUNT = "/plan"
 CONTAINER = "run"
 EXIT_USAGE = 2
 MIN_KUBERNETES = "1.29"
+# A Job's name is NAME-PLAN-FLAVOUR[-ITEMS]: 8 + 1 + 3 + 1 + 8 + 3 separators and the flavour
+# leave 38 characters of the 63 a label value may have, so no name is ever cut short.
+MAX_NAME = 38
+MAX_BACKOFF = 1000
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,31 @@ def image_for(flavour: str, options: KubernetesOptions) -> str:
     return f"{options.image_registry.rstrip('/')}/{name}" if options.image_registry else name
 
 
+def check_options(options: KubernetesOptions) -> None:
+    """Refuse options the API server would reject or that would name two Jobs alike."""
+    name = limits.dns_label(options.name, "--name")
+    if len(name) > MAX_NAME:
+        raise ConfigError(f"--name {name}: at most {MAX_NAME} characters")
+    if options.namespace is not None:
+        limits.dns_label(options.namespace, "--namespace")
+    limits.int_range(options.parallelism, "--parallelism", 1, limits.MAX_PARALLELISM)
+    limits.int_range(options.backoff_limit_per_index, "--backoff-limit-per-index", 0, MAX_BACKOFF)
+    limits.int_range(options.run_as_user, "--run-as-user", 1, 2**31 - 1)
+    limits.dns_subdomain(options.runs_claim, "--runs-claim")
+    limits.dns_subdomain(options.data_claim, "--data-claim")
+    limits.file_name(options.data_file, "--data-file")
+    limits.quantity(options.cpu, "--cpu", cpu=True)
+    limits.quantity(options.memory, "--memory")
+    limits.image_registry(options.image_registry)
+    limits.image_tag(options.image_tag)
+
+
 def _dns_name(*parts: str) -> str:
-    """A DNS-1123 label (Job names become pod label values: at most 63 characters)."""
-    name = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
-    return name[:63].rstrip("-")
+    """A DNS-1123 label of checked parts (Job names become pod label values: <= 63 characters)."""
+    name = "-".join(parts)
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", name):
+        raise ConfigError(f"{name!r}: not an RFC 1123 name of at most 63 characters")
+    return name
 
 
 def _threads(cpu: str) -> int:
@@ -206,6 +233,7 @@ def documents(
     options: KubernetesOptions,
 ) -> list[dict[str, Any]]:
     """Every manifest for ``chosen``: the plan's ConfigMap (with ``--plan``), then the Jobs."""
+    check_options(options)
     docs: list[dict[str, Any]] = []
     config_map = None
     if run_args[:1] == ["--plan"]:

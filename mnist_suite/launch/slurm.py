@@ -2,7 +2,10 @@
 ``$SLURM_ARRAY_TASK_ID``.
 
 The script runs ``mnist-suite run …`` in the suite's image with Apptainer or Podman, or with a
-Python that has the suite installed (``--mode python``, for a cluster with a shared venv). Each
+Python that has the suite installed (``--mode python``, for a cluster with a shared venv).
+Every value written into it is checked first (:func:`check_options`): names, sizes and times
+against whitelists (``#SBATCH`` lines take no shell quoting), paths and arguments quoted with
+``shlex.quote``, so no option and no saved plan can run a command of its own. Each
 task re-builds the plan from the same arguments and checks its fingerprint (exit 2 if it
 differs), so every task agrees on the numbering. Items to run again go on sbatch's command
 line, which overrides the script's ``--array``: ``sbatch --array=4,8,15 job.sbatch``.
@@ -15,9 +18,11 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_suite import limits
+from mnist_suite.errors import ConfigError
 from mnist_suite.launch import BLAS_THREAD_VARS, TF_THREAD_VARS
 from mnist_suite.launch.container import confinement
-from mnist_suite.plan import WorkItem, array_spec, fingerprint
+from mnist_suite.plan import FLAVOURS, WorkItem, array_spec, fingerprint
 
 RUNS_MOUNT = "/runs"
 DATA_MOUNT = "/data"
@@ -41,9 +46,33 @@ class SlurmOptions:
     name: str = "mnist-suite"
 
 
-def _image(flavour_var: str, options: SlurmOptions) -> str:
-    name = f"mnist-suite:{flavour_var}{options.image_tag}"
-    return f"{options.image_registry.rstrip('/')}/{name}" if options.image_registry else name
+def _image(options: SlurmOptions) -> str:
+    """The image reference as shell text, the flavour taken from ``$flavour`` at run time."""
+    registry = options.image_registry.rstrip("/")
+    prefix = f"{registry}/mnist-suite:" if registry else "mnist-suite:"
+    return f'{shlex.quote(prefix)}"$flavour"{shlex.quote(options.image_tag or "")}'
+
+
+def check_options(options: SlurmOptions) -> None:
+    """Refuse any option that could change the script's meaning (ConfigError, exit 2)."""
+    if options.mode not in MODES:
+        raise ConfigError(f"--mode {options.mode!r}: expected one of {', '.join(MODES)}")
+    limits.int_range(options.parallelism, "--parallelism", 0, limits.MAX_PARALLELISM)
+    limits.int_range(options.cpus, "--cpus", 1, limits.MAX_CPUS)
+    limits.slurm_memory(options.memory)
+    limits.slurm_time(options.time)
+    limits.slurm_name(options.name)
+    if options.partition is not None:
+        limits.slurm_list(options.partition, "--partition")
+    limits.image_registry(options.image_registry)
+    limits.image_tag(options.image_tag)
+    limits.plain_path(Path(options.logs).resolve(), "--logs")
+    if "\0" in options.python or "\0" in str(options.runs):
+        raise ConfigError("--python/--runs: a NUL character cannot be part of a path")
+    if options.mode != "python":
+        data = _data_path(options)
+        limits.plain_path(data, "--data")  # also the source of a bind spec (``SRC:DST:ro``)
+        limits.file_name(data.name, "--data")
 
 
 def _data_path(options: SlurmOptions) -> Path:
@@ -62,9 +91,16 @@ def sbatch_script(
     run_args: list[str],
     options: SlurmOptions,
 ) -> str:
-    """The sbatch script for ``chosen`` (by default the whole plan), as text."""
-    if options.mode not in MODES:
-        raise ValueError(f"mode {options.mode!r} (expected one of {', '.join(MODES)})")
+    """The sbatch script for ``chosen`` (by default the whole plan), as text.
+
+    Raises
+    ------
+    ConfigError
+        An option outside its whitelist or a plan item with an unknown flavour.
+    """
+    check_options(options)
+    if any(i.flavour not in FLAVOURS for i in items):
+        raise ConfigError(f"a plan item's flavour is not one of {', '.join(FLAVOURS)}")
     plan_id = fingerprint(items)
     runs = Path(options.runs).resolve()
     logs = Path(options.logs).resolve()
@@ -86,7 +122,7 @@ def sbatch_script(
     ]
     if options.partition:
         directives.append(f"--partition={options.partition}")
-    flavours = " ".join(i.flavour for i in items)
+    flavours = " ".join(shlex.quote(i.flavour) for i in items)
     threads = " ".join(f"{v}=$threads" for v in (*BLAS_THREAD_VARS, *TF_THREAD_VARS))
     lines = [
         "#!/bin/bash",
@@ -111,8 +147,8 @@ def sbatch_script(
         )
         return "\n".join(lines) + "\n"
     data = _data_path(options)
-    image = _image("$flavour", options)
-    inside = f"{DATA_MOUNT}/{data.name}"
+    image = _image(options)
+    inside = f"{DATA_MOUNT}/{data.name}"  # data's name passed limits.file_name
     env = ["MNIST_SUITE_OFFLINE=1", f"MNIST_SUITE_DATA={inside}", "SLURM_ARRAY_TASK_ID"]
     env += [*BLAS_THREAD_VARS, *TF_THREAD_VARS, "TF_CPP_MIN_LOG_LEVEL"]
     # The container launcher's confinement (memory = the task's --mem); the task's own ids own the
@@ -122,7 +158,7 @@ def sbatch_script(
         f'podman run --rm --init {confine} --user "$(id -u):$(id -g)" '
         f'-v "$RUNS:{RUNS_MOUNT}" -v {shlex.quote(str(data))}:{inside}:ro '
         + " ".join(f"-e {e}" for e in env)
-        + f' "{image}" "${{ARGS[@]}}" --runs {RUNS_MOUNT}'
+        + f' {image} "${{ARGS[@]}}" --runs {RUNS_MOUNT}'
     )
     apptainer_env = ",".join(
         ["MNIST_SUITE_OFFLINE=1", f"MNIST_SUITE_DATA={inside}"]
@@ -132,7 +168,7 @@ def sbatch_script(
     apptainer = (
         f'apptainer exec --cleanenv --containall --env "{apptainer_env}" '
         f'--bind "$RUNS:{RUNS_MOUNT}" --bind {shlex.quote(str(data))}:{inside}:ro '
-        f'"docker://{image}" mnist-suite "${{ARGS[@]}}" --runs {RUNS_MOUNT}'
+        f'docker://{image} mnist-suite "${{ARGS[@]}}" --runs {RUNS_MOUNT}'
     )
     refuse_root = (
         'if [ "$(id -u)" = 0 ]; then echo "error: refusing to run a job container as root: '

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from mnist_suite.errors import DataError
 from mnist_suite.files import atomic_save_npz, npy_header
+from mnist_suite.limits import MAX_LINEAR, MAX_PARAMS, MAX_WIDTH
 from mnist_suite.nn.layers import Dropout, Layer, Linear, LogSoftmax, ReLU, Sequential
 
 FORMAT = "mnist-suite-mlp/1"
@@ -48,10 +50,8 @@ def save_model(path: str | Path, model: Sequential) -> Path:
 
 
 # Limits of a weights file, from the architecture it declares (checked before loading any array).
-MAX_WIDTH = 8192  # units of any layer; the suite's MLPs use at most 1024
-MAX_LINEAR = 16  # Linear layers
+# Width, layer and parameter caps are the configs' own (mnist_suite.limits): what trains loads.
 MAX_LAYERS = 64  # entries in the architecture
-MAX_PARAMS = 8_000_000  # 64 MB of float64; the largest model here has 0.6 M
 MAX_ARCHITECTURE_CHARS = 1 << 16
 MAX_FILE_BYTES = MAX_PARAMS * 8 + (1 << 20)
 DTYPES = ("float32", "float64")
@@ -131,6 +131,8 @@ def load_model(path: str | Path) -> Sequential:
     """
     path = Path(path)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO blocks its reader, a device never ends
+            raise DataError(f"{path}: not a regular file; expected a .npz weights file")
         headers = _headers(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -99,14 +99,24 @@ def build_sections(ctx: Context) -> list[Section]:
     ]
 
 
+MARKER = ".mnist-suite-report"  # written into every report: the folder may be replaced
+
+
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file; expected a report folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "results.json").is_file():
-        raise ConfigError(
-            f"--out {out}: exists and is not a report folder (no results.json); "
-            "choose a new or empty folder"
-        )
+    """Refuse an ``out`` that is not new, empty, or a report this suite wrote (its marker)."""
+    try:
+        if out.is_symlink():
+            raise ConfigError(f"--out {out}: is a symbolic link; give the folder it points to")
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out}: is a file; expected a report folder")
+        marked = (out / MARKER).is_file() and not (out / MARKER).is_symlink()
+        if out.is_dir() and not marked and any(out.iterdir()):
+            raise ConfigError(
+                f"--out {out}: holds files this suite did not write (no {MARKER} marker); "
+                "choose a new or empty folder"
+            )
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot inspect it ({exc.strerror or exc})") from None
 
 
 def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: Path) -> dict:
@@ -117,7 +127,8 @@ def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: P
     Raises
     ------
     ConfigError
-        A runs folder is not a folder, or ``out`` exists and is not a report folder.
+        A runs folder is not a folder, or ``out`` exists and is neither empty nor a report
+        folder (one holding :data:`MARKER`).
     """
     dirs = [Path(runs_dir)] if isinstance(runs_dir, str | Path) else [Path(d) for d in runs_dir]
     out = Path(out)
@@ -163,6 +174,7 @@ def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: P
             "benchmark_files": [b.path.name for b in ctx.benches],
             "sections": [s.to_json() for s in built],
         }
+        atomic_write_bytes(tmp / MARKER, b"written by mnist-suite report; replaced by the next\n")
         atomic_write_json(tmp / "results.json", results)
         subtitle = (
             f"Generated {results['generated_at'][:19]} UTC by `mnist-suite report` from "
@@ -179,7 +191,12 @@ def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: P
 
 
 def _swap(new: Path, out: Path) -> None:
-    """Replace ``out`` by ``new`` with renames: the old report stays whole until the swap."""
+    """Replace ``out`` by ``new`` with renames: the old report stays whole until the swap.
+
+    ``out`` is checked again here, just before it goes: only a report (or an empty folder) is
+    ever replaced, even if something was put into it while the report was being built.
+    """
+    _check_out(out)
     # mkdtemp/mkstemp make 0700/0600 entries; a report is meant to be read by anyone.
     for path in [new, *new.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
