@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,17 +109,31 @@ class Holder:
 
 
 def read_holder(path: Path) -> Holder | None:
-    """The claim at ``path``, or None if there is none."""
+    """The claim at ``path``, or None if there is none.
+
+    Only a regular file can be a claim (``_create`` makes nothing else): a symlink (dangling or
+    not), a folder or a FIFO found there has no owner and reads as stale at once.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        st = os.lstat(path)
     except FileNotFoundError:
         return None
     except OSError:
-        # Not a readable regular file (a folder, a symlink): nobody can own it; treated as a
-        # claim of an unknown owner so the run is never clobbered by mistake.
-        return Holder({}, time.time(), ("?",))
+        return Holder({}, time.time(), ("?",))  # cannot even look: an unknown, live owner
+    if not stat.S_ISREG(st.st_mode):
+        return Holder({}, 0.0, ("special", st.st_ino, st.st_mtime_ns))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        # A regular file we may not read (another user's claim): an unknown owner, judged alive
+        # while its file is fresh, so the run is never clobbered by mistake.
+        return Holder({}, st.st_mtime, (st.st_ino, st.st_mtime_ns, None))
     try:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped in since the lstat
+            return Holder({}, 0.0, ("special", st.st_ino, st.st_mtime_ns))
         raw = os.pread(fd, MAX_CLAIM_BYTES, 0)
     finally:
         os.close(fd)
@@ -201,7 +216,8 @@ def _create(path: Path) -> Claim | None:
 
 def _break(path: Path, stale: Holder) -> None:
     """Move a stale claim aside; if what moved is a newer claim, put it back."""
-    aside = path.with_name(f"{path.name}.stale-{secrets.token_hex(6)}")
+    # A dot name: whatever cannot be removed below is never listed as a run.
+    aside = path.with_name(f".{path.name}.stale-{secrets.token_hex(6)}")
     try:
         os.rename(path, aside)
     except FileNotFoundError:
@@ -210,7 +226,11 @@ def _break(path: Path, stale: Holder) -> None:
     if moved is not None and moved.identity != stale.identity:
         with contextlib.suppress(FileExistsError):
             os.link(aside, path)
-    aside.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a folder that is not empty stays aside, hidden
+        if aside.is_dir() and not aside.is_symlink():
+            aside.rmdir()
+        else:
+            aside.unlink()
 
 
 def acquire(path: Path, wait: float = 0.0, poll: float = 0.2) -> Claim:
@@ -225,18 +245,21 @@ def acquire(path: Path, wait: float = 0.0, poll: float = 0.2) -> Claim:
     """
     path = Path(path)
     deadline = time.monotonic() + wait
-    attempts = 0
+    breaks = 0
     while True:
         claim = _create(path)
         if claim is not None:
             return claim
         holder = read_holder(path)
-        attempts += 1
         if holder is None:
             continue  # released between our create and our read
-        if holder.stale() and attempts < 20:
+        # Staleness is judged on every poll of the wait: an owner that dies while we wait is
+        # noticed then. Twenty breaks in a row (others racing us) earn one poll's pause.
+        if holder.stale():
             _break(path, holder)
-            continue
+            breaks += 1
+            if breaks % 20:
+                continue
         if time.monotonic() >= deadline:
             if not holder.info:  # caught between its create and its first write: name the owner
                 time.sleep(0.05)

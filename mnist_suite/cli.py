@@ -1,7 +1,7 @@
 """`mnist-suite` / `python -m mnist_suite`: one entry point for every job, here or in a container.
 
 Exit codes: 0 success; 1 a run failed; 2 bad usage, config or data; 3 a single run diverged;
-130 interrupted (Ctrl-C or SIGTERM).
+130, 143, 129 interrupted (SIGINT, SIGTERM, SIGHUP).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from mnist_suite.errors import SuiteError
 from mnist_suite.plan import FLAVOURS
 
 EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_SIGNALS = (EXIT_INTERRUPTED, 143, 129)  # a pool stopped by SIGINT, SIGTERM, SIGHUP
 
 EPILOG = """\
 exit codes:
@@ -24,7 +25,8 @@ exit codes:
   1    a run failed, or compare --fail-on found a regression
   2    bad usage, configuration, path or data (one line on stderr, nothing run)
   3    a single run diverged (non-finite loss)
-  130  interrupted (Ctrl-C, SIGTERM or SIGHUP); the running items end 'interrupted'
+  130  interrupted by Ctrl-C (143: SIGTERM, 129: SIGHUP to a train pool); the running
+       items end 'interrupted'
 
 environment:
   MNIST_SUITE_RUNS        runs folder when --runs is not given (default ./runs)
@@ -34,9 +36,17 @@ environment:
   MNIST_SUITE_INDEX       the plan item `run` executes (also JOB_COMPLETION_INDEX,
                           SLURM_ARRAY_TASK_ID; --index wins)
   MNIST_SUITE_CLAIM_WAIT  seconds a second attempt waits for a run another process holds
+                          (0 to 3600)
 
 docs: README.md and docs/ in the source tree.
 """
+
+
+def _path(text: str) -> Path:
+    """A path argument; a NUL character (possible only from a program, never a shell) is refused."""
+    if "\0" in text:
+        raise argparse.ArgumentTypeError("a path cannot contain a NUL character")
+    return Path(text)
 
 
 def _data_options(args: argparse.Namespace) -> dict:
@@ -46,7 +56,7 @@ def _data_options(args: argparse.Namespace) -> dict:
 def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
-        type=Path,
+        type=_path,
         default=None,
         help="an mnist.npz or a folder of IDX files (default: $MNIST_SUITE_DATA)",
     )
@@ -361,9 +371,10 @@ def _all_job_names() -> list[str]:
 
 
 def batch_exit_code(codes) -> int:
-    """130 if interrupted, else 2 for bad usage, 1 for any other failure; divergence is a result."""
+    """128 + signal if stopped (130 SIGINT, 143 SIGTERM, 129 SIGHUP), else 2 for bad usage,
+    1 for any other failure; divergence is a result."""
     bad = {c for c in codes if c not in (0, EXIT_DIVERGED)}
-    for code in (EXIT_INTERRUPTED, EXIT_USAGE):
+    for code in (*EXIT_SIGNALS, EXIT_USAGE):
         if code in bad:
             return code
     return EXIT_FAILED if bad else 0
@@ -490,12 +501,12 @@ class _DeprecatedRunsOut(argparse.Action):
 def _add_runs_argument(p: argparse.ArgumentParser, *, old_out: bool = False) -> None:
     p.add_argument(
         "--runs",
-        type=Path,
+        type=_path,
         default=runs_folder(),
         help=f"runs folder (default: ${RUNS_VARIABLE} or ./runs)",
     )
     if old_out:
-        p.add_argument("--out", type=Path, action=_DeprecatedRunsOut, help=argparse.SUPPRESS)
+        p.add_argument("--out", type=_path, action=_DeprecatedRunsOut, help=argparse.SUPPRESS)
 
 
 def _add_selection_arguments(p: argparse.ArgumentParser, *, all_by_default: bool) -> None:
@@ -518,7 +529,7 @@ def _add_selection_arguments(p: argparse.ArgumentParser, *, all_by_default: bool
         metavar="KEY=VALUE",
         help="override a config field (repeatable)",
     )
-    p.add_argument("--plan", type=Path, default=None, help="a plan saved by `plan --save`")
+    p.add_argument("--plan", type=_path, default=None, help="a plan saved by `plan --save`")
     p.add_argument("--flavour", choices=FLAVOURS, default=None, help="only the items of this image")
     p.add_argument(
         "--items", default=None, metavar="LIST", help="only these plan indexes, e.g. 4,8,15"
@@ -576,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_arguments(p, all_by_default=True)
     _add_runs_argument(p)
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
-    p.add_argument("--save", type=Path, default=None, help="write the plan document to this file")
+    p.add_argument("--save", type=_path, default=None, help="write the plan document to this file")
     p.add_argument("--status", action="store_true", help="each item's state in the runs folder")
     p.add_argument(
         "--pending", action="store_true", help="the indexes to run again, in each engine's form"
@@ -636,10 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", type=int, default=1, help="CPUs per task")
     p.add_argument("--memory", default="4G", help="memory per task")
     p.add_argument("--time", default="02:00:00", help="time limit per task")
-    p.add_argument("--logs", type=Path, default=Path("slurm-logs"), help="per-task log folder")
+    p.add_argument("--logs", type=_path, default=Path("slurm-logs"), help="per-task log folder")
     p.add_argument("--image-registry", default="")
     p.add_argument("--image-tag", default="")
-    p.add_argument("--data", type=Path, default=None, help="mnist.npz on the nodes")
+    p.add_argument("--data", type=_path, default=None, help="mnist.npz on the nodes")
     p.add_argument("--python", default=sys.executable, help="python for --mode python")
     p.add_argument("--partition", default=None)
     p.add_argument("--name", default="mnist-suite", help="job name")
@@ -657,40 +668,50 @@ def build_parser() -> argparse.ArgumentParser:
         "(artifacts/weights.npz of softmax, softmax-original, mlp, mlp-fast, mlp-original; "
         "the TensorFlow and autoencoder jobs save no classifier weights).",
     )
-    p.add_argument("--weights", type=Path, required=True, help="a run's artifacts/weights.npz")
+    p.add_argument("--weights", type=_path, required=True, help="a run's artifacts/weights.npz")
     p.add_argument("--index", type=int, required=True, help="test image index (0..9999)")
-    p.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    p.add_argument("--out", type=_path, required=True, help="the PNG to write")
     _add_data_arguments(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("report", help="write tables and figures of recorded runs and benchmarks")
     p.add_argument(
         "--runs",
-        type=Path,
+        type=_path,
         action="append",
         default=None,
         help=f"runs folder, repeatable (default: ${RUNS_VARIABLE} or ./runs)",
     )
     p.add_argument(
         "--bench",
-        type=Path,
+        type=_path,
         default=BENCH_RESULTS,
         help=f"folder of pytest-benchmark JSON files (default: {BENCH_RESULTS}, if present)",
     )
-    p.add_argument("--out", type=Path, default=REPORT_FOLDER, help="report folder (replaced)")
+    p.add_argument("--out", type=_path, default=REPORT_FOLDER, help="report folder (replaced)")
     p.set_defaults(func=cmd_report)
     return parser
 
 
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped: a message quoting user input stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for key, value in vars(args).items():
+        # argparse turns a value of "--" (``--data=--``) into an empty list.
+        if value == [] and key not in ("jobs", "set"):
+            parser.error(f"--{key.replace('_', '-')}: expected a value")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
     try:
         return args.func(args)
     except SuiteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -703,5 +724,5 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RecursionError) as exc:
         # A fault of the machine (full disk, read-only mount, symlink loop): one line, exit 1.
         why = f"{exc.strerror}: {exc.filename}" if getattr(exc, "strerror", None) else exc
-        print(f"error: {why}", file=sys.stderr)
+        print(f"error: {_one_line(str(why))}", file=sys.stderr)
         return EXIT_FAILED

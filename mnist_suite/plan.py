@@ -257,7 +257,7 @@ def _item(raw: Any, number: int, expansions: dict) -> WorkItem:
     """Plan item ``number`` of a saved plan, checked field by field against the registry."""
     from mnist_suite.jobs import all_jobs
 
-    where = f"item {number}"
+    where = f"plan item {number}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected an object")
     extra = sorted(set(raw) - set(_ITEM_FIELDS))
@@ -295,8 +295,8 @@ def _item(raw: Any, number: int, expansions: dict) -> WorkItem:
         label, config, raw["profile"], raw["seed"]
     ):
         raise ConfigError(
-            f"{where} ({job.name}): its cell or run id is not what this suite version makes of "
-            "it; save the plan again"
+            f"{where} ({job.name}, seed {raw['seed']}): this suite version expands it "
+            "differently; save the plan again"
         )
     return WorkItem(**{**raw, "overrides": tuple(overrides)})
 

@@ -16,25 +16,36 @@ Schemas (JSON types; "number" is a finite int or float, never a bool):
   ``heartbeat_unix`` (number), ``message`` (str), ``diverged_at_step`` (int).
 - ``metrics.json``: object of metric values (number, null, bool, str, or lists and objects of
   them); names that denote a quantity (``*accuracy*``, ``*loss*``, ``*mse*``, ``*seconds*``,
-  ...) hold numbers or nulls, never a bool or text; ``wall_seconds`` (number >= 0) is always
+  ...) hold numbers or nulls, never a bool or text; accuracies lie in [0, 1] and durations
+  (``*seconds``) in [0, 1e9]; ``wall_seconds`` (number >= 0) is always
   present, and ``diverged_at_step`` (int) for a diverged run.
 - ``history.jsonl``: one object per line with ``kind`` (str), ``step`` (int >= 0), ``time``
   (number) and values as in ``metrics.json``. A torn last line (no newline: the
   writer was killed mid-line) is skipped; any other line that is not a fitting row is corrupt.
+
+Writers and readers share the caps: ``mnist_suite.runs`` writes no record beyond
+:data:`MAX_RECORD_BYTES` and stops appending history rows at :data:`MAX_HISTORY_BYTES`; a
+reader reads no more than that. A history longer than the cap (written by other means) is read
+up to the cap, never called corrupt: a large record is no reason to run a finished run again.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
 STATES = ("running", "done", "failed", "diverged", "interrupted")
 MAX_RECORD_BYTES = 16 << 20  # config/status/metrics: real ones are a few KB
 MAX_HISTORY_BYTES = 64 << 20  # history.jsonl: the longest real run logs ~2 MB
+HISTORY_FULL = "history_full"  # the kind of the row a writer leaves when it stops at the cap
 MAX_TEXT = 4096  # characters of any string field
+MAX_SECONDS = 1e9  # any duration (30 years)
 _QUANTITY = re.compile(r"accuracy|loss|mse|seconds|fvu|variance|params|parameters|steps?$|epochs?$")
 
 
@@ -132,9 +143,20 @@ def check_status(value: Any) -> dict:
     return _check_object(value, "status.json", STATUS_FIELDS)
 
 
+def _in_range(key: str, value: float) -> bool:
+    """Quantities with a natural range stay in it: a fraction in [0, 1], a duration >= 0."""
+    if "accuracy" in key:
+        return 0.0 <= value <= 1.0
+    if key.endswith("seconds"):
+        return 0.0 <= value <= MAX_SECONDS
+    return True
+
+
 def _metric_ok(key: str, value: Any, depth: int = 0) -> bool:
-    if value is None or is_number(value):
+    if value is None:
         return True
+    if is_number(value):
+        return _in_range(key, value)
     if depth >= 8:
         return False
     if isinstance(value, list):
@@ -150,7 +172,9 @@ def check_metrics(value: Any, state: str = "done") -> dict:
         raise RecordError("metrics.json", f"holds a JSON {_kind(value)}, expected an object")
     for key, item in value.items():
         if not _metric_ok(key, item):
-            raise RecordError("metrics.json", f"{key} is {_short(item)}, expected a number")
+            raise RecordError(
+                "metrics.json", f"{key} is {_short(item)}, expected a number in its range"
+            )
     wall = value.get("wall_seconds")
     if not (is_number(wall) and wall >= 0):
         raise RecordError("metrics.json", "no wall_seconds >= 0 (every finished run has one)")
@@ -170,8 +194,37 @@ def check_history_row(row: Any, line: int) -> dict:
         raise RecordError(name, "needs time (a finite number)")
     for key, value in row.items():
         if key not in ("kind", "step", "time") and not _metric_ok(key, value):
-            raise RecordError(name, f"{key} is {_short(value)}, expected a number")
+            raise RecordError(name, f"{key} is {_short(value)}, expected a number in its range")
     return row
+
+
+def encode(value: Any, name: str) -> bytes:
+    """``value`` as the strict JSON a record file holds; ValueError beyond the readers' cap."""
+    from mnist_suite.files import dumps
+
+    data = (dumps(value) + "\n").encode()
+    if len(data) > MAX_RECORD_BYTES:
+        raise ValueError(f"{name}: {len(data)} bytes, more than the {MAX_RECORD_BYTES} allowed")
+    return data
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
+    """At most ``max_bytes`` of the regular file ``path`` (counted as read, not as stat says).
+
+    Opened without blocking and checked on its descriptor: a FIFO or a device put in place of
+    a record is an OSError, not a hang or an endless read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks, total = [], 0
+        while total < max_bytes and (chunk := os.read(fd, min(1 << 20, max_bytes - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _load(path: Path, name: str, max_bytes: int) -> Any:
@@ -180,7 +233,9 @@ def _load(path: Path, name: str, max_bytes: int) -> Any:
         size = path.stat().st_size
         if size > max_bytes:
             raise RecordError(name, f"{size} bytes, more than the {max_bytes} a record may have")
-        data = path.read_bytes()
+        data = _read(path, max_bytes + 1)
+        if len(data) > max_bytes:
+            raise RecordError(name, f"more than the {max_bytes} bytes a record may have")
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -224,12 +279,7 @@ def read_history(path: Path, strict: bool = True) -> list[dict]:
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_HISTORY_BYTES:
-            if strict:
-                raise RecordError("history.jsonl", f"{size} bytes, more than {MAX_HISTORY_BYTES}")
-            return []
-        data = path.read_bytes()
+        data = _read(path, MAX_HISTORY_BYTES)
     except FileNotFoundError:
         return []
     except OSError as exc:

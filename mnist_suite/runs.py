@@ -27,13 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from mnist_suite import claims, records, seeding
+from mnist_suite import claims, limits, records, seeding
 from mnist_suite.config import to_dict
 from mnist_suite.envinfo import envelope, now_iso
 from mnist_suite.errors import ConfigError, Diverged
 from mnist_suite.files import (
     _json_default,
     atomic_save_npz,
+    atomic_write_bytes,
     atomic_write_json,
     finite,
     read_json_object,
@@ -165,7 +166,9 @@ class Run:
         self.start = time.perf_counter()  # before the data is read: time to target counts it
         self.targets = TargetClock()
         self.eval_seconds = 0.0
-        self._history = open(path / "history.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._history = open(path / "history.jsonl", "ab")  # noqa: SIM115
+        self._history_bytes = self._history.tell()
+        self._history_full = False
         self._data = None
 
     @property
@@ -216,8 +219,21 @@ class Run:
 
     def _write_row(self, row: dict) -> None:
         # One write of one line: a kill leaves at most a torn last line, which readers skip.
-        self._history.write(json.dumps(finite(row), default=_json_default) + "\n")
+        if self._history_full:
+            return
+        line = (json.dumps(finite(row), default=_json_default) + "\n").encode()
+        if self._history_bytes + len(line) > records.MAX_HISTORY_BYTES - 256:
+            # Readers read up to the cap: stop here, with one row saying so (256 bytes kept).
+            self._history_full = True
+            line = (
+                json.dumps(
+                    {"kind": records.HISTORY_FULL, "step": row["step"], "time": row["time"]}
+                ).encode()
+                + b"\n"
+            )
+        self._history.write(line)
         self._history.flush()
+        self._history_bytes += len(line)
 
     def elapsed(self) -> float:
         """Seconds since the run started (rounded to ms)."""
@@ -285,14 +301,9 @@ def _raise_interrupt(signum, frame):
 
 
 def _claim_wait() -> float:
-    text = os.environ.get(CLAIM_WAIT_ENV, "0")
-    try:
-        wait = float(text)
-    except ValueError:
-        wait = -1.0
-    if not (math.isfinite(wait) and wait >= 0):
-        raise ConfigError(f"{CLAIM_WAIT_ENV}={text!r}: expected seconds >= 0")
-    return wait
+    """``$MNIST_SUITE_CLAIM_WAIT`` in seconds, 0 to :data:`~mnist_suite.limits.MAX_CLAIM_WAIT`."""
+    text = os.environ.get(CLAIM_WAIT_ENV, "").strip() or "0"
+    return limits.seconds(text, f"${CLAIM_WAIT_ENV}", limits.MAX_CLAIM_WAIT)
 
 
 def execute(
@@ -367,7 +378,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, force
     def write_status(**changes):
         with lock:
             status.update(changes, heartbeat_unix=time.time())
-            atomic_write_json(path / "status.json", status)
+            atomic_write_bytes(path / "status.json", records.encode(status, "status.json"))
 
     def beat():
         claim.beat()
@@ -375,7 +386,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, force
 
     try:
         path.mkdir(parents=True)
-        atomic_write_json(
+        _write_record(
             path / "config.json",
             {
                 "job": job.name,
@@ -388,8 +399,9 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, force
             },
         )
         write_status()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot start the run ({exc.strerror or exc})") from None
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"{path}: cannot start the run ({why})") from None
     heartbeat = _Heartbeat(beat)
     heartbeat.start()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -415,7 +427,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, force
             outcome = Outcome(path, "diverged", str(exc), metrics=metrics)
         run.tb.scalars(result_scalars(metrics), step=0, prefix=RESULT_PREFIX)
         run.close()  # history and events complete before the metrics say the run ended
-        atomic_write_json(path / "metrics.json", metrics)
+        _write_record(path / "metrics.json", metrics)
         _job_experiment(path.parent, job.hparams(cell, config, profile, seed), metrics)
     except KeyboardInterrupt as exc:
         heartbeat.stop()
@@ -447,6 +459,11 @@ def _job_experiment(job_dir: Path, hparams: dict, metrics: dict) -> None:
         write_experiment(job_dir / ".hparams", hparams, tags)
     except OSError as exc:  # the run's own record is complete; only the dashboard's index is not
         log.warning("%s: HParams experiment not written (%s)", job_dir, exc.strerror or exc)
+
+
+def _write_record(path: Path, obj: Any) -> None:
+    """Write a record file atomically, within the size its readers accept (ValueError if not)."""
+    atomic_write_bytes(path, records.encode(obj, path.name))
 
 
 def _record_end(write_status, path: Path, **fields) -> None:

@@ -3,19 +3,28 @@
 Each item runs as ``python -m mnist_suite run … --index …`` in a subprocess of its own, so a crash,
 an out-of-memory kill or a TensorFlow abort ends that item only. Workers split the cores: with
 W workers each gets ``cores // W`` BLAS/TensorFlow threads, so two workers on two cores do not
-fight over four threads. Output goes to one log file per item; the pool prints one line per
-finished item. Ctrl-C (or SIGTERM) stops starting items, lets running ones record themselves
-``interrupted`` and returns 130 for every item that did not finish.
+fight over four threads. Output is appended to one log file per item, one block per attempt
+under a header line; the pool prints one line per finished item.
+
+Each item runs in a process group of its own, which the kernel also ends when the pool dies
+(``PR_SET_PDEATHSIG``), so no item outlives the pool. SIGINT (any number of times), SIGTERM
+and SIGHUP stop the pool starting items and reach every running one as SIGTERM, which records
+it ``interrupted``; the pool says so in one line and every item that did not finish gets
+``128 + signal`` (130, 143 or 129).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mnist_suite
@@ -26,6 +35,29 @@ from mnist_suite.plan import INDEX_VARIABLES, WorkItem, run_dir
 EXIT_INTERRUPTED = 130
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 10.0  # for a stopped item to record itself before it is killed
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SKIPPED = "(already recorded, skipped)"  # what `run` prints for an item it did not run again
+_PR_SET_PDEATHSIG = 1
+
+
+class Stopped(Exception):
+    """The pool got a stop signal; ``signum`` names it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the pool's thread ends, however it ends."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to the item's whole process group (its own, made at start)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
 
 
 def log_path(logs: Path, item: WorkItem) -> Path:
@@ -33,9 +65,13 @@ def log_path(logs: Path, item: WorkItem) -> Path:
     return logs / item.job / f"{item.run_id}.log"
 
 
-def _tail(path: Path, lines: int = 3) -> list[str]:
+def _block(path: Path, offset: int, max_bytes: int = 1 << 20) -> list[str]:
+    """The lines one attempt appended to ``path`` from ``offset`` (its last MiB at most)."""
     try:
-        return path.read_text(errors="replace").strip().splitlines()[-lines:]
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(offset, size - max_bytes))
+            return f.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return []
 
@@ -81,52 +117,54 @@ class LocalLauncher:
 
     def launch(self, items: list[WorkItem], options: LaunchOptions) -> dict[int, int]:
         workers, threads = self.sizes(len(items), options)
+        self.total = len(items)
         logs = Path(options.logs or Path(options.runs) / ".logs")
         env = self.environment(threads)
         codes: dict[int, int] = {}
         queue = list(items)
-        running: dict[int, tuple[WorkItem, subprocess.Popen, float]] = {}
+        running: dict[int, tuple[WorkItem, subprocess.Popen, float, int]] = {}
         self.echo(
             f"{len(items)} items, {workers} workers x {threads} threads; logs in {logs}/<job>/"
         )
         start = time.perf_counter()
+        stopping: list[int] = []
 
-        def on_term(signum, frame):
-            raise KeyboardInterrupt("SIGTERM")
+        def on_signal(signum, frame):
+            if not stopping:  # later signals, whatever they are, change nothing: stopping
+                stopping.append(signum)
+                raise Stopped(signum)
 
-        previous = signal.signal(signal.SIGTERM, on_term)
+        previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
         try:
             while queue or running:
                 while queue and len(running) < workers:
                     item = queue.pop(0)
-                    path = log_path(logs, item)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    with open(path, "w", encoding="utf-8") as log:
-                        proc = subprocess.Popen(
-                            self.command(item, options),
-                            stdin=subprocess.DEVNULL,
-                            stdout=log,
-                            stderr=subprocess.STDOUT,
-                            env=env,
-                        )
-                    running[item.index] = (item, proc, time.perf_counter())
-                for index, (item, proc, began) in list(running.items()):
+                    proc, offset = self._start(item, options, logs, env)
+                    running[item.index] = (item, proc, time.perf_counter(), offset)
+                for index, (item, proc, began, offset) in list(running.items()):
                     if proc.poll() is None:
                         continue
                     del running[index]
                     codes[index] = proc.returncode
-                    self._finished(item, proc.returncode, began, options, logs, len(codes), items)
+                    self._finished(item, proc.returncode, began, options, logs, offset, codes)
                 time.sleep(POLL_SECONDS)
-        except KeyboardInterrupt as exc:
-            self.echo(f"stopping: {len(running)} running items end as interrupted")
-            self._stop([p for _, p, _ in running.values()], sigterm=exc.args == ("SIGTERM",))
-            for index, (_, proc, _) in running.items():
-                codes[index] = proc.returncode if proc.returncode is not None else EXIT_INTERRUPTED
-                codes[index] = codes[index] if codes[index] >= 0 else EXIT_INTERRUPTED
+        except Stopped as exc:
+            name = signal.Signals(exc.signum).name
+            self.echo(
+                f"stopping on {name}: {len(running)} running items end as interrupted, "
+                f"{len(queue)} not started"
+            )
+            procs = [p for _, p, _, _ in running.values()]
+            self._stop(procs)
+            interrupted = 128 + exc.signum
+            for index, (_, proc, _, _) in running.items():
+                code = proc.returncode
+                codes[index] = interrupted if code is None or code < 0 or code == 130 else code
             for item in queue:
-                codes[item.index] = EXIT_INTERRUPTED
+                codes[item.index] = interrupted
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
         failed = sum(1 for c in codes.values() if c not in (0, 3))
         self.echo(
             f"{len(items)} items in {time.perf_counter() - start:.1f} s: "
@@ -134,33 +172,57 @@ class LocalLauncher:
         )
         return {i.index: codes[i.index] for i in items}
 
-    def _finished(self, item, code, began, options, logs, done, items) -> None:
+    def _start(
+        self, item: WorkItem, options: LaunchOptions, logs: Path, env: dict[str, str]
+    ) -> tuple[subprocess.Popen, int]:
+        """Start ``item`` in its own process group; its log gets this attempt's header."""
+        path = log_path(logs, item)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        argv = self.command(item, options)
+        # Appended, never truncated: earlier attempts stay, and a second pool's lines go after.
+        with open(path, "a", encoding="utf-8") as log:
+            offset = log.tell()
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            log.write(
+                f"==== {stamp} attempt of plan item #{item.index} by pid {os.getpid()} "
+                f"on {socket.gethostname()}: {' '.join(argv[1:])}\n"
+            )
+            log.flush()
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                process_group=0,
+                preexec_fn=_die_with_parent,  # the pool runs no threads: safe before exec
+            )
+        return proc, offset
+
+    def _finished(self, item, code, began, options, logs, offset, codes) -> None:
         state = _recorded_state(options, item)
+        block = _block(log_path(logs, item), offset)
+        if code == 0 and any(SKIPPED in line for line in block):
+            state = f"{state}, skipped"
         seconds = time.perf_counter() - began
         self.echo(
-            f"[{done}/{len(items)}] #{item.index} {item.name} seed {item.seed}: {state} "
+            f"[{len(codes)}/{self.total}] #{item.index} {item.name} seed {item.seed}: {state} "
             f"(exit {code}, {seconds:.1f} s)"
         )
         if code not in (0, 3):
-            for line in _tail(log_path(logs, item)):
+            for line in block[-3:]:
                 self.echo(f"    {line}")
 
     @staticmethod
-    def _stop(procs: list[subprocess.Popen], sigterm: bool) -> None:
-        """Let running items record ``interrupted``: a terminal's Ctrl-C reached them already
-        (same process group); otherwise SIGTERM them. Kill whatever outlives the grace period."""
-        if sigterm:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
+    def _stop(procs: list[subprocess.Popen]) -> None:
+        """SIGTERM every running item's group (each records ``interrupted``); kill what outlives
+        the grace period. Signals that arrive meanwhile are ignored by the pool's handler."""
+        for proc in procs:
+            _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + GRACE_SECONDS
         for proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()

@@ -112,7 +112,7 @@ def _check_out(out: Path) -> None:
         marked = (out / MARKER).is_file() and not (out / MARKER).is_symlink()
         if out.is_dir() and not marked and any(out.iterdir()):
             raise ConfigError(
-                f"--out {out}: holds files this suite did not write (no {MARKER} marker); "
+                f"--out {out}: not a report folder (no {MARKER} marker) and not empty; "
                 "choose a new or empty folder"
             )
     except OSError as exc:

@@ -142,18 +142,23 @@ class Section:
         }
 
 
+def _md_text(text: str) -> str:
+    """Text from runs (names, configs, problems) as inert markdown: no raw HTML passes."""
+    return html.escape(str(text), quote=False)
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> str:
-    lines = [f"# {title}", ""] + ([subtitle, ""] if subtitle else [])
+    lines = [f"# {title}", ""] + ([_md_text(subtitle), ""] if subtitle else [])
     lines += [f"- [{s.title}](#{s.key})" for s in sections] + [""]
     for s in sections:
         lines += [f'<a id="{s.key}"></a>', "", f"## {s.title}", ""]
         if s.intro:
             lines += [s.intro, ""]
-        lines += [f"> {note}" for note in s.notes] + ([""] if s.notes else [])
+        lines += [f"> {_md_text(note)}" for note in s.notes] + ([""] if s.notes else [])
         for t in s.tables:
             lines += [f"**{t.title}**", ""]
             lines.append("| " + " | ".join(_md_cell(n) for n, _ in t.headers()) + " |")
@@ -169,11 +174,11 @@ def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> 
                         for j, c in enumerate(cells)
                     ]
                 lines.append("| " + " | ".join(cells) + " |")
-            lines += (["", t.note] if t.note else []) + [""]
+            lines += (["", _md_text(t.note)] if t.note else []) + [""]
         for f in s.figures:
             lines += [f"![{_md_cell(f.alt_text)}]({f.file})", ""]
             if f.caption:
-                lines += [f"*{f.caption}*", ""]
+                lines += [f"*{_md_text(f.caption)}*", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
