@@ -81,7 +81,10 @@ def process_alive(pid: object, start: object = None) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    ticks = _start_ticks(pid) if start else None
+    fields = _read_text(f"/proc/{pid}/stat").rpartition(")")[2].split()  # after "(comm)"
+    if fields and fields[0] == "Z":
+        return False  # exited, not yet reaped by its parent
+    ticks = fields[19] if start and len(fields) > 19 else None
     return not (start and ticks and ticks != start)  # a new process got the old pid
 
 

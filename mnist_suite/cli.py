@@ -315,6 +315,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not (args.jobs or args.plan or args.all):
         return _train_needs_a_choice(args)
     _, chosen, _ = _selection(args)
+    from mnist_suite.paths import writable_folder
+
+    writable_folder(args.runs, "--runs")  # before any item starts or any log is opened
     if not args.containers:
         from mnist_suite.jobs import require_tensorflow
 
@@ -448,6 +451,8 @@ def _plan_arguments(args: argparse.Namespace) -> list[str]:
 def cmd_runs(args: argparse.Namespace) -> int:
     from mnist_suite.runs import find_runs, load_run
 
+    if args.job is not None and not args.job.replace("-", "").replace("_", "").isalnum():
+        raise SuiteError(f"--job {args.job!r}: expected a job name (mnist-suite list)")
     for path in find_runs(args.runs, args.job):
         run = load_run(path)
         metrics = run["metrics"]

@@ -8,9 +8,11 @@ missing, torn or foreign file: they return ``None`` (or skip the line) and let t
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -100,16 +102,35 @@ def npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dt
     return shape, dtype
 
 
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """At most ``max_bytes`` of the regular file ``path`` (counted as read, not as stat says).
+
+    Opened without blocking and checked on its descriptor: a FIFO or a device in place of a
+    file is an OSError, never a hang or an endless read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        chunks, total = [], 0
+        while total < max_bytes and (chunk := os.read(fd, min(1 << 20, max_bytes - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: Path, max_bytes: int = 64 << 20) -> Any | None:
     """The JSON value at ``path``; None if missing, unreadable, too large or not JSON.
 
     The caller checks the value's shape (see ``mnist_suite.records``): any JSON may be found here.
     """
     try:
-        path = Path(path)
-        if path.stat().st_size > max_bytes:
+        data = read_bounded(path, max_bytes + 1)
+        if len(data) > max_bytes:
             return None
-        return json.loads(path.read_bytes())
+        return json.loads(data)
     except (OSError, ValueError, RecursionError):
         return None
 
@@ -120,11 +141,16 @@ def read_json_object(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def read_jsonl(path: Path, keep: Callable[[Any], bool] = lambda row: isinstance(row, dict)):
-    """Rows of a JSON-lines file that ``keep`` accepts; torn or foreign lines are skipped."""
+def read_jsonl(
+    path: Path,
+    keep: Callable[[Any], bool] = lambda row: isinstance(row, dict),
+    max_bytes: int = 64 << 20,
+):
+    """Rows of a JSON-lines file that ``keep`` accepts (its first ``max_bytes``); torn or
+    foreign lines are skipped."""
     rows = []
     try:
-        lines = Path(path).read_bytes().splitlines()
+        lines = read_bounded(path, max_bytes).splitlines()
     except OSError:
         return rows
     for line in lines:

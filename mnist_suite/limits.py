@@ -22,6 +22,7 @@ MAX_CELLS = 10_000  # cells of one job's grid or sweep
 MAX_EPOCHS = 10_000  # epochs of one run
 MAX_STEPS = 10_000_000  # optimiser steps of one run
 MAX_PLAN_BYTES = 64 << 20  # a saved plan file
+MAX_ARTIFACT_BYTES = 512 << 20  # the arrays of one run artifact the report loads
 MAX_CLAIM_WAIT = 3600.0  # seconds a run waits for another attempt's claim
 MAX_INDEX_DIGITS = 9  # an engine's item index ($JOB_COMPLETION_INDEX, $SLURM_ARRAY_TASK_ID)
 MAX_PARALLELISM = 100_000  # pods or array tasks at a time
@@ -157,6 +158,14 @@ def index_text(text: str, name: str) -> int:
     return int(text)
 
 
+def resolved(path: Path, flag: str) -> Path:
+    """``path`` made absolute with its symlinks resolved; a symlink loop is a ConfigError."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):  # RuntimeError: pathlib's "Symlink loop" before 3.13
+        raise ConfigError(f"{flag} {path}: a symbolic link loop") from None
+
+
 def regular_file(path: Path, flag: str) -> Path:
     """``path`` if it names a regular file (symlinks followed); FIFOs, devices, sockets and
     folders are refused before anything opens them (a FIFO would block, ``/dev/zero`` never ends).
@@ -174,34 +183,20 @@ def regular_file(path: Path, flag: str) -> Path:
 
 
 def read_bytes(path: Path, max_bytes: int, flag: str) -> bytes:
-    """At most ``max_bytes`` of the regular file ``path``; more is a ConfigError.
+    """At most ``max_bytes`` of the regular file ``path``; more, or no such file, is a
+    ConfigError. The cap counts bytes read (a file that grows, or lies in ``stat``, cannot
+    exceed it), and regularity is checked on the descriptor that is read."""
+    from mnist_suite.files import read_bounded
 
-    The cap counts bytes actually read (a file that grows, or lies in ``stat``, cannot exceed
-    it), and the file is checked to be regular on the descriptor that is read.
-    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        data = read_bounded(path, max_bytes + 1)
     except FileNotFoundError:
         raise ConfigError(f"{flag} {path}: no such file") from None
     except OSError as exc:
         raise ConfigError(f"{flag} {path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{flag} {path}: not a regular file; expected a file")
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise ConfigError(f"{flag} {path}: more than {max_bytes} bytes")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot read ({exc.strerror or exc})") from None
-    finally:
-        os.close(fd)
+    if len(data) > max_bytes:
+        raise ConfigError(f"{flag} {path}: more than {max_bytes} bytes")
+    return data
 
 
 # --- configs: checked on every resolved config and every cell, before a run folder exists -----

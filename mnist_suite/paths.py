@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from mnist_suite.errors import ConfigError
+from mnist_suite.limits import resolved
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -72,9 +73,9 @@ def writable_file(path: Path, flag: str, inputs: dict[str, Path | None]) -> Path
         if source is None:
             continue
         source = Path(source)
-        if _same(path, source) or path.resolve() == source.resolve():
+        if _same(path, source) or resolved(path, flag) == resolved(source, name):
             raise ConfigError(f"{flag} {path}: is also {name}; refusing to overwrite an input")
-        if source.is_dir() and source.resolve() in path.resolve().parents:
+        if source.is_dir() and resolved(source, name) in resolved(path, flag).parents:
             raise ConfigError(f"{flag} {path}: is inside {name} {source}; write it elsewhere")
     writable_folder(path.parent, flag)
     return path
@@ -85,11 +86,11 @@ def not_overlapping(out: Path, flag: str, keep: list[tuple[str, Path | None]]) -
 
     Replacing it would delete what it holds; inside a runs folder it would be read as runs.
     """
-    target = Path(out).resolve()
+    target = resolved(out, flag)
     for name, folder in keep:
         if folder is None:
             continue
-        folder = Path(folder).resolve()
+        folder = resolved(folder, name)
         if folder == target or target in folder.parents:
             raise ConfigError(
                 f"{flag} {out}: replacing it would delete {name} {folder}; choose another folder"

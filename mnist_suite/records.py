@@ -31,14 +31,13 @@ up to the cap, never called corrupt: a large record is no reason to run a finish
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
+
+from mnist_suite.files import dumps, read_bounded
 
 STATES = ("running", "done", "failed", "diverged", "interrupted")
 MAX_RECORD_BYTES = 16 << 20  # config/status/metrics: real ones are a few KB
@@ -200,31 +199,10 @@ def check_history_row(row: Any, line: int) -> dict:
 
 def encode(value: Any, name: str) -> bytes:
     """``value`` as the strict JSON a record file holds; ValueError beyond the readers' cap."""
-    from mnist_suite.files import dumps
-
     data = (dumps(value) + "\n").encode()
     if len(data) > MAX_RECORD_BYTES:
         raise ValueError(f"{name}: {len(data)} bytes, more than the {MAX_RECORD_BYTES} allowed")
     return data
-
-
-def _read(path: Path, max_bytes: int) -> bytes:
-    """At most ``max_bytes`` of the regular file ``path`` (counted as read, not as stat says).
-
-    Opened without blocking and checked on its descriptor: a FIFO or a device put in place of
-    a record is an OSError, not a hang or an endless read.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        chunks, total = [], 0
-        while total < max_bytes and (chunk := os.read(fd, min(1 << 20, max_bytes - total))):
-            chunks.append(chunk)
-            total += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _load(path: Path, name: str, max_bytes: int) -> Any:
@@ -233,7 +211,7 @@ def _load(path: Path, name: str, max_bytes: int) -> Any:
         size = path.stat().st_size
         if size > max_bytes:
             raise RecordError(name, f"{size} bytes, more than the {max_bytes} a record may have")
-        data = _read(path, max_bytes + 1)
+        data = read_bounded(path, max_bytes + 1)
         if len(data) > max_bytes:
             raise RecordError(name, f"more than the {max_bytes} bytes a record may have")
     except FileNotFoundError:
@@ -279,7 +257,7 @@ def read_history(path: Path, strict: bool = True) -> list[dict]:
     """
     path = Path(path)
     try:
-        data = _read(path, MAX_HISTORY_BYTES)
+        data = read_bounded(path, MAX_HISTORY_BYTES)
     except FileNotFoundError:
         return []
     except OSError as exc:

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from mnist_suite.errors import ConfigError, SuiteError
@@ -187,6 +188,10 @@ def run_argv(
     """
     data = Path(data).resolve()
     inside = f"{DATA_MOUNT}/{data.name}"
+    for flag, path in (("--data", data), ("--runs", Path(runs).resolve())):
+        # ``-v SRC:DST:OPTIONS``: a ':' or ',' in SRC would be read as more of the spec.
+        if any(c in str(path) for c in ":,\n"):
+            raise ConfigError(f"{flag} {path}: a mounted path cannot contain ':' or ','")
     argv = [engine, "run", "--rm", "--init", *confinement(memory=memory, pids=pids), *user]
     if name:
         argv += ["--name", name]
@@ -319,6 +324,15 @@ class ContainerLauncher(LocalLauncher):
                 "ids": {f: image_id(engine, image_name(f)) for f in flavours},
             }  # fmt: skip
             return super().launch(items, options)
+
+    def ran(self, run: dict, proc, attempt) -> bool:
+        """The container's pid is not the engine client's: a run started before this attempt
+        was found, not written, by it."""
+        try:
+            started = datetime.fromisoformat(run["status"].get("started_at", ""))
+        except (TypeError, ValueError):
+            return True
+        return started >= attempt.started
 
     def environment(self, threads: int) -> dict[str, str]:
         """The engine client's environment; the thread settings go into each container."""

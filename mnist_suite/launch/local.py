@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import mnist_suite
 from mnist_suite.defaults import default_workers
@@ -36,8 +37,14 @@ EXIT_INTERRUPTED = 130
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 10.0  # for a stopped item to record itself before it is killed
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-SKIPPED = "(already recorded, skipped)"  # what `run` prints for an item it did not run again
 _PR_SET_PDEATHSIG = 1
+
+
+class Attempt(NamedTuple):
+    """Where an attempt's block starts in its item's log, and when it started."""
+
+    offset: int
+    started: datetime
 
 
 class Stopped(Exception):
@@ -76,11 +83,11 @@ def _block(path: Path, offset: int, max_bytes: int = 1 << 20) -> list[str]:
         return []
 
 
-def _recorded_state(options: LaunchOptions, item: WorkItem) -> str:
+def _recorded_run(options: LaunchOptions, item: WorkItem) -> dict | None:
     from mnist_suite.runs import load_run
 
     path = run_dir(options.runs, item)
-    return load_run(path)["state"] if path.is_dir() else "missing"
+    return load_run(path) if path.is_dir() else None
 
 
 class LocalLauncher:
@@ -122,7 +129,7 @@ class LocalLauncher:
         env = self.environment(threads)
         codes: dict[int, int] = {}
         queue = list(items)
-        running: dict[int, tuple[WorkItem, subprocess.Popen, float, int]] = {}
+        running: dict[int, tuple[WorkItem, subprocess.Popen, float, Attempt]] = {}
         self.echo(
             f"{len(items)} items, {workers} workers x {threads} threads; logs in {logs}/<job>/"
         )
@@ -139,14 +146,14 @@ class LocalLauncher:
             while queue or running:
                 while queue and len(running) < workers:
                     item = queue.pop(0)
-                    proc, offset = self._start(item, options, logs, env)
-                    running[item.index] = (item, proc, time.perf_counter(), offset)
-                for index, (item, proc, began, offset) in list(running.items()):
+                    proc, attempt = self._start(item, options, logs, env)
+                    running[item.index] = (item, proc, time.perf_counter(), attempt)
+                for index, (item, proc, began, attempt) in list(running.items()):
                     if proc.poll() is None:
                         continue
                     del running[index]
                     codes[index] = proc.returncode
-                    self._finished(item, proc.returncode, began, options, logs, offset, codes)
+                    self._finished(item, proc, began, options, logs, attempt, codes)
                 time.sleep(POLL_SECONDS)
         except Stopped as exc:
             name = signal.Signals(exc.signum).name
@@ -174,15 +181,15 @@ class LocalLauncher:
 
     def _start(
         self, item: WorkItem, options: LaunchOptions, logs: Path, env: dict[str, str]
-    ) -> tuple[subprocess.Popen, int]:
+    ) -> tuple[subprocess.Popen, Attempt]:
         """Start ``item`` in its own process group; its log gets this attempt's header."""
         path = log_path(logs, item)
         path.parent.mkdir(parents=True, exist_ok=True)
         argv = self.command(item, options)
         # Appended, never truncated: earlier attempts stay, and a second pool's lines go after.
         with open(path, "a", encoding="utf-8") as log:
-            offset = log.tell()
-            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            attempt = Attempt(log.tell(), datetime.now(UTC))
+            stamp = attempt.started.strftime("%Y-%m-%dT%H:%M:%SZ")
             log.write(
                 f"==== {stamp} attempt of plan item #{item.index} by pid {os.getpid()} "
                 f"on {socket.gethostname()}: {' '.join(argv[1:])}\n"
@@ -197,13 +204,20 @@ class LocalLauncher:
                 process_group=0,
                 preexec_fn=_die_with_parent,  # the pool runs no threads: safe before exec
             )
-        return proc, offset
+        return proc, attempt
 
-    def _finished(self, item, code, began, options, logs, offset, codes) -> None:
-        state = _recorded_state(options, item)
-        block = _block(log_path(logs, item), offset)
-        if code == 0 and any(SKIPPED in line for line in block):
-            state = f"{state}, skipped"
+    def ran(self, run: dict, proc: subprocess.Popen, attempt: Attempt) -> bool:
+        """Did this attempt write ``run`` (rather than find it finished and leave it)?"""
+        status = run["status"]
+        return status.get("pid") == proc.pid and status.get("host") == socket.gethostname()
+
+    def _finished(self, item, proc, began, options, logs, attempt, codes) -> None:
+        code = proc.returncode
+        run = _recorded_run(options, item)
+        state = "missing" if run is None else run["state"]
+        if run is not None and code == 0 and not self.ran(run, proc, attempt):
+            state += ", skipped"
+        block = _block(log_path(logs, item), attempt.offset)
         seconds = time.perf_counter() - began
         self.echo(
             f"[{len(codes)}/{self.total}] #{item.index} {item.name} seed {item.seed}: {state} "

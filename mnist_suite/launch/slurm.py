@@ -66,7 +66,8 @@ def check_options(options: SlurmOptions) -> None:
         limits.slurm_list(options.partition, "--partition")
     limits.image_registry(options.image_registry)
     limits.image_tag(options.image_tag)
-    limits.plain_path(Path(options.logs).resolve(), "--logs")
+    limits.plain_path(limits.resolved(options.logs, "--logs"), "--logs")
+    limits.resolved(options.runs, "--runs")
     if "\0" in options.python or "\0" in str(options.runs):
         raise ConfigError("--python/--runs: a NUL character cannot be part of a path")
     if options.mode != "python":
@@ -77,9 +78,9 @@ def check_options(options: SlurmOptions) -> None:
 
 def _data_path(options: SlurmOptions) -> Path:
     if options.data is not None:
-        return Path(options.data).resolve()
+        return limits.resolved(options.data, "--data")
     if os.environ.get("MNIST_SUITE_DATA"):
-        return Path(os.environ["MNIST_SUITE_DATA"]).resolve()
+        return limits.resolved(os.environ["MNIST_SUITE_DATA"], "$MNIST_SUITE_DATA")
     from mnist_suite.data.mnist import cache_dir
 
     return (cache_dir() / "mnist.npz").resolve()

@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from mnist_suite.files import npy_header
 from mnist_suite.files import read_json_object as read_json
+from mnist_suite.limits import MAX_ARTIFACT_BYTES
 from mnist_suite.runs import find_runs, load_run
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class RunRecord:
             arrays = None
             if path.is_file():
                 try:
+                    _check_declared_size(path)
                     with np.load(path, allow_pickle=False) as data:
                         arrays = {k: data[k] for k in data.files}
                 except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -88,6 +91,17 @@ class RunRecord:
 
     def json(self, name: str) -> Any:
         return read_json(self.path / "artifacts" / f"{name}.json")
+
+
+def _check_declared_size(path: Path) -> None:
+    """ValueError if the arrays of an ``.npz`` declare more than the report reads of one file."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.namelist():
+            shape, dtype = npy_header(zf, member)
+            total += math.prod(shape) * dtype.itemsize
+    if total > MAX_ARTIFACT_BYTES:
+        raise ValueError(f"its arrays declare {total} bytes, more than {MAX_ARTIFACT_BYTES}")
 
 
 def collect_runs(runs_dirs: Path | Sequence[Path]) -> list[RunRecord]:
