@@ -318,6 +318,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mnist_suite.paths import writable_folder
 
     writable_folder(args.runs, "--runs")  # before any item starts or any log is opened
+    from mnist_suite.limits import MAX_CPUS, MAX_WORKERS, int_range
+
+    int_range(args.workers, "--workers", 0, MAX_WORKERS)
+    int_range(args.threads, "--threads", 0, MAX_CPUS)
     if not args.containers:
         from mnist_suite.jobs import require_tensorflow
 

@@ -26,7 +26,8 @@ MAX_ARTIFACT_BYTES = 512 << 20  # the arrays of one run artifact the report load
 MAX_CLAIM_WAIT = 3600.0  # seconds a run waits for another attempt's claim
 MAX_INDEX_DIGITS = 9  # an engine's item index ($JOB_COMPLETION_INDEX, $SLURM_ARRAY_TASK_ID)
 MAX_PARALLELISM = 100_000  # pods or array tasks at a time
-MAX_CPUS = 1024  # CPUs per task or pod
+MAX_CPUS = 1024  # CPUs per task or pod, threads per worker
+MAX_WORKERS = 256  # processes of the local pool
 
 _SLURM_MEMORY = re.compile(r"^[1-9][0-9]{0,8}[KMGT]?$")
 # Slurm's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.

@@ -107,6 +107,11 @@ def build_plan(
         raise ConfigError("no jobs selected")
     if seeds is not None and not seeds:
         raise ConfigError("no seeds selected")
+    bad = next((s for s in seeds or () if not 0 <= s <= MAX_SEED), None)
+    if bad is not None:
+        raise ConfigError(f"seed {bad}: expected an integer from 0 to {MAX_SEED}")
+    if seeds is not None and len(seeds) > limits.MAX_SEEDS:
+        raise ConfigError(f"{len(seeds)} seeds: at most {limits.MAX_SEEDS}")
     expanded = []
     for name in dict.fromkeys(jobs):
         job = get_job(name)

@@ -141,6 +141,22 @@ def test_a_config_needing_more_memory_than_the_machine_is_refused(run_cli, tmp_p
     assert "more than this machine's 64 MB" in err and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["plan", "softmax", "--seed", "99999999999999"], "seed 99999999999999"),
+        (["train", *QUICK, "--workers", "-5"], "--workers"),
+        (["train", *QUICK, "--workers", "100000"], "--workers"),
+        (["train", *QUICK, "--threads", "-1"], "--threads"),
+        (["runs", "--job", "../.."], "--job"),
+    ],
+)
+def test_counts_and_names_out_of_range_are_refused(run_cli, tmp_path, argv, needle):
+    code, _, err = run_cli(*argv, "--runs", str(tmp_path / "runs"))
+    one_line_error(code, err)
+    assert needle in err and not (tmp_path / "runs").exists()
+
+
 def test_duplicate_grid_values_are_refused(run_cli):
     for command in ("plan", "train", "run"):
         code, _, err = run_cli(command, "sgd-lr-sweep", "--set", "lrs=0.1,0.1")
