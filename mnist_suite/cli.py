@@ -49,6 +49,16 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _optional_int(text: str) -> int | None:
+    """An integer argument, or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer or 'none'") from None
+
+
 def _data_options(args: argparse.Namespace) -> dict:
     return {"path": args.data, "offline": args.offline or None}
 
@@ -404,9 +414,30 @@ def cmd_k8s(args: argparse.Namespace) -> int:
         cpu=args.cpu,
         memory=args.memory,
         run_as_user=args.run_as_user,
+        ttl_seconds_after_finished=args.ttl_seconds_after_finished,
+        active_deadline_seconds=args.active_deadline_seconds,
+        max_failed_indexes=args.max_failed_indexes,
+        node_selector=_pairs(args.node_selector, "--node-selector"),
+        tolerations=tuple(args.toleration),
+        priority_class=args.priority_class,
+        labels=_pairs(args.label, "--label"),
+        annotations=_pairs(args.annotation, "--annotation"),
+        queue=args.queue,
+        image_digests=_pairs(args.image_digest, "--image-digest"),
     )
     print(manifests(items, chosen, _plan_arguments(args), options), end="")
     return 0
+
+
+def _pairs(texts: list[str], flag: str) -> tuple[tuple[str, str], ...]:
+    """``["k=v", ...]`` -> ``(("k", "v"), ...)``; a text without ``=`` is a ConfigError."""
+    pairs = []
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise SuiteError(f"{flag} {text!r}: expected KEY=VALUE")
+        pairs.append((key, value))
+    return tuple(pairs)
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
@@ -427,6 +458,12 @@ def cmd_slurm(args: argparse.Namespace) -> int:
         python=args.python,
         partition=args.partition,
         name=args.name,
+        account=args.account,
+        qos=args.qos,
+        constraint=args.constraint,
+        sbatch=tuple(args.sbatch),
+        signal_seconds=args.signal_seconds,
+        allow_local_paths=args.allow_local_paths,
     )
     script = sbatch_script(items, chosen, _plan_arguments(args), options)
     from mnist_suite.paths import writable_folder
@@ -641,6 +678,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu", default="1", help="CPU request and limit per pod")
     p.add_argument("--memory", default="4Gi", help="memory request and limit per pod")
     p.add_argument("--run-as-user", type=int, default=CONTAINER_UID, help="the images' user id")
+    p.add_argument(
+        "--ttl-seconds-after-finished",
+        type=_optional_int,
+        default=7 * 24 * 3600,
+        help="delete finished Jobs after this long (default a week; 'none' keeps them)",
+    )
+    p.add_argument(
+        "--active-deadline-seconds", type=_optional_int, default=None, help="the Job's time limit"
+    )
+    p.add_argument(
+        "--max-failed-indexes", type=_optional_int, default=None, help="fail the Job after this"
+    )
+    repeatable = {"action": "append", "default": []}
+    p.add_argument("--node-selector", metavar="KEY=VALUE", help="repeatable", **repeatable)
+    p.add_argument("--toleration", metavar="KEY[=VALUE]:EFFECT", help="repeatable", **repeatable)
+    p.add_argument("--priority-class", default=None, help="the pods' PriorityClass")
+    p.add_argument("--label", metavar="KEY=VALUE", help="extra label, repeatable", **repeatable)
+    p.add_argument("--annotation", metavar="KEY=VALUE", help="repeatable", **repeatable)
+    p.add_argument("--queue", default=None, help="Kueue LocalQueue (kueue.x-k8s.io/queue-name)")
+    p.add_argument(
+        "--image-digest",
+        metavar="FLAVOUR=sha256:…",
+        help="pull that flavour's image by digest (repeatable)",
+        **repeatable,
+    )
     p.set_defaults(func=cmd_k8s)
 
     p = sub.add_parser("slurm", help="print a Slurm array job (sbatch script) for the plan")
@@ -663,6 +725,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--python", default=sys.executable, help="python for --mode python")
     p.add_argument("--partition", default=None)
     p.add_argument("--name", default="mnist-suite", help="job name")
+    p.add_argument("--account", default=None, help="Slurm account to charge")
+    p.add_argument("--qos", default=None, help="quality of service")
+    p.add_argument("--constraint", default=None, help="node features, e.g. 'intel&avx512'")
+    p.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="an extra #SBATCH line, e.g. --sbatch=--mail-type=END (repeatable)",
+    )
+    p.add_argument(
+        "--signal-seconds",
+        type=int,
+        default=120,
+        help="stop and requeue a task this long before its time limit (0: never; default 120)",
+    )
+    p.add_argument(
+        "--allow-local-paths",
+        action="store_true",
+        help="allow the local image name and this machine's MNIST cache (one-node clusters)",
+    )
     p.set_defaults(func=cmd_slurm)
 
     p = sub.add_parser("runs", help="list recorded runs with their state")
@@ -702,6 +785,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments whose value is a list (nargs="*" or action="append"): [] is their default.
+LIST_ARGUMENTS = {"jobs", "set", "sbatch", "node_selector", "toleration", "label", "annotation",
+                  "image_digest"}  # fmt: skip
+
+
 def _one_line(text: str) -> str:
     """``text`` with control characters escaped: a message quoting user input stays one line."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
@@ -712,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for key, value in vars(args).items():
         # argparse turns a value of "--" (``--data=--``) into an empty list.
-        if value == [] and key not in ("jobs", "set"):
+        if value == [] and key not in LIST_ARGUMENTS:
             parser.error(f"--{key.replace('_', '-')}: expected a value")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"

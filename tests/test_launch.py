@@ -107,7 +107,9 @@ def test_yaml_emitter_round_trips():
 
 def test_sbatch_script_array_logs_and_modes(tmp_path):
     items = _plan()
-    options = SlurmOptions(runs=tmp_path / "runs", parallelism=2, logs=tmp_path / "logs")
+    options = SlurmOptions(
+        runs=tmp_path / "runs", parallelism=2, logs=tmp_path / "logs", allow_local_paths=True
+    )
     text = sbatch_script(items, items, RUN_ARGS, options)
     assert text.startswith("#!/bin/bash\n")
     assert "#SBATCH --array=0-7%2\n" in text
@@ -122,7 +124,9 @@ def test_sbatch_script_array_logs_and_modes(tmp_path):
         SlurmOptions(runs=tmp_path / "runs", mode="python", python="/opt/venv/bin/python"),
     )
     assert "#SBATCH --array=4-5,7\n" in python
-    assert 'exec /opt/venv/bin/python -m mnist_suite "${ARGS[@]}" --runs "$RUNS"' in python
+    assert (
+        'run() { exec /opt/venv/bin/python -m mnist_suite "${ARGS[@]}" --runs "$RUNS"; }' in python
+    )
     assert "podman" not in python and "apptainer" not in python
     subprocess.run(["bash", "-n"], input=text, text=True, check=True)  # valid shell
 
@@ -229,9 +233,11 @@ def test_slurm_podman_tasks_are_confined_and_never_root(tmp_path):
     from mnist_suite.launch.container import confinement
 
     items = _plan()
-    options = SlurmOptions(runs=tmp_path / "runs", mode="podman", data=tmp_path / "mnist.npz")
+    options = SlurmOptions(
+        runs=tmp_path / "runs", mode="podman", data=tmp_path / "mnist.npz", allow_local_paths=True
+    )
     text = sbatch_script(items, items, RUN_ARGS, options)
-    line = next(x for x in text.splitlines() if x.startswith("exec podman run"))
+    line = next(x for x in text.splitlines() if x.startswith("run() { exec podman run"))
     for flag in ("--cap-drop=ALL", "--read-only", "no-new-privileges", "--pids-limit"):
         assert flag in line and flag in confinement()
     assert 'if [ "$(id -u)" = 0 ]' in text and "exit 2" in text

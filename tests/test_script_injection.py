@@ -103,7 +103,7 @@ def _execute_script(script: str, stubs: Path, work: Path, marker: Path) -> None:
 
 SLURM_OPTIONS = (
     "--name", "--memory", "--time", "--partition", "--logs", "--image-registry", "--image-tag",
-    "--data", "--python", "--runs",
+    "--data", "--python", "--runs", "--account", "--qos", "--constraint", "--sbatch",
 )  # fmt: skip
 
 
@@ -117,6 +117,7 @@ def test_no_slurm_option_runs_a_command(tmp_path, capsys, fake_engine, mode):
     for option in SLURM_OPTIONS:
         for value in payloads(marker, rng, 12):
             argv = ["slurm", *PLAN_JOB, "--mode", mode, "--logs", str(work / "logs")]
+            argv += ["--allow-local-paths", "--sbatch=--comment=x"]  # more of the script in play
             argv += ["--runs", str(work / "runs"), "--data", str(tmp_path / "mnist.npz")]
             if option != "--python":
                 argv += ["--python", str(fake_engine / "python3")]

@@ -6,6 +6,11 @@ rebuilds the plan from the same arguments and refuses to run (exit 2) if its fin
 from the one written here, so an image whose jobs expand differently cannot run the wrong item.
 With ``--plan FILE`` the saved plan travels in a ConfigMap instead.
 
+Every Job and pod carries the recommended ``app.kubernetes.io`` labels; finished Jobs are
+deleted after ``ttlSecondsAfterFinished`` (a week by default). Node selector, tolerations,
+priority class, extra labels and annotations, a Kueue queue and images pinned by digest are
+passed through, each checked first (:func:`check_options`).
+
 Exit 2 (bad config or data) fails the index without a retry; a pod disrupted by the cluster
 (eviction, preemption, node drain) is retried without counting against ``backoffLimitPerIndex``.
 ``backoffLimitPerIndex`` and ``podFailurePolicy`` with ``FailIndex`` need Kubernetes >= 1.29
@@ -37,6 +42,13 @@ MIN_KUBERNETES = "1.29"
 # leave 38 characters of the 63 a label value may have, so no name is ever cut short.
 MAX_NAME = 38
 MAX_BACKOFF = 1000
+MAX_SECONDS = 10 * 365 * 24 * 3600
+EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PART_OF = "mnist-suite"
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -53,15 +65,85 @@ class KubernetesOptions:
     cpu: str = "1"
     memory: str = "4Gi"
     run_as_user: int = CONTAINER_UID  # the images' numeric non-root USER
+    # Finished Jobs (and their pods' logs) are deleted this long after they end; None: kept.
+    ttl_seconds_after_finished: int | None = 7 * 24 * 3600
+    active_deadline_seconds: int | None = None  # the whole Job's time limit; None: no limit
+    max_failed_indexes: int | None = None  # the Job fails once this many indexes failed
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[str, ...] = ()  # "key[=value]:Effect", as kubectl taint writes them
+    priority_class: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # extra labels on the Jobs and their pods
+    annotations: tuple[tuple[str, str], ...] = ()  # extra annotations on the Jobs
+    queue: str | None = None  # Kueue LocalQueue: the kueue.x-k8s.io/queue-name label
+    image_digests: tuple[tuple[str, str], ...] = ()  # (flavour, "sha256:..."): pull by digest
 
 
 def image_for(flavour: str, options: KubernetesOptions) -> str:
+    """The image reference; ``name:tag@sha256:…`` when its digest is given (pulled by digest)."""
     name = f"mnist-suite:{flavour}{options.image_tag}"
-    return f"{options.image_registry.rstrip('/')}/{name}" if options.image_registry else name
+    name = f"{options.image_registry.rstrip('/')}/{name}" if options.image_registry else name
+    digest = dict(options.image_digests).get(flavour)
+    return f"{name}@{digest}" if digest else name
+
+
+def label_key(key: str, flag: str) -> str:
+    """A label or annotation key: ``[prefix/]name``, prefix an RFC 1123 subdomain."""
+    prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", key)
+    if prefix:
+        limits.dns_subdomain(prefix, flag)
+    limits.match(_LABEL_NAME, name, flag, "a key like example.com/team (at most 63 characters)")
+    return key
+
+
+def label_value(value: str, flag: str) -> str:
+    return limits.match(_LABEL_VALUE, value, flag, "a label value: letters, digits, '-_.' (<= 63)")
+
+
+def toleration(text: str) -> dict[str, str]:
+    """``key[=value]:Effect`` -> a toleration (``Equal`` with a value, ``Exists`` without)."""
+    spec, _, effect = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+    key, eq, value = spec.partition("=")
+    if effect not in EFFECTS or not key:
+        effects = ", ".join(EFFECTS)
+        raise ConfigError(f"--toleration {text!r}: expected key[=value]:EFFECT ({effects})")
+    label_key(key, "--toleration")
+    if eq:
+        return {"key": key, "operator": "Equal", "value": label_value(value, "--toleration"),
+                "effect": effect}  # fmt: skip
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def _optional_seconds(value: int | None, flag: str, low: int) -> None:
+    if value is not None:
+        limits.int_range(value, flag, low, MAX_SECONDS)
 
 
 def check_options(options: KubernetesOptions) -> None:
     """Refuse options the API server would reject or that would name two Jobs alike."""
+    _optional_seconds(options.ttl_seconds_after_finished, "--ttl-seconds-after-finished", 0)
+    _optional_seconds(options.active_deadline_seconds, "--active-deadline-seconds", 1)
+    if options.max_failed_indexes is not None:
+        limits.int_range(options.max_failed_indexes, "--max-failed-indexes", 0, 100_000)
+    for key, value in options.node_selector:
+        label_key(key, "--node-selector")
+        label_value(value, "--node-selector")
+    for text in options.tolerations:
+        toleration(text)
+    if options.priority_class is not None:
+        limits.dns_subdomain(options.priority_class, "--priority-class")
+    for key, value in options.labels:
+        label_key(key, "--label")
+        label_value(value, "--label")
+    for key, _ in options.annotations:
+        label_key(key, "--annotation")
+    if options.queue is not None:
+        label_value(options.queue, "--queue")
+    for flavour, digest in options.image_digests:
+        if flavour not in FLAVOURS:
+            raise ConfigError(
+                f"--image-digest {flavour}: expected a flavour ({', '.join(FLAVOURS)})"
+            )
+        limits.match(_DIGEST, digest, "--image-digest", "sha256: and 64 hex digits")
     name = limits.dns_label(options.name, "--name")
     if len(name) > MAX_NAME:
         raise ConfigError(f"--name {name}: at most {MAX_NAME} characters")
@@ -77,6 +159,21 @@ def check_options(options: KubernetesOptions) -> None:
     limits.quantity(options.memory, "--memory")
     limits.image_registry(options.image_registry)
     limits.image_tag(options.image_tag)
+
+
+def _common_labels(options: KubernetesOptions) -> dict[str, str]:
+    """The recommended ``app.kubernetes.io`` labels, then the user's own."""
+    from mnist_suite import __version__
+
+    version = re.sub(r"[^A-Za-z0-9_.-]", "_", __version__)[:63].strip("_.-") or "unknown"
+    return {
+        "app.kubernetes.io/name": "mnist-suite",
+        "app.kubernetes.io/instance": options.name,
+        "app.kubernetes.io/version": version,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "mnist-suite",
+        **dict(options.labels),
+    }
 
 
 def _dns_name(*parts: str) -> str:
@@ -104,10 +201,13 @@ def job_manifest(
     """The Indexed Job that runs ``chosen`` (the items of one flavour), one pod per item."""
     plan_id = fingerprint(items)
     labels = {
-        "app.kubernetes.io/name": "mnist-suite",
+        **_common_labels(options),
+        "app.kubernetes.io/component": f"{flavour}-runner",
         "mnist-suite/plan": plan_id,
         "mnist-suite/flavour": flavour,
     }
+    if options.queue:
+        labels[QUEUE_LABEL] = options.queue
     env = {
         "MNIST_SUITE_DATA": f"{DATA_MOUNT}/{options.data_file}",
         "MNIST_SUITE_OFFLINE": "1",
@@ -149,10 +249,27 @@ def job_manifest(
     metadata: dict[str, Any] = {
         "name": _dns_name(*name),
         "labels": labels,
-        "annotations": {"mnist-suite/items": array_spec([i.index for i in chosen])},
+        "annotations": {
+            **dict(options.annotations),
+            "mnist-suite/items": array_spec([i.index for i in chosen]),
+        },
     }
     if options.namespace:
         metadata["namespace"] = options.namespace
+    limits_spec: dict[str, Any] = {}
+    if options.ttl_seconds_after_finished is not None:
+        limits_spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
+    if options.active_deadline_seconds is not None:
+        limits_spec["activeDeadlineSeconds"] = options.active_deadline_seconds
+    if options.max_failed_indexes is not None:
+        limits_spec["maxFailedIndexes"] = min(options.max_failed_indexes, len(chosen))
+    pod_extra: dict[str, Any] = {}
+    if options.node_selector:
+        pod_extra["nodeSelector"] = dict(options.node_selector)
+    if options.tolerations:
+        pod_extra["tolerations"] = [toleration(t) for t in options.tolerations]
+    if options.priority_class:
+        pod_extra["priorityClassName"] = options.priority_class
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -161,6 +278,9 @@ def job_manifest(
             "completionMode": "Indexed",
             "completions": len(chosen),
             "parallelism": min(options.parallelism, len(chosen)),
+            **limits_spec,
+            # Kueue admits a queued Job by unsuspending it: it must start suspended.
+            **({"suspend": True} if options.queue else {}),
             "backoffLimitPerIndex": options.backoff_limit_per_index,
             "podFailurePolicy": {
                 "rules": [
@@ -182,6 +302,7 @@ def job_manifest(
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",
+                    **pod_extra,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": options.run_as_user,
@@ -217,7 +338,7 @@ def plan_config_map(items: list[WorkItem], options: KubernetesOptions) -> dict[s
     """The saved plan as a ConfigMap, mounted at /plan/plan.json in every pod."""
     metadata: dict[str, Any] = {
         "name": _dns_name(options.name, "plan", fingerprint(items)),
-        "labels": {"app.kubernetes.io/name": "mnist-suite"},
+        "labels": {**_common_labels(options), "app.kubernetes.io/component": "plan"},
     }
     if options.namespace:
         metadata["namespace"] = options.namespace

@@ -14,6 +14,7 @@ line, which overrides the script's ``--array``: ``sbatch --array=4,8,15 job.sbat
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,11 @@ from mnist_suite.plan import FLAVOURS, WorkItem, array_spec, fingerprint
 RUNS_MOUNT = "/runs"
 DATA_MOUNT = "/data"
 MODES = ("auto", "podman", "apptainer", "python")
+MAX_SIGNAL_SECONDS = 65_535  # Slurm's --signal=...@SECONDS limit
+# Directives the script writes itself: an extra line may not contradict them.
+OWN_DIRECTIVES = ("--array", "--output", "--error", "--job-name", "--wrap", "--signal")
+_CONSTRAINT = re.compile(r"^[A-Za-z0-9_.,:&|*\[\]()-]{1,256}$")
+_EXTRA = re.compile(r"^--[a-z][a-z0-9-]*(?:=[\x21-\x7e]{1,256})?$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,15 @@ class SlurmOptions:
     python: str = "python3"
     partition: str | None = None
     name: str = "mnist-suite"
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    sbatch: tuple[str, ...] = ()  # extra "#SBATCH" lines, each an option like "--mail-type=END"
+    # Seconds before the time limit at which a task is stopped (its run ends "interrupted") and
+    # requeued to go on later; 0: neither.
+    signal_seconds: int = 120
+    # Allow image names and data paths that only exist on this machine (a one-node cluster).
+    allow_local_paths: bool = False
 
 
 def _image(options: SlurmOptions) -> str:
@@ -70,10 +85,42 @@ def check_options(options: SlurmOptions) -> None:
     limits.resolved(options.runs, "--runs")
     if "\0" in options.python or "\0" in str(options.runs):
         raise ConfigError("--python/--runs: a NUL character cannot be part of a path")
+    for flag, value in (("--account", options.account), ("--qos", options.qos)):
+        if value is not None:
+            limits.slurm_name(value, flag)
+    if options.constraint is not None:
+        limits.match(_CONSTRAINT, options.constraint, "--constraint", "a Slurm constraint")
+    for line in options.sbatch:
+        limits.match(
+            _EXTRA,
+            line,
+            "--sbatch",
+            "one sbatch option like --mail-type=END (printable, no spaces)",
+        )
+        if line.split("=")[0] in OWN_DIRECTIVES:
+            raise ConfigError(f"--sbatch {line}: the script sets {line.split('=')[0]} itself")
+    limits.int_range(options.signal_seconds, "--signal-seconds", 0, MAX_SIGNAL_SECONDS)
     if options.mode != "python":
         data = _data_path(options)
         limits.plain_path(data, "--data")  # also the source of a bind spec (``SRC:DST:ro``)
         limits.file_name(data.name, "--data")
+        _check_portable(options)
+
+
+def _check_portable(options: SlurmOptions) -> None:
+    """Refuse image names and data paths of this workstation, unless allowed explicitly."""
+    if options.allow_local_paths:
+        return
+    if not options.image_registry:
+        raise ConfigError(
+            "--image-registry is needed: without it the nodes would look for a local image "
+            "mnist-suite:<flavour> (pass --allow-local-paths on a one-node cluster)"
+        )
+    if options.data is None and not os.environ.get("MNIST_SUITE_DATA"):
+        raise ConfigError(
+            "--data is needed: without it the nodes would bind this machine's MNIST cache "
+            f"{_data_path(options)} (pass --allow-local-paths if the nodes share it)"
+        )
 
 
 def _data_path(options: SlurmOptions) -> Path:
@@ -121,8 +168,18 @@ def sbatch_script(
         f"--time={options.time}",
         f"--output={logs}/%x-%A_%a.out",
     ]
-    if options.partition:
-        directives.append(f"--partition={options.partition}")
+    for flag, value in (
+        ("--partition", options.partition),
+        ("--account", options.account),
+        ("--qos", options.qos),
+        ("--constraint", options.constraint),
+    ):
+        if value:
+            directives.append(f"{flag}={value}")
+    if options.signal_seconds:
+        # USR1 to the batch shell only (B:): it stops the task and requeues it (see _requeue).
+        directives += [f"--signal=B:USR1@{options.signal_seconds}", "--requeue"]
+    directives += list(options.sbatch)
     flavours = " ".join(shlex.quote(i.flavour) for i in items)
     threads = " ".join(f"{v}=$threads" for v in (*BLAS_THREAD_VARS, *TF_THREAD_VARS))
     lines = [
@@ -143,10 +200,8 @@ def sbatch_script(
         'echo "plan item $SLURM_ARRAY_TASK_ID ($flavour) on $(hostname), $threads threads"',
     ]
     if options.mode == "python":
-        lines.append(
-            f'exec {shlex.quote(options.python)} -m mnist_suite "${{ARGS[@]}}" --runs "$RUNS"'
-        )
-        return "\n".join(lines) + "\n"
+        command = f'{shlex.quote(options.python)} -m mnist_suite "${{ARGS[@]}}" --runs "$RUNS"'
+        return _finish(lines, [command], options)
     data = _data_path(options)
     image = _image(options)
     inside = f"{DATA_MOUNT}/{data.name}"  # data's name passed limits.file_name
@@ -176,9 +231,36 @@ def sbatch_script(
         'submit as a normal user (or use --mode python)" >&2; exit 2; fi'
     )
     if options.mode == "apptainer":
-        lines.append(f"exec {apptainer}")
-        return "\n".join(lines) + "\n"
+        return _finish(lines, [apptainer], options)
     if options.mode == "auto":
-        lines += ["if command -v apptainer >/dev/null; then", f"  exec {apptainer}", "fi"]
-    lines += [refuse_root, f"exec {podman}"]
-    return "\n".join(lines) + "\n"
+        return _finish(lines, [apptainer, podman], options, refuse_root)
+    return _finish(lines, [podman], options, refuse_root)
+
+
+def _finish(lines: list[str], commands: list[str], options: SlurmOptions, guard: str = "") -> str:
+    """The script's end: run the first command (with two, the second if apptainer is absent).
+
+    With ``signal_seconds`` the command runs in the background while the shell waits, so the
+    shell can take Slurm's USR1: it stops the task (SIGTERM: the run records ``interrupted``),
+    requeues it and exits 0; the requeued task runs the item again.
+    """
+    # ``exec``: the task's process is the one Slurm and the trap below signal, not a subshell.
+    if len(commands) == 2:
+        body = ["if command -v apptainer >/dev/null; then", f"  run() {{ exec {commands[0]}; }}",
+                "else", f"  {guard}", f"  run() {{ exec {commands[1]}; }}", "fi"]  # fmt: skip
+    else:
+        body = [guard] if guard else []
+        body.append(f"run() {{ exec {commands[0]}; }}")
+    if not options.signal_seconds:
+        return "\n".join([*lines, *body, "run"]) + "\n"
+    requeue = [
+        "requeue() {",
+        '  echo "time limit near: stopping plan item $SLURM_ARRAY_TASK_ID and requeueing it" >&2',
+        '  kill -TERM "$child" 2>/dev/null || true',
+        '  wait "$child" || true',
+        '  scontrol requeue "${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}_$SLURM_ARRAY_TASK_ID"',
+        "  exit 0",
+        "}",
+        "trap requeue USR1",
+    ]
+    return "\n".join([*lines, *body, *requeue, "run &", "child=$!", 'wait "$child"']) + "\n"
