@@ -321,15 +321,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from mnist_suite.launch import LaunchOptions
     from mnist_suite.launch.local import LocalLauncher
+    from mnist_suite.limits import MAX_CPUS, MAX_WORKERS, int_range
+    from mnist_suite.paths import writable_folder
 
     if not (args.jobs or args.plan or args.all):
         return _train_needs_a_choice(args)
     _, chosen, _ = _selection(args)
-    from mnist_suite.paths import writable_folder
-
     writable_folder(args.runs, "--runs")  # before any item starts or any log is opened
-    from mnist_suite.limits import MAX_CPUS, MAX_WORKERS, int_range
-
     int_range(args.workers, "--workers", 0, MAX_WORKERS)
     int_range(args.threads, "--threads", 0, MAX_CPUS)
     if not args.containers:

@@ -33,7 +33,6 @@ from mnist_suite.defaults import default_workers
 from mnist_suite.launch import LaunchOptions, thread_env
 from mnist_suite.plan import INDEX_VARIABLES, WorkItem, run_dir
 
-EXIT_INTERRUPTED = 130
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 10.0  # for a stopped item to record itself before it is killed
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -9,6 +9,12 @@ against whitelists (``#SBATCH`` lines take no shell quoting), paths and argument
 task re-builds the plan from the same arguments and checks its fingerprint (exit 2 if it
 differs), so every task agrees on the numbering. Items to run again go on sbatch's command
 line, which overrides the script's ``--array``: ``sbatch --array=4,8,15 job.sbatch``.
+
+Slurm signals a task (USR1) ``signal_seconds`` before its time limit: the script stops the run
+(it records ``interrupted``) and requeues the task, which runs the item again. Account, QoS,
+constraint and extra ``#SBATCH`` lines pass through, checked. The image must come from a
+registry and MNIST from a path the nodes share; this machine's local image name and MNIST
+cache are refused unless ``allow_local_paths`` says the nodes see them too.
 """
 
 from __future__ import annotations
