@@ -686,19 +686,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--active-deadline-seconds", type=_optional_int, default=None, help="the Job's time limit"
     )
     p.add_argument(
-        "--max-failed-indexes", type=_optional_int, default=None, help="fail the Job after this"
+        "--max-failed-indexes",
+        type=_optional_int,
+        default=None,
+        help="fail the Job once this many indexes failed",
     )
-    repeatable = {"action": "append", "default": []}
-    p.add_argument("--node-selector", metavar="KEY=VALUE", help="repeatable", **repeatable)
-    p.add_argument("--toleration", metavar="KEY[=VALUE]:EFFECT", help="repeatable", **repeatable)
+    repeatable = {"action": "append", "default": []}  # each of these may be given many times
+    p.add_argument(
+        "--node-selector", metavar="KEY=VALUE", help="only nodes with this label", **repeatable
+    )
+    p.add_argument(
+        "--toleration", metavar="KEY[=VALUE]:EFFECT", help="tolerate this taint", **repeatable
+    )
     p.add_argument("--priority-class", default=None, help="the pods' PriorityClass")
-    p.add_argument("--label", metavar="KEY=VALUE", help="extra label, repeatable", **repeatable)
-    p.add_argument("--annotation", metavar="KEY=VALUE", help="repeatable", **repeatable)
+    p.add_argument("--label", metavar="KEY=VALUE", help="extra label", **repeatable)
+    p.add_argument("--annotation", metavar="KEY=VALUE", help="extra annotation", **repeatable)
     p.add_argument("--queue", default=None, help="Kueue LocalQueue (kueue.x-k8s.io/queue-name)")
     p.add_argument(
         "--image-digest",
         metavar="FLAVOUR=sha256:…",
-        help="pull that flavour's image by digest (repeatable)",
+        help="pull that flavour's image by digest",
         **repeatable,
     )
     p.set_defaults(func=cmd_k8s)
@@ -797,8 +804,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for key, value in vars(args).items():
-        # argparse turns a value of "--" (``--data=--``) into an empty list.
-        if value == [] and key not in LIST_ARGUMENTS:
+        # argparse turns a value of "--" (``--data=--``) into an empty list (or appends one).
+        if (value == [] and key not in LIST_ARGUMENTS) or (isinstance(value, list) and [] in value):
             parser.error(f"--{key.replace('_', '-')}: expected a value")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"

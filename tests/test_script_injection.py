@@ -107,6 +107,7 @@ SLURM_OPTIONS = (
 )  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["python", "auto", "podman", "apptainer"])
 def test_no_slurm_option_runs_a_command(tmp_path, capsys, fake_engine, mode):
     rng = random.Random(f"{SEED}-slurm-{mode}")
@@ -169,6 +170,7 @@ WRONG_TYPES = ["0", ["softmax"], None, -1, 10**30, 1.5, True, {}, "", "numpy tf"
 PLAN_FIELDS = ("index", "job", "cell", "cell_index", "seed", "profile", "run_id", "flavour")
 
 
+@pytest.mark.slow
 def test_no_saved_plan_field_reaches_a_script(tmp_path, capsys, fake_engine):
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     rng = random.Random(f"{SEED}-plan")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -559,3 +560,52 @@ def test_two_pools_at_once_keep_both_logs_and_write_each_run_once(tmp_path, mnis
         log = log_path(runs_dir / ".logs", item).read_text()
         assert log.count("==== ") == 2, log  # both attempts, neither overwritten
     assert sum(out.count(", skipped (exit 0") for out in outs) == 2, outs
+
+
+# --- random command lines -------------------------------------------------------------------
+
+FUZZ_FRAGMENTS = [
+    "$(x)", "'", '"', "\n", "\x00", "é", " ", "--", "-1", "0", "9" * 20, "nan", "inf", "1e300",
+    "a", "a=b", "=", ",", "0-3", "3-0", "/dev/zero", "..", "%", ":", "k=v:NoSchedule", "none", "",
+]  # fmt: skip
+FUZZ_OPTIONS = {
+    "plan": ["--seeds", "--seed", "--set", "--items", "--flavour", "--plan-fingerprint", "--plan",
+             "--profile"],
+    "cells": ["--set", "--profile"],
+    "k8s": ["--seeds", "--set", "--items", "--parallelism", "--backoff-limit-per-index", "--name",
+            "--namespace", "--cpu", "--memory", "--label", "--annotation", "--toleration",
+            "--node-selector", "--queue", "--image-digest", "--ttl-seconds-after-finished",
+            "--run-as-user", "--data-file", "--runs-claim"],
+    "slurm": ["--seeds", "--set", "--items", "--parallelism", "--cpus", "--memory", "--time",
+              "--name", "--partition", "--account", "--qos", "--constraint", "--sbatch",
+              "--signal-seconds", "--data", "--python", "--image-registry", "--image-tag"],
+    "runs": ["--runs", "--job"],
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_random_command_lines_end_in_a_result_or_one_usage_line(tmp_path, capsys):
+    """Hostile values in any option of the commands that write plans, scripts and manifests:
+    exit 0, or exit 2 with one ``error:`` line (or argparse's usage); never a traceback."""
+    from mnist_suite.cli import main
+
+    rng = random.Random(20261201)
+    for _ in range(600):
+        command = rng.choice(list(FUZZ_OPTIONS))
+        argv = [command]
+        argv += {"cells": ["sgd-grid"], "runs": []}.get(command, ["softmax", "--profile", "quick"])
+        for _ in range(rng.randint(1, 3)):
+            value = "".join(rng.choice(FUZZ_FRAGMENTS) for _ in range(rng.randint(1, 3)))
+            argv.append(f"{rng.choice(FUZZ_OPTIONS[command])}={value}")
+        if command == "slurm":
+            argv += [f"--logs={tmp_path / 'logs'}", "--allow-local-paths"]
+        if command in ("plan", "runs"):
+            argv += [f"--runs={tmp_path / 'runs'}"]
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        _, err = capsys.readouterr()
+        assert code in (0, 2) and "Traceback" not in err, (argv, err)
+        if code == 2 and not err.startswith("usage: "):
+            assert err.startswith("error: ") and err.count("\n") == 1, (argv, err)
