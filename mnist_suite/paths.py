@@ -69,6 +69,9 @@ def writable_file(path: Path, flag: str, inputs: dict[str, Path | None]) -> Path
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} {path}: is a folder; expected a file name")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        # Replacing it would swap a link, a device or a FIFO for a file the suite wrote.
+        raise ConfigError(f"{flag} {path}: is not a regular file; choose a new file name")
     for name, source in inputs.items():
         if source is None:
             continue

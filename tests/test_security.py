@@ -275,6 +275,29 @@ def test_report_on_a_full_disk_is_one_line_and_the_old_report_survives(
 # --- outputs never delete what the suite did not write -------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device", "symlink"])
+def test_an_output_file_never_replaces_a_special_file(run_cli, tmp_path, kind):
+    import stat
+
+    from mnist_suite.files import atomic_write_bytes
+
+    target = tmp_path / "out"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "device":
+        os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # a /dev/null of our own
+    else:
+        target.symlink_to(tmp_path / "elsewhere")
+    before = os.lstat(target)
+    code, _, err = run_cli("plan", *QUICK, "--save", str(target))
+    one_line_error(code, err)
+    with pytest.raises(OSError, match="not a regular file"):
+        atomic_write_bytes(target, b"x")
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert not list(tmp_path.glob(".out.*"))  # no temp file left beside it
+
+
 def test_report_never_replaces_a_folder_it_did_not_write(run_cli, tmp_path, done_softmax):  # noqa: F811
     argv = ["report", "--runs", str(done_softmax.parents[1]), "--bench", str(tmp_path / "none")]
     project = tmp_path / "P"
