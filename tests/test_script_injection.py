@@ -109,11 +109,12 @@ SLURM_OPTIONS = (
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["python", "auto", "podman", "apptainer"])
-def test_no_slurm_option_runs_a_command(tmp_path, capsys, fake_engine, mode):
+def test_no_slurm_option_runs_a_command(tmp_path, capsys, fake_engine, mode, monkeypatch):
     rng = random.Random(f"{SEED}-slurm-{mode}")
     marker = tmp_path / "PWNED"
     work = tmp_path / "work"
     work.mkdir()
+    monkeypatch.chdir(work)  # relative paths among the values resolve (and get made) here
     written = 0
     for option in SLURM_OPTIONS:
         for value in payloads(marker, rng, 12):

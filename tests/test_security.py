@@ -607,11 +607,12 @@ FUZZ_OPTIONS = {
 
 
 @pytest.mark.slow
-def test_random_command_lines_end_in_a_result_or_one_usage_line(tmp_path, capsys):
+def test_random_command_lines_end_in_a_result_or_one_usage_line(tmp_path, capsys, monkeypatch):
     """Hostile values in any option of the commands that write plans, scripts and manifests:
     exit 0, or exit 2 with one ``error:`` line (or argparse's usage); never a traceback."""
     from mnist_suite.cli import main
 
+    monkeypatch.chdir(tmp_path)  # whatever a relative value names stays in here
     rng = random.Random(20261201)
     for _ in range(600):
         command = rng.choice(list(FUZZ_OPTIONS))
