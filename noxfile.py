@@ -8,9 +8,11 @@ The suite's stages (data, train, bench, report) and the tests share ONE environm
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -123,6 +125,51 @@ def bench(session: nox.Session) -> None:
 def bench_compare(session: nox.Session) -> None:
     """Fail if latest.json's ratios fell beyond their noise vs a stored run (-- --baseline F)."""
     session.run(sys.executable, "bench/compare.py", *session.posargs)
+
+
+# The CI gate: a NumPy linear model, a NumPy MLP and the TensorFlow loop, quick profile, against
+# the summaries committed in baselines/ (written by `nox -s gate -- --update`, ten seeds).
+GATE_JOBS = ("softmax", "mlp-fast", "sgd-original")
+GATE_SEEDS, BASELINE_SEEDS = "0-3", "0-9"
+GATE_BASELINE = Path("baselines/quick.json")
+# Beyond noise for four quick seeds on a shared machine: a 99% interval, half a point of
+# accuracy, a doubling of wall time (load moves quick wall times by tens of percent; finer speed
+# changes are bench_compare's, whose paired ratios cancel the load).
+GATE_RULES = ("--confidence", "0.99", "--min-effect", "test_accuracy=0.005")
+GATE_RULES += ("--min-effect", "wall_seconds=100%")
+
+
+@nox.session(venv_backend="none")
+def gate(session: nox.Session) -> None:
+    """Quick runs at HEAD vs baselines/quick.json: fail on a regression beyond noise (--update)."""
+    args = list(session.posargs)
+    update = "--update" in args
+    if update:
+        args.remove("--update")
+    runs = Path(tempfile.mkdtemp(prefix="mnist-suite-gate-"))
+    try:
+        seeds = BASELINE_SEEDS if update else GATE_SEEDS
+        run_suite(
+            session, "mnist-suite", "train", *GATE_JOBS, "--profile", "quick", "--seeds", seeds,
+            "--workers", "2", "--runs", str(runs), *args,
+        )  # fmt: skip
+        if update:
+            text = run_suite(
+                session, "mnist-suite", "runs", "--runs", str(runs), "--summary", "--json",
+                silent=True,
+            )  # fmt: skip
+            doc = json.loads(text)
+            doc["source"] = f"nox -s gate -- --update (seeds {seeds})"
+            GATE_BASELINE.parent.mkdir(parents=True, exist_ok=True)
+            GATE_BASELINE.write_text(json.dumps(doc, indent=2) + "\n")
+            session.log(f"baseline written to {GATE_BASELINE}: commit it")
+        else:
+            run_suite(
+                session, "mnist-suite", "compare", str(GATE_BASELINE), str(runs),
+                "--fail-on", "worse", *GATE_RULES,
+            )  # fmt: skip
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
 
 
 @nox.session(venv_backend="none")

@@ -218,11 +218,14 @@ def run_items(items: list, args: argparse.Namespace) -> int:
             run_id=item.run_id,
             data_options=_data_options(args),
             force=args.force,
+            reuse_stale=args.reuse_stale,
         )
-        note = " (already recorded, skipped)" if outcome.skipped else ""
+        shown, note = outcome.state, ""
         if outcome.skipped and outcome.state == "running":
             note = f" ({outcome.message}; not run here)"
-        print(f"{outcome.state:<11} {outcome.path}{note}", flush=True)
+        elif outcome.skipped:
+            shown, note = "skipped", f" ({outcome.state}, {outcome.message}, skipped)"
+        print(f"{shown:<11} {outcome.path}{note}", flush=True)
         if outcome.skipped and outcome.state == "running":
             # Another attempt owns it: this one did not run it, so it did not succeed.
             print(f"error: {item.name}: {outcome.message}; not run here", file=sys.stderr)
@@ -339,6 +342,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         force=args.force,
+        reuse_stale=args.reuse_stale,
         data=args.data,
         offline=args.offline,
     )
@@ -488,22 +492,51 @@ def _plan_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from mnist_suite.files import dumps
+    from mnist_suite.fingerprint import for_job_name
     from mnist_suite.runs import find_runs, load_run
+    from mnist_suite.summary import run_rows_text, summary_document, summary_text
 
     if args.job is not None and not args.job.replace("-", "").replace("_", "").isalnum():
         raise SuiteError(f"--job {args.job!r}: expected a job name (mnist-suite list)")
-    for path in find_runs(args.runs, args.job):
-        run = load_run(path)
-        metrics = run["metrics"]
-        headline = next(
-            (
-                f"{k}={metrics[k]:.4g}"
-                for k in ("test_accuracy", "test_mse")
-                if isinstance(metrics.get(k), int | float)
-            ),
-            "",
-        )
-        print(f"{run['state']:<11} {path}  {run['problem'] or headline}".rstrip())
+    paths = find_runs(args.runs, args.job)
+    if not paths:
+        where = f"{args.runs}/{args.job}" if args.job else str(args.runs)
+        print(f"no runs in {where}" + ("" if Path(args.runs).is_dir() else " (no such folder)"))
+        return 0
+    records = [load_run(p) for p in paths]
+    if args.summary:
+        doc = summary_document(records, str(args.runs))
+        print(dumps(doc) if args.json else summary_text(records))
+        return 0
+    from mnist_suite.summary import run_row
+
+    rows = [run_row(r, for_job_name(r.job)) for r in records]
+    print(dumps({"runs": rows}) if args.json else run_rows_text(rows))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mnist_suite import compare
+    from mnist_suite.files import dumps
+
+    rules = compare.parse_min_effects(args.min_effect)
+    base, new = compare.load_side(args.base), compare.load_side(args.new)
+    if not 0.5 <= args.confidence < 1:
+        raise SuiteError(f"--confidence {args.confidence}: expected a coverage in [0.5, 1)")
+    rows = compare.compare(base, new, rules, args.confidence)
+    if not rows:
+        raise SuiteError(f"{args.base} and {args.new} share no job, cell, profile or benchmark")
+    if args.json:
+        print(dumps(compare.document(base, new, rows, rules, args.confidence)))
+    elif args.md:
+        print(compare.render_markdown(base, new, rows, rules, args.confidence))
+    else:
+        print(compare.render_text(base, new, rows, rules, args.confidence))
+    worse = compare.regressions(rows)
+    if args.fail_on == "worse" and worse:
+        print(f"worse beyond noise: {', '.join(worse)}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
@@ -514,7 +547,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     runs = args.runs or [runs_folder()]
     writable_folder(args.out.parent, "--out")
     not_overlapping(args.out, "--out", [("--runs", r) for r in runs] + [("--bench", args.bench)])
-    build_report(runs, args.bench, args.out)
+    build_report(runs, args.bench, args.out, baseline=args.baseline)
     print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
     return 0
 
@@ -622,6 +655,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_argument(p, old_out=True)
     p.add_argument("--index", type=int, default=None, help="run only this item of the plan")
     p.add_argument("--force", action="store_true", help="re-run items already recorded")
+    p.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="keep finished runs recorded by other code (default: run them again)",
+    )
     _add_data_arguments(p)
     p.set_defaults(func=cmd_run)
 
@@ -649,6 +687,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=0, help="BLAS/TF threads per worker (default: cores/workers)"
     )
     p.add_argument("--force", action="store_true", help="re-run items already recorded")
+    p.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="keep finished runs recorded by other code (default: run them again)",
+    )
     p.add_argument(
         "--containers", action="store_true", help="run each item in its image (Podman/Docker)"
     )
@@ -756,7 +799,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list recorded runs with their state")
     _add_runs_argument(p, old_out=True)
     p.add_argument("--job", default=None)
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="per job/cell/profile: n, mean ± 95%% CI, the original's figure, time to target "
+        "(with --json: a baseline document for `compare`)",
+    )
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser(
+        "compare",
+        help="BASE vs NEW (runs folders, results.json, benchmark results): better, worse or "
+        "no detectable change, beyond noise",
+    )
+    p.add_argument("base", type=Path, help="runs folder, results.json/baseline, benchmark JSON")
+    p.add_argument("new", type=Path, help="the same kinds as BASE")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--md", action="store_true", help="a markdown table")
+    out.add_argument("--json", action="store_true", help="JSON")
+    p.add_argument(
+        "--fail-on", choices=("worse",), default=None, help="exit 1 if any figure got worse"
+    )
+    p.add_argument(
+        "--min-effect",
+        action="append",
+        default=[],
+        metavar="METRIC=X",
+        help="a metric's minimum effect: absolute (test_accuracy=0.005) or relative "
+        "(wall_seconds=50%%); repeatable",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="coverage of the difference's interval (default 0.95; a CI gate may ask 0.99)",
+    )
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "predict",
@@ -786,6 +865,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"folder of pytest-benchmark JSON files (default: {BENCH_RESULTS}, if present)",
     )
     p.add_argument("--out", type=_path, default=REPORT_FOLDER, help="report folder (replaced)")
+    p.add_argument(
+        "--baseline",
+        type=_path,
+        default=None,
+        help="add 'Changes against a baseline': a runs folder, results.json or summary baseline",
+    )
     p.set_defaults(func=cmd_report)
     return parser
 

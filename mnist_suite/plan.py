@@ -206,18 +206,22 @@ def run_dir(runs: Path, item: WorkItem) -> Path:
     return Path(runs) / item.job / item.run_id
 
 
-# A pending item is one a re-submission should run again: not finished, not being run now.
-PENDING_STATES = ("failed", "interrupted", "missing", "corrupt")
+# A pending item is one a re-submission should run again: not finished, not being run now, or
+# finished by other code (stale: mnist_suite.fingerprint).
+PENDING_STATES = ("failed", "interrupted", "missing", "corrupt", "stale")
 
 
 def item_states(items: list[WorkItem], runs: Path) -> list[str]:
-    """Each item's state in the runs folder (``missing`` when it has no run directory)."""
+    """Each item's state in the runs folder (``missing`` when it has no run directory, ``stale``
+    when it finished at another code fingerprint than this source's)."""
+    from mnist_suite.fingerprint import for_job_name
     from mnist_suite.runs import load_run
 
     states = []
     for item in items:
         path = run_dir(runs, item)
-        states.append(load_run(path)["state"] if path.is_dir() else "missing")
+        shown = load_run(path).shown_state(for_job_name(item.job)) if path.is_dir() else "missing"
+        states.append(shown)
     return states
 
 

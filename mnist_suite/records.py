@@ -9,7 +9,8 @@ passing for ``done``.
 Schemas (JSON types; "number" is a finite int or float, never a bool):
 
 - ``config.json``: object whose fields, when present, are ``job`` (non-empty str), ``cell``
-  (str), ``profile`` (str), ``seed`` (int >= 0), ``run_id`` (str), ``config`` (object) and
+  (str), ``profile`` (str), ``seed`` (int >= 0), ``run_id`` (str), ``config`` (object),
+  ``fingerprint`` (str: the code fingerprint, :mod:`mnist_suite.fingerprint`) and
   the envelope's ``machine_info``, ``commit_info``, ``versions`` (objects), ``datetime`` (str).
 - ``status.json``: object with ``state`` (one of :data:`STATES`) and, when present,
   ``started_at`` (str), ``ended_at`` (str or null), ``pid`` (int > 0), ``host`` (str),
@@ -66,6 +67,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (bools, strings, NaN and nulls are not numbers)."""
+    return float(value) if is_number(value) else None
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -96,6 +102,7 @@ CONFIG_FIELDS = {
     "seed": ("seed", False),
     "run_id": ("str", False),
     "config": ("object", False),
+    "fingerprint": ("str", False),
     "machine_info": ("object", False),
     "commit_info": ("object", False),
     "versions": ("object", False),

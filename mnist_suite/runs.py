@@ -17,8 +17,10 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_suite import claims, limits, records, seeding
+from mnist_suite import claims, fingerprint, limits, records, seeding
 from mnist_suite.config import to_dict
 from mnist_suite.envinfo import envelope, now_iso
 from mnist_suite.errors import ConfigError, Diverged
@@ -37,6 +39,7 @@ from mnist_suite.files import (
     atomic_write_bytes,
     atomic_write_json,
     finite,
+    npy_header,
     read_json_object,
 )
 from mnist_suite.progress import Progress
@@ -78,37 +81,191 @@ def effective_state(status: dict | None) -> str:
     return state if isinstance(state, str) else "corrupt"
 
 
-def load_run(path: Path) -> dict:
-    """Everything a reader (report, resume, list) needs from a run directory.
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
-    Returns a dict with ``path``, ``config``, ``status``, ``metrics`` (dicts, empty when
-    absent), ``history`` (rows), ``state`` (one of :data:`STATES`) and ``problem`` (why a
-    ``corrupt`` run is corrupt, naming the file; "" otherwise). Never raises on what it reads.
+
+def _check_declared_size(path: Path) -> None:
+    """ValueError if the arrays of an ``.npz`` declare more than a reader takes of one file."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.namelist():
+            shape, dtype = npy_header(zf, member)
+            total += math.prod(shape) * dtype.itemsize
+    if total > limits.MAX_ARTIFACT_BYTES:
+        raise ValueError(f"its arrays declare {total} bytes, more than {limits.MAX_ARTIFACT_BYTES}")
+
+
+@dataclass
+class RunRecord:
+    """One run directory, read once and checked: what every reader (``runs``, ``plan --status``,
+    the pool, the report, ``compare``) gets.
+
+    ``state`` is the recorded state (one of :data:`STATES`, a dead owner's ``running`` read as
+    ``interrupted``); ``problem`` says why a ``corrupt`` run is corrupt, naming the file.
+    ``config`` is the job's resolved config; ``config_file`` the whole ``config.json``.
+    """
+
+    path: Path
+    state: str
+    problem: str = ""
+    config_file: dict = field(default_factory=dict)
+    status: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    _npz_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def job(self) -> str:
+        return str(self.config_file.get("job") or self.path.parent.name)
+
+    @property
+    def cell(self) -> str:
+        return str(self.config_file.get("cell") or "")
+
+    @property
+    def profile(self) -> str:
+        return str(self.config_file.get("profile") or "?")
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.config_file.get("seed")
+        return seed if records.is_int(seed) else None
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.job}/{self.cell}" if self.cell else self.job
+
+    @property
+    def config(self) -> dict:
+        """The job's resolved config (profile and overrides applied)."""
+        return _dict(self.config_file.get("config"))
+
+    @property
+    def envelope(self) -> dict:
+        """``machine_info``, ``commit_info``, ``versions`` (objects) and ``datetime``."""
+        cfg = self.config_file
+        return {k: _dict(cfg.get(k)) for k in ("machine_info", "commit_info", "versions")} | {
+            "datetime": str(cfg.get("datetime") or "")
+        }
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The code fingerprint the run executed (:mod:`mnist_suite.fingerprint`); None if the
+        run was recorded without one."""
+        value = self.config_file.get("fingerprint")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def message(self) -> str:
+        return self.problem or str(self.status.get("message") or "")
+
+    @property
+    def started_at(self) -> str:
+        return str(self.status.get("started_at") or self.config_file.get("datetime") or "")
+
+    @property
+    def finished_at(self) -> str:
+        return str(self.status.get("ended_at") or "")
+
+    @property
+    def wall_seconds(self) -> float | None:
+        return records.number(self.metrics.get("wall_seconds"))
+
+    def metric(self, name: str) -> float | None:
+        """``metrics[name]`` as a finite float, or None."""
+        return records.number(self.metrics.get(name))
+
+    def code_state(self, current: str | None) -> str:
+        """``current``, ``stale`` or ``unknown`` (recorded without a fingerprint) against the
+        fingerprint ``current`` of the code here; ``current`` when there is none to compare."""
+        if current is None:
+            return "current"
+        if self.fingerprint is None:
+            return "unknown"
+        return "current" if self.fingerprint == current else "stale"
+
+    def shown_state(self, current: str | None) -> str:
+        """The state readers show: a finished run of other code is ``stale``."""
+        if self.state in FINAL_STATES and self.code_state(current) != "current":
+            return "stale"
+        return self.state
+
+    def rows(self, kind: str | None = None) -> list[dict]:
+        """History rows, optionally only one ``kind`` ("epoch", "eval", "batch", ...)."""
+        return [r for r in self.history if kind is None or r.get("kind") == kind]
+
+    def artifact_names(self) -> list[str]:
+        folder = self.path / "artifacts"
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+    def npz(self, name: str) -> dict[str, np.ndarray] | None:
+        """Arrays of ``artifacts/<name>.npz`` (never unpickled), or None if absent/unreadable."""
+        if name not in self._npz_cache:
+            path = self.path / "artifacts" / f"{name}.npz"
+            arrays = None
+            if path.is_file():
+                try:
+                    _check_declared_size(path)
+                    with np.load(path, allow_pickle=False) as data:
+                        arrays = {k: data[k] for k in data.files}
+                except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                    log.warning("%s: unreadable (%s)", path, exc)
+            self._npz_cache[name] = arrays
+        return self._npz_cache[name]
+
+    def array(self, name: str, *keys: str) -> np.ndarray | None:
+        """The first of ``keys`` present in ``artifacts/<name>.npz``."""
+        arrays = self.npz(name) or {}
+        return next((arrays[k] for k in keys if k in arrays), None)
+
+    def json(self, name: str) -> Any:
+        return read_json_object(self.path / "artifacts" / f"{name}.json")
+
+
+def load_run(path: Path) -> RunRecord:
+    """Everything a reader (report, resume, list, compare) needs from a run directory.
+
+    Never raises on what it reads: a run whose files do not fit their schemas is ``corrupt``
+    (``problem`` names the file), one being created right now ``running``.
     """
     path = Path(path)
-    run = {"path": path, "config": {}, "status": {}, "metrics": {}, "history": []}
+    run = RunRecord(path, "corrupt")
     try:
         if not path.is_dir():
             raise records.RecordError(path.name, "not a folder")
-        run["config"] = records.read_config(path)
+        run.config_file = records.read_config(path)
         status = records.read_status(path)
         if status is None:
             raise records.RecordError("status.json", "missing")
-        run["status"] = status
+        run.status = status
         state = effective_state(status)
         if state in FINAL_STATES:
             metrics = records.read_metrics(path, state)
             if metrics is None:
                 raise records.RecordError("metrics.json", f"missing, yet the run is {state}")
-            run["metrics"] = metrics
-        run["history"] = records.read_history(path / "history.jsonl")
+            run.metrics = metrics
+        run.history = records.read_history(path / "history.jsonl")
     except records.RecordError as exc:
         # A run being (re)created right now is not corrupt, only unfinished.
-        writing = claims.live_holder(path) is not None
-        if writing:
-            return {**run, "state": "running", "problem": ""}
-        return {**run, "state": "corrupt", "problem": str(exc)}
-    return {**run, "state": state, "problem": ""}
+        if claims.live_holder(path) is not None:
+            run.state = "running"
+            return run
+        run.problem = str(exc)
+        return run
+    run.state = state
+    return run
+
+
+def stale_note(run: RunRecord, current: str | None) -> str:
+    """Why ``run`` is stale against the code fingerprint ``current``, in a few words."""
+    if run.fingerprint is None:
+        return "stale (recorded without a code fingerprint)"
+    return f"stale (code {run.fingerprint}, now {current})"
 
 
 def find_runs(out: Path, job: str | None = None) -> list[Path]:
@@ -318,14 +475,16 @@ def execute(
     data_options: dict | None = None,
     force: bool = False,
     wait: float | None = None,
+    reuse_stale: bool = False,
 ) -> Outcome:
     """Run one cell of ``job`` into ``out/job/run_id`` and record how it ended.
 
     The run is claimed first (:mod:`mnist_suite.claims`). While another live attempt holds it,
     this one waits up to ``wait`` seconds (default ``$MNIST_SUITE_CLAIM_WAIT``, else 0) and then
     returns a skipped ``running`` outcome naming the holder, without touching the run. Once
-    claimed, a run already ``done`` or ``diverged`` is skipped unless ``force``; a ``failed``,
-    ``interrupted``, ``corrupt`` or dead ``running`` one is cleared and run again.
+    claimed, a run already ``done`` or ``diverged`` is skipped unless ``force`` or it is stale
+    (recorded by other code: :mod:`mnist_suite.fingerprint`; ``reuse_stale`` keeps it); a
+    ``failed``, ``interrupted``, ``corrupt`` or dead ``running`` one is cleared and run again.
     KeyboardInterrupt (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates.
     """
     if not records.is_int(seed) or seed < 0:
@@ -340,19 +499,30 @@ def execute(
     except OSError as exc:
         raise ConfigError(f"{path}: cannot claim the run ({exc.strerror or exc})") from None
     try:
-        return _execute_claimed(job, cell, config, seed, profile, path, data_options, force, claim)
+        return _execute_claimed(
+            job, cell, config, seed, profile, path, data_options, force, claim, reuse_stale
+        )
     finally:
         claim.release()
 
 
-def _execute_claimed(job, cell, config, seed, profile, path, data_options, force, claim):
+def _execute_claimed(
+    job, cell, config, seed, profile, path, data_options, force, claim, reuse_stale=False
+):
+    code = fingerprint.of_job(job)
     previous = load_run(path) if path.exists() else None
     if previous is not None:
         # The raw status, even if it misses fields: a live owner is never clobbered.
         status = read_json_object(path / "status.json") or {}
-        if previous["state"] in FINAL_STATES and not force:
-            state, metrics = previous["state"], previous["metrics"]
-            return Outcome(path, state, "already recorded", skipped=True, metrics=metrics)
+        fresh = previous.code_state(code)
+        if previous.state in FINAL_STATES and not force and (fresh == "current" or reuse_stale):
+            state, metrics = previous.state, previous.metrics
+            note = "already recorded"
+            if fresh != "current":
+                note = f"{stale_note(previous, code)}; kept (--reuse-stale)"
+            return Outcome(path, state, note, skipped=True, metrics=metrics)
+        if previous.state in FINAL_STATES and not force:
+            print(f"{path}: {stale_note(previous, code)}: running it again", file=sys.stderr)
         if status.get("state") == "running" and owner_alive(status):
             # Written by an attempt that took no claim (an older version of the suite).
             who = f"pid {status.get('pid')} on {status.get('host')}"
@@ -395,6 +565,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, force
                 "seed": seed,
                 "run_id": path.name,
                 "config": to_dict(config),
+                **({"fingerprint": code} if code else {}),
                 **envelope(),
             },
         )

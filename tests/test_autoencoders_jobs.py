@@ -68,8 +68,8 @@ def test_pca_quick_records_everything(run_cli):
     code, out, _ = run_cli("run", "pca", "--profile", "quick")
     assert code == 0, out
     run = load_run(run_path(out))
-    m = run["metrics"]
-    assert run["state"] == "done" and len(m["explained_variance_ratio"]) == 2
+    m = run.metrics
+    assert run.state == "done" and len(m["explained_variance_ratio"]) == 2
     for k in (2, 8, 32, 128):
         # Z-score units and pixel units differ by the scalar std squared; FVU by nothing.
         assert m[f"test_mse_k{k}"] * PIXEL_STD**2 == pytest.approx(
@@ -77,14 +77,14 @@ def test_pca_quick_records_everything(run_cli):
         )
         assert 0 < m[f"fvu_k{k}"] < 1
     assert m["test_mse_pixels_k2"] > m["test_mse_pixels_k8"] > m["test_mse_pixels_k128"]
-    pca = npz(run["path"], "pca")
+    pca = npz(run.path, "pca")
     assert pca["components"].shape == (128, 784)
     np.testing.assert_allclose(pca["components"] @ pca["components"].T, np.eye(128), atol=1e-4)
-    latents = npz(run["path"], "latents")
+    latents = npz(run.path, "latents")
     assert latents["z"].shape == (2000, 2) and latents["labels"].shape == (2000,)
-    recon = npz(run["path"], "reconstructions")
+    recon = npz(run.path, "reconstructions")
     assert recon["original"].shape == recon["k32"].shape == (10, 784)
-    assert len(events(run["path"]).Scalars("pca/fvu")) == 4
+    assert len(events(run.path).Scalars("pca/fvu")) == 4
 
 
 def test_ae_quick_linear_and_denoising(run_cli, mnist):
@@ -95,21 +95,21 @@ def test_ae_quick_linear_and_denoising(run_cli, mnist):
     paths = [run_path(line) for line in out.strip().splitlines()]
     linear, denoising = (load_run(p) for p in paths)
     for run in (linear, denoising):
-        assert run["state"] == "done"
-        assert set(run["metrics"]) >= AE_METRICS
-        assert [row["step"] for row in run["history"]] == list(range(1, len(run["history"]) + 1))
-        acc = events(run["path"])
-        assert len(acc.Scalars("epoch/train_loss")) == len(run["history"])
-        assert len(acc.Images("reconstructions")) == len(run["history"])
-    assert linear["metrics"]["latent_dim"] == 2
-    assert npz(linear["path"], "latents")["z"].shape == (1000, 2)
-    assert npz(linear["path"], "encoder_weights")["kernel"].shape == (784, 2)
+        assert run.state == "done"
+        assert set(run.metrics) >= AE_METRICS
+        assert [row["step"] for row in run.history] == list(range(1, len(run.history) + 1))
+        acc = events(run.path)
+        assert len(acc.Scalars("epoch/train_loss")) == len(run.history)
+        assert len(acc.Images("reconstructions")) == len(run.history)
+    assert linear.metrics["latent_dim"] == 2
+    assert npz(linear.path, "latents")["z"].shape == (1000, 2)
+    assert npz(linear.path, "encoder_weights")["kernel"].shape == (784, 2)
 
-    m = denoising["metrics"]
+    m = denoising.metrics
     assert m["latent_dim"] == 128
     # Pixel mode: the original's 0.4 z-units are 0.4 training-pixel stds, unclipped by default.
     assert m["noisy_mse_pixels"] == pytest.approx((0.4 * PIXEL_STD) ** 2, rel=0.03)
-    samples = npz(denoising["path"], "reconstructions")
+    samples = npz(denoising.path, "reconstructions")
     assert set(samples) == {"indices", "original", "reconstruction", "pca", "noisy"}
     # The fixed samples: the first test image of each digit, in digit order.
     np.testing.assert_array_equal(mnist.y_test[samples["indices"]], np.arange(10))
@@ -119,7 +119,7 @@ def test_ae_seed_quick_is_z_scored_and_seed_style(run_cli):
     code, out, _ = run_cli("run", "ae-original", "--profile", "quick", "--set", "models=denoising")
     assert code == 0, out
     run = load_run(run_path(out))
-    m = run["metrics"]
+    m = run.metrics
     assert m["normalisation"] == "zscore" and m["original_style"] is True
     assert m["params"] == 667_280
     assert m["test_mse"] == pytest.approx(m["final_val_loss"])
@@ -142,7 +142,7 @@ def test_nan_loss_is_recorded_as_diverged(run_cli):
     )
     assert code == 3 and "diverged" in err
     run = load_run(run_path(out))
-    assert run["state"] == "diverged" and run["metrics"]["diverged_at_step"] > 0
+    assert run.state == "diverged" and run.metrics["diverged_at_step"] > 0
 
 
 def test_same_seed_same_numbers(run_cli, tmp_path):
@@ -151,7 +151,7 @@ def test_same_seed_same_numbers(run_cli, tmp_path):
             "run", "ae", "--profile", "quick", "--set", "models=deep-8", "--out", out_dir
         )
         assert code == 0
-        return load_run(run_path(out))["metrics"]
+        return load_run(run_path(out)).metrics
 
     first, second = metrics(str(tmp_path / "a")), metrics(str(tmp_path / "b"))
     assert first["test_mse"] == second["test_mse"]
@@ -162,7 +162,7 @@ def test_same_seed_same_numbers(run_cli, tmp_path):
 def test_pca_full_reproduces_the_seed(run_cli):
     code, out, _ = run_cli("run", "pca")
     assert code == 0
-    m = load_run(run_path(out))["metrics"]
+    m = load_run(run_path(out)).metrics
     np.testing.assert_allclose(m["explained_variance_ratio"], [0.09704, 0.07095], atol=2e-4)
     np.testing.assert_allclose(m["explained_variance"], [53.9033, 39.4120], rtol=1e-3)
     for k, figure in ((2, 0.0557), (32, 0.0168), (128, 0.0042)):

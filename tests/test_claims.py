@@ -57,7 +57,7 @@ def _check_single_writer(path: Path, outcomes: list[tuple]) -> None:
     history = runs.read_history(path / "history.jsonl")
     assert [r["step"] for r in history] == [0, 1, 2]
     assert len(list((path / "tb").iterdir())) == 1  # one events file: one writer
-    assert runs.load_run(path)["state"] == "done"
+    assert runs.load_run(path).state == "done"
     assert not list(path.parent.glob("*.claim*"))  # released, nothing left behind
 
 
@@ -181,7 +181,7 @@ def test_second_attempt_waits_for_the_first_then_skips(tmp_path):
     proc = ctx.Process(target=second)
     proc.start()
     time.sleep(0.5)
-    assert runs.load_run(tmp_path / "small" / "r1")["state"] == "running"  # claimed, no folder
+    assert runs.load_run(tmp_path / "small" / "r1").state == "running"  # claimed, no folder
     claim.release()
     assert results.get(timeout=60) == ("done", False, "")
     proc.join(timeout=30)
@@ -192,10 +192,10 @@ def test_a_run_being_written_lists_as_running_not_corrupt(tmp_path):
     run_dir.mkdir(parents=True)  # created, config.json not written yet
     claim = claims.acquire(claims.claim_path(run_dir))
     try:
-        assert runs.load_run(run_dir)["state"] == "running"
+        assert runs.load_run(run_dir).state == "running"
     finally:
         claim.release()
-    assert runs.load_run(run_dir)["state"] == "corrupt"
+    assert runs.load_run(run_dir).state == "corrupt"
 
 
 def test_heartbeat_of_a_broken_claim_never_touches_the_new_one(tmp_path):
@@ -241,7 +241,7 @@ def test_two_cli_processes_started_on_one_run_write_it_once(tmp_path, mnist):
             assert code == 0 or (code == 1 and "claimed by pid" in err), err
         (run_dir,) = runs.find_runs(runs_dir)
         run = runs.load_run(run_dir)
-        assert run["state"] == "done"
-        steps = [(r["kind"], r["step"]) for r in run["history"]]
+        assert run.state == "done"
+        steps = [(r["kind"], r["step"]) for r in run.history]
         assert len(steps) == len(set(steps)) > 0  # every row once
         assert len(list((run_dir / "tb").iterdir())) == 1

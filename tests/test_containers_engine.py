@@ -12,7 +12,6 @@ import pytest
 
 from mnist_suite.files import read_json_object as read_json
 from mnist_suite.launch import LaunchOptions, container
-from mnist_suite.launch.local import log_path
 from mnist_suite.plan import build_plan
 from mnist_suite.plan import run_dir as run_path_of
 from tools import images
@@ -211,8 +210,7 @@ def test_job_runs_in_its_image_records_it_and_is_skipped_when_done(engine, tmp_p
     assert machine["base_id"] == labels["io.mnist-suite.base.id"] != ""
     ended = read_json(run_dir / "status.json")["ended_at"]
 
-    assert _launch(engine, items, runs) == {0: 0}
-    assert "(already recorded, skipped)" in log_path(runs / ".logs", items[0]).read_text()
+    assert _launch(engine, items, runs) == {0: 0}  # skipped: by the pool, or in the container
     assert read_json(run_dir / "status.json")["ended_at"] == ended
 
 

@@ -22,13 +22,13 @@ METRICS = ("test_accuracy", "train_accuracy", "dev_accuracy", "wall_seconds", "s
 def check_run(path, mnist, kind: str, steps: list[int]) -> dict:
     """The invariants every finished MLP run keeps; returns its metrics."""
     run = load_run(path)
-    assert run["state"] == "done"
-    metrics = run["metrics"]
+    assert run.state == "done"
+    metrics = run.metrics
     assert all(isinstance(metrics[k], float) for k in METRICS)
-    rows = [r for r in run["history"] if r["kind"] == kind]
+    rows = [r for r in run.history if r["kind"] == kind]
     assert [r["step"] for r in rows] == steps
     assert rows[-1]["dev_accuracy"] == metrics["dev_accuracy"]
-    final = [r for r in run["history"] if r["kind"] == "final"]
+    final = [r for r in run.history if r["kind"] == "final"]
     assert [r["test_accuracy"] for r in final] == [metrics["test_accuracy"]]  # scored once
 
     acc = EventAccumulator(str(path / "tb"))
@@ -76,7 +76,7 @@ def test_mlp_fast_quick_probes_dev_accuracy(run_cli, mnist):
     metrics = check_run(path, mnist, "epoch", [1, 2, 3])
     assert metrics["test_accuracy"] > 0.9
     assert metrics["parameters"] == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
-    probes = [r for r in load_run(path)["history"] if r["kind"] == "probe"]
+    probes = [r for r in load_run(path).history if r["kind"] == "probe"]
     assert [r["step"] for r in probes] == [50, 100]  # 9,000 images at batch 256: 36 steps/epoch
 
 
@@ -136,9 +136,9 @@ def test_divergence_is_recorded_with_its_step(run_cli):
     code, out, err = run_cli("run", "mlp", "--profile", "quick", "--set", "lr=1e4")
     assert code == 3 and "diverged" in err
     run = load_run(run_path(out))
-    assert run["state"] == "diverged"
-    assert run["status"]["diverged_at_step"] == run["metrics"]["diverged_at_step"] > 0
-    assert run["metrics"]["final_train_loss"] is None  # nan, stored as JSON null
+    assert run.state == "diverged"
+    assert run.status["diverged_at_step"] == run.metrics["diverged_at_step"] > 0
+    assert run.metrics["final_train_loss"] is None  # nan, stored as JSON null
 
 
 def test_random_shift_moves_each_image_by_at_most_two_pixels():
@@ -174,7 +174,7 @@ def test_mlp_seed_full_lands_in_the_seed_band(run_cli):
     """Seed: ≈ 92.5% test with the saved weights; band 91-94%."""
     code, out, _ = run_cli("run", "mlp-original")
     assert code == 0
-    metrics = load_run(run_path(out))["metrics"]
+    metrics = load_run(run_path(out)).metrics
     assert 0.91 <= metrics["test_accuracy"] <= 0.94
 
 

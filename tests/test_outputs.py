@@ -235,7 +235,7 @@ def test_disk_full_ends_failed_with_one_line_and_no_partial_json(tmp_path, mount
     assert "No space left on device" in proc.stderr
     (run_dir,) = runs.find_runs(runs_dir)
     run = runs.load_run(run_dir)
-    assert run["state"] == "failed" and "No space left" in run["status"]["message"]
+    assert run.state == "failed" and "No space left" in run.status["message"]
     for path in run_dir.rglob("*.json"):
         json.loads(path.read_text())  # every JSON file is whole
     assert not list(runs_dir.rglob("*.tmp")) and not list(runs_dir.rglob("*.claim"))

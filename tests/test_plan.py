@@ -211,7 +211,7 @@ def test_old_out_spelling_warns_once_and_still_works(run_cli, tmp_path):
     assert err.count("warning: --out is now --runs") == 1
     assert (tmp_path / "old" / "softmax-original").is_dir()
     code, out, err = run_cli("runs", "--out", str(tmp_path / "old"))
-    assert code == 0 and out.startswith("done") and "--runs" in err
+    assert code == 0 and out.splitlines()[1].startswith("done") and "--runs" in err
 
 
 def _fake_run(runs, job, run_id, state, started_at):

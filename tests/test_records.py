@@ -104,13 +104,14 @@ def test_a_record_of_the_wrong_shape_makes_the_run_corrupt(done_run, case):
     name, value, why = CASES[case]
     _write(done_run, name, value)
     run = runs.load_run(done_run)
-    assert run["state"] == "corrupt" and why in run["problem"], run["problem"]
+    assert run.state == "corrupt" and why in run.problem, run.problem
     code, out, err = _cli("runs", "--runs", str(done_run.parents[1]))
     assert code == 0 and "Traceback" not in err
-    assert out.split()[:2] == ["corrupt", str(done_run)] and why in out
+    row = out.splitlines()[1].split()
+    assert row[0] == "corrupt" and row[-1] == done_run.name and why in out
     redo = _execute(done_run.parents[1])
     assert redo.state == "done" and not redo.skipped
-    assert runs.load_run(done_run)["state"] == "done"
+    assert runs.load_run(done_run).state == "done"
 
 
 def test_a_folder_without_config_is_listed_and_redone(tmp_path):
@@ -119,7 +120,8 @@ def test_a_folder_without_config_is_listed_and_redone(tmp_path):
     run_dir.mkdir(parents=True)
     (run_dir / "notes.txt").write_text("left by hand")
     code, stdout, _ = _cli("runs", "--runs", str(out))
-    assert code == 0 and stdout.split()[:2] == ["corrupt", str(run_dir)]
+    row = stdout.splitlines()[1].split()
+    assert code == 0 and row[0] == "corrupt" and row[-1] == run_dir.name
     assert "config.json: missing" in stdout
     assert _execute(out).state == "done" and not (run_dir / "notes.txt").exists()
 
@@ -138,23 +140,23 @@ def test_report_shows_corrupt_runs_with_the_reason(done_run, tmp_path):
 
 def test_done_run_is_valid_under_every_schema(done_run):
     run = runs.load_run(done_run)
-    assert run["state"] == "done" and run["problem"] == ""
-    assert [r["step"] for r in run["history"]] == [0, 1]
+    assert run.state == "done" and run.problem == ""
+    assert [r["step"] for r in run.history] == [0, 1]
 
 
 def test_torn_last_history_line_is_not_corruption_but_a_torn_middle_one_is(done_run):
     history = done_run / "history.jsonl"
     whole = history.read_text()
     history.write_text(whole + '{"kind": "ep')
-    assert runs.load_run(done_run)["state"] == "done"
+    assert runs.load_run(done_run).state == "done"
     history.write_text('{"kind": "ep\n' + whole)
-    assert runs.load_run(done_run)["problem"] == "history.jsonl line 1: not JSON"
+    assert runs.load_run(done_run).problem == "history.jsonl line 1: not JSON"
 
 
 def test_oversized_record_is_refused_without_reading_it(done_run):
     with open(done_run / "metrics.json", "wb") as f:
         f.truncate(records.MAX_RECORD_BYTES + 1)  # sparse: no disk used
-    assert "more than" in runs.load_run(done_run)["problem"]
+    assert "more than" in runs.load_run(done_run).problem
 
 
 # --- property: any JSON in any record file -------------------------------------------------
@@ -231,11 +233,13 @@ def test_any_json_in_any_record_never_breaks_runs_report_or_rerun(tmp_path, name
     listed = {}
     for run_dir in variants:
         run = runs.load_run(run_dir)
-        assert run["state"] in runs.STATES
-        assert (run["state"] == "corrupt") == bool(run["problem"])
-        listed[run_dir] = run["state"]
+        assert run.state in runs.STATES
+        assert (run.state == "corrupt") == bool(run.problem)
+        listed[run_dir] = run.state
     code, stdout, err = _cli("runs", "--runs", str(out))
-    assert code == 0 and "Traceback" not in err and len(stdout.splitlines()) == len(variants)
+    assert (
+        code == 0 and "Traceback" not in err and len(stdout.splitlines()) == len(variants) + 2
+    )  # header, counts
     code, _, err = _cli(
         "report", "--runs", str(out), "--out", str(tmp_path / "rep"),
         "--bench", str(tmp_path / "none"),

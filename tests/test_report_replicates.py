@@ -23,18 +23,13 @@ class NoTest(dict):
 
 
 def record(cell, seed, metrics, *, job="sgd-grid", state="done", profile="full", lr=0.1):
+    config = {"lr": lr, "batch_size": 32, "widths": [32, 32]}
     return RunRecord(
         path=Path(f"/runs/{job}/{cell}-{profile}-s{seed}"),
-        job=job,
-        cell=cell,
-        profile=profile,
-        seed=seed,
         state=state,
-        config={"lr": lr, "batch_size": 32, "widths": [32, 32]},
-        envelope={},
+        config_file={"job": job, "cell": cell, "profile": profile, "seed": seed, "config": config},
+        status={"started_at": f"2026-01-01T00:00:0{seed}"},
         metrics=metrics,
-        history=[],
-        started_at=f"2026-01-01T00:00:0{seed}",
     )
 
 

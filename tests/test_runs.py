@@ -75,7 +75,7 @@ def test_done_run_directory_is_complete(tmp_path):
 def test_failed_run_records_one_line_message(tmp_path):
     outcome = execute(tmp_path, TinyConfig(mode="raise"))
     assert outcome.state == "failed" and outcome.message == "RuntimeError: boom"
-    assert runs.load_run(outcome.path)["state"] == "failed"
+    assert runs.load_run(outcome.path).state == "failed"
 
 
 def test_diverged_run_records_the_step(tmp_path):
@@ -90,8 +90,8 @@ def test_interrupt_is_recorded_and_propagates(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         execute(tmp_path, TinyConfig(mode="interrupt"))
     run = runs.load_run(tmp_path / "tiny" / "r1")
-    assert run["state"] == "interrupted" and "SIGTERM" in run["status"]["message"]
-    assert run["metrics"] == {}
+    assert run.state == "interrupted" and "SIGTERM" in run.status["message"]
+    assert run.metrics == {}
 
 
 def test_resume_skips_done_and_reruns_failed(tmp_path):
@@ -199,7 +199,7 @@ def test_sigterm_marks_interrupted_and_exits_130(tmp_path, mnist):
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
     run = runs.load_run(path)
-    assert run["status"]["state"] == "interrupted" and "SIGTERM" in run["status"]["message"]
+    assert run.status["state"] == "interrupted" and "SIGTERM" in run.status["message"]
     assert not (path / "metrics.json").exists()
 
 
@@ -209,10 +209,10 @@ def test_sigkill_leaves_running_which_readers_see_as_interrupted(tmp_path, mnist
     proc.kill()
     proc.wait(timeout=30)
     assert json.loads((path / "status.json").read_text())["state"] == "running"
-    assert runs.load_run(path)["state"] == "interrupted"
+    assert runs.load_run(path).state == "interrupted"
     # resuming re-runs it from scratch rather than refusing or skipping it
     env = {**os.environ, "MNIST_SUITE_RUNS": str(tmp_path)}
     done = subprocess.run(JOB_ARGV, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["done", str(path)]
-    assert runs.load_run(path)["state"] == "done"
+    assert runs.load_run(path).state == "done"

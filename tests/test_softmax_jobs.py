@@ -17,11 +17,11 @@ def test_softmax_seed_quick_writes_a_complete_run(run_cli):
     assert code == 0
     path = run_path(out)
     run = load_run(path)
-    assert run["state"] == "done"
-    assert run["config"]["config"]["n_train"] == 6000 and run["config"]["profile"] == "quick"
-    metrics = run["metrics"]
+    assert run.state == "done"
+    assert run.config["n_train"] == 6000 and run.profile == "quick"
+    metrics = run.metrics
     assert 0.6 < metrics["test_accuracy"] <= 1 and metrics["samples_per_second"] > 0
-    evals = [r for r in run["history"] if r["kind"] == "eval"]
+    evals = [r for r in run.history if r["kind"] == "eval"]
     assert [r["step"] for r in evals] == [1000, 2000, 3000, 4000, 5000, 6000]
     acc = EventAccumulator(str(path / "tb"))
     acc.Reload()
@@ -89,7 +89,7 @@ def test_softmax_seed_full_lands_in_the_seed_band(run_cli):
     """Seed: 80.1% test, swinging 77-85% during the epoch; band 74-84%."""
     code, out, _ = run_cli("run", "softmax-original")
     assert code == 0
-    metrics = load_run(run_path(out))["metrics"]
+    metrics = load_run(run_path(out)).metrics
     assert 0.74 <= metrics["test_accuracy"] <= 0.84
 
 
@@ -97,7 +97,7 @@ def test_softmax_seed_full_lands_in_the_seed_band(run_cli):
 def test_softmax_done_right_beats_the_seed(run_cli):
     code, out, _ = run_cli("run", "softmax")
     assert code == 0
-    metrics = load_run(run_path(out))["metrics"]
+    metrics = load_run(run_path(out)).metrics
     assert metrics["test_accuracy"] >= 0.915
     # 5,000 dev images: a standard error of ~0.4 points around the test figure (split-dependent).
     assert metrics["dev_accuracy"] >= 0.905

@@ -123,17 +123,17 @@ def test_runner_records_time_to_target_in_metrics_and_history(tmp_path):
     outcome = runs.execute(job, "", Cfg(), seed=4, profile="quick", out=tmp_path, run_id="r")
     assert outcome.state == "done"
     run = runs.load_run(outcome.path)
-    ttt = run["metrics"]["time_to_target"]
+    ttt = run.metrics["time_to_target"]
     assert ttt["reached"] == {"0.97": True, "0.98": True, "0.99": False}
     assert ttt["seconds"]["0.99"] is None
-    epochs = {r["step"]: r for r in run["history"] if r["kind"] == "epoch"}
+    epochs = {r["step"]: r for r in run.history if r["kind"] == "epoch"}
     assert ttt["seconds"]["0.97"] == epochs[2]["time"] > 0  # the run's clock, never 0
     assert ttt["seconds"]["0.98"] == epochs[3]["time"]
-    marks = [r["target"] for r in run["history"] if r["kind"] == "target"]
+    marks = [r["target"] for r in run.history if r["kind"] == "target"]
     assert marks == [0.97, 0.98]
-    assert from_history(run["history"]) == ttt  # history alone rebuilds it
-    assert run["metrics"]["eval_seconds"] >= 0
-    json.dumps(run["metrics"])
+    assert from_history(run.history) == ttt  # history alone rebuilds it
+    assert run.metrics["eval_seconds"] >= 0
+    json.dumps(run.metrics)
 
 
 def test_runner_writes_seed_and_job_cell_hparams_for_every_job(tmp_path):

@@ -14,15 +14,15 @@ pytestmark = pytest.mark.slow  # each test trains (quick profiles, a few seconds
 
 
 def _metrics(path):
-    return load_run(path)["metrics"]
+    return load_run(path).metrics
 
 
 def test_sgd_seed_quick_records_a_complete_run(run_cli):
     code, out, _ = run_cli("run", "sgd-original", "--profile", "quick")
     assert code == 0
     run = load_run(run_path(out))
-    m = run["metrics"]
-    assert run["state"] == "done"
+    m = run.metrics
+    assert run.state == "done"
     assert m["steps"] == 6000 // 32 + 1  # 188 batches, the last one partial
     assert m["n_params"] == 26_506
     assert 0.75 < m["test_accuracy"] <= 1.0
@@ -32,9 +32,9 @@ def test_sgd_seed_quick_records_a_complete_run(run_cli):
     assert "dev_accuracy" not in m  # the original had no dev split
     assert m["time_to_target"]["evaluations"] == 0
     assert m["time_to_target"]["seconds"] == {"0.97": None, "0.98": None, "0.99": None}
-    batches = [r for r in run["history"] if r["kind"] == "batch"]
+    batches = [r for r in run.history if r["kind"] == "batch"]
     assert [r["step"] for r in batches] == list(range(1, m["steps"] + 1))
-    with np.load(run["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
+    with np.load(run.path / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
         np.testing.assert_allclose(f["loss"], [r["loss"] for r in batches], rtol=1e-6)
         assert int(f["steps_per_epoch"]) == m["steps"]
 
@@ -60,18 +60,18 @@ def test_grid_survives_a_diverging_point_and_resumes(run_cli, tmp_path):
     code, stdout, err = run_cli(*argv)
     assert code == 0  # in a batch, divergence is a result, not a failure
     assert "diverged" in err
-    runs = {load_run(p)["config"]["cell"]: load_run(p) for p in find_runs(out, "sgd-grid")}
+    runs = {load_run(p).cell: load_run(p) for p in find_runs(out, "sgd-grid")}
     bad, good = runs["net32-32-b64-lr1e+09"], runs["net32-32-b64-lr0.1"]
-    assert bad["state"] == "diverged"
-    assert bad["status"]["diverged_at_step"] == bad["metrics"]["diverged_at_step"] >= 1
-    with np.load(bad["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
-        assert len(f["loss"]) == bad["metrics"]["diverged_at_step"]  # curve kept to the blow-up
-    assert good["state"] == "done"
-    by_epoch = good["metrics"]["dev_accuracy_by_epoch"]
+    assert bad.state == "diverged"
+    assert bad.status["diverged_at_step"] == bad.metrics["diverged_at_step"] >= 1
+    with np.load(bad.path / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
+        assert len(f["loss"]) == bad.metrics["diverged_at_step"]  # curve kept to the blow-up
+    assert good.state == "done"
+    by_epoch = good.metrics["dev_accuracy_by_epoch"]
     assert len(by_epoch) == 2
-    assert good["metrics"]["dev_accuracy"] == max(by_epoch)  # the epoch kept is chosen on dev
-    assert good["metrics"]["best_epoch"] == 1 + by_epoch.index(max(by_epoch))
-    tests = [r for r in good["history"] if "test_accuracy" in r]
+    assert good.metrics["dev_accuracy"] == max(by_epoch)  # the epoch kept is chosen on dev
+    assert good.metrics["best_epoch"] == 1 + by_epoch.index(max(by_epoch))
+    tests = [r for r in good.history if "test_accuracy" in r]
     assert len(tests) == 1  # the test set is looked at once
 
     code, stdout, _ = run_cli(*argv)  # re-run: both points already recorded
@@ -104,15 +104,15 @@ def test_grid_is_readable_by_tensorboards_hparams_dashboard(run_cli, tmp_path):
     for group in groups.session_groups:
         (session,) = group.sessions
         run = load_run(out / "sgd-grid" / session.name.split("/")[0])
-        assert group.hparams["batch_size"].number_value == run["config"]["config"]["batch_size"]
+        assert group.hparams["batch_size"].number_value == run.config["batch_size"]
         assert group.hparams["widths"].string_value == "32,32"
         assert group.hparams["seed"].number_value == 0
-        assert group.hparams["cell"].string_value == run["config"]["cell"]
+        assert group.hparams["cell"].string_value == run.cell
         values = {v.name.tag: v.value for v in group.metric_values}
         assert values["result/test_accuracy"] == pytest.approx(
-            run["metrics"]["test_accuracy"], rel=1e-6
+            run.metrics["test_accuracy"], rel=1e-6
         )
-        assert values["result/best_epoch"] == run["metrics"]["best_epoch"]
+        assert values["result/best_epoch"] == run.metrics["best_epoch"]
 
 
 def test_lr_sweep_quick_keeps_every_batch_loss(run_cli, tmp_path):
@@ -120,13 +120,13 @@ def test_lr_sweep_quick_keeps_every_batch_loss(run_cli, tmp_path):
     code, _, _ = run_cli("run", "sgd-lr-sweep", "--profile", "quick", "--out", str(out))
     assert code == 0
     runs = [load_run(p) for p in find_runs(out, "sgd-lr-sweep")]
-    assert sorted(r["config"]["config"]["lr"] for r in runs) == [0.001, 0.01, 0.1]
+    assert sorted(r.config["lr"] for r in runs) == [0.001, 0.01, 0.1]
     for run in runs:
-        with np.load(run["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
-            if run["state"] == "done":
+        with np.load(run.path / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
+            if run.state == "done":
                 assert len(f["loss"]) == 3200 // 32
             else:
-                assert run["state"] == "diverged"
+                assert run.state == "diverged"
 
 
 def test_sgd_seed_full_reproduces_the_seed(run_cli):
@@ -144,14 +144,14 @@ def test_lr_sweep_full_reproduces_the_seeds_figure(run_cli, tmp_path):
     out = tmp_path / "runs"
     code, _, _ = run_cli("run", "sgd-lr-sweep", "--out", str(out))
     assert code == 0  # the lr 0.1 cell never fails the sweep, whichever way it ends
-    runs = {load_run(p)["config"]["config"]["lr"]: load_run(p) for p in find_runs(out)}
+    runs = {load_run(p).config["lr"]: load_run(p) for p in find_runs(out)}
     high = runs[0.1]
-    assert high["state"] == "diverged" or high["metrics"]["stuck_at_chance"]
-    assert 0.12 <= runs[0.01]["metrics"]["final_train_loss"] <= 0.22
-    assert 0.20 <= runs[0.001]["metrics"]["final_train_loss"] <= 0.32
+    assert high.state == "diverged" or high.metrics["stuck_at_chance"]
+    assert 0.12 <= runs[0.01].metrics["final_train_loss"] <= 0.22
+    assert 0.20 <= runs[0.001].metrics["final_train_loss"] <= 0.32
     for run in runs.values():
-        with np.load(run["path"] / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
-            steps = run["metrics"].get("diverged_at_step", 1875)
+        with np.load(run.path / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
+            steps = run.metrics.get("diverged_at_step", 1875)
             assert len(f["loss"]) == steps
 
 

@@ -30,6 +30,7 @@ class LaunchOptions:
     workers: int = 0  # items at a time; 0 = one per usable core
     threads: int = 0  # BLAS/TF threads per worker; 0 = cores // workers (at least 1)
     force: bool = False  # re-run items already done or diverged
+    reuse_stale: bool = False  # keep finished runs of other code (mnist_suite.fingerprint)
     data: Path | None = None  # MNIST file or folder (default: the suite's source chain)
     offline: bool = False
     logs: Path | None = None  # one log file per item (default: RUNS/.logs)

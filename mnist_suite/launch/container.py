@@ -325,11 +325,11 @@ class ContainerLauncher(LocalLauncher):
             }  # fmt: skip
             return super().launch(items, options)
 
-    def ran(self, run: dict, proc, attempt) -> bool:
+    def ran(self, run, proc, attempt) -> bool:
         """The container's pid is not the engine client's: a run started before this attempt
         was found, not written, by it."""
         try:
-            started = datetime.fromisoformat(run["status"].get("started_at", ""))
+            started = datetime.fromisoformat(run.status.get("started_at", ""))
         except (TypeError, ValueError):
             return True
         return started >= attempt.started
@@ -342,6 +342,7 @@ class ContainerLauncher(LocalLauncher):
     def command(self, item: WorkItem, options: LaunchOptions) -> list[str]:
         run = self._run
         inside = [*item.argv(), *(["--force"] if options.force else [])]
+        inside += ["--reuse-stale"] if options.reuse_stale else []
         env = {
             **thread_env(self._threads),
             **self.env,
@@ -373,17 +374,17 @@ def check_runs(
             problems.append(f"{where}: no run folder {path}")
             continue
         run = load_run(path)
-        if run["state"] not in ("done", "diverged"):
-            problems.append(f"{where}: state {run['state']} ({run['status'].get('message', '')})")
+        if run.state not in ("done", "diverged"):
+            problems.append(f"{where}: state {run.state} ({run.status.get('message', '')})")
             continue
-        if not run["metrics"]:
+        if not run.metrics:
             problems.append(f"{where}: no metrics.json")
-        if run["state"] == "done" and not run["history"]:
+        if run.state == "done" and not run.history:
             problems.append(f"{where}: empty history.jsonl")
         if not list((path / "tb").glob("events.out.tfevents.*")):
             problems.append(f"{where}: no TensorBoard event file in {path / 'tb'}")
         # The image name, not machine_info.in_container: a CI host may itself be a container.
-        image = run["config"].get("machine_info", {}).get("image")
+        image = run.envelope["machine_info"].get("image")
         if in_container and image != image_name(item.flavour):
             problems.append(f"{where}: ran in image {image!r}, not {image_name(item.flavour)}")
         if uid is not None:

@@ -4,7 +4,8 @@ Each item runs as ``python -m mnist_suite run … --index …`` in a subprocess 
 an out-of-memory kill or a TensorFlow abort ends that item only. Workers split the cores: with
 W workers each gets ``cores // W`` BLAS/TensorFlow threads, so two workers on two cores do not
 fight over four threads. Output is appended to one log file per item, one block per attempt
-under a header line; the pool prints one line per finished item.
+under a header line; the pool prints one line per event (:mod:`mnist_suite.launch.watch`: a
+status line on a terminal); an item already recorded is skipped without a process.
 
 Each item runs in a process group of its own, which the kernel also ends when the pool dies
 (``PR_SET_PDEATHSIG``), so no item outlives the pool. SIGINT (any number of times), SIGTERM
@@ -31,6 +32,7 @@ from typing import NamedTuple
 import mnist_suite
 from mnist_suite.defaults import default_workers
 from mnist_suite.launch import LaunchOptions, thread_env
+from mnist_suite.launch.watch import PoolProgress
 from mnist_suite.plan import INDEX_VARIABLES, WorkItem, run_dir
 
 POLL_SECONDS = 0.2
@@ -89,11 +91,32 @@ def _recorded_run(options: LaunchOptions, item: WorkItem) -> dict | None:
     return load_run(path) if path.is_dir() else None
 
 
+def already_recorded(options: LaunchOptions, item: WorkItem) -> tuple[str, int] | None:
+    """(why, exit code) when ``run`` would skip ``item``: finished by this code (or stale and
+    kept by ``reuse_stale``), not forced. The pool then starts no process for it."""
+    from mnist_suite.fingerprint import for_job_name
+    from mnist_suite.runs import FINAL_STATES, load_run, stale_note
+
+    path = run_dir(options.runs, item)
+    if options.force or not path.is_dir():
+        return None
+    run = load_run(path)
+    current = for_job_name(item.job)
+    fresh = run.code_state(current) == "current"
+    if run.state not in FINAL_STATES or not (fresh or options.reuse_stale):
+        return None
+    why = f"{run.state}, already recorded"
+    if not fresh:
+        why = f"{run.state}, {stale_note(run, current)}, kept (--reuse-stale)"
+    return why, 3 if run.state == "diverged" else 0
+
+
 class LocalLauncher:
     """Run items as subprocesses, ``workers`` at a time."""
 
     def __init__(self, python: str = sys.executable, echo: Callable[[str], None] | None = None):
         self.python = python
+        self.live = echo is None  # a status line only when printing to the terminal ourselves
         self.echo = echo or (lambda line: print(line, flush=True))
 
     def command(self, item: WorkItem, options: LaunchOptions) -> list[str]:
@@ -101,6 +124,8 @@ class LocalLauncher:
         argv = [self.python, "-m", "mnist_suite", *item.argv(), "--runs", str(options.runs)]
         if options.force:
             argv.append("--force")
+        if options.reuse_stale:
+            argv.append("--reuse-stale")
         if options.data is not None:
             argv += ["--data", str(options.data)]
         if options.offline:
@@ -134,6 +159,8 @@ class LocalLauncher:
         )
         start = time.perf_counter()
         stopping: list[int] = []
+        live = PoolProgress.for_terminal() if self.live else None
+        self.progress = PoolProgress(items, options.runs, workers, self.echo, live)
 
         def on_signal(signum, frame):
             if not stopping:  # later signals, whatever they are, change nothing: stopping
@@ -145,16 +172,23 @@ class LocalLauncher:
             while queue or running:
                 while queue and len(running) < workers:
                     item = queue.pop(0)
+                    if skip := already_recorded(options, item):
+                        codes[item.index] = skip[1]
+                        self.progress.skipped(item, skip[0])
+                        continue
                     proc, attempt = self._start(item, options, logs, env)
                     running[item.index] = (item, proc, time.perf_counter(), attempt)
+                    self.progress.started(item)
                 for index, (item, proc, began, attempt) in list(running.items()):
                     if proc.poll() is None:
                         continue
                     del running[index]
                     codes[index] = proc.returncode
-                    self._finished(item, proc, began, options, logs, attempt, codes)
+                    self._finished(item, proc, began, options, logs, attempt)
+                self.progress.tick()
                 time.sleep(POLL_SECONDS)
         except Stopped as exc:
+            self.progress.close()
             name = signal.Signals(exc.signum).name
             self.echo(
                 f"stopping on {name}: {len(running)} running items end as interrupted, "
@@ -171,10 +205,12 @@ class LocalLauncher:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            self.progress.close()
         failed = sum(1 for c in codes.values() if c not in (0, 3))
         self.echo(
             f"{len(items)} items in {time.perf_counter() - start:.1f} s: "
-            f"{len(items) - failed} ok or diverged, {failed} failed or not run"
+            f"{len(items) - failed} ok or diverged ({self.progress.counts['skipped']} skipped), "
+            f"{failed} failed or not run"
         )
         return {i.index: codes[i.index] for i in items}
 
@@ -205,23 +241,19 @@ class LocalLauncher:
             )
         return proc, attempt
 
-    def ran(self, run: dict, proc: subprocess.Popen, attempt: Attempt) -> bool:
+    def ran(self, run, proc: subprocess.Popen, attempt: Attempt) -> bool:
         """Did this attempt write ``run`` (rather than find it finished and leave it)?"""
-        status = run["status"]
+        status = run.status
         return status.get("pid") == proc.pid and status.get("host") == socket.gethostname()
 
-    def _finished(self, item, proc, began, options, logs, attempt, codes) -> None:
+    def _finished(self, item, proc, began, options, logs, attempt) -> None:
         code = proc.returncode
         run = _recorded_run(options, item)
-        state = "missing" if run is None else run["state"]
+        state = "missing" if run is None else run.state
         if run is not None and code == 0 and not self.ran(run, proc, attempt):
             state += ", skipped"
         block = _block(log_path(logs, item), attempt.offset)
-        seconds = time.perf_counter() - began
-        self.echo(
-            f"[{len(codes)}/{self.total}] #{item.index} {item.name} seed {item.seed}: {state} "
-            f"(exit {code}, {seconds:.1f} s)"
-        )
+        self.progress.finished(item, state, code, time.perf_counter() - began)
         if code not in (0, 3):
             for line in block[-3:]:
                 self.echo(f"    {line}")

@@ -29,6 +29,7 @@ from mnist_suite.errors import ConfigError
 from mnist_suite.files import atomic_write_bytes, atomic_write_json
 from mnist_suite.report import (
     benchmarks,
+    changes,
     classification,
     headline,
     overview,
@@ -90,6 +91,7 @@ def build_sections(ctx: Context) -> list[Section]:
                 ctx, overview.environment_line(ctx, _generator()), benchmarks.headline_rows(ctx)
             ),
         ),
+        *([_guarded("Changes", "changes", lambda: changes.changes(ctx))] if ctx.baseline else []),
         _guarded("Classification", "classification", lambda: classification.classification(ctx)),
         _guarded("TensorFlow SGD", "sgd", lambda: sgd.sgd(ctx)),
         _guarded("Reconstruction", "reconstruction", lambda: reconstruction.reconstruction(ctx)),
@@ -119,10 +121,17 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"--out {out}: cannot inspect it ({exc.strerror or exc})") from None
 
 
-def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: Path) -> dict:
+def build_report(
+    runs_dir: Path | Sequence[Path],
+    bench_dir: Path | None,
+    out: Path,
+    baseline: Path | None = None,
+) -> dict:
     """Write the report for the runs under ``runs_dir`` into ``out``; return results.json's data.
 
-    ``runs_dir`` may be several folders (the same run found twice is reported once).
+    ``runs_dir`` may be several folders (the same run found twice is reported once). With a
+    ``baseline`` (what ``mnist-suite compare`` reads) a "Changes against a baseline" section
+    compares these runs with it.
 
     Raises
     ------
@@ -139,6 +148,10 @@ def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: P
     if bench_dir is not None and Path(bench_dir).exists() and not Path(bench_dir).is_dir():
         raise ConfigError(f"--bench {bench_dir}: is a file; expected a folder of JSON files")
     _check_out(out)
+    if baseline is not None:
+        from mnist_suite.compare import load_side
+
+        load_side(baseline)  # a baseline that cannot be read is a usage error, before any work
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
@@ -148,6 +161,7 @@ def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: P
             writer=FigureWriter(tmp / "figures"),
             runs_dir=runs_dir,
             bench_dir=bench_dir,
+            baseline=baseline,
         )
         built = build_sections(ctx)
         results = {
@@ -179,8 +193,9 @@ def build_report(runs_dir: Path | Sequence[Path], bench_dir: Path | None, out: P
         subtitle = (
             f"Generated {results['generated_at'][:19]} UTC by `mnist-suite report` from "
             f"{len(ctx.runs)} runs in {runs_dir} and {len(ctx.benches)} benchmark files"
-            f"{f' in {bench_dir}' if bench_dir else ''}. It reads results; it never trains."
-        )
+            f"{f' in {bench_dir}' if bench_dir else ''}. It reads results; it never trains. "
+            + changes.fingerprint_note(ctx.runs)
+        ).strip()
         atomic_write_bytes(tmp / "index.md", render_markdown(TITLE, built, subtitle).encode())
         atomic_write_bytes(tmp / "index.html", render_html(TITLE, built, subtitle).encode())
         _swap(tmp, out)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from mnist_suite import benchcompare
 from mnist_suite.files import read_json_object
 from mnist_suite.report import figures
 from mnist_suite.report.collect import BenchFile, number
@@ -276,13 +277,11 @@ def stored_runs(history: Path) -> list[dict]:
         data = read_json_object(path)
         if not data or not isinstance(data.get("benchmarks"), list):
             continue
-        ratios, targets = {}, {}
+        paired = benchcompare.ratios(data, by="name")
+        ratios = {key: tuple(r[k] for k in benchcompare.QUARTILES) for key, r in paired.items()}
+        targets = {}
         for b in data["benchmarks"]:
             extra = _dict(_dict(b).get("extra_info"))
-            for metric, r in _dict(extra.get("ratios")).items():
-                q = tuple(number(_dict(r).get(k)) for k in ("median", "q1", "q3"))
-                if None not in q:
-                    ratios[str(b.get("name")), metric] = q
             for metric, goal in _dict(extra.get("target")).items():
                 if number(goal) is not None:
                     targets[str(b.get("name")), metric] = number(goal)

@@ -50,6 +50,7 @@ class Context:
     writer: FigureWriter
     runs_dir: Path | str  # one runs folder, or several joined by ", "
     bench_dir: Path | None
+    baseline: Path | None = None  # what `compare` reads: the "Changes against a baseline" section
 
 
 def key_config(run: RunRecord, limit: int = 5) -> str:

@@ -43,16 +43,26 @@ class Group:
         """The seeds whose run finished: the ones every figure and mean is made of."""
         return [r.seed for r in self.done if r.seed is not None]
 
+    @property
+    def fingerprints(self) -> list[str]:
+        """The code fingerprints of the finished runs ("unknown": recorded without one)."""
+        return sorted({r.fingerprint or "unknown" for r in self.done})
+
     def count_text(self) -> str:
-        """``5`` when every seed finished, else ``3 of 5 (1 diverged, 1 failed)``."""
+        """``5`` when every seed finished, else ``3 of 5 (1 diverged, 1 failed)``; runs of
+        several code versions pooled in one figure are marked ``[mixed code: a, b]``."""
         n, total = len(self.done), len(self.runs)
+        mixed = (
+            f" [mixed code: {', '.join(self.fingerprints)}]" if len(self.fingerprints) > 1 else ""
+        )
         if n == total:
-            return str(n)
+            return f"{n}{mixed}"
         states: dict[str, int] = {}
         for r in self.runs:
             if r.state != "done":
                 states[r.state] = states.get(r.state, 0) + 1
-        return f"{n} of {total} ({', '.join(f'{k} {v}' for v, k in sorted(states.items()))})"
+        listed = ", ".join(f"{k} {v}" for v, k in sorted(states.items()))
+        return f"{n} of {total} ({listed}){mixed}"
 
     def values(self, metric: str) -> list[float | None]:
         return [r.metric(metric) for r in self.done]

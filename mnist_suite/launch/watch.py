@@ -1,0 +1,186 @@
+"""The pool's progress: one overall status line on a terminal, one line per event elsewhere.
+
+The status line counts items done, running, failed and skipped of the total, the elapsed time,
+an ETA and the running items' latest epoch (read from their ``history.jsonl``). The ETA sums,
+over the items not finished, the wall time recorded for the same item (a re-run's previous
+``metrics.json``), else the mean time of this pool's finished items of the same job, else of
+any job; divided by the workers. Without a terminal (CI logs, pipes) every start, finish and
+skip is a line of its own, carrying the same counts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from mnist_suite.plan import WorkItem, run_dir
+
+REDRAW_SECONDS = 1.0
+TAIL_BYTES = 8192  # enough for the last few history rows
+
+
+def clock(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``)."""
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def latest_epoch(path: Path) -> str:
+    """The last ``epoch`` row of a ``history.jsonl`` as ``epoch N name=value …`` (or "")."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - TAIL_BYTES))
+            lines = f.read().split(b"\n")[:-1]  # the part after the last newline may be torn
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("kind") == "epoch":
+            values = " ".join(
+                f"{k}={v:.4g}"
+                for k, v in row.items()
+                if k not in ("kind", "step", "time") and isinstance(v, int | float)
+            )
+            return f"epoch {row.get('step')} {values}".strip()
+    return ""
+
+
+def recorded_wall(runs: Path, item: WorkItem) -> float | None:
+    """The wall time an earlier run of the same item recorded, if any."""
+    try:
+        metrics = json.loads((run_dir(runs, item) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    wall = metrics.get("wall_seconds") if isinstance(metrics, dict) else None
+    return float(wall) if isinstance(wall, int | float) and wall >= 0 else None
+
+
+class PoolProgress:
+    """Events of a pool of ``workers`` over ``items``, shown live or as lines.
+
+    Parameters
+    ----------
+    items : list of WorkItem
+        The whole batch, for the total and the ETA.
+    runs : Path
+        The runs folder (recorded wall times, running items' history).
+    echo : callable
+        Where event lines go.
+    live : TextIO or None
+        A terminal to redraw the status line on; None prints events as lines only.
+    """
+
+    def __init__(self, items: list[WorkItem], runs: Path, workers: int, echo, live=None):
+        self.total = len(items)
+        self.runs = Path(runs)
+        self.workers = max(1, workers)
+        self.echo = echo
+        self.live: TextIO | None = live
+        self.start = time.perf_counter()
+        self.estimate = {i.index: recorded_wall(self.runs, i) for i in items}
+        self.pending = {i.index: i for i in items}
+        self.running: dict[int, tuple[WorkItem, float]] = {}
+        self.seconds: dict[str, list[float]] = {}
+        self.counts = {"done": 0, "failed": 0, "skipped": 0}
+        self._drawn = 0.0
+
+    @staticmethod
+    def for_terminal(stream: TextIO = sys.stderr) -> TextIO | None:
+        """``stream`` when it is a terminal, else None (events as lines)."""
+        return stream if hasattr(stream, "isatty") and stream.isatty() else None
+
+    def _guess(self, item: WorkItem) -> float | None:
+        if self.estimate.get(item.index) is not None:
+            return self.estimate[item.index]
+        same = self.seconds.get(item.job) or [s for v in self.seconds.values() for s in v]
+        return sum(same) / len(same) if same else None
+
+    def eta(self) -> float | None:
+        """Seconds until every item has finished, or None while nothing can be guessed."""
+        now = time.perf_counter()
+        left = 0.0
+        for index, item in self.pending.items():
+            guess = self._guess(item)
+            if guess is None:
+                return None
+            began = self.running.get(index, (item, None))[1]
+            left += max(0.0, guess - (now - began)) if began is not None else guess
+        return left / self.workers
+
+    def status(self) -> str:
+        """``done 3 · running 2 · failed 0 · skipped 1 of 9 · 0:35 elapsed · ETA 0:40``."""
+        c = self.counts
+        eta = self.eta()
+        return (
+            f"done {c['done']} · running {len(self.running)} · failed {c['failed']} · "
+            f"skipped {c['skipped']} of {self.total} · "
+            f"{clock(time.perf_counter() - self.start)} elapsed"
+            + (f" · ETA {clock(eta)}" if eta is not None and self.pending else "")
+        )
+
+    def _line(self, text: str) -> None:
+        if self.live is not None:
+            self.live.write("\r\033[K")
+        self.echo(text)
+        self._draw(force=True)
+
+    def started(self, item: WorkItem) -> None:
+        self.running[item.index] = (item, time.perf_counter())
+        if self.live is None:
+            self.echo(f"start #{item.index} {item.name} seed {item.seed} ({self.status()})")
+        else:
+            self._draw(force=True)
+
+    def skipped(self, item: WorkItem, why: str) -> None:
+        self.pending.pop(item.index, None)
+        self.counts["skipped"] += 1
+        self._line(f"[{self._finished()}/{self.total}] #{item.index} {item.name} seed {item.seed}: "
+                   f"skipped ({why})")  # fmt: skip
+
+    def finished(self, item: WorkItem, state: str, code: int, seconds: float) -> None:
+        self.running.pop(item.index, None)
+        self.pending.pop(item.index, None)
+        self.seconds.setdefault(item.job, []).append(seconds)
+        self.counts["done" if code in (0, 3) else "failed"] += 1
+        self._line(
+            f"[{self._finished()}/{self.total}] #{item.index} {item.name} seed {item.seed}: "
+            f"{state} (exit {code}, {seconds:.1f} s) · {self.status()}"
+        )
+
+    def _finished(self) -> int:
+        return sum(self.counts.values())
+
+    def tick(self) -> None:
+        """Redraw the status line (at most once a second) with the running items' epochs."""
+        self._draw(force=False)
+
+    def _draw(self, force: bool) -> None:
+        if self.live is None:
+            return
+        now = time.perf_counter()
+        if not force and now - self._drawn < REDRAW_SECONDS:
+            return
+        self._drawn = now
+        epochs = []
+        for item, _ in self.running.values():
+            epoch = latest_epoch(run_dir(self.runs, item) / "history.jsonl")
+            if epoch:
+                epochs.append(f"{item.name} s{item.seed}: {epoch}")
+        line = self.status() + (" | " + "; ".join(epochs) if epochs else "")
+        width = shutil.get_terminal_size().columns - 1
+        self.live.write("\r\033[K" + line[:width])
+        self.live.flush()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.write("\r\033[K")
+            self.live.flush()

@@ -1,0 +1,221 @@
+"""`mnist-suite compare`: verdicts beyond noise on synthetic runs, results.json and benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mnist_suite import compare
+from mnist_suite.cli import main
+
+
+def fake_runs(folder: Path, job: str, values: list[float], *, metric="test_accuracy", **config):
+    """Done runs of ``job`` (quick profile), one per value, seeds 0.."""
+    for seed, value in enumerate(values):
+        path = folder / job / f"quick-s{seed}-{job}"
+        path.mkdir(parents=True)
+        cfg = {"job": job, "cell": "", "profile": "quick", "seed": seed, "run_id": path.name}
+        cfg |= {"config": {"lr": 0.1, **config}, "fingerprint": "abc123"}
+        (path / "config.json").write_text(json.dumps(cfg))
+        (path / "status.json").write_text(json.dumps({"state": "done"}))
+        metrics = {metric: value, "wall_seconds": 10.0 + 0.1 * seed}
+        (path / "metrics.json").write_text(json.dumps(metrics))
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["compare", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def verdicts(rows: list[dict], metric: str = "test_accuracy") -> dict[str, str]:
+    return {r["job"]: r["verdict"] for r in rows if r["metric"] == metric}
+
+
+@pytest.fixture
+def sides(tmp_path) -> tuple[Path, Path]:
+    base, new = tmp_path / "base", tmp_path / "new"
+    spread = [0.000, 0.002, -0.002, 0.001, -0.001]
+    fake_runs(base, "up", [0.90 + d for d in spread])
+    fake_runs(new, "up", [0.92 + d for d in spread])  # +2 points
+    fake_runs(base, "down", [0.90 + d for d in spread])
+    fake_runs(new, "down", [0.88 + d for d in spread])  # -2 points
+    fake_runs(base, "noise", [0.90, 0.905, 0.898, 0.903, 0.901])
+    fake_runs(new, "noise", [0.902, 0.899, 0.904, 0.897, 0.903])
+    fake_runs(base, "tiny", [0.9000, 0.9001, 0.9000, 0.9001])
+    fake_runs(new, "tiny", [0.9005, 0.9006, 0.9005, 0.9006])  # significant, below 0.1 point
+    fake_runs(base, "single", [0.90])
+    fake_runs(new, "single", [0.95, 0.96])
+    fake_runs(base, "mse", [1.00, 1.01, 0.99], metric="test_mse")
+    fake_runs(new, "mse", [0.90, 0.91, 0.89], metric="test_mse", lr=0.2)  # lower is better
+    fake_runs(base, "only-base", [0.9, 0.91])
+    return base, new
+
+
+def test_verdicts_on_synthetic_runs(sides):
+    rows = compare.compare(*map(compare.load_side, sides))
+    assert verdicts(rows) == {
+        "up": "better",
+        "down": "worse",
+        "noise": "no detectable change",
+        "tiny": "no detectable change",  # the interval excludes 0, the effect is too small
+        "single": "too few seeds",
+    }
+    assert verdicts(rows, "test_mse") == {"mse": "better"}
+    mse = next(r for r in rows if r["job"] == "mse" and r["metric"] == "test_mse")
+    assert mse["config_changes"] == "lr: 0.1 -> 0.2"
+    tiny = next(r for r in rows if r["job"] == "tiny" and r["metric"] == "test_accuracy")
+    assert tiny["low"] > 0 and tiny["diff"] < tiny["min_effect"] == pytest.approx(0.001)
+    assert verdicts(rows, "wall_seconds")["up"] == "no detectable change"
+
+
+def test_welch_interval_matches_scipy():
+    from scipy import stats
+
+    a, b = [1.0, 1.2, 0.9, 1.1], [1.5, 1.9, 1.4]
+    diff, low, high = compare.welch(_stat(a), _stat(b))
+    t = stats.ttest_ind(b, a, equal_var=False)
+    ci = t.confidence_interval(0.95)
+    assert diff == pytest.approx(sum(b) / 3 - sum(a) / 4)
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+
+
+def _stat(values):
+    import numpy as np
+
+    return compare.Stat(len(values), float(np.mean(values)), float(np.std(values, ddof=1)))
+
+
+def test_terminal_table_and_fail_on_worse(sides, capsys):
+    code, out, err = cli(capsys, *sides)
+    assert code == 0
+    assert "down" in out and "worse" in out and "config: lr: 0.1 -> 0.2" in out
+    assert "too few seeds" in out and "minimum effect" in out
+    code, out, err = cli(capsys, *sides, "--fail-on", "worse")
+    assert code == 1 and err.strip() == "worse beyond noise: down quick test_accuracy"
+    code, _, _ = cli(capsys, sides[0], sides[0], "--fail-on", "worse")
+    assert code == 0
+
+
+def test_json_and_markdown_shapes(sides, capsys):
+    code, out, _ = cli(capsys, *sides, "--json")
+    doc = json.loads(out)
+    assert code == 0 and set(doc) == {"base", "new", "confidence", "rules", "rows", "regressions"}
+    row = doc["rows"][0]
+    assert {"job", "cell", "profile", "metric", "base", "new", "diff", "low", "high"} <= set(row)
+    assert {"verdict", "min_effect", "config_changes", "mixed_code"} <= set(row)
+    assert set(row["base"]) == {"n", "mean", "sd", "half_width"}
+    assert doc["regressions"] == ["down quick test_accuracy"]
+    code, out, _ = cli(capsys, *sides, "--md")
+    lines = out.splitlines()
+    assert lines[2].startswith("| job | profile | metric |") and lines[3].startswith("|---|")
+    assert any("**worse**" in line for line in lines)
+
+
+def test_min_effect_override(sides, capsys):
+    code, out, _ = cli(capsys, *sides, "--json", "--min-effect", "test_accuracy=0.05")
+    assert verdicts(json.loads(out)["rows"])["down"] == "no detectable change"
+    code, _, err = cli(capsys, *sides, "--min-effect", "test_accuracy=x")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def _summary(job, n, mean, sd, metric="test_accuracy"):
+    row = {"job": job, "cell": "", "profile": "quick", "metric": metric, "n": n, "mean": mean}
+    return row | {"sd": sd, "ci_low": None, "ci_high": None, "seeds": list(range(n))}
+
+
+def test_results_json_version_2(tmp_path, capsys):
+    base, new = tmp_path / "base.json", tmp_path / "results.json"
+    base.write_text(json.dumps({"schema_version": 2, "summaries": [_summary("a", 5, 0.90, 0.002)]}))
+    new.write_text(json.dumps({"schema_version": 2, "summaries": [_summary("a", 5, 0.88, 0.002)]}))
+    code, _out, err = cli(capsys, base, new, "--fail-on", "worse")
+    assert code == 1 and "a quick test_accuracy" in err
+    # A report folder holding results.json is read the same way.
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "results.json").write_text(new.read_text())
+    assert compare.load_side(report).stats == compare.load_side(new).stats
+
+
+def test_a_runs_summary_is_a_baseline(sides, tmp_path, capsys):
+    main(["runs", "--runs", str(sides[0]), "--summary", "--json"])
+    saved = tmp_path / "baseline.json"
+    saved.write_text(capsys.readouterr().out)
+    from_runs = compare.compare(*map(compare.load_side, sides))
+    from_saved = compare.compare(compare.load_side(saved), compare.load_side(sides[1]))
+    assert [r["verdict"] for r in from_saved] == [r["verdict"] for r in from_runs]
+
+
+def _bench(path: Path, median: float, spread: float = 0.02) -> None:
+    ratio = {"median": median, "q1": median - spread, "q3": median + spread, "rounds": 9}
+    bench = {"name": "test_step", "fullname": "bench/test_x.py::test_step"}
+    bench |= {"extra_info": {"ratios": {"fraction_of_ceiling": ratio}}, "stats": {"median": 1}}
+    path.write_text(json.dumps({"datetime": "2026-01-01T00:00:00", "benchmarks": [bench]}))
+
+
+def test_benchmark_results_join_the_table(tmp_path, capsys):
+    _bench(tmp_path / "base.json", 0.60)
+    _bench(tmp_path / "same.json", 0.61)
+    history = tmp_path / "history"
+    history.mkdir()
+    _bench(history / "slow.json", 0.40)
+    sides = (tmp_path / "base.json", tmp_path / "same.json")
+    rows = compare.compare(*map(compare.load_side, sides))
+    assert [(r["kind"], r["job"], r["verdict"]) for r in rows] == [
+        ("benchmark", "test_step", "no detectable change")
+    ]
+    code, out, err = cli(capsys, tmp_path / "base.json", history, "--fail-on", "worse")
+    assert code == 1 and "test_step bench fraction_of_ceiling" in err
+    assert "0.400 [0.380–0.420]" in out
+
+
+@pytest.mark.parametrize("bad", ["missing", "text", "empty-dir", "other-json"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, bad):
+    path = tmp_path / bad
+    if bad == "text":
+        path.write_text("not json")
+    elif bad == "empty-dir":
+        path.mkdir()
+    elif bad == "other-json":
+        path.write_text(json.dumps({"hello": 1}))
+    code, out, err = cli(capsys, path, path)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ") and str(path) in err
+
+
+def test_sides_with_nothing_in_common_are_a_usage_error(tmp_path, capsys):
+    fake_runs(tmp_path / "a", "one", [0.9, 0.91])
+    fake_runs(tmp_path / "b", "two", [0.9, 0.91])
+    code, _, err = cli(capsys, tmp_path / "a", tmp_path / "b")
+    assert code == 2 and "share no job" in err
+
+
+def test_report_compares_with_a_baseline_and_states_its_fingerprints(sides, tmp_path, capsys):
+    base, new = sides
+    # One more run of "up" at another code version: its figure pools two fingerprints.
+    fake_runs(tmp_path / "other", "up", [0.93])
+    moved = new / "up" / "quick-s9-up"
+    (tmp_path / "other" / "up" / "quick-s0-up").rename(moved)
+    config = json.loads((moved / "config.json").read_text()) | {"seed": 9, "fingerprint": "def456"}
+    (moved / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "report"
+    argv = ["report", "--runs", str(new), "--out", str(out), "--baseline", str(base)]
+    assert main(argv) == 0
+    md = (out / "index.md").read_text()
+    assert "## Changes against a baseline" in md and "**worse**" in md
+    assert (
+        "Code fingerprints (the source each job executes): abc123 (" in md and "def456 (up)" in md
+    )
+    results = json.loads((out / "results.json").read_text())
+    section = next(s for s in results["sections"] if s["key"] == "changes")
+    assert section["notes"] == ["Worse beyond noise: down quick test_accuracy."]
+    from mnist_suite.report.collect import collect_runs
+    from mnist_suite.report.replicates import groups
+
+    (group,) = groups(collect_runs(new), "up")
+    assert group.count_text() == "6 [mixed code: abc123, def456]"
+    capsys.readouterr()
+    bad = ["report", "--runs", str(new), "--out", str(tmp_path / "r2"), "--baseline", "/nope"]
+    assert main(bad) == 2 and "no such file or folder" in capsys.readouterr().err
