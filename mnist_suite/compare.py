@@ -335,9 +335,12 @@ def _diff_text(row: dict) -> str:
     return text
 
 
-def text_rows(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the comparison table."""
-    header = ["job", "profile", "metric", "base", "new", "new − base [95% CI]", "verdict"]
+def text_rows(
+    rows: list[dict], confidence: float = CONFIDENCE
+) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the comparison table (sides: mean ± 95% CI (n))."""
+    diff = f"new − base [{100 * confidence:g}% CI]"
+    header = ["job", "profile", "metric", "base", "new", diff, "verdict"]
     header.append("notes")
     cells = []
     for r in rows:
@@ -371,7 +374,7 @@ def render_text(
 ) -> str:
     from mnist_suite.summary import table
 
-    header, cells = text_rows(rows)
+    header, cells = text_rows(rows, confidence)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in (BETTER, WORSE, SAME, FEW)}
     tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     return (
@@ -387,7 +390,7 @@ def render_markdown(
     rules: dict[str, Rule] = RULES,
     confidence: float = CONFIDENCE,
 ) -> str:
-    header, cells = text_rows(rows)
+    header, cells = text_rows(rows, confidence)
     lines = [f"Base: `{base.label}`; new: `{new.label}`.", ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
