@@ -196,5 +196,5 @@ def test_results_are_scalars_and_the_job_has_one_hparams_experiment(run_cli, tmp
         run = load_run(out / "mlp-fast" / session.name.split("/")[0])
         values = {v.name.tag: v.value for v in group.metric_values}
         assert values["result/test_accuracy"] == pytest.approx(
-            run["metrics"]["test_accuracy"], rel=1e-6
+            run.metrics["test_accuracy"], rel=1e-6
         )
