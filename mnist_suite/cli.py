@@ -533,7 +533,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(compare.render_markdown(base, new, rows, rules, args.confidence))
     else:
         print(compare.render_text(base, new, rows, rules, args.confidence))
-    worse = compare.regressions(rows)
+    worse = compare.regressions(rows, args.fail_metric)
     if args.fail_on == "worse" and worse:
         print(f"worse beyond noise: {', '.join(worse)}", file=sys.stderr)
         return EXIT_FAILED
@@ -820,6 +820,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="JSON")
     p.add_argument(
         "--fail-on", choices=("worse",), default=None, help="exit 1 if any figure got worse"
+    )
+    p.add_argument(
+        "--fail-metric",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="with --fail-on: only these metrics fail (repeatable; default every metric)",
     )
     p.add_argument(
         "--min-effect",

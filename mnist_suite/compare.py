@@ -303,9 +303,14 @@ def compare(
     return rows
 
 
-def regressions(rows: list[dict]) -> list[str]:
-    """Names of the figures that got worse: ``job[/cell] profile metric``."""
-    return [_name(r) + f" {r['metric']}" for r in rows if r["verdict"] == WORSE]
+def regressions(rows: list[dict], metrics: list[str] | None = None) -> list[str]:
+    """Names of the figures that got worse (of ``metrics`` only, when given):
+    ``job[/cell] profile metric``."""
+    return [
+        _name(r) + f" {r['metric']}"
+        for r in rows
+        if r["verdict"] == WORSE and (not metrics or r["metric"] in metrics)
+    ]
 
 
 def _name(row: dict) -> str:

@@ -97,6 +97,8 @@ def test_terminal_table_and_fail_on_worse(sides, capsys):
     assert code == 1 and err.strip() == "worse beyond noise: down quick test_accuracy"
     code, _, _ = cli(capsys, sides[0], sides[0], "--fail-on", "worse")
     assert code == 0
+    only_mse = ("--fail-on", "worse", "--fail-metric", "test_mse")
+    assert cli(capsys, *sides, *only_mse)[0] == 0  # the worse figure is an accuracy
 
 
 def test_json_and_markdown_shapes(sides, capsys):
