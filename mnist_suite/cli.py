@@ -813,8 +813,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="BASE vs NEW (runs folders, results.json, benchmark results): better, worse or "
         "no detectable change, beyond noise",
     )
-    p.add_argument("base", type=Path, help="runs folder, results.json/baseline, benchmark JSON")
-    p.add_argument("new", type=Path, help="the same kinds as BASE")
+    p.add_argument("base", type=_path, help="runs folder, results.json/baseline, benchmark JSON")
+    p.add_argument("new", type=_path, help="the same kinds as BASE")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--md", action="store_true", help="a markdown table")
     out.add_argument("--json", action="store_true", help="JSON")
@@ -884,7 +884,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Arguments whose value is a list (nargs="*" or action="append"): [] is their default.
 LIST_ARGUMENTS = {"jobs", "set", "sbatch", "node_selector", "toleration", "label", "annotation",
-                  "image_digest"}  # fmt: skip
+                  "image_digest", "fail_metric", "min_effect"}  # fmt: skip
 
 
 def _one_line(text: str) -> str:

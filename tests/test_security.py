@@ -337,7 +337,7 @@ def test_an_out_of_range_metric_makes_the_run_corrupt_not_the_report(run_cli, tm
     metrics = json.loads((path / "metrics.json").read_text())
     atomic_write_json(path / "metrics.json", {**metrics, "test_accuracy": 1e308})
     run = runs.load_run(path)
-    assert run["state"] == "corrupt" and "test_accuracy" in run["problem"]
+    assert run.state == "corrupt" and "test_accuracy" in run.problem
     results = build_report(tmp_path / "runs", None, tmp_path / "rep")
     notes = [n for s in results["sections"] for n in s["notes"]]
     assert not any("could not be built" in n for n in notes), notes
@@ -354,8 +354,8 @@ def test_a_long_history_is_read_up_to_the_cap_and_never_corrupt(tmp_path, monkey
         f.write(row * (2 * (1 << 16) // len(row)))  # twice the cap, every row valid
     before = snapshot(path)
     run = runs.load_run(path)
-    assert run["state"] == "done" and run["problem"] == ""
-    assert 0 < sum(len(json.dumps(r)) + 1 for r in run["history"]) <= 1 << 16
+    assert run.state == "done" and run.problem == ""
+    assert 0 < sum(len(json.dumps(r)) + 1 for r in run.history) <= 1 << 16
     again = _execute(tmp_path / "runs")
     assert again.skipped and again.state == "done" and snapshot(path) == before
 
@@ -371,7 +371,7 @@ def test_the_history_writer_stops_at_the_readers_cap(tmp_path, monkeypatch):
     path = _execute(tmp_path / "runs", train=chatty).path
     assert (path / "history.jsonl").stat().st_size <= 4096
     run = runs.load_run(path)
-    assert run["state"] == "done" and run["history"][-1]["kind"] == records.HISTORY_FULL
+    assert run.state == "done" and run.history[-1]["kind"] == records.HISTORY_FULL
 
 
 def test_a_record_beyond_its_cap_is_not_written(tmp_path):
