@@ -558,7 +558,7 @@ def test_item_logs_are_appended_per_attempt_and_say_skipped(tmp_path, mnist):
     first = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     second = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0 and ": done, skipped (exit 0" in second.stdout, second.stdout
+    assert second.returncode == 0 and ": skipped (done, already recorded)" in second.stdout
     (item,) = build_plan(["softmax-original"], profile="quick", overrides=("n_train=1000",))
     log = log_path(runs_dir / ".logs", item).read_text()
     assert log.count("==== ") == 2 and "epoch" in log and "skipped" in log.splitlines()[-1]

@@ -111,6 +111,18 @@ def already_recorded(options: LaunchOptions, item: WorkItem) -> tuple[str, int] 
     return why, 3 if run.state == "diverged" else 0
 
 
+def _note_skip(path: Path, item: WorkItem, why: str) -> None:
+    """One line in the item's log: this pool found it recorded and started nothing."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with contextlib.suppress(OSError):  # the log is a courtesy; the run record is the truth
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(
+                f"==== {stamp} plan item #{item.index} by pid {os.getpid()} on "
+                f"{socket.gethostname()}: skipped ({why})\n"
+            )
+
+
 class LocalLauncher:
     """Run items as subprocesses, ``workers`` at a time."""
 
@@ -175,6 +187,7 @@ class LocalLauncher:
                     if skip := already_recorded(options, item):
                         codes[item.index] = skip[1]
                         self.progress.skipped(item, skip[0])
+                        _note_skip(log_path(logs, item), item, skip[0])
                         continue
                     proc, attempt = self._start(item, options, logs, env)
                     running[item.index] = (item, proc, time.perf_counter(), attempt)
