@@ -99,7 +99,10 @@ def test_the_pool_skips_recorded_items_without_a_process_and_says_skipped(tmp_pa
     assert skipped == [
         f"[{i + 1}/2] #{i} softmax seed {i}: skipped (done, already recorded)" for i in (0, 1)
     ]
-    assert not (tmp_path / ".logs").exists()  # no process was started
+    # No process was started: each item's log holds one line, the pool's skip note.
+    for log in (tmp_path / ".logs").rglob("*.log"):
+        (line,) = log.read_text().splitlines()
+        assert line.startswith("==== ") and "skipped (done, already recorded)" in line
 
 
 def test_run_says_skipped_for_a_recorded_item(tmp_path, capsys):
