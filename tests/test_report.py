@@ -595,7 +595,8 @@ def test_results_json_is_named_records_and_the_answer_comes_first(run_cli, tmp_p
         answer["softmax"]["ours_mean"] == metrics["test_accuracy"] and answer["softmax"]["n"] == 1
     )
     assert answer["softmax"]["original"] == 0.801
-    assert answer["softmax"]["original_inside_our_ci_or_gain"].endswith("pp vs softmax-original")
+    gain = answer["softmax"]["original_inside_our_ci_or_gain"]
+    assert gain.endswith("pp over softmax-original's")
     assert answer["softmax-original"]["original_inside_our_ci_or_gain"] == "n=1: no interval"
     assert answer["mlp"]["n"] == 0 and answer["mlp"]["ours_mean"] is None  # failed: no result
     summaries = {(s["job"], s["cell"], s["metric"]): s for s in results["summaries"]}
