@@ -367,10 +367,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_needs_a_choice(args: argparse.Namespace) -> int:
     """A bare ``train`` shows what every job would cost instead of starting it."""
     from mnist_suite.defaults import default_workers
-    from mnist_suite.jobs import get_job
+    from mnist_suite.jobs import all_jobs, get_job
     from mnist_suite.plan import build_plan
 
-    items = build_plan(list(_all_job_names()), profile=args.profile, seeds=_seeds(args))
+    items = build_plan(list(all_jobs()), profile=args.profile, seeds=_seeds(args))
     column = 0 if args.profile == "quick" else 1
     seconds = sum(get_job(i.job).seconds[column] for i in items)
     workers = args.workers or default_workers()
@@ -381,12 +381,6 @@ def _train_needs_a_choice(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_USAGE
-
-
-def _all_job_names() -> list[str]:
-    from mnist_suite.jobs import all_jobs
-
-    return list(all_jobs())
 
 
 def batch_exit_code(codes) -> int:

@@ -9,7 +9,6 @@ interval, and for classifiers the median seconds to 98% dev accuracy.
 from __future__ import annotations
 
 import math
-import statistics
 
 from mnist_suite.report.classification import headline_groups
 from mnist_suite.report.collect import number
@@ -18,6 +17,7 @@ from mnist_suite.report.document import Section, Table
 from mnist_suite.report.original import original_figure
 from mnist_suite.report.replicates import Group, groups, pick_cell_groups
 from mnist_suite.stats import summarize
+from mnist_suite.summary import time_to_target
 
 # The one figure each kind of job is judged by: (metric, how to format it, higher is better).
 ACCURACY = ("test_accuracy", "pct", True)
@@ -35,14 +35,6 @@ def _inside(g: Group, metric: str, value: float | None) -> str:
     return "inside" if inside else "outside"
 
 
-def _seconds_to(g: Group, target: str) -> float | None:
-    seconds = [number(v) for v in g.nested("time_to_target", "seconds", target)]
-    reached = [v for v in seconds if v is not None]
-    if not reached or len(reached) < len(seconds):
-        return None  # a median over the seeds that got there would flatter the job
-    return statistics.median(reached)
-
-
 def _row(label: str, g: Group | None, metric: str, kind: str, original: float | None) -> list:
     s = g.summary(metric) if g else None
     ratio = None
@@ -57,7 +49,7 @@ def _row(label: str, g: Group | None, metric: str, kind: str, original: float | 
         original,
         _inside(g, metric, original) if g else "missing",
         ratio,
-        _seconds_to(g, SPRINT_TARGET) if g and metric == ACCURACY[0] else None,
+        time_to_target(g.done, SPRINT_TARGET) if g and metric == ACCURACY[0] else None,
         kind,
     ]
 
@@ -105,10 +97,11 @@ def answer_rows(ctx: Context) -> list[list]:
                 for key, value in job.original_figures.items():
                     rows.append(_listed_row(label, g, key, value))
                 continue
+            shown, shown_kind = metric, kind
             if job.family == "reconstruction" and original_figure(name, "test_mse", cell)[0]:
-                metric, kind = "test_mse", "f4"  # compared in the original's units
-            rows.append(_row(label, g, metric, kind, original_figure(name, metric, cell)[0]))
-            metric, kind = (SWEEP if job.family == "classifier" else RECONSTRUCTION)[:2]
+                shown, shown_kind = "test_mse", "f4"  # compared in the original's units
+            original = original_figure(name, shown, cell)[0]
+            rows.append(_row(label, g, shown, shown_kind, original))
     return rows
 
 
@@ -189,7 +182,7 @@ def summaries(ctx: Context) -> list[dict]:
                     if isinstance(v, int | float) and not isinstance(v, bool)
                 }
             )
-            fingerprints = sorted({fp for r in g.done if (fp := _fingerprint(r))})
+            fingerprints = sorted({r.fingerprint for r in g.done if r.fingerprint})
             for metric in metrics:
                 s = summarize(g.values(metric))
                 if s.n == 0:
@@ -212,11 +205,6 @@ def summaries(ctx: Context) -> list[dict]:
                     }
                 )
     return out
-
-
-def _fingerprint(run) -> str | None:
-    value = getattr(run, "fingerprint", None) or run.config.get("fingerprint")
-    return value if isinstance(value, str) else None
 
 
 def _finite(x: float | None) -> float | None:

@@ -89,9 +89,8 @@ def environment_line(ctx: Context, generator: dict) -> str:
         c, m = run.envelope.get("commit_info", {}), run.envelope.get("machine_info", {})
         if isinstance(c, dict) and c.get("id"):
             commits.add(str(c["id"])[:10] + ("+dirty" if c.get("dirty") else ""))
-        fingerprint = getattr(run, "fingerprint", None) or run.config.get("fingerprint")
-        if isinstance(fingerprint, str):
-            prints.add(fingerprint[:12])
+        if run.fingerprint:
+            prints.add(run.fingerprint[:12])
         load = m.get("load_average") if isinstance(m, dict) else None
         if isinstance(load, list) and load and isinstance(load[0], int | float):
             loads.append(float(load[0]))
