@@ -230,7 +230,7 @@ def run_items(items: list, args: argparse.Namespace) -> int:
             # Another attempt owns it: this one did not run it, so it did not succeed.
             print(f"error: {item.name}: {outcome.message}; not run here", file=sys.stderr)
             codes.append(EXIT_FAILED)
-        elif outcome.state == "failed":
+        elif outcome.state in ("failed", "unreadable"):
             print(f"error: {item.name}: {outcome.message}", file=sys.stderr)
             codes.append(EXIT_FAILED)
         elif outcome.state == "diverged":
