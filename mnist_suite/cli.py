@@ -781,7 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--signal-seconds",
         type=int,
         default=120,
-        help="stop and requeue a task this long before its time limit (0: never; default 120)",
+        help="stop and requeue a task this long before its time limit (0: never; at most half "
+        "of --time; default 120)",
     )
     p.add_argument(
         "--allow-local-paths",

@@ -21,8 +21,8 @@ import ctypes
 import errno
 import os
 import signal
-import stat
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import mnist_suite
+from mnist_suite.claims import live_holder
 from mnist_suite.defaults import default_workers
 from mnist_suite.launch import LaunchOptions, thread_env
-from mnist_suite.claims import live_holder
 from mnist_suite.launch.watch import PoolProgress
 from mnist_suite.plan import INDEX_VARIABLES, WorkItem, run_dir
 from mnist_suite.text import printable
@@ -160,12 +160,12 @@ def already_recorded(options: LaunchOptions, item: WorkItem) -> tuple[str, int] 
 def _note_skip(path: Path, item: WorkItem, why: str) -> None:
     """One line in the item's log: this pool found it recorded and started nothing."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with contextlib.suppress(OSError):  # the log is a courtesy; the run record is the truth
-        with open(open_log(path), "a", encoding="utf-8") as log:
-            log.write(
-                f"==== {stamp} plan item #{item.index} by pid {os.getpid()} on "
-                f"{socket.gethostname()}: skipped ({why})\n"
-            )
+    # The log is a courtesy; the run record is the truth.
+    with contextlib.suppress(OSError), open(open_log(path), "a", encoding="utf-8") as log:
+        log.write(
+            f"==== {stamp} plan item #{item.index} by pid {os.getpid()} on "
+            f"{socket.gethostname()}: skipped ({why})\n"
+        )
 
 
 class LocalLauncher:
