@@ -15,6 +15,7 @@ from pathlib import Path
 from mnist_suite.defaults import BENCH_RESULTS, PROFILES, REPORT_FOLDER, RUNS_VARIABLE, runs_folder
 from mnist_suite.errors import SuiteError
 from mnist_suite.plan import FLAVOURS
+from mnist_suite.text import printable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 EXIT_SIGNALS = (EXIT_INTERRUPTED, 143, 129)  # a pool stopped by SIGINT, SIGTERM, SIGHUP
@@ -190,7 +191,9 @@ def _preflight(items: list, args: argparse.Namespace) -> None:
             raise SuiteError(f"seed {item.seed}: expected an integer >= 0")
     writable_folder(args.runs, "--runs")
     states = item_states(items, args.runs)
-    to_run = [i for i, s in zip(items, states, strict=True) if args.force or s not in FINAL_STATES]
+    # An unreadable run is left alone (never cleared), so it needs no data.
+    settled = (*FINAL_STATES, "unreadable")
+    to_run = [i for i, s in zip(items, states, strict=True) if args.force or s not in settled]
     if to_run:
         from mnist_suite.data import load_mnist
         from mnist_suite.jobs import require_tensorflow
@@ -310,9 +313,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         header.insert(1, "state")
         for row, state in zip(rows, states, strict=True):
             row.insert(1, state)
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    widths = [max(len(_printable(r[c])) for r in [header, *rows]) for c in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        print("  ".join(_printable(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     summary = f"{len(chosen)} items, plan {fingerprint(items)}"
     if states is not None:
         counts = {s: states.count(s) for s in dict.fromkeys(states)}
@@ -506,7 +509,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from mnist_suite.summary import run_row
 
     rows = [run_row(r, for_job_name(r.job)) for r in records]
-    print(dumps({"runs": rows}) if args.json else run_rows_text(rows))
+    if args.json:
+        print(dumps({"runs": rows}))
+    else:  # names and problems come from the runs folder: no escape reaches the terminal
+        print(run_rows_text([{k: _printable(v) for k, v in r.items()} for r in rows]))
     return 0
 
 
@@ -884,7 +890,12 @@ LIST_ARGUMENTS = {"jobs", "set", "sbatch", "node_selector", "toleration", "label
 
 def _one_line(text: str) -> str:
     """``text`` with control characters escaped: a message quoting user input stays one line."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return printable(text)
+
+
+def _printable(value):
+    """A text value as a terminal listing shows it (control characters escaped); others as is."""
+    return printable(value) if isinstance(value, str) else value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -254,13 +254,15 @@ def load_run(path: Path) -> RunRecord:
                 raise records.RecordError("metrics.json", f"missing, yet the run is {state}")
             run.metrics = metrics
         run.history = records.read_history(path / "history.jsonl")
+    except records.UnreadableRecord as exc:
+        # Checked before any claim: what this user cannot read it cannot judge, held or not.
+        run.state, run.problem = "unreadable", str(exc)
+        return run
     except records.RecordError as exc:
         # A run being (re)created right now is not corrupt, only unfinished.
         if claims.live_holder(path) is not None:
             run.state = "running"
             return run
-        if isinstance(exc, records.UnreadableRecord):
-            run.state = "unreadable"
         run.problem = str(exc)
         return run
     run.state = state
