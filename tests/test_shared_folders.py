@@ -58,8 +58,8 @@ def shared():
 
 def as_other_user(work: Callable[[], object]) -> tuple[object, str, str]:
     """(``work()``'s JSON-able result, stdout, stderr) of ``work`` run as ``nobody``."""
-    out = tempfile.TemporaryFile()
-    err = tempfile.TemporaryFile()
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - read back after the child has exited
+    err = tempfile.TemporaryFile()  # noqa: SIM115
     read, write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -80,7 +80,7 @@ def as_other_user(work: Callable[[], object]) -> tuple[object, str, str]:
             result = work()
             os.write(write, json.dumps(result).encode())
             code = 0
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent as text
+        except BaseException as exc:  # reported to the parent as text
             os.write(write, json.dumps({"raised": repr(exc)}).encode())
         finally:
             sys.stdout.flush()
@@ -93,7 +93,8 @@ def as_other_user(work: Callable[[], object]) -> tuple[object, str, str]:
     out.seek(0)
     err.seek(0)
     assert os.waitstatus_to_exitcode(status) == 0, data
-    return json.loads(data), out.read().decode(), err.read().decode()
+    with out, err:
+        return json.loads(data), out.read().decode(), err.read().decode()
 
 
 def _execute(out: Path) -> runs.Outcome:
@@ -188,7 +189,8 @@ def test_an_item_held_by_another_pool_is_held_elsewhere_not_failed(tmp_path, mni
         claim.release()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    assert f"#0 softmax-original seed 0: held elsewhere (claimed by pid {os.getpid()}" in proc.stdout
+    line = f"#0 softmax-original seed 0: held elsewhere (claimed by pid {os.getpid()} on "
+    assert line in proc.stdout
     assert "1 held elsewhere (another pool's live claim; not failures here), 0 failed" in (
         proc.stdout
     )
