@@ -102,6 +102,8 @@ def open_log(path: Path) -> int:
     try:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
         fd = os.open(path.name, flags, 0o666, dir_fd=folder)
+    except OSError as exc:  # ENXIO: a FIFO nobody reads; ELOOP: a link put there since
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         os.close(folder)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
