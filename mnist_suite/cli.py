@@ -224,20 +224,22 @@ def run_items(items: list, args: argparse.Namespace) -> int:
             reuse_stale=args.reuse_stale,
         )
         shown, note = outcome.state, ""
+        # Messages quote claim files and records another host or user wrote: one line each.
+        name, message = printable(item.name), printable(outcome.message)
         if outcome.skipped and outcome.state == "running":
-            note = f" ({outcome.message}; not run here)"
+            note = f" ({message}; not run here)"
         elif outcome.skipped:
-            shown, note = "skipped", f" ({outcome.state}, {outcome.message}, skipped)"
-        print(f"{shown:<11} {outcome.path}{note}", flush=True)
+            shown, note = "skipped", f" ({outcome.state}, {message}, skipped)"
+        print(f"{shown:<11} {printable(str(outcome.path))}{note}", flush=True)
         if outcome.skipped and outcome.state == "running":
             # Another attempt owns it: this one did not run it, so it did not succeed.
-            print(f"error: {item.name}: {outcome.message}; not run here", file=sys.stderr)
+            print(f"error: {name}: {message}; not run here", file=sys.stderr)
             codes.append(EXIT_FAILED)
         elif outcome.state in ("failed", "unreadable"):
-            print(f"error: {item.name}: {outcome.message}", file=sys.stderr)
+            print(f"error: {name}: {message}", file=sys.stderr)
             codes.append(EXIT_FAILED)
         elif outcome.state == "diverged":
-            print(f"warning: {item.name}: diverged: {outcome.message}", file=sys.stderr)
+            print(f"warning: {name}: diverged: {message}", file=sys.stderr)
             # In a batch (sweep, grid) divergence is a result; alone, the run did not succeed.
             codes.append(EXIT_DIVERGED if len(items) == 1 else 0)
     return max(codes, default=0)
@@ -361,7 +363,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         problems = check_runs(args.runs, chosen, in_container=args.containers, uid=os.getuid())
         for problem in problems:
-            print(f"problem: {problem}")
+            print(f"problem: {printable(problem)}")
         print(f"checked {args.runs}: {len(chosen)} items, {len(problems)} problems")
         code = code or (EXIT_FAILED if problems else 0)
     return code

@@ -331,7 +331,9 @@ class Run:
         self.start = time.perf_counter()  # before the data is read: time to target counts it
         self.targets = TargetClock()
         self.eval_seconds = 0.0
-        self._history = open(path / "history.jsonl", "ab")  # noqa: SIM115
+        # Appended, never followed if a link was put there: the run's own file or none.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        self._history = open(os.open(path / "history.jsonl", flags, 0o666), "ab")  # noqa: SIM115
         self._history_bytes = self._history.tell()
         self._history_full = False
         self._data = None

@@ -876,3 +876,27 @@ def test_predict_refuses_weights_that_are_not_finite(tmp_path):
     one_line_error(proc.returncode, proc.stderr)
     assert "W1 holds 12544 NaN or infinite values; not a usable model" in proc.stderr
     assert not out.exists()
+
+
+def test_a_stop_signal_while_an_item_starts_leaves_no_item_without_a_code(tmp_path, monkeypatch):
+    """SIGTERM arriving while the pool starts an item (its log opened, its process not yet
+    recorded as running) stops that item too, and every item gets 143: no ``KeyError``."""
+    from mnist_suite.launch import LaunchOptions
+    from mnist_suite.launch.local import LocalLauncher
+
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1),
+                       overrides=("n_train=1000",))  # fmt: skip
+    start = LocalLauncher._start
+
+    def start_then_signalled(self, *args):
+        os.kill(os.getpid(), signal.SIGTERM)  # lands inside the start
+        return start(self, *args)
+
+    monkeypatch.setattr(LocalLauncher, "_start", start_then_signalled)
+    lines: list[str] = []
+    options = LaunchOptions(runs=tmp_path / "runs", workers=1)
+    codes = LocalLauncher(echo=lines.append).launch(items, options)
+    assert codes == {0: 143, 1: 143}, lines
+    assert "stopping on SIGTERM: 1 running items end as interrupted, 1 not started" in lines, lines
+    assert item_states(items, tmp_path / "runs") in (["interrupted", "missing"],
+                                                     ["missing", "missing"])  # fmt: skip

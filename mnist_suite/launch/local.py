@@ -61,10 +61,7 @@ class Stopped(Exception):
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the pool's thread ends, however it ends; and the
-    stop signals, which the pool blocks while it starts an item, unblocked (a mask outlives
-    exec)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    """In the child before exec: SIGTERM when the pool's thread ends, however it ends."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
@@ -221,10 +218,13 @@ class LocalLauncher:
         live = PoolProgress.for_terminal() if self.live else None
         self.progress = PoolProgress(items, options.runs, workers, self.echo, live)
 
+        starting: list[int] = []  # the item being started, while it is
+
         def on_signal(signum, frame):
             if not stopping:  # later signals, whatever they are, change nothing: stopping
                 stopping.append(signum)
-                raise Stopped(signum)
+                if not starting:  # else raised once the item is started and recorded
+                    raise Stopped(signum)
 
         previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
         try:
@@ -244,19 +244,20 @@ class LocalLauncher:
                         continue
                     # A stop signal waits until the item is both started and in ``running``,
                     # so every started process is stopped and every item gets a code.
-                    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+                    starting.append(item.index)
+                    queue.pop(0)
                     try:
-                        queue.pop(0)
-                        try:
-                            proc, attempt = self._start(item, options, logs, env)
-                        except OSError as exc:
-                            codes[item.index] = 1
-                            self.progress.refused(item, _why(exc))
-                            continue
+                        proc, attempt = self._start(item, options, logs, env)
                         running[item.index] = (item, proc, time.perf_counter(), attempt)
+                    except OSError as exc:
+                        codes[item.index] = 1
+                        self.progress.refused(item, _why(exc))
                     finally:
-                        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-                    self.progress.started(item)
+                        starting.clear()
+                    if stopping:
+                        raise Stopped(stopping[0])
+                    if item.index in running:
+                        self.progress.started(item)
                 for index, (item, proc, began, attempt) in list(running.items()):
                     if proc.poll() is None:
                         continue

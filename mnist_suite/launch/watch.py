@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from mnist_suite.files import read_json
 from mnist_suite.plan import WorkItem, run_dir
-from mnist_suite.records import MAX_RECORD_BYTES, number
 from mnist_suite.text import printable
 
 REDRAW_SECONDS = 1.0
@@ -75,6 +73,10 @@ def read_tail(path: Path, max_bytes: int) -> bytes:
 def recorded_wall(runs: Path, item: WorkItem) -> float | None:
     """The wall time an earlier run of the same item recorded, if any (read like a record:
     bounded, a regular file, no link followed)."""
+    # Here, not at the top: the launchers load without NumPy (the image tool imports them).
+    from mnist_suite.files import read_json
+    from mnist_suite.records import MAX_RECORD_BYTES, number
+
     path = run_dir(runs, item) / "metrics.json"
     metrics = None if path.parent.is_symlink() else read_json(path, MAX_RECORD_BYTES, follow=False)
     wall = number(metrics.get("wall_seconds")) if isinstance(metrics, dict) else None
