@@ -196,3 +196,21 @@ def test_an_item_held_by_another_pool_is_held_elsewhere_not_failed(tmp_path, mni
     )
     assert not held.exists()
     assert runs.load_run(run_dir(runs_dir, items[1])).state == "done"
+
+
+def test_two_pools_at_once_without_waiting_both_succeed(tmp_path, mnist):
+    """Each pool runs what it claims first; what the other holds is held elsewhere (or found
+    finished), never a failure: both exit 0 and every run is written once."""
+    runs_dir = tmp_path / "runs"
+    argv = [sys.executable, "-m", "mnist_suite", "train", *QUICK, "--seeds", "0-1",
+            "--workers", "1", "--runs", str(runs_dir)]  # fmt: skip
+    env = {**os.environ, runs.CLAIM_WAIT_ENV: "0"}
+    pools = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=300) for p in pools]
+    assert [p.returncode for p in pools] == [0, 0], outs
+    assert all("Traceback" not in err for _, err in outs), outs
+    assert all(", 0 failed or not run" in out for out, _ in outs), outs
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1),
+                       overrides=("n_train=1000",))  # fmt: skip
+    assert [runs.load_run(run_dir(runs_dir, i)).state for i in items] == ["done", "done"]

@@ -331,12 +331,19 @@ class LocalLauncher:
 
     def _finished(self, item, proc, began, options, logs, attempt) -> bool:
         """Report a finished attempt; True if it found the item held by another pool."""
+        from mnist_suite.runs import FINAL_STATES
+
         code = proc.returncode
         if code == 1 and (holder := live_holder(run_dir(options.runs, item))):
             # Our attempt has exited and released its claim: a live one is another pool's.
             self.progress.held(item, f"claimed by {holder.describe()}")
             return True
         run = _recorded_run(options, item)
+        finished_there = run is not None and run.state in FINAL_STATES
+        if code == 1 and finished_there and not self.ran(run, proc, attempt):
+            # Held by the other pool when our attempt looked; finished by it since.
+            self.progress.held(item, f"{run.state} by pid {run.status.get('pid')} there")
+            return True
         state = "missing" if run is None else run.state
         if run is not None and code == 0 and not self.ran(run, proc, attempt):
             state += ", skipped"
