@@ -101,7 +101,7 @@ def cmd_cells(args: argparse.Namespace) -> int:
 
     job = get_job(args.job)
     for i, (label, _) in enumerate(job.expand(job.resolve(args.profile, args.set))):
-        print(f"{i}\t{label or job.name}")
+        print(f"{i}\t{printable(label or job.name)}")
     return 0
 
 

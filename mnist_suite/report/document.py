@@ -166,7 +166,7 @@ def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> 
             lines += [_md_text(s.intro), ""]
         lines += [f"> {_md_text(note)}" for note in s.notes] + ([""] if s.notes else [])
         for t in s.tables:
-            lines += [f"**{t.title}**", ""]
+            lines += [f"**{_md_text(t.title)}**", ""]
             lines.append("| " + " | ".join(_md_cell(n) for n, _ in t.headers()) + " |")
             lines.append("|" + "|".join("---" for _ in t.headers()) + "|")
             shown = t.shown()
