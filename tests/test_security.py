@@ -900,3 +900,27 @@ def test_a_stop_signal_while_an_item_starts_leaves_no_item_without_a_code(tmp_pa
     assert "stopping on SIGTERM: 1 running items end as interrupted, 1 not started" in lines, lines
     assert item_states(items, tmp_path / "runs") in (["interrupted", "missing"],
                                                      ["missing", "missing"])  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge", "deep", "symlink"])
+def test_the_shared_json_reader_is_bounded(tmp_path, kind):
+    """``files.load_json``: one short reason for anything that is not a small JSON file."""
+    from mnist_suite.files import load_json
+
+    path = tmp_path / "x.json"
+    if kind == "huge":
+        with open(path, "wb") as f:
+            f.truncate(2 << 20)
+    elif kind == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        _plant(path, kind, tmp_path / "elsewhere.json")
+        (tmp_path / "elsewhere.json").write_text("{}")
+    if kind == "symlink":
+        assert load_json(path) == {}  # followed by default (user-given paths)
+        with pytest.raises(OSError):
+            load_json(path, follow=False)
+        return
+    with pytest.raises((OSError, ValueError)) as caught:
+        load_json(path, max_bytes=1 << 20)
+    assert "\n" not in str(caught.value)

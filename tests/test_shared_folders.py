@@ -214,3 +214,11 @@ def test_two_pools_at_once_without_waiting_both_succeed(tmp_path, mnist):
     items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1),
                        overrides=("n_train=1000",))  # fmt: skip
     assert [runs.load_run(run_dir(runs_dir, i)).state for i in items] == ["done", "done"]
+
+
+def test_the_umask_is_read_without_changing_it():
+    from mnist_suite import files
+
+    with umask(0o027):
+        assert files.umask() == 0o027 and files.file_mode() == 0o640
+        assert files.umask() == 0o027  # reading it left it as it was
