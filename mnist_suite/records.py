@@ -24,8 +24,8 @@ Schemas (JSON types; "number" is a finite int or float, never a bool):
   (number) and values as in ``metrics.json``. A torn last line (no newline: the
   writer was killed mid-line) is skipped; any other line that is not a fitting row is corrupt.
 
-Record files are read without following symbolic links (the suite writes none): a link planted
-in a run folder is corrupt, never a way to read a file from elsewhere into a report. A record
+Record files are read without following symbolic links (the suite never writes one): a link put
+in a run folder makes it corrupt, never a way to read a file from elsewhere into a report. A record
 this user may not read raises :class:`UnreadableRecord`: such a run is ``unreadable``, not
 corrupt, and is never cleared.
 

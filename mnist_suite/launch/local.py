@@ -4,8 +4,10 @@ Each item runs as ``python -m mnist_suite run … --index …`` in a subprocess 
 an out-of-memory kill or a TensorFlow abort ends that item only. Workers split the cores: with
 W workers each gets ``cores // W`` BLAS/TensorFlow threads, so two workers on two cores do not
 fight over four threads. Output is appended to one log file per item, one block per attempt
-under a header line; the pool prints one line per event (:mod:`mnist_suite.launch.watch`: a
-status line on a terminal); an item already recorded is skipped without a process.
+under a header line (a log that is a symbolic link, a FIFO or a device is refused and its item
+not started); the pool prints one line per event (:mod:`mnist_suite.launch.watch`: a status
+line on a terminal); an item already recorded is skipped without a process, and one another
+pool holds (a live claim) is "held elsewhere": not run here, and not a failure here.
 
 Each item runs in a process group of its own, which the kernel also ends when the pool dies
 (``PR_SET_PDEATHSIG``), so no item outlives the pool. SIGINT (any number of times), SIGTERM
