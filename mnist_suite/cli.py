@@ -15,6 +15,7 @@ from pathlib import Path
 from mnist_suite.defaults import BENCH_RESULTS, PROFILES, REPORT_FOLDER, RUNS_VARIABLE, runs_folder
 from mnist_suite.errors import SuiteError
 from mnist_suite.plan import FLAVOURS
+from mnist_suite.text import printable
 
 EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
 EXIT_SIGNALS = (EXIT_INTERRUPTED, 143, 129)  # a pool stopped by SIGINT, SIGTERM, SIGHUP
@@ -100,7 +101,7 @@ def cmd_cells(args: argparse.Namespace) -> int:
 
     job = get_job(args.job)
     for i, (label, _) in enumerate(job.expand(job.resolve(args.profile, args.set))):
-        print(f"{i}\t{label or job.name}")
+        print(f"{i}\t{printable(label or job.name)}")
     return 0
 
 
@@ -190,7 +191,9 @@ def _preflight(items: list, args: argparse.Namespace) -> None:
             raise SuiteError(f"seed {item.seed}: expected an integer >= 0")
     writable_folder(args.runs, "--runs")
     states = item_states(items, args.runs)
-    to_run = [i for i, s in zip(items, states, strict=True) if args.force or s not in FINAL_STATES]
+    # An unreadable run is left alone (never cleared), so it needs no data.
+    settled = (*FINAL_STATES, "unreadable")
+    to_run = [i for i, s in zip(items, states, strict=True) if args.force or s not in settled]
     if to_run:
         from mnist_suite.data import load_mnist
         from mnist_suite.jobs import require_tensorflow
@@ -221,20 +224,22 @@ def run_items(items: list, args: argparse.Namespace) -> int:
             reuse_stale=args.reuse_stale,
         )
         shown, note = outcome.state, ""
+        # Messages quote claim files and records another host or user wrote: one line each.
+        name, message = printable(item.name), printable(outcome.message)
         if outcome.skipped and outcome.state == "running":
-            note = f" ({outcome.message}; not run here)"
+            note = f" ({message}; not run here)"
         elif outcome.skipped:
-            shown, note = "skipped", f" ({outcome.state}, {outcome.message}, skipped)"
-        print(f"{shown:<11} {outcome.path}{note}", flush=True)
+            shown, note = "skipped", f" ({outcome.state}, {message}, skipped)"
+        print(f"{shown:<11} {printable(str(outcome.path))}{note}", flush=True)
         if outcome.skipped and outcome.state == "running":
             # Another attempt owns it: this one did not run it, so it did not succeed.
-            print(f"error: {item.name}: {outcome.message}; not run here", file=sys.stderr)
+            print(f"error: {name}: {message}; not run here", file=sys.stderr)
             codes.append(EXIT_FAILED)
-        elif outcome.state == "failed":
-            print(f"error: {item.name}: {outcome.message}", file=sys.stderr)
+        elif outcome.state in ("failed", "unreadable"):
+            print(f"error: {name}: {message}", file=sys.stderr)
             codes.append(EXIT_FAILED)
         elif outcome.state == "diverged":
-            print(f"warning: {item.name}: diverged: {outcome.message}", file=sys.stderr)
+            print(f"warning: {name}: diverged: {message}", file=sys.stderr)
             # In a batch (sweep, grid) divergence is a result; alone, the run did not succeed.
             codes.append(EXIT_DIVERGED if len(items) == 1 else 0)
     return max(codes, default=0)
@@ -310,9 +315,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         header.insert(1, "state")
         for row, state in zip(rows, states, strict=True):
             row.insert(1, state)
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    widths = [max(len(_printable(r[c])) for r in [header, *rows]) for c in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        print("  ".join(_printable(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     summary = f"{len(chosen)} items, plan {fingerprint(items)}"
     if states is not None:
         counts = {s: states.count(s) for s in dict.fromkeys(states)}
@@ -358,7 +363,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         problems = check_runs(args.runs, chosen, in_container=args.containers, uid=os.getuid())
         for problem in problems:
-            print(f"problem: {problem}")
+            print(f"problem: {printable(problem)}")
         print(f"checked {args.runs}: {len(chosen)} items, {len(problems)} problems")
         code = code or (EXIT_FAILED if problems else 0)
     return code
@@ -506,7 +511,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from mnist_suite.summary import run_row
 
     rows = [run_row(r, for_job_name(r.job)) for r in records]
-    print(dumps({"runs": rows}) if args.json else run_rows_text(rows))
+    if args.json:
+        print(dumps({"runs": rows}))
+    else:  # names and problems come from the runs folder: no escape reaches the terminal
+        print(run_rows_text([{k: _printable(v) for k, v in r.items()} for r in rows]))
     return 0
 
 
@@ -781,7 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--signal-seconds",
         type=int,
         default=120,
-        help="stop and requeue a task this long before its time limit (0: never; default 120)",
+        help="stop and requeue a task this long before its time limit (0: never; at most half "
+        "of --time; default 120)",
     )
     p.add_argument(
         "--allow-local-paths",
@@ -883,7 +892,12 @@ LIST_ARGUMENTS = {"jobs", "set", "sbatch", "node_selector", "toleration", "label
 
 def _one_line(text: str) -> str:
     """``text`` with control characters escaped: a message quoting user input stays one line."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return printable(text)
+
+
+def _printable(value):
+    """A text value as a terminal listing shows it (control characters escaped); others as is."""
+    return printable(value) if isinstance(value, str) else value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,12 @@
 """Atomic writes and tolerant reads: the one place that touches record files on disk.
 
 Every writer goes through a temp file in the destination folder, ``fsync`` and ``os.replace``,
-so a reader sees the old file or the new one, never half of one. Readers never raise on a
-missing, torn or foreign file: they return ``None`` (or skip the line) and let the caller decide.
+so a reader sees the old file or the new one, never half of one. A written file gets the mode
+a plain ``open`` would give it (0666 less the umask), so a folder shared through a group (umask
+002) shares its records too. Readers never raise on a missing, torn or foreign file: they return
+``None`` (or skip the line) and let the caller decide. Every read goes through
+:func:`read_bounded`: a regular file only, at most a given number of bytes, so a FIFO, a device
+or a huge file planted where a record belongs neither hangs a reader nor fills its memory.
 """
 
 from __future__ import annotations
@@ -33,14 +37,38 @@ def _replaceable(path: Path) -> None:
         raise OSError(errno.EEXIST, "exists and is not a regular file", str(path))
 
 
+def umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file here: 0666 less the umask."""
+    return 0o666 & ~umask()
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """Open a temp file beside ``path``; on success fsync and rename it over ``path``."""
+    """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
+
+    The file gets :func:`file_mode` (``mkstemp`` makes it 0600, unreadable to the folder's
+    other users, who would take a finished run for a damaged one).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _replaceable(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -115,13 +143,16 @@ def npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dt
     return shape, dtype
 
 
-def read_bounded(path: Path, max_bytes: int) -> bytes:
+def read_bounded(path: Path, max_bytes: int, follow: bool = True) -> bytes:
     """At most ``max_bytes`` of the regular file ``path`` (counted as read, not as stat says).
 
     Opened without blocking and checked on its descriptor: a FIFO or a device in place of a
-    file is an OSError, never a hang or an endless read.
+    file is an OSError, never a hang or an endless read. With ``follow=False`` a symbolic link
+    at ``path`` is an OSError too (ELOOP): for files the suite writes itself, which are never
+    links, so a link planted there cannot point a reader at a file elsewhere.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
@@ -134,23 +165,38 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
         os.close(fd)
 
 
-def read_json(path: Path, max_bytes: int = 64 << 20) -> Any | None:
-    """The JSON value at ``path``; None if missing, unreadable, too large or not JSON.
+def read_json(path: Path, max_bytes: int = 64 << 20, follow: bool = True) -> Any | None:
+    """The JSON value at ``path``; None if missing, unreadable, too large or not JSON (or, with
+    ``follow=False``, a symbolic link).
 
     The caller checks the value's shape (see ``mnist_suite.records``): any JSON may be found here.
     """
     try:
-        data = read_bounded(path, max_bytes + 1)
-        if len(data) > max_bytes:
-            return None
-        return json.loads(data)
-    except (OSError, ValueError, RecursionError):
+        return load_json(path, max_bytes, follow)
+    except (OSError, ValueError):
         return None
 
 
-def read_json_object(path: Path) -> dict | None:
+def load_json(path: Path, max_bytes: int = 64 << 20, follow: bool = True) -> Any:
+    """The JSON value at ``path``, read through :func:`read_bounded`.
+
+    Raises OSError (missing, unreadable, not a regular file) or ValueError (more than
+    ``max_bytes``, not JSON, nested too deep), each with a short message for a one-line error.
+    """
+    data = read_bounded(path, max_bytes + 1, follow)
+    if len(data) > max_bytes:
+        raise ValueError(f"more than {max_bytes} bytes")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({str(exc).splitlines()[0][:60]})") from None
+
+
+def read_json_object(path: Path, follow: bool = True) -> dict | None:
     """The JSON object at ``path``, or None if it is missing, unreadable or not an object."""
-    value = read_json(path)
+    value = read_json(path, follow=follow)
     return value if isinstance(value, dict) else None
 
 

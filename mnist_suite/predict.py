@@ -47,6 +47,8 @@ def predict_image(
         proba = np.exp(model.predict_log_proba(x)[0])  # (10,)
     except ValueError as exc:
         raise DataError(f"{weights}: not an MNIST classifier: {exc}") from None
+    if not np.isfinite(proba).all():  # finite weights can still overflow on a real image
+        raise DataError(f"{weights}: the model's probabilities for image #{index} are not finite")
     result = Prediction(index, int(mnist.y_test[index]), int(proba.argmax()), float(proba.max()))
     atomic_write_bytes(out, _figure(image, result))
     return result

@@ -7,6 +7,8 @@ import time
 
 from tqdm import tqdm
 
+from mnist_suite.text import printable
+
 
 class Progress:
     """Steps with loss, samples/s and ETA on a terminal; ``epoch()`` lines everywhere.
@@ -23,7 +25,7 @@ class Progress:
 
     def __init__(self, total: int, desc: str, samples_per_step: int = 1, stream=None):
         self.stream = stream or sys.stderr
-        self.desc = desc
+        self.desc = printable(desc)  # a cell label may quote any config string
         self.samples_per_step = samples_per_step
         self.start = time.perf_counter()
         self.done = 0

@@ -24,6 +24,11 @@ Schemas (JSON types; "number" is a finite int or float, never a bool):
   (number) and values as in ``metrics.json``. A torn last line (no newline: the
   writer was killed mid-line) is skipped; any other line that is not a fitting row is corrupt.
 
+Record files are read without following symbolic links (the suite never writes one): a link put
+in a run folder makes it corrupt, never a way to read a file from elsewhere into a report. A record
+this user may not read raises :class:`UnreadableRecord`: such a run is ``unreadable``, not
+corrupt, and is never cleared.
+
 Writers and readers share the caps: ``mnist_suite.runs`` writes no record beyond
 :data:`MAX_RECORD_BYTES` and stops appending history rows at :data:`MAX_HISTORY_BYTES`; a
 reader reads no more than that. A history longer than the cap (written by other means) is read
@@ -32,6 +37,7 @@ up to the cap, never called corrupt: a large record is no reason to run a finish
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import re
@@ -56,6 +62,22 @@ class RecordError(ValueError):
         super().__init__(f"{name}: {why}")
         self.name = name
         self.why = why
+
+
+class UnreadableRecord(RecordError):
+    """A record this user may not read (another user's file, a folder without access).
+
+    Not a damaged record: the run may well be finished, so no reader may clear or re-run it.
+    """
+
+
+def _unreadable(name: str, exc: OSError) -> RecordError:
+    """The RecordError for an OSError met reading ``name``: permissions are their own kind."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return UnreadableRecord(name, f"unreadable to this user ({exc.strerror})")
+    if exc.errno == errno.ELOOP:
+        return RecordError(name, "a symbolic link (a run's records are files of its own)")
+    return RecordError(name, f"unreadable ({exc.strerror})")
 
 
 def _kind(value: Any) -> str:
@@ -215,16 +237,16 @@ def encode(value: Any, name: str) -> bytes:
 def _load(path: Path, name: str, max_bytes: int) -> Any:
     """The JSON value in ``path``; FileNotFoundError if absent, RecordError if unreadable."""
     try:
-        size = path.stat().st_size
+        size = path.lstat().st_size
         if size > max_bytes:
             raise RecordError(name, f"{size} bytes, more than the {max_bytes} a record may have")
-        data = read_bounded(path, max_bytes + 1)
+        data = read_bounded(path, max_bytes + 1, follow=False)
         if len(data) > max_bytes:
             raise RecordError(name, f"more than the {max_bytes} bytes a record may have")
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise RecordError(name, f"unreadable ({exc.strerror})") from None
+        raise _unreadable(name, exc) from None
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
@@ -264,12 +286,12 @@ def read_history(path: Path, strict: bool = True) -> list[dict]:
     """
     path = Path(path)
     try:
-        data = read_bounded(path, MAX_HISTORY_BYTES)
+        data = read_bounded(path, MAX_HISTORY_BYTES, follow=False)
     except FileNotFoundError:
         return []
     except OSError as exc:
         if strict:
-            raise RecordError("history.jsonl", f"unreadable ({exc.strerror})") from None
+            raise _unreadable("history.jsonl", exc) from None
         return []
     # The part after the last newline is b"" for a complete file, or a line torn by a kill
     # mid-write: the rows before it are whole, so it is skipped.

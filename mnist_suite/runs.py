@@ -48,7 +48,9 @@ from mnist_suite.tb import RESULT_PREFIX, SummaryWriter, result_scalars, write_e
 
 log = logging.getLogger(__name__)
 
-STATES = (*records.STATES, "corrupt")
+# ``unreadable``: this user may not read the run's records (another user's run in a shared
+# folder); unlike ``corrupt`` it is never cleared or run again over.
+STATES = (*records.STATES, "corrupt", "unreadable")
 FINAL_STATES = ("done", "diverged")  # deterministic outcomes: re-running would repeat them
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = claims.STALE_SECONDS  # a running owner that has not beaten for this long is dead
@@ -208,7 +210,7 @@ class RunRecord:
         if name not in self._npz_cache:
             path = self.path / "artifacts" / f"{name}.npz"
             arrays = None
-            if path.is_file():
+            if path.is_file() and not path.is_symlink():  # a run's own arrays, never a link out
                 try:
                     _check_declared_size(path)
                     with np.load(path, allow_pickle=False) as data:
@@ -224,19 +226,21 @@ class RunRecord:
         return next((arrays[k] for k in keys if k in arrays), None)
 
     def json(self, name: str) -> Any:
-        return read_json_object(self.path / "artifacts" / f"{name}.json")
+        return read_json_object(self.path / "artifacts" / f"{name}.json", follow=False)
 
 
 def load_run(path: Path) -> RunRecord:
     """Everything a reader (report, resume, list, compare) needs from a run directory.
 
     Never raises on what it reads: a run whose files do not fit their schemas is ``corrupt``
-    (``problem`` names the file), one being created right now ``running``.
+    (``problem`` names the file), one this user may not read ``unreadable``, one being created
+    right now ``running``. A run folder that is a symbolic link is corrupt: its records would
+    come from outside the runs folder.
     """
     path = Path(path)
     run = RunRecord(path, "corrupt")
     try:
-        if not path.is_dir():
+        if path.is_symlink() or not path.is_dir():
             raise records.RecordError(path.name, "not a folder")
         run.config_file = records.read_config(path)
         status = records.read_status(path)
@@ -250,6 +254,10 @@ def load_run(path: Path) -> RunRecord:
                 raise records.RecordError("metrics.json", f"missing, yet the run is {state}")
             run.metrics = metrics
         run.history = records.read_history(path / "history.jsonl")
+    except records.UnreadableRecord as exc:
+        # Checked before any claim: what this user cannot read it cannot judge, held or not.
+        run.state, run.problem = "unreadable", str(exc)
+        return run
     except records.RecordError as exc:
         # A run being (re)created right now is not corrupt, only unfinished.
         if claims.live_holder(path) is not None:
@@ -323,7 +331,9 @@ class Run:
         self.start = time.perf_counter()  # before the data is read: time to target counts it
         self.targets = TargetClock()
         self.eval_seconds = 0.0
-        self._history = open(path / "history.jsonl", "ab")  # noqa: SIM115
+        # Appended, never followed if a link was put there: the run's own file or none.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        self._history = open(os.open(path / "history.jsonl", flags, 0o666), "ab")  # noqa: SIM115
         self._history_bytes = self._history.tell()
         self._history_full = False
         self._data = None
@@ -484,7 +494,8 @@ def execute(
     returns a skipped ``running`` outcome naming the holder, without touching the run. Once
     claimed, a run already ``done`` or ``diverged`` is skipped unless ``force`` or it is stale
     (recorded by other code: :mod:`mnist_suite.fingerprint`; ``reuse_stale`` keeps it); a
-    ``failed``, ``interrupted``, ``corrupt`` or dead ``running`` one is cleared and run again.
+    ``failed``, ``interrupted``, ``corrupt`` or dead ``running`` one is cleared and run again;
+    an ``unreadable`` one (another user's records) is left as it is and returned, skipped.
     KeyboardInterrupt (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates.
     """
     if not records.is_int(seed) or seed < 0:
@@ -511,9 +522,12 @@ def _execute_claimed(
 ):
     code = fingerprint.of_job(job)
     previous = load_run(path) if path.exists() else None
+    if previous is not None and previous.state == "unreadable":
+        # Perhaps finished: what this user cannot read, it cannot judge, so it never clears.
+        return Outcome(path, "unreadable", f"{previous.problem}; not cleared", skipped=True)
     if previous is not None:
         # The raw status, even if it misses fields: a live owner is never clobbered.
-        status = read_json_object(path / "status.json") or {}
+        status = read_json_object(path / "status.json", follow=False) or {}
         fresh = previous.code_state(code)
         if previous.state in FINAL_STATES and not force and (fresh == "current" or reuse_stale):
             state, metrics = previous.state, previous.metrics

@@ -148,12 +148,37 @@ def test_account_qos_constraint_and_extra_lines(capsys, tmp_path):
         ["--qos", "q\nx"],
         ["--constraint", "a b"],
         ["--signal-seconds", "-1"],
+        # Who runs the script, where, and with what environment is not the caller's to set.
+        ["--sbatch=--export=ALL,BASH_ENV=/tmp/x"],
+        ["--sbatch=--export=ALL,LD_PRELOAD=/tmp/x.so"],
+        ["--sbatch=--export"],
+        ["--sbatch=--export-file=/tmp/env"],
+        ["--sbatch=--chdir=/tmp"],
+        ["--sbatch=--uid=0"],
+        ["--sbatch=--gid=0"],
+        ["--sbatch=--get-user-env"],
+        ["--sbatch=-D/tmp"],
+        ["--sbatch=--exp=ALL"],  # sbatch reads an unambiguous prefix as the option
+        ["--sbatch=--chd=/tmp"],
+        # A lead above half the time limit would stop items that could finish.
+        ["--time", "2", "--signal-seconds", "120"],
+        ["--time", "00:10:00", "--signal-seconds", "301"],
+        ["--time", "1-0", "--signal-seconds", "50000"],
     ],
 )
 def test_bad_slurm_pass_through_is_refused(capsys, tmp_path, argv):
     code, out, err = _cli(capsys, "slurm", "softmax", "--profile", "quick", "--mode", "python",
                           "--logs", str(tmp_path / "logs"), *argv)  # fmt: skip
     assert code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_a_signal_lead_of_half_the_time_limit_is_accepted(capsys, tmp_path):
+    text = _script(capsys, tmp_path, "--time", "00:10:00", "--signal-seconds", "300")
+    assert "#SBATCH --signal=B:USR1@300\n" in text and "#SBATCH --time=00:10:00\n" in text
+    code, _, err = _cli(capsys, "slurm", "softmax", "--profile", "quick", "--mode", "python",
+                        "--logs", str(tmp_path / "logs"), "--time", "00:10:00",
+                        "--signal-seconds", "301")  # fmt: skip
+    assert code == 2 and "at most half of --time 00:10:00 (300 s)" in err, err
 
 
 def test_tasks_are_signalled_before_their_time_limit_and_requeued(capsys, tmp_path):

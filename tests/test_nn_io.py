@@ -98,3 +98,17 @@ def test_broken_architecture(tmp_path, net):
     arrays["architecture"] = np.array(json.dumps(arch))
     with pytest.raises(DataError, match="unknown layer"):
         load_model(write(tmp_path / "w.npz", arrays))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_refused(tmp_path, net, bad):
+    """A diverged model would answer every image, "with probability nan": refused at load."""
+    arrays = model_arrays(net)
+    arrays["W2"] = arrays["W2"].copy()
+    arrays["W2"][3, 5] = bad
+    with pytest.raises(DataError, match=r"W2 holds 1 NaN or infinite values; not a usable model"):
+        load_model(write(tmp_path / "w.npz", arrays))
+    arrays = model_arrays(net)
+    arrays["b3"] = np.full_like(arrays["b3"], bad)
+    with pytest.raises(DataError, match=r"b3 holds 10 NaN or infinite values"):
+        load_model(write(tmp_path / "w.npz", arrays))

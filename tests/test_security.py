@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -270,6 +271,7 @@ def test_report_on_a_full_disk_is_one_line_and_the_old_report_survives(
     code, _, err = run_cli(*argv, "--out", str(out))
     one_line_error(code, err, expected_code=1)
     assert snapshot(out) == before
+    assert not list(disk.glob(".rep.*"))  # its temp folder went with it
 
 
 # --- outputs never delete what the suite did not write -------------------------------------
@@ -633,3 +635,292 @@ def test_random_command_lines_end_in_a_result_or_one_usage_line(tmp_path, capsys
         assert code in (0, 2) and "Traceback" not in err, (argv, err)
         if code == 2 and not err.startswith("usage: "):
             assert err.startswith("error: ") and err.count("\n") == 1, (argv, err)
+
+
+# --- files planted in a runs, logs or bench folder ------------------------------------------
+
+
+def _plant(path: Path, kind: str, outside: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.symlink_to(outside)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "symlink"])
+def test_planted_files_at_a_planned_run_neither_hang_nor_grow_the_pool(tmp_path, mnist, kind):
+    """The pool's time estimates and live epochs read planned runs' files: a FIFO, a link to
+    /dev/zero or to a file elsewhere at ``metrics.json``/``history.jsonl`` is read as nothing."""
+    from mnist_suite.launch.watch import read_tail, recorded_wall
+    from mnist_suite.plan import run_dir
+
+    runs_dir = tmp_path / "runs"
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"wall_seconds": 1234.5}))
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0,),
+                       overrides=("n_train=1000",))  # fmt: skip
+    path = run_dir(runs_dir, items[0])
+    _plant(path / "metrics.json", kind, outside)
+    _plant(path / "history.jsonl", kind, outside)
+    assert recorded_wall(runs_dir, items[0]) is None
+    with pytest.raises(OSError):
+        read_tail(path / "history.jsonl", 8192)
+    argv = ["train", *QUICK, "--seeds", "0", "--workers", "1", "--runs", str(runs_dir)]
+    proc = _subprocess(*argv, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert item_states(items, runs_dir) == ["done"]  # the planted run was corrupt: run again
+    assert outside.read_text() == json.dumps({"wall_seconds": 1234.5})
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "symlink"])
+def test_a_planted_pool_log_is_refused_not_followed(tmp_path, kind):
+    """A link at ``.logs/<job>/<run-id>.log`` would have the pool append a run's output to any
+    file; a FIFO would block it. The item is not started (one line), the pool goes on."""
+    from mnist_suite.launch.local import log_path
+
+    runs_dir = tmp_path / "runs"
+    outside = tmp_path / "victim"
+    outside.write_text("mine\n")
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0,),
+                       overrides=("n_train=1000",))  # fmt: skip
+    log = log_path(runs_dir / ".logs", items[0])
+    _plant(log, kind, outside)
+    argv = ["train", *QUICK, "--seeds", "0", "--workers", "1", "--runs", str(runs_dir)]
+    proc = _subprocess(*argv, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    refused = [line for line in proc.stdout.splitlines() if "not started" in line]
+    assert len(refused) == 1 and str(log) in refused[0], proc.stdout
+    assert "1 items in" in proc.stdout and "1 failed or not run" in proc.stdout
+    assert outside.read_text() == "mine\n"
+    assert item_states(items, runs_dir) == ["missing"]
+
+
+def test_the_pool_log_folder_is_not_followed_either(tmp_path):
+    from mnist_suite.launch.local import open_log
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "job").symlink_to(elsewhere)
+    with pytest.raises(OSError, match="symbolic link"):
+        open_log(logs / "job" / "r.log")
+    assert not list(elsewhere.iterdir())
+
+
+def test_a_run_file_linked_outside_the_runs_folder_is_not_reported(tmp_path):
+    """A link in a run folder (a record or an artifact, or the run folder itself) would copy a
+    file from anywhere into ``results.json``: such a run is corrupt and its files unread."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "metrics.json").write_text(json.dumps({"wall_seconds": 1.0, "secret_score": 0.4242}))
+    (secret / "notes.json").write_text(json.dumps({"secret_note": "do not copy"}))
+    run = _execute(tmp_path / "runs", "r1").path
+    (run / "metrics.json").unlink()
+    (run / "metrics.json").symlink_to(secret / "metrics.json")
+    linked = _execute(tmp_path / "elsewhere", "r2").path
+    (tmp_path / "runs" / "tiny" / "r2").symlink_to(linked)
+    artifact = _execute(tmp_path / "runs", "r3").path / "artifacts"
+    artifact.mkdir(exist_ok=True)
+    (artifact / "notes.json").symlink_to(secret / "notes.json")
+
+    assert runs.load_run(run).state == "corrupt"
+    assert "symbolic link" in runs.load_run(run).problem
+    assert runs.load_run(tmp_path / "runs" / "tiny" / "r2").state == "corrupt"
+    assert runs.load_run(artifact.parent).json("notes") is None
+    results = build_report(tmp_path / "runs", None, tmp_path / "rep")
+    text = (tmp_path / "rep" / "results.json").read_text()
+    assert "secret_score" not in text and "0.4242" not in text and "do not copy" not in text
+    states = {r["run_id"]: r["state"] for r in results["runs"]}
+    assert states == {"r1": "corrupt", "r2": "corrupt", "r3": "done"}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge"])
+def test_report_bench_skips_planted_benchmark_files(tmp_path, kind):
+    """``report --bench`` reads each JSON bounded and only from regular files."""
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    path = bench / "run.json"
+    if kind == "huge":
+        with open(path, "wb") as f:
+            f.truncate(65 << 20)  # sparse: more than the cap, almost no disk
+    else:
+        _plant(path, kind, tmp_path)
+    (tmp_path / "runs").mkdir()
+    code, err, peak = run_bounded({"argv": ["report", "--runs", str(tmp_path / "runs"),
+                                            "--bench", str(bench), "--out",
+                                            str(tmp_path / "rep")]})  # fmt: skip
+    assert code == 0, err
+    assert "Traceback" not in err and peak < 200, (err, peak)
+    assert json.loads((tmp_path / "rep" / "results.json").read_text())["benchmark_files"] == []
+
+
+# --- text from runs in terminal listings and the report -------------------------------------
+
+HOSTILE = "x\x1b[2J\x1b[31m\r\n\n## Gate passed [click](javascript:alert(1)) `code` *b* | c"
+
+
+def test_report_escapes_control_characters_and_markdown(tmp_path):
+    _execute(tmp_path / "runs", "x", cell=HOSTILE)
+    build_report(tmp_path / "runs", None, tmp_path / "rep")
+    md = (tmp_path / "rep" / "index.md").read_text()
+    page = (tmp_path / "rep" / "index.html").read_text()
+    for text in (md, page):
+        assert "\x1b" not in text and "\r" not in text
+    assert "\n## Gate passed" not in md
+    assert not re.search(r"(?<!\\)\]\(javascript:", md)  # no unescaped link target
+    assert "\\#\\# Gate passed \\[click\\](javascript:alert(1))" in md
+    assert "javascript:alert" not in page.replace("[click](javascript:alert(1))", "")
+
+
+def test_runs_listing_escapes_control_characters(run_cli, tmp_path):
+    _execute(tmp_path / "runs", "x", cell=HOSTILE)
+    code, out, err = run_cli("runs", "--runs", str(tmp_path / "runs"))
+    assert code == 0, err
+    assert "\x1b" not in out and "\r" not in out
+    assert not any(line.startswith("## Gate passed") for line in out.splitlines()), out
+    assert "x\\x1b[2J\\x1b[31m\\r\\n\\n## Gate passed" in out
+
+
+# --- report temp folders and faults --------------------------------------------------------
+
+
+def test_temp_folders_of_killed_reports_are_removed_by_the_next(tmp_path):
+    from mnist_suite.files import atomic_write_json
+    from mnist_suite.report import OWNER
+
+    _execute(tmp_path / "runs")
+    out = tmp_path / "rep"
+    build_report(tmp_path / "runs", None, out)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    me = {**claims.machine(), "pid": os.getpid(), "start": claims._start_ticks(os.getpid())}
+    dead = {**claims.machine(), "pid": gone.pid, "start": "1"}
+    folders = {name: tmp_path / f".rep.{name}" for name in
+               ("tmp-dead", "old-dead", "tmp-live", "tmp-unowned", "other-dead")}  # fmt: skip
+    for name, folder in folders.items():
+        folder.mkdir()
+        (folder / "figures").mkdir()
+        if name != "tmp-unowned":
+            atomic_write_json(folder / OWNER, me if name == "tmp-live" else dead)
+    build_report(tmp_path / "runs", None, out)
+    left = sorted(p.name for p in tmp_path.glob(".rep.*"))
+    assert left == [".rep.other-dead", ".rep.tmp-live", ".rep.tmp-unowned"]
+    assert not (out / OWNER).exists()
+
+
+def test_a_report_killed_between_its_renames_gets_its_old_report_back(tmp_path):
+    from mnist_suite.files import atomic_write_json
+    from mnist_suite.report import OWNER
+
+    _execute(tmp_path / "runs")
+    out = tmp_path / "rep"
+    build_report(tmp_path / "runs", None, out)
+    before = snapshot(out)
+    old = tmp_path / ".rep.old-x"
+    old.mkdir()
+    os.replace(out, old / "rep")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    atomic_write_json(old / OWNER, {**claims.machine(), "pid": gone.pid, "start": "1"})
+    from mnist_suite.report import remove_abandoned
+
+    assert remove_abandoned(out) == [old]
+    assert snapshot(out) == before
+
+
+def test_a_full_disk_inside_a_section_is_one_line_and_the_old_report_survives(
+    run_cli,
+    tmp_path,
+    monkeypatch,
+    done_softmax,  # noqa: F811
+):
+    import errno
+
+    from mnist_suite.report import figures
+
+    argv = ["report", "--runs", str(done_softmax.parents[1]), "--out", str(tmp_path / "rep"),
+            "--bench", str(tmp_path / "none")]  # fmt: skip
+    code, _, err = run_cli(*argv)
+    assert code == 0, err
+    before = snapshot(tmp_path / "rep")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "fig.png"))
+
+    monkeypatch.setattr(figures.FigureWriter, "save", full)
+    code, _, err = run_cli(*argv)
+    one_line_error(code, err, expected_code=1)
+    assert "No space left on device" in err
+    assert snapshot(tmp_path / "rep") == before
+    assert not list(tmp_path.glob(".rep.*"))
+
+
+def test_predict_refuses_weights_that_are_not_finite(tmp_path):
+    import numpy as np
+
+    from mnist_suite.nn import mlp, model_arrays
+
+    arrays = model_arrays(mlp((784, 16, 10), rng=np.random.default_rng(0)))
+    arrays = {k: (np.full_like(v, np.nan) if k.startswith(("W", "b")) else v)
+              for k, v in arrays.items()}  # fmt: skip
+    np.savez(tmp_path / "w.npz", **arrays)
+    out = tmp_path / "p.png"
+    proc = _subprocess("predict", "--weights", str(tmp_path / "w.npz"), "--index", "0",
+                       "--out", str(out))  # fmt: skip
+    one_line_error(proc.returncode, proc.stderr)
+    assert "W1 holds 12544 NaN or infinite values; not a usable model" in proc.stderr
+    assert not out.exists()
+
+
+def test_a_stop_signal_while_an_item_starts_leaves_no_item_without_a_code(tmp_path, monkeypatch):
+    """SIGTERM arriving while the pool starts an item (its log opened, its process not yet
+    recorded as running) stops that item too, and every item gets 143: no ``KeyError``."""
+    from mnist_suite.launch import LaunchOptions
+    from mnist_suite.launch.local import LocalLauncher
+
+    items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1),
+                       overrides=("n_train=1000",))  # fmt: skip
+    start = LocalLauncher._start
+
+    def start_then_signalled(self, *args):
+        os.kill(os.getpid(), signal.SIGTERM)  # lands inside the start
+        return start(self, *args)
+
+    monkeypatch.setattr(LocalLauncher, "_start", start_then_signalled)
+    lines: list[str] = []
+    options = LaunchOptions(runs=tmp_path / "runs", workers=1)
+    codes = LocalLauncher(echo=lines.append).launch(items, options)
+    assert codes == {0: 143, 1: 143}, lines
+    assert "stopping on SIGTERM: 1 running items end as interrupted, 1 not started" in lines, lines
+    assert item_states(items, tmp_path / "runs") in (["interrupted", "missing"],
+                                                     ["missing", "missing"])  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge", "deep", "symlink"])
+def test_the_shared_json_reader_is_bounded(tmp_path, kind):
+    """``files.load_json``: one short reason for anything that is not a small JSON file."""
+    from mnist_suite.files import load_json
+
+    path = tmp_path / "x.json"
+    if kind == "huge":
+        with open(path, "wb") as f:
+            f.truncate(2 << 20)
+    elif kind == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        _plant(path, kind, tmp_path / "elsewhere.json")
+        (tmp_path / "elsewhere.json").write_text("{}")
+    if kind == "symlink":
+        assert load_json(path) == {}  # followed by default (user-given paths)
+        with pytest.raises(OSError):
+            load_json(path, follow=False)
+        return
+    with pytest.raises((OSError, ValueError)) as caught:
+        load_json(path, max_bytes=1 << 20)
+    assert "\n" not in str(caught.value)

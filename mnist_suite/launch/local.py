@@ -4,8 +4,10 @@ Each item runs as ``python -m mnist_suite run … --index …`` in a subprocess 
 an out-of-memory kill or a TensorFlow abort ends that item only. Workers split the cores: with
 W workers each gets ``cores // W`` BLAS/TensorFlow threads, so two workers on two cores do not
 fight over four threads. Output is appended to one log file per item, one block per attempt
-under a header line; the pool prints one line per event (:mod:`mnist_suite.launch.watch`: a
-status line on a terminal); an item already recorded is skipped without a process.
+under a header line (a log that is a symbolic link, a FIFO or a device is refused and its item
+not started); the pool prints one line per event (:mod:`mnist_suite.launch.watch`: a status
+line on a terminal); an item already recorded is skipped without a process, and one another
+pool holds (a live claim) is "held elsewhere": not run here, and not a failure here.
 
 Each item runs in a process group of its own, which the kernel also ends when the pool dies
 (``PR_SET_PDEATHSIG``), so no item outlives the pool. SIGINT (any number of times), SIGTERM
@@ -18,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -30,10 +34,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import mnist_suite
+from mnist_suite.claims import live_holder
 from mnist_suite.defaults import default_workers
 from mnist_suite.launch import LaunchOptions, thread_env
 from mnist_suite.launch.watch import PoolProgress
 from mnist_suite.plan import INDEX_VARIABLES, WorkItem, run_dir
+from mnist_suite.text import printable
 
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 10.0  # for a stopped item to record itself before it is killed
@@ -73,15 +79,56 @@ def log_path(logs: Path, item: WorkItem) -> Path:
     return logs / item.job / f"{item.run_id}.log"
 
 
+def _why(exc: OSError) -> str:
+    """An OSError as a few words: what it concerned and why."""
+    return f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc.strerror or exc)
+
+
+def open_log(path: Path) -> int:
+    """A descriptor appending to the item's log at ``path``, created with the umask's mode.
+
+    Neither the log nor its job folder is followed if it is a symbolic link (a link planted
+    there would have the pool append a run's output to any file this user can write), and
+    anything but a regular file is refused: a FIFO would block the pool, a device swallow the
+    output. OSError says which.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for where in (path.parent, path):
+        if where.is_symlink():
+            raise OSError(errno.ELOOP, "a symbolic link; not followed", str(where))
+    # Checked again on the descriptors: a link put there since is not followed either.
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        fd = os.open(path.name, flags, 0o666, dir_fd=folder)
+    except OSError as exc:  # ENXIO: a FIFO nobody reads; ELOOP: a link put there since
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    finally:
+        os.close(folder)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
 def _block(path: Path, offset: int, max_bytes: int = 1 << 20) -> list[str]:
     """The lines one attempt appended to ``path`` from ``offset`` (its last MiB at most)."""
     try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(offset, size - max_bytes))
-            return f.read().decode(errors="replace").strip().splitlines()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return []
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return []
+        start = max(offset, st.st_size - max_bytes)
+        data = os.pread(fd, max(0, st.st_size - start), start)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    return data.decode(errors="replace").strip().splitlines()
 
 
 def _recorded_run(options: LaunchOptions, item: WorkItem) -> dict | None:
@@ -114,13 +161,12 @@ def already_recorded(options: LaunchOptions, item: WorkItem) -> tuple[str, int] 
 def _note_skip(path: Path, item: WorkItem, why: str) -> None:
     """One line in the item's log: this pool found it recorded and started nothing."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with contextlib.suppress(OSError):  # the log is a courtesy; the run record is the truth
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as log:
-            log.write(
-                f"==== {stamp} plan item #{item.index} by pid {os.getpid()} on "
-                f"{socket.gethostname()}: skipped ({why})\n"
-            )
+    # The log is a courtesy; the run record is the truth.
+    with contextlib.suppress(OSError), open(open_log(path), "a", encoding="utf-8") as log:
+        log.write(
+            f"==== {stamp} plan item #{item.index} by pid {os.getpid()} on "
+            f"{socket.gethostname()}: skipped ({why})\n"
+        )
 
 
 class LocalLauncher:
@@ -174,30 +220,53 @@ class LocalLauncher:
         live = PoolProgress.for_terminal() if self.live else None
         self.progress = PoolProgress(items, options.runs, workers, self.echo, live)
 
+        starting: list[int] = []  # the item being started, while it is
+
         def on_signal(signum, frame):
             if not stopping:  # later signals, whatever they are, change nothing: stopping
                 stopping.append(signum)
-                raise Stopped(signum)
+                if not starting:  # else raised once the item is started and recorded
+                    raise Stopped(signum)
 
         previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
         try:
             while queue or running:
                 while queue and len(running) < workers:
-                    item = queue.pop(0)
+                    item = queue[0]
                     if skip := already_recorded(options, item):
+                        queue.pop(0)
                         codes[item.index] = skip[1]
                         self.progress.skipped(item, skip[0])
                         _note_skip(log_path(logs, item), item, skip[0])
                         continue
-                    proc, attempt = self._start(item, options, logs, env)
-                    running[item.index] = (item, proc, time.perf_counter(), attempt)
-                    self.progress.started(item)
+                    if holder := live_holder(run_dir(options.runs, item)):
+                        queue.pop(0)
+                        codes[item.index] = 0  # another pool's item, not a failure of this one
+                        self.progress.held(item, f"claimed by {holder.describe()}")
+                        continue
+                    # A stop signal waits until the item is both started and in ``running``,
+                    # so every started process is stopped and every item gets a code.
+                    starting.append(item.index)
+                    queue.pop(0)
+                    try:
+                        proc, attempt = self._start(item, options, logs, env)
+                        running[item.index] = (item, proc, time.perf_counter(), attempt)
+                    except OSError as exc:
+                        codes[item.index] = 1
+                        self.progress.refused(item, _why(exc))
+                    finally:
+                        starting.clear()
+                    if stopping:
+                        raise Stopped(stopping[0])
+                    if item.index in running:
+                        self.progress.started(item)
                 for index, (item, proc, began, attempt) in list(running.items()):
                     if proc.poll() is None:
                         continue
                     del running[index]
                     codes[index] = proc.returncode
-                    self._finished(item, proc, began, options, logs, attempt)
+                    if self._finished(item, proc, began, options, logs, attempt):
+                        codes[index] = 0  # held elsewhere: not a failure of this pool
                 self.progress.tick()
                 time.sleep(POLL_SECONDS)
         except Stopped as exc:
@@ -213,18 +282,22 @@ class LocalLauncher:
             for index, (_, proc, _, _) in running.items():
                 code = proc.returncode
                 codes[index] = interrupted if code is None or code < 0 or code == 130 else code
-            for item in queue:
-                codes[item.index] = interrupted
+            for item in items:  # not started, or started as the signal came
+                codes.setdefault(item.index, interrupted)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.progress.close()
         failed = sum(1 for c in codes.values() if c not in (0, 3))
+        held = self.progress.counts["held"]
         self.echo(
             f"{len(items)} items in {time.perf_counter() - start:.1f} s: "
-            f"{len(items) - failed} ok or diverged ({self.progress.counts['skipped']} skipped), "
-            f"{failed} failed or not run"
-        )
+            f"{len(items) - failed - held} ok or diverged "
+            f"({self.progress.counts['skipped']} skipped), "
+            + (f"{held} held elsewhere (another pool's live claim; not failures here), "
+               if held else "")
+            + f"{failed} failed or not run"
+        )  # fmt: skip
         return {i.index: codes[i.index] for i in items}
 
     def _start(
@@ -232,10 +305,9 @@ class LocalLauncher:
     ) -> tuple[subprocess.Popen, Attempt]:
         """Start ``item`` in its own process group; its log gets this attempt's header."""
         path = log_path(logs, item)
-        path.parent.mkdir(parents=True, exist_ok=True)
         argv = self.command(item, options)
         # Appended, never truncated: earlier attempts stay, and a second pool's lines go after.
-        with open(path, "a", encoding="utf-8") as log:
+        with open(open_log(path), "a", encoding="utf-8") as log:
             attempt = Attempt(log.tell(), datetime.now(UTC))
             stamp = attempt.started.strftime("%Y-%m-%dT%H:%M:%SZ")
             log.write(
@@ -259,9 +331,21 @@ class LocalLauncher:
         status = run.status
         return status.get("pid") == proc.pid and status.get("host") == socket.gethostname()
 
-    def _finished(self, item, proc, began, options, logs, attempt) -> None:
+    def _finished(self, item, proc, began, options, logs, attempt) -> bool:
+        """Report a finished attempt; True if it found the item held by another pool."""
+        from mnist_suite.runs import FINAL_STATES
+
         code = proc.returncode
+        if code == 1 and (holder := live_holder(run_dir(options.runs, item))):
+            # Our attempt has exited and released its claim: a live one is another pool's.
+            self.progress.held(item, f"claimed by {holder.describe()}")
+            return True
         run = _recorded_run(options, item)
+        finished_there = run is not None and run.state in FINAL_STATES
+        if code == 1 and finished_there and not self.ran(run, proc, attempt):
+            # Held by the other pool when our attempt looked; finished by it since.
+            self.progress.held(item, f"{run.state} by pid {run.status.get('pid')} there")
+            return True
         state = "missing" if run is None else run.state
         if run is not None and code == 0 and not self.ran(run, proc, attempt):
             state += ", skipped"
@@ -269,7 +353,8 @@ class LocalLauncher:
         self.progress.finished(item, state, code, time.perf_counter() - began)
         if code not in (0, 3):
             for line in block[-3:]:
-                self.echo(f"    {line}")
+                self.echo(f"    {printable(line)}")
+        return False
 
     @staticmethod
     def _stop(procs: list[subprocess.Popen]) -> None:

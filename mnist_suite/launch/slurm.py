@@ -11,7 +11,12 @@ differs), so every task agrees on the numbering. Items to run again go on sbatch
 line, which overrides the script's ``--array``: ``sbatch --array=4,8,15 job.sbatch``.
 
 Slurm signals a task (USR1) ``signal_seconds`` before its time limit: the script stops the run
-(it records ``interrupted``) and requeues the task, which runs the item again. Account, QoS,
+(it records ``interrupted``) and requeues the task, which runs the item again. The lead may be
+at most half of ``--time``: a task then always has at least as long to run as it gives up.
+Extra ``#SBATCH`` lines may not set what the script sets itself, nor ``--export``,
+``--export-file``, ``--chdir``, ``--uid``, ``--gid``, ``--get-user-env`` or ``--container`` (nor
+any prefix sbatch would read as one of them): those decide who runs the script, where, and with
+what environment. Account, QoS,
 constraint and extra ``#SBATCH`` lines pass through, checked. The image must come from a
 registry and MNIST from a path the nodes share; this machine's local image name and MNIST
 cache are refused unless ``allow_local_paths`` says the nodes see them too.
@@ -37,6 +42,17 @@ MODES = ("auto", "podman", "apptainer", "python")
 MAX_SIGNAL_SECONDS = 65_535  # Slurm's --signal=...@SECONDS limit
 # Directives the script writes itself: an extra line may not contradict them.
 OWN_DIRECTIVES = ("--array", "--output", "--error", "--job-name", "--wrap", "--signal")
+# Directives that would change who runs the script, where, or with what environment
+# (``--export=ALL,BASH_ENV=...`` or ``LD_PRELOAD`` runs code of the caller's choosing).
+REFUSED_DIRECTIVES = (
+    "--export",
+    "--export-file",
+    "--chdir",
+    "--uid",
+    "--gid",
+    "--get-user-env",
+    "--container",
+)
 _CONSTRAINT = re.compile(r"^[A-Za-z0-9_.,:&|*\[\]()-]{1,256}$")
 _EXTRA = re.compile(r"^--[a-z][a-z0-9-]*(?:=[\x21-\x7e]{1,256})?$")
 
@@ -103,14 +119,44 @@ def check_options(options: SlurmOptions) -> None:
             "--sbatch",
             "one sbatch option like --mail-type=END (printable, no spaces)",
         )
-        if line.split("=")[0] in OWN_DIRECTIVES:
-            raise ConfigError(f"--sbatch {line}: the script sets {line.split('=')[0]} itself")
+        # sbatch takes any unambiguous prefix of a long option (--exp for --export).
+        name = line.split("=")[0]
+        if any(own.startswith(name) for own in OWN_DIRECTIVES):
+            raise ConfigError(f"--sbatch {line}: the script sets {name} itself")
+        if any(refused.startswith(name) for refused in REFUSED_DIRECTIVES):
+            raise ConfigError(
+                f"--sbatch {line}: {name} would change the user, folder or environment the "
+                "script runs with; not allowed"
+            )
     limits.int_range(options.signal_seconds, "--signal-seconds", 0, MAX_SIGNAL_SECONDS)
+    limit = time_seconds(options.time)
+    if options.signal_seconds and limit and options.signal_seconds > limit // 2:
+        raise ConfigError(
+            f"--signal-seconds {options.signal_seconds}: at most half of --time {options.time} "
+            f"({limit // 2} s): the lead is taken off every task's time, so a larger one "
+            "stops items that would have finished"
+        )
     if options.mode != "python":
         data = _data_path(options)
         limits.plain_path(data, "--data")  # also the source of a bind spec (``SRC:DST:ro``)
         limits.file_name(data.name, "--data")
         _check_portable(options)
+
+
+def time_seconds(text: str) -> int:
+    """Seconds of a Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S); 0 means none."""
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if days:  # D-H, D-H:M, D-H:M:S
+        parts += [0] * (3 - len(parts))
+        hours, minutes, seconds = parts
+        return ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+    if len(parts) == 1:  # M
+        return parts[0] * 60
+    if len(parts) == 2:  # M:S
+        return parts[0] * 60 + parts[1]
+    hours, minutes, seconds = parts
+    return (hours * 60 + minutes) * 60 + seconds
 
 
 def _check_portable(options: SlurmOptions) -> None:

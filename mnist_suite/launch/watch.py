@@ -1,6 +1,7 @@
 """The pool's progress: one overall status line on a terminal, one line per event elsewhere.
 
-The status line counts items done, running, failed and skipped of the total, the elapsed time,
+The status line counts items done, running, failed, skipped and held elsewhere (another pool's
+live claim) of the total, the elapsed time,
 an ETA and the running items' latest epoch (read from their ``history.jsonl``). The ETA sums,
 over the items not finished, the wall time recorded for the same item (a re-run's previous
 ``metrics.json``), else the mean time of this pool's finished items of the same job, else of
@@ -10,14 +11,18 @@ skip is a line of its own, carrying the same counts.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
 from mnist_suite.plan import WorkItem, run_dir
+from mnist_suite.text import printable
 
 REDRAW_SECONDS = 1.0
 TAIL_BYTES = 8192  # enough for the last few history rows
@@ -33,12 +38,10 @@ def clock(seconds: float) -> str:
 def latest_epoch(path: Path) -> str:
     """The last ``epoch`` row of a ``history.jsonl`` as ``epoch N name=value …`` (or "")."""
     try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - TAIL_BYTES))
-            lines = f.read().split(b"\n")[:-1]  # the part after the last newline may be torn
+        tail = read_tail(path, TAIL_BYTES)
     except OSError:
         return ""
+    lines = tail.split(b"\n")[:-1]  # the part after the last newline may be torn
     for line in reversed(lines):
         try:
             row = json.loads(line)
@@ -50,18 +53,34 @@ def latest_epoch(path: Path) -> str:
                 for k, v in row.items()
                 if k not in ("kind", "step", "time") and isinstance(v, int | float)
             )
-            return f"epoch {row.get('step')} {values}".strip()
+            return printable(f"epoch {row.get('step')} {values}".strip())
     return ""
 
 
-def recorded_wall(runs: Path, item: WorkItem) -> float | None:
-    """The wall time an earlier run of the same item recorded, if any."""
+def read_tail(path: Path, max_bytes: int) -> bytes:
+    """The last ``max_bytes`` of the regular file ``path``, opened without following a link or
+    blocking: a FIFO, a device or a link planted there is an OSError, never a hang."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     try:
-        metrics = json.loads((run_dir(runs, item) / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    wall = metrics.get("wall_seconds") if isinstance(metrics, dict) else None
-    return float(wall) if isinstance(wall, int | float) and wall >= 0 else None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.pread(fd, max_bytes, max(0, st.st_size - max_bytes))
+    finally:
+        os.close(fd)
+
+
+def recorded_wall(runs: Path, item: WorkItem) -> float | None:
+    """The wall time an earlier run of the same item recorded, if any (read like a record:
+    bounded, a regular file, no link followed)."""
+    # Here, not at the top: the launchers load without NumPy (the image tool imports them).
+    from mnist_suite.files import read_json
+    from mnist_suite.records import MAX_RECORD_BYTES, number
+
+    path = run_dir(runs, item) / "metrics.json"
+    metrics = None if path.parent.is_symlink() else read_json(path, MAX_RECORD_BYTES, follow=False)
+    wall = number(metrics.get("wall_seconds")) if isinstance(metrics, dict) else None
+    return wall if wall is not None and wall >= 0 else None
 
 
 class PoolProgress:
@@ -90,7 +109,7 @@ class PoolProgress:
         self.pending = {i.index: i for i in items}
         self.running: dict[int, tuple[WorkItem, float]] = {}
         self.seconds: dict[str, list[float]] = {}
-        self.counts = {"done": 0, "failed": 0, "skipped": 0}
+        self.counts = {"done": 0, "failed": 0, "skipped": 0, "held": 0}
         self._drawn = 0.0
 
     @staticmethod
@@ -120,9 +139,10 @@ class PoolProgress:
         """``done 3 · running 2 · failed 0 · skipped 1 of 9 · 0:35 elapsed · ETA 0:40``."""
         c = self.counts
         eta = self.eta()
+        held = f"· held elsewhere {c['held']} " if c["held"] else ""
         return (
             f"done {c['done']} · running {len(self.running)} · failed {c['failed']} · "
-            f"skipped {c['skipped']} of {self.total} · "
+            f"skipped {c['skipped']} {held}of {self.total} · "
             f"{clock(time.perf_counter() - self.start)} elapsed"
             + (f" · ETA {clock(eta)}" if eta is not None and self.pending else "")
         )
@@ -136,15 +156,32 @@ class PoolProgress:
     def started(self, item: WorkItem) -> None:
         self.running[item.index] = (item, time.perf_counter())
         if self.live is None:
-            self.echo(f"start #{item.index} {item.name} seed {item.seed} ({self.status()})")
+            self.echo(
+                f"start #{item.index} {printable(item.name)} seed {item.seed} ({self.status()})"
+            )
         else:
             self._draw(force=True)
 
     def skipped(self, item: WorkItem, why: str) -> None:
         self.pending.pop(item.index, None)
         self.counts["skipped"] += 1
-        self._line(f"[{self._finished()}/{self.total}] #{item.index} {item.name} seed {item.seed}: "
-                   f"skipped ({why})")  # fmt: skip
+        self._line(f"[{self._finished()}/{self.total}] #{item.index} {printable(item.name)} "
+                   f"seed {item.seed}: skipped ({printable(why)})")  # fmt: skip
+
+    def held(self, item: WorkItem, why: str) -> None:
+        """Another pool holds ``item`` (a live claim): not run here, and not a failure here."""
+        self.running.pop(item.index, None)
+        self.pending.pop(item.index, None)
+        self.counts["held"] += 1
+        self._line(f"[{self._finished()}/{self.total}] #{item.index} {printable(item.name)} "
+                   f"seed {item.seed}: held elsewhere ({printable(why)})")  # fmt: skip
+
+    def refused(self, item: WorkItem, why: str) -> None:
+        """``item`` could not be started (its log refused): a failure, with no process."""
+        self.pending.pop(item.index, None)
+        self.counts["failed"] += 1
+        self._line(f"[{self._finished()}/{self.total}] #{item.index} {printable(item.name)} "
+                   f"seed {item.seed}: not started ({printable(why)})")  # fmt: skip
 
     def finished(self, item: WorkItem, state: str, code: int, seconds: float) -> None:
         self.running.pop(item.index, None)
@@ -152,8 +189,8 @@ class PoolProgress:
         self.seconds.setdefault(item.job, []).append(seconds)
         self.counts["done" if code in (0, 3) else "failed"] += 1
         self._line(
-            f"[{self._finished()}/{self.total}] #{item.index} {item.name} seed {item.seed}: "
-            f"{state} (exit {code}, {seconds:.1f} s) · {self.status()}"
+            f"[{self._finished()}/{self.total}] #{item.index} {printable(item.name)} "
+            f"seed {item.seed}: {printable(state)} (exit {code}, {seconds:.1f} s) · {self.status()}"
         )
 
     def _finished(self) -> int:
@@ -174,7 +211,7 @@ class PoolProgress:
         for item, _ in self.running.values():
             epoch = latest_epoch(run_dir(self.runs, item) / "history.jsonl")
             if epoch:
-                epochs.append(f"{item.name} s{item.seed}: {epoch}")
+                epochs.append(f"{printable(item.name)} s{item.seed}: {epoch}")
         line = self.status() + (" | " + "; ".join(epochs) if epochs else "")
         width = shutil.get_terminal_size().columns - 1
         self.live.write("\r\033[K" + line[:width])

@@ -187,7 +187,15 @@ def load_model(path: str | Path) -> Sequential:
     try:
         with np.load(path, allow_pickle=False) as npz:
             for i, layer in enumerate(linears, start=1):
-                layer.set_weights(npz[f"W{i}"], npz[f"b{i}"])
+                weights, bias = npz[f"W{i}"], npz[f"b{i}"]
+                for key, array in ((f"W{i}", weights), (f"b{i}", bias)):
+                    if not np.isfinite(array).all():
+                        # A diverged model would classify every image, with probability NaN.
+                        bad = int(array.size - np.isfinite(array).sum())
+                        raise DataError(
+                            f"{path}: {key} holds {bad} NaN or infinite values; not a usable model"
+                        )
+                layer.set_weights(weights, bias)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz weights file ({exc})") from None
     return Sequential(*layers).train(False)

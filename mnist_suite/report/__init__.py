@@ -17,16 +17,19 @@ records keyed by the ``columns``' ``key``).
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mnist_suite.envinfo import commit_info, machine_info, now_iso, package_versions
 from mnist_suite.errors import ConfigError
-from mnist_suite.files import atomic_write_bytes, atomic_write_json
+from mnist_suite.files import atomic_write_bytes, atomic_write_json, read_json_object
 from mnist_suite.report import (
     benchmarks,
     changes,
@@ -65,9 +68,15 @@ def _generator() -> dict:
 
 
 def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
-    """A section whose builder failed says so instead of taking the whole report down."""
+    """A section whose builder failed says so instead of taking the whole report down.
+
+    An OSError (a full disk, a read-only folder) is the machine's fault, not the runs': it ends
+    the report with one line and leaves the previous report as it was.
+    """
     try:
         return build()
+    except OSError:
+        raise
     except Exception as exc:  # shown in the report and logged: a bad run must not hide the rest
         log.exception("section %s failed", key)
         return Section(key, title, notes=[f"This section could not be built: {exc!r}"])
@@ -76,6 +85,8 @@ def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
 def _guarded_list(build: Callable[[], list]) -> list:
     try:
         return build()
+    except OSError:
+        raise
     except Exception:  # logged; the pages still show what the runs hold
         log.exception("summaries failed")
         return []
@@ -102,6 +113,68 @@ def build_sections(ctx: Context) -> list[Section]:
 
 
 MARKER = ".mnist-suite-report"  # written into every report: the folder may be replaced
+# Written first into every temp folder a report makes beside ``out``: who made it, so a later
+# report can tell a folder left by a killed report from one a running report still fills.
+OWNER = ".mnist-suite-report-owner"
+FOREIGN_STALE_SECONDS = 86_400.0  # a temp folder of another machine's report, left this long
+
+
+def _temp_folder(out: Path, kind: str) -> Path:
+    """A new temp folder ``.<out>.<kind>-XXXX`` beside ``out``, its owner recorded inside."""
+    from mnist_suite import claims
+
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{kind}-"))
+    owner = {**claims.machine(), "pid": os.getpid(), "start": claims._start_ticks(os.getpid())}
+    try:
+        atomic_write_json(tmp / OWNER, owner)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def _abandoned(folder: Path, now: float) -> bool:
+    """Was ``folder`` made by a report (its owner file) whose process is gone?"""
+    from mnist_suite import claims
+
+    owner_file = folder / OWNER
+    if folder.is_symlink() or not folder.is_dir() or owner_file.is_symlink():
+        return False
+    owner = read_json_object(owner_file, follow=False)
+    if owner is None:
+        return False  # not made by a report, or its maker is still writing the owner file
+    if all(owner.get(k) == v for k, v in claims.machine().items()):
+        return not claims.process_alive(owner.get("pid"), owner.get("start"))
+    try:
+        return now - owner_file.stat().st_mtime > FOREIGN_STALE_SECONDS
+    except OSError:
+        return False
+
+
+def remove_abandoned(out: Path) -> list[Path]:
+    """Remove the temp folders beside ``out`` that killed reports left; the ones removed.
+
+    Only folders named like a report's temp folders and holding its owner file are candidates,
+    and only those whose owner is provably gone (on this machine: its process no longer
+    exists; elsewhere: a day old) go: a running report's folder, or anything else, stays.
+    """
+    removed = []
+    now = time.time()
+    try:
+        found = list(out.parent.glob(f".{glob.escape(out.name)}.*-*"))
+    except OSError:
+        return removed
+    for folder in found:
+        kind = folder.name[len(out.name) + 2 :].split("-", 1)[0]
+        if kind in ("tmp", "old") and _abandoned(folder, now):
+            kept = folder / out.name
+            if kind == "old" and not out.exists() and (kept / MARKER).is_file():
+                # Killed between its two renames: the previous report goes back in place.
+                with contextlib.suppress(OSError):
+                    os.replace(kept, out)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _check_out(out: Path) -> None:
@@ -153,7 +226,8 @@ def build_report(
 
         load_side(baseline)  # a baseline that cannot be read is a usage error, before any work
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    remove_abandoned(out)
+    tmp = _temp_folder(out, "tmp")
     try:
         ctx = Context(
             runs=collect_runs(dirs),
@@ -212,13 +286,14 @@ def _swap(new: Path, out: Path) -> None:
     ever replaced, even if something was put into it while the report was being built.
     """
     _check_out(out)
-    # mkdtemp/mkstemp make 0700/0600 entries; a report is meant to be read by anyone.
+    # mkdtemp makes a 0700 folder; a report is meant to be read by anyone.
     for path in [new, *new.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    (new / OWNER).unlink()  # the report itself has no owner file: it is nobody's temp folder
     if not out.exists():
         os.replace(new, out)
         return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+    old = _temp_folder(out, "old")
     os.replace(out, old / out.name)
     os.replace(new, out)
     shutil.rmtree(old, ignore_errors=True)

@@ -6,17 +6,18 @@ so a report over half-finished, failed or interrupted runs still builds.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_suite.files import load_json
 from mnist_suite.records import number as number  # the sections read numbers through here
 from mnist_suite.runs import RunRecord, find_runs, load_run
 
 log = logging.getLogger(__name__)
+MAX_BENCH_BYTES = 64 << 20  # one pytest-benchmark JSON file (real ones are well under 1 MB)
 
 
 def _dict(obj: Any) -> dict:
@@ -91,10 +92,10 @@ def collect_benchmarks(bench_dir: Path | None) -> list[BenchFile]:
         return []
     files = []
     for path in sorted(Path(bench_dir).glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
+        try:  # bounded, a regular file only: a FIFO or /dev/zero link planted here is skipped
+            data = load_json(path, MAX_BENCH_BYTES)
         except (OSError, ValueError) as exc:
-            log.warning("%s: not readable JSON (%s)", path, exc)
+            log.warning("%s: not readable JSON (%s)", path, getattr(exc, "strerror", None) or exc)
             continue
         benches = data.get("benchmarks") if isinstance(data, dict) else None
         if not isinstance(benches, list):

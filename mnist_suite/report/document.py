@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnist_suite.report.collect import number
+from mnist_suite.text import markdown, printable
 
 
 def fmt(value: Any, kind: str = "text") -> str:
@@ -143,12 +144,17 @@ class Section:
 
 
 def _md_text(text: str) -> str:
-    """Text from runs (names, configs, problems) as inert markdown: no raw HTML passes."""
-    return html.escape(str(text), quote=False)
+    """Text from runs (names, configs, problems) as inert markdown on one line: no raw HTML,
+    link, heading or control character passes (:func:`mnist_suite.text.markdown`)."""
+    return markdown(text)
 
 
-def _md_cell(text: str) -> str:
-    return _md_text(text).replace("|", "\\|").replace("\n", " ")
+_md_cell = _md_text  # "|" is escaped too, so a cell cannot split a table row
+
+
+def _html(text: object) -> str:
+    """Text as HTML: entities for markup, control characters shown as escapes."""
+    return html.escape(printable(text))
 
 
 def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> str:
@@ -157,10 +163,10 @@ def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> 
     for s in sections:
         lines += [f'<a id="{s.key}"></a>', "", f"## {s.title}", ""]
         if s.intro:
-            lines += [s.intro, ""]
+            lines += [_md_text(s.intro), ""]
         lines += [f"> {_md_text(note)}" for note in s.notes] + ([""] if s.notes else [])
         for t in s.tables:
-            lines += [f"**{t.title}**", ""]
+            lines += [f"**{_md_text(t.title)}**", ""]
             lines.append("| " + " | ".join(_md_cell(n) for n, _ in t.headers()) + " |")
             lines.append("|" + "|".join("---" for _ in t.headers()) + "|")
             shown = t.shown()
@@ -202,7 +208,7 @@ figcaption { font-size: 0.9em; color: #555; }
 
 def render_html(title: str, sections: list[Section], subtitle: str = "") -> str:
     """One static page (no scripts, relative image paths): it opens from disk or a server."""
-    e = html.escape
+    e = _html
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
