@@ -505,11 +505,17 @@ def _alive(pids: list[int]) -> list[int]:
     return alive
 
 
-def _wait_for_children(proc: subprocess.Popen, n: int) -> list[int]:
-    deadline = time.monotonic() + 60
+def _wait_for_children(proc: subprocess.Popen, n: int, runs_dir: Path) -> list[int]:
+    """The pool's ``n`` items, once each has recorded itself ``running`` (past imports and data
+    loading: a signal then finds a run to mark interrupted, however loaded the machine)."""
+    deadline = time.monotonic() + 180
     while len(kids := _children(proc.pid)) < n and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(3)  # let them get into training (past imports and data loading)
+    while time.monotonic() < deadline:
+        running = [p for p in runs_dir.glob("*/*/status.json") if '"running"' in p.read_text()]
+        if len(running) >= n:
+            break
+        time.sleep(0.2)
     return kids
 
 
@@ -522,7 +528,7 @@ def _wait_for_children(proc: subprocess.Popen, n: int) -> list[int]:
 def test_a_stopped_pool_takes_every_item_with_it(tmp_path, signals, code):
     runs_dir = tmp_path / "runs"
     proc = _pool(runs_dir)
-    kids = _wait_for_children(proc, 2)
+    kids = _wait_for_children(proc, 2, runs_dir)
     assert len(kids) == 2
     for signum in signals:
         proc.send_signal(signum)
@@ -541,7 +547,7 @@ def test_a_stopped_pool_takes_every_item_with_it(tmp_path, signals, code):
 @pytest.mark.slow
 def test_items_never_outlive_a_killed_pool(tmp_path):
     proc = _pool(tmp_path / "runs", seeds="0-1")
-    kids = _wait_for_children(proc, 2)
+    kids = _wait_for_children(proc, 2, tmp_path / "runs")
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 30
