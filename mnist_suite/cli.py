@@ -514,8 +514,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from mnist_suite import compare
     from mnist_suite.files import dumps
 
+    from mnist_suite.ab import RevisionError, compare_revisions, reading
+
     rules = compare.parse_min_effects(args.min_effect)
-    base, new = compare.load_side(args.base), compare.load_side(args.new)
+    how = reading(args.base, args.new)
+    if how == "paths":
+        base, new = compare.load_side(Path(args.base)), compare.load_side(Path(args.new))
+    else:
+        print(f"reading {args.base} and {args.new} as git revisions", file=sys.stderr)
+        try:
+            base, new = compare_revisions(args, lambda line: print(line, file=sys.stderr))
+        except RevisionError as exc:
+            print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+            return EXIT_FAILED
     if not 0.5 <= args.confidence < 1:
         raise SuiteError(f"--confidence {args.confidence}: expected a coverage in [0.5, 1)")
     rows = compare.compare(base, new, rules, args.confidence)
@@ -807,8 +818,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="BASE vs NEW (runs folders, results.json, benchmark results): better, worse or "
         "no detectable change, beyond noise",
     )
-    p.add_argument("base", type=_path, help="runs folder, results.json/baseline, benchmark JSON")
-    p.add_argument("new", type=_path, help="the same kinds as BASE")
+    p.add_argument(
+        "base",
+        help="runs folder, results.json/baseline, benchmark JSON; or a git revision",
+    )
+    p.add_argument("new", help="the same kind as BASE")
+    ab = p.add_argument_group(
+        "two git revisions",
+        "each revision is checked out once under build/ab/ and runs its own code; both sides "
+        "run the same jobs, profile, seeds and overrides, alternating seed by seed",
+    )
+    ab.add_argument("--jobs", nargs="+", default=[], metavar="JOB", help="the jobs to run")
+    ab.add_argument("--profile", default="quick", choices=PROFILES, help="default: quick")
+    ab.add_argument("--seeds", default="0-3", help="paired seeds, as in run (default: 0-3)")
+    ab.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="an override for both"
+    )
+    ab.add_argument(
+        "--runs", type=_path, default=None, help="runs folder of both sides (default: build/ab/runs)"
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--md", action="store_true", help="a markdown table")
     out.add_argument("--json", action="store_true", help="JSON")
