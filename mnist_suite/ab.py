@@ -22,6 +22,7 @@ revision's plan lists, never found by searching, so nothing of a third version l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -34,10 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_suite.errors import ConfigError, SuiteError
+from mnist_suite.files import atomic_write_json, read_json
 
 AB_FOLDER = Path("build") / "ab"
 # A run id that carries its code: ...-c<12 hex> (mnist_suite.jobs.Job.run_id).
 _CODED_RUN_ID = re.compile(r"-c[0-9a-f]{12}$")
+# A run id is one folder name: the plan of another revision is read, not trusted.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 _REVISION = re.compile(r"^[A-Za-z0-9_./@{}~^+-]{1,200}$")
 
 
@@ -60,6 +64,10 @@ class Revision:
 
     def __str__(self) -> str:
         return f"{self.role} {self.name} ({self.short})"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name == self.short else f"{self.name} ({self.short})"
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
@@ -137,8 +145,8 @@ def uncommitted_note(repo: Path, revisions: list[Revision]) -> str | None:
     named = [r for r in revisions if r.sha == head]
     if dirty and named:
         return (
-            f"note: the work tree has uncommitted changes; {named[0].name} means the commit "
-            f"{named[0].short} without them (commit them to compare them)"
+            f"note: the work tree has uncommitted changes; {named[-1].name} means the commit "
+            f"{named[-1].short} without them (commit them to compare them)"
         )
     return None
 
@@ -179,8 +187,31 @@ class Selection:
         return args
 
 
-def plan_items(revision: Revision, selection: Selection) -> list[dict]:
-    """The work items ``revision``'s own ``plan`` names for ``selection``."""
+def plan_items(revision: Revision, selection: Selection, cache: Path) -> list[dict]:
+    """The work items ``revision``'s own ``plan`` names for ``selection``, kept in ``cache``:
+    a commit's plan for the same arguments never changes, and asking it costs a process."""
+    key = hashlib.sha256(json.dumps(selection.arguments()).encode()).hexdigest()[:16]
+    kept = cache / f"{revision.sha[:12]}-{key}.json"
+    items = read_json(kept) if kept.is_file() else None
+    if isinstance(items, list) and _valid(items):
+        return items
+    items = _plan(revision, selection)
+    atomic_write_json(kept, items)
+    return items
+
+
+def _valid(items: list) -> bool:
+    try:
+        return all(
+            isinstance(i, dict) and str(i["job"]) and _RUN_ID.fullmatch(i["run_id"])
+            and isinstance(i["seed"], int)
+            for i in items
+        )  # fmt: skip
+    except (KeyError, TypeError):
+        return False
+
+
+def _plan(revision: Revision, selection: Selection) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="mnist-suite-ab-") as tmp:
         saved = Path(tmp) / "plan.json"
         done = subprocess.run(
@@ -194,13 +225,10 @@ def plan_items(revision: Revision, selection: Selection) -> list[dict]:
         if done.returncode or not saved.is_file():
             # Its own one-line reason: an unknown job, a config field it does not have, …
             raise ConfigError(f"{revision}: {_last_line(done.stderr).removeprefix('error: ')}")
-        try:
-            doc = json.loads(saved.read_text())
-            items = [dict(i) for i in doc["items"]]
-            for i in items:
-                str(i["job"]), str(i["run_id"]), int(i["seed"])
-        except (OSError, ValueError, KeyError, TypeError):
-            raise RevisionError(f"{revision}: its plan is not a plan this compare reads") from None
+        doc = read_json(saved)
+        items = doc.get("items") if isinstance(doc, dict) else None
+        if not isinstance(items, list) or not _valid(items):
+            raise RevisionError(f"{revision}: its plan is not a plan this compare reads")
     return items
 
 
@@ -233,7 +261,7 @@ def sides(repo: Path, names: tuple[str, str], selection: Selection, runs: Path) 
     out = []
     for role, name in zip(("BASE", "NEW"), names, strict=True):
         revision = worktree(repo, role, name)
-        items = plan_items(revision, selection)
+        items = plan_items(revision, selection, repo / AB_FOLDER / "plans")
         coded = all(_CODED_RUN_ID.search(i["run_id"]) for i in items)
         # A dot-folder: never listed as runs of the shared folder (mnist_suite.runs.find_runs).
         folder = runs if coded else runs / f".rev-{revision.sha[:12]}"
@@ -282,7 +310,8 @@ def run_alternately(pair: list[Side], selection: Selection, logs: Path, say=prin
     """One round per seed: BASE's missing items, then NEW's. A revision that fails to run
     stops the comparison with a :class:`RevisionError` (what finished stays recorded)."""
     rounds = [(seed, side) for seed in selection.seeds for side in pair]
-    todo = sum(len(side.pending(seed)) for seed, side in rounds)
+    # Runs both sides share (identical code) are made once: count folders, not items.
+    todo = len({side.folder(i) for seed, side in rounds for i in side.pending(seed)})
     if not todo:
         say("all runs of both sides are recorded: nothing to run")
         return
@@ -326,9 +355,7 @@ def compare_revisions(args, say) -> tuple:
     repo = repository()
     if not args.jobs:
         raise ConfigError("comparing revisions needs the jobs to run: --jobs JOB [JOB ...]")
-    selection = Selection(
-        tuple(args.jobs), args.profile, parse_seeds(args.seeds), tuple(args.set)
-    )
+    selection = Selection(tuple(args.jobs), args.profile, parse_seeds(args.seeds), tuple(args.set))
     runs = Path(args.runs) if args.runs else repo / AB_FOLDER / "runs"
     pair = sides(repo, (args.base, args.new), selection, runs)
     note = uncommitted_note(repo, [s.revision for s in pair])
@@ -337,4 +364,4 @@ def compare_revisions(args, say) -> tuple:
     for job in identical_jobs(*pair):
         say(f"identical code for {job}: no change (both revisions share its runs)")
     run_alternately(pair, selection, repo / AB_FOLDER / "logs", say)
-    return tuple(side_of_runs(str(s.revision), records(s)) for s in pair)
+    return tuple(side_of_runs(s.revision.label, records(s)) for s in pair)

@@ -488,7 +488,7 @@ def _plan_arguments(args: argparse.Namespace) -> list[str]:
 def cmd_runs(args: argparse.Namespace) -> int:
     from mnist_suite.files import dumps
     from mnist_suite.fingerprint import for_job_name
-    from mnist_suite.runs import find_runs, load_run
+    from mnist_suite.runs import find_runs, load_run, newest_code
     from mnist_suite.summary import run_rows_text, summary_document, summary_text
 
     if args.job is not None and not args.job.replace("-", "").replace("_", "").isalnum():
@@ -499,6 +499,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {where}" + ("" if Path(args.runs).is_dir() else " (no such folder)"))
         return 0
     records = [load_run(p) for p in paths]
+    if not args.all_code:
+        records, left_out = newest_code(records)
+        if left_out:
+            print(f"note: {left_out} runs of older code left out (--all-code shows them)",
+                  file=sys.stderr)  # fmt: skip
     if args.summary:
         doc = summary_document(records, str(args.runs))
         print(dumps(doc) if args.json else summary_text(records))
@@ -512,9 +517,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from mnist_suite import compare
-    from mnist_suite.files import dumps
-
     from mnist_suite.ab import RevisionError, compare_revisions, reading
+    from mnist_suite.files import dumps
 
     rules = compare.parse_min_effects(args.min_effect)
     how = reading(args.base, args.new)
@@ -552,7 +556,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     runs = args.runs or [runs_folder()]
     writable_folder(args.out.parent, "--out")
     not_overlapping(args.out, "--out", [("--runs", r) for r in runs] + [("--bench", args.bench)])
-    build_report(runs, args.bench, args.out, baseline=args.baseline)
+    build_report(runs, args.bench, args.out, baseline=args.baseline, all_code=args.all_code)
     print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
     return 0
 
@@ -589,6 +593,15 @@ def _add_runs_argument(p: argparse.ArgumentParser, *, old_out: bool = False) -> 
     )
     if old_out:
         p.add_argument("--out", type=_path, action=_DeprecatedRunsOut, help=argparse.SUPPRESS)
+
+
+def _add_all_code_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--all-code",
+        action="store_true",
+        help="every version of each job's code (default: each job's newest, the code of its "
+        "latest run); figures that pool versions are marked",
+    )
 
 
 def _add_selection_arguments(p: argparse.ArgumentParser, *, all_by_default: bool) -> None:
@@ -811,6 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per job/cell/profile: n, mean ± 95%% CI, the original's figure, time to target "
         "(with --json: a baseline document for `compare`)",
     )
+    _add_all_code_argument(p)
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser(
@@ -835,7 +849,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="an override for both"
     )
     ab.add_argument(
-        "--runs", type=_path, default=None, help="runs folder of both sides (default: build/ab/runs)"
+        "--runs",
+        type=_path,
+        default=None,
+        help="runs folder of both sides (default: build/ab/runs)",
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--md", action="store_true", help="a markdown table")
@@ -900,6 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="add 'Changes against a baseline': a runs folder, results.json or summary baseline",
     )
+    _add_all_code_argument(p)
     p.set_defaults(func=cmd_report)
     return parser
 
