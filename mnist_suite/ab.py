@@ -22,6 +22,7 @@ revision's plan lists, never found by searching, so nothing of a third version l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -241,19 +242,6 @@ class Side:
     def folder(self, item: dict) -> Path:
         return self.runs / item["job"] / item["run_id"]
 
-    def pending(self, seed: int) -> list[dict]:
-        """Items of ``seed`` without a finished run (done or diverged) in this side's folder."""
-        from mnist_suite.runs import FINAL_STATES, load_run
-
-        out = []
-        for item in self.items:
-            if item["seed"] != seed:
-                continue
-            path = self.folder(item)
-            if not path.is_dir() or load_run(path).state not in FINAL_STATES:
-                out.append(item)
-        return out
-
 
 def sides(repo: Path, names: tuple[str, str], selection: Selection, runs: Path) -> list[Side]:
     """Both sides, checked out and planned; a revision whose run ids do not carry its code
@@ -280,63 +268,155 @@ def identical_jobs(base: Side, new: Side) -> list[str]:
     return same
 
 
-def _run(side: Side, selection: Selection, seed: int, log: Path) -> int:
-    """Run ``side``'s items of ``seed`` in its worktree; output appended to ``log``."""
-    jobs = tuple(dict.fromkeys(i["job"] for i in side.pending(seed)))
-    args = Selection(jobs, selection.profile, (seed,), selection.overrides).arguments()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "a") as out:
-        out.write(f"\n=== {side.revision} seed {seed}: {' '.join(args)}\n")
-        out.flush()
-        child = subprocess.Popen(
-            _suite("run", *args, "--runs", str(side.runs)),
-            cwd=side.revision.path,
-            env=_environment(side.revision),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+# A warm worker: the revision's own command line, called in one process for item after item
+# (``mnist_suite.cli.main(argv) -> exit code`` is the console entry point of every revision),
+# so imports, the data and TensorFlow's first trace are paid once per side, not once per item.
+# Requests arrive as JSON lines on stdin; each exit code goes back on the descriptor in argv[1];
+# the command's own output goes to the side's log.
+WORKER = """
+import json, os, sys
+from mnist_suite.cli import main
+answer = os.fdopen(int(sys.argv[1]), "w", buffering=1)
+for line in sys.stdin:
+    argv = json.loads(line)
+    print("=== mnist-suite " + " ".join(argv), flush=True)
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    answer.write(f"{code}\\n")
+    if code == 130:
+        break
+"""
+
+
+class Worker:
+    """One long-lived process running ``side``'s revision, started on first use."""
+
+    def __init__(self, side: Side, log: Path):
+        self.side, self.log = side, log
+        self.child: subprocess.Popen | None = None
+        self.answers = None
+
+    def run(self, argv: list[str]) -> int:
+        if self.child is None:
+            self._start()
+        assert self.child is not None and self.child.stdin is not None
         try:
-            return child.wait()
+            self.child.stdin.write(json.dumps(argv) + "\n")
+            self.child.stdin.flush()
+            line = self.answers.readline()
+        except BrokenPipeError:
+            line = ""
         except KeyboardInterrupt:
-            # The child records its run as interrupted; both sides stay resumable.
-            child.send_signal(signal.SIGINT)
-            child.wait()
+            # The worker records its run as interrupted; both sides stay resumable.
+            self.child.send_signal(signal.SIGINT)
+            self.close()
             raise
+        if not line.strip().lstrip("-").isdigit():
+            self.close()
+            return 1  # the worker died: its log says why
+        return int(line)
+
+    def _start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        read, write = os.pipe()
+        try:
+            self.child = subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(write)],
+                cwd=self.side.revision.path,
+                env=_environment(self.side.revision),
+                stdin=subprocess.PIPE,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write,),
+                text=True,
+            )
+        finally:
+            os.close(fd)
+            os.close(write)
+        self.answers = os.fdopen(read, "r")
+
+    def close(self) -> None:
+        if self.child is None:
+            return
+        with contextlib.suppress(OSError):
+            self.child.stdin.close()
+        try:
+            self.child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            self.child.wait()
+        self.answers.close()
+        self.child = None
+
+
+def _pending(side: Side, item: dict) -> bool:
+    from mnist_suite.runs import FINAL_STATES, load_run
+
+    path = side.folder(item)
+    return not path.is_dir() or load_run(path).state not in FINAL_STATES
 
 
 def run_alternately(pair: list[Side], selection: Selection, logs: Path, say=print) -> None:
-    """One round per seed: BASE's missing items, then NEW's. A revision that fails to run
-    stops the comparison with a :class:`RevisionError` (what finished stays recorded)."""
-    rounds = [(seed, side) for seed in selection.seeds for side in pair]
+    """BASE's item, then NEW's, seed by seed and job by job, each side in its warm worker; a
+    revision that fails an item stops the comparison with a :class:`RevisionError` (what
+    finished stays recorded, so the same call resumes)."""
+    order = [
+        (side, item)
+        for seed in selection.seeds
+        for job in selection.jobs
+        for side in pair
+        for item in side.items
+        if item["seed"] == seed and item["job"] == job
+    ]
     # Runs both sides share (identical code) are made once: count folders, not items.
-    todo = len({side.folder(i) for seed, side in rounds for i in side.pending(seed)})
+    todo = len({side.folder(i) for side, i in order if _pending(side, i)})
     if not todo:
         say("all runs of both sides are recorded: nothing to run")
         return
-    say(f"{todo} runs to make, alternating {pair[0].revision} and {pair[1].revision} by seed")
+    say(f"{todo} runs to make, alternating {pair[0].revision} and {pair[1].revision}")
+    workers = {id(side): Worker(side, logs / f"{side.revision.sha[:12]}.log") for side in pair}
     done, started = 0, time.monotonic()
-    for seed, side in rounds:
-        pending = side.pending(seed)  # read again: the other side may have made shared runs
-        if not pending:
-            continue
-        log = logs / f"{side.revision.sha[:12]}.log"
-        eta = ""
-        if done:
-            left = (time.monotonic() - started) / done * (todo - done)
-            eta = f", about {left:.0f} s left"
-        say(f"[{done}/{todo}] {side.revision.role} {side.revision.short} seed {seed}: "
-            f"{len(pending)} runs{eta}")  # fmt: skip
-        code = _run(side, selection, seed, log)
-        failed = side.pending(seed)
-        if code not in (0, 3) or failed:
-            raise RevisionError(
-                f"{side.revision}: seed {seed} did not finish (exit {code}, "
-                f"{len(failed)} of {len(pending)} runs unfinished); its output is in {log}"
-            )
-        done += len(pending)
+    try:
+        for side, item in order:
+            if not _pending(side, item):  # read again: the other side may have made it
+                continue
+            eta = ""
+            if done:
+                eta = f", about {(time.monotonic() - started) / done * (todo - done):.0f} s left"
+            name = f"{item['job']}{'/' + item['cell'] if item.get('cell') else ''}"
+            say(f"[{done}/{todo}] {side.revision.role} {side.revision.short} {name} "
+                f"seed {item['seed']}{eta}")  # fmt: skip
+            argv = ["run", *_item_arguments(selection, item), "--runs", str(side.runs)]
+            code = workers[id(side)].run(argv)
+            if code == 130:
+                raise KeyboardInterrupt
+            if code not in (0, 3) or _pending(side, item):
+                log = workers[id(side)].log
+                raise RevisionError(
+                    f"{side.revision}: {name} seed {item['seed']} did not finish (exit {code}); "
+                    f"its output is in {log}"
+                )
+            done += 1
+    finally:
+        for worker in workers.values():
+            worker.close()
     say(f"[{todo}/{todo}] done in {time.monotonic() - started:.0f} s")
+
+
+def _item_arguments(selection: Selection, item: dict) -> list[str]:
+    """``run`` arguments naming exactly ``item`` of the selection's plan."""
+    one = Selection((item["job"],), selection.profile, (item["seed"],), selection.overrides)
+    args = one.arguments()
+    if item.get("cell"):
+        # A batch job's items of one seed are its cells, in order.
+        args += ["--index", str(item.get("cell_index", 0))]
+    return args
 
 
 def records(side: Side) -> list:

@@ -932,6 +932,10 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
+# Commands that run or judge code: they say when the code running is not the checkout here.
+CODE_COMMANDS = ("run", "train", "plan", "compare", "k8s", "slurm")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -942,6 +946,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
+    if args.command in CODE_COMMANDS:
+        from mnist_suite.fingerprint import checkout_note
+
+        note = checkout_note()
+        if note:
+            print(note, file=sys.stderr)
     try:
         return args.func(args)
     except SuiteError as exc:

@@ -179,3 +179,33 @@ def for_job_name(name: str) -> str | None:
 
     job = all_jobs().get(name)
     return of_job(job) if job is not None else None
+
+
+def checkout_note(start: Path | None = None) -> str | None:
+    """A line when the code running is not the checkout the command runs in.
+
+    ``pip install .`` copies the package: edits in the clone then change nothing this command
+    runs, and its runs are fingerprinted as the installed copy. Inside a checkout of the suite
+    (a folder above ``start`` holding ``pyproject.toml`` and ``mnist_suite/``) whose code means
+    something else than the running copy's, say so.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        source = folder / PACKAGE
+        if (folder / "pyproject.toml").is_file() and (source / "__init__.py").is_file():
+            break
+    else:
+        return None
+    if source.resolve() == SOURCE_ROOT:
+        return None
+    try:
+        mine = digest({str(p): p for p in SOURCE_ROOT.rglob("*.py")}, SOURCE_ROOT)
+        theirs = digest({str(p): p for p in source.rglob("*.py")}, source)
+    except (OSError, SyntaxError, ValueError):
+        return None  # not a tree we can read: nothing to say about it
+    if mine == theirs:
+        return None
+    return (
+        f"note: running the installed mnist-suite in {SOURCE_ROOT}, whose code differs from "
+        f"the checkout in {folder} (pip install -e . runs the checkout)"
+    )

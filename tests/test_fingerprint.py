@@ -105,6 +105,14 @@ def test_a_layer_change_makes_the_quick_suite_rerun_exactly_the_numpy_jobs(
     assert {job for job, s in states.items() if s == "stale"} == NUMPY_JOBS
     rerun = {i.job for i in items if already_recorded(options, i) is None}
     assert rerun == NUMPY_JOBS
+    # Planned again, the NumPy jobs' items name new folders (the code is part of a run's
+    # identity): the old runs stay where they are, beside the new ones.
+    replanned = build_plan(list(all_jobs()), profile="quick", seeds=None)
+    moved = {a.job for a, b in zip(items, replanned, strict=True) if a.run_id != b.run_id}
+    assert moved == NUMPY_JOBS
+    states = dict(zip([i.job for i in replanned], item_states(replanned, out), strict=True))
+    assert {job for job, s in states.items() if s == "missing"} == NUMPY_JOBS
+    assert {s for job, s in states.items() if job not in NUMPY_JOBS} == {"done"}
     kept = LaunchOptions(runs=out, reuse_stale=True)
     why = already_recorded(kept, next(i for i in items if i.job == "mlp-fast"))
     assert why is not None and "kept (--reuse-stale)" in why[0]
@@ -187,3 +195,16 @@ def test_a_sibling_job_modules_body_is_in_every_job_but_not_its_functions(source
     after = _prints(source)
     assert all(before[n] != after[n] for n in before)
     fingerprint._of_module.cache_clear()
+
+
+def test_an_installed_copy_that_differs_from_the_checkout_says_so(source, monkeypatch):
+    checkout = source.parent
+    (checkout / "pyproject.toml").write_text("[project]\nname = 'mnist-suite'\n")
+    assert fingerprint.checkout_note(checkout) is None  # the checkout is not the running code…
+    monkeypatch.setattr(fingerprint, "SOURCE_ROOT", fingerprint.SOURCE_ROOT)
+    # …but it means the same: nothing to say. A code change in the checkout is said, in one line.
+    change_a_function(source / "nn" / "layers.py")
+    note = fingerprint.checkout_note(checkout / "mnist_suite" / "nn")
+    assert note is not None and "\n" not in note and str(checkout) in note
+    assert "pip install -e ." in note
+    assert fingerprint.checkout_note(checkout.parent) is None  # outside a checkout: silent
