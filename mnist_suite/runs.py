@@ -276,12 +276,13 @@ def newest_code(runs: list[RunRecord]) -> tuple[list[RunRecord], int]:
     for all: the fingerprint of the job's most recently started run. Runs recorded without a
     fingerprint count as one more version.
     """
-    newest: dict[str, tuple[str, str | None]] = {}
+    newest: dict[str, tuple[str, bool, str | None]] = {}
     for run in runs:
-        mark = (run.started_at, run.fingerprint)
-        if run.job not in newest or mark[0] > newest[run.job][0]:
+        # At equal start times, a run that knows its code wins.
+        mark = (run.started_at, run.fingerprint is not None, run.fingerprint)
+        if run.job not in newest or mark[:2] > newest[run.job][:2]:
             newest[run.job] = mark
-    kept = [r for r in runs if r.fingerprint == newest[r.job][1]]
+    kept = [r for r in runs if r.fingerprint == newest[r.job][2]]
     return kept, len(runs) - len(kept)
 
 

@@ -208,3 +208,21 @@ def test_an_installed_copy_that_differs_from_the_checkout_says_so(source, monkey
     assert note is not None and "\n" not in note and str(checkout) in note
     assert "pip install -e ." in note
     assert fingerprint.checkout_note(checkout.parent) is None  # outside a checkout: silent
+
+
+def test_readers_take_each_job_at_its_newest_code(tmp_path):
+    def record(job: str, code: str | None, started: str):
+        path = tmp_path / job / f"{code}-{started}"
+        config = {"job": job, "fingerprint": code} if code else {"job": job}
+        return runs.RunRecord(path, "done", config_file=config, status={"started_at": started})
+
+    found = [
+        record("softmax", "aaa", "2026-01-01T00:00:00"),
+        record("softmax", "bbb", "2026-01-02T00:00:00"),
+        record("softmax", "aaa", "2026-01-01T01:00:00"),
+        record("mlp", None, "2026-01-03T00:00:00"),
+        record("mlp", "ccc", "2026-01-03T00:00:00"),  # same time: the run that knows its code
+    ]
+    kept, left_out = runs.newest_code(found)
+    assert [(r.job, r.fingerprint) for r in kept] == [("softmax", "bbb"), ("mlp", "ccc")]
+    assert left_out == 3
