@@ -174,6 +174,19 @@ def gate(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def ab(session: nox.Session) -> None:
+    """Did HEAD help? The gate's jobs at BASE and HEAD, seed for seed: -- BASE [compare options]."""
+    if not session.posargs or session.posargs[0].startswith("-"):
+        session.error("name the base revision first: nox -s ab -- origin/main")
+    base, *rest = session.posargs
+    run_suite(
+        session, "mnist-suite", "compare", base, "HEAD", "--jobs", *GATE_JOBS,
+        "--profile", "quick", "--seeds", GATE_SEEDS, "--fail-on", "worse",
+        "--fail-metric", "test_accuracy", *rest,
+    )  # fmt: skip
+
+
+@nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
     """Write reports/ from runs/ and bench/results/ (override with e.g. -- --runs DIR)."""
     run_suite(

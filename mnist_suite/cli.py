@@ -493,7 +493,7 @@ def _plan_arguments(args: argparse.Namespace) -> list[str]:
 def cmd_runs(args: argparse.Namespace) -> int:
     from mnist_suite.files import dumps
     from mnist_suite.fingerprint import for_job_name
-    from mnist_suite.runs import find_runs, load_run
+    from mnist_suite.runs import find_runs, load_run, newest_code
     from mnist_suite.summary import run_rows_text, summary_document, summary_text
 
     if args.job is not None and not args.job.replace("-", "").replace("_", "").isalnum():
@@ -504,6 +504,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {where}" + ("" if Path(args.runs).is_dir() else " (no such folder)"))
         return 0
     records = [load_run(p) for p in paths]
+    if not args.all_code:
+        records, left_out = newest_code(records)
+        if left_out:
+            print(f"note: {left_out} runs of older code left out (--all-code shows them)",
+                  file=sys.stderr)  # fmt: skip
     if args.summary:
         doc = summary_document(records, str(args.runs))
         print(dumps(doc) if args.json else summary_text(records))
@@ -520,10 +525,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from mnist_suite import compare
+    from mnist_suite.ab import RevisionError, compare_revisions, reading
     from mnist_suite.files import dumps
 
     rules = compare.parse_min_effects(args.min_effect)
-    base, new = compare.load_side(args.base), compare.load_side(args.new)
+    how = reading(args.base, args.new)
+    if how == "paths":
+        base, new = compare.load_side(Path(args.base)), compare.load_side(Path(args.new))
+    else:
+        print(f"reading {args.base} and {args.new} as git revisions", file=sys.stderr)
+        try:
+            base, new = compare_revisions(args, lambda line: print(line, file=sys.stderr))
+        except RevisionError as exc:
+            print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+            return EXIT_FAILED
     if not 0.5 <= args.confidence < 1:
         raise SuiteError(f"--confidence {args.confidence}: expected a coverage in [0.5, 1)")
     rows = compare.compare(base, new, rules, args.confidence)
@@ -549,7 +564,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     runs = args.runs or [runs_folder()]
     writable_folder(args.out.parent, "--out")
     not_overlapping(args.out, "--out", [("--runs", r) for r in runs] + [("--bench", args.bench)])
-    build_report(runs, args.bench, args.out, baseline=args.baseline)
+    build_report(runs, args.bench, args.out, baseline=args.baseline, all_code=args.all_code)
     print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
     return 0
 
@@ -586,6 +601,15 @@ def _add_runs_argument(p: argparse.ArgumentParser, *, old_out: bool = False) -> 
     )
     if old_out:
         p.add_argument("--out", type=_path, action=_DeprecatedRunsOut, help=argparse.SUPPRESS)
+
+
+def _add_all_code_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--all-code",
+        action="store_true",
+        help="every version of each job's code (default: each job's newest, the code of its "
+        "latest run); figures that pool versions are marked",
+    )
 
 
 def _add_selection_arguments(p: argparse.ArgumentParser, *, all_by_default: bool) -> None:
@@ -809,6 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per job/cell/profile: n, mean ± 95%% CI, the original's figure, time to target "
         "(with --json: a baseline document for `compare`)",
     )
+    _add_all_code_argument(p)
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser(
@@ -816,8 +841,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="BASE vs NEW (runs folders, results.json, benchmark results): better, worse or "
         "no detectable change, beyond noise",
     )
-    p.add_argument("base", type=_path, help="runs folder, results.json/baseline, benchmark JSON")
-    p.add_argument("new", type=_path, help="the same kinds as BASE")
+    p.add_argument(
+        "base",
+        help="runs folder, results.json/baseline, benchmark JSON; or a git revision",
+    )
+    p.add_argument("new", help="the same kind as BASE")
+    ab = p.add_argument_group(
+        "two git revisions",
+        "each revision is checked out once under build/ab/ and runs its own code; both sides "
+        "run the same jobs, profile, seeds and overrides, alternating seed by seed",
+    )
+    ab.add_argument("--jobs", nargs="+", default=[], metavar="JOB", help="the jobs to run")
+    ab.add_argument("--profile", default="quick", choices=PROFILES, help="default: quick")
+    ab.add_argument("--seeds", default="0-3", help="paired seeds, as in run (default: 0-3)")
+    ab.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="an override for both"
+    )
+    ab.add_argument(
+        "--runs",
+        type=_path,
+        default=None,
+        help="runs folder of both sides (default: build/ab/runs)",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--md", action="store_true", help="a markdown table")
     out.add_argument("--json", action="store_true", help="JSON")
@@ -881,6 +926,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="add 'Changes against a baseline': a runs folder, results.json or summary baseline",
     )
+    _add_all_code_argument(p)
     p.set_defaults(func=cmd_report)
     return parser
 
@@ -900,6 +946,10 @@ def _printable(value):
     return printable(value) if isinstance(value, str) else value
 
 
+# Commands that run or judge code: they say when the code running is not the checkout here.
+CODE_COMMANDS = ("run", "train", "plan", "compare", "k8s", "slurm")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -910,6 +960,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
+    if args.command in CODE_COMMANDS:
+        from mnist_suite.fingerprint import checkout_note
+
+        note = checkout_note()
+        if note:
+            print(note, file=sys.stderr)
     try:
         return args.func(args)
     except SuiteError as exc:

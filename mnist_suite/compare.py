@@ -193,14 +193,18 @@ def _newest_bench(folder: Path) -> tuple[Path, dict] | None:
 
 def load_side(path: Path) -> Side:
     """Read one side of ``compare``; ConfigError (one line) for anything that is not one."""
-    from mnist_suite.runs import find_runs, load_run
+    from mnist_suite.runs import find_runs, load_run, newest_code
 
     path = Path(path)
     label = str(path)
     if path.is_dir():
         runs = [p for p in find_runs(path) if (p / "config.json").is_file()]
         if runs:
-            return side_of_runs(label, [load_run(p) for p in runs])
+            # Each job at its newest code: a folder holds every version side by side.
+            records, left_out = newest_code([load_run(p) for p in runs])
+            if left_out:
+                label += f" (newest code of each job; {left_out} older runs left out)"
+            return side_of_runs(label, records)
         if (path / "results.json").is_file():
             return load_side(path / "results.json")
         newest = _newest_bench(path)

@@ -3,8 +3,14 @@
 A job's fingerprint hashes the **module closure** it runs: its own module and the runner
 (:data:`RUNNER`), plus every ``mnist_suite`` module they import, found by walking the ``import``
 statements of the source (``ast``, function-level imports included, nothing executed). Parent
-packages' ``__init__.py`` count, since importing a submodule runs them. The hash covers the
-sorted (path relative to the package, file bytes) pairs of the closure.
+packages' ``__init__.py`` count, since importing a submodule runs them. So do the module bodies
+of the other job modules (and what *their bodies* import): looking a job up imports every job
+module (:func:`mnist_suite.jobs.all_jobs`), so their top-level code runs in every job's process,
+while their functions (a sibling's ``train``) do not.
+
+The hash covers the **meaning** of each file, not its bytes: the sorted pairs (path relative to
+the package, ``ast.dump`` of the parsed module with docstrings removed). A comment, a docstring,
+blank lines or a re-wrapped expression leave it unchanged; any change to what runs changes it.
 
 Why a static closure rather than a hand-kept list in the registry or the commit: it follows
 the code by itself (a new import is covered the day it is written), it does not change when
@@ -16,6 +22,7 @@ runs the same source tree. What it does not see: third-party libraries (their ve
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 from functools import cache
 from pathlib import Path
@@ -41,11 +48,23 @@ def module_file(name: str, root: Path) -> Path | None:
     return None
 
 
-def _imported(tree: ast.AST, name: str, is_package: bool) -> set[str]:
+def _nodes(tree: ast.AST, bodies_only: bool):
+    """Every node of ``tree``; with ``bodies_only``, not those inside functions (what importing
+    the module executes, as opposed to what calling its functions would)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        # An import is a statement: none can hide in a decorator or a default value.
+        skip = (ast.FunctionDef, ast.AsyncFunctionDef) if bodies_only else ()
+        todo += [c for c in ast.iter_child_nodes(node) if not isinstance(c, skip)]
+
+
+def _imported(tree: ast.AST, name: str, is_package: bool, bodies_only: bool = False) -> set[str]:
     """Module names an ``ast`` tree imports (``from a import b`` yields ``a`` and ``a.b``)."""
     found: set[str] = set()
     package = name if is_package else name.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in _nodes(tree, bodies_only):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -60,9 +79,24 @@ def _imported(tree: ast.AST, name: str, is_package: bool) -> set[str]:
     return found
 
 
-def closure(roots: tuple[str, ...], root: Path) -> dict[str, Path]:
-    """``{module name: file}`` of ``roots`` and every ``mnist_suite`` module they reach."""
-    seen: dict[str, Path] = {}
+def _parse(path: Path) -> ast.Module:
+    stat = path.stat()
+    return _parse_version(path, stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _parse_version(path: Path, mtime_ns: int, size: int) -> ast.Module:
+    # Keyed by the file's version: closures and digests of several jobs parse each file once.
+    return ast.parse(path.read_bytes(), filename=str(path))
+
+
+def closure(
+    roots: tuple[str, ...], root: Path, bodies_only: bool = False, seen: dict | None = None
+) -> dict[str, Path]:
+    """``{module name: file}`` of ``roots`` and every ``mnist_suite`` module they reach; with
+    ``bodies_only``, only through imports that run when a module is imported. Modules already
+    in ``seen`` are neither followed again nor left out of the result."""
+    seen = {} if seen is None else seen
     todo = list(roots)
     while todo:
         name = todo.pop()
@@ -74,17 +108,43 @@ def closure(roots: tuple[str, ...], root: Path) -> dict[str, Path]:
         seen[name] = path
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run too
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-        todo += sorted(_imported(tree, name, path.name == "__init__.py"))
+        todo += sorted(_imported(_parse(path), name, path.name == "__init__.py", bodies_only))
     return seen
 
 
-def digest(files: dict[str, Path], root: Path) -> str:
-    """Short sha256 of the sorted (relative path, bytes) pairs of ``files``."""
+def job_modules(root: Path) -> tuple[str, ...]:
+    """Every job module under ``root`` (what :func:`mnist_suite.jobs.all_jobs` imports)."""
+    folder = root / "jobs"
+    return tuple(
+        f"{PACKAGE}.jobs.{p.stem}" for p in sorted(folder.glob("*.py")) if p.stem != "__init__"
+    )
+
+
+def meaning(tree: ast.Module, bodies_only: bool = False) -> bytes:
+    """The parsed module without docstrings, dumped: equal for sources that run the same. With
+    ``bodies_only``, functions keep their signatures and decorators (run when the module is
+    imported) but not their bodies (run only when called)."""
+    tree = copy.deepcopy(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            first = body[0] if body else None
+            value = first.value if isinstance(first, ast.Expr) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        if bodies_only and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.body = [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False).encode()
+
+
+def digest(files: dict[str, Path], root: Path, bodies: dict[str, Path] | None = None) -> str:
+    """Short sha256 of the sorted (relative path, meaning) pairs of ``files``, and of the module
+    bodies alone of ``bodies`` (modules imported but none of whose functions run)."""
+    parts = [(p, False) for p in files.values()] + [(p, True) for p in (bodies or {}).values()]
     h = hashlib.sha256()
-    for path in sorted(files.values(), key=lambda p: p.relative_to(root).as_posix()):
-        rel = path.relative_to(root).as_posix().encode()
-        data = path.read_bytes()
+    for path, bodies_only in sorted(parts, key=lambda e: (e[0].relative_to(root).as_posix(), e[1])):
+        rel = path.relative_to(root).as_posix().encode() + (b"#bodies" if bodies_only else b"")
+        data = meaning(_parse(path), bodies_only)
         h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
     return h.hexdigest()[:LENGTH]
 
@@ -100,7 +160,12 @@ def _of_module(module: str, root: Path) -> str | None:
     # Cached per process: the source does not change under a running suite.
     if module_file(module, root) is None:
         return None
-    return digest(closure((module, *RUNNER), root), root)
+    files = closure((module, *RUNNER), root)
+    # The other job modules' bodies run too (the registry imports them all), and so do the
+    # bodies of what those bodies import; their functions do not. A module in the full closure
+    # is hashed whole; the others by their bodies alone.
+    bodies = closure(job_modules(root), root, bodies_only=True, seen=dict(files))
+    return digest(files, root, {k: v for k, v in bodies.items() if k not in files})
 
 
 def of_job(job) -> str | None:
@@ -114,3 +179,33 @@ def for_job_name(name: str) -> str | None:
 
     job = all_jobs().get(name)
     return of_job(job) if job is not None else None
+
+
+def checkout_note(start: Path | None = None) -> str | None:
+    """A line when the code running is not the checkout the command runs in.
+
+    ``pip install .`` copies the package: edits in the clone then change nothing this command
+    runs, and its runs are fingerprinted as the installed copy. Inside a checkout of the suite
+    (a folder above ``start`` holding ``pyproject.toml`` and ``mnist_suite/``) whose code means
+    something else than the running copy's, say so.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        source = folder / PACKAGE
+        if (folder / "pyproject.toml").is_file() and (source / "__init__.py").is_file():
+            break
+    else:
+        return None
+    if source.resolve() == SOURCE_ROOT:
+        return None
+    try:
+        mine = digest({str(p): p for p in SOURCE_ROOT.rglob("*.py")}, SOURCE_ROOT)
+        theirs = digest({str(p): p for p in source.rglob("*.py")}, source)
+    except (OSError, SyntaxError, ValueError):
+        return None  # not a tree we can read: nothing to say about it
+    if mine == theirs:
+        return None
+    return (
+        f"note: running the installed mnist-suite in {SOURCE_ROOT}, whose code differs from "
+        f"the checkout in {folder} (pip install -e . runs the checkout)"
+    )

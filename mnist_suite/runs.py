@@ -276,6 +276,24 @@ def stale_note(run: RunRecord, current: str | None) -> str:
     return f"stale (code {run.fingerprint}, now {current})"
 
 
+def newest_code(runs: list[RunRecord]) -> tuple[list[RunRecord], int]:
+    """Each job's runs at its newest code: (the runs kept, how many of other code left out).
+
+    A runs folder holds the runs of every version of a job's code side by side (the code
+    fingerprint is part of a run's identity). Readers show one version per job unless asked
+    for all: the fingerprint of the job's most recently started run. Runs recorded without a
+    fingerprint count as one more version.
+    """
+    newest: dict[str, tuple[str, bool, str | None]] = {}
+    for run in runs:
+        # At equal start times, a run that knows its code wins.
+        mark = (run.started_at, run.fingerprint is not None, run.fingerprint)
+        if run.job not in newest or mark[:2] > newest[run.job][:2]:
+            newest[run.job] = mark
+    kept = [r for r in runs if r.fingerprint == newest[r.job][2]]
+    return kept, len(runs) - len(kept)
+
+
 def find_runs(out: Path, job: str | None = None) -> list[Path]:
     """Run directories under ``out`` (optionally one job's), sorted.
 

@@ -204,7 +204,7 @@ def test_report_compares_with_a_baseline_and_states_its_fingerprints(sides, tmp_
     (moved / "config.json").write_text(json.dumps(config))
     out = tmp_path / "report"
     argv = ["report", "--runs", str(new), "--out", str(out), "--baseline", str(base)]
-    assert main(argv) == 0
+    assert main([*argv, "--all-code"]) == 0
     md = (out / "index.md").read_text()
     assert "## Changes against a baseline" in md and "**worse**" in md
     assert (

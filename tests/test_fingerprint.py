@@ -3,6 +3,7 @@ run of other code is stale (shown, re-run by default, kept with --reuse-stale)."
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from pathlib import Path
@@ -26,6 +27,15 @@ def source(tmp_path) -> Path:
     return copy
 
 
+def change_a_function(path: Path) -> None:
+    """Add a statement to the body of the file's first function (code that runs when called)."""
+    lines = path.read_text().splitlines(keepends=True)
+    first = next(n for n in ast.walk(ast.parse("".join(lines))) if isinstance(n, ast.FunctionDef))
+    at = first.body[0]
+    lines.insert(at.lineno - 1, " " * at.col_offset + "_changed = 1\n")
+    path.write_text("".join(lines))
+
+
 def _prints(root: Path | None = None) -> dict[str, str | None]:
     return {
         name: fingerprint.of_module(job.train.__module__, root) for name, job in all_jobs().items()
@@ -39,8 +49,7 @@ def test_the_copy_has_the_real_fingerprints(source):
 
 def test_a_numpy_layer_change_changes_exactly_the_numpy_jobs(source):
     before = _prints(source)
-    layers = source / "nn" / "layers.py"
-    layers.write_text(layers.read_text() + "\n# a change\n")
+    change_a_function(source / "nn" / "layers.py")
     fingerprint._of_module.cache_clear()
     after = _prints(source)
     assert {name for name in before if before[name] != after[name]} == NUMPY_JOBS
@@ -49,7 +58,7 @@ def test_a_numpy_layer_change_changes_exactly_the_numpy_jobs(source):
 def test_report_and_docs_changes_change_no_job(source):
     before = _prints(source)
     overview = source / "report" / "overview.py"
-    overview.write_text(overview.read_text() + "\n# a change\n")
+    overview.write_text(overview.read_text() + "\nCHANGED = 1\n")
     (source.parent / "README.md").write_text("changed")
     fingerprint._of_module.cache_clear()
     assert _prints(source) == before
@@ -57,8 +66,7 @@ def test_report_and_docs_changes_change_no_job(source):
 
 def test_a_tensorflow_loop_change_leaves_the_numpy_jobs_alone(source):
     before = _prints(source)
-    loop = source / "tfsgd" / "loop.py"
-    loop.write_text(loop.read_text() + "\n# a change\n")
+    change_a_function(source / "tfsgd" / "loop.py")
     fingerprint._of_module.cache_clear()
     after = _prints(source)
     assert {n for n in before if before[n] != after[n]} == {
@@ -90,14 +98,21 @@ def test_a_layer_change_makes_the_quick_suite_rerun_exactly_the_numpy_jobs(
     assert set(item_states(items, out)) == {"done"}
     assert all(already_recorded(options, i) for i in items)  # nothing would run
 
-    layers = source / "nn" / "layers.py"
-    layers.write_text(layers.read_text().replace('"""', '"""Changed. ', 1))
+    change_a_function(source / "nn" / "layers.py")
     monkeypatch.setattr(fingerprint, "SOURCE_ROOT", source)
     fingerprint._of_module.cache_clear()
     states = dict(zip([i.job for i in items], item_states(items, out), strict=True))
     assert {job for job, s in states.items() if s == "stale"} == NUMPY_JOBS
     rerun = {i.job for i in items if already_recorded(options, i) is None}
     assert rerun == NUMPY_JOBS
+    # Planned again, the NumPy jobs' items name new folders (the code is part of a run's
+    # identity): the old runs stay where they are, beside the new ones.
+    replanned = build_plan(list(all_jobs()), profile="quick", seeds=None)
+    moved = {a.job for a, b in zip(items, replanned, strict=True) if a.run_id != b.run_id}
+    assert moved == NUMPY_JOBS
+    states = dict(zip([i.job for i in replanned], item_states(replanned, out), strict=True))
+    assert {job for job, s in states.items() if s == "missing"} == NUMPY_JOBS
+    assert {s for job, s in states.items() if job not in NUMPY_JOBS} == {"done"}
     kept = LaunchOptions(runs=out, reuse_stale=True)
     why = already_recorded(kept, next(i for i in items if i.job == "mlp-fast"))
     assert why is not None and "kept (--reuse-stale)" in why[0]
@@ -148,3 +163,66 @@ def test_execute_reruns_a_stale_run_and_keeps_it_with_reuse_stale(tmp_path, monk
     assert rerun.state == "done" and not rerun.skipped
     assert "running it again" in capsys.readouterr().err
     assert runs.load_run(tmp_path / "tiny" / "r1").fingerprint == "bbbb"
+
+
+def test_comments_docstrings_and_layout_are_not_code(source):
+    before = _prints(source)
+    layers = source / "nn" / "layers.py"
+    text = layers.read_text()
+    text = text.replace('"""', '"""A docstring edit. ', 1)  # the module's docstring
+    text = "# a comment\n\n" + text.replace("\n\n\n", "\n\n\n\n", 1) + "\n# trailing comment\n"
+    layers.write_text(text)
+    fingerprint._of_module.cache_clear()
+    assert _prints(source) == before
+    change_a_function(layers)
+    fingerprint._of_module.cache_clear()
+    assert _prints(source) != before
+
+
+def test_a_sibling_job_modules_body_is_in_every_job_but_not_its_functions(source):
+    """Looking a job up imports every job module: their bodies run in every job's process."""
+    before = _prints(source)
+    mlp = source / "jobs" / "mlp.py"
+    original = mlp.read_text()
+    change_a_function(mlp)  # a function of mlp.py: runs only in the jobs that call it
+    fingerprint._of_module.cache_clear()
+    after = _prints(source)
+    assert "softmax" not in {n for n in before if before[n] != after[n]}
+    assert before["mlp"] != after["mlp"]
+    # A statement in the module's body runs whenever any job is looked up.
+    mlp.write_text(original + "\nimport mnist_suite.nn.layers as _layers\n_layers.CHANGED = 1\n")
+    fingerprint._of_module.cache_clear()
+    after = _prints(source)
+    assert all(before[n] != after[n] for n in before)
+    fingerprint._of_module.cache_clear()
+
+
+def test_an_installed_copy_that_differs_from_the_checkout_says_so(source, monkeypatch):
+    checkout = source.parent
+    (checkout / "pyproject.toml").write_text("[project]\nname = 'mnist-suite'\n")
+    assert fingerprint.checkout_note(checkout) is None  # the checkout is not the running code…
+    monkeypatch.setattr(fingerprint, "SOURCE_ROOT", fingerprint.SOURCE_ROOT)
+    # …but it means the same: nothing to say. A code change in the checkout is said, in one line.
+    change_a_function(source / "nn" / "layers.py")
+    note = fingerprint.checkout_note(checkout / "mnist_suite" / "nn")
+    assert note is not None and "\n" not in note and str(checkout) in note
+    assert "pip install -e ." in note
+    assert fingerprint.checkout_note(checkout.parent) is None  # outside a checkout: silent
+
+
+def test_readers_take_each_job_at_its_newest_code(tmp_path):
+    def record(job: str, code: str | None, started: str):
+        path = tmp_path / job / f"{code}-{started}"
+        config = {"job": job, "fingerprint": code} if code else {"job": job}
+        return runs.RunRecord(path, "done", config_file=config, status={"started_at": started})
+
+    found = [
+        record("softmax", "aaa", "2026-01-01T00:00:00"),
+        record("softmax", "bbb", "2026-01-02T00:00:00"),
+        record("softmax", "aaa", "2026-01-01T01:00:00"),
+        record("mlp", None, "2026-01-03T00:00:00"),
+        record("mlp", "ccc", "2026-01-03T00:00:00"),  # same time: the run that knows its code
+    ]
+    kept, left_out = runs.newest_code(found)
+    assert [(r.job, r.fingerprint) for r in kept] == [("softmax", "bbb"), ("mlp", "ccc")]
+    assert left_out == 3

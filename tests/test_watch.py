@@ -117,7 +117,11 @@ def test_runs_columns_json_and_summary(tmp_path, capsys):
     items = build_plan(["softmax"], profile="quick", seeds=(0, 1, 2))
     for item, accuracy in zip(items, (0.90, 0.91, 0.92), strict=True):
         fake_done(tmp_path, item, accuracy=accuracy, code="current" if item.seed else None)
-    assert main(["runs", "--runs", str(tmp_path)]) == 0
+    assert main(["runs", "--runs", str(tmp_path)]) == 0  # each job at its newest code
+    listed = capsys.readouterr()
+    assert listed.out.splitlines()[-1] == "2 runs: 2 done"
+    assert listed.err == "note: 1 runs of older code left out (--all-code shows them)\n"
+    assert main(["runs", "--runs", str(tmp_path), "--all-code"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == [
         "state", "job", "cell", "profile", "seed", "headline", "wall", "finished", "code", "run",
@@ -126,12 +130,12 @@ def test_runs_columns_json_and_summary(tmp_path, capsys):
     assert out[1].split()[:5] == ["stale", "softmax", "-", "quick", "0"]
     assert "(unknown)" in out[1] and "2026-01-02 03:04:05" in out[2]
     assert out[-1] == "3 runs: 1 stale, 2 done"
-    assert main(["runs", "--runs", str(tmp_path), "--json"]) == 0
+    assert main(["runs", "--runs", str(tmp_path), "--json", "--all-code"]) == 0
     rows = json.loads(capsys.readouterr().out)["runs"]
     assert [r["seed"] for r in rows] == [0, 1, 2] and rows[0]["code"] == "unknown"
     assert rows[1]["fingerprint"] == fingerprint.for_job_name("softmax")
     assert rows[1]["wall_seconds"] == 4.0 and rows[1]["finished_at"].startswith("2026-01-02")
-    assert main(["runs", "--runs", str(tmp_path), "--summary"]) == 0
+    assert main(["runs", "--runs", str(tmp_path), "--summary", "--all-code"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[1].split()[:6] == ["softmax", "-", "quick", "test_accuracy", "3", "91.00"]
     assert "80.10%" in table[1] and "MIXED" in table[1]  # the original's figure; two code versions

@@ -116,9 +116,16 @@ class Job:
         return values
 
     def run_id(self, cell: str, config: Any, profile: str, seed: int) -> str:
-        """Deterministic: the same job, cell, config and seed always map to the same folder."""
+        """Deterministic: the same job, cell, config, seed and code always map to the same
+        folder, ``[<cell>-]<profile>-s<seed>-<config hash>-c<code fingerprint>``. The code is
+        part of the identity so that runs of two versions of a job live side by side in one
+        runs folder (and a version whose job code is the same finds the other's runs)."""
+        from mnist_suite.fingerprint import of_job
+
         digest = config_hash(self.name, cell, dataclasses.asdict(config), seed)
-        return "-".join(p for p in (cell, profile, f"s{seed}", digest) if p)
+        code = of_job(self)
+        parts = (cell, profile, f"s{seed}", digest, code and f"c{code}")
+        return "-".join(p for p in parts if p)
 
 
 JOBS: dict[str, Job] = {}

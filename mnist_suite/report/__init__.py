@@ -43,6 +43,7 @@ from mnist_suite.report.collect import collect_benchmarks, collect_runs
 from mnist_suite.report.common import Context, registry
 from mnist_suite.report.document import Section, render_html, render_markdown
 from mnist_suite.report.figures import FigureWriter
+from mnist_suite.runs import newest_code
 
 SCHEMA_VERSION = 2
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
@@ -199,10 +200,13 @@ def build_report(
     bench_dir: Path | None,
     out: Path,
     baseline: Path | None = None,
+    all_code: bool = False,
 ) -> dict:
     """Write the report for the runs under ``runs_dir`` into ``out``; return results.json's data.
 
-    ``runs_dir`` may be several folders (the same run found twice is reported once). With a
+    ``runs_dir`` may be several folders (the same run found twice is reported once). Each job
+    is reported at its newest code (the runs its latest run's code made) unless ``all_code``,
+    which pools every version and marks the figures that do. With a
     ``baseline`` (what ``mnist-suite compare`` reads) a "Changes against a baseline" section
     compares these runs with it.
 
@@ -228,9 +232,14 @@ def build_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(out)
     tmp = _temp_folder(out, "tmp")
+    runs, left_out = collect_runs(dirs), 0
+    if not all_code:
+        runs, left_out = newest_code(runs)
+    if left_out:
+        log.warning("%d runs of older code left out of the report", left_out)
     try:
         ctx = Context(
-            runs=collect_runs(dirs),
+            runs=runs,
             benches=collect_benchmarks(bench_dir),
             writer=FigureWriter(tmp / "figures"),
             runs_dir=runs_dir,

@@ -1,0 +1,447 @@
+"""Did this commit help? Both revisions run on this machine, seed for seed, alternately.
+
+``mnist-suite compare BASE NEW --jobs JOB…`` where BASE and NEW are git revisions: each is
+checked out once into its own git worktree under the checkout's ``build/ab/`` (kept, and reused
+by the next call), and each runs its own code through its own command line
+(``python -m mnist_suite plan|run`` inside its worktree), so a revision is measured as it was
+written, whatever this copy of the suite has become since.
+
+Why alternately: one round per seed, BASE's items then NEW's, so that a change of load on the
+machine during the comparison falls on both sides alike (the idea of asv's ``continuous``,
+applied to whole training jobs).
+
+Why one runs folder: a run's identity holds its job's code fingerprint, so both revisions' runs
+sit side by side in ``build/ab/runs`` (or ``--runs``), a second call finds them all and runs
+nothing, and a job whose code is the same in both revisions has one set of runs, shared (its
+verdict is then exactly "no change"). A revision whose run ids carry no fingerprint (older code)
+gets a runs folder of its own, so it can never meet the other side's runs.
+
+What a side holds is what its own ``plan`` names: the runs are read from the folders that the
+revision's plan lists, never found by searching, so nothing of a third version leaks in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_suite.errors import ConfigError, SuiteError
+from mnist_suite.files import atomic_write_json, read_json
+
+AB_FOLDER = Path("build") / "ab"
+# A run id that carries its code: ...-c<12 hex> (mnist_suite.jobs.Job.run_id).
+_CODED_RUN_ID = re.compile(r"-c[0-9a-f]{12}$")
+# A run id is one folder name: the plan of another revision is read, not trusted.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
+_REVISION = re.compile(r"^[A-Za-z0-9_./@{}~^+-]{1,200}$")
+
+
+class RevisionError(SuiteError):
+    """A revision whose runs could not be made (exit 1: a failure, not a usage error)."""
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One side: the name as typed, its commit and its worktree."""
+
+    role: str  # BASE | NEW
+    name: str
+    sha: str
+    path: Path
+
+    @property
+    def short(self) -> str:
+        return self.sha[:10]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.name} ({self.short})"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name == self.short else f"{self.name} ({self.short})"
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
+    )
+
+
+def repository(start: Path | None = None) -> Path | None:
+    """The top folder of the git checkout holding ``start`` (default: here), or None."""
+    try:
+        done = _git(Path(start or Path.cwd()), "rev-parse", "--show-toplevel")
+    except OSError:  # no git on this machine
+        return None
+    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+
+
+def commit_of(repo: Path, name: str) -> str | None:
+    """The full commit ``name`` names in ``repo``, or None (never an option: names are checked)."""
+    if not _REVISION.fullmatch(name) or name.startswith("-"):
+        return None
+    done = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}")
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def reading(base: str, new: str) -> str:
+    """``paths`` when BASE and NEW both exist as files or folders, ``revisions`` when neither
+    does and both name commits here; a one-line error for anything else."""
+    exist = [Path(s).exists() for s in (base, new)]
+    if all(exist):
+        return "paths"
+    repo = repository()
+    commits = [commit_of(repo, s) if repo else None for s in (base, new)]
+    if all(commits) and not any(exist):
+        return "revisions"
+    for role, text, there, sha in zip(("BASE", "NEW"), (base, new), exist, commits, strict=True):
+        if not there and sha is None:
+            where = "" if repo else " (and this is not a git checkout)"
+            raise ConfigError(
+                f"{role} {text!r}: neither a file or folder nor a git revision{where}"
+            )
+    raise ConfigError(
+        f"BASE {base!r} and NEW {new!r}: give two folders or files, or two git revisions, "
+        "not one of each"
+    )
+
+
+def worktree(repo: Path, role: str, name: str) -> Revision:
+    """The worktree of revision ``name`` under ``build/ab/``: made once, then reused."""
+    sha = commit_of(repo, name)
+    if sha is None:
+        raise ConfigError(f"{role} {name!r}: no such revision in {repo}")
+    path = repo / AB_FOLDER / f"rev-{sha[:12]}"
+    revision = Revision(role, name, sha, path)
+    if path.exists():
+        at = _git(path, "rev-parse", "HEAD")
+        top = _git(path, "rev-parse", "--show-toplevel")
+        if at.returncode or at.stdout.strip() != sha or Path(top.stdout.strip()) != path:
+            raise RevisionError(
+                f"{path}: exists but is not the worktree of {sha[:10]} that compare made; "
+                "move it away (compare replaces nothing it did not make)"
+            )
+        return revision
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = _git(repo, "worktree", "add", "--detach", "--quiet", str(path), sha)
+    if done.returncode:
+        raise RevisionError(f"{revision}: git worktree add failed: {_last_line(done.stderr)}")
+    return revision
+
+
+def uncommitted_note(repo: Path, revisions: list[Revision]) -> str | None:
+    """A note when a compared revision is HEAD while the work tree has uncommitted changes."""
+    head = commit_of(repo, "HEAD")
+    dirty = _git(repo, "status", "--porcelain", "--untracked-files=no").stdout.strip()
+    named = [r for r in revisions if r.sha == head]
+    if dirty and named:
+        return (
+            f"note: the work tree has uncommitted changes; {named[-1].name} means the commit "
+            f"{named[-1].short} without them (commit them to compare them)"
+        )
+    return None
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "(no output)"
+
+
+def _environment(revision: Revision) -> dict[str, str]:
+    # The revision's own package first on the path: its code, this interpreter's libraries.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(revision.path), env.get("PYTHONPATH", "")) if p
+    )
+    env.pop("PYTHONSAFEPATH", None)
+    return env
+
+
+def _suite(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mnist_suite", *args]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What both sides run: the same jobs, profile, seeds and overrides."""
+
+    jobs: tuple[str, ...]
+    profile: str
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...] = ()
+
+    def arguments(self, seeds: tuple[int, ...] | None = None) -> list[str]:
+        chosen = self.seeds if seeds is None else seeds
+        args = [*self.jobs, "--profile", self.profile, "--seeds", ",".join(map(str, chosen))]
+        for value in self.overrides:
+            args += ["--set", value]
+        return args
+
+
+def plan_items(revision: Revision, selection: Selection, cache: Path) -> list[dict]:
+    """The work items ``revision``'s own ``plan`` names for ``selection``, kept in ``cache``:
+    a commit's plan for the same arguments never changes, and asking it costs a process."""
+    key = hashlib.sha256(json.dumps(selection.arguments()).encode()).hexdigest()[:16]
+    kept = cache / f"{revision.sha[:12]}-{key}.json"
+    items = read_json(kept) if kept.is_file() else None
+    if isinstance(items, list) and _valid(items):
+        return items
+    items = _plan(revision, selection)
+    atomic_write_json(kept, items)
+    return items
+
+
+def _valid(items: list) -> bool:
+    try:
+        return all(
+            isinstance(i, dict) and str(i["job"]) and _RUN_ID.fullmatch(i["run_id"])
+            and isinstance(i["seed"], int)
+            for i in items
+        )  # fmt: skip
+    except (KeyError, TypeError):
+        return False
+
+
+def _plan(revision: Revision, selection: Selection) -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="mnist-suite-ab-") as tmp:
+        saved = Path(tmp) / "plan.json"
+        done = subprocess.run(
+            _suite("plan", *selection.arguments(), "--save", str(saved)),
+            cwd=revision.path,
+            env=_environment(revision),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode or not saved.is_file():
+            # Its own one-line reason: an unknown job, a config field it does not have, …
+            raise ConfigError(f"{revision}: {_last_line(done.stderr).removeprefix('error: ')}")
+        doc = read_json(saved)
+        items = doc.get("items") if isinstance(doc, dict) else None
+        if not isinstance(items, list) or not _valid(items):
+            raise RevisionError(f"{revision}: its plan is not a plan this compare reads")
+    return items
+
+
+@dataclass
+class Side:
+    revision: Revision
+    items: list[dict]
+    runs: Path  # the runs folder this side's runs live in
+
+    def folder(self, item: dict) -> Path:
+        return self.runs / item["job"] / item["run_id"]
+
+
+def sides(repo: Path, names: tuple[str, str], selection: Selection, runs: Path) -> list[Side]:
+    """Both sides, checked out and planned; a revision whose run ids do not carry its code
+    fingerprint gets a runs folder of its own inside ``runs``."""
+    out = []
+    for role, name in zip(("BASE", "NEW"), names, strict=True):
+        revision = worktree(repo, role, name)
+        items = plan_items(revision, selection, repo / AB_FOLDER / "plans")
+        coded = all(_CODED_RUN_ID.search(i["run_id"]) for i in items)
+        # A dot-folder: never listed as runs of the shared folder (mnist_suite.runs.find_runs).
+        folder = runs if coded else runs / f".rev-{revision.sha[:12]}"
+        out.append(Side(revision, items, folder))
+    return out
+
+
+def identical_jobs(base: Side, new: Side) -> list[str]:
+    """Jobs whose runs both sides share: the same run folders, so the same code."""
+    same = []
+    for job in dict.fromkeys(i["job"] for i in base.items):
+        a = {base.folder(i) for i in base.items if i["job"] == job}
+        b = {new.folder(i) for i in new.items if i["job"] == job}
+        if a and a == b:
+            same.append(job)
+    return same
+
+
+# A warm worker: the revision's own command line, called in one process for item after item
+# (``mnist_suite.cli.main(argv) -> exit code`` is the console entry point of every revision),
+# so imports, the data and TensorFlow's first trace are paid once per side, not once per item.
+# Requests arrive as JSON lines on stdin; each exit code goes back on the descriptor in argv[1];
+# the command's own output goes to the side's log.
+WORKER = """
+import json, os, sys
+from mnist_suite.cli import main
+answer = os.fdopen(int(sys.argv[1]), "w", buffering=1)
+for line in sys.stdin:
+    argv = json.loads(line)
+    print("=== mnist-suite " + " ".join(argv), flush=True)
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    answer.write(f"{code}\\n")
+    if code == 130:
+        break
+"""
+
+
+class Worker:
+    """One long-lived process running ``side``'s revision, started on first use."""
+
+    def __init__(self, side: Side, log: Path):
+        self.side, self.log = side, log
+        self.child: subprocess.Popen | None = None
+        self.answers = None
+
+    def run(self, argv: list[str]) -> int:
+        if self.child is None:
+            self._start()
+        assert self.child is not None and self.child.stdin is not None
+        try:
+            self.child.stdin.write(json.dumps(argv) + "\n")
+            self.child.stdin.flush()
+            line = self.answers.readline()
+        except BrokenPipeError:
+            line = ""
+        except KeyboardInterrupt:
+            # The worker records its run as interrupted; both sides stay resumable.
+            self.child.send_signal(signal.SIGINT)
+            self.close()
+            raise
+        if not line.strip().lstrip("-").isdigit():
+            self.close()
+            return 1  # the worker died: its log says why
+        return int(line)
+
+    def _start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        read, write = os.pipe()
+        try:
+            self.child = subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(write)],
+                cwd=self.side.revision.path,
+                env=_environment(self.side.revision),
+                stdin=subprocess.PIPE,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write,),
+                text=True,
+            )
+        finally:
+            os.close(fd)
+            os.close(write)
+        self.answers = os.fdopen(read, "r")
+
+    def close(self) -> None:
+        if self.child is None:
+            return
+        with contextlib.suppress(OSError):
+            self.child.stdin.close()
+        try:
+            self.child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            self.child.wait()
+        self.answers.close()
+        self.child = None
+
+
+def _pending(side: Side, item: dict) -> bool:
+    from mnist_suite.runs import FINAL_STATES, load_run
+
+    path = side.folder(item)
+    return not path.is_dir() or load_run(path).state not in FINAL_STATES
+
+
+def run_alternately(pair: list[Side], selection: Selection, logs: Path, say=print) -> None:
+    """BASE's item, then NEW's, seed by seed and job by job, each side in its warm worker; a
+    revision that fails an item stops the comparison with a :class:`RevisionError` (what
+    finished stays recorded, so the same call resumes)."""
+    order = [
+        (side, item)
+        for seed in selection.seeds
+        for job in selection.jobs
+        for side in pair
+        for item in side.items
+        if item["seed"] == seed and item["job"] == job
+    ]
+    # Runs both sides share (identical code) are made once: count folders, not items.
+    todo = len({side.folder(i) for side, i in order if _pending(side, i)})
+    if not todo:
+        say("all runs of both sides are recorded: nothing to run")
+        return
+    say(f"{todo} runs to make, alternating {pair[0].revision} and {pair[1].revision}")
+    workers = {id(side): Worker(side, logs / f"{side.revision.sha[:12]}.log") for side in pair}
+    done, started = 0, time.monotonic()
+    try:
+        for side, item in order:
+            if not _pending(side, item):  # read again: the other side may have made it
+                continue
+            eta = ""
+            if done:
+                eta = f", about {(time.monotonic() - started) / done * (todo - done):.0f} s left"
+            name = f"{item['job']}{'/' + item['cell'] if item.get('cell') else ''}"
+            say(f"[{done}/{todo}] {side.revision.role} {side.revision.short} {name} "
+                f"seed {item['seed']}{eta}")  # fmt: skip
+            argv = ["run", *_item_arguments(selection, item), "--runs", str(side.runs)]
+            code = workers[id(side)].run(argv)
+            if code == 130:
+                raise KeyboardInterrupt
+            if code not in (0, 3) or _pending(side, item):
+                log = workers[id(side)].log
+                raise RevisionError(
+                    f"{side.revision}: {name} seed {item['seed']} did not finish (exit {code}); "
+                    f"its output is in {log}"
+                )
+            done += 1
+    finally:
+        for worker in workers.values():
+            worker.close()
+    say(f"[{todo}/{todo}] done in {time.monotonic() - started:.0f} s")
+
+
+def _item_arguments(selection: Selection, item: dict) -> list[str]:
+    """``run`` arguments naming exactly ``item`` of the selection's plan."""
+    one = Selection((item["job"],), selection.profile, (item["seed"],), selection.overrides)
+    args = one.arguments()
+    if item.get("cell"):
+        # A batch job's items of one seed are its cells, in order.
+        args += ["--index", str(item.get("cell_index", 0))]
+    return args
+
+
+def records(side: Side) -> list:
+    """The run records of ``side``'s plan, read from its runs folder."""
+    from mnist_suite.runs import load_run
+
+    return [load_run(side.folder(i)) for i in side.items if side.folder(i).is_dir()]
+
+
+def compare_revisions(args, say) -> tuple:
+    """Check out, plan and run both revisions of ``args`` (the compare command's arguments);
+    the two sides to compare, each with its runs read back."""
+    from mnist_suite.compare import side_of_runs
+    from mnist_suite.plan import parse_seeds
+
+    repo = repository()
+    if not args.jobs:
+        raise ConfigError("comparing revisions needs the jobs to run: --jobs JOB [JOB ...]")
+    selection = Selection(tuple(args.jobs), args.profile, parse_seeds(args.seeds), tuple(args.set))
+    runs = Path(args.runs) if args.runs else repo / AB_FOLDER / "runs"
+    pair = sides(repo, (args.base, args.new), selection, runs)
+    note = uncommitted_note(repo, [s.revision for s in pair])
+    if note:
+        say(note)
+    for job in identical_jobs(*pair):
+        say(f"identical code for {job}: no change (both revisions share its runs)")
+    run_alternately(pair, selection, repo / AB_FOLDER / "logs", say)
+    return tuple(side_of_runs(s.revision.label, records(s)) for s in pair)

@@ -1,0 +1,174 @@
+"""``compare BASE NEW`` with two git revisions: each runs its own code, seed for seed, in one
+runs folder; identical code is run once; bad revisions are one line and the right exit code.
+
+Each test builds a small git repository holding a copy of the package and commits edits to
+it; the jobs are softmax at a tiny size (real MNIST, a second or two a run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnist_suite import fingerprint
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--set", "epochs=1", "--set", "n_train=3000", "--set", "n_dev=500"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path, mnist) -> Path:
+    """A git repository with the package's source as its first commit (tagged ``base``)."""
+    root = tmp_path / "repo"
+    shutil.copytree(
+        fingerprint.SOURCE_ROOT, root / "mnist_suite", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / ".gitignore").write_text("/build/\n__pycache__/\n")
+    _git(root, "init", "-q")
+    _git(root, "config", "user.email", "t@example.invalid")
+    _git(root, "config", "user.name", "t")
+    commit(root, "base")
+    _git(root, "tag", "base")
+    return root
+
+
+def compare(repo: Path, *args: str, wait: bool = True):
+    """``mnist-suite compare`` run from ``repo`` by the repository's own code."""
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    argv = [sys.executable, "-m", "mnist_suite", "compare", *args]
+    if not wait:
+        return subprocess.Popen(
+            argv, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    done = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+def edit(repo: Path, relative: str, old: str, new: str) -> None:
+    path = repo / "mnist_suite" / relative
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def runs_made(repo: Path) -> list[Path]:
+    runs = repo / "build" / "ab" / "runs"
+    return sorted(p for p in runs.rglob("status.json"))
+
+
+def test_revisions_that_do_not_exist_are_one_line(repo):
+    code, out, err = compare(repo, "base", "no-such-branch", "--jobs", "softmax")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "error: NEW 'no-such-branch': neither a file or folder nor a git revision"
+    ]
+    # Never an option to git, whatever it looks like.
+    code, _, err = compare(repo, "--", "--output=/tmp/x", "base", "--jobs", "softmax")
+    assert code == 2 and "Traceback" not in err and not Path("/tmp/x").exists()
+    code, _, err = compare(repo, "base", "HEAD")
+    assert code == 2 and err.strip().endswith("--jobs JOB [JOB ...]")
+
+
+def test_a_revision_without_the_job_is_one_line(repo):
+    (repo / "mnist_suite" / "jobs" / "softmax.py").unlink()
+    commit(repo, "no softmax")
+    code, _, err = compare(repo, "base", "HEAD", "--jobs", "softmax", "--seeds", "0-1", *TINY)
+    assert code == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "NEW HEAD" in line and "unknown job 'softmax'" in line
+    assert runs_made(repo) == []  # refused before anything ran
+
+
+def test_identical_code_runs_once_and_says_no_change(repo):
+    edit(repo, "jobs/softmax.py", '"""', '"""A docstring edit: the same code. ')
+    (repo / "mnist_suite" / "jobs" / "softmax.py").write_text(
+        "# a comment\n" + (repo / "mnist_suite" / "jobs" / "softmax.py").read_text()
+    )
+    commit(repo, "comment and docstring only")
+    args = ("base", "HEAD", "--jobs", "softmax", "--seeds", "0-1", *TINY, "--fail-on", "worse")
+    code, out, err = compare(repo, *args)
+    assert code == 0, err
+    assert "identical code for softmax: no change" in err
+    assert len(runs_made(repo)) == 2  # one run per seed, shared by both sides
+    assert "worse" not in out.split("verdict", 1)[1]
+    before = [p.stat().st_mtime_ns for p in runs_made(repo)]
+    code, _, err = compare(repo, *args)  # again: nothing to run
+    assert code == 0 and "nothing to run" in err
+    assert [p.stat().st_mtime_ns for p in runs_made(repo)] == before
+
+
+def test_a_weakening_commit_is_worse_and_fails(repo):
+    edit(repo, "jobs/softmax.py", "lr: float = 0.5", "lr: float = 0.0005")
+    commit(repo, "lr / 1000")
+    code, out, err = compare(
+        repo, "base", "HEAD", "--jobs", "softmax", "--seeds", "0-2", *TINY, "--fail-on", "worse"
+    )
+    assert code == 1, err
+    row = next(ln for ln in out.splitlines() if "test_accuracy" in ln)
+    assert "worse" in row
+    assert "test_accuracy" in err.strip().splitlines()[-1]
+    # Both sides' runs live in one folder, side by side: 3 seeds x 2 versions of the code.
+    assert len(runs_made(repo)) == 6
+
+
+def test_a_revision_that_fails_to_run_stops_with_one_line_and_keeps_the_other_side(repo):
+    signature = "def train_softmax(cfg: SoftmaxConfig, run) -> dict:\n"
+    edit(repo, "jobs/softmax.py", signature, signature + '    raise RuntimeError("a bug")\n')
+    commit(repo, "a bug")
+    code, out, err = compare(repo, "base", "HEAD", "--jobs", "softmax", "--seeds", "0", *TINY)
+    assert code == 1 and out == "" and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "NEW HEAD" in line and "seed 0 did not finish" in line and ".log" in line
+    done = [p for p in runs_made(repo) if '"done"' in p.read_text()]
+    assert len(done) == 1 and ".rev-" not in str(done[0])  # BASE's run stays recorded
+
+
+def test_uncommitted_changes_are_not_part_of_head_and_that_is_said(repo):
+    edit(repo, "jobs/softmax.py", "lr: float = 0.5", "lr: float = 0.4")  # not committed
+    code, _, err = compare(repo, "base", "HEAD", "--jobs", "softmax", "--seeds", "0-1", *TINY)
+    assert code == 0, err
+    assert "uncommitted changes; HEAD means the commit" in err
+    assert "identical code for softmax: no change" in err  # HEAD is base: the edit is not in it
+
+
+def test_an_interrupted_compare_resumes_without_redoing_finished_runs(repo):
+    edit(repo, "jobs/softmax.py", "lr: float = 0.5", "lr: float = 0.4")
+    commit(repo, "lr 0.4")
+    args = ("base", "HEAD", "--jobs", "softmax", "--seeds", "0-2", *TINY)
+    child = compare(repo, *args, wait=False)
+    deadline = time.monotonic() + 300
+    while not runs_made(repo) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    while time.monotonic() < deadline and not any(
+        '"done"' in p.read_text() for p in runs_made(repo)
+    ):
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    finished = {p: p.stat().st_mtime_ns for p in runs_made(repo) if '"done"' in p.read_text()}
+    assert finished
+    code, _, err = compare(repo, *args)
+    assert code == 0, err
+    assert len(runs_made(repo)) == 6
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # not run again
