@@ -62,41 +62,69 @@ def test_verdicts_on_synthetic_runs(sides):
         "noise": "no detectable change",
         "tiny": "no detectable change",  # the interval excludes 0, the effect is too small
         "single": "too few seeds",
+        "only-base": "missing",  # a job on one side only fails the gate, never vanishes
     }
     assert verdicts(rows, "test_mse") == {"mse": "better"}
     mse = next(r for r in rows if r["job"] == "mse" and r["metric"] == "test_mse")
     assert mse["config_changes"] == "lr: 0.1 -> 0.2"
     tiny = next(r for r in rows if r["job"] == "tiny" and r["metric"] == "test_accuracy")
     assert tiny["low"] > 0 and tiny["diff"] < tiny["min_effect"] == pytest.approx(0.001)
-    assert verdicts(rows, "wall_seconds")["up"] == "no detectable change"
+    # Both sides hold seeds 0-4: paired intervals, and the table says so.
+    up = next(r for r in rows if r["job"] == "up" and r["metric"] == "test_accuracy")
+    assert (up["method"], up["pairs"]) == ("paired", 5)
+    single = next(r for r in rows if r["job"] == "single")
+    assert single["method"] == ""
 
 
-def test_welch_interval_matches_scipy():
+def test_welch_and_paired_intervals_match_scipy():
+    import numpy as np
     from scipy import stats
 
+    from mnist_suite.stats import paired, welch
+
     a, b = [1.0, 1.2, 0.9, 1.1], [1.5, 1.9, 1.4]
-    diff, low, high = compare.welch(_stat(a), _stat(b))
+    d = welch(_stat(a), _stat(b))
     t = stats.ttest_ind(b, a, equal_var=False)
     ci = t.confidence_interval(0.95)
-    assert diff == pytest.approx(sum(b) / 3 - sum(a) / 4)
-    assert (low, high) == pytest.approx((ci.low, ci.high))
+    assert d.diff == pytest.approx(sum(b) / 3 - sum(a) / 4) and d.method == "Welch"
+    assert (d.low, d.high, d.p_value) == pytest.approx((ci.low, ci.high, t.pvalue))
+    base, new = [1.0, 1.2, 0.9, 1.1], [1.05, 1.22, 0.97, 1.13]
+    d = paired(dict(enumerate(base)), dict(enumerate(new)))
+    t = stats.ttest_rel(new, base)
+    ci = t.confidence_interval(0.95)
+    assert (d.low, d.high, d.p_value) == pytest.approx((ci.low, ci.high, t.pvalue))
+    assert d.pairs == 4 and d.diff == pytest.approx(np.mean(new) - np.mean(base))
+    same = paired(dict(enumerate(base)), dict(enumerate(base)))
+    assert (same.diff, same.low, same.high) == (0.0, 0.0, 0.0)
+
+
+def test_holm_holds_the_table_wide_rate():
+    from mnist_suite.stats import holm
+
+    assert holm([0.01, 0.04, 0.03, None], 0.05) == [True, False, False, False]
+    assert holm([0.01, 0.012, 0.02], 0.05) == [True, True, True]
+    assert holm([0.02], 0.05) == [True] and holm([], 0.05) == []
 
 
 def _stat(values):
     import numpy as np
 
-    return compare.Stat(len(values), float(np.mean(values)), float(np.std(values, ddof=1)))
+    return len(values), float(np.mean(values)), float(np.std(values, ddof=1))
 
 
 def test_terminal_table_and_fail_on_worse(sides, capsys):
     code, out, err = cli(capsys, *sides)
     assert code == 0
     assert "down" in out and "worse" in out and "config: lr: 0.1 -> 0.2" in out
-    assert "too few seeds" in out and "minimum effect" in out
+    assert "too few seeds" in out and "minimum effect" in out and "Holm" in out
+    assert "paired, 5 seeds" in out
     code, out, err = cli(capsys, *sides, "--fail-on", "worse")
-    assert code == 1 and err.strip() == "worse beyond noise: down quick test_accuracy"
-    code, _, _ = cli(capsys, sides[0], sides[0], "--fail-on", "worse")
-    assert code == 0
+    assert code == 1 and err.strip() == (
+        "failing: down quick test_accuracy: worse; "
+        "only-base quick test_accuracy: missing (only on base)"
+    )
+    code, out, _ = cli(capsys, sides[0], sides[0], "--fail-on", "worse")
+    assert code == 0 and "+0 pt [+0, +0]" in out  # identical sides: a zero-width interval
     only_mse = ("--fail-on", "worse", "--fail-metric", "test_mse")
     assert cli(capsys, *sides, *only_mse)[0] == 0  # the worse figure is an accuracy
 
@@ -104,12 +132,16 @@ def test_terminal_table_and_fail_on_worse(sides, capsys):
 def test_json_and_markdown_shapes(sides, capsys):
     code, out, _ = cli(capsys, *sides, "--json")
     doc = json.loads(out)
-    assert code == 0 and set(doc) == {"base", "new", "confidence", "rules", "rows", "regressions"}
+    assert code == 0 and set(doc) >= {"base", "new", "confidence", "rules", "rows", "regressions"}
+    assert doc["multiple_comparisons"]["method"] == "Holm"
     row = doc["rows"][0]
     assert {"job", "cell", "profile", "metric", "base", "new", "diff", "low", "high"} <= set(row)
-    assert {"verdict", "min_effect", "config_changes", "mixed_code"} <= set(row)
+    assert {"verdict", "min_effect", "config_changes", "mixed_code", "method", "pairs"} <= set(row)
     assert set(row["base"]) == {"n", "mean", "sd", "half_width"}
-    assert doc["regressions"] == ["down quick test_accuracy"]
+    assert doc["regressions"] == [
+        "down quick test_accuracy: worse",
+        "only-base quick test_accuracy: missing (only on base)",
+    ]
     code, out, _ = cli(capsys, *sides, "--md")
     lines = out.splitlines()
     assert lines[2].startswith("| job | profile | metric |") and lines[3].startswith("|---|")
@@ -133,7 +165,7 @@ def test_results_json_version_2(tmp_path, capsys):
     base.write_text(json.dumps({"schema_version": 2, "summaries": [_summary("a", 5, 0.90, 0.002)]}))
     new.write_text(json.dumps({"schema_version": 2, "summaries": [_summary("a", 5, 0.88, 0.002)]}))
     code, _out, err = cli(capsys, base, new, "--fail-on", "worse")
-    assert code == 1 and "a quick test_accuracy" in err
+    assert code == 1 and "a quick test_accuracy: worse" in err
     # A report folder holding results.json is read the same way.
     report = tmp_path / "report"
     report.mkdir()
@@ -212,7 +244,10 @@ def test_report_compares_with_a_baseline_and_states_its_fingerprints(sides, tmp_
     )
     results = json.loads((out / "results.json").read_text())
     section = next(s for s in results["sections"] if s["key"] == "changes")
-    assert section["notes"] == ["Worse beyond noise: down quick test_accuracy."]
+    assert section["notes"][0] == (
+        "Failing: down quick test_accuracy: worse; "
+        "only-base quick test_accuracy: missing (only on base)."
+    )
     from mnist_suite.report.collect import collect_runs
     from mnist_suite.report.replicates import groups
 

@@ -24,10 +24,10 @@ import pytest
 from mnist_suite import runs
 from mnist_suite.errors import ConfigError
 from mnist_suite.jobs import Job
+from mnist_suite.originals import original_figure
 from mnist_suite.report import SCHEMA_FILE, SCHEMA_VERSION, build_report
 from mnist_suite.report.collect import collect_runs, pick, pick_cells
 from mnist_suite.report.document import fmt
-from mnist_suite.report.original import original_figure
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ import math
 
 import numpy as np
 
+from mnist_suite.originals import original_figure
 from mnist_suite.report import figures
 from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, missing_note, registry
 from mnist_suite.report.document import Section, Table
 from mnist_suite.report.figures import FigureWriter
-from mnist_suite.report.original import ORIGINAL_CURVES, SOURCE, original_figure
+from mnist_suite.report.original import ORIGINAL_CURVES, SOURCE
 from mnist_suite.report.replicates import Group, mean_pm, pick_cell_groups, pick_group
 from mnist_suite.stats import median_spread
 from mnist_suite.targets import TARGETS, target_key

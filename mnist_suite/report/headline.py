@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 
+from mnist_suite.originals import original_figure
 from mnist_suite.report.classification import headline_groups
 from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, registry
 from mnist_suite.report.document import Section, Table
-from mnist_suite.report.original import original_figure
 from mnist_suite.report.replicates import Group, groups, pick_cell_groups
 from mnist_suite.stats import summarize
 from mnist_suite.summary import time_to_target

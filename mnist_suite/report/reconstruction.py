@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnist_suite.originals import SOURCE, original_figure
 from mnist_suite.report import figures
 from mnist_suite.report.collect import RunRecord, number
 from mnist_suite.report.common import Context, missing_note, registry
 from mnist_suite.report.document import Section, Table
-from mnist_suite.report.original import SOURCE, original_figure
 from mnist_suite.report.replicates import Group, pick_cell_groups, pick_group
 from mnist_suite.stats import Summary, summarize
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnist_suite.originals import original_figure
 from mnist_suite.report import figures
 from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, missing_note, state_text
 from mnist_suite.report.document import Section, Table
-from mnist_suite.report.original import original_figure
 from mnist_suite.report.replicates import Group, mean_pm, pick_cell_groups
 from mnist_suite.stats import summarize
 
