@@ -146,7 +146,7 @@ def test_report_from_real_and_odd_runs(run_cli, tmp_path):
     assert softmax["seeds done"] == "1"
     assert softmax["original's figure"] == 0.801
     assert softmax["Δ mean vs original"] == pytest.approx(metrics["test_accuracy"] - 0.801)
-    assert rows["softmax-original"]["original's figure inside our CI"] == "n=1: no interval"
+    assert rows["softmax-original"]["original vs ours (one-run interval)"] == "n=1: no interval"
     assert rows["mlp"]["seeds done"] == "0 of 1 (1 failed)"
     assert rows["mlp"]["test acc (mean)"] is None  # a failed run's partial numbers are not results
     assert rows["mlp-original"]["seeds done"] == "missing"
