@@ -389,8 +389,9 @@ def test_config_text_cannot_steer_the_terminal_or_markdown(tmp_path, capsys):
     evil = "\x1b[2J\n\n## Gate passed](javascript:alert(1))|"
     fake_runs(tmp_path / "b", "net-a", [0.9, 0.91, 0.92], note=evil)
     code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b")
+    assert code == 0
     assert "\x1b" not in out and "\\x1b[2J\\n\\n## Gate passed" in out
-    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b", "--md")
+    _, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b", "--md")
     assert "\x1b" not in out and "\n#" not in out and "](javascript" not in out
     assert "\\#\\# Gate passed\\]\\(javascript:alert\\(1\\)\\)\\|" in out
 

@@ -11,9 +11,9 @@ benchmark verdicts, where the figures came from); the run inventory is last.
 ``generated_at``, ``runs_dir``, ``bench_dir``, ``generator``, ``environment``, ``summaries``
 (:func:`mnist_suite.summary.summaries`, one record per job, cell, profile, config and metric:
 ``n``, ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``min``, ``max``, ``seeds`` with their
-``values``, ``diverged``, ``fingerprints``, ``configs``, ``machine``), ``runs`` (every run found), ``benchmark_files``
-and ``sections`` (``key``, ``title``, ``notes``, ``figures`` and ``tables`` whose ``rows`` are
-records keyed by the ``columns``' ``key``).
+``values``, ``diverged``, ``fingerprints``, ``configs``, ``machine``), ``runs`` (every run
+found), ``benchmark_files`` and ``sections`` (``key``, ``title``, ``notes``, ``figures`` and
+``tables`` whose ``rows`` are records keyed by the ``columns``' ``key``).
 """
 
 from __future__ import annotations
