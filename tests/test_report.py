@@ -521,8 +521,8 @@ def test_benchmark_section_from_real_pytest_benchmark_json(tmp_path):
     assert section["figures"] == ["figures/bench-tiny.png"]
     verdicts = {row[1]: row for row in targets["rows"]}  # metric -> row
     # [benchmark, metric, median, q1, q3, target, verdict]: no quartiles in this plain file.
-    assert verdicts["speedup_over_baseline"][2:] == [vec["speed-up"], None, None, 5.0, "yes"]
-    assert verdicts["fraction_of_ceiling"][6] == "NO"  # a million times the ceiling: missed
+    assert verdicts["speedup_over_baseline"][2:] == [vec["speed-up"], None, None, 5.0, "met"]
+    assert verdicts["fraction_of_ceiling"][6] == "missed"  # a million times the ceiling
     assert targets["marked"] == [targets["rows"].index(verdicts["fraction_of_ceiling"])]
 
 

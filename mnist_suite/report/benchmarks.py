@@ -17,7 +17,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from mnist_suite import benchcompare
+from mnist_suite import benchcompare, verdicts
 from mnist_suite.files import read_json_object
 from mnist_suite.report import figures
 from mnist_suite.report.collect import BenchFile, number
@@ -25,7 +25,7 @@ from mnist_suite.report.common import Context
 from mnist_suite.report.document import Section, Table
 
 log = logging.getLogger(__name__)
-VERDICTS = {"met": "yes", "missed": "NO", "unstable": "unstable"}
+FLAGGED = (verdicts.MISSED, verdicts.UNSTABLE)  # target verdicts shown in bold
 
 
 def _dict(obj) -> dict:
@@ -117,6 +117,15 @@ def _fill_ratios(rows: list[dict]) -> None:
         r["ceiling_gflops"] = ceiling["gflops"] if ceiling else None
 
 
+def _target_word(t: dict) -> str:
+    """A stored target verdict in :mod:`mnist_suite.verdicts`' words (files that only say
+    ``met: true/false`` included)."""
+    stated = str(t.get("verdict"))
+    if stated in (verdicts.MET, verdicts.MISSED, verdicts.UNSTABLE):
+        return stated
+    return {True: verdicts.MET, False: verdicts.MISSED}.get(t.get("met"), "?")
+
+
 def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
     """[benchmark, metric, value, q1, q3, target, met] from the file's verdicts, else computed.
 
@@ -132,8 +141,7 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
                 number(t.get("q1")),
                 number(t.get("q3")),
                 number(t.get("target")),
-                VERDICTS.get(str(t.get("verdict")))
-                or {True: "yes", False: "NO"}.get(t.get("met"), "?"),
+                _target_word(t),
             ]
             for t in bench.targets
         ]
@@ -142,11 +150,9 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
         values = {"fraction_of_ceiling": r["fraction"], "speedup_over_baseline": r["speedup"]}
         values |= {f"speedup_over_{k}": number(v) for k, v in r["others"].items()}
         for metric, goal in r["target"].items():
-            value = values.get(metric)
-            met = (
-                "?" if value is None or number(goal) is None else ("yes" if value >= goal else "NO")
-            )
-            out.append([r["name"], metric, value, None, None, number(goal), met])
+            value, goal = values.get(metric), number(goal)
+            met = "?" if goal is None else verdicts.target(None, value, goal) or "?"
+            out.append([r["name"], metric, value, None, None, goal, met])
     return out
 
 
@@ -239,7 +245,7 @@ def benchmarks(ctx: Context) -> Section:
                         ("met", "text"),
                     ],
                     targets,
-                    {i for i, t in enumerate(targets) if t[6] in ("NO", "unstable")},
+                    {i for i, t in enumerate(targets) if t[6] in FLAGGED},
                     note=_targets_note([t[6] for t in targets]),
                     hide_empty=True,
                 )
@@ -378,11 +384,11 @@ def _history_figure(ctx: Context, runs: list[dict], headline: list, goals: dict)
     )
 
 
-def _targets_note(verdicts: list[str]) -> str:
+def _targets_note(words: list[str]) -> str:
     parts = []
-    if "NO" in verdicts:
-        parts.append("Bold NO: missed (even the upper quartile is below the target).")
-    if "unstable" in verdicts:
+    if verdicts.MISSED in words:
+        parts.append("Bold missed: even the upper quartile is below the target.")
+    if verdicts.UNSTABLE in words:
         parts.append(
             "Bold unstable: the quartiles straddle the target; the run was too noisy to decide "
             "(see the noise above), so this is neither a pass nor a miss: re-run when quieter."
