@@ -26,7 +26,7 @@ from mnist_suite.errors import ConfigError
 from mnist_suite.jobs import Job
 from mnist_suite.originals import original_figure
 from mnist_suite.report import SCHEMA_FILE, SCHEMA_VERSION, build_report
-from mnist_suite.report.collect import collect_runs, pick, pick_cells
+from mnist_suite.report.collect import collect_runs
 from mnist_suite.report.document import fmt
 
 
@@ -250,9 +250,11 @@ def test_pick_prefers_full_then_done_then_newest(tmp_path):
     for profile, run_id in (("quick", "a"), ("full", "b"), ("quick", "c")):
         runs.execute(job, "", FakeConfig(), seed=0, profile=profile, out=out, run_id=run_id)
     _execute(out, "mlp", _fails)  # quick, failed, newest
-    assert pick(collect_runs(out), "mlp").path.name == "b"
-    cells = pick_cells(collect_runs(out), "mlp")
-    assert [r.profile for r in cells.values()] == ["full"]
+    from mnist_suite.report.replicates import pick_cell_groups, pick_group
+
+    assert [r.path.name for r in pick_group(collect_runs(out), "mlp").runs] == ["b"]
+    groups = pick_cell_groups(collect_runs(out), "mlp")
+    assert [g.profile for g in groups.values()] == ["full"]
 
 
 def test_fmt_and_seed_figures():

@@ -19,8 +19,9 @@ from mnist_suite.report.common import Context, missing_note, registry
 from mnist_suite.report.document import Section, Table
 from mnist_suite.report.figures import FigureWriter
 from mnist_suite.report.original import ORIGINAL_CURVES, SOURCE
-from mnist_suite.report.replicates import Group, mean_pm, pick_cell_groups, pick_group
+from mnist_suite.report.replicates import Group, pick_cell_groups, pick_group
 from mnist_suite.stats import median_spread
+from mnist_suite.summary import mean_ci
 from mnist_suite.targets import TARGETS, target_key
 
 
@@ -243,7 +244,8 @@ def _learning_curves(writer: FigureWriter, job: str, g: Group):
     }[kind]
     n = len(g.done)
     final = g.summary("test_accuracy")
-    takeaway = f"mean test accuracy {mean_pm(final)} over {n} seed{'s' * (n != 1)}"
+    ours = mean_ci(final.mean, final.half_width, "accuracy")
+    takeaway = f"mean test accuracy {ours} over {n} seed{'s' * (n != 1)}"
     return figures.curves(
         writer,
         f"curves-{job}",

@@ -6,20 +6,21 @@ so a report over half-finished, failed or interrupted runs still builds.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_suite.files import read_json
 from mnist_suite.records import number as number  # the sections read numbers through here
 from mnist_suite.runs import RunRecord, find_runs, load_run
 
 log = logging.getLogger(__name__)
 
 
-def _dict(obj: Any) -> dict:
+def as_dict(obj: Any) -> dict:
+    """``obj`` if it is a dict, else an empty one: for reading JSON of unknown shape."""
     return obj if isinstance(obj, dict) else {}
 
 
@@ -42,37 +43,6 @@ def _freshness(run: RunRecord) -> tuple:
     return (run.state == "done", run.started_at)
 
 
-def _preference(run: RunRecord) -> tuple:
-    # The full profile over quick, a finished run over others, then the newest.
-    return (run.profile == "full", run.state == "done", run.started_at)
-
-
-def by_job(records: list[RunRecord], job: str) -> list[RunRecord]:
-    return [r for r in records if r.job == job]
-
-
-def pick(records: list[RunRecord], job: str) -> RunRecord | None:
-    """The run that represents a single-cell ``job``: full profile, done, newest."""
-    runs = by_job(records, job)
-    return max(runs, key=_preference) if runs else None
-
-
-def pick_cells(records: list[RunRecord], job: str) -> dict[str, RunRecord]:
-    """One representative run per cell of a batch ``job``, cells in label order.
-
-    All cells come from the preferred profile (full when any full cell exists), so a
-    grid never mixes quick and full points.
-    """
-    runs = by_job(records, job)
-    if not runs:
-        return {}
-    profile = "full" if any(r.profile == "full" for r in runs) else runs[0].profile
-    cells: dict[str, RunRecord] = {}
-    for run in sorted((r for r in runs if r.profile == profile), key=_preference):
-        cells[run.cell] = run  # the last (most preferred) wins
-    return dict(sorted(cells.items()))
-
-
 @dataclass
 class BenchFile:
     """One pytest-benchmark JSON file."""
@@ -91,10 +61,9 @@ def collect_benchmarks(bench_dir: Path | None) -> list[BenchFile]:
         return []
     files = []
     for path in sorted(Path(bench_dir).glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            log.warning("%s: not readable JSON (%s)", path, exc)
+        data = read_json(path)
+        if data is None:
+            log.warning("%s: not a readable JSON file of at most 64 MB", path)
             continue
         benches = data.get("benchmarks") if isinstance(data, dict) else None
         if not isinstance(benches, list):
@@ -103,8 +72,8 @@ def collect_benchmarks(bench_dir: Path | None) -> list[BenchFile]:
         files.append(
             BenchFile(
                 path=path,
-                machine_info=_dict(data.get("machine_info")),
-                commit_info=_dict(data.get("commit_info")),
+                machine_info=as_dict(data.get("machine_info")),
+                commit_info=as_dict(data.get("commit_info")),
                 datetime=str(data.get("datetime") or ""),
                 benchmarks=[b for b in benches if isinstance(b, dict)],
                 targets=[t for t in data.get("targets") or [] if isinstance(t, dict)],
