@@ -616,3 +616,20 @@ def test_the_reference_report_validates_against_the_schema():
 
     reference = Path(__file__).resolve().parent.parent / "reports" / "results.json"
     jsonschema.validate(json.loads(reference.read_text()), json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_the_glance_table_says_what_it_compares():
+    """Profile and non-default config named; ÷ PCA and ÷ noisy input apart; no ratio over a
+    near-zero MSE; originals judged by the prediction interval for one run."""
+    from mnist_suite.jobs import all_jobs
+    from mnist_suite.report.headline import markdown_table, non_default
+
+    quick_lr = all_jobs()["mlp-fast"].resolve("quick").lr
+    assert non_default("mlp-fast", "", "quick", {"lr": quick_lr}) == []
+    assert non_default("mlp-fast", "", "quick", {"lr": 0.05}) == ["lr=0.05"]
+    results = json.loads((Path(__file__).parents[1] / "reports" / "results.json").read_text())
+    table = markdown_table(results)
+    rows = {line.split("|")[1].strip(" `"): line for line in table.splitlines()[2:] if "|" in line}
+    assert "÷ PCA | ÷ noisy input" in table and "1380" not in table
+    assert "| consistent |" in rows["mlp-original"] and "| consistent |" in rows["sgd-original"]
+    assert "All rows: full profile, default config." in table
