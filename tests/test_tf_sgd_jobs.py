@@ -87,7 +87,6 @@ def test_grid_is_readable_by_tensorboards_hparams_dashboard(run_cli, tmp_path):
     assert {h.name for h in experiment.hparam_infos} >= {
         "job",
         "cell",
-        "seed",
         "profile",
         "lr",
         "batch_size",
