@@ -3,10 +3,12 @@
     python bench/compare.py [--current FILE] [--baseline FILE] [--history DIR] [--tolerance F]
 
 The ratios and verdicts are :mod:`mnist_suite.benchcompare`'s (which explains the rule). The
-baseline defaults to the newest stored run in the history folder other than the current one, of
-the same mode (quick/full) and the same number of busy processes started by ``--load``.
-Exit 0: no regression; 1: regressions (listed by name); 2: bad usage or files.
-Needs only the standard library and this source tree, so it runs from any Python.
+baseline defaults to the newest stored run in the history folder other than the current one,
+measured under the same ratio definition and with the same number of busy processes started by
+``--load``, of the same mode (quick/full) when there is one.
+Exit 0: no regression; 1: regressions or definition errors (listed by name); 2: bad usage,
+files, or two runs whose ratios are defined differently.
+Needs NumPy and this source tree, not the suite's environment.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mnist_suite import verdicts
 from mnist_suite.benchcompare import (
     TOLERANCE,
+    comparable,
     compare,
     default_baseline,
+    definition,
     load,
     ratios,
 )
@@ -27,6 +32,7 @@ from mnist_suite.benchcompare import (
 HISTORY = Path("bench/results/history")
 CURRENT = Path("bench/results/latest.json")
 __all__ = ["compare", "default_baseline", "load", "main", "ratios"]
+WIDTH = max(map(len, (verdicts.BETTER, verdicts.WORSE, verdicts.SAME, verdicts.UNSTABLE)))
 
 
 def _spread(r: dict) -> str:
@@ -46,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if base_path is None:
             raise ValueError(f"no stored run in {args.history} to compare with (run nox -s bench)")
         baseline = load(base_path)
+        comparable(baseline, current, str(base_path), str(args.current))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -53,17 +60,27 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"error: {args.current} and {base_path} share no paired ratio", file=sys.stderr)
         return 2
-    print(f"baseline {base_path} ({baseline.get('datetime', '?')[:19]})")
-    print(f"current  {args.current} ({current.get('datetime', '?')[:19]})")
+    for label, path, data in (
+        ("baseline", base_path, baseline),
+        ("current ", args.current, current),
+    ):
+        print(
+            f"{label} {path} ({str(data.get('datetime', '?'))[:19]}, "
+            f"{data.get('mode', 'full')}, ratio definition {definition(data)})"
+        )
     for row in rows:
         print(
-            f"{row['verdict']:>9}  {row['benchmark'].split('::')[-1]} {row['metric']}: "
+            f"{row['verdict']:>{WIDTH}}  {row['benchmark'].split('::')[-1]} {row['metric']}: "
             f"{_spread(row['current'])} vs {_spread(row['baseline'])}, "
             f"threshold {row['threshold']:.3f}"
         )
-    regressed = sorted({r["benchmark"] for r in rows if r["verdict"] == "REGRESSED"})
+    broken = sorted({r["benchmark"] for r in rows if r["verdict"] == verdicts.DEFINITION_ERROR})
+    if broken:
+        print(f"definition error (a fraction of the ceiling above 1.05): {', '.join(broken)}")
+    regressed = sorted({r["benchmark"] for r in rows if r["verdict"] == verdicts.WORSE})
     if regressed:
         print(f"regressed beyond their noise: {', '.join(regressed)}")
+    if broken or regressed:
         return 1
     print(f"no regression in {len(rows)} ratios")
     return 0

@@ -12,6 +12,8 @@ the median over rounds with its quartiles; ``extra_info`` then has, per metric
 - ``target``: ``{"fraction_of_ceiling": 0.6}``; the JSON's ``targets`` list gives the verdict:
   ``met`` when the lower quartile reaches the target, ``missed`` when the upper quartile is below
   it, ``unstable`` when the quartiles straddle it;
+- ``ratio_definition`` (top level, and ``definition`` in every ratio): the version of what a
+  ratio means (:data:`mnist_suite.benchcompare.DEFINITIONS`); change it with the definition;
 - ``unstable: true`` when a verdict is unstable or a ratio's IQR exceeds UNSTABLE_SPREAD of its
   median (too noisy to compare with other runs).
 
@@ -32,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from mnist_suite import threads
+from mnist_suite import benchcompare, threads, verdicts
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,7 +44,7 @@ CEILING_GFLOPS: dict[int, list[float]] = defaultdict(list)  # threads -> every c
 BLOCK_S = 0.02  # a round of a fast kernel: repeat it for about this long
 # A ratio whose interquartile range exceeds this share of its median is too noisy to compare
 # with other runs, whatever its verdict: the benchmark is marked unstable.
-UNSTABLE_SPREAD = 0.5
+UNSTABLE_SPREAD = benchcompare.UNSTABLE_SPREAD
 
 
 def pytest_addoption(parser):
@@ -208,6 +210,7 @@ def paired(benchmark):
             else:
                 values = [(r / ref_units) / (k / units) for k, r in pairs]
             ratios[metric] = summary(values) | {
+                "definition": benchcompare.DEFINITION,
                 "values": values,
                 "kernel_s": kernel_s,
                 "reference_s": ref,
@@ -236,19 +239,6 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["where"] = {k: here[k] for k in ("in_container", "image", "image_id")}
 
 
-def verdict(ratio: dict | None, value: float | None, goal: float) -> str:
-    """``met`` / ``missed`` / ``unstable`` from the quartiles (a plain median without them)."""
-    if value is None:
-        return "unknown"
-    if ratio is None:
-        return "met" if value >= goal else "missed"
-    if ratio["q1"] >= goal:
-        return "met"
-    if ratio["q3"] < goal:
-        return "missed"
-    return "unstable"
-
-
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """Add the run's noise, missing ratios (older single-median style) and targets' verdicts."""
     rows = output_json["benchmarks"]
@@ -269,8 +259,8 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         for metric, goal in info.get("target", {}).items():
             ratio = info.get("ratios", {}).get(metric)
             value = info.get(metric)
-            outcome = verdict(ratio, value, goal)
-            if outcome == "unstable":
+            outcome = verdicts.target(ratio, value, goal)
+            if outcome == verdicts.UNSTABLE:
                 info["unstable"] = True
             targets.append(
                 {
@@ -281,10 +271,11 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
                     "q3": ratio and ratio["q3"],
                     "target": goal,
                     "verdict": outcome,
-                    "met": {"met": True, "missed": False}.get(outcome),
+                    "met": {verdicts.MET: True, verdicts.MISSED: False}.get(outcome),
                 }
             )
     output_json["targets"] = targets
+    output_json["ratio_definition"] = benchcompare.DEFINITION
     output_json["mode"] = "quick" if config.getoption("--quick") else "full"
     output_json["noise"] = {
         # Busy processes bench/load.py started for this run (0: none of ours).

@@ -1,18 +1,25 @@
 """Paired benchmark ratios of two runs and their verdicts: the one place that logic lives.
 
 Used by ``bench/compare.py`` (the ``bench_compare`` nox session), ``mnist-suite compare`` and
-the report's benchmark history. Standard library only, so ``bench/compare.py`` runs from any
-Python.
+the report's benchmark history. Needs only the standard library and this package's file
+reader, so ``bench/compare.py`` runs from any Python with NumPy.
 
 Compares ratios, never raw times (a ratio's two sides are measured in alternation, so the
 machine's load mostly cancels): every ``extra_info["ratios"][metric]`` (fraction of the GEMM
-ceiling, speed-ups; higher is better) present in both files. A ratio **regressed** when the
+ceiling, speed-ups; higher is better) present in both files. A ratio is **worse** when the
 current median falls below the baseline's lower quartile by more than its own noise allows:
 
     current median < baseline q1 - tolerance · baseline median - (current q3 - current q1) / 2
 
-so a wide current spread (a noisy run) needs a larger drop to count; ``improved`` mirrors it
-above the upper quartile. ``tolerance`` is the minimum effect on a ratio.
+so a wide current spread (a noisy run) needs a larger drop to count; **better** mirrors it
+above the upper quartile; **unstable** when either side's interquartile range exceeds
+:data:`UNSTABLE_SPREAD` of its median (too noisy to compare). ``tolerance`` is the minimum
+effect on a ratio.
+
+What a ratio means is versioned (:data:`DEFINITION`, :data:`DEFINITIONS`): two runs measured
+under different definitions are not compared at all. A fraction of the ceiling above
+:data:`CEILING_LIMIT` is impossible by definition: such a row is a definition error, not a
+result.
 """
 
 from __future__ import annotations
@@ -21,19 +28,65 @@ import json
 import math
 from pathlib import Path
 
+from mnist_suite import verdicts
+from mnist_suite.files import read_bounded
+
 TOLERANCE = 0.05  # of the baseline median, beyond the quartiles and the current spread
 QUARTILES = ("median", "q1", "q3")
+MAX_BYTES = 64 << 20  # a benchmark file holds per-round lists: a few MB at most
+# A ratio whose interquartile range exceeds this share of its median is too noisy to compare.
+UNSTABLE_SPREAD = 0.5
+# A kernel cannot beat the GEMM it is measured against by more than timing noise.
+CEILING_LIMIT = 1.05
+
+# Versions of what the stored ratios mean; a file says its version in ``ratio_definition``
+# (files written before that field are recognised by their shape, see :func:`definition`).
+DEFINITION = 2
+DEFINITIONS = {
+    1: "kernel rounds of fixed length, each reference timed once per round",
+    2: "each round's kernel block lasts as long as its reference (short references repeated); "
+    "the ceiling is a float32 1024³ GEMM with the kernel's BLAS threads",
+}
 
 
 def load(path: Path) -> dict:
     """A pytest-benchmark JSON file as a dict; ValueError naming the file if it is not one."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
+        raw = read_bounded(Path(path), MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES >> 20} MB")
+        data = json.loads(raw)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({str(exc)[:80]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise ValueError(f"{path}: no 'benchmarks' list; not a pytest-benchmark file")
     return data
+
+
+def definition(data: dict) -> int:
+    """The version of the ratio definition a run was measured under.
+
+    The file's ``ratio_definition``; a file without it is version 2 when its benchmarks record
+    ``reference_calls_per_round`` (references repeated to the kernel's block), else version 1.
+    """
+    stated = data.get("ratio_definition")
+    if isinstance(stated, int) and not isinstance(stated, bool):
+        return stated
+    for bench in data.get("benchmarks") or []:
+        extra = bench.get("extra_info") if isinstance(bench, dict) else None
+        if isinstance(extra, dict) and "reference_calls_per_round" in extra:
+            return 2
+    return 1
+
+
+def comparable(base: dict, current: dict, base_name: str, current_name: str) -> None:
+    """ValueError (one line naming both) when the two runs' ratios mean different things."""
+    a, b = definition(base), definition(current)
+    if a != b:
+        raise ValueError(
+            f"not comparable: {base_name} has ratio definition {a}, {current_name} has "
+            f"definition {b} (a ratio means something else in each)"
+        )
 
 
 def _finite(value) -> bool:
@@ -55,24 +108,35 @@ def ratios(data: dict, by: str = "fullname") -> dict[tuple[str, str], dict]:
     return found
 
 
-def verdict(base: dict, cur: dict, tolerance: float = TOLERANCE) -> tuple[str, float]:
-    """(``REGRESSED`` / ``improved`` / ``ok``, the regression threshold) of one ratio."""
+def _unstable(r: dict) -> bool:
+    return r["q3"] - r["q1"] > UNSTABLE_SPREAD * abs(r["median"])
+
+
+def verdict(base: dict, cur: dict, tolerance: float = TOLERANCE, metric: str = "") -> tuple:
+    """(verdict, the regression threshold) of one ratio, in :mod:`~mnist_suite.verdicts`' words:
+    ``definition error``, ``unstable``, ``worse``, ``better`` or ``no detectable change``."""
     spread = (cur["q3"] - cur["q1"]) / 2
     threshold = base["q1"] - tolerance * base["median"] - spread
+    if metric == "fraction_of_ceiling" and max(base["median"], cur["median"]) > CEILING_LIMIT:
+        return verdicts.DEFINITION_ERROR, threshold
+    if _unstable(base) or _unstable(cur):
+        return verdicts.UNSTABLE, threshold
     if cur["median"] < threshold:
-        return "REGRESSED", threshold
+        return verdicts.WORSE, threshold
     if cur["median"] > base["q3"] + tolerance * base["median"] + spread:
-        return "improved", threshold
-    return "ok", threshold
+        return verdicts.BETTER, threshold
+    return verdicts.SAME, threshold
 
 
 def compare(baseline: dict, current: dict, tolerance: float = TOLERANCE) -> list[dict]:
-    """One row per ratio in both runs: names, both summaries, the threshold and the verdict."""
+    """One row per ratio in both runs: names, both summaries, the threshold and the verdict.
+
+    The caller checks :func:`comparable` first (it names the files)."""
     base, cur = ratios(baseline), ratios(current)
     rows = []
     for key in sorted(base.keys() & cur.keys()):
         b, c = base[key], cur[key]
-        result, threshold = verdict(b, c, tolerance)
+        result, threshold = verdict(b, c, tolerance, key[1])
         rows.append(
             {"benchmark": key[0], "metric": key[1], "baseline": b, "current": c}
             | {"threshold": threshold, "verdict": result}
@@ -81,9 +145,9 @@ def compare(baseline: dict, current: dict, tolerance: float = TOLERANCE) -> list
 
 
 def kind(data: dict) -> tuple:
-    """Runs comparable by default: same mode, same number of busy processes we started."""
+    """Runs comparable by default: same ratio definition, same number of busy processes."""
     noise = data.get("noise") if isinstance(data.get("noise"), dict) else {}
-    return data.get("mode", "full"), noise.get("competing_processes", 0)
+    return definition(data), noise.get("competing_processes", 0)
 
 
 def _medians(data: dict) -> list:
@@ -102,10 +166,14 @@ def stored(history: Path) -> list[tuple[Path, dict]]:
 
 
 def default_baseline(history: Path, current: dict, current_path: Path) -> Path | None:
-    """The newest stored run other than the current one (which nox also stores), same kind."""
+    """The newest stored run other than the current one (which nox also stores) of the same
+    kind (:func:`kind`), of the same mode (quick/full) when there is one, else of the other:
+    both modes measure the same ratios, quick ones over fewer rounds."""
+    mode = current.get("mode", "full")
     candidates = []
     for path, data in stored(history):
         other = path.resolve() != current_path.resolve() and _medians(data) != _medians(current)
         if other and kind(data) == kind(current):
-            candidates.append((str(data.get("datetime") or ""), path))
-    return max(candidates)[1] if candidates else None
+            same_mode = data.get("mode", "full") == mode
+            candidates.append((same_mode, str(data.get("datetime") or ""), path))
+    return max(candidates)[2] if candidates else None

@@ -529,8 +529,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from mnist_suite.files import dumps
 
     rules = compare.parse_min_effects(args.min_effect)
-    how = reading(args.base, args.new)
-    if how == "paths":
+    compare.check_fail_metrics(args.fail_metric, rules)
+    if not 0.5 <= args.confidence < 1:
+        raise SuiteError(f"--confidence {args.confidence}: expected a coverage in [0.5, 1)")
+    if reading(args.base, args.new) == "paths":
         base, new = compare.load_side(Path(args.base)), compare.load_side(Path(args.new))
     else:
         print(f"reading {args.base} and {args.new} as git revisions", file=sys.stderr)
@@ -539,20 +541,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except RevisionError as exc:
             print(f"error: {_one_line(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
-    if not 0.5 <= args.confidence < 1:
-        raise SuiteError(f"--confidence {args.confidence}: expected a coverage in [0.5, 1)")
-    rows = compare.compare(base, new, rules, args.confidence)
-    if not rows:
+    if not (base.groups() & new.groups() or base.ratios.keys() & new.ratios.keys()):
         raise SuiteError(f"{args.base} and {args.new} share no job, cell, profile or benchmark")
+    rows = compare.compare(base, new, rules, args.confidence)
     if args.json:
         print(dumps(compare.document(base, new, rows, rules, args.confidence)))
     elif args.md:
         print(compare.render_markdown(base, new, rows, rules, args.confidence))
     else:
         print(compare.render_text(base, new, rows, rules, args.confidence))
-    worse = compare.regressions(rows, args.fail_metric)
-    if args.fail_on == "worse" and worse:
-        print(f"worse beyond noise: {', '.join(worse)}", file=sys.stderr)
+    failing = compare.regressions(rows, args.fail_metric)
+    if args.fail_on == "worse" and failing:
+        print(f"failing: {'; '.join(failing)}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
@@ -874,7 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="METRIC",
-        help="with --fail-on: only these metrics fail (repeatable; default every metric)",
+        help="with --fail-on: only these metrics fail (repeatable; default every metric); "
+        "a metric no row judges fails",
     )
     p.add_argument(
         "--min-effect",

@@ -1,37 +1,56 @@
 """``mnist-suite compare BASE NEW``: did a change help, beyond noise?
 
 Each side is a runs folder, a report's ``results.json`` (or a baseline saved with
-``runs --summary --json``: the same ``summaries`` shape), or benchmark results (a
-pytest-benchmark JSON file, or a folder of them: its newest run). For every job, cell, profile
-and compared metric present on both sides: n and mean ± 95% CI of each side, the difference
-NEW − BASE with its Welch 95% interval, and a verdict:
+``runs --summary --json``: the same ``summaries`` shape, schema version 2 or 3), or benchmark
+results (a pytest-benchmark JSON file, or a folder of them: its newest run). For every job,
+cell, profile and compared metric: n and mean ± 95% CI of each side, the difference NEW − BASE
+with its interval, and a verdict (words of :mod:`mnist_suite.verdicts`):
 
-- ``better`` / ``worse``: the interval excludes 0 **and** the difference is at least the
-  metric's minimum effect (:data:`RULES`), in the metric's good or bad direction;
-- ``no detectable change``: otherwise;
-- ``too few seeds``: one side has fewer than two runs (no spread, no interval: no verdict).
+- the interval is **paired** by seed when both sides hold per-seed values of the same seeds
+  (the interval of the per-seed differences: with deterministic seeds that is the change's
+  effect alone, and identical sides give exactly 0); **Welch**'s unpaired interval otherwise.
+  The table says which, and how many pairs;
+- ``better`` / ``worse``: the difference is significant **table-wide** (Holm's rule over every
+  row judged at once, so the chance of any false better/worse in the table stays at
+  1 − confidence) **and** at least the metric's minimum effect (:data:`RULES`), in its good or
+  bad direction; ``no detectable change`` otherwise; ``too few seeds`` when a side has fewer
+  than two runs;
+- rows the comparison cannot see through, each failing ``--fail-on worse``: ``missing`` (a
+  job, cell or metric on one side only), ``diverged`` (some or all seeds of a side diverged or
+  failed), ``outdated`` (NEW holds finished runs of other code than this source's).
+
+Speed is judged on ``train_seconds`` (the training clock without one-time process warm-up),
+and only when both sides ran on the same machine kind (CPU model, cores, container or not) at
+a comparable load (1-minute load averages within :data:`LOAD_TOLERANCE`); otherwise the table
+says "speed not comparable: <reason>" under it. Accuracy verdicts are unaffected.
 
 Minimum effects (why these): 0.1 point of test accuracy (the last digit the original projects
 printed, and about a third of the quick profile's seed spread); 3% relative MSE or loss (about
-the seed spread of the autoencoders); 10% of wall time (what a shared machine's load moves a
-time by; a speed verdict from wall times needs more than that). Benchmark ratios are compared by
+the seed spread of the autoencoders); 10% of the training time. Benchmark ratios are compared by
 :mod:`mnist_suite.benchcompare` (paired in alternation, so load cancels; its tolerance is the
-minimum effect) and join the same table.
+minimum effect) and join the same table; runs measured under different ratio definitions are
+refused.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_suite import benchcompare
+from mnist_suite import benchcompare, verdicts
 from mnist_suite.errors import ConfigError
-from mnist_suite.stats import CONFIDENCE
+from mnist_suite.stats import CONFIDENCE, LARGEST, Difference, difference, holm, t_interval
+from mnist_suite.verdicts import BETTER, DIVERGED, FEW, MISSING, OUTDATED, SAME, WORSE
 
-BETTER, WORSE, SAME, FEW = "better", "worse", "no detectable change", "too few seeds"
+SPEED_METRIC = "train_seconds"
+# Loads (1-minute averages, in busy processes) this close count as comparable for speed.
+LOAD_TOLERANCE = 0.5
+MAX_SEEDS = 1_000_000
+MAX_BYTES = 256 << 20  # a report's results.json of thousands of runs stays far below
 
 
 @dataclass(frozen=True)
@@ -56,25 +75,27 @@ RULES: dict[str, Rule] = {
     "test_mse": Rule(higher_is_better=False, relative=0.03),
     "test_mse_pixels": Rule(higher_is_better=False, relative=0.03),
     "final_train_loss": Rule(higher_is_better=False, relative=0.03),
-    "wall_seconds": Rule(higher_is_better=False, relative=0.10),
+    SPEED_METRIC: Rule(higher_is_better=False, relative=0.10),
 }
 
 
 @dataclass(frozen=True)
 class Stat:
-    """One side's figure: n, mean and sample sd over seeds (sd None for n < 2)."""
+    """One side's figure: n, mean, sample sd over seeds (sd None for n < 2), the per-seed
+    values when the side holds them, and how many of the group's runs diverged or failed."""
 
     n: int
     mean: float | None
     sd: float | None
+    values: dict[int, float] | None = None
+    diverged: int = 0
 
     def half_width(self) -> float | None:
         """Half the Student-t 95% interval of the mean, or None."""
-        if self.n < 2 or self.sd is None:
+        if self.mean is None:
             return None
-        from scipy import stats
-
-        return float(stats.t.ppf((1 + CONFIDENCE) / 2, self.n - 1) * self.sd / math.sqrt(self.n))
+        interval = t_interval(self.mean, self.sd, self.n)
+        return None if interval is None else (interval[1] - interval[0]) / 2
 
 
 @dataclass
@@ -86,86 +107,122 @@ class Side:
     stats: dict[tuple[str, str, str, str], Stat] = field(default_factory=dict)
     configs: dict[tuple[str, str, str], list[dict]] = field(default_factory=dict)
     fingerprints: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    machines: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    outdated: dict[tuple[str, str, str], int] = field(default_factory=dict)
     ratios: dict[tuple[str, str], dict] = field(default_factory=dict)
+    bench: dict | None = None  # the benchmark file, for its ratio definition
 
-
-def welch(
-    base: Stat, new: Stat, confidence: float = CONFIDENCE
-) -> tuple[float, float | None, float | None]:
-    """(NEW − BASE, low, high): the difference of means with its Welch interval (95%)."""
-    diff = new.mean - base.mean
-    if base.n < 2 or new.n < 2 or base.sd is None or new.sd is None:
-        return diff, None, None
-    vb, vn = base.sd**2 / base.n, new.sd**2 / new.n
-    if vb + vn == 0:
-        return diff, diff, diff  # identical runs on both sides: no spread to widen the interval
-    from scipy import stats
-
-    df = (vb + vn) ** 2 / (vb**2 / (base.n - 1) + vn**2 / (new.n - 1))
-    half = float(stats.t.ppf((1 + confidence) / 2, df)) * math.sqrt(vb + vn)
-    return diff, diff - half, diff + half
-
-
-def judge(
-    metric: str,
-    base: Stat,
-    new: Stat,
-    rules: dict[str, Rule] | None = None,
-    confidence: float = CONFIDENCE,
-) -> dict:
-    """The comparison of one figure: difference, interval, minimum effect and verdict."""
-    rule = (rules or RULES)[metric]
-    if base.mean is None or new.mean is None:
-        return {"diff": None, "low": None, "high": None, "min_effect": None, "verdict": FEW}
-    diff, low, high = welch(base, new, confidence)
-    effect = rule.min_effect(base.mean)
-    if low is None or high is None:
-        verdict = FEW
-    elif (low > 0 or high < 0) and abs(diff) >= effect:
-        verdict = BETTER if (diff > 0) == rule.higher_is_better else WORSE
-    else:
-        verdict = SAME
-    return {"diff": diff, "low": low, "high": high, "min_effect": effect, "verdict": verdict}
+    def groups(self) -> set[tuple[str, str, str]]:
+        return {key[:3] for key in self.stats}
 
 
 # --- reading a side ---------------------------------------------------------------------------
 
 
-def side_of_runs(label: str, records: list) -> Side:
-    """A side from run records (:class:`~mnist_suite.runs.RunRecord`) already read."""
+def side_of_runs(label: str, records: list, current=None) -> Side:
+    """A side from run records (:class:`~mnist_suite.runs.RunRecord`) already read.
+
+    ``current`` maps a job name to this source's fingerprint of it (None: not checked); finished
+    runs of other code are counted per group as outdated.
+    """
     from mnist_suite.summary import summaries
 
-    return _from_summaries(Side(label, "runs"), summaries(records))
-
-
-def _from_summaries(side: Side, rows: list) -> Side:
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        try:
-            key = (str(row["job"]), str(row.get("cell") or ""), str(row["profile"]))
-            metric = str(row["metric"])
-            n = int(row["n"])
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError(
-                f"{side.label}: a summary without job, profile, metric or n"
-            ) from None
-        mean, sd = row.get("mean"), row.get("sd")
-        mean = float(mean) if isinstance(mean, int | float) else None
-        sd = float(sd) if isinstance(sd, int | float) else None
-        known = side.stats.get((*key, metric))
-        if known is not None and known.n >= n:
-            continue  # several configs of one job, cell and profile: the one with most seeds
-        side.stats[(*key, metric)] = Stat(n, mean, sd)
-        if isinstance(row.get("configs"), list):
-            side.configs.setdefault(key, row["configs"])
-        if isinstance(row.get("fingerprints"), list):
-            side.fingerprints.setdefault(key, [str(f) for f in row["fingerprints"]])
+    side = _from_summaries(Side(label, "runs"), summaries(records), checked=False)
+    for run in records if current else []:
+        if run.state == "done" and run.code_state(current(run.job)) not in ("current", "unknown"):
+            group = (run.job, run.cell, run.profile)
+            side.outdated[group] = side.outdated.get(group, 0) + 1
     return side
 
 
-def _results_v1(side: Side, doc: dict) -> Side:
-    """A schema-1 ``results.json``: its ``runs`` list, summarised here."""
+def _number(row: dict, name: str, where: str, low: float = -LARGEST) -> float | None:
+    value = row.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigError(f"{where}: {name} {str(value)[:40]!r} is not a number")
+    if not (math.isfinite(value) and low <= value <= LARGEST):
+        raise ConfigError(f"{where}: {name} {value!r} out of range [{low:g}, {LARGEST:g}]")
+    return float(value)
+
+
+def _check_row(row: Any, label: str, i: int) -> tuple[tuple, Stat]:
+    """One summary row of a file, validated like a run record: one-line ConfigError if not."""
+    where = f"{label}: summary {i + 1}"
+    if not isinstance(row, dict):
+        raise ConfigError(f"{where} is not an object")
+    names = {}
+    for name in ("job", "profile", "metric"):
+        if not isinstance(row.get(name), str) or not row[name]:
+            raise ConfigError(f"{where}: no {name} (text)")
+        names[name] = row[name]
+    cell = row.get("cell") or ""
+    if not isinstance(cell, str):
+        raise ConfigError(f"{where}: cell is not text")
+    where = f"{label}: {names['job']}{'/' + cell if cell else ''} {names['metric']}"
+    n, diverged = row.get("n"), row.get("diverged", 0)
+    for name, value in (("n", n), ("diverged", diverged)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEEDS:
+            raise ConfigError(f"{where}: {name} {str(value)[:40]!r} is not a count of runs")
+    metric = names["metric"]
+    low = 0.0 if ("seconds" in metric or "mse" in metric or metric.startswith("n_")) else -LARGEST
+    mean, sd = _number(row, "mean", where, low), _number(row, "sd", where, 0.0)
+    if "accuracy" in metric and mean is not None and not 0 <= mean <= 1:
+        raise ConfigError(f"{where}: mean {mean!r} is not an accuracy in [0, 1]")
+    if (n >= 1 and mean is None) or (n >= 2 and sd is None):
+        raise ConfigError(f"{where}: n = {n} needs a mean" + (" and an sd" if n >= 2 else ""))
+    if n == 0 and diverged == 0:
+        raise ConfigError(f"{where}: n = 0 and no diverged run: an empty summary")
+    values = None
+    seeds, listed = row.get("seeds"), row.get("values")
+    if listed is not None:
+        if not isinstance(seeds, list) or not isinstance(listed, list) or len(seeds) != n:
+            raise ConfigError(f"{where}: values need n seeds beside them")
+        integers = all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        if len(listed) != n or not integers:
+            raise ConfigError(f"{where}: n values and n integer seeds expected")
+        if len(set(seeds)) != n:
+            raise ConfigError(f"{where}: a seed listed twice")
+        probe = {"v": 0.0}
+        for v in listed:
+            probe["v"] = v
+            _number(probe, "v", where + " values", low)
+        values = dict(zip(seeds, map(float, listed), strict=True))
+        if n and abs(sum(values.values()) / n - mean) > 1e-9 * max(1.0, abs(mean)):
+            raise ConfigError(f"{where}: mean {mean!r} is not the mean of its values")
+    key = (names["job"], cell, names["profile"], metric)
+    return key, Stat(n, mean, sd, values, diverged)
+
+
+def _from_summaries(side: Side, rows: list, checked: bool = True) -> Side:
+    """Summary rows into a side; a file's rows (``checked``) are validated, and a key (job,
+    cell, profile, metric) given twice is an error, not a choice."""
+    for i, row in enumerate(rows):
+        key, stat = _check_row(row, side.label, i)
+        if key in side.stats:
+            if checked:
+                raise ConfigError(f"{side.label}: {_key_name(key)} summarised twice")
+            # Runs of one group under several configs: keep the one with most seeds.
+            if side.stats[key].n >= stat.n:
+                continue
+        side.stats[key] = stat
+        group = key[:3]
+        if isinstance(row.get("configs"), list):
+            side.configs.setdefault(group, [c for c in row["configs"] if isinstance(c, dict)])
+        if isinstance(row.get("fingerprints"), list):
+            side.fingerprints.setdefault(group, [str(f) for f in row["fingerprints"]])
+        if isinstance(row.get("machine"), dict):
+            side.machines.setdefault(group, row["machine"])
+    return side
+
+
+def _key_name(key: tuple) -> str:
+    job, cell, profile, metric = key
+    return f"{job}{'/' + cell if cell else ''} {profile} {metric}"
+
+
+def _results_runs(side: Side, doc: dict) -> Side:
+    """A ``results.json``'s ``runs`` list, summarised here (per-seed values: paired intervals)."""
     from mnist_suite.runs import RunRecord
     from mnist_suite.summary import summaries
 
@@ -173,15 +230,21 @@ def _results_v1(side: Side, doc: dict) -> Side:
     for run in doc.get("runs") or []:
         if isinstance(run, dict) and isinstance(run.get("metrics"), dict):
             cfg = {k: run.get(k) for k in ("job", "cell", "profile", "seed", "config")}
+            if not all(isinstance(cfg[k], str) for k in ("job", "profile")):
+                continue
             records.append(
                 RunRecord(
-                    Path(str(run.get("job"))) / str(run.get("run_id")),
+                    Path(cfg["job"]) / str(run.get("run_id")),
                     str(run.get("state")),
                     config_file={k: v for k, v in cfg.items() if v is not None},
                     metrics=run["metrics"],
                 )
             )
-    return _from_summaries(side, summaries(records))
+    try:
+        rows = summaries(records)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{side.label}: runs with unusable figures ({str(exc)[:60]})") from None
+    return _from_summaries(side, rows, checked=False)
 
 
 def _newest_bench(folder: Path) -> tuple[Path, dict] | None:
@@ -191,8 +254,21 @@ def _newest_bench(folder: Path) -> tuple[Path, dict] | None:
     return max(found, key=lambda pd: (str(pd[1].get("datetime") or ""), str(pd[0])))
 
 
+def _read_json(path: Path) -> Any:
+    from mnist_suite.files import read_bounded
+
+    try:
+        raw = read_bounded(path, MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES >> 20} MB")
+        return json.loads(raw)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON file ({str(exc)[:60]})") from None
+
+
 def load_side(path: Path) -> Side:
     """Read one side of ``compare``; ConfigError (one line) for anything that is not one."""
+    from mnist_suite.fingerprint import for_job_name
     from mnist_suite.runs import find_runs, load_run, newest_code
 
     path = Path(path)
@@ -204,28 +280,25 @@ def load_side(path: Path) -> Side:
             records, left_out = newest_code([load_run(p) for p in runs])
             if left_out:
                 label += f" (newest code of each job; {left_out} older runs left out)"
-            return side_of_runs(label, records)
+            return side_of_runs(label, records, for_job_name)
         if (path / "results.json").is_file():
             return load_side(path / "results.json")
         newest = _newest_bench(path)
         if newest is not None:
             bench_path, data = newest
-            return Side(f"{bench_path}", "bench", ratios=benchcompare.ratios(data))
+            return Side(str(bench_path), "bench", ratios=benchcompare.ratios(data), bench=data)
         raise ConfigError(
             f"{path}: holds no runs, no results.json and no benchmark JSON to compare"
         )
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: no such file or folder")
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a readable JSON file ({str(exc)[:60]})") from None
+    doc = _read_json(path)
+    if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list):
+        return Side(label, "bench", ratios=benchcompare.ratios(doc), bench=doc)
+    if isinstance(doc, dict) and isinstance(doc.get("runs"), list) and doc["runs"]:
+        return _results_runs(Side(label, "results"), doc)
     if isinstance(doc, dict) and isinstance(doc.get("summaries"), list):
         return _from_summaries(Side(label, "results"), doc["summaries"])
-    if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list):
-        return Side(label, "bench", ratios=benchcompare.ratios(doc))
-    if isinstance(doc, dict) and isinstance(doc.get("runs"), list):
-        return _results_v1(Side(label, "results"), doc)
     raise ConfigError(
         f"{path}: neither a report's results.json, a summary baseline nor benchmark results"
     )
@@ -245,90 +318,213 @@ def _config_diff(base: list[dict], new: list[dict]) -> str:
     return ", ".join(f"{k}: {a.get(k)} -> {b.get(k)}" for k in keys)
 
 
-def compare(
-    base: Side, new: Side, rules: dict[str, Rule] | None = None, confidence: float = CONFIDENCE
-) -> list[dict]:
-    """One row per figure with a rule (:data:`RULES`) on both sides, and per benchmark ratio.
+def speed_comparable(base: dict | None, new: dict | None) -> str:
+    """Why the two sides' clocks cannot be compared ("" when they can)."""
+    for side, m in (("base", base), ("new", new)):
+        if not m or not m.get("kind") or not isinstance(m.get("load"), int | float):
+            return f"{side} does not record which machine it ran on and its load"
+    if base["kind"] != new["kind"]:
+        a, b = (" / ".join(map(str, m["kind"])) for m in (base, new))
+        return f"other machines ({a} vs {b})"
+    if abs(base["load"] - new["load"]) > LOAD_TOLERANCE:
+        return f"other loads ({base['load']:.2f} vs {new['load']:.2f} busy processes)"
+    return ""
 
-    ``confidence`` is the coverage of the difference's interval (0.95; a CI gate may ask more).
-    """
-    rules = rules or RULES
+
+def _row(kind: str, group: tuple, metric: str, verdict: str, **extra) -> dict:
+    job, cell, profile = group
+    row = {"kind": kind, "job": job, "cell": cell, "profile": profile, "metric": metric}
+    row |= {"base": None, "new": None, "diff": None, "low": None, "high": None}
+    row |= {"p_value": None, "method": "", "pairs": 0, "min_effect": None, "verdict": verdict}
+    return row | {"note": "", "config_changes": "", "mixed_code": []} | extra
+
+
+def _side_stat(s: Stat) -> dict:
+    return {"n": s.n, "mean": s.mean, "sd": s.sd, "half_width": s.half_width()}
+
+
+def _judged(metric: str, rule: Rule, b: Stat, n: Stat, confidence: float) -> dict:
+    if b.n < 2 or n.n < 2:
+        d = Difference(n.mean - b.mean, None, None, None, "")
+    else:
+        d = difference((b.n, b.mean, b.sd), (n.n, n.mean, n.sd), b.values, n.values, confidence)
+    return {
+        "base": _side_stat(b),
+        "new": _side_stat(n),
+        "diff": d.diff,
+        "low": d.low,
+        "high": d.high,
+        "p_value": d.p_value,
+        "method": d.method,
+        "pairs": d.pairs,
+        "min_effect": rule.min_effect(b.mean),
+        "verdict": FEW if d.p_value is None else SAME,
+    }
+
+
+def _run_rows(base: Side, new: Side, rules: dict[str, Rule], confidence: float) -> tuple:
+    rows, speed_notes = [], []
+    for group in sorted(base.groups() | new.groups()):
+        where = [s for s in (base, new) if group in s.groups()]
+        if len(where) == 1:
+            only = "base" if where[0] is base else "new"
+            metrics = sorted({k[3] for k in where[0].stats if k[:3] == group} - {SPEED_METRIC})
+            judged = [m for m in metrics if m in rules] or metrics[:1]
+            for metric in judged:
+                rows.append(_row("run", group, metric, MISSING, note=f"only on {only}"))
+            continue
+        extras = {
+            "config_changes": _config_diff(base.configs.get(group, []), new.configs.get(group, [])),
+            "mixed_code": [
+                label
+                for label, s in (("base", base), ("new", new))
+                if len(s.fingerprints.get(group, [])) > 1
+            ],
+        }
+        metrics = {k[3] for s in (base, new) for k in s.stats if k[:3] == group}
+        for metric in sorted(m for m in metrics if m in rules):
+            b, n = base.stats.get((*group, metric)), new.stats.get((*group, metric))
+            if metric == SPEED_METRIC:
+                why = speed_comparable(base.machines.get(group), new.machines.get(group))
+                if b is None or n is None:
+                    why = f"{metric} not recorded on {'base' if b is None else 'new'}"
+                if why:
+                    speed_notes.append(why)
+                    continue
+            if b is None or n is None:
+                note = f"only on {'new' if b is None else 'base'}"
+                rows.append(_row("run", group, metric, MISSING, note=note, **extras))
+                continue
+            row = _row("run", group, metric, FEW, **extras)
+            if b.mean is not None and n.mean is not None:
+                row |= _judged(metric, rules[metric], b, n, confidence)
+            notes = []
+            for label, s in (("base", base), ("new", new)):
+                st = s.stats[(*group, metric)]
+                if st.diverged:
+                    notes.append(f"{st.diverged} of {st.n + st.diverged} seeds diverged on {label}")
+            if notes:
+                row |= {"verdict": DIVERGED, "note": "; ".join(notes)}
+            elif new.outdated.get(group):
+                count = new.outdated[group]
+                note = f"{count} run{'s' * (count != 1)} on new recorded by other code"
+                row |= {"verdict": OUTDATED, "note": note}
+            rows.append(row)
+    return rows, sorted(set(speed_notes))
+
+
+def _decide(rows: list[dict], rules: dict[str, Rule], confidence: float) -> None:
+    """Holm over the rows judged at once: better/worse only where the table-wide rule rejects
+    "no difference" and the difference reaches the minimum effect."""
+    judged = [r for r in rows if r["verdict"] == SAME and r["p_value"] is not None]
+    rejected = holm([r["p_value"] for r in judged], 1 - confidence)
+    for row, significant in zip(judged, rejected, strict=True):
+        if significant and abs(row["diff"]) >= row["min_effect"]:
+            good = (row["diff"] > 0) == rules[row["metric"]].higher_is_better
+            row["verdict"] = BETTER if good else WORSE
+
+
+def _bench_rows(base: Side, new: Side) -> list[dict]:
+    if base.bench is not None and new.bench is not None:
+        try:
+            benchcompare.comparable(base.bench, new.bench, base.label, new.label)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     rows = []
-    for key in sorted(base.stats.keys() & new.stats.keys()):
-        job, cell, profile, metric = key
-        if metric not in rules:
-            continue  # a figure without a direction and a minimum effect gets no verdict
-        b, n = base.stats[key], new.stats[key]
-        group = (job, cell, profile)
-        mixed = [
-            side
-            for side, s in (("base", base), ("new", new))
-            if len(s.fingerprints.get(group, [])) > 1
-        ]
-        rows.append(
-            {
-                "kind": "run",
-                "job": job,
-                "cell": cell,
-                "profile": profile,
-                "metric": metric,
-                "base": {"n": b.n, "mean": b.mean, "sd": b.sd, "half_width": b.half_width()},
-                "new": {"n": n.n, "mean": n.mean, "sd": n.sd, "half_width": n.half_width()},
-                **judge(metric, b, n, rules, confidence),
-                "config_changes": _config_diff(
-                    base.configs.get(group, []), new.configs.get(group, [])
-                ),
-                "mixed_code": mixed,
-            }
-        )
     for key in sorted(base.ratios.keys() & new.ratios.keys()):
         b, n = base.ratios[key], new.ratios[key]
-        result, threshold = benchcompare.verdict(b, n)
-        verdict = {"REGRESSED": WORSE, "improved": BETTER}.get(result, SAME)
+        verdict, threshold = benchcompare.verdict(b, n, metric=key[1])
         rows.append(
-            {
-                "kind": "benchmark",
-                "job": key[0].split("::")[-1],
-                "cell": "",
-                "profile": "bench",
-                "metric": key[1],
+            _row("benchmark", (key[0].split("::")[-1], "", "bench"), key[1], verdict)
+            | {
                 "base": {k: b[k] for k in benchcompare.QUARTILES},
                 "new": {k: n[k] for k in benchcompare.QUARTILES},
                 "diff": n["median"] - b["median"],
-                "low": None,
-                "high": None,
                 "min_effect": benchcompare.TOLERANCE * b["median"],
                 "threshold": threshold,
-                "verdict": verdict,
-                "config_changes": "",
-                "mixed_code": [],
             }
         )
     return rows
 
 
-def regressions(rows: list[dict], metrics: list[str] | None = None) -> list[str]:
-    """Names of the figures that got worse (of ``metrics`` only, when given):
-    ``job[/cell] profile metric``."""
-    return [
-        _name(r) + f" {r['metric']}"
-        for r in rows
-        if r["verdict"] == WORSE and (not metrics or r["metric"] in metrics)
+def compare(
+    base: Side, new: Side, rules: dict[str, Rule] | None = None, confidence: float = CONFIDENCE
+) -> list[dict]:
+    """One row per figure with a rule (:data:`RULES`), per group on one side only, and per
+    benchmark ratio. ``speed_notes(base, new)`` gives why speed rows were left out.
+
+    ``confidence`` is the coverage of the differences' intervals and 1 − the table-wide
+    false-alarm rate (0.95; a CI gate may ask more).
+    """
+    rules = rules or RULES
+    rows, _ = _run_rows(base, new, rules, confidence)
+    _decide(rows, rules, confidence)
+    return rows + _bench_rows(base, new)
+
+
+def speed_notes(base: Side, new: Side, rules: dict[str, Rule] | None = None) -> list[str]:
+    """The reasons speed was not compared, one line each ("speed not comparable: ...")."""
+    _, notes = _run_rows(base, new, rules or RULES, CONFIDENCE)
+    return [f"speed not comparable: {why}" for why in notes]
+
+
+def check_fail_metrics(metrics: list[str], rules: dict[str, Rule] | None = None) -> None:
+    """ConfigError (one line) for a ``--fail-metric`` no rule knows: a typo must not pass."""
+    known = rules or RULES
+    unknown = [
+        m
+        for m in metrics
+        if m not in known and m != "fraction_of_ceiling" and not m.startswith("speedup_over_")
     ]
+    if unknown:
+        raise ConfigError(
+            f"--fail-metric {unknown[0]!r}: not a compared metric ({', '.join(known)}, "
+            "or a benchmark ratio: fraction_of_ceiling, speedup_over_*)"
+        )
+
+
+def regressions(rows: list[dict], metrics: list[str] | None = None) -> list[str]:
+    """The failing rows (of ``metrics`` only, when given), one line each: worse, missing,
+    diverged, outdated or a definition error; and a fail metric no row judged."""
+    out = [
+        f"{_name(r)} {r['metric']}: {r['verdict']}" + (f" ({r['note']})" if r["note"] else "")
+        for r in rows
+        if r["verdict"] in verdicts.FAILING and (not metrics or r["metric"] in metrics)
+    ]
+    for metric in metrics or []:
+        if not any(r["metric"] == metric for r in rows):
+            out.append(f"{metric}: judged in no row (on neither side, or not comparable)")
+    return out
 
 
 def _name(row: dict) -> str:
     job = f"{row['job']}/{row['cell']}" if row["cell"] else row["job"]
-    return f"{job} {row['profile']}"
+    return f"{plain(job)} {plain(row['profile'])}"
 
 
 # --- output -------------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+
+
+def plain(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, newlines) shown as escapes, not obeyed."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
+def markdown(text: str) -> str:
+    """``text`` safe inside a Markdown table cell: control characters escaped as by
+    :func:`plain`, Markdown's punctuation backslash-escaped (no link, heading or HTML)."""
+    return _MARKDOWN.sub(r"\\\1", plain(text))
 
 
 def _side_text(row: dict, which: str) -> str:
     from mnist_suite.summary import mean_ci
 
     s = row[which]
+    if s is None:
+        return "-"
     if row["kind"] == "benchmark":
         return f"{s['median']:.3f} [{s['q1']:.3f}–{s['q3']:.3f}]"
     return f"{mean_ci(s['mean'], s['half_width'], row['metric'])} (n={s['n']})"
@@ -344,16 +540,22 @@ def _diff_text(row: dict) -> str:
     return text
 
 
+def _how(row: dict) -> str:
+    if row["method"] == "paired":
+        return f"paired, {row['pairs']} seeds"
+    return row["method"] or "-"
+
+
 def text_rows(
     rows: list[dict], confidence: float = CONFIDENCE
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the comparison table (sides: mean ± 95% CI (n))."""
+    """Header and cells of the comparison table (sides: mean ± 95% CI (n)); raw text, which
+    each renderer escapes for its medium."""
     diff = f"new − base [{100 * confidence:g}% CI]"
-    header = ["job", "profile", "metric", "base", "new", diff, "verdict"]
-    header.append("notes")
+    header = ["job", "profile", "metric", "base", "new", diff, "interval", "verdict", "notes"]
     cells = []
     for r in rows:
-        notes = []
+        notes = [r["note"]] if r["note"] else []
         if r["config_changes"]:
             notes.append(f"config: {r['config_changes']}")
         if r["mixed_code"]:
@@ -367,11 +569,17 @@ def text_rows(
                 _side_text(r, "base"),
                 _side_text(r, "new"),
                 _diff_text(r),
+                _how(r) if r["kind"] == "run" else "quartiles",
                 r["verdict"],
                 "; ".join(notes),
             ]
         )
     return header, cells
+
+
+def _tally(rows: list[dict]) -> str:
+    words = dict.fromkeys(r["verdict"] for r in rows)
+    return ", ".join(f"{sum(r['verdict'] == v for r in rows)} {v}" for v in words)
 
 
 def render_text(
@@ -384,11 +592,11 @@ def render_text(
     from mnist_suite.summary import table
 
     header, cells = text_rows(rows, confidence)
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in (BETTER, WORSE, SAME, FEW)}
-    tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    cells = [[plain(c) for c in row] for row in cells]
+    notes = "".join(f"{line}\n" for line in speed_notes(base, new, rules))
     return (
-        f"base {base.label}\nnew  {new.label}\n{table(header, cells)}\n"
-        f"{len(rows)} figures: {tally}.\n{rules_note(rules, confidence)}"
+        f"base {plain(base.label)}\nnew  {plain(new.label)}\n{table(header, cells)}\n"
+        f"{len(rows)} figures: {_tally(rows)}.\n{notes}{rules_note(rules, confidence, rows)}"
     )
 
 
@@ -400,23 +608,29 @@ def render_markdown(
     confidence: float = CONFIDENCE,
 ) -> str:
     header, cells = text_rows(rows, confidence)
-    lines = [f"Base: `{base.label}`; new: `{new.label}`.", ""]
+    lines = [f"Base: {markdown(base.label)}; new: {markdown(new.label)}.", ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for row in cells:
-        cells_md = [c.replace("|", "\\|") for c in row]
-        if row[6] in (BETTER, WORSE):
-            cells_md[6] = f"**{row[6]}**"
+        cells_md = [markdown(c) for c in row]
+        if row[7] in (BETTER, WORSE):
+            cells_md[7] = f"**{row[7]}**"
         lines.append("| " + " | ".join(cells_md) + " |")
-    lines += ["", rules_note(rules, confidence)]
+    lines += ["", *(markdown(n) for n in speed_notes(base, new, rules))]
+    lines.append(rules_note(rules, confidence, rows))
     return "\n".join(lines)
 
 
-def rules_note(rules: dict[str, Rule] = RULES, confidence: float = CONFIDENCE) -> str:
+def rules_note(
+    rules: dict[str, Rule] = RULES, confidence: float = CONFIDENCE, rows: list | None = None
+) -> str:
     effects = ", ".join(f"{m} {r.describe()}" for m, r in rules.items())
+    judged = sum(r["p_value"] is not None for r in rows or [])
+    alpha = f"{100 * (1 - confidence):g}%"
     return (
-        f"A verdict needs the Welch {100 * confidence:g}% interval of the difference to exclude "
-        "0 and the "
+        f"Intervals: {100 * confidence:g}%, paired by seed when both sides hold the same seeds, "
+        f"Welch otherwise. Better/worse needs Holm's rule over the {judged} rows judged at once "
+        f"(the chance of any false better/worse in this table stays at most {alpha}) and the "
         f"difference to reach the minimum effect ({effects}; benchmark ratios: "
         f"{100 * benchcompare.TOLERANCE:g}% beyond the quartiles)."
     )
@@ -434,12 +648,18 @@ def document(
         "base": base.label,
         "new": new.label,
         "confidence": confidence,
+        "multiple_comparisons": {
+            "method": "Holm",
+            "rows_judged": sum(r["p_value"] is not None for r in rows),
+            "table_wide_false_alarm_rate_at_most": 1 - confidence,
+        },
         "rules": {
             m: {"higher_is_better": r.higher_is_better, "absolute": r.absolute}
             | {"relative": r.relative}
             for m, r in rules.items()
         },
         "rows": rows,
+        "speed_notes": speed_notes(base, new, rules),
         "regressions": regressions(rows),
     }
 
@@ -456,10 +676,12 @@ def parse_min_effects(pairs: list[str]) -> dict[str, Rule]:
                 raise ValueError
         except ValueError:
             raise ConfigError(
-                f"--min-effect {pair!r}: expected METRIC=0.005 or METRIC=5%"
+                f"--min-effect {plain(pair)!r}: expected METRIC=0.005 or METRIC=5%"
             ) from None
         if metric not in rules:
-            raise ConfigError(f"--min-effect {pair!r}: compared metrics are {', '.join(rules)}")
+            raise ConfigError(
+                f"--min-effect {plain(pair)!r}: compared metrics are {', '.join(rules)}"
+            )
         rule = rules[metric]
         rules[metric] = Rule(
             rule.higher_is_better, 0.0 if relative else amount, amount if relative else 0.0

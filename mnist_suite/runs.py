@@ -44,7 +44,7 @@ from mnist_suite.files import (
 )
 from mnist_suite.progress import Progress
 from mnist_suite.targets import METRIC, TargetClock
-from mnist_suite.tb import RESULT_PREFIX, SummaryWriter, result_scalars, write_experiment
+from mnist_suite.tb import RESULT_PREFIX, SummaryWriter, result_scalars
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,8 @@ class Run:
         row = {"kind": kind, "step": int(step), "time": round(time.perf_counter() - self.start, 4)}
         row.update(values)
         self._write_row(row)
-        self.tb.scalars(values, step, prefix=f"{kind}/")
+        if kind != "final":  # final figures are TensorBoard's result/ tags, one set per run
+            self.tb.scalars(values, step, prefix=f"{kind}/")
         if METRIC in values:
             for target in self.targets.update(float(values[METRIC]), row["time"], step):
                 self._write_row(
@@ -620,8 +621,10 @@ def _execute_claimed(
 
     try:
         run = Run(path, job.name, cell, seed, config, data_options)
-        # Every run's HParams carry its seed and job/cell, so TensorBoard can group and filter.
-        run.tb.hparams(job.hparams(cell, config, profile, seed), trial_id=path.name)
+        # HParams carry job, cell, profile and config but not the seed: TensorBoard groups the
+        # seeds of one config into one session group (named by the hparams' hash) and averages.
+        hparams = {k: v for k, v in job.hparams(cell, config, profile, seed).items() if k != "seed"}
+        run.tb.hparams(hparams)
         try:
             metrics = recorded(dict(job.train(config, run) or {}))
             outcome = Outcome(path, "done", metrics=metrics)
@@ -631,7 +634,6 @@ def _execute_claimed(
         run.tb.scalars(result_scalars(metrics), step=0, prefix=RESULT_PREFIX)
         run.close()  # history and events complete before the metrics say the run ended
         _write_record(path / "metrics.json", metrics)
-        _job_experiment(path.parent, job.hparams(cell, config, profile, seed), metrics)
     except KeyboardInterrupt as exc:
         heartbeat.stop()
         write_status(
@@ -653,15 +655,6 @@ def _execute_claimed(
         extra["diverged_at_step"] = outcome.metrics["diverged_at_step"]
     _record_end(write_status, path, state=outcome.state, ended_at=now_iso(), **extra)
     return outcome
-
-
-def _job_experiment(job_dir: Path, hparams: dict, metrics: dict) -> None:
-    """The job's HParams experiment (columns: these hparams, the metrics as result/ tags)."""
-    tags = [RESULT_PREFIX + k for k in result_scalars(metrics)]
-    try:
-        write_experiment(job_dir / ".hparams", hparams, tags)
-    except OSError as exc:  # the run's own record is complete; only the dashboard's index is not
-        log.warning("%s: HParams experiment not written (%s)", job_dir, exc.strerror or exc)
 
 
 def _write_record(path: Path, obj: Any) -> None:

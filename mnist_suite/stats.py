@@ -4,6 +4,11 @@ For the values of one (job, cell, profile, config) over its seeds: n, mean, stan
 min, max, the 95% confidence interval of the mean (Student t, SciPy), and MLPerf's trimmed
 mean (drop the best and the worst of five or more runs, average the rest). One run has no
 spread: its interval is None and ``interval_note`` says why.
+
+The one place intervals are computed, each for its question: :func:`t_interval` (a mean's, from
+n, mean and sd), :func:`prediction_interval` (where one more run would fall: the question for
+an original project's single figure), :func:`difference` (two sides' means: paired by seed when
+both hold the same seeds, Welch otherwise) and :func:`holm` (a table of verdicts at once).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 CONFIDENCE = 0.95
+# Figures beyond this are no run's (accuracies, losses, seconds): squares stay finite below it.
+LARGEST = 1e12
 TRIM_MIN_RUNS = 5  # MLPerf drops the fastest and slowest of at least five results
 
 
@@ -111,3 +118,118 @@ def median_spread(
     if not len(x):
         return None, None, None
     return float(np.median(x)), float(x.min()), float(x.max())
+
+
+def t_quantile(confidence: float, df: float) -> float:
+    """The two-sided Student-t quantile: ``t`` with ``P(|T| <= t) = confidence``."""
+    from scipy import stats
+
+    return float(stats.t.ppf((1 + confidence) / 2, df))
+
+
+def t_interval(
+    mean: float, sd: float | None, n: int, confidence: float = CONFIDENCE
+) -> tuple[float, float] | None:
+    """The Student-t interval of a mean from its n, mean and sample sd; None for n < 2."""
+    if n < 2 or sd is None:
+        return None
+    half = t_quantile(confidence, n - 1) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def prediction_interval(
+    mean: float, sd: float | None, n: int, confidence: float = CONFIDENCE
+) -> tuple[float, float] | None:
+    """Where one more run would fall: ``mean ± t(n-1) · sd · √(1 + 1/n)``; None for n < 2.
+
+    The interval for judging a single figure (an original project's one run) against ours;
+    the mean's interval shrinks with n and would call any single run "outside" in the end.
+    """
+    if n < 2 or sd is None:
+        return None
+    half = t_quantile(confidence, n - 1) * sd * math.sqrt(1 + 1 / n)
+    return mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class Difference:
+    """NEW − BASE of a figure's mean: the interval, the p-value of "no difference" and how."""
+
+    diff: float
+    low: float | None
+    high: float | None
+    p_value: float | None
+    method: str  # "paired" (per-seed differences) or "Welch"
+    pairs: int = 0  # seeds on both sides (paired only)
+
+
+def paired(
+    base: dict[int, float], new: dict[int, float], confidence: float = CONFIDENCE
+) -> Difference:
+    """The interval of the per-seed differences NEW − BASE over the seeds both sides hold.
+
+    With deterministic seeds a seed's difference is the change's effect alone: identical sides
+    give exactly 0 with a zero-width interval.
+    """
+    seeds = sorted(base.keys() & new.keys())
+    d = np.asarray([new[s] - base[s] for s in seeds], dtype=np.float64)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return Difference(mean, None, None, None, "paired", len(d))
+    sd = float(d.std(ddof=1))
+    if sd == 0.0:
+        return Difference(mean, mean, mean, 1.0 if mean == 0 else 0.0, "paired", len(d))
+    from scipy import stats
+
+    low, high = t_interval(mean, sd, len(d), confidence)
+    p = float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(len(d))), len(d) - 1))
+    return Difference(mean, low, high, p, "paired", len(d))
+
+
+def welch(
+    base: tuple[int, float, float | None],
+    new: tuple[int, float, float | None],
+    confidence: float = CONFIDENCE,
+) -> Difference:
+    """Welch's interval of NEW − BASE from each side's (n, mean, sd): unpaired sides."""
+    (nb, mb, sb), (nn, mn, sn) = base, new
+    diff = mn - mb
+    if nb < 2 or nn < 2 or sb is None or sn is None:
+        return Difference(diff, None, None, None, "Welch")
+    vb, vn = sb**2 / nb, sn**2 / nn
+    if vb + vn == 0:
+        return Difference(diff, diff, diff, 1.0 if diff == 0 else 0.0, "Welch")
+    from scipy import stats
+
+    df = (vb + vn) ** 2 / (vb**2 / (nb - 1) + vn**2 / (nn - 1))
+    se = math.sqrt(vb + vn)
+    half = t_quantile(confidence, df) * se
+    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    return Difference(diff, diff - half, diff + half, p, "Welch")
+
+
+def difference(
+    base: tuple[int, float, float | None],
+    new: tuple[int, float, float | None],
+    base_values: dict[int, float] | None = None,
+    new_values: dict[int, float] | None = None,
+    confidence: float = CONFIDENCE,
+) -> Difference:
+    """Paired by seed when both sides hold per-seed values of the same seeds (at least two),
+    Welch from (n, mean, sd) otherwise."""
+    if base_values and new_values and set(base_values) == set(new_values) and len(base_values) > 1:
+        return paired(base_values, new_values, confidence)
+    return welch(base, new, confidence)
+
+
+def holm(p_values: Sequence[float | None], alpha: float) -> list[bool]:
+    """Holm's step-down rule: which of the hypotheses to reject so that the chance of any false
+    rejection among them stays at most ``alpha`` (None: not tested, never rejected)."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    reject = [False] * len(p_values)
+    m = len(tested)
+    for rank, (p, i) in enumerate(tested):
+        if p > alpha / (m - rank):
+            break
+        reject[i] = True
+    return reject

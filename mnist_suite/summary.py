@@ -1,29 +1,60 @@
 """A runs folder for the terminal and for ``compare``: rows per run, summaries over seeds.
 
-``summaries(records)`` gives, per job, cell, profile and compared metric, the statistics over
-the seeds of its finished runs in the shape of ``results.json``'s ``summaries`` (version 2):
-``job``, ``cell``, ``profile``, ``metric``, ``n``, ``mean``, ``sd``, ``ci_low``, ``ci_high``,
-``seeds``, ``fingerprints``, plus ``configs`` (the distinct resolved configs). The same
-document, saved with ``runs --summary --json``, is a baseline ``compare`` reads.
+:func:`summaries` is the one producer of summaries: per group (an explicit grouping key: job,
+cell, profile, and the config when asked) and per metric (an explicit filter), the statistics
+over the seeds of the group's finished runs, in the shape of ``results.json``'s ``summaries``
+(schema version 3): ``job``, ``cell``, ``profile``, ``metric``, ``n``, ``mean``, ``sd``,
+``ci_low``, ``ci_high``, ``min``, ``max``, ``seeds`` with their ``values`` (one per seed, same
+order), ``diverged`` (runs of the group that diverged or failed), ``fingerprints``, ``configs``
+(the distinct resolved configs) and ``machine`` (CPU, cores, container, median load: what a
+speed verdict needs). The same document, saved with ``runs --summary --json``, is a baseline
+``compare`` reads; ``compare`` also reads version 2 (no per-seed values: Welch intervals only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import statistics
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from mnist_suite import verdicts
+from mnist_suite.originals import consistency, original_figure
 from mnist_suite.runs import RunRecord
 from mnist_suite.stats import summarize
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # The figure a run is known by, in order of preference: the first one the run recorded.
 HEADLINE = ("test_accuracy", "test_mse_pixels", "test_mse", "final_train_loss")
-SPEED = "wall_seconds"
+# The training clock without one-time process warm-up (imports, first trace, data read), and
+# the whole run's; speed verdicts use the first.
+SPEED = ("train_seconds", "wall_seconds")
+GROUP = ("job", "cell", "profile")  # one summary per job, cell and profile
+BY_CONFIG = (*GROUP, "config")  # ... and per resolved config (the report)
+FAILED_STATES = ("diverged", "failed")
 
 
 def headline_metric(metrics: dict) -> str | None:
     """The name of the run's headline figure (see :data:`HEADLINE`), or None."""
     return next((m for m in HEADLINE if m in metrics), None)
+
+
+def headline_and_speed(runs: list[RunRecord]) -> list[str]:
+    """The metric filter of ``runs --summary`` and ``compare``: headline figure and clocks."""
+    first = headline_metric(runs[0].metrics) if runs else None
+    return [m for m in (first, *SPEED) if m]
+
+
+def every_number(runs: list[RunRecord]) -> list[str]:
+    """The metric filter of the report: every numeric metric any of the runs recorded."""
+    return sorted(
+        {
+            k
+            for r in runs
+            for k, v in r.metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+    )
 
 
 def run_row(run: RunRecord, current: str | None) -> dict[str, Any]:
@@ -47,47 +78,91 @@ def run_row(run: RunRecord, current: str | None) -> dict[str, Any]:
     }
 
 
-def _groups(records: Iterable[RunRecord]) -> dict[tuple[str, str, str], list[RunRecord]]:
-    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+def _key(run: RunRecord, by: Sequence[str]) -> tuple:
+    return tuple(
+        json.dumps(run.config, sort_keys=True) if k == "config" else getattr(run, k) for k in by
+    )
+
+
+def _groups(
+    records: Iterable[RunRecord], by: Sequence[str] = GROUP
+) -> dict[tuple, list[RunRecord]]:
+    """Finished, diverged and failed runs per group (diverged ones count against a group)."""
+    groups: dict[tuple, list[RunRecord]] = {}
     for run in records:
-        if run.state == "done":
-            groups.setdefault((run.job, run.cell, run.profile), []).append(run)
+        if run.state == "done" or run.state in FAILED_STATES:
+            groups.setdefault(_key(run, by), []).append(run)
     return dict(sorted(groups.items()))
 
 
-def summaries(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
-    """Statistics over seeds per (job, cell, profile, metric) of the finished runs."""
+def machine(runs: list[RunRecord]) -> dict[str, Any]:
+    """Where the runs ran: ``kind`` [CPU, cores, in a container] (None if they differ or are
+    unknown) and ``load`` (median 1-minute load average at their start)."""
+    kinds, loads = set(), []
+    for run in runs:
+        info = run.envelope["machine_info"]
+        kinds.add((str(info.get("cpu") or ""), info.get("cores"), info.get("in_container")))
+        load = info.get("load_average")
+        if isinstance(load, list) and load and isinstance(load[0], int | float):
+            loads.append(float(load[0]))
+    kind = next(iter(kinds)) if len(kinds) == 1 else None
+    known = kind is not None and kind[0] and isinstance(kind[1], int)
+    return {
+        "kind": list(kind) if known else None,
+        "load": statistics.median(loads) if loads else None,
+    }
+
+
+def summaries(
+    records: Iterable[RunRecord],
+    by: Sequence[str] = GROUP,
+    metrics: Callable[[list[RunRecord]], list[str]] = headline_and_speed,
+) -> list[dict[str, Any]]:
+    """Statistics over seeds per group (``by``: :data:`GROUP` or :data:`BY_CONFIG`) and per
+    metric ``metrics(done runs)`` names, of the finished runs.
+
+    A group whose every run diverged or failed still has its rows (``n`` 0, ``diverged``
+    counted): a job that diverged everywhere does not vanish from a comparison.
+    """
     out = []
-    for (job, cell, profile), runs in _groups(records).items():
-        runs = sorted(runs, key=lambda r: (r.seed is None, r.seed or 0))
-        metric = headline_metric(runs[0].metrics)
+    for _, group in _groups(records, by).items():
+        done = sorted(
+            (r for r in group if r.state == "done"), key=lambda r: (r.seed is None, r.seed or 0)
+        )
+        diverged = len(group) - len(done)
+        names = metrics(done) if done else [headline_metric(group[0].metrics) or HEADLINE[0]]
         configs = []
-        for run in runs:
+        for run in done:
             if run.config not in configs:
                 configs.append(run.config)
-        for name in [m for m in (metric, SPEED) if m]:
-            s = summarize(run.metric(name) for run in runs)
+        first = group[0]
+        for name in names:
+            s = summarize(run.metric(name) for run in done)
+            if done and s.n == 0:
+                continue  # a metric these runs do not record
+            measured = [r for r in done if r.metric(name) is not None]
             out.append(
                 {
-                    "job": job,
-                    "cell": cell,
-                    "profile": profile,
+                    "job": first.job,
+                    "cell": first.cell,
+                    "profile": first.profile,
                     "metric": name,
-                    "n": s.n,
-                    "mean": s.mean,
-                    "sd": s.sd,
-                    "ci_low": s.ci_low,
-                    "ci_high": s.ci_high,
-                    "seeds": [r.seed for r in runs if r.metric(name) is not None],
-                    "fingerprints": sorted({r.fingerprint or "unknown" for r in runs}),
+                    **{k: getattr(s, k) for k in ("n", "mean", "sd", "ci_low", "ci_high")},
+                    "min": s.min,
+                    "max": s.max,
+                    "seeds": [r.seed for r in measured],
+                    "values": [r.metric(name) for r in measured],
+                    "diverged": diverged,
+                    "fingerprints": sorted({r.fingerprint or "unknown" for r in done}),
                     "configs": configs,
+                    "machine": machine(done),
                 }
             )
     return out
 
 
 def summary_document(records: Iterable[RunRecord], source: str) -> dict[str, Any]:
-    """A baseline: ``{"schema_version": 2, "source": ..., "summaries": [...]}``."""
+    """A baseline: ``{"schema_version": 3, "source": ..., "summaries": [...]}``."""
     from mnist_suite.envinfo import commit_info
 
     commit = commit_info()
@@ -102,8 +177,6 @@ def summary_document(records: Iterable[RunRecord], source: str) -> dict[str, Any
 def time_to_target(runs: list[RunRecord], target: str = "0.98") -> float | None:
     """Median seconds to ``target`` dev accuracy, as the report's headline gives it: None
     unless every run reached it (a median over the seeds that got there would flatter)."""
-    import statistics
-
     seconds = []
     for run in runs:
         clock = run.metrics.get("time_to_target")
@@ -115,13 +188,13 @@ def time_to_target(runs: list[RunRecord], target: str = "0.98") -> float | None:
 
 
 def headline_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
-    """The report's headline figures per job/cell/profile: n, mean ± CI, the original's
-    figure, median seconds to 98% dev accuracy."""
-    from mnist_suite.report.original import original_figure
-
+    """The headline figures per job/cell/profile: n, mean ± CI, the original's figure and
+    whether it is consistent with ours (prediction interval for one run), median seconds to
+    98% dev accuracy."""
     rows = []
     for (job, cell, profile), runs in _groups(records).items():
-        metric = headline_metric(runs[0].metrics)
+        runs = [r for r in runs if r.state == "done"]
+        metric = headline_metric(runs[0].metrics) if runs else None
         if metric is None:
             continue
         s = summarize(r.metric(metric) for r in runs)
@@ -136,6 +209,7 @@ def headline_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
                 "mean": s.mean,
                 "half_width": s.half_width,
                 "original": original,
+                "original_is": consistency(original, s.n, s.mean, s.sd, metric)["verdict"],
                 "time_to_target": time_to_target(runs),
                 "fingerprints": sorted({r.fingerprint or "unknown" for r in runs}),
             }
@@ -204,8 +278,8 @@ def summary_text(records: list[RunRecord]) -> str:
     rows = headline_rows(records)
     if not rows:
         return "no finished runs to summarise"
-    header = ["job", "cell", "profile", "metric", "n", "mean ± 95% CI", "original", "s to 98%"]
-    header.append("code")
+    header = ["job", "cell", "profile", "metric", "n", "mean ± 95% CI", "original"]
+    header += ["original vs ours", "s to 98%", "code"]
     lines = [
         [
             r["job"],
@@ -215,9 +289,15 @@ def summary_text(records: list[RunRecord]) -> str:
             str(r["n"]),
             mean_ci(r["mean"], r["half_width"], r["metric"]),
             fmt(r["original"], r["metric"]),
+            r["original_is"] or "-",
             "-" if r["time_to_target"] is None else f"{r['time_to_target']:.1f}",
             ",".join(r["fingerprints"]) + (" MIXED" if len(r["fingerprints"]) > 1 else ""),
         ]
         for r in rows
     ]
-    return table(header, lines)
+    note = (
+        f"original vs ours: {verdicts.CONSISTENT} when the original's one run lies in the 95% "
+        "prediction interval for one run of ours (mean ± t·sd·√(1 + 1/n)) or within the "
+        "tolerance docs/original-projects.md documents (±1 pt accuracy, ±0.03 MSE)"
+    )
+    return f"{table(header, lines)}\n{note}"

@@ -81,11 +81,6 @@ class SummaryWriter:
         """Record this run's hyperparameters for TensorBoard's HParams dashboard."""
         self._summary(hp.hparams_pb(hparams, trial_id=trial_id), 0)
 
-    def hparams_config(self, hparams: list[hp.HParam], metrics: list[str]) -> None:
-        """Declare the HParams table's columns (written once, in the experiment's root logdir)."""
-        pb = hp.hparams_config_pb(hparams=hparams, metrics=[hp.Metric(m) for m in metrics])
-        self._summary(pb, 0)
-
     def flush(self) -> None:
         self._records.flush()
         self._file.flush()
@@ -105,34 +100,22 @@ class SummaryWriter:
 RESULT_PREFIX = "result/"  # each run's final metrics, the HParams table's metric columns
 
 
+# Numbers a run records that describe its setting, not its outcome: never a metric column.
+NOT_METRICS = ("threads",)
+
+
 def result_scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers among a run's metrics (nested values and flags left out)."""
+    """The finite numbers among a run's metrics (nested values, flags and settings left out).
+
+    Written as ``result/<name>`` by every job: one tag namespace for final figures. TensorBoard's
+    HParams tab computes its experiment from the runs' session hparams (typed by their values)
+    and these tags, so every metric of every finished run is a column.
+    """
     return {
         k: float(v)
         for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+        if isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and np.isfinite(v)
+        and not any(word in k for word in NOT_METRICS)
     }
-
-
-def write_experiment(folder: Path, hparams: dict[str, Any], metrics: list[str]) -> bool:
-    """A job's HParams experiment summary, written once into ``folder`` (``RUNS/<job>/.hparams``).
-
-    TensorBoard's HParams tab reads one experiment per logdir and matches its metric tags in
-    every run below it, so ``tensorboard --logdir RUNS/<job>`` compares all runs of the job.
-    The folder appears whole or not at all (written beside it, then renamed); an existing one
-    is kept, so concurrent runs never write two. Returns whether this call wrote it.
-    """
-    folder = Path(folder)
-    if folder.exists():
-        return False
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-    with SummaryWriter(tmp) as w:
-        w.hparams_config([hp.HParam(name) for name in hparams], metrics)
-    try:
-        os.rename(tmp, folder)
-    except OSError:  # another run wrote it first
-        for f in tmp.iterdir():
-            f.unlink()
-        tmp.rmdir()
-        return False
-    return True

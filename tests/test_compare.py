@@ -62,41 +62,69 @@ def test_verdicts_on_synthetic_runs(sides):
         "noise": "no detectable change",
         "tiny": "no detectable change",  # the interval excludes 0, the effect is too small
         "single": "too few seeds",
+        "only-base": "missing",  # a job on one side only fails the gate, never vanishes
     }
     assert verdicts(rows, "test_mse") == {"mse": "better"}
     mse = next(r for r in rows if r["job"] == "mse" and r["metric"] == "test_mse")
     assert mse["config_changes"] == "lr: 0.1 -> 0.2"
     tiny = next(r for r in rows if r["job"] == "tiny" and r["metric"] == "test_accuracy")
     assert tiny["low"] > 0 and tiny["diff"] < tiny["min_effect"] == pytest.approx(0.001)
-    assert verdicts(rows, "wall_seconds")["up"] == "no detectable change"
+    # Both sides hold seeds 0-4: paired intervals, and the table says so.
+    up = next(r for r in rows if r["job"] == "up" and r["metric"] == "test_accuracy")
+    assert (up["method"], up["pairs"]) == ("paired", 5)
+    single = next(r for r in rows if r["job"] == "single")
+    assert single["method"] == ""
 
 
-def test_welch_interval_matches_scipy():
+def test_welch_and_paired_intervals_match_scipy():
+    import numpy as np
     from scipy import stats
 
+    from mnist_suite.stats import paired, welch
+
     a, b = [1.0, 1.2, 0.9, 1.1], [1.5, 1.9, 1.4]
-    diff, low, high = compare.welch(_stat(a), _stat(b))
+    d = welch(_stat(a), _stat(b))
     t = stats.ttest_ind(b, a, equal_var=False)
     ci = t.confidence_interval(0.95)
-    assert diff == pytest.approx(sum(b) / 3 - sum(a) / 4)
-    assert (low, high) == pytest.approx((ci.low, ci.high))
+    assert d.diff == pytest.approx(sum(b) / 3 - sum(a) / 4) and d.method == "Welch"
+    assert (d.low, d.high, d.p_value) == pytest.approx((ci.low, ci.high, t.pvalue))
+    base, new = [1.0, 1.2, 0.9, 1.1], [1.05, 1.22, 0.97, 1.13]
+    d = paired(dict(enumerate(base)), dict(enumerate(new)))
+    t = stats.ttest_rel(new, base)
+    ci = t.confidence_interval(0.95)
+    assert (d.low, d.high, d.p_value) == pytest.approx((ci.low, ci.high, t.pvalue))
+    assert d.pairs == 4 and d.diff == pytest.approx(np.mean(new) - np.mean(base))
+    same = paired(dict(enumerate(base)), dict(enumerate(base)))
+    assert (same.diff, same.low, same.high) == (0.0, 0.0, 0.0)
+
+
+def test_holm_holds_the_table_wide_rate():
+    from mnist_suite.stats import holm
+
+    assert holm([0.01, 0.04, 0.03, None], 0.05) == [True, False, False, False]
+    assert holm([0.01, 0.012, 0.02], 0.05) == [True, True, True]
+    assert holm([0.02], 0.05) == [True] and holm([], 0.05) == []
 
 
 def _stat(values):
     import numpy as np
 
-    return compare.Stat(len(values), float(np.mean(values)), float(np.std(values, ddof=1)))
+    return len(values), float(np.mean(values)), float(np.std(values, ddof=1))
 
 
 def test_terminal_table_and_fail_on_worse(sides, capsys):
     code, out, err = cli(capsys, *sides)
     assert code == 0
     assert "down" in out and "worse" in out and "config: lr: 0.1 -> 0.2" in out
-    assert "too few seeds" in out and "minimum effect" in out
+    assert "too few seeds" in out and "minimum effect" in out and "Holm" in out
+    assert "paired, 5 seeds" in out
     code, out, err = cli(capsys, *sides, "--fail-on", "worse")
-    assert code == 1 and err.strip() == "worse beyond noise: down quick test_accuracy"
-    code, _, _ = cli(capsys, sides[0], sides[0], "--fail-on", "worse")
-    assert code == 0
+    assert code == 1 and err.strip() == (
+        "failing: down quick test_accuracy: worse; "
+        "only-base quick test_accuracy: missing (only on base)"
+    )
+    code, out, _ = cli(capsys, sides[0], sides[0], "--fail-on", "worse")
+    assert code == 0 and "+0 pt [+0, +0]" in out  # identical sides: a zero-width interval
     only_mse = ("--fail-on", "worse", "--fail-metric", "test_mse")
     assert cli(capsys, *sides, *only_mse)[0] == 0  # the worse figure is an accuracy
 
@@ -104,12 +132,16 @@ def test_terminal_table_and_fail_on_worse(sides, capsys):
 def test_json_and_markdown_shapes(sides, capsys):
     code, out, _ = cli(capsys, *sides, "--json")
     doc = json.loads(out)
-    assert code == 0 and set(doc) == {"base", "new", "confidence", "rules", "rows", "regressions"}
+    assert code == 0 and set(doc) >= {"base", "new", "confidence", "rules", "rows", "regressions"}
+    assert doc["multiple_comparisons"]["method"] == "Holm"
     row = doc["rows"][0]
     assert {"job", "cell", "profile", "metric", "base", "new", "diff", "low", "high"} <= set(row)
-    assert {"verdict", "min_effect", "config_changes", "mixed_code"} <= set(row)
+    assert {"verdict", "min_effect", "config_changes", "mixed_code", "method", "pairs"} <= set(row)
     assert set(row["base"]) == {"n", "mean", "sd", "half_width"}
-    assert doc["regressions"] == ["down quick test_accuracy"]
+    assert doc["regressions"] == [
+        "down quick test_accuracy: worse",
+        "only-base quick test_accuracy: missing (only on base)",
+    ]
     code, out, _ = cli(capsys, *sides, "--md")
     lines = out.splitlines()
     assert lines[2].startswith("| job | profile | metric |") and lines[3].startswith("|---|")
@@ -133,7 +165,7 @@ def test_results_json_version_2(tmp_path, capsys):
     base.write_text(json.dumps({"schema_version": 2, "summaries": [_summary("a", 5, 0.90, 0.002)]}))
     new.write_text(json.dumps({"schema_version": 2, "summaries": [_summary("a", 5, 0.88, 0.002)]}))
     code, _out, err = cli(capsys, base, new, "--fail-on", "worse")
-    assert code == 1 and "a quick test_accuracy" in err
+    assert code == 1 and "a quick test_accuracy: worse" in err
     # A report folder holding results.json is read the same way.
     report = tmp_path / "report"
     report.mkdir()
@@ -212,7 +244,10 @@ def test_report_compares_with_a_baseline_and_states_its_fingerprints(sides, tmp_
     )
     results = json.loads((out / "results.json").read_text())
     section = next(s for s in results["sections"] if s["key"] == "changes")
-    assert section["notes"] == ["Worse beyond noise: down quick test_accuracy."]
+    assert section["notes"][0] == (
+        "Failing: down quick test_accuracy: worse; "
+        "only-base quick test_accuracy: missing (only on base)."
+    )
     from mnist_suite.report.collect import collect_runs
     from mnist_suite.report.replicates import groups
 
@@ -221,3 +256,149 @@ def test_report_compares_with_a_baseline_and_states_its_fingerprints(sides, tmp_
     capsys.readouterr()
     bad = ["report", "--runs", str(new), "--out", str(tmp_path / "r2"), "--baseline", "/nope"]
     assert main(bad) == 2 and "no such file or folder" in capsys.readouterr().err
+
+
+def _baseline(tmp_path: Path, name: str, rows: list, raw: str | None = None) -> Path:
+    path = tmp_path / name
+    path.write_text(
+        raw if raw is not None else json.dumps({"schema_version": 3, "summaries": rows})
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("mean", "NaN", "mean"),
+        ("mean", "Infinity", "mean"),
+        ("sd", "-Infinity", "sd"),
+        ("sd", "1e300", "sd"),
+        ("n", "1e400", "n"),
+        ("n", "1e30", "n"),
+        ("n", "-5", "n"),
+        ("n", "true", "n"),
+        ("n", "0", "empty summary"),
+        ("mean", "1.7", "accuracy"),
+        ("sd", "-0.1", "sd"),
+        ("job", "7", "job"),
+    ],
+)
+def test_a_crafted_baseline_is_one_line_and_exit_2(sides, tmp_path, capsys, field, value, says):
+    row = _summary("up", 5, 0.90, 0.002) | {field: "PLANTED"}
+    raw = json.dumps({"schema_version": 2, "summaries": [row]}).replace('"PLANTED"', value)
+    base = _baseline(tmp_path, "crafted.json", [], raw)
+    code, out, err = cli(capsys, base, sides[1], "--fail-on", "worse")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ") and says in err and "Traceback" not in err
+
+
+def test_a_duplicate_baseline_row_is_refused(sides, tmp_path, capsys):
+    rows = [_summary("up", 5, 0.90, 0.002), _summary("up", 50, 0.99, 0.002)]
+    code, _, err = cli(capsys, _baseline(tmp_path, "dup.json", rows), sides[1])
+    assert code == 2 and "summarised twice" in err and len(err.strip().splitlines()) == 1
+
+
+def test_per_seed_values_must_agree_with_their_mean(sides, tmp_path, capsys):
+    row = _summary("up", 2, 0.90, 0.002) | {"seeds": [0, 1], "values": [0.5, 0.6]}
+    code, _, err = cli(capsys, _baseline(tmp_path, "v.json", [row]), sides[1])
+    assert code == 2 and "not the mean of its values" in err
+
+
+def test_a_renamed_job_is_missing_on_both_sides_and_fails(tmp_path, capsys):
+    fake_runs(tmp_path / "a", "net-a", [0.9, 0.91, 0.92])
+    fake_runs(tmp_path / "a", "net-b", [0.9, 0.91, 0.92])
+    fake_runs(tmp_path / "b", "net-a", [0.9, 0.91, 0.92])
+    fake_runs(tmp_path / "b", "net-bb", [0.9, 0.91, 0.92])
+    code, _, err = cli(capsys, tmp_path / "a", tmp_path / "b", "--fail-on", "worse")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "net-b quick test_accuracy: missing (only on base)" in err
+    assert "net-bb quick test_accuracy: missing (only on new)" in err
+
+
+def _diverge(folder: Path, job: str, seeds: list[int]) -> None:
+    for seed in seeds:
+        path = folder / job / f"quick-s{seed}-{job}"
+        (path / "status.json").write_text(json.dumps({"state": "diverged", "diverged_at_step": 3}))
+        (path / "metrics.json").write_text(
+            json.dumps({"wall_seconds": 1.0, "diverged_at_step": 3, "test_accuracy": None})
+        )
+
+
+@pytest.mark.parametrize("diverged", [[0, 1, 2], [1, 2]])
+def test_a_diverged_side_fails_the_gate(tmp_path, capsys, diverged):
+    fake_runs(tmp_path / "a", "net-a", [0.9, 0.91, 0.92])
+    fake_runs(tmp_path / "a", "net-b", [0.9, 0.91, 0.92])
+    fake_runs(tmp_path / "b", "net-a", [0.9, 0.91, 0.92])
+    fake_runs(tmp_path / "b", "net-b", [0.9, 0.91, 0.92])
+    _diverge(tmp_path / "b", "net-b", diverged)
+    code, out, err = cli(capsys, tmp_path / "a", tmp_path / "b", "--fail-on", "worse")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert (
+        f"net-b quick test_accuracy: diverged ({len(diverged)} of 3 seeds diverged on new)" in err
+    )
+    assert "net-b" in out and "Traceback" not in err
+
+
+def test_an_unknown_fail_metric_is_refused_and_an_unjudged_one_fails(sides, capsys):
+    code, out, err = cli(capsys, *sides, "--fail-on", "worse", "--fail-metric", "test_acuracy")
+    assert code == 2 and out == "" and "test_acuracy" in err and len(err.strip().splitlines()) == 1
+    fake = ("--fail-on", "worse", "--fail-metric", "final_train_loss")
+    code, _, err = cli(capsys, *sides, *fake)
+    assert code == 1 and "final_train_loss: judged in no row" in err
+
+
+def test_outdated_runs_on_new_fail_the_gate(sides, capsys, monkeypatch):
+    from mnist_suite import fingerprint
+
+    monkeypatch.setattr(fingerprint, "for_job_name", lambda job: "fedcba987654")
+    code, _, err = cli(
+        capsys, sides[0], sides[1], "--fail-on", "worse", "--fail-metric", "test_mse"
+    )
+    assert (
+        code == 1 and "mse quick test_mse: outdated (3 runs on new recorded by other code)" in err
+    )
+
+
+def test_speed_needs_the_same_machine_kind_and_load(tmp_path, capsys):
+    def runs(folder: Path, cpu: str, load: float, seconds: float) -> None:
+        fake_runs(folder, "net-a", [0.9, 0.91, 0.92])
+        for path in (folder / "net-a").iterdir():
+            cfg = json.loads((path / "config.json").read_text())
+            cfg["machine_info"] = {"cpu": cpu, "cores": 2, "in_container": False}
+            cfg["machine_info"]["load_average"] = [load, load, load]
+            (path / "config.json").write_text(json.dumps(cfg))
+            metrics = json.loads((path / "metrics.json").read_text())
+            metrics["train_seconds"] = seconds + 0.01 * int(cfg["seed"])
+            (path / "metrics.json").write_text(json.dumps(metrics))
+
+    runs(tmp_path / "a", "Xeon", 0.1, 10.0)
+    runs(tmp_path / "b", "Xeon", 0.2, 5.0)
+    runs(tmp_path / "c", "EPYC", 0.2, 5.0)
+    runs(tmp_path / "d", "Xeon", 3.0, 5.0)
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b")
+    assert "train_seconds" in out and "1 better" in out and "speed not comparable" not in out
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "c")
+    assert "speed not comparable: other machines (Xeon / 2 / False vs EPYC / 2 / False)" in out
+    assert "train_seconds" not in out.split("figures:")[0] and code == 0
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "d")
+    assert "speed not comparable: other loads (0.10 vs 3.00 busy processes)" in out
+
+
+def test_config_text_cannot_steer_the_terminal_or_markdown(tmp_path, capsys):
+    fake_runs(tmp_path / "a", "net-a", [0.9, 0.91, 0.92], note="plain")
+    evil = "\x1b[2J\n\n## Gate passed](javascript:alert(1))|"
+    fake_runs(tmp_path / "b", "net-a", [0.9, 0.91, 0.92], note=evil)
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b")
+    assert code == 0
+    assert "\x1b" not in out and "\\x1b[2J\\n\\n## Gate passed" in out
+    _, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b", "--md")
+    assert "\x1b" not in out and "\n#" not in out and "](javascript" not in out
+    assert "\\#\\# Gate passed\\]\\(javascript:alert\\(1\\)\\)\\|" in out
+
+
+def test_one_side_empty_is_one_line(tmp_path, capsys):
+    fake_runs(tmp_path / "a", "net-a", [0.9, 0.91, 0.92])
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"schema_version": 3, "summaries": []}))
+    code, out, err = cli(capsys, tmp_path / "a", empty)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1

@@ -98,3 +98,34 @@ def test_results_tables_are_generated_from_the_reference_report():
     for path in (ROOT / "README.md", ROOT / "docs" / "results.md"):
         text = path.read_text()
         assert text.split(BEGIN)[1].split(END)[0].strip() == table.strip(), path
+
+
+def test_docs_state_what_the_code_does():
+    """The facts the docs state that the code can check: the results schema version, where
+    sgd-grid chooses its cell, the benchmark ratio definition."""
+    from mnist_suite import benchcompare
+    from mnist_suite.jobs import all_jobs
+    from mnist_suite.report import SCHEMA_VERSION
+
+    design = (ROOT / "docs" / "design.md").read_text()
+    assert f"`reports/results.json` (`schema_version` {SCHEMA_VERSION})" in design
+    jobs = (ROOT / "docs" / "jobs.md").read_text()
+    assert "picked on the test set" not in jobs and "chosen on dev" in jobs
+    assert all_jobs()["sgd-grid"].resolve("full").n_dev > 0
+    benchmarks = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert f"ratio definition {benchcompare.DEFINITION}" in benchmarks
+
+
+@pytest.mark.slow
+def test_the_predict_example_names_the_digit_it_shows():
+    """README's ``predict --index N --out <digit>.png``: test image N is that digit."""
+    from mnist_suite.data import load_mnist
+
+    digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    found = re.findall(
+        r"predict .*--index (\d+) --out (\w+)\.png", (ROOT / "README.md").read_text()
+    )
+    assert found
+    y_test = load_mnist().y_test
+    for index, name in found:
+        assert digits[int(y_test[int(index)])] == name

@@ -178,23 +178,35 @@ def test_mlp_seed_full_lands_in_the_seed_band(run_cli):
     assert 0.91 <= metrics["test_accuracy"] <= 0.94
 
 
-def test_results_are_scalars_and_the_job_has_one_hparams_experiment(run_cli, tmp_path):
-    """TensorBoard's HParams tab on RUNS/<job> compares every run of the job by its results."""
+def test_seeds_are_one_session_group_in_tensorboards_hparams_under_the_runs_root(run_cli, tmp_path):
+    """TensorBoard's own HParams handlers on the runs root: a 3-seed job is one session group
+    of 3 sessions, its hparams typed, every result a metric column, no non-metric scalar, and
+    no run that is not a run."""
+    from tensorboard.plugins.hparams import api_pb2
+
     out = tmp_path / "runs"
-    for seed in ("0", "1"):
-        code, _, err = run_cli(
-            "run", "mlp-fast", "--profile", "quick", "--seed", seed, "--runs", str(out)
-        )
-        assert code == 0, err
-    assert [p.name for p in (out / "mlp-fast").iterdir() if p.name.startswith(".")] == [".hparams"]
-    experiment, groups = hparams_tables(out / "mlp-fast")
-    assert {"job", "seed", "profile", "widths"} <= {h.name for h in experiment.hparam_infos}
-    assert "result/test_accuracy" in {m.name.tag for m in experiment.metric_infos}
-    assert len(groups.session_groups) == 2
-    for group in groups.session_groups:
-        (session,) = group.sessions
-        run = load_run(out / "mlp-fast" / session.name.split("/")[0])
-        values = {v.name.tag: v.value for v in group.metric_values}
-        assert values["result/test_accuracy"] == pytest.approx(
-            run.metrics["test_accuracy"], rel=1e-6
-        )
+    code, _, err = run_cli(
+        "run", "mlp-fast", "--profile", "quick", "--seeds", "0-2", "--runs", str(out)
+    )
+    assert code == 0, err
+    code, _, err = run_cli("run", "softmax", "--profile", "quick", "--runs", str(out))
+    assert code == 0, err
+    assert not [p for p in out.rglob(".hparams")]
+    experiment, groups = hparams_tables(out)
+    infos = {h.name: h for h in experiment.hparam_infos}
+    assert {"job", "profile", "widths", "max_shift", "lr"} <= set(infos) and "seed" not in infos
+    assert infos["job"].type == api_pb2.DATA_TYPE_STRING
+    assert infos["lr"].type == api_pb2.DATA_TYPE_FLOAT64
+    tags = {m.name.tag for m in experiment.metric_infos}
+    assert {"result/test_accuracy", "result/train_seconds", "result/wall_seconds"} <= tags
+    assert not any("threads" in t or t.startswith("final/") for t in tags)
+    by_job = {g.hparams["job"].string_value: g for g in groups.session_groups}
+    assert set(by_job) == {"mlp-fast", "softmax"}
+    mlp = by_job["mlp-fast"]
+    assert len(mlp.sessions) == 3 and len(by_job["softmax"].sessions) == 1
+    accuracies = [
+        load_run(out / session.name.split("/tb")[0]).metrics["test_accuracy"]
+        for session in mlp.sessions
+    ]
+    values = {v.name.tag: v.value for v in mlp.metric_values}
+    assert values["result/test_accuracy"] == pytest.approx(sum(accuracies) / 3, rel=1e-6)

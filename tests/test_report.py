@@ -24,10 +24,10 @@ import pytest
 from mnist_suite import runs
 from mnist_suite.errors import ConfigError
 from mnist_suite.jobs import Job
+from mnist_suite.originals import original_figure
 from mnist_suite.report import SCHEMA_FILE, SCHEMA_VERSION, build_report
-from mnist_suite.report.collect import collect_runs, pick, pick_cells
+from mnist_suite.report.collect import collect_runs
 from mnist_suite.report.document import fmt
-from mnist_suite.report.original import original_figure
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def test_report_from_real_and_odd_runs(run_cli, tmp_path):
     assert softmax["seeds done"] == "1"
     assert softmax["original's figure"] == 0.801
     assert softmax["Δ mean vs original"] == pytest.approx(metrics["test_accuracy"] - 0.801)
-    assert rows["softmax-original"]["original's figure inside our CI"] == "n=1: no interval"
+    assert rows["softmax-original"]["original vs ours (one-run interval)"] == "n=1: no interval"
     assert rows["mlp"]["seeds done"] == "0 of 1 (1 failed)"
     assert rows["mlp"]["test acc (mean)"] is None  # a failed run's partial numbers are not results
     assert rows["mlp-original"]["seeds done"] == "missing"
@@ -250,9 +250,11 @@ def test_pick_prefers_full_then_done_then_newest(tmp_path):
     for profile, run_id in (("quick", "a"), ("full", "b"), ("quick", "c")):
         runs.execute(job, "", FakeConfig(), seed=0, profile=profile, out=out, run_id=run_id)
     _execute(out, "mlp", _fails)  # quick, failed, newest
-    assert pick(collect_runs(out), "mlp").path.name == "b"
-    cells = pick_cells(collect_runs(out), "mlp")
-    assert [r.profile for r in cells.values()] == ["full"]
+    from mnist_suite.report.replicates import pick_cell_groups, pick_group
+
+    assert [r.path.name for r in pick_group(collect_runs(out), "mlp").runs] == ["b"]
+    groups = pick_cell_groups(collect_runs(out), "mlp")
+    assert [g.profile for g in groups.values()] == ["full"]
 
 
 def test_fmt_and_seed_figures():
@@ -521,8 +523,8 @@ def test_benchmark_section_from_real_pytest_benchmark_json(tmp_path):
     assert section["figures"] == ["figures/bench-tiny.png"]
     verdicts = {row[1]: row for row in targets["rows"]}  # metric -> row
     # [benchmark, metric, median, q1, q3, target, verdict]: no quartiles in this plain file.
-    assert verdicts["speedup_over_baseline"][2:] == [vec["speed-up"], None, None, 5.0, "yes"]
-    assert verdicts["fraction_of_ceiling"][6] == "NO"  # a million times the ceiling: missed
+    assert verdicts["speedup_over_baseline"][2:] == [vec["speed-up"], None, None, 5.0, "met"]
+    assert verdicts["fraction_of_ceiling"][6] == "missed"  # a million times the ceiling
     assert targets["marked"] == [targets["rows"].index(verdicts["fraction_of_ceiling"])]
 
 
@@ -614,3 +616,20 @@ def test_the_reference_report_validates_against_the_schema():
 
     reference = Path(__file__).resolve().parent.parent / "reports" / "results.json"
     jsonschema.validate(json.loads(reference.read_text()), json.loads(SCHEMA_FILE.read_text()))
+
+
+def test_the_glance_table_says_what_it_compares():
+    """Profile and non-default config named; ÷ PCA and ÷ noisy input apart; no ratio over a
+    near-zero MSE; originals judged by the prediction interval for one run."""
+    from mnist_suite.jobs import all_jobs
+    from mnist_suite.report.headline import markdown_table, non_default
+
+    quick_lr = all_jobs()["mlp-fast"].resolve("quick").lr
+    assert non_default("mlp-fast", "", "quick", {"lr": quick_lr}) == []
+    assert non_default("mlp-fast", "", "quick", {"lr": 0.05}) == ["lr=0.05"]
+    results = json.loads((Path(__file__).parents[1] / "reports" / "results.json").read_text())
+    table = markdown_table(results)
+    rows = {line.split("|")[1].strip(" `"): line for line in table.splitlines()[2:] if "|" in line}
+    assert "÷ PCA | ÷ noisy input" in table and "1380" not in table
+    assert "| consistent |" in rows["mlp-original"] and "| consistent |" in rows["sgd-original"]
+    assert "All rows: full profile, default config." in table

@@ -7,12 +7,13 @@ in at the end, so a reader never sees a half-written report. The report never tr
 never plot. The first section is the answer (every job against the original projects, the
 benchmark verdicts, where the figures came from); the run inventory is last.
 
-``results.json`` (``schema_version`` 2, described by ``results.schema.json`` beside this file):
+``results.json`` (``schema_version`` 3, described by ``results.schema.json`` beside this file):
 ``generated_at``, ``runs_dir``, ``bench_dir``, ``generator``, ``environment``, ``summaries``
-(one record per job, cell, profile and metric: ``n``, ``mean``, ``sd``, ``ci_low``, ``ci_high``,
-``min``, ``max``, ``seeds``, ``fingerprints``), ``runs`` (every run found), ``benchmark_files``
-and ``sections`` (``key``, ``title``, ``notes``, ``figures`` and ``tables`` whose ``rows`` are
-records keyed by the ``columns``' ``key``).
+(:func:`mnist_suite.summary.summaries`, one record per job, cell, profile, config and metric:
+``n``, ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``min``, ``max``, ``seeds`` with their
+``values``, ``diverged``, ``fingerprints``, ``configs``, ``machine``), ``runs`` (every run
+found), ``benchmark_files`` and ``sections`` (``key``, ``title``, ``notes``, ``figures`` and
+``tables`` whose ``rows`` are records keyed by the ``columns``' ``key``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from mnist_suite.report.document import Section, render_html, render_markdown
 from mnist_suite.report.figures import FigureWriter
 from mnist_suite.runs import newest_code
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
 TITLE = "mnist-suite report"
 log = logging.getLogger(__name__)

@@ -17,19 +17,15 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from mnist_suite import benchcompare
+from mnist_suite import benchcompare, verdicts
 from mnist_suite.files import read_json_object
 from mnist_suite.report import figures
-from mnist_suite.report.collect import BenchFile, number
+from mnist_suite.report.collect import BenchFile, as_dict, number
 from mnist_suite.report.common import Context
 from mnist_suite.report.document import Section, Table
 
 log = logging.getLogger(__name__)
-VERDICTS = {"met": "yes", "missed": "NO", "unstable": "unstable"}
-
-
-def _dict(obj) -> dict:
-    return obj if isinstance(obj, dict) else {}
+FLAGGED = (verdicts.MISSED, verdicts.UNSTABLE)  # target verdicts shown in bold
 
 
 def _size(extra: dict, params: dict, name: str) -> str:
@@ -52,8 +48,8 @@ def bench_rows(bench: BenchFile) -> list[dict]:
     """One dict per benchmark: its names, size, median (s), GFLOP/s, ratios and baseline."""
     rows = []
     for b in bench.benchmarks:
-        extra, params = _dict(b.get("extra_info")), _dict(b.get("params"))
-        median = number(_dict(b.get("stats")).get("median"))
+        extra, params = as_dict(b.get("extra_info")), as_dict(b.get("params"))
+        median = number(as_dict(b.get("stats")).get("median"))
         flops = number(extra.get("flops"))
         gflops = number(extra.get("gflop_per_s")) or (
             flops / median / 1e9 if flops and median else None
@@ -79,7 +75,7 @@ def bench_rows(bench: BenchFile) -> list[dict]:
                     and k != "speedup_over_baseline"
                     and number(v) is not None
                 },
-                "target": _dict(extra.get("target")),
+                "target": as_dict(extra.get("target")),
                 "spreads": _spreads(extra),
                 "unstable": extra.get("unstable") is True,
             }
@@ -91,8 +87,8 @@ def bench_rows(bench: BenchFile) -> list[dict]:
 def _spreads(extra: dict) -> str:
     """The paired ratios as text: ``fraction_of_ceiling 0.61 [0.58–0.64]`` (median [q1–q3])."""
     parts = []
-    for metric, r in _dict(extra.get("ratios")).items():
-        q = [number(_dict(r).get(k)) for k in ("median", "q1", "q3")]
+    for metric, r in as_dict(extra.get("ratios")).items():
+        q = [number(as_dict(r).get(k)) for k in ("median", "q1", "q3")]
         if None not in q:
             name = metric.removeprefix("speedup_over_").replace("fraction_of_ceiling", "of ceiling")
             parts.append(f"{name} {q[0]:.3g} [{q[1]:.3g}–{q[2]:.3g}]")
@@ -117,6 +113,15 @@ def _fill_ratios(rows: list[dict]) -> None:
         r["ceiling_gflops"] = ceiling["gflops"] if ceiling else None
 
 
+def _target_word(t: dict) -> str:
+    """A stored target verdict in :mod:`mnist_suite.verdicts`' words (files that only say
+    ``met: true/false`` included)."""
+    stated = str(t.get("verdict"))
+    if stated in (verdicts.MET, verdicts.MISSED, verdicts.UNSTABLE):
+        return stated
+    return {True: verdicts.MET, False: verdicts.MISSED}.get(t.get("met"), "?")
+
+
 def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
     """[benchmark, metric, value, q1, q3, target, met] from the file's verdicts, else computed.
 
@@ -132,8 +137,7 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
                 number(t.get("q1")),
                 number(t.get("q3")),
                 number(t.get("target")),
-                VERDICTS.get(str(t.get("verdict")))
-                or {True: "yes", False: "NO"}.get(t.get("met"), "?"),
+                _target_word(t),
             ]
             for t in bench.targets
         ]
@@ -142,11 +146,9 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
         values = {"fraction_of_ceiling": r["fraction"], "speedup_over_baseline": r["speedup"]}
         values |= {f"speedup_over_{k}": number(v) for k, v in r["others"].items()}
         for metric, goal in r["target"].items():
-            value = values.get(metric)
-            met = (
-                "?" if value is None or number(goal) is None else ("yes" if value >= goal else "NO")
-            )
-            out.append([r["name"], metric, value, None, None, number(goal), met])
+            value, goal = values.get(metric), number(goal)
+            met = "?" if goal is None else verdicts.target(None, value, goal) or "?"
+            out.append([r["name"], metric, value, None, None, goal, met])
     return out
 
 
@@ -239,7 +241,7 @@ def benchmarks(ctx: Context) -> Section:
                         ("met", "text"),
                     ],
                     targets,
-                    {i for i, t in enumerate(targets) if t[6] in ("NO", "unstable")},
+                    {i for i, t in enumerate(targets) if t[6] in FLAGGED},
                     note=_targets_note([t[6] for t in targets]),
                     hide_empty=True,
                 )
@@ -281,17 +283,17 @@ def stored_runs(history: Path) -> list[dict]:
         ratios = {key: tuple(r[k] for k in benchcompare.QUARTILES) for key, r in paired.items()}
         targets = {}
         for b in data["benchmarks"]:
-            extra = _dict(_dict(b).get("extra_info"))
-            for metric, goal in _dict(extra.get("target")).items():
+            extra = as_dict(as_dict(b).get("extra_info"))
+            for metric, goal in as_dict(extra.get("target")).items():
                 if number(goal) is not None:
                     targets[str(b.get("name")), metric] = number(goal)
-        commit = _dict(data.get("commit_info"))
+        commit = as_dict(data.get("commit_info"))
         runs.append(
             {
                 "datetime": str(data.get("datetime") or ""),
                 "commit": str(commit.get("id") or "?")[:10] + ("+" if commit.get("dirty") else ""),
                 "mode": str(data.get("mode") or "full"),
-                "busy": _dict(data.get("noise")).get("competing_processes") or 0,
+                "busy": as_dict(data.get("noise")).get("competing_processes") or 0,
                 "path": path,
                 "ratios": ratios,
                 "targets": targets,
@@ -378,11 +380,11 @@ def _history_figure(ctx: Context, runs: list[dict], headline: list, goals: dict)
     )
 
 
-def _targets_note(verdicts: list[str]) -> str:
+def _targets_note(words: list[str]) -> str:
     parts = []
-    if "NO" in verdicts:
-        parts.append("Bold NO: missed (even the upper quartile is below the target).")
-    if "unstable" in verdicts:
+    if verdicts.MISSED in words:
+        parts.append("Bold missed: even the upper quartile is below the target.")
+    if verdicts.UNSTABLE in words:
         parts.append(
             "Bold unstable: the quartiles straddle the target; the run was too noisy to decide "
             "(see the noise above), so this is neither a pass nor a miss: re-run when quieter."
@@ -392,11 +394,11 @@ def _targets_note(verdicts: list[str]) -> str:
 
 def _noise(bench: BenchFile) -> str:
     """The run's noise in words, from the file's ``noise`` (absent in older files)."""
-    data = _dict(read_json_object(bench.path))
-    noise = _dict(data.get("noise"))
+    data = as_dict(read_json_object(bench.path))
+    noise = as_dict(data.get("noise"))
     if not noise:
         return ""
-    where = _dict(_dict(data.get("machine_info")).get("where"))
+    where = as_dict(as_dict(data.get("machine_info")).get("where"))
     place = where.get("image") or ("a container" if where.get("in_container") else "the host")
     load = [number(x) for x in (noise.get("loadavg_before") or [])[:1]]
     load += [number(x) for x in (noise.get("loadavg_after") or [])[:1]]
@@ -405,8 +407,8 @@ def _noise(bench: BenchFile) -> str:
         parts.append(f"1-min load average {load[0]:.2f} before, {load[1]:.2f} after")
     if noise.get("competing_processes"):
         parts.append(f"{noise['competing_processes']} busy processes started for the run")
-    for threads, c in _dict(noise.get("ceiling")).items():
-        cv, gf = number(_dict(c).get("cv")), number(_dict(c).get("median_gflop_per_s"))
+    for threads, c in as_dict(noise.get("ceiling")).items():
+        cv, gf = number(as_dict(c).get("cv")), number(as_dict(c).get("median_gflop_per_s"))
         if cv is not None and gf is not None:
             parts.append(f"ceiling with {threads} thread(s) {gf:.0f} GFLOP/s, CV {cv:.0%}")
     return f"Measured on {place}. Noise: {'; '.join(parts)}." if parts else ""

@@ -37,12 +37,12 @@ def changes(ctx: Context) -> Section:
     s = Section(
         "changes",
         "Changes against a baseline",
-        f"These runs against `{baseline}`, as `mnist-suite compare` reports them. "
-        + compare.rules_note(),
+        f"These runs against `{baseline}`, as `mnist-suite compare` reports them.",
     )
     base = compare.load_side(baseline)
-    rows = compare.compare(base, compare.side_of_runs(str(ctx.runs_dir), ctx.runs))
-    if not rows:
+    new = compare.side_of_runs(str(ctx.runs_dir), ctx.runs)
+    rows = compare.compare(base, new)
+    if not base.groups() & new.groups():
         s.notes.append(f"The baseline {baseline} shares no job, cell and profile with these runs.")
         return s
     header, cells = compare.text_rows(rows)
@@ -58,7 +58,9 @@ def changes(ctx: Context) -> Section:
         },
     )
     s.tables.append(table)
-    worse = compare.regressions(rows)
-    if worse:
-        s.notes.append(f"Worse beyond noise: {', '.join(worse)}.")
+    failing = compare.regressions(rows)
+    if failing:
+        s.notes.append(f"Failing: {'; '.join(failing)}.")
+    s.notes += compare.speed_notes(base, new)
+    s.notes.append(compare.rules_note(rows=rows))
     return s

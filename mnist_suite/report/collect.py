@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 MAX_BENCH_BYTES = 64 << 20  # one pytest-benchmark JSON file (real ones are well under 1 MB)
 
 
-def _dict(obj: Any) -> dict:
+def as_dict(obj: Any) -> dict:
+    """``obj`` if it is a dict, else an empty one: for reading JSON of unknown shape."""
     return obj if isinstance(obj, dict) else {}
 
 
@@ -41,37 +42,6 @@ def collect_runs(runs_dirs: Path | Sequence[Path]) -> list[RunRecord]:
 
 def _freshness(run: RunRecord) -> tuple:
     return (run.state == "done", run.started_at)
-
-
-def _preference(run: RunRecord) -> tuple:
-    # The full profile over quick, a finished run over others, then the newest.
-    return (run.profile == "full", run.state == "done", run.started_at)
-
-
-def by_job(records: list[RunRecord], job: str) -> list[RunRecord]:
-    return [r for r in records if r.job == job]
-
-
-def pick(records: list[RunRecord], job: str) -> RunRecord | None:
-    """The run that represents a single-cell ``job``: full profile, done, newest."""
-    runs = by_job(records, job)
-    return max(runs, key=_preference) if runs else None
-
-
-def pick_cells(records: list[RunRecord], job: str) -> dict[str, RunRecord]:
-    """One representative run per cell of a batch ``job``, cells in label order.
-
-    All cells come from the preferred profile (full when any full cell exists), so a
-    grid never mixes quick and full points.
-    """
-    runs = by_job(records, job)
-    if not runs:
-        return {}
-    profile = "full" if any(r.profile == "full" for r in runs) else runs[0].profile
-    cells: dict[str, RunRecord] = {}
-    for run in sorted((r for r in runs if r.profile == profile), key=_preference):
-        cells[run.cell] = run  # the last (most preferred) wins
-    return dict(sorted(cells.items()))
 
 
 @dataclass
@@ -104,8 +74,8 @@ def collect_benchmarks(bench_dir: Path | None) -> list[BenchFile]:
         files.append(
             BenchFile(
                 path=path,
-                machine_info=_dict(data.get("machine_info")),
-                commit_info=_dict(data.get("commit_info")),
+                machine_info=as_dict(data.get("machine_info")),
+                commit_info=as_dict(data.get("commit_info")),
                 datetime=str(data.get("datetime") or ""),
                 benchmarks=[b for b in benches if isinstance(b, dict)],
                 targets=[t for t in data.get("targets") or [] if isinstance(t, dict)],

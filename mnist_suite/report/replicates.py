@@ -148,15 +148,6 @@ def pick_cell_groups(records: list[RunRecord], job: str) -> dict[str, Group]:
     return dict(sorted(cells.items()))
 
 
-def mean_pm(s: Summary) -> str:
-    """``mean ± half-width`` text of a fraction as percent, for figure labels."""
-    if s.mean is None:
-        return "n/a"
-    if s.half_width is None:
-        return f"{100 * s.mean:.2f}%"
-    return f"{100 * s.mean:.2f} ± {100 * s.half_width:.2f}%"
-
-
 def time_summary(g: Group, target: str) -> tuple[float | None, float | None, float | None, int]:
     """(median, min, max) seconds to ``target`` over the seeds that reached it, and that count."""
     seconds = g.nested("time_to_target", "seconds", target)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnist_suite.originals import original_figure, verdict_text
 from mnist_suite.report import figures
 from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, missing_note, state_text
 from mnist_suite.report.document import Section, Table
-from mnist_suite.report.original import original_figure
-from mnist_suite.report.replicates import Group, mean_pm, pick_cell_groups
+from mnist_suite.report.replicates import Group, pick_cell_groups
 from mnist_suite.stats import summarize
+from mnist_suite.summary import mean_ci
 
 
 def _lr(g: Group) -> float | None:
@@ -68,8 +69,7 @@ def _sweep(ctx: Context, s: Section) -> None:
         diverged = sum(r.state == "diverged" for r in g.runs)
         verdict = ""
         if seed is not None:
-            inside = final.contains(seed)
-            verdict = {True: "yes", False: "no", None: f"n={final.n}: no interval"}[inside]
+            verdict = verdict_text(seed, final, "final_train_loss")
         rows.append(
             [
                 cell,
@@ -109,7 +109,7 @@ def _sweep(ctx: Context, s: Section) -> None:
                 ("95% CI", "±f4"),
                 ("last batch loss (nats, mean)", "f4"),
                 ("original's loss", "f4"),
-                ("original's loss inside our CI", "text"),
+                ("original vs ours (one-run interval)", "text"),
                 ("Δ mean vs original", "f4"),
                 ("stuck at ln 10 or diverged", "text"),
             ],
@@ -204,7 +204,8 @@ def _grid(ctx: Context, s: Section) -> None:
             marked,
             note=(
                 f"Bold: the point chosen on mean dev accuracy ({chosen.cell}, "
-                f"{mean_pm(chosen.summary('dev_accuracy'))} dev over {len(chosen.done)} seeds); "
+                f"{_accuracy_text(chosen.summary('dev_accuracy'))} dev over "
+                f"{len(chosen.done)} seeds); "
                 "the test set is reported for that point only."
                 if chosen is not None
                 else "No grid point finished."
@@ -295,3 +296,7 @@ def _grid_scatter(ctx, s, groups: list[Group], chosen: Group | None) -> None:
             + (f", and the chosen point is {chosen.cell}." if chosen is not None else "."),
         )
     )
+
+
+def _accuracy_text(s) -> str:
+    return mean_ci(s.mean, s.half_width, "accuracy")
