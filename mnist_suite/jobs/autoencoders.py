@@ -32,7 +32,7 @@ from mnist_suite.autoencoders import (
 )
 from mnist_suite.data import scalar_zscore, to_unit
 from mnist_suite.data.split import dev_split
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 from mnist_suite.jobs import Job, register
 
 NORMALISATIONS = ("zscore", "unit")
@@ -77,7 +77,7 @@ class Scaled:
 
 def _check_subset(n: int, total: int, name: str) -> None:
     if not 0 <= n <= total:
-        raise ConfigError(f"{name}={n} must be in [0, {total}] (0 = all)")
+        raise ParameterError(f"{name}={n} must be in [0, {total}] (0 = all)")
 
 
 def load_scaled(
@@ -127,7 +127,7 @@ def _image_grid(rows: list[np.ndarray]) -> np.ndarray:
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if not value > 0:
-            raise ConfigError(f"{name}={value} must be > 0")
+            raise ParameterError(f"{name}={value} must be > 0")
 
 
 # --- pca -------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class PcaConfig:
     def __post_init__(self):
         check_choice("normalisation", self.normalisation, NORMALISATIONS)
         if not self.ks:
-            raise ConfigError("ks must list at least one latent size")
+            raise ParameterError("ks must list at least one latent size")
         for k in self.ks:
             latent_size("linear", k)
 
@@ -300,22 +300,22 @@ def _train_ae(
 
 
 def _parse_spec(spec: str, allowed: dict[str, str]) -> tuple[str, int]:
-    """``variant`` or ``variant-k`` -> (variant, k); ConfigError for anything else."""
+    """``variant`` or ``variant-k`` -> (variant, k); ParameterError for anything else."""
     match = MODEL_SPEC.match(spec)
     if not match or match.group(1) not in allowed:
-        raise ConfigError(
+        raise ParameterError(
             f"unknown model {spec!r} (expected one of {', '.join(allowed)}, optionally "
             "followed by -k for the latent size, e.g. deep-32)"
         )
     variant, k = match.group(1), match.group(2)
     if k is None and allowed[variant] not in FIXED_LATENT:
-        raise ConfigError(f"model {spec!r} needs a latent size: write {spec}-k, e.g. {spec}-32")
+        raise ParameterError(f"model {spec!r} needs a latent size: write {spec}-k, e.g. {spec}-32")
     return variant, latent_size(allowed[variant], None if k is None else int(k))
 
 
 def _one_model(cfg) -> str:
     if len(cfg.models) != 1:
-        raise ConfigError(f"a cell trains one model; got {cfg.models}")
+        raise ParameterError(f"a cell trains one model; got {cfg.models}")
     return cfg.models[0]
 
 
@@ -338,12 +338,12 @@ class AeSeedConfig:
 
     def __post_init__(self):
         if not self.models:
-            raise ConfigError("models must name at least one model")
+            raise ParameterError("models must name at least one model")
         for spec in self.models:
             _parse_spec(spec, ORIGINAL_ARCH)
         _check_positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
         if self.noise < 0:
-            raise ConfigError(f"noise={self.noise} must be >= 0")
+            raise ParameterError(f"noise={self.noise} must be >= 0")
 
 
 def train_ae_seed(cfg: AeSeedConfig, run) -> dict:
@@ -397,7 +397,7 @@ class AeConfig:
 
     def __post_init__(self):
         if not self.models:
-            raise ConfigError("models must name at least one model")
+            raise ParameterError("models must name at least one model")
         for spec in self.models:
             _parse_spec(spec, AE_ARCH)
         check_choice("normalisation", self.normalisation, NORMALISATIONS)
@@ -409,12 +409,12 @@ class AeConfig:
             linear_lr=self.linear_lr,
         )
         if self.noise < 0:
-            raise ConfigError(f"noise={self.noise} must be >= 0")
+            raise ParameterError(f"noise={self.noise} must be >= 0")
         if not 0 < self.n_dev < (self.n_train or 60_000):
-            raise ConfigError(f"n_dev={self.n_dev} must be in (0, {self.n_train or 60_000})")
+            raise ParameterError(f"n_dev={self.n_dev} must be in (0, {self.n_train or 60_000})")
         check_choice("activation", self.activation, ACTIVATIONS)
         if not self.hidden or not all(w > 0 for w in self.hidden):
-            raise ConfigError(f"hidden={self.hidden} must list positive widths")
+            raise ParameterError(f"hidden={self.hidden} must list positive widths")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
 
