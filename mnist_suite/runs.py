@@ -17,11 +17,10 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,9 @@ import numpy as np
 
 from mnist_suite import claims, fingerprint, limits, records, seeding
 from mnist_suite.config import to_dict
+from mnist_suite.defaults import CLAIM_WAIT_VARIABLE
 from mnist_suite.envinfo import envelope, now_iso
-from mnist_suite.errors import ConfigError, Diverged
+from mnist_suite.errors import Diverged, ParameterError, RunIOError
 from mnist_suite.files import (
     _json_default,
     atomic_save_npz,
@@ -50,9 +50,10 @@ log = logging.getLogger(__name__)
 
 STATES = (*records.STATES, "corrupt")
 FINAL_STATES = ("done", "diverged")  # deterministic outcomes: re-running would repeat them
+OUTDATED = "outdated"  # a finished run recorded by other code (mnist_suite.fingerprint)
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = claims.STALE_SECONDS  # a running owner that has not beaten for this long is dead
-CLAIM_WAIT_ENV = "MNIST_SUITE_CLAIM_WAIT"  # seconds a second attempt waits for the first
+CLAIM_WAIT_ENV = CLAIM_WAIT_VARIABLE  # seconds a second attempt waits for the first
 
 
 def read_history(path: Path) -> list[dict]:
@@ -181,18 +182,18 @@ class RunRecord:
         return records.number(self.metrics.get(name))
 
     def code_state(self, current: str | None) -> str:
-        """``current``, ``stale`` or ``unknown`` (recorded without a fingerprint) against the
+        """``current``, ``outdated`` or ``unknown`` (recorded without a fingerprint) against the
         fingerprint ``current`` of the code here; ``current`` when there is none to compare."""
         if current is None:
             return "current"
         if self.fingerprint is None:
             return "unknown"
-        return "current" if self.fingerprint == current else "stale"
+        return "current" if self.fingerprint == current else OUTDATED
 
     def shown_state(self, current: str | None) -> str:
-        """The state readers show: a finished run of other code is ``stale``."""
+        """The state readers show: a finished run of other code is ``outdated``."""
         if self.state in FINAL_STATES and self.code_state(current) != "current":
-            return "stale"
+            return OUTDATED
         return self.state
 
     def rows(self, kind: str | None = None) -> list[dict]:
@@ -261,11 +262,43 @@ def load_run(path: Path) -> RunRecord:
     return run
 
 
-def stale_note(run: RunRecord, current: str | None) -> str:
-    """Why ``run`` is stale against the code fingerprint ``current``, in a few words."""
+def outdated_note(run: RunRecord, current: str | None) -> str:
+    """Why ``run`` is outdated against the code fingerprint ``current``, in a few words."""
     if run.fingerprint is None:
-        return "stale (recorded without a code fingerprint)"
-    return f"stale (code {run.fingerprint}, now {current})"
+        return "outdated (recorded without a code fingerprint)"
+    return f"outdated (code {run.fingerprint}, now {current})"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with an item whose run folder holds ``run``: keep it (``skip``) or run it.
+
+    ``note`` says why in a few words; ``state`` is the recorded state when it is kept.
+    """
+
+    skip: bool
+    state: str = "missing"
+    note: str = ""
+
+
+def decide(
+    run: RunRecord | None, current: str | None, *, force: bool = False, reuse_outdated: bool = False
+) -> Decision:
+    """The one skip decision of ``run``, the pool and ``plan --status``.
+
+    A run finished ``done`` or ``diverged`` by the code here (fingerprint ``current``) is kept
+    unless ``force``; one finished by other code (outdated) is run again unless
+    ``reuse_outdated`` keeps it. Anything else (missing, failed, interrupted, corrupt, a dead
+    owner's ``running``) is run.
+    """
+    if run is None or force or run.state not in FINAL_STATES:
+        return Decision(False, "missing" if run is None else run.state)
+    if run.code_state(current) == "current":
+        return Decision(True, run.state, "already recorded")
+    note = outdated_note(run, current)
+    if reuse_outdated:
+        return Decision(True, run.state, f"{note}, kept")
+    return Decision(False, run.state, f"{note}: running it again")
 
 
 def find_runs(out: Path, job: str | None = None) -> list[Path]:
@@ -475,66 +508,69 @@ def execute(
     data_options: dict | None = None,
     force: bool = False,
     wait: float | None = None,
-    reuse_stale: bool = False,
+    reuse_outdated: bool = False,
+    prepare: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run one cell of ``job`` into ``out/job/run_id`` and record how it ended.
 
     The run is claimed first (:mod:`mnist_suite.claims`). While another live attempt holds it,
     this one waits up to ``wait`` seconds (default ``$MNIST_SUITE_CLAIM_WAIT``, else 0) and then
     returns a skipped ``running`` outcome naming the holder, without touching the run. Once
-    claimed, a run already ``done`` or ``diverged`` is skipped unless ``force`` or it is stale
-    (recorded by other code: :mod:`mnist_suite.fingerprint`; ``reuse_stale`` keeps it); a
-    ``failed``, ``interrupted``, ``corrupt`` or dead ``running`` one is cleared and run again.
-    KeyboardInterrupt (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates.
+    claimed, the run folder is read once and :func:`decide` keeps a finished run (``force``
+    and ``reuse_outdated`` as there) or runs it: ``prepare`` (the batch's checks that need a
+    run to train, such as loading the data) is called before anything is cleared or written.
+    KeyboardInterrupt (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates. A run folder
+    that cannot be claimed, cleared or written raises :class:`~mnist_suite.errors.RunIOError`.
     """
     if not records.is_int(seed) or seed < 0:
-        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+        raise ParameterError(f"seed={seed!r} must be an integer >= 0")
     path = Path(out) / job.name / run_id
     wait = _claim_wait() if wait is None else wait
+    if prepare is not None and not path.exists():
+        prepare()  # nothing recorded: checked before any folder is created
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         claim = claims.acquire(claims.claim_path(path), wait)
     except claims.ClaimBusy as exc:
         return Outcome(path, "running", f"claimed by {exc.holder.describe()}", skipped=True)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot claim the run ({exc.strerror or exc})") from None
+        raise RunIOError(f"{path}: cannot claim the run ({exc.strerror or exc})") from None
     try:
-        return _execute_claimed(
-            job, cell, config, seed, profile, path, data_options, force, claim, reuse_stale
-        )
+        code = fingerprint.of_job(job)
+        previous = load_run(path) if path.exists() else None
+        decision = decide(previous, code, force=force, reuse_outdated=reuse_outdated)
+        if decision.skip:
+            return Outcome(path, decision.state, decision.note, True, previous.metrics)
+        if decision.note:
+            log.warning("%s: %s", path, decision.note)
+        if previous is not None:
+            # The raw status, even if it misses fields: a live owner is never clobbered.
+            status = read_json_object(path / "status.json") or {}
+            if status.get("state") == "running" and owner_alive(status):
+                # Written by an attempt that took no claim.
+                who = f"pid {status.get('pid')} on {status.get('host')}"
+                return Outcome(path, "running", f"marked running by {who}", skipped=True)
+        if prepare is not None:
+            prepare()  # again, in case the folder came or went meanwhile (the batch caches it)
+        if previous is not None:
+            _clear(path)
+        return _execute_claimed(job, cell, config, seed, profile, path, data_options, claim, code)
     finally:
         claim.release()
 
 
-def _execute_claimed(
-    job, cell, config, seed, profile, path, data_options, force, claim, reuse_stale=False
-):
-    code = fingerprint.of_job(job)
-    previous = load_run(path) if path.exists() else None
-    if previous is not None:
-        # The raw status, even if it misses fields: a live owner is never clobbered.
-        status = read_json_object(path / "status.json") or {}
-        fresh = previous.code_state(code)
-        if previous.state in FINAL_STATES and not force and (fresh == "current" or reuse_stale):
-            state, metrics = previous.state, previous.metrics
-            note = "already recorded"
-            if fresh != "current":
-                note = f"{stale_note(previous, code)}; kept (--reuse-stale)"
-            return Outcome(path, state, note, skipped=True, metrics=metrics)
-        if previous.state in FINAL_STATES and not force:
-            print(f"{path}: {stale_note(previous, code)}: running it again", file=sys.stderr)
-        if status.get("state") == "running" and owner_alive(status):
-            # Written by an attempt that took no claim (an older version of the suite).
-            who = f"pid {status.get('pid')} on {status.get('host')}"
-            return Outcome(path, "running", f"marked running by {who}", skipped=True)
-        try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot clear the old run ({exc.strerror})") from None
+def _clear(path: Path) -> None:
+    """Remove the old run at ``path`` (claimed by this attempt) before running it again."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError as exc:
+        raise RunIOError(f"{path}: cannot clear the old run ({exc.strerror})") from None
 
+
+def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim, code):
     status = {
         "state": "running",
         "started_at": now_iso(),
@@ -572,7 +608,7 @@ def _execute_claimed(
         write_status()
     except (OSError, ValueError) as exc:
         why = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"{path}: cannot start the run ({why})") from None
+        raise RunIOError(f"{path}: cannot start the run ({why})") from None
     heartbeat = _Heartbeat(beat)
     heartbeat.start()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -644,7 +680,7 @@ def _record_end(write_status, path: Path, **fields) -> None:
         return
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
-            raise ConfigError(f"{path}: cannot record the run's end ({exc.strerror})") from None
+            raise RunIOError(f"{path}: cannot record the run's end ({exc.strerror})") from None
     # Partial events and arrays of a run that failed are worth less than knowing it failed.
     shutil.rmtree(path / "tb", ignore_errors=True)
     shutil.rmtree(path / "artifacts", ignore_errors=True)
@@ -652,4 +688,4 @@ def _record_end(write_status, path: Path, **fields) -> None:
     try:
         write_status(**fields)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot record the run's end ({exc.strerror})") from None
+        raise RunIOError(f"{path}: cannot record the run's end ({exc.strerror})") from None

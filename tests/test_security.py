@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from mnist_suite import claims, limits, records, runs
+from mnist_suite.batch import item_states
 from mnist_suite.jobs import Job
-from mnist_suite.plan import build_plan, item_states, parse_seeds
+from mnist_suite.plan import build_plan, parse_seeds
 from mnist_suite.report import MARKER, build_report
 from tests.test_limits import assert_refused, run_bounded
 from tests.test_outputs import done_softmax, mount, one_line_error, snapshot  # noqa: F401
