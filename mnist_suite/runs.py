@@ -52,7 +52,9 @@ STATES = (*records.STATES, "corrupt")
 FINAL_STATES = ("done", "diverged")  # deterministic outcomes: re-running would repeat them
 OUTDATED = "outdated"  # a finished run recorded by other code (mnist_suite.fingerprint)
 HEARTBEAT_SECONDS = 10.0
-STALE_SECONDS = claims.STALE_SECONDS  # a running owner that has not beaten for this long is dead
+ABANDONED_SECONDS = (
+    claims.ABANDONED_SECONDS
+)  # a running owner that has not beaten for this long is dead
 CLAIM_WAIT_ENV = CLAIM_WAIT_VARIABLE  # seconds a second attempt waits for the first
 
 
@@ -65,7 +67,7 @@ def owner_alive(status: dict, now: float | None = None) -> bool:
     """Is the process that marked this run ``running`` still at it?"""
     now = time.time() if now is None else now
     beat = status.get("heartbeat_unix")
-    if not records.is_number(beat) or now - beat > STALE_SECONDS:
+    if not records.is_number(beat) or now - beat > ABANDONED_SECONDS:
         return False
     if status.get("host") == socket.gethostname():
         return claims.process_alive(status.get("pid"))

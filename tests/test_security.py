@@ -409,7 +409,7 @@ def test_an_owner_dying_during_the_wait_is_noticed_then(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["dangling-symlink", "symlink-to-file", "folder", "fifo"])
-def test_a_claim_that_is_not_a_regular_file_is_stale(tmp_path, kind):
+def test_a_claim_that_is_not_a_regular_file_is_abandoned(tmp_path, kind):
     path = claims.claim_path(tmp_path / "runs" / "tiny" / "r1")
     path.parent.mkdir(parents=True)
     if kind == "dangling-symlink":

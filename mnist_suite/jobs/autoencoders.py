@@ -327,7 +327,7 @@ def _cells(cfg) -> list[tuple[str, object]]:
 
 
 @dataclass(frozen=True)
-class AeSeedConfig:
+class AeOriginalConfig:
     models: tuple[str, ...] = ("original-2d", "wide", "denoising")  # one cell each
     epochs: int = 10
     batch_size: int = 128
@@ -346,7 +346,7 @@ class AeSeedConfig:
             raise ParameterError(f"noise={self.noise} must be >= 0")
 
 
-def train_ae_seed(cfg: AeSeedConfig, run) -> dict:
+def train_ae_original(cfg: AeOriginalConfig, run) -> dict:
     variant, _ = _parse_spec(_one_model(cfg), ORIGINAL_ARCH)
     run.seed_tensorflow()
     data = load_scaled(run, "zscore", cfg.n_train, cfg.n_test)  # no dev split: the original's data
@@ -472,8 +472,8 @@ register(
         name="ae-original",
         seconds=(20.0, 140.0),
         summary="the original's three Keras AEs as trained (z-score, SGD 0.1, 10 epochs; val MSE)",
-        config=AeSeedConfig,
-        train=train_ae_seed,
+        config=AeOriginalConfig,
+        train=train_ae_original,
         quick={"epochs": 1, "n_train": 4000, "n_test": 1000},
         cells=_cells,
         uses_tensorflow=True,
@@ -501,6 +501,6 @@ register(
         improves_on="ae-original",
         # Five cells, ~220 s a seed (deep and denoising ~1.5 min each), and issue 15's deeper
         # recipe may take up to 10 min a run, scored over 3 seeds: 3 here.
-        seeds=3,
+        seed_count=3,
     )
 )

@@ -8,7 +8,7 @@ out the first 1000 rows of its shuffled CSV; here that is the run's stratified d
 weight decay, cosine schedule with warm-up) trained on every batch distorted afresh (random
 affine map plus an elastic field, :class:`mnist_suite.nn.Distortion`), with label smoothing and an
 optional exponential moving average of the weights (then evaluated and saved); ≤ 5 min.
-``mlp-fast`` is the previous ``mlp``: 784-512-256-10 with random ±2-pixel shifts, 20 epochs
+``mlp-fast`` is a lighter recipe: 784-512-256-10 with random ±2-pixel shifts, 20 epochs
 (≈ 40 s); with ``--set epochs=4 --set max_shift=0`` it is the sprint to 98% dev accuracy.
 Both train on 55,000 images with the run's 5,000-image dev split held out for choices; the
 test set is scored once, at the end.
@@ -213,7 +213,7 @@ def _finish(run, model: Sequential, x_test: np.ndarray, y_test: np.ndarray) -> f
 
 
 @dataclass(frozen=True)
-class MlpSeedConfig:
+class MlpOriginalConfig:
     hidden: int = 10  # the original's 784-10-10
     iterations: int = 5000  # mini-batch steps, not epochs (the original's loop)
     batch_size: int = 100  # drawn with replacement each iteration
@@ -234,7 +234,7 @@ class MlpSeedConfig:
 
 
 @blas_threads()
-def train_mlp_seed(cfg: MlpSeedConfig, run) -> dict:
+def train_mlp_original(cfg: MlpOriginalConfig, run) -> dict:
     mnist = run.data()
     dtype = np.dtype(cfg.dtype)
     x_tr, y_tr, x_dev, y_dev = split_arrays(
@@ -354,7 +354,7 @@ class MlpConfig:
 
 @dataclass(frozen=True)
 class MlpFastConfig(MlpConfig):
-    """The previous ``mlp`` recipe: 784-512-256-10, whole-pixel shifts, 20 epochs (≈ 40 s)."""
+    """The light recipe: 784-512-256-10, whole-pixel shifts, 20 epochs (≈ 40 s)."""
 
     widths: tuple[int, ...] = (512, 256)
     epochs: int = 20
@@ -533,8 +533,8 @@ register(
         name="mlp-original",
         seconds=(3.0, 10.0),
         summary="original scratch MLP 784-10-10: uniform init, sum NLL, SGD 1e-3 (≈92.5%)",
-        config=MlpSeedConfig,
-        train=train_mlp_seed,
+        config=MlpOriginalConfig,
+        train=train_mlp_original,
         quick={"iterations": 1000},
         original_figures={"test_accuracy": 0.925},
     )

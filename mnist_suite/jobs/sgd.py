@@ -323,6 +323,6 @@ register(
         improves_on="sgd-original",
         # 18 cells x 10 epochs (~325 s a seed on 2 cores): 3 seeds keep the full suite near
         # half an hour and still give each cell a t-interval (2 degrees of freedom).
-        seeds=3,
+        seed_count=3,
     )
 )

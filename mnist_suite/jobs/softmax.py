@@ -59,7 +59,7 @@ def _finish(
 
 
 @dataclass(frozen=True)
-class SoftmaxSeedConfig:
+class SoftmaxOriginalConfig:
     eta: float = 0.01  # per-sample SGD step size, as in the notebook
     l2: float = 1e-4  # L2 weight decay per sample
     # The original's update is W -= eta * grad + l2 * W: the decay is not scaled by eta, so it
@@ -78,7 +78,7 @@ class SoftmaxSeedConfig:
             raise ParameterError(f"eval_every={self.eval_every} must be > 0")
 
 
-def train_softmax_seed(cfg: SoftmaxSeedConfig, run) -> dict:
+def train_softmax_original(cfg: SoftmaxOriginalConfig, run) -> dict:
     mnist = run.data()
     x_train, y_train = _subset(mnist.x_train, mnist.y_train, cfg.n_train)
     # float64 like the notebook; the z-score statistics come from the training images used.
@@ -208,8 +208,8 @@ register(
         name="softmax-original",
         seconds=(3.0, 15.0),
         summary="original NumPy linear softmax: per-sample SGD, 1 epoch, z-scored (80.1%)",
-        config=SoftmaxSeedConfig,
-        train=train_softmax_seed,
+        config=SoftmaxOriginalConfig,
+        train=train_softmax_original,
         quick={"n_train": 6000, "eval_every": 1000},
         original_figures={"test_accuracy": 0.801, "train_accuracy": 0.803},
         dev_note="no dev split (the original had none): train and test checked every 5000 samples",

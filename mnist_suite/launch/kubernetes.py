@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnist_suite import limits
-from mnist_suite.claims import STALE_SECONDS
+from mnist_suite.claims import ABANDONED_SECONDS
 from mnist_suite.config import config_hash
 from mnist_suite.defaults import CLAIM_WAIT_VARIABLE, DATA_VARIABLE, OFFLINE_VARIABLE, RUNS_VARIABLE
 from mnist_suite.errors import EXIT_USAGE, ConfigError
@@ -242,9 +242,10 @@ def job_manifest(
         "MPLCONFIGDIR": "/tmp/matplotlib",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         # A pod retried after its predecessor was killed (OOM, node loss) finds that pod's claim
-        # still fresh: it waits until the claim goes stale (no heartbeat for STALE_SECONDS, then
-        # broken) instead of failing the retry at once, which would spend backoffLimitPerIndex.
-        CLAIM_WAIT_VARIABLE: str(int(STALE_SECONDS) + 30),
+        # still fresh: it waits until the claim is abandoned (no heartbeat for ABANDONED_SECONDS,
+        # then broken) instead of failing the retry at once, which would spend
+        # backoffLimitPerIndex.
+        CLAIM_WAIT_VARIABLE: str(int(ABANDONED_SECONDS) + 30),
         **thread_env(_threads(options.cpu)),
     }
     mounts = [
