@@ -167,25 +167,6 @@ def item_states(items: list[WorkItem], runs: Path) -> list[str]:
     return states
 
 
-class Preparation:
-    """What a run needs before its folder is cleared or written, checked once per batch: the
-    TensorFlow its job imports, and the data, loaded and verified once (the runs reuse it)."""
-
-    def __init__(self, data_options: dict):
-        self.data_options = data_options
-        self.loaded = False
-
-    def __call__(self, job: str) -> None:
-        from mnist_suite.jobs import require_tensorflow
-
-        require_tensorflow({job})
-        if not self.loaded:
-            from mnist_suite.data import load_mnist
-
-            load_mnist(**self.data_options)
-            self.loaded = True
-
-
 def run_items(
     items: list[WorkItem],
     runs: Path,
@@ -197,15 +178,14 @@ def run_items(
 ) -> int:
     """Run work items one after another in this process; the exit code of the batch.
 
-    Every item is resolved (and its config validated) before any runs; the data is loaded
-    when the first item that will train is about to, before its folder is touched.
+    Every item is resolved (and its config validated) before any runs; an item that will
+    train is checked (TensorFlow, the data) before its folder is touched.
     ``on_outcome`` gets each item's outcome as it ends (the command line prints it).
     """
     for item in items:
         if item.seed < 0:
             raise ConfigError(f"seed {item.seed}: expected an integer >= 0")
     resolved = [(item, *resolve(item)) for item in items]
-    prepare = Preparation(data_options or {})
     codes = []
     for item, job, label, cell_config in resolved:
         outcome = execute(
@@ -219,7 +199,7 @@ def run_items(
             data_options=data_options,
             force=force,
             reuse_outdated=reuse_outdated,
-            prepare=lambda name=item.job: prepare(name),
+            check_first=True,
         )
         on_outcome(item, outcome)
         codes.append(item_exit_code(outcome, alone=len(items) == 1))

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -511,7 +511,7 @@ def execute(
     force: bool = False,
     wait: float | None = None,
     reuse_outdated: bool = False,
-    prepare: Callable[[], None] | None = None,
+    check_first: bool = False,
 ) -> Outcome:
     """Run one cell of ``job`` into ``out/job/run_id`` and record how it ended.
 
@@ -519,8 +519,9 @@ def execute(
     this one waits up to ``wait`` seconds (default ``$MNIST_SUITE_CLAIM_WAIT``, else 0) and then
     returns a skipped ``running`` outcome naming the holder, without touching the run. Once
     claimed, the run folder is read once and :func:`decide` keeps a finished run (``force``
-    and ``reuse_outdated`` as there) or runs it: ``prepare`` (the batch's checks that need a
-    run to train, such as loading the data) is called before anything is cleared or written.
+    and ``reuse_outdated`` as there) or runs it. With ``check_first``, a run about to train is
+    checked before anything is created or cleared: its job's TensorFlow, and the data (loaded
+    and verified once per process; the runs reuse it).
     KeyboardInterrupt (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates. A run folder
     that cannot be claimed, cleared or written raises :class:`~mnist_suite.errors.RunIOError`.
     """
@@ -528,8 +529,8 @@ def execute(
         raise ParameterError(f"seed={seed!r} must be an integer >= 0")
     path = Path(out) / job.name / run_id
     wait = _claim_wait() if wait is None else wait
-    if prepare is not None and not path.exists():
-        prepare()  # nothing recorded: checked before any folder is created
+    if check_first and not path.exists():
+        _check_runnable(job, data_options)  # nothing recorded: before any folder is created
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         claim = claims.acquire(claims.claim_path(path), wait)
@@ -552,13 +553,24 @@ def execute(
                 # Written by an attempt that took no claim.
                 who = f"pid {status.get('pid')} on {status.get('host')}"
                 return Outcome(path, "running", f"marked running by {who}", skipped=True)
-        if prepare is not None:
-            prepare()  # again, in case the folder came or went meanwhile (the batch caches it)
+        if check_first:
+            _check_runnable(job, data_options)  # again: the folder may have come or gone
         if previous is not None:
             _clear(path)
         return _execute_claimed(job, cell, config, seed, profile, path, data_options, claim, code)
     finally:
         claim.release()
+
+
+def _check_runnable(job, data_options: dict | None) -> None:
+    """Refuse a run that cannot train here (ConfigError, DataError) before its folder is
+    touched: TensorFlow for a job that needs it, and MNIST loaded and verified."""
+    from mnist_suite.data import load_mnist
+
+    check = getattr(job, "check_runtime", None)
+    if check is not None:
+        check()
+    load_mnist(**(data_options or {}))
 
 
 def _clear(path: Path) -> None:

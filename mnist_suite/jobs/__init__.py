@@ -68,6 +68,10 @@ class Job:
         figures = self.original_figures
         return figures.get(f"{cell}:{metric}" if cell else metric, figures.get(metric))
 
+    def check_runtime(self) -> None:
+        """Refuse, before a run of this job starts, to run without the TensorFlow it needs."""
+        require_tensorflow([self.name])
+
     def default_seeds(self, profile: str) -> tuple[int, ...]:
         """Seeds to run when none are given: ``0..seed_count-1`` for the full profile, ``0``
         else."""
