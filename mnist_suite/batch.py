@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_suite.defaults import PROFILES
 from mnist_suite.errors import (
     EXIT_DIVERGED,
     EXIT_FAILED,
@@ -23,7 +24,9 @@ from mnist_suite.errors import (
     EXIT_USAGE,
     ConfigError,
 )
+from mnist_suite.options import option
 from mnist_suite.plan import (
+    FLAVOURS,
     INDEX_VARIABLES,
     WorkItem,
     build_plan,
@@ -47,15 +50,27 @@ class Selection:
     """The plan arguments of a command: jobs, profile, seeds and overrides, or a saved plan,
     narrowed to one image ``flavour`` and/or the plan indexes ``items``."""
 
-    jobs: tuple[str, ...] = ()
-    profile: str = "full"
-    seed: int | None = None  # one seed
-    seeds: str | None = None  # "0-4", "0,3,7" or "default" (each job's own seed count)
-    overrides: tuple[str, ...] = ()
-    plan: Path | None = None  # a plan saved by `plan --save`
-    flavour: str | None = None
-    items: str | None = None  # plan indexes, e.g. "4,8,15"
-    plan_hash: str | None = None  # refuse a plan whose hash differs
+    jobs: tuple[str, ...] = option(
+        (), "job names (none: every job; `run` needs one or --plan)", flag="jobs", nargs="*",
+        metavar="JOB",
+    )  # fmt: skip
+    profile: str = option("full", "the profile: quick or full", choices=PROFILES)
+    seed: int | None = option(None, "one seed (default 0)", type=int, exclusive="seeds")
+    seeds: str | None = option(
+        None,
+        "seeds: 0-4 or 0,3,7 (one run each); 'default' = each job's own count (full profile: "
+        "5, fewer for long jobs; quick: 1)",
+        exclusive="seeds",
+    )
+    overrides: tuple[str, ...] = option(
+        (), "override a config field (repeatable)", flag="--set", metavar="KEY=VALUE"
+    )
+    plan: Path | None = option(None, "a plan saved by `plan --save`", type=Path)
+    flavour: str | None = option(None, "only the items of this image", choices=FLAVOURS)
+    items: str | None = option(None, "only these plan indexes, e.g. 4,8,15", metavar="LIST")
+    plan_hash: str | None = option(
+        None, "refuse a plan whose hash differs", flag=("--plan-hash", "--plan-fingerprint")
+    )
     all_by_default: bool = False  # no job named: every job (else an error)
 
     def seed_list(self) -> tuple[int, ...] | None:

@@ -12,26 +12,11 @@ import logging
 import os
 import sys
 from pathlib import Path
+from textwrap import fill
 
-from mnist_suite import batch
-from mnist_suite.defaults import (
-    BENCH_RESULTS,
-    PROFILES,
-    REPORT_FOLDER,
-    RUNS_VARIABLE,
-    USER_VARIABLES,
-    runs_folder,
-)
-from mnist_suite.errors import (
-    EXIT_FAILED,
-    EXIT_SIGINT,
-    EXIT_USAGE,
-    ParameterError,
-    RunIOError,
-    SuiteError,
-)
+from mnist_suite import batch, defaults, errors
+from mnist_suite.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, SuiteError
 from mnist_suite.options import add_arguments, from_arguments, path
-from mnist_suite.plan import FLAVOURS
 
 EPILOG = f"""\
 exit codes:
@@ -43,7 +28,12 @@ exit codes:
        items end 'interrupted'
 
 environment:
-{"".join(f"  {name:<23} {text}{chr(10)}" for name, text in USER_VARIABLES.items())}
+{
+    "".join(
+        fill(f"{k:<23} {v}", 92, initial_indent="  ", subsequent_indent=" " * 26) + chr(10)
+        for k, v in defaults.USER_VARIABLES.items()
+    )
+}
 docs: README.md and docs/ in the source tree.
 """
 
@@ -52,14 +42,14 @@ def _selection(args: argparse.Namespace) -> batch.Selection:
     return from_arguments(batch.Selection, args)
 
 
-def _datafrom_arguments(args: argparse.Namespace) -> dict:
+def _data_options(args: argparse.Namespace) -> dict:
     return {"path": args.data, "offline": args.offline or None}
 
 
 def cmd_data(args: argparse.Namespace) -> int:
     from mnist_suite.data import load_mnist
 
-    mnist = load_mnist(**_datafrom_arguments(args))
+    mnist = load_mnist(**_data_options(args))
     print(f"MNIST verified (sha256 of all four arrays): source={mnist.source} at {mnist.location}")
     return 0
 
@@ -109,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return batch.run_items(
         chosen,
         args.runs,
-        data_options=_datafrom_arguments(args),
+        data_options=_data_options(args),
         force=args.force,
         reuse_outdated=args.reuse_outdated,
         on_outcome=_print_outcome,
@@ -259,7 +249,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mnist_suite.paths import not_overlapping, writable_folder
     from mnist_suite.report import build_report
 
-    runs = args.runs or [runs_folder()]
+    runs = args.runs or [defaults.runs_folder()]
     writable_folder(args.out.parent, "--out")
     not_overlapping(args.out, "--out", [("--runs", r) for r in runs] + [("--bench", args.bench)])
     build_report(runs, args.bench, args.out, baseline=args.baseline)
@@ -274,7 +264,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     inputs = {"--weights": args.weights, "--data": args.data, "the cache": cache_dir()}
     writable_file(args.out, "--out", inputs)
-    p = predict_image(args.weights, args.index, args.out, _datafrom_arguments(args))
+    p = predict_image(args.weights, args.index, args.out, _data_options(args))
     print(
         f"image #{p.index} (label {p.label}): prediction {p.predicted} "
         f"with probability {p.probability:.4f} -> {args.out}"
@@ -291,8 +281,8 @@ class _DeprecatedRunsOut(argparse.Action):
 
 
 def _add_runs(p: argparse.ArgumentParser, *, old_out: bool = False) -> None:
-    help = f"runs folder (default: ${RUNS_VARIABLE} or ./runs)"
-    p.add_argument("--runs", type=path, default=runs_folder(), help=help)
+    help = f"runs folder (default: ${defaults.RUNS_VARIABLE} or ./runs)"
+    p.add_argument("--runs", type=path, default=defaults.runs_folder(), help=help)
     if old_out:
         p.add_argument("--out", type=path, action=_DeprecatedRunsOut, help=argparse.SUPPRESS)
 
@@ -306,28 +296,8 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 def _add_selection(p: argparse.ArgumentParser, *, all_by_default: bool) -> None:
     """The plan arguments (:class:`mnist_suite.batch.Selection`)."""
-    default = "every job" if all_by_default else "required unless --plan"
-    p.add_argument("jobs", nargs="*", metavar="JOB", help=f"job names ({default})")
-    p.add_argument("--profile", default="full", choices=PROFILES)
-    seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
-    seeds.add_argument("--seeds", default=None, help="seeds: 0-4 or 0,3,7 (one run each); "
-                       "'default' = each job's own count (full profile: 5, fewer for long jobs; "
-                       "quick: 1)")  # fmt: skip
-    _add_overrides(p)
-    p.add_argument("--plan", type=path, default=None, help="a plan saved by `plan --save`")
-    p.add_argument("--flavour", choices=FLAVOURS, default=None, help="only the items of this image")
-    p.add_argument(
-        "--items", default=None, metavar="LIST", help="only these plan indexes, e.g. 4,8,15"
-    )
-    p.add_argument("--plan-hash", "--plan-fingerprint", dest="plan_hash", default=None,
-                   help="refuse a plan whose hash differs")  # fmt: skip
+    add_arguments(p, batch.Selection)
     p.set_defaults(all_by_default=all_by_default)
-
-
-def _add_overrides(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field (repeatable)")  # fmt: skip
 
 
 def _command(sub, name: str, func, help: str, **kwargs) -> argparse.ArgumentParser:
@@ -359,8 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "list", cmd_list, "list the jobs, one line each")
     p = _command(sub, "cells", cmd_cells, "list a job's cells with their index")
     p.add_argument("job")
-    p.add_argument("--profile", default="full", choices=PROFILES)
-    _add_overrides(p)
+    add_arguments(p, batch.Selection, only=("profile", "overrides"))
 
     p = _command(sub, "run", cmd_run, "run work items here, one after another (all, or item "
                  "--index I of the plan)", description="Run the plan's items in this process. "
@@ -453,11 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "report", cmd_report, "write tables and figures of recorded runs and benchmarks"
     )
     p.add_argument("--runs", type=path, action="append", default=None,
-                   help=f"runs folder, repeatable (default: ${RUNS_VARIABLE} or "
+                   help=f"runs folder, repeatable (default: ${defaults.RUNS_VARIABLE} or "
                    "./runs)")  # fmt: skip
-    p.add_argument("--bench", type=path, default=BENCH_RESULTS, help="folder of pytest-benchmark "
-                   f"JSON files (default: {BENCH_RESULTS}, if present)")  # fmt: skip
-    p.add_argument("--out", type=path, default=REPORT_FOLDER, help="report folder (replaced)")
+    p.add_argument("--bench", type=path, default=defaults.BENCH_RESULTS, help="folder of "
+                   f"pytest-benchmark JSON files (default: {defaults.BENCH_RESULTS}, if "
+                   "present)")  # fmt: skip
+    p.add_argument(
+        "--out", type=path, default=defaults.REPORT_FOLDER, help="report folder (replaced)"
+    )
     p.add_argument("--baseline", type=path, default=None, help="add 'Changes against a "
                    "baseline': a runs folder, results.json or summary baseline")  # fmt: skip
     return parser
@@ -485,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (SuiteError, ParameterError) as exc:
+    except (SuiteError, errors.ParameterError) as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -498,7 +470,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (OSError, RecursionError) as exc:
         # A fault of the machine (full disk, read-only mount, symlink loop): one line, exit 1.
-        why = exc if isinstance(exc, RunIOError) or not getattr(exc, "strerror", None) else None
+        why = (
+            exc
+            if isinstance(exc, errors.RunIOError) or not getattr(exc, "strerror", None)
+            else None
+        )
         why = why or f"{exc.strerror}: {exc.filename}"
         print(f"error: {_one_line(str(why))}", file=sys.stderr)
         return EXIT_FAILED

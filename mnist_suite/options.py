@@ -49,22 +49,37 @@ def flags(f: dataclasses.Field) -> tuple[str, ...]:
     return (flag,) if isinstance(flag, str) else tuple(flag)
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One argument per field of ``cls`` made with :func:`option` (others are not offered)."""
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+) -> None:
+    """One argument per field of ``cls`` made with :func:`option` (others are not offered);
+    fields with the same ``exclusive`` name exclude each other."""
+    groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if f.name in skip or "help" not in f.metadata:
+        if f.name in skip or "help" not in f.metadata or (only and f.name not in only):
             continue
         meta = {k: v for k, v in f.metadata.items() if k not in ("flag", "pairs", "none")}
         default = meta.pop("cli_default", f.default)
         kind = meta.pop("type", str if default is None else type(default))
-        if isinstance(default, bool):
-            parser.add_argument(*flags(f), dest=f.name, action="store_true", **meta)
+        if exclusive := meta.pop("exclusive", None):
+            if exclusive not in groups:
+                groups[exclusive] = parser.add_mutually_exclusive_group()
+            group = groups[exclusive]
+        else:
+            group = parser
+        if not flags(f)[0].startswith("-"):  # a positional: its values are the default's kind
+            group.add_argument(f.name, default=[], **meta)
+        elif isinstance(default, bool):
+            group.add_argument(*flags(f), dest=f.name, action="store_true", **meta)
         elif isinstance(default, tuple):
-            parser.add_argument(*flags(f), dest=f.name, action="append", default=[], **meta)
+            group.add_argument(*flags(f), dest=f.name, action="append", default=[], **meta)
         else:
             kind = optional_int if f.metadata.get("none") else kind
             kind = path if isinstance(kind, type) and issubclass(kind, Path) else kind
-            parser.add_argument(*flags(f), dest=f.name, type=kind, default=default, **meta)
+            group.add_argument(*flags(f), dest=f.name, type=kind, default=default, **meta)
 
 
 def from_arguments(cls: type, args: argparse.Namespace, **given: Any) -> Any:
