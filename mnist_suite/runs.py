@@ -529,7 +529,8 @@ def execute(
         raise ParameterError(f"seed={seed!r} must be an integer >= 0")
     path = Path(out) / job.name / run_id
     wait = _claim_wait() if wait is None else wait
-    if check_first and not path.exists():
+    checked = check_first and not path.exists()
+    if checked:
         _check_runnable(job, data_options)  # nothing recorded: before any folder is created
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -553,8 +554,8 @@ def execute(
                 # Written by an attempt that took no claim.
                 who = f"pid {status.get('pid')} on {status.get('host')}"
                 return Outcome(path, "running", f"marked running by {who}", skipped=True)
-        if check_first:
-            _check_runnable(job, data_options)  # again: the folder may have come or gone
+        if check_first and not checked:
+            _check_runnable(job, data_options)  # before the old run is cleared
         if previous is not None:
             _clear(path)
         return _execute_claimed(job, cell, config, seed, profile, path, data_options, claim, code)
