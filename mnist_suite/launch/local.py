@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import mnist_suite
 from mnist_suite.defaults import default_workers
-from mnist_suite.errors import EXIT_RESULTS
+from mnist_suite.errors import EXIT_RESULTS, EXIT_SIGINT
 from mnist_suite.launch import WORKER_OPTIONS, LaunchOptions, thread_env
 from mnist_suite.launch.watch import PoolProgress
 from mnist_suite.options import to_argv
@@ -195,7 +195,8 @@ class LocalLauncher:
             interrupted = 128 + exc.signum
             for index, (_, proc, _, _) in running.items():
                 code = proc.returncode
-                codes[index] = interrupted if code is None or code < 0 or code == 130 else code
+                stopped = code is None or code < 0 or code == EXIT_SIGINT
+                codes[index] = interrupted if stopped else code
             for item in queue:
                 codes[item.index] = interrupted
         finally:
