@@ -435,7 +435,9 @@ def compare_revisions(args, say) -> tuple:
     repo = repository()
     if not args.jobs:
         raise ConfigError("comparing revisions needs the jobs to run: --jobs JOB [JOB ...]")
-    selection = Selection(tuple(args.jobs), args.profile, parse_seeds(args.seeds), tuple(args.set))
+    selection = Selection(
+        tuple(args.jobs), args.profile, parse_seeds(args.seeds), tuple(args.overrides)
+    )
     runs = Path(args.runs) if args.runs else repo / AB_FOLDER / "runs"
     pair = sides(repo, (args.base, args.new), selection, runs)
     note = uncommitted_note(repo, [s.revision for s in pair])

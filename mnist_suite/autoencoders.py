@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnist_suite.errors import ConfigError, Diverged
+from mnist_suite.errors import Diverged, ParameterError
 
 if TYPE_CHECKING:
     import keras
@@ -60,7 +60,7 @@ def gaussian_noise(
     ndarray of shape (n, d), same dtype as ``x``
     """
     if factor < 0:
-        raise ConfigError(f"noise factor={factor} must be >= 0")
+        raise ParameterError(f"noise factor={factor} must be >= 0")
     noisy = x + np.asarray(factor, x.dtype) * rng.standard_normal(x.shape, dtype=x.dtype)
     if clip is not None:
         np.clip(noisy, clip[0], clip[1], out=noisy)
@@ -78,7 +78,7 @@ def noise_transform(
     one ``fit`` passes in, so noise and shuffling stay independent streams.
     """
     if factor < 0:
-        raise ConfigError(f"noise factor={factor} must be >= 0")
+        raise ParameterError(f"noise factor={factor} must be >= 0")
 
     def corrupt(x: np.ndarray, fit_rng: np.random.Generator) -> np.ndarray:
         return gaussian_noise(x, factor, fit_rng if rng is None else rng, clip)
@@ -87,23 +87,23 @@ def noise_transform(
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """Raise ConfigError unless ``value`` is one of ``choices``."""
+    """Raise ParameterError unless ``value`` is one of ``choices``."""
     if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r} (expected one of {', '.join(choices)})")
+        raise ParameterError(f"unknown {name} {value!r} (expected one of {', '.join(choices)})")
 
 
 def latent_size(variant: str, latent_dim: int | None = None) -> int:
-    """The bottleneck width of ``variant``; raises ConfigError for bad variants or sizes."""
+    """The bottleneck width of ``variant``; raises ParameterError for bad variants or sizes."""
     check_choice("autoencoder variant", variant, VARIANTS)
     fixed = FIXED_LATENT.get(variant)
     if fixed is not None:
         if latent_dim not in (None, fixed):
-            raise ConfigError(f"{variant} has a fixed latent size {fixed}, not {latent_dim}")
+            raise ParameterError(f"{variant} has a fixed latent size {fixed}, not {latent_dim}")
         return fixed
     if latent_dim is None:
-        raise ConfigError(f"{variant} needs a latent size")
+        raise ParameterError(f"{variant} needs a latent size")
     if not 0 < latent_dim < N_FEATURES:
-        raise ConfigError(f"latent size {latent_dim} must be in 1..{N_FEATURES - 1}")
+        raise ParameterError(f"latent size {latent_dim} must be in 1..{N_FEATURES - 1}")
     return latent_dim
 
 
@@ -264,12 +264,14 @@ class Autoencoder:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         if not self.learning_rate > 0 or not 0 <= self.momentum < 1:
-            raise ConfigError(
+            raise ParameterError(
                 f"learning_rate={self.learning_rate} must be > 0 and momentum={self.momentum} "
                 "in [0, 1)"
             )
         if self.batch_size <= 0 or self.epochs <= 0:
-            raise ConfigError(f"batch_size={self.batch_size} and epochs={self.epochs} must be > 0")
+            raise ParameterError(
+                f"batch_size={self.batch_size} and epochs={self.epochs} must be > 0"
+            )
 
     def _make_optimizer(self, total_steps: int):
         import keras

@@ -7,11 +7,11 @@ filesystems and on NFSv3+; no ``flock``, which network filesystems do not all ho
 holds the owner's pid, host, machine identity, a random token and a heartbeat that the owner
 rewrites through its open descriptor every few seconds.
 
-A claim is *stale*, and may be broken, when its owner is provably gone: on the same machine
+A claim is *abandoned*, and may be broken, when its owner is provably gone: on the same machine
 (same host name, boot and pid namespace) when its process no longer exists (pid and start time),
-elsewhere when its heartbeat is older than :data:`STALE_SECONDS`. Breaking renames the claim to
+elsewhere when its heartbeat is older than :data:`ABANDONED_SECONDS`. Breaking renames the claim to
 a unique name (one rename of a given file succeeds, so two breakers cannot both win), checks
-that the renamed file is the one judged stale (else puts it back), and then competes for a
+that the renamed file is the one judged abandoned (else puts it back), and then competes for a
 fresh ``O_EXCL`` create like everyone else.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from mnist_suite.errors import SuiteError
 
 SUFFIX = ".claim"
-STALE_SECONDS = 120.0  # a foreign owner silent for this long is presumed dead
+ABANDONED_SECONDS = 120.0  # a foreign owner silent for this long is presumed dead
 MAX_CLAIM_BYTES = 4096
 
 
@@ -96,14 +96,14 @@ class Holder:
     heartbeat: float  # unix time of the last beat (the file's mtime if newer or no content)
     identity: tuple  # (inode, mtime_ns, token): to tell this claim from a newer one
 
-    def stale(self, now: float | None = None) -> bool:
+    def abandoned(self, now: float | None = None) -> bool:
         """Is the owner provably gone?"""
         mine = machine()
         info = self.info
         if info and all(info.get(k) == v for k, v in mine.items()):
             return not process_alive(info.get("pid"), info.get("start"))
         now = time.time() if now is None else now
-        return now - self.heartbeat > STALE_SECONDS
+        return now - self.heartbeat > ABANDONED_SECONDS
 
     def describe(self) -> str:
         age = max(0.0, time.time() - self.heartbeat)
@@ -115,7 +115,7 @@ def read_holder(path: Path) -> Holder | None:
     """The claim at ``path``, or None if there is none.
 
     Only a regular file can be a claim (``_create`` makes nothing else): a symlink (dangling or
-    not), a folder or a FIFO found there has no owner and reads as stale at once.
+    not), a folder or a FIFO found there has no owner and reads as abandoned at once.
     """
     try:
         st = os.lstat(path)
@@ -197,7 +197,7 @@ class Claim:
             if self.held():
                 os.unlink(self.path)
         except OSError:
-            pass  # left behind, it is stale as soon as our pid is gone
+            pass  # left behind, it is abandoned as soon as our pid is gone
         finally:
             os.close(self.fd)
             self.fd = -1
@@ -217,16 +217,16 @@ def _create(path: Path) -> Claim | None:
     return claim
 
 
-def _break(path: Path, stale: Holder) -> None:
-    """Move a stale claim aside; if what moved is a newer claim, put it back."""
+def _break(path: Path, abandoned: Holder) -> None:
+    """Move an abandoned claim aside; if what moved is a newer claim, put it back."""
     # A dot name: whatever cannot be removed below is never listed as a run.
-    aside = path.with_name(f".{path.name}.stale-{secrets.token_hex(6)}")
+    aside = path.with_name(f".{path.name}.abandoned-{secrets.token_hex(6)}")
     try:
         os.rename(path, aside)
     except FileNotFoundError:
         return  # someone else broke (or released) it first
     moved = read_holder(aside)
-    if moved is not None and moved.identity != stale.identity:
+    if moved is not None and moved.identity != abandoned.identity:
         with contextlib.suppress(FileExistsError):
             os.link(aside, path)
     with contextlib.suppress(OSError):  # a folder that is not empty stays aside, hidden
@@ -256,9 +256,9 @@ def acquire(path: Path, wait: float = 0.0, poll: float = 0.2) -> Claim:
         holder = read_holder(path)
         if holder is None:
             continue  # released between our create and our read
-        # Staleness is judged on every poll of the wait: an owner that dies while we wait is
+        # Abandonment is judged on every poll of the wait: an owner that dies while we wait is
         # noticed then. Twenty breaks in a row (others racing us) earn one poll's pause.
-        if holder.stale():
+        if holder.abandoned():
             _break(path, holder)
             breaks += 1
             if breaks % 20:
@@ -274,4 +274,4 @@ def acquire(path: Path, wait: float = 0.0, poll: float = 0.2) -> Claim:
 def live_holder(run_dir: Path) -> Holder | None:
     """The live claim on ``run_dir``, if an attempt is writing it right now."""
     holder = read_holder(claim_path(run_dir))
-    return holder if holder is not None and not holder.stale() else None
+    return holder if holder is not None and not holder.abandoned() else None

@@ -10,7 +10,7 @@ import types
 import typing
 from typing import Any
 
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ConfigError, ParameterError
 from mnist_suite.limits import MAX_CELLS, combinations
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -89,7 +89,7 @@ def check_finite(config: Any) -> None:
         values = value if isinstance(value, tuple | list) else (value,)
         for v in values:
             if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{f.name}={value}: expected a finite number")
+                raise ParameterError(f"{f.name}={value}: expected a finite number")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

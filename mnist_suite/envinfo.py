@@ -12,6 +12,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from mnist_suite import threads
+from mnist_suite.defaults import (
+    BASE_ID_VARIABLE,
+    BASE_IMAGE_VARIABLE,
+    GIT_COMMIT_VARIABLE,
+    IMAGE_ID_VARIABLE,
+    IMAGE_VARIABLE,
+)
 
 PACKAGES = (
     "mnist-suite",
@@ -69,12 +76,12 @@ def machine_info() -> dict:
         "release": platform.release(),
         "python_version": platform.python_version(),
         "in_container": Path("/run/.containerenv").exists() or Path("/.dockerenv").exists(),
-        "image": os.environ.get("MNIST_SUITE_IMAGE", ""),
+        "image": os.environ.get(IMAGE_VARIABLE, ""),
         # The content digest of the image, passed in at `run` time (an image cannot know its own).
-        "image_id": os.environ.get("MNIST_SUITE_IMAGE_ID", ""),
+        "image_id": os.environ.get(IMAGE_ID_VARIABLE, ""),
         # The base it was built on and the base's content id, baked in at build time.
-        "base_image": os.environ.get("MNIST_SUITE_BASE_IMAGE", ""),
-        "base_id": os.environ.get("MNIST_SUITE_BASE_ID", ""),
+        "base_image": os.environ.get(BASE_IMAGE_VARIABLE, ""),
+        "base_id": os.environ.get(BASE_ID_VARIABLE, ""),
         "threads": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
         # The BLAS thread rule, the load it sees and what it chose so far (mnist_suite/threads.py).
         "blas_policy": threads.describe(),
@@ -86,7 +93,7 @@ def machine_info() -> dict:
 @cache
 def commit_info() -> dict:
     """The git commit of the source tree, or the one baked into the image."""
-    baked = os.environ.get("MNIST_SUITE_GIT_COMMIT")
+    baked = os.environ.get(GIT_COMMIT_VARIABLE)
     if baked:
         return {"id": baked, "dirty": False, "source": "image"}
     root = Path(__file__).resolve().parent.parent

@@ -1,10 +1,25 @@
-"""Exceptions the command line turns into one-line messages and exit codes."""
+"""Errors by kind, and the exit code each kind ends a command with.
+
+The library raises :class:`ParameterError` for a value out of its range (a ``ValueError``, as
+scikit-learn's ``InvalidParameterError``), :class:`DataError` for data it cannot read or trust,
+:class:`RunIOError` when a run folder cannot be written; the command line adds the flag that
+carried the value and maps each kind to one line on stderr and an exit code of :data:`EXIT`.
+"""
+
+# One table of exit codes for the command line and every launcher.
+EXIT_OK = 0
+EXIT_FAILED = 1  # a run failed, a regression, a fault of the machine (full disk, I/O error)
+EXIT_USAGE = 2  # bad usage, configuration, path or data: nothing ran
+EXIT_DIVERGED = 3  # a single run diverged (in a batch divergence is a result)
+EXIT_SIGINT, EXIT_SIGTERM, EXIT_SIGHUP = 130, 143, 129  # 128 + the signal that stopped it
+EXIT_SIGNALS = (EXIT_SIGINT, EXIT_SIGTERM, EXIT_SIGHUP)
+EXIT_RESULTS = (EXIT_OK, EXIT_DIVERGED)  # an item that ran to a result, done or diverged
 
 
 class SuiteError(Exception):
     """Something the user can fix: bad data, a bad override, a bad path.
 
-    The CLI prints ``error: <message>`` on one line and exits non-zero, without a traceback.
+    The CLI prints ``error: <message>`` on one line and exits 2, without a traceback.
     """
 
 
@@ -13,7 +28,21 @@ class DataError(SuiteError):
 
 
 class ConfigError(SuiteError):
-    """A job name, profile, override or hyperparameter is invalid."""
+    """A job name, profile, override, plan or path given to a command is invalid."""
+
+
+class ParameterError(ValueError):
+    """A library parameter out of its range or of the wrong kind (``lr=-1``, an unknown name).
+
+    A ``ValueError``: library callers catch it as one; the command line reports it as bad usage.
+    """
+
+
+class RunIOError(OSError):
+    """A run folder could not be claimed, cleared or written (full disk, read-only mount).
+
+    A fault of the machine, not of the usage: the command line exits 1.
+    """
 
 
 class Diverged(Exception):

@@ -14,7 +14,7 @@ import re
 import stat
 from pathlib import Path
 
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ConfigError, ParameterError
 
 MAX_PLAN_ITEMS = 100_000  # items of one plan (job x cell x seed), built or loaded
 MAX_SEEDS = 10_000  # seeds of one plan
@@ -273,22 +273,22 @@ def check_config(config: object) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             continue
         if _EPOCH_FIELDS.search(f.name) and value > MAX_EPOCHS:
-            raise ConfigError(f"{f.name}={value}: at most {MAX_EPOCHS}")
+            raise ParameterError(f"{f.name}={value}: at most {MAX_EPOCHS}")
         if _STEP_FIELDS.search(f.name) and value > MAX_STEPS:
-            raise ConfigError(f"{f.name}={value}: at most {MAX_STEPS}")
+            raise ParameterError(f"{f.name}={value}: at most {MAX_STEPS}")
     for widths in _widths(config):
         shown = ",".join(map(str, widths))
         if len(widths) + 1 > MAX_LINEAR:
-            raise ConfigError(f"widths {shown}: at most {MAX_LINEAR - 1} hidden layers")
+            raise ParameterError(f"widths {shown}: at most {MAX_LINEAR - 1} hidden layers")
         if any(w > MAX_WIDTH for w in widths):
-            raise ConfigError(f"widths {shown}: at most {MAX_WIDTH} units per layer")
+            raise ParameterError(f"widths {shown}: at most {MAX_WIDTH} units per layer")
         if parameters(widths) > MAX_PARAMS:
-            raise ConfigError(
+            raise ParameterError(
                 f"widths {shown}: {parameters(widths)} parameters, more than {MAX_PARAMS}"
             )
     need, have = memory_estimate(config), machine_memory()
     if have and need > have:
-        raise ConfigError(
+        raise ParameterError(
             f"this configuration needs about {need >> 20} MB, more than this machine's "
             f"{have >> 20} MB (smaller batch_size or widths)"
         )

@@ -3,9 +3,9 @@
 A plan is the ordered list of work items for a selection of jobs, ``job x cell x seed``. Items
 are ordered **seed-major** (every job and cell of seed s0, then of s1, ...), so widening
 ``--seeds 0-2`` to ``--seeds 0-4`` appends items and keeps every existing index. Anything else
-that changes the item list (another job, cell or override) changes the plan's ``fingerprint``;
-a plan saved with ``mnist-suite plan ... --save plan.json`` is the contract every worker reads,
-and a worker given ``--plan-fingerprint`` refuses a plan that does not match it.
+that changes the item list (another job, cell or override) changes the plan's hash
+(:func:`plan_hash`); a plan saved with ``mnist-suite plan ... --save plan.json`` is the contract
+every worker reads, and a worker given ``--plan-hash`` refuses a plan whose hash differs.
 
 An engine that runs one flavour of image (a Kubernetes Job per image) or only the items still
 to do indexes a **subset** of the plan (:func:`subset`): its own index ``k`` is the k-th item of
@@ -22,11 +22,11 @@ from typing import Any
 
 from mnist_suite import limits
 from mnist_suite.config import config_hash
-from mnist_suite.defaults import PROFILES
-from mnist_suite.errors import ConfigError
+from mnist_suite.defaults import INDEX_VARIABLE, PROFILES
+from mnist_suite.errors import ConfigError, ParameterError
 
 FLAVOURS = ("numpy", "tf")  # the images: without and with TensorFlow
-INDEX_VARIABLES = ("MNIST_SUITE_INDEX", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")
+INDEX_VARIABLES = (INDEX_VARIABLE, "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")
 MAX_SEED = 2**31 - 1
 _RANGE = re.compile(r"^([0-9]{1,10})(?:-([0-9]{1,10}))?$")
 
@@ -147,8 +147,8 @@ def build_plan(
     return items
 
 
-def fingerprint(items: list[WorkItem]) -> str:
-    """Short hash of the item list: two plans with the same fingerprint number items alike."""
+def plan_hash(items: list[WorkItem]) -> str:
+    """Short hash of the item list: two plans with the same hash number items alike."""
     return config_hash([(i.index, i.job, i.run_id) for i in items])
 
 
@@ -192,11 +192,11 @@ def subset(
     ]
 
 
-def check_fingerprint(items: list[WorkItem], expected: str | None) -> None:
+def check_plan_hash(items: list[WorkItem], expected: str | None) -> None:
     """Refuse to run a plan whose numbering differs from the one the launcher wrote."""
-    if expected and fingerprint(items) != expected:
+    if expected and plan_hash(items) != expected:
         raise ConfigError(
-            f"--plan-fingerprint {expected}: this plan is {fingerprint(items)} (its items or "
+            f"--plan-hash {expected}: this plan is {plan_hash(items)} (its items or "
             "their order differ: same arguments and the same suite version on every worker?)"
         )
 
@@ -204,25 +204,6 @@ def check_fingerprint(items: list[WorkItem], expected: str | None) -> None:
 def run_dir(runs: Path, item: WorkItem) -> Path:
     """Where ``item`` records itself under the runs folder ``runs``."""
     return Path(runs) / item.job / item.run_id
-
-
-# A pending item is one a re-submission should run again: not finished, not being run now, or
-# finished by other code (stale: mnist_suite.fingerprint).
-PENDING_STATES = ("failed", "interrupted", "missing", "corrupt", "stale")
-
-
-def item_states(items: list[WorkItem], runs: Path) -> list[str]:
-    """Each item's state in the runs folder (``missing`` when it has no run directory, ``stale``
-    when it finished at another code fingerprint than this source's)."""
-    from mnist_suite.fingerprint import for_job_name
-    from mnist_suite.runs import load_run
-
-    states = []
-    for item in items:
-        path = run_dir(runs, item)
-        shown = load_run(path).shown_state(for_job_name(item.job)) if path.is_dir() else "missing"
-        states.append(shown)
-    return states
 
 
 def array_spec(indexes: list[int]) -> str:
@@ -243,7 +224,7 @@ def plan_document(items: list[WorkItem]) -> dict[str, Any]:
     """The JSON a worker reads back with :func:`load_plan`."""
     return {
         "format": "mnist-suite-plan/1",
-        "fingerprint": fingerprint(items),
+        "plan_hash": plan_hash(items),
         "items": [i.to_json() for i in items],
     }
 
@@ -336,5 +317,5 @@ def load_plan(path: Path) -> list[WorkItem]:
     expansions: dict = {}
     try:
         return [_item(raw, n, expansions) for n, raw in enumerate(raw_items)]
-    except ConfigError as exc:
+    except (ConfigError, ParameterError) as exc:
         raise ConfigError(f"--plan {path}: {exc}") from None

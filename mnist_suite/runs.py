@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import threading
 import time
 import zipfile
@@ -31,8 +30,9 @@ import numpy as np
 
 from mnist_suite import claims, fingerprint, limits, records, seeding
 from mnist_suite.config import to_dict
+from mnist_suite.defaults import CLAIM_WAIT_VARIABLE
 from mnist_suite.envinfo import envelope, now_iso
-from mnist_suite.errors import ConfigError, Diverged
+from mnist_suite.errors import Diverged, ParameterError, RunIOError
 from mnist_suite.files import (
     _json_default,
     atomic_save_npz,
@@ -52,9 +52,12 @@ log = logging.getLogger(__name__)
 # folder); unlike ``corrupt`` it is never cleared or run again over.
 STATES = (*records.STATES, "corrupt", "unreadable")
 FINAL_STATES = ("done", "diverged")  # deterministic outcomes: re-running would repeat them
+OUTDATED = "outdated"  # a finished run recorded by other code (mnist_suite.fingerprint)
 HEARTBEAT_SECONDS = 10.0
-STALE_SECONDS = claims.STALE_SECONDS  # a running owner that has not beaten for this long is dead
-CLAIM_WAIT_ENV = "MNIST_SUITE_CLAIM_WAIT"  # seconds a second attempt waits for the first
+ABANDONED_SECONDS = (
+    claims.ABANDONED_SECONDS
+)  # a running owner that has not beaten for this long is dead
+CLAIM_WAIT_ENV = CLAIM_WAIT_VARIABLE  # seconds a second attempt waits for the first
 
 
 def read_history(path: Path) -> list[dict]:
@@ -66,7 +69,7 @@ def owner_alive(status: dict, now: float | None = None) -> bool:
     """Is the process that marked this run ``running`` still at it?"""
     now = time.time() if now is None else now
     beat = status.get("heartbeat_unix")
-    if not records.is_number(beat) or now - beat > STALE_SECONDS:
+    if not records.is_number(beat) or now - beat > ABANDONED_SECONDS:
         return False
     if status.get("host") == socket.gethostname():
         return claims.process_alive(status.get("pid"))
@@ -183,18 +186,18 @@ class RunRecord:
         return records.number(self.metrics.get(name))
 
     def code_state(self, current: str | None) -> str:
-        """``current``, ``stale`` or ``unknown`` (recorded without a fingerprint) against the
+        """``current``, ``outdated`` or ``unknown`` (recorded without a fingerprint) against the
         fingerprint ``current`` of the code here; ``current`` when there is none to compare."""
         if current is None:
             return "current"
         if self.fingerprint is None:
             return "unknown"
-        return "current" if self.fingerprint == current else "stale"
+        return "current" if self.fingerprint == current else OUTDATED
 
     def shown_state(self, current: str | None) -> str:
-        """The state readers show: a finished run of other code is ``stale``."""
+        """The state readers show: a finished run of other code is ``outdated``."""
         if self.state in FINAL_STATES and self.code_state(current) != "current":
-            return "stale"
+            return OUTDATED
         return self.state
 
     def rows(self, kind: str | None = None) -> list[dict]:
@@ -269,11 +272,48 @@ def load_run(path: Path) -> RunRecord:
     return run
 
 
-def stale_note(run: RunRecord, current: str | None) -> str:
-    """Why ``run`` is stale against the code fingerprint ``current``, in a few words."""
+def outdated_note(run: RunRecord, current: str | None) -> str:
+    """Why ``run`` is outdated against the code fingerprint ``current``, in a few words."""
     if run.fingerprint is None:
-        return "stale (recorded without a code fingerprint)"
-    return f"stale (code {run.fingerprint}, now {current})"
+        return "outdated (recorded without a code fingerprint)"
+    return f"outdated (code {run.fingerprint}, now {current})"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with an item whose run folder holds ``run``: keep it (``skip``) or run it.
+
+    ``note`` says why in a few words; ``state`` is the recorded state when it is kept.
+    """
+
+    skip: bool
+    state: str = "missing"
+    note: str = ""
+
+
+def decide(
+    run: RunRecord | None, current: str | None, *, force: bool = False, reuse_outdated: bool = False
+) -> Decision:
+    """The one skip decision of ``run``, the pool and ``plan --status``.
+
+    A run finished ``done`` or ``diverged`` by the code here (fingerprint ``current``) is kept
+    unless ``force``; one finished by other code (outdated) is run again unless
+    ``reuse_outdated`` keeps it. Anything else (missing, failed, interrupted, corrupt, a dead
+    owner's ``running``) is run, except an ``unreadable`` run (another user's records): never
+    cleared, it is kept and said.
+    """
+    if run is not None and run.state == "unreadable":
+        # Perhaps finished: what this user cannot read, it cannot judge, so it never clears,
+        # not even with ``force``.
+        return Decision(True, "unreadable", f"{run.problem}; not cleared")
+    if run is None or force or run.state not in FINAL_STATES:
+        return Decision(False, "missing" if run is None else run.state)
+    if run.code_state(current) == "current":
+        return Decision(True, run.state, "already recorded")
+    note = outdated_note(run, current)
+    if reuse_outdated:
+        return Decision(True, run.state, f"{note}, kept")
+    return Decision(False, run.state, f"{note}: running it again")
 
 
 def newest_code(runs: list[RunRecord]) -> tuple[list[RunRecord], int]:
@@ -504,70 +544,83 @@ def execute(
     data_options: dict | None = None,
     force: bool = False,
     wait: float | None = None,
-    reuse_stale: bool = False,
+    reuse_outdated: bool = False,
+    check_first: bool = False,
 ) -> Outcome:
     """Run one cell of ``job`` into ``out/job/run_id`` and record how it ended.
 
     The run is claimed first (:mod:`mnist_suite.claims`). While another live attempt holds it,
     this one waits up to ``wait`` seconds (default ``$MNIST_SUITE_CLAIM_WAIT``, else 0) and then
     returns a skipped ``running`` outcome naming the holder, without touching the run. Once
-    claimed, a run already ``done`` or ``diverged`` is skipped unless ``force`` or it is stale
-    (recorded by other code: :mod:`mnist_suite.fingerprint`; ``reuse_stale`` keeps it); a
-    ``failed``, ``interrupted``, ``corrupt`` or dead ``running`` one is cleared and run again;
-    an ``unreadable`` one (another user's records) is left as it is and returned, skipped.
-    KeyboardInterrupt (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates.
+    claimed, the run folder is read once and :func:`decide` keeps a finished run (``force``
+    and ``reuse_outdated`` as there) or runs it; an ``unreadable`` one (another user's records)
+    is left as it is and returned, skipped. With ``check_first``, a run about to train is
+    checked before anything is created or cleared: its job's TensorFlow, and the data (loaded
+    and verified once per process; the runs reuse it).
+    KeyboardInterrupt (Ctrl-C or SIGTERM) marks it ``interrupted`` and propagates. A run folder
+    that cannot be claimed, cleared or written raises :class:`~mnist_suite.errors.RunIOError`.
     """
     if not records.is_int(seed) or seed < 0:
-        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+        raise ParameterError(f"seed={seed!r} must be an integer >= 0")
     path = Path(out) / job.name / run_id
     wait = _claim_wait() if wait is None else wait
+    checked = check_first and not path.exists()
+    if checked:
+        _check_runnable(job, data_options)  # nothing recorded: before any folder is created
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         claim = claims.acquire(claims.claim_path(path), wait)
     except claims.ClaimBusy as exc:
         return Outcome(path, "running", f"claimed by {exc.holder.describe()}", skipped=True)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot claim the run ({exc.strerror or exc})") from None
+        raise RunIOError(f"{path}: cannot claim the run ({exc.strerror or exc})") from None
     try:
-        return _execute_claimed(
-            job, cell, config, seed, profile, path, data_options, force, claim, reuse_stale
-        )
+        code = fingerprint.of_job(job)
+        previous = load_run(path) if path.exists() else None
+        decision = decide(previous, code, force=force, reuse_outdated=reuse_outdated)
+        if decision.skip:
+            return Outcome(path, decision.state, decision.note, True, previous.metrics)
+        if decision.note:
+            log.warning("%s: %s", path, decision.note)
+        if previous is not None:
+            # The raw status, even if it misses fields: a live owner is never clobbered.
+            status = read_json_object(path / "status.json", follow=False) or {}
+            if status.get("state") == "running" and owner_alive(status):
+                # Written by an attempt that took no claim.
+                who = f"pid {status.get('pid')} on {status.get('host')}"
+                return Outcome(path, "running", f"marked running by {who}", skipped=True)
+        if check_first and not checked:
+            _check_runnable(job, data_options)  # before the old run is cleared
+        if previous is not None:
+            _clear(path)
+        return _execute_claimed(job, cell, config, seed, profile, path, data_options, claim, code)
     finally:
         claim.release()
 
 
-def _execute_claimed(
-    job, cell, config, seed, profile, path, data_options, force, claim, reuse_stale=False
-):
-    code = fingerprint.of_job(job)
-    previous = load_run(path) if path.exists() else None
-    if previous is not None and previous.state == "unreadable":
-        # Perhaps finished: what this user cannot read, it cannot judge, so it never clears.
-        return Outcome(path, "unreadable", f"{previous.problem}; not cleared", skipped=True)
-    if previous is not None:
-        # The raw status, even if it misses fields: a live owner is never clobbered.
-        status = read_json_object(path / "status.json", follow=False) or {}
-        fresh = previous.code_state(code)
-        if previous.state in FINAL_STATES and not force and (fresh == "current" or reuse_stale):
-            state, metrics = previous.state, previous.metrics
-            note = "already recorded"
-            if fresh != "current":
-                note = f"{stale_note(previous, code)}; kept (--reuse-stale)"
-            return Outcome(path, state, note, skipped=True, metrics=metrics)
-        if previous.state in FINAL_STATES and not force:
-            print(f"{path}: {stale_note(previous, code)}: running it again", file=sys.stderr)
-        if status.get("state") == "running" and owner_alive(status):
-            # Written by an attempt that took no claim (an older version of the suite).
-            who = f"pid {status.get('pid')} on {status.get('host')}"
-            return Outcome(path, "running", f"marked running by {who}", skipped=True)
-        try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot clear the old run ({exc.strerror})") from None
+def _check_runnable(job, data_options: dict | None) -> None:
+    """Refuse a run that cannot train here (ConfigError, DataError) before its folder is
+    touched: TensorFlow for a job that needs it, and MNIST loaded and verified."""
+    from mnist_suite.data import load_mnist
 
+    check = getattr(job, "check_runtime", None)
+    if check is not None:
+        check()
+    load_mnist(**(data_options or {}))
+
+
+def _clear(path: Path) -> None:
+    """Remove the old run at ``path`` (claimed by this attempt) before running it again."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError as exc:
+        raise RunIOError(f"{path}: cannot clear the old run ({exc.strerror})") from None
+
+
+def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim, code):
     status = {
         "state": "running",
         "started_at": now_iso(),
@@ -605,7 +658,7 @@ def _execute_claimed(
         write_status()
     except (OSError, ValueError) as exc:
         why = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"{path}: cannot start the run ({why})") from None
+        raise RunIOError(f"{path}: cannot start the run ({why})") from None
     heartbeat = _Heartbeat(beat)
     heartbeat.start()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -669,7 +722,7 @@ def _record_end(write_status, path: Path, **fields) -> None:
         return
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
-            raise ConfigError(f"{path}: cannot record the run's end ({exc.strerror})") from None
+            raise RunIOError(f"{path}: cannot record the run's end ({exc.strerror})") from None
     # Partial events and arrays of a run that failed are worth less than knowing it failed.
     shutil.rmtree(path / "tb", ignore_errors=True)
     shutil.rmtree(path / "artifacts", ignore_errors=True)
@@ -677,4 +730,4 @@ def _record_end(write_status, path: Path, **fields) -> None:
     try:
         write_status(**fields)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot record the run's end ({exc.strerror})") from None
+        raise RunIOError(f"{path}: cannot record the run's end ({exc.strerror})") from None

@@ -15,7 +15,7 @@ from mnist_suite.autoencoders import (
     noise_transform,
 )
 from mnist_suite.data import scalar_zscore, to_unit
-from mnist_suite.errors import ConfigError, Diverged
+from mnist_suite.errors import Diverged, ParameterError
 from mnist_suite.jobs.autoencoders import fit_pca
 
 
@@ -57,9 +57,9 @@ def test_noise_is_fresh_per_draw_and_reproducible_per_seed():
 
 
 def test_negative_noise_is_refused():
-    with pytest.raises(ConfigError, match=r"noise factor=-0\.1 must be >= 0"):
+    with pytest.raises(ParameterError, match=r"noise factor=-0\.1 must be >= 0"):
         noise_transform(-0.1)
-    with pytest.raises(ConfigError, match="must be >= 0"):
+    with pytest.raises(ParameterError, match="must be >= 0"):
         gaussian_noise(np.zeros((1, 784), np.float32), -1.0, np.random.default_rng(0))
 
 
@@ -68,14 +68,14 @@ def test_negative_noise_is_refused():
 
 @pytest.mark.parametrize("k", [0, -3, 784, 1000])
 def test_latent_size_out_of_range_is_refused(k):
-    with pytest.raises(ConfigError, match=r"latent size .* must be in 1\.\.783"):
+    with pytest.raises(ParameterError, match=r"latent size .* must be in 1\.\.783"):
         latent_size("deep", k)
 
 
 def test_unknown_variant_and_fixed_latent_mismatch_are_refused():
-    with pytest.raises(ConfigError, match="unknown autoencoder variant 'conv'"):
+    with pytest.raises(ParameterError, match="unknown autoencoder variant 'conv'"):
         latent_size("conv", 8)
-    with pytest.raises(ConfigError, match="wide has a fixed latent size 512"):
+    with pytest.raises(ParameterError, match="wide has a fixed latent size 512"):
         latent_size("wide", 32)
     assert latent_size("original-2d") == 2
 
@@ -137,7 +137,7 @@ def test_bad_parameters_fail_at_fit_before_any_training(pixels):
         ({"variant": "deep", "latent_dim": 8, "learning_rate": -1.0}, "learning_rate=-1.0"),
     ]:
         ae = Autoencoder(**kwargs)
-        with pytest.raises(ConfigError, match=message):
+        with pytest.raises(ParameterError, match=message):
             ae.fit(x_train[:10])
         assert not hasattr(ae, "model_")
 

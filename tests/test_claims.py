@@ -1,4 +1,4 @@
-"""Exclusive run claims: concurrent attempts of one run, stale claims, waiting, listing."""
+"""Exclusive run claims: concurrent attempts of one run, abandoned claims, waiting, listing."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def _dead_pid() -> int:
     return int(proc.stdout)
 
 
-def _stale_claim(run_dir: Path) -> Path:
+def _abandoned_claim(run_dir: Path) -> Path:
     """A claim left by a killed process of this machine."""
     path = claims.claim_path(run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,11 +110,11 @@ def _stale_claim(run_dir: Path) -> Path:
     return path
 
 
-def test_four_breakers_of_one_stale_claim_let_exactly_one_run_20_times(tmp_path):
+def test_four_breakers_of_one_abandoned_claim_let_exactly_one_run_20_times(tmp_path):
     queues, results, procs = _pool(tmp_path, 4)
     try:
         for i in range(20):
-            _stale_claim(tmp_path / "small" / f"r{i}")
+            _abandoned_claim(tmp_path / "small" / f"r{i}")
             for q in queues:
                 q.put(f"r{i}")
             outcomes = [results.get(timeout=60) for _ in queues]
@@ -124,7 +124,7 @@ def test_four_breakers_of_one_stale_claim_let_exactly_one_run_20_times(tmp_path)
 
 
 def test_claim_of_a_dead_process_here_is_broken_at_once(tmp_path):
-    _stale_claim(tmp_path / "small" / "r1")
+    _abandoned_claim(tmp_path / "small" / "r1")
     outcome = _execute(tmp_path, "r1")
     assert outcome.state == "done" and not outcome.skipped
 
@@ -164,7 +164,7 @@ def test_cli_second_attempt_exits_1_with_one_line(tmp_path, capsys, monkeypatch)
 
 
 def test_foreign_claim_with_an_old_heartbeat_is_broken(tmp_path):
-    _foreign_claim(tmp_path / "small" / "r1", age=claims.STALE_SECONDS + 5)
+    _foreign_claim(tmp_path / "small" / "r1", age=claims.ABANDONED_SECONDS + 5)
     assert _execute(tmp_path, "r1").state == "done"
 
 

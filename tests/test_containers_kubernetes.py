@@ -185,7 +185,7 @@ def test_an_index_exiting_2_is_not_retried(numpy_image, tmp_path):
     # An image whose jobs expand differently than the plan the manifest was written for: every
     # pod refuses its item (exit 2, one line) and retrying cannot help.
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-    args[args.index("--plan-fingerprint") + 1] = "0" * 12
+    args[args.index("--plan-hash") + 1] = "0" * 12
     runs = tmp_path / "runs"
     runs.mkdir()
     with container.mounts(ENGINE, container.host_data(), runs) as (_, data):

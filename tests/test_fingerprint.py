@@ -1,5 +1,5 @@
 """Runs know their code: a job's fingerprint follows the modules it executes, and a finished
-run of other code is stale (shown, re-run by default, kept with --reuse-stale)."""
+run of other code is outdated (shown, re-run by default, kept with --reuse-outdated)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from mnist_suite import fingerprint, runs
+from mnist_suite.batch import decide_item, item_states
 from mnist_suite.jobs import all_jobs
-from mnist_suite.launch import LaunchOptions
-from mnist_suite.launch.local import already_recorded
-from mnist_suite.plan import build_plan, item_states, run_dir
+from mnist_suite.plan import build_plan, run_dir
 
 NUMPY_JOBS = {"softmax", "softmax-original", "mlp", "mlp-fast", "mlp-original"}
 
@@ -94,16 +93,15 @@ def test_a_layer_change_makes_the_quick_suite_rerun_exactly_the_numpy_jobs(
     out = tmp_path / "runs"
     for item in items:
         _fake_done(out, item, fingerprint.for_job_name(item.job))
-    options = LaunchOptions(runs=out)
     assert set(item_states(items, out)) == {"done"}
-    assert all(already_recorded(options, i) for i in items)  # nothing would run
+    assert all(decide_item(out, i).skip for i in items)  # nothing would run
 
     change_a_function(source / "nn" / "layers.py")
     monkeypatch.setattr(fingerprint, "SOURCE_ROOT", source)
     fingerprint._of_module.cache_clear()
     states = dict(zip([i.job for i in items], item_states(items, out), strict=True))
-    assert {job for job, s in states.items() if s == "stale"} == NUMPY_JOBS
-    rerun = {i.job for i in items if already_recorded(options, i) is None}
+    assert {job for job, s in states.items() if s == "outdated"} == NUMPY_JOBS
+    rerun = {i.job for i in items if not decide_item(out, i).skip}
     assert rerun == NUMPY_JOBS
     # Planned again, the NumPy jobs' items name new folders (the code is part of a run's
     # identity): the old runs stay where they are, beside the new ones.
@@ -113,9 +111,8 @@ def test_a_layer_change_makes_the_quick_suite_rerun_exactly_the_numpy_jobs(
     states = dict(zip([i.job for i in replanned], item_states(replanned, out), strict=True))
     assert {job for job, s in states.items() if s == "missing"} == NUMPY_JOBS
     assert {s for job, s in states.items() if job not in NUMPY_JOBS} == {"done"}
-    kept = LaunchOptions(runs=out, reuse_stale=True)
-    why = already_recorded(kept, next(i for i in items if i.job == "mlp-fast"))
-    assert why is not None and "kept (--reuse-stale)" in why[0]
+    why = decide_item(out, next(i for i in items if i.job == "mlp-fast"), reuse_outdated=True)
+    assert why.skip and "kept" in why.note
     fingerprint._of_module.cache_clear()
 
 
@@ -128,21 +125,23 @@ def test_a_readme_change_reruns_nothing(tmp_path, monkeypatch, source):
     monkeypatch.setattr(fingerprint, "SOURCE_ROOT", source)
     fingerprint._of_module.cache_clear()
     assert set(item_states(items, out)) == {"done"}
-    assert all(already_recorded(LaunchOptions(runs=out), i) for i in items)
+    assert all(decide_item(out, i).skip for i in items)
     fingerprint._of_module.cache_clear()
 
 
-def test_runs_recorded_without_a_fingerprint_are_stale_unknown(tmp_path):
+def test_runs_recorded_without_a_fingerprint_are_outdated_unknown(tmp_path):
     item = build_plan(["softmax"], profile="quick", seeds=(0,))[0]
     _fake_done(tmp_path, item, None)
     run = runs.load_run(run_dir(tmp_path, item))
     current = fingerprint.for_job_name("softmax")
-    assert run.code_state(current) == "unknown" and run.shown_state(current) == "stale"
-    assert "recorded without a code fingerprint" in runs.stale_note(run, current)
-    assert item_states([item], tmp_path) == ["stale"]
+    assert run.code_state(current) == "unknown" and run.shown_state(current) == "outdated"
+    assert "recorded without a code fingerprint" in runs.outdated_note(run, current)
+    assert item_states([item], tmp_path) == ["outdated"]
 
 
-def test_execute_reruns_a_stale_run_and_keeps_it_with_reuse_stale(tmp_path, monkeypatch, capsys):
+def test_execute_reruns_an_outdated_run_and_keeps_it_with_reuse_outdated(
+    tmp_path, monkeypatch, caplog
+):
     from tests.test_runs import TINY, TinyConfig
 
     code = {"now": "aaaa"}
@@ -157,11 +156,11 @@ def test_execute_reruns_a_stale_run_and_keeps_it_with_reuse_stale(tmp_path, monk
     assert runs.load_run(tmp_path / "tiny" / "r1").fingerprint == "aaaa"
     assert execute().skipped  # same code: already recorded
     code["now"] = "bbbb"
-    kept = execute(reuse_stale=True)
-    assert kept.skipped and "kept (--reuse-stale)" in kept.message and "aaaa" in kept.message
+    kept = execute(reuse_outdated=True)
+    assert kept.skipped and "kept" in kept.message and "aaaa" in kept.message
     rerun = execute()
     assert rerun.state == "done" and not rerun.skipped
-    assert "running it again" in capsys.readouterr().err
+    assert "running it again" in caplog.text
     assert runs.load_run(tmp_path / "tiny" / "r1").fingerprint == "bbbb"
 
 

@@ -13,7 +13,7 @@ from mnist_suite.launch import LaunchOptions
 from mnist_suite.launch.kubernetes import KubernetesOptions, documents, manifests, to_yaml
 from mnist_suite.launch.local import LocalLauncher
 from mnist_suite.launch.slurm import SlurmOptions, sbatch_script
-from mnist_suite.plan import build_plan, fingerprint, subset
+from mnist_suite.plan import build_plan, plan_hash, subset
 
 # Backoff per index and FailIndex need 1.29; validated there and at the newest schema we have.
 KUBERNETES_VERSIONS = ("1.29.0", "1.30.0")
@@ -72,7 +72,7 @@ def test_job_per_flavour_indexes_its_own_items():
         assert mounts["/data"]["readOnly"] and "/runs" in mounts and "/tmp" in mounts
         args = container["args"]
         assert args[args.index("--flavour") + 1] == flavour
-        assert args[args.index("--plan-fingerprint") + 1] == fingerprint(items)
+        assert args[args.index("--plan-hash") + 1] == plan_hash(items)
     # What a pod with JOB_COMPLETION_INDEX=k runs: the k-th item of its flavour.
     assert [i.index for i in subset(items, flavour="numpy")] == [0, 3, 4, 7]
 
@@ -82,10 +82,12 @@ def test_pod_command_runs_the_right_item(tmp_path):
     items = _plan()
     (_, tf_job) = documents(items, items, RUN_ARGS, KubernetesOptions())
     args = tf_job["spec"]["template"]["spec"]["containers"][0]["args"]
-    from mnist_suite.cli import _selection, build_parser
+    from mnist_suite.batch import Selection, select
+    from mnist_suite.cli import build_parser
+    from mnist_suite.options import from_arguments
 
     parsed = build_parser().parse_args([*args[:-2], "--runs", str(tmp_path)])
-    _, chosen, _ = _selection(parsed)
+    _, chosen, _ = select(from_arguments(Selection, parsed))
     assert [i.index for i in chosen] == [1, 2, 5, 6]
 
 
@@ -116,7 +118,7 @@ def test_sbatch_script_array_logs_and_modes(tmp_path):
     assert f"#SBATCH --output={tmp_path / 'logs'}/%x-%A_%a.out\n" in text
     assert "FLAVOURS=(numpy tf tf numpy numpy tf tf numpy)" in text
     assert "command -v apptainer" in text and "podman run --rm" in text
-    assert f"--plan-fingerprint {fingerprint(items)}" in text
+    assert f"--plan-hash {plan_hash(items)}" in text
     python = sbatch_script(
         items,
         subset(items, only=(4, 5, 7)),
@@ -141,7 +143,7 @@ def test_local_pool_runs_a_small_plan_with_two_workers(tmp_path, mnist, capsys):
     assert lines[0].startswith("3 items, 2 workers x ")
     finished = [line for line in lines if line.startswith("[")]
     assert len(finished) == 3 and all(": done (exit 0" in line for line in finished)
-    from mnist_suite.plan import item_states
+    from mnist_suite.batch import item_states
 
     assert item_states(items, runs) == ["done"] * 3
     # Every worker had its thread pools capped.
@@ -165,7 +167,7 @@ class _CrashingOne(LocalLauncher):
 
 @pytest.mark.slow
 def test_a_crashing_item_stays_alone(tmp_path, mnist):
-    from mnist_suite.cli import batch_exit_code
+    from mnist_suite.batch import batch_exit_code
 
     items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1), overrides=TINY)
     lines = []
@@ -205,7 +207,7 @@ def test_ctrl_c_stops_the_pool_and_running_items_end_interrupted(tmp_path, mnist
     import signal
     import time
 
-    from mnist_suite.plan import item_states
+    from mnist_suite.batch import item_states
 
     # Slow items (the full 60,000 samples), so the interrupt lands mid-run.
     overrides = ("eval_every=500",)

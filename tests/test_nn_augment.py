@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 from mnist_suite.nn import Distortion
 from mnist_suite.nn.augment import (
     affine_matrices,
@@ -121,7 +121,7 @@ def test_each_image_gets_its_own_draw(images):
     "kwargs", [{"rotate": -1}, {"zoom": 1.0}, {"alpha": -2}, {"sigma": 0}, {"translate": -0.5}]
 )
 def test_bad_ranges_are_config_errors(kwargs):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ParameterError):
         Distortion(**kwargs)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 from mnist_suite.nn import SGD, Linear, get_initialiser, make_schedule
 
 
@@ -54,13 +54,13 @@ def test_sgd_leaves_the_gradient_buffers_alone():
     ],
 )
 def test_sgd_rejects_bad_options(options, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ParameterError, match=message):
         SGD([np.ones(2)], [np.ones(2)], **options)
 
 
 @pytest.mark.parametrize("lr", [0.0, -0.1, float("nan")])
 def test_sgd_rejects_non_positive_lr(lr):
-    with pytest.raises(ConfigError, match="must be > 0"):
+    with pytest.raises(ParameterError, match="must be > 0"):
         SGD([np.ones(2)], [np.ones(2)]).step(lr)
 
 
@@ -89,12 +89,12 @@ def test_step_and_constant():
     ],
 )
 def test_schedule_errors(args, kwargs, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ParameterError, match=message):
         make_schedule(*args, **kwargs)
 
 
 def test_unknown_initialiser_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"unknown initialiser 'xavier' .*uniform, he, glorot"):
+    with pytest.raises(ParameterError, match=r"unknown initialiser 'xavier' .*uniform, he, glorot"):
         Linear(3, 2, init="xavier")
 
 

@@ -10,12 +10,12 @@ from mnist_suite.errors import ConfigError
 from mnist_suite.plan import (
     array_spec,
     build_plan,
-    fingerprint,
     index_from_env,
     load_plan,
     parse_items,
     parse_seeds,
     plan_document,
+    plan_hash,
     subset,
 )
 
@@ -45,18 +45,18 @@ def test_adding_seeds_appends_and_keeps_every_index():
     three = build_plan(["softmax", "sgd-grid"], profile="quick", seeds=(0, 1, 2))
     five = build_plan(["softmax", "sgd-grid"], profile="quick", seeds=parse_seeds("0-4"))
     assert five[: len(three)] == three
-    assert fingerprint(five[: len(three)]) == fingerprint(three)
-    assert fingerprint(five) != fingerprint(three)
+    assert plan_hash(five[: len(three)]) == plan_hash(three)
+    assert plan_hash(five) != plan_hash(three)
 
 
 def test_plan_depends_only_on_its_arguments():
     a = build_plan(["softmax", "sgd-grid"], profile="quick", seeds=(3, 1))
     b = build_plan(["softmax", "sgd-grid"], profile="quick", seeds=(3, 1))
-    assert a == b and fingerprint(a) == fingerprint(b)
+    assert a == b and plan_hash(a) == plan_hash(b)
     changed = build_plan(
         ["softmax", "sgd-grid"], profile="quick", seeds=(3, 1), overrides=("epochs=1",)
     )
-    assert fingerprint(changed) != fingerprint(a)
+    assert plan_hash(changed) != plan_hash(a)
 
 
 def test_saved_plan_round_trips(tmp_path):
@@ -149,7 +149,7 @@ def test_run_picks_the_item_from_index_or_environment(run_cli, monkeypatch, vari
         ({"JOB_COMPLETION_INDEX": "7"}, [], "$JOB_COMPLETION_INDEX 7: the plan has items 0..2"),
         ({"SLURM_ARRAY_TASK_ID": "x"}, [], "$SLURM_ARRAY_TASK_ID='x'"),
         ({}, ["--flavour", "tf", "--index", "0"], "--index 0: the selection has no items"),
-        ({}, ["--plan-fingerprint", "00000000"], "--plan-fingerprint 00000000: this plan is"),
+        ({}, ["--plan-fingerprint", "00000000"], "--plan-hash 00000000: this plan is"),
     ],
 )
 def test_run_out_of_range_is_one_line_exit_2(run_cli, monkeypatch, env, argv, message):

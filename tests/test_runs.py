@@ -119,7 +119,7 @@ def test_dead_owner_is_read_as_interrupted(tmp_path):
         **base,
         "pid": os.getpid(),
         "host": "elsewhere",
-        "heartbeat_unix": time.time() - runs.STALE_SECONDS - 1,
+        "heartbeat_unix": time.time() - runs.ABANDONED_SECONDS - 1,
     }
     assert runs.effective_state(stale) == "interrupted"
     assert runs.effective_state({**stale, "heartbeat_unix": time.time()}) == "running"

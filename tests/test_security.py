@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from mnist_suite import claims, limits, records, runs
+from mnist_suite.batch import item_states
 from mnist_suite.jobs import Job
-from mnist_suite.plan import build_plan, item_states, parse_seeds
+from mnist_suite.plan import build_plan, parse_seeds
 from mnist_suite.report import MARKER, build_report
 from tests.test_limits import assert_refused, run_bounded
 from tests.test_outputs import done_softmax, mount, one_line_error, snapshot  # noqa: F401
@@ -410,7 +411,7 @@ def test_an_owner_dying_during_the_wait_is_noticed_then(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["dangling-symlink", "symlink-to-file", "folder", "fifo"])
-def test_a_claim_that_is_not_a_regular_file_is_stale(tmp_path, kind):
+def test_a_claim_that_is_not_a_regular_file_is_abandoned(tmp_path, kind):
     path = claims.claim_path(tmp_path / "runs" / "tiny" / "r1")
     path.parent.mkdir(parents=True)
     if kind == "dangling-symlink":

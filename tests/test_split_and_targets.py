@@ -172,7 +172,7 @@ def test_every_job_declares_what_the_report_and_the_suite_need():
         assert job.family in ("classifier", "reconstruction")
         assert job.improves_on is None or jobs[job.improves_on].faithful
         assert job.default_seeds("quick") == (0,)
-        assert len(job.default_seeds("full")) == job.seeds >= 2
+        assert len(job.default_seeds("full")) == job.seed_count >= 2
     assert jobs["sgd-original"].original_figure("test_accuracy") == 0.9608
     assert jobs["ae-original"].original_figure("test_mse", "wide") == 0.5695
     assert jobs["mlp"].improves_on == "mlp-original" and not jobs["mlp"].faithful

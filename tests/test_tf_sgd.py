@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mnist_suite.data import to_unit
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 from mnist_suite.jobs.sgd import GridConfig, SgdConfig, SweepConfig, grid_cells, sweep_cells
 from mnist_suite.tfsgd import parse_net
 
@@ -29,20 +29,20 @@ from mnist_suite.tfsgd import parse_net
     ],
 )
 def test_bad_config_is_rejected(overrides, message):
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ParameterError, match=re.escape(message)):
         SgdConfig(**overrides)
 
 
 def test_bad_axes_are_rejected_before_any_cell_runs():
-    with pytest.raises(ConfigError, match="empty grid"):
+    with pytest.raises(ParameterError, match="empty grid"):
         GridConfig(lrs=())
-    with pytest.raises(ConfigError, match="net '32-x'"):
+    with pytest.raises(ParameterError, match="net '32-x'"):
         GridConfig(nets=("32-x",))
-    with pytest.raises(ConfigError, match="batch_size=-1"):
+    with pytest.raises(ParameterError, match="batch_size=-1"):
         GridConfig(batch_sizes=(32, -1))
-    with pytest.raises(ConfigError, match="lrs is empty"):
+    with pytest.raises(ParameterError, match="lrs is empty"):
         SweepConfig(lrs=())
-    with pytest.raises(ConfigError, match=r"lr=0\.0"):
+    with pytest.raises(ParameterError, match=r"lr=0\.0"):
         SweepConfig(lrs=(0.1, 0.0))
 
 

@@ -127,9 +127,9 @@ def test_runs_columns_json_and_summary(tmp_path, capsys):
         "state", "job", "cell", "profile", "seed", "headline", "wall", "finished", "code", "run",
         "id",
     ]  # fmt: skip
-    assert out[1].split()[:5] == ["stale", "softmax", "-", "quick", "0"]
+    assert out[1].split()[:5] == ["outdated", "softmax", "-", "quick", "0"]
     assert "(unknown)" in out[1] and "2026-01-02 03:04:05" in out[2]
-    assert out[-1] == "3 runs: 1 stale, 2 done"
+    assert out[-1] == "3 runs: 1 outdated, 2 done"
     assert main(["runs", "--runs", str(tmp_path), "--json", "--all-code"]) == 0
     rows = json.loads(capsys.readouterr().out)["runs"]
     assert [r["seed"] for r in rows] == [0, 1, 2] and rows[0]["code"] == "unknown"

@@ -28,6 +28,7 @@ import platformdirs
 
 from mnist_suite.data.idx import read_idx
 from mnist_suite.data.safe_pickle import load_arrays_pickle
+from mnist_suite.defaults import CACHE_VARIABLE, DATA_VARIABLE, OFFLINE_VARIABLE
 from mnist_suite.errors import DataError
 from mnist_suite.files import atomic_save_npz, npy_header
 
@@ -217,7 +218,7 @@ def read_user_path(path: Path) -> dict[str, np.ndarray]:
 
 def cache_dir() -> Path:
     """``$MNIST_SUITE_CACHE`` or the per-user cache folder."""
-    env = os.environ.get("MNIST_SUITE_CACHE")
+    env = os.environ.get(CACHE_VARIABLE)
     return Path(env) if env else Path(platformdirs.user_cache_dir("mnist-suite"))
 
 
@@ -359,7 +360,7 @@ FETCHERS: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {
 
 
 def _offline_default() -> bool:
-    return os.environ.get("MNIST_SUITE_OFFLINE", "").lower() in ("1", "true", "yes")
+    return os.environ.get(OFFLINE_VARIABLE, "").lower() in ("1", "true", "yes")
 
 
 _LAST: dict = {}  # the last verified load: {"key": ..., "mnist": Mnist}
@@ -399,7 +400,7 @@ def load_mnist(
     DataError
         With a one-line message naming the file and what was expected.
     """
-    env = tuple(os.environ.get(v) for v in ("MNIST_SUITE_DATA", "MNIST_SUITE_OFFLINE"))
+    env = tuple(os.environ.get(v) for v in (DATA_VARIABLE, OFFLINE_VARIABLE))
     key = (str(path), offline, str(cache or cache_dir()), env)
     last = _LAST.get("key")
     if last is not None and last[0] == key:
@@ -416,7 +417,7 @@ def load_mnist(
 
 
 def _load_mnist(path: str | Path | None, *, offline: bool | None, cache: Path | None) -> Mnist:
-    path = path or os.environ.get("MNIST_SUITE_DATA") or None
+    path = path or os.environ.get(DATA_VARIABLE) or None
     if path is not None:
         path = Path(path).expanduser()
         return Mnist(**read_user_path(path), source="path", location=path)

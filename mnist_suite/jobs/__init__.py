@@ -44,7 +44,7 @@ class Job:
     improves_on: str | None = None  # the faithful job this one does better
     # Seeds the full profile of the suite runs when --seeds is not given (the quick profile
     # runs one). 5 by default; the grid and long jobs may use fewer, never under 2.
-    seeds: int = 5
+    seed_count: int = 5
     dev_note: str = ""  # how the job holds out data for choices, when it is not the dev split
     # Rough wall seconds per item (quick, full profile) on one core: estimates before any run of
     # the item is recorded.
@@ -53,8 +53,10 @@ class Job:
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f"{self.name}: family {self.family!r} not in {FAMILIES}")
-        if self.seeds < 2:
-            raise ValueError(f"{self.name}: seeds={self.seeds} must be >= 2 (a spread needs two)")
+        if self.seed_count < 2:
+            raise ValueError(
+                f"{self.name}: seed_count={self.seed_count} must be >= 2 (a spread needs two)"
+            )
 
     @property
     def faithful(self) -> bool:
@@ -66,9 +68,14 @@ class Job:
         figures = self.original_figures
         return figures.get(f"{cell}:{metric}" if cell else metric, figures.get(metric))
 
+    def check_runtime(self) -> None:
+        """Refuse, before a run of this job starts, to run without the TensorFlow it needs."""
+        require_tensorflow([self.name])
+
     def default_seeds(self, profile: str) -> tuple[int, ...]:
-        """Seeds to run when none are given: ``0..seeds-1`` for the full profile, ``0`` else."""
-        return tuple(range(self.seeds)) if profile == "full" else (0,)
+        """Seeds to run when none are given: ``0..seed_count-1`` for the full profile, ``0``
+        else."""
+        return tuple(range(self.seed_count)) if profile == "full" else (0,)
 
     def resolve(self, profile: str = "full", overrides: list[str] = ()) -> Any:
         """The config for ``profile`` with ``key=value`` overrides applied and validated."""

@@ -32,7 +32,7 @@ from mnist_suite.autoencoders import (
 )
 from mnist_suite.data import scalar_zscore, to_unit
 from mnist_suite.data.split import dev_split
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 from mnist_suite.jobs import Job, register
 
 NORMALISATIONS = ("zscore", "unit")
@@ -77,7 +77,7 @@ class Scaled:
 
 def _check_subset(n: int, total: int, name: str) -> None:
     if not 0 <= n <= total:
-        raise ConfigError(f"{name}={n} must be in [0, {total}] (0 = all)")
+        raise ParameterError(f"{name}={n} must be in [0, {total}] (0 = all)")
 
 
 def load_scaled(
@@ -127,7 +127,7 @@ def _image_grid(rows: list[np.ndarray]) -> np.ndarray:
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if not value > 0:
-            raise ConfigError(f"{name}={value} must be > 0")
+            raise ParameterError(f"{name}={value} must be > 0")
 
 
 # --- pca -------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class PcaConfig:
     def __post_init__(self):
         check_choice("normalisation", self.normalisation, NORMALISATIONS)
         if not self.ks:
-            raise ConfigError("ks must list at least one latent size")
+            raise ParameterError("ks must list at least one latent size")
         for k in self.ks:
             latent_size("linear", k)
 
@@ -304,22 +304,22 @@ def _train_ae(
 
 
 def _parse_spec(spec: str, allowed: dict[str, str]) -> tuple[str, int]:
-    """``variant`` or ``variant-k`` -> (variant, k); ConfigError for anything else."""
+    """``variant`` or ``variant-k`` -> (variant, k); ParameterError for anything else."""
     match = MODEL_SPEC.match(spec)
     if not match or match.group(1) not in allowed:
-        raise ConfigError(
+        raise ParameterError(
             f"unknown model {spec!r} (expected one of {', '.join(allowed)}, optionally "
             "followed by -k for the latent size, e.g. deep-32)"
         )
     variant, k = match.group(1), match.group(2)
     if k is None and allowed[variant] not in FIXED_LATENT:
-        raise ConfigError(f"model {spec!r} needs a latent size: write {spec}-k, e.g. {spec}-32")
+        raise ParameterError(f"model {spec!r} needs a latent size: write {spec}-k, e.g. {spec}-32")
     return variant, latent_size(allowed[variant], None if k is None else int(k))
 
 
 def _one_model(cfg) -> str:
     if len(cfg.models) != 1:
-        raise ConfigError(f"a cell trains one model; got {cfg.models}")
+        raise ParameterError(f"a cell trains one model; got {cfg.models}")
     return cfg.models[0]
 
 
@@ -331,7 +331,7 @@ def _cells(cfg) -> list[tuple[str, object]]:
 
 
 @dataclass(frozen=True)
-class AeSeedConfig:
+class AeOriginalConfig:
     models: tuple[str, ...] = ("original-2d", "wide", "denoising")  # one cell each
     epochs: int = 10
     batch_size: int = 128
@@ -342,15 +342,15 @@ class AeSeedConfig:
 
     def __post_init__(self):
         if not self.models:
-            raise ConfigError("models must name at least one model")
+            raise ParameterError("models must name at least one model")
         for spec in self.models:
             _parse_spec(spec, ORIGINAL_ARCH)
         _check_positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
         if self.noise < 0:
-            raise ConfigError(f"noise={self.noise} must be >= 0")
+            raise ParameterError(f"noise={self.noise} must be >= 0")
 
 
-def train_ae_seed(cfg: AeSeedConfig, run) -> dict:
+def train_ae_original(cfg: AeOriginalConfig, run) -> dict:
     variant, _ = _parse_spec(_one_model(cfg), ORIGINAL_ARCH)
     run.seed_tensorflow()
     data = load_scaled(run, "zscore", cfg.n_train, cfg.n_test)  # no dev split: the original's data
@@ -401,7 +401,7 @@ class AeConfig:
 
     def __post_init__(self):
         if not self.models:
-            raise ConfigError("models must name at least one model")
+            raise ParameterError("models must name at least one model")
         for spec in self.models:
             _parse_spec(spec, AE_ARCH)
         check_choice("normalisation", self.normalisation, NORMALISATIONS)
@@ -413,12 +413,12 @@ class AeConfig:
             linear_lr=self.linear_lr,
         )
         if self.noise < 0:
-            raise ConfigError(f"noise={self.noise} must be >= 0")
+            raise ParameterError(f"noise={self.noise} must be >= 0")
         if not 0 < self.n_dev < (self.n_train or 60_000):
-            raise ConfigError(f"n_dev={self.n_dev} must be in (0, {self.n_train or 60_000})")
+            raise ParameterError(f"n_dev={self.n_dev} must be in (0, {self.n_train or 60_000})")
         check_choice("activation", self.activation, ACTIVATIONS)
         if not self.hidden or not all(w > 0 for w in self.hidden):
-            raise ConfigError(f"hidden={self.hidden} must list positive widths")
+            raise ParameterError(f"hidden={self.hidden} must list positive widths")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
 
@@ -476,8 +476,8 @@ register(
         name="ae-original",
         seconds=(20.0, 140.0),
         summary="the original's three Keras AEs as trained (z-score, SGD 0.1, 10 epochs; val MSE)",
-        config=AeSeedConfig,
-        train=train_ae_seed,
+        config=AeOriginalConfig,
+        train=train_ae_original,
         quick={"epochs": 1, "n_train": 4000, "n_test": 1000},
         cells=_cells,
         uses_tensorflow=True,
@@ -505,6 +505,6 @@ register(
         improves_on="ae-original",
         # Five cells, ~220 s a seed (deep and denoising ~1.5 min each), and issue 15's deeper
         # recipe may take up to 10 min a run, scored over 3 seeds: 3 here.
-        seeds=3,
+        seed_count=3,
     )
 )

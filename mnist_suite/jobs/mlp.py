@@ -8,7 +8,7 @@ out the first 1000 rows of its shuffled CSV; here that is the run's stratified d
 weight decay, cosine schedule with warm-up) trained on every batch distorted afresh (random
 affine map plus an elastic field, :class:`mnist_suite.nn.Distortion`), with label smoothing and an
 optional exponential moving average of the weights (then evaluated and saved); ≤ 5 min.
-``mlp-fast`` is the previous ``mlp``: 784-512-256-10 with random ±2-pixel shifts, 20 epochs
+``mlp-fast`` is a lighter recipe: 784-512-256-10 with random ±2-pixel shifts, 20 epochs
 (≈ 40 s); with ``--set epochs=4 --set max_shift=0`` it is the sprint to 98% dev accuracy.
 Both train on 55,000 images with the run's 5,000-image dev split held out for choices; the
 test set is scored once, at the end.
@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from mnist_suite.data import batch_indices, to_unit
 from mnist_suite.data.split import split_arrays
-from mnist_suite.errors import ConfigError, Diverged
+from mnist_suite.errors import Diverged, ParameterError
 from mnist_suite.jobs import Job, register
 from mnist_suite.metrics import accuracy, confusion
 from mnist_suite.nn import (
@@ -50,23 +50,23 @@ MNIST_TRAIN = 60000  # the loader verifies checksums, so the training set is alw
 
 def _check_common(init: str, dtype: str, lr: float, batch_size: int) -> None:
     if init not in INITIALISERS:
-        raise ConfigError(
+        raise ParameterError(
             f"unknown initialiser {init!r} (expected one of {', '.join(INITIALISERS)})"
         )
     if dtype not in DTYPES:
-        raise ConfigError(f"dtype={dtype!r} must be one of {', '.join(DTYPES)}")
+        raise ParameterError(f"dtype={dtype!r} must be one of {', '.join(DTYPES)}")
     if not lr > 0:
-        raise ConfigError(f"lr={lr} must be > 0")
+        raise ParameterError(f"lr={lr} must be > 0")
     if batch_size <= 0:
-        raise ConfigError(f"batch_size={batch_size} must be > 0")
+        raise ParameterError(f"batch_size={batch_size} must be > 0")
 
 
 def _check_split(batch_size: int, n: int, n_dev: int) -> None:
     """Checked in the config, so a bad value fails before a run directory exists."""
     if not 0 <= n_dev < n:
-        raise ConfigError(f"n_dev={n_dev} must be in [0, {n})")
+        raise ParameterError(f"n_dev={n_dev} must be in [0, {n})")
     if batch_size > n - n_dev:
-        raise ConfigError(
+        raise ParameterError(
             f"batch_size={batch_size} exceeds the {n - n_dev} training samples after the dev split"
         )
 
@@ -213,7 +213,7 @@ def _finish(run, model: Sequential, x_test: np.ndarray, y_test: np.ndarray) -> f
 
 
 @dataclass(frozen=True)
-class MlpSeedConfig:
+class MlpOriginalConfig:
     hidden: int = 10  # the original's 784-10-10
     iterations: int = 5000  # mini-batch steps, not epochs (the original's loop)
     batch_size: int = 100  # drawn with replacement each iteration
@@ -226,7 +226,7 @@ class MlpSeedConfig:
     def __post_init__(self):
         _check_common(self.init, self.dtype, self.lr, self.batch_size)
         if self.hidden <= 0 or self.iterations <= 0 or self.eval_every <= 0:
-            raise ConfigError(
+            raise ParameterError(
                 f"hidden={self.hidden}, iterations={self.iterations} and "
                 f"eval_every={self.eval_every} must be > 0"
             )
@@ -234,7 +234,7 @@ class MlpSeedConfig:
 
 
 @blas_threads()
-def train_mlp_seed(cfg: MlpSeedConfig, run) -> dict:
+def train_mlp_original(cfg: MlpOriginalConfig, run) -> dict:
     mnist = run.data()
     dtype = np.dtype(cfg.dtype)
     x_tr, y_tr, x_dev, y_dev = split_arrays(
@@ -315,30 +315,30 @@ class MlpConfig:
     def __post_init__(self):
         _check_common(self.init, self.dtype, self.lr, self.batch_size)
         if self.schedule not in SCHEDULES:
-            raise ConfigError(
+            raise ParameterError(
                 f"unknown schedule {self.schedule!r} (expected one of {', '.join(SCHEDULES)})"
             )
         if self.epochs <= 0 or not all(w > 0 for w in self.widths):
-            raise ConfigError(f"epochs={self.epochs} and widths={self.widths} must be > 0")
+            raise ParameterError(f"epochs={self.epochs} and widths={self.widths} must be > 0")
         if not 0 <= self.warmup_epochs < self.epochs:
-            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be in [0, epochs)")
+            raise ParameterError(f"warmup_epochs={self.warmup_epochs} must be in [0, epochs)")
         if not 0 <= self.momentum < 1 or (self.nesterov and self.momentum == 0):
-            raise ConfigError(f"momentum={self.momentum} must be in [0, 1) (> 0 for nesterov)")
+            raise ParameterError(f"momentum={self.momentum} must be in [0, 1) (> 0 for nesterov)")
         if self.weight_decay < 0 or not 0 <= self.dropout < 1 or not 0 <= self.max_shift <= 8:
-            raise ConfigError(
+            raise ParameterError(
                 f"weight_decay={self.weight_decay} >= 0, dropout={self.dropout} in [0, 1), "
                 f"max_shift={self.max_shift} in [0, 8] expected"
             )
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.weight_average < 1:
-            raise ConfigError(
+            raise ParameterError(
                 f"label_smoothing={self.label_smoothing} and weight_average="
                 f"{self.weight_average} must be in [0, 1)"
             )
         if self.eval_every < 0:
-            raise ConfigError(f"eval_every={self.eval_every} must be >= 0 (0 = per epoch)")
+            raise ParameterError(f"eval_every={self.eval_every} must be >= 0 (0 = per epoch)")
         self.distortion()  # validates the ranges
         if not 0 <= self.n_train <= MNIST_TRAIN:
-            raise ConfigError(f"n_train={self.n_train} must be in [0, {MNIST_TRAIN}] (0 = all)")
+            raise ParameterError(f"n_train={self.n_train} must be in [0, {MNIST_TRAIN}] (0 = all)")
         _check_split(self.batch_size, self.n_train or MNIST_TRAIN, self.n_dev)
 
     def distortion(self) -> Distortion:
@@ -354,7 +354,7 @@ class MlpConfig:
 
 @dataclass(frozen=True)
 class MlpFastConfig(MlpConfig):
-    """The previous ``mlp`` recipe: 784-512-256-10, whole-pixel shifts, 20 epochs (≈ 40 s)."""
+    """The light recipe: 784-512-256-10, whole-pixel shifts, 20 epochs (≈ 40 s)."""
 
     widths: tuple[int, ...] = (512, 256)
     epochs: int = 20
@@ -533,8 +533,8 @@ register(
         name="mlp-original",
         seconds=(3.0, 10.0),
         summary="original scratch MLP 784-10-10: uniform init, sum NLL, SGD 1e-3 (≈92.5%)",
-        config=MlpSeedConfig,
-        train=train_mlp_seed,
+        config=MlpOriginalConfig,
+        train=train_mlp_original,
         quick={"iterations": 1000},
         original_figures={"test_accuracy": 0.925},
     )

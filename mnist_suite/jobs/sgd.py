@@ -21,7 +21,7 @@ import numpy as np
 
 from mnist_suite.data import to_unit
 from mnist_suite.data.split import split_arrays
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 from mnist_suite.jobs import Job, register
 from mnist_suite.tfsgd import REDUCTIONS, UPDATES, parse_net
 
@@ -45,35 +45,35 @@ class SgdConfig:
 
     def __post_init__(self):
         if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"lr={self.lr} must be a finite number > 0")
+            raise ParameterError(f"lr={self.lr} must be a finite number > 0")
         if self.batch_size <= 0:
-            raise ConfigError(f"batch_size={self.batch_size} must be > 0")
+            raise ParameterError(f"batch_size={self.batch_size} must be > 0")
         if self.epochs <= 0:
-            raise ConfigError(f"epochs={self.epochs} must be > 0")
+            raise ParameterError(f"epochs={self.epochs} must be > 0")
         if not self.widths or min(self.widths) <= 0:
-            raise ConfigError(f"widths={self.widths} must be one or more positive layer sizes")
+            raise ParameterError(f"widths={self.widths} must be one or more positive layer sizes")
         if self.reduction not in REDUCTIONS:
-            raise ConfigError(
+            raise ParameterError(
                 f"reduction={self.reduction!r} is unknown (expected one of {', '.join(REDUCTIONS)})"
             )
         if self.update not in UPDATES:
-            raise ConfigError(
+            raise ParameterError(
                 f"update={self.update!r} is unknown (expected one of {', '.join(UPDATES)})"
             )
         if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum={self.momentum} must be in [0, 1)")
+            raise ParameterError(f"momentum={self.momentum} must be in [0, 1)")
         if self.momentum and self.update == "set_weights":
-            raise ConfigError("update=set_weights (the original's) supports momentum=0 only")
+            raise ParameterError("update=set_weights (the original's) supports momentum=0 only")
         if not 0 <= self.n_train <= 60_000:
-            raise ConfigError(f"n_train={self.n_train} must be in [0, 60000] (0 = all)")
+            raise ParameterError(f"n_train={self.n_train} must be in [0, 60000] (0 = all)")
         n = self.n_train or 60_000
         if not 0 <= self.n_dev < n or self.batch_size > n - self.n_dev:
-            raise ConfigError(
+            raise ParameterError(
                 f"n_dev={self.n_dev} must be in [0, {n}) and leave batch_size={self.batch_size} "
                 "training samples"
             )
         if self.threads < 0:
-            raise ConfigError(f"threads={self.threads} must be >= 0 (0 = TensorFlow's default)")
+            raise ParameterError(f"threads={self.threads} must be >= 0 (0 = TensorFlow's default)")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class SweepConfig:
 
     def __post_init__(self):
         if not self.lrs:
-            raise ConfigError("lrs is empty: the sweep needs at least one learning rate")
+            raise ParameterError("lrs is empty: the sweep needs at least one learning rate")
         for lr in self.lrs:  # each cell validates the rest; check the axis now, before any run
             self.cell(lr)
 
@@ -118,7 +118,7 @@ class GridConfig:
 
     def __post_init__(self):
         if not (self.lrs and self.batch_sizes and self.nets):
-            raise ConfigError(
+            raise ParameterError(
                 f"empty grid: lrs={self.lrs}, batch_sizes={self.batch_sizes}, nets={self.nets} "
                 "must each have at least one value"
             )
@@ -126,7 +126,7 @@ class GridConfig:
             try:
                 parse_net(net)
             except ValueError as exc:
-                raise ConfigError(f"nets: {exc}") from None
+                raise ParameterError(f"nets: {exc}") from None
         for lr in self.lrs:
             for batch_size in self.batch_sizes:
                 self.cell(lr, batch_size, self.nets[0])
@@ -323,6 +323,6 @@ register(
         improves_on="sgd-original",
         # 18 cells x 10 epochs (~325 s a seed on 2 cores): 3 seeds keep the full suite near
         # half an hour and still give each cell a t-interval (2 degrees of freedom).
-        seeds=3,
+        seed_count=3,
     )
 )

@@ -18,7 +18,7 @@ import numpy as np
 
 from mnist_suite.data import batch_indices, scalar_zscore, to_unit
 from mnist_suite.data.split import split_arrays
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 from mnist_suite.jobs import Job, register
 from mnist_suite.metrics import accuracy, confusion
 from mnist_suite.nn import Linear, LogSoftmax, Sequential, log_softmax, model_arrays
@@ -31,7 +31,7 @@ def mean_nll(scores: np.ndarray, y: np.ndarray) -> float:
 
 def _subset(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 0 or n > len(x):
-        raise ConfigError(f"n_train={n} must be in [0, {len(x)}] (0 = all)")
+        raise ParameterError(f"n_train={n} must be in [0, {len(x)}] (0 = all)")
     return (x[:n], y[:n]) if n else (x, y)
 
 
@@ -59,7 +59,7 @@ def _finish(
 
 
 @dataclass(frozen=True)
-class SoftmaxSeedConfig:
+class SoftmaxOriginalConfig:
     eta: float = 0.01  # per-sample SGD step size, as in the notebook
     l2: float = 1e-4  # L2 weight decay per sample
     # The original's update is W -= eta * grad + l2 * W: the decay is not scaled by eta, so it
@@ -71,14 +71,14 @@ class SoftmaxSeedConfig:
 
     def __post_init__(self):
         if not self.eta > 0:
-            raise ConfigError(f"eta={self.eta} must be > 0")
+            raise ParameterError(f"eta={self.eta} must be > 0")
         if self.l2 < 0:
-            raise ConfigError(f"l2={self.l2} must be >= 0")
+            raise ParameterError(f"l2={self.l2} must be >= 0")
         if self.eval_every <= 0:
-            raise ConfigError(f"eval_every={self.eval_every} must be > 0")
+            raise ParameterError(f"eval_every={self.eval_every} must be > 0")
 
 
-def train_softmax_seed(cfg: SoftmaxSeedConfig, run) -> dict:
+def train_softmax_original(cfg: SoftmaxOriginalConfig, run) -> dict:
     mnist = run.data()
     x_train, y_train = _subset(mnist.x_train, mnist.y_train, cfg.n_train)
     # float64 like the notebook; the z-score statistics come from the training images used.
@@ -143,11 +143,15 @@ class SoftmaxConfig:
 
     def __post_init__(self):
         if self.epochs <= 0 or self.batch_size <= 0:
-            raise ConfigError(f"epochs={self.epochs} and batch_size={self.batch_size} must be > 0")
+            raise ParameterError(
+                f"epochs={self.epochs} and batch_size={self.batch_size} must be > 0"
+            )
         if not self.lr > 0:
-            raise ConfigError(f"lr={self.lr} must be > 0")
+            raise ParameterError(f"lr={self.lr} must be > 0")
         if not 0 <= self.momentum < 1 or self.l2 < 0:
-            raise ConfigError(f"momentum={self.momentum} must be in [0, 1) and l2={self.l2} >= 0")
+            raise ParameterError(
+                f"momentum={self.momentum} must be in [0, 1) and l2={self.l2} >= 0"
+            )
 
 
 @blas_threads()  # one BLAS thread for these small products (mnist_suite/threads.py)
@@ -157,7 +161,9 @@ def train_softmax(cfg: SoftmaxConfig, run) -> dict:
     x_tr, y_tr, x_dev, y_dev = split_arrays(to_unit(x), y, cfg.n_dev, run.seed)
     x_test, y_test = to_unit(mnist.x_test), mnist.y_test
     if cfg.batch_size > len(x_tr):
-        raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {len(x_tr)} training samples")
+        raise ParameterError(
+            f"batch_size={cfg.batch_size} exceeds the {len(x_tr)} training samples"
+        )
     rng = run.rng("order")
     W, b = np.zeros((784, 10), np.float32), np.zeros(10, np.float32)
     vW, vb = np.zeros_like(W), np.zeros_like(b)
@@ -208,8 +214,8 @@ register(
         name="softmax-original",
         seconds=(3.0, 15.0),
         summary="original NumPy linear softmax: per-sample SGD, 1 epoch, z-scored (80.1%)",
-        config=SoftmaxSeedConfig,
-        train=train_softmax_seed,
+        config=SoftmaxOriginalConfig,
+        train=train_softmax_original,
         quick={"n_train": 6000, "eval_every": 1000},
         original_figures={"test_accuracy": 0.801, "train_accuracy": 0.803},
         dev_note="no dev split (the original had none): train and test checked every 5000 samples",

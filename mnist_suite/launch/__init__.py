@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from mnist_suite.options import option
 from mnist_suite.plan import WorkItem
 
 # Thread pools a worker process sizes from its environment: OpenMP, OpenBLAS and MKL read theirs
@@ -27,13 +28,21 @@ class LaunchOptions:
     """How to run a plan: where runs go, how many at once, with how many threads each."""
 
     runs: Path
-    workers: int = 0  # items at a time; 0 = one per usable core
-    threads: int = 0  # BLAS/TF threads per worker; 0 = cores // workers (at least 1)
-    force: bool = False  # re-run items already done or diverged
-    reuse_stale: bool = False  # keep finished runs of other code (mnist_suite.fingerprint)
+    workers: int = option(0, "parallel items (default: one per core)")
+    threads: int = option(0, "BLAS/TF threads per worker (default: cores/workers)")
+    force: bool = option(False, "re-run items already recorded")
+    reuse_outdated: bool = option(
+        False,
+        "keep finished runs recorded by other code (default: run them again)",
+        flag=("--reuse-outdated", "--reuse-stale"),
+    )
     data: Path | None = None  # MNIST file or folder (default: the suite's source chain)
     offline: bool = False
     logs: Path | None = None  # one log file per item (default: RUNS/.logs)
+
+
+# The options every item's own `run` gets from its launcher, beside the item's arguments.
+WORKER_OPTIONS = ("force", "reuse_outdated", "data", "offline")
 
 
 class Launcher(Protocol):

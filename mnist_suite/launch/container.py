@@ -24,9 +24,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from mnist_suite.defaults import DATA_VARIABLE, IMAGE_ID_VARIABLE, OFFLINE_VARIABLE
 from mnist_suite.errors import ConfigError, SuiteError
 from mnist_suite.launch import LaunchOptions, thread_env
 from mnist_suite.launch.local import LocalLauncher
+from mnist_suite.options import to_argv
 from mnist_suite.plan import INDEX_VARIABLES, WorkItem, run_dir
 
 FLAVOURS = ("numpy", "tf", "bench")
@@ -198,7 +200,7 @@ def run_argv(
     if entrypoint:
         argv += ["--entrypoint", entrypoint]
     argv += ["-v", f"{data}:{inside}:ro", "-v", f"{Path(runs).resolve()}:{RUNS_MOUNT}"]
-    argv += ["-e", f"MNIST_SUITE_DATA={inside}", "-e", "MNIST_SUITE_OFFLINE=1"]
+    argv += ["-e", f"{DATA_VARIABLE}={inside}", "-e", f"{OFFLINE_VARIABLE}=1"]
     for key, value in (env or {}).items():
         argv += ["-e", f"{key}={value}"]
     return [*argv, image, *command]
@@ -341,12 +343,11 @@ class ContainerLauncher(LocalLauncher):
 
     def command(self, item: WorkItem, options: LaunchOptions) -> list[str]:
         run = self._run
-        inside = [*item.argv(), *(["--force"] if options.force else [])]
-        inside += ["--reuse-stale"] if options.reuse_stale else []
+        inside = [*item.argv(), *to_argv(options, ("force", "reuse_outdated"))]
         env = {
             **thread_env(self._threads),
             **self.env,
-            "MNIST_SUITE_IMAGE_ID": run["ids"][item.flavour],
+            IMAGE_ID_VARIABLE: run["ids"][item.flavour],
         }
         return run_argv(
             run["engine"], image_name(item.flavour), inside, data=run["data"], runs=run["runs"],

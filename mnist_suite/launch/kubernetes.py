@@ -2,7 +2,7 @@
 
 Each Job indexes the items of its flavour (``run … --flavour F``): completion index k runs the
 k-th such item of the plan, read from ``JOB_COMPLETION_INDEX`` by ``mnist-suite run``. Every pod
-rebuilds the plan from the same arguments and refuses to run (exit 2) if its fingerprint differs
+rebuilds the plan from the same arguments and refuses to run (exit 2) if its hash differs
 from the one written here, so an image whose jobs expand differently cannot run the wrong item.
 With ``--plan FILE`` the saved plan travels in a ConfigMap instead.
 
@@ -25,18 +25,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnist_suite import limits
-from mnist_suite.claims import STALE_SECONDS
+from mnist_suite.claims import ABANDONED_SECONDS
 from mnist_suite.config import config_hash
-from mnist_suite.errors import ConfigError
+from mnist_suite.defaults import CLAIM_WAIT_VARIABLE, DATA_VARIABLE, OFFLINE_VARIABLE, RUNS_VARIABLE
+from mnist_suite.errors import EXIT_USAGE, ConfigError
 from mnist_suite.launch import thread_env
 from mnist_suite.launch.container import CONTAINER_UID
-from mnist_suite.plan import FLAVOURS, WorkItem, array_spec, fingerprint, plan_document
+from mnist_suite.options import option
+from mnist_suite.plan import FLAVOURS, WorkItem, array_spec, plan_document, plan_hash
 
 RUNS_MOUNT = "/runs"
 DATA_MOUNT = "/data"
 PLAN_MOUNT = "/plan"
 CONTAINER = "run"
-EXIT_USAGE = 2
 MIN_KUBERNETES = "1.29"
 # A Job's name is NAME-PLAN-FLAVOUR[-ITEMS]: 8 + 1 + 3 + 1 + 8 + 3 separators and the flavour
 # leave 38 characters of the 63 a label value may have, so no name is ever cut short.
@@ -53,29 +54,53 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class KubernetesOptions:
-    image_registry: str = ""  # e.g. "registry.example.com/team"; empty: local names
-    image_tag: str = ""  # appended to the flavour: mnist-suite:numpy<tag>
-    parallelism: int = 2
-    backoff_limit_per_index: int = 2
-    runs_claim: str = "mnist-suite-runs"  # ReadWriteMany PVC shared by every pod
-    data_claim: str = "mnist-suite-data"  # PVC holding the verified mnist.npz
-    data_file: str = "mnist.npz"
-    namespace: str | None = None
-    name: str = "mnist-suite"
-    cpu: str = "1"
-    memory: str = "4Gi"
-    run_as_user: int = CONTAINER_UID  # the images' numeric non-root USER
-    # Finished Jobs (and their pods' logs) are deleted this long after they end; None: kept.
-    ttl_seconds_after_finished: int | None = 7 * 24 * 3600
-    active_deadline_seconds: int | None = None  # the whole Job's time limit; None: no limit
-    max_failed_indexes: int | None = None  # the Job fails once this many indexes failed
-    node_selector: tuple[tuple[str, str], ...] = ()
-    tolerations: tuple[str, ...] = ()  # "key[=value]:Effect", as kubectl taint writes them
-    priority_class: str | None = None
-    labels: tuple[tuple[str, str], ...] = ()  # extra labels on the Jobs and their pods
-    annotations: tuple[tuple[str, str], ...] = ()  # extra annotations on the Jobs
-    queue: str | None = None  # Kueue LocalQueue: the kueue.x-k8s.io/queue-name label
-    image_digests: tuple[tuple[str, str], ...] = ()  # (flavour, "sha256:..."): pull by digest
+    image_registry: str = option("", "e.g. registry.example.com/team")
+    image_tag: str = option("", "tag suffix: mnist-suite:numpy<TAG>")
+    parallelism: int = option(2, "pods at a time per Job")
+    backoff_limit_per_index: int = option(2, "retries of a failed index")
+    runs_claim: str = option("mnist-suite-runs", "ReadWriteMany PVC shared by every pod")
+    data_claim: str = option("mnist-suite-data", "PVC holding the verified mnist.npz")
+    data_file: str = option("mnist.npz", "file name on the data claim")
+    namespace: str | None = option(None, "the Jobs' namespace")
+    name: str = option("mnist-suite", "Job name prefix")
+    cpu: str = option("1", "CPU request and limit per pod")
+    memory: str = option("4Gi", "memory request and limit per pod")
+    run_as_user: int = option(CONTAINER_UID, "the images' numeric non-root user id")
+    ttl_seconds_after_finished: int | None = option(
+        7 * 24 * 3600,
+        "delete finished Jobs (and their pods' logs) after this long (default a week; "
+        "'none' keeps them)",
+        none=True,
+    )
+    active_deadline_seconds: int | None = option(None, "the Job's time limit", none=True)
+    max_failed_indexes: int | None = option(
+        None, "fail the Job once this many indexes failed", none=True
+    )
+    node_selector: tuple[tuple[str, str], ...] = option(
+        (), "only nodes with this label", pairs=True, metavar="KEY=VALUE"
+    )
+    tolerations: tuple[str, ...] = option(
+        (), "tolerate this taint", flag="--toleration", metavar="KEY[=VALUE]:EFFECT"
+    )
+    priority_class: str | None = option(None, "the pods' PriorityClass")
+    labels: tuple[tuple[str, str], ...] = option(
+        (),
+        "extra label on the Jobs and their pods",
+        flag="--label",
+        pairs=True,
+        metavar="KEY=VALUE",
+    )
+    annotations: tuple[tuple[str, str], ...] = option(
+        (), "extra annotation on the Jobs", flag="--annotation", pairs=True, metavar="KEY=VALUE"
+    )
+    queue: str | None = option(None, "Kueue LocalQueue (kueue.x-k8s.io/queue-name)")
+    image_digests: tuple[tuple[str, str], ...] = option(
+        (),
+        "pull that flavour's image by digest",
+        flag="--image-digest",
+        pairs=True,
+        metavar="FLAVOUR=sha256:…",
+    )
 
 
 def image_for(flavour: str, options: KubernetesOptions) -> str:
@@ -199,7 +224,7 @@ def job_manifest(
     plan_config_map: str | None = None,
 ) -> dict[str, Any]:
     """The Indexed Job that runs ``chosen`` (the items of one flavour), one pod per item."""
-    plan_id = fingerprint(items)
+    plan_id = plan_hash(items)
     labels = {
         **_common_labels(options),
         "app.kubernetes.io/component": f"{flavour}-runner",
@@ -209,17 +234,18 @@ def job_manifest(
     if options.queue:
         labels[QUEUE_LABEL] = options.queue
     env = {
-        "MNIST_SUITE_DATA": f"{DATA_MOUNT}/{options.data_file}",
-        "MNIST_SUITE_OFFLINE": "1",
-        "MNIST_SUITE_RUNS": RUNS_MOUNT,
+        DATA_VARIABLE: f"{DATA_MOUNT}/{options.data_file}",
+        OFFLINE_VARIABLE: "1",
+        RUNS_VARIABLE: RUNS_MOUNT,
         # The root filesystem is read-only: caches and config (Keras, Matplotlib) go to /tmp.
         "HOME": "/tmp",
         "MPLCONFIGDIR": "/tmp/matplotlib",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         # A pod retried after its predecessor was killed (OOM, node loss) finds that pod's claim
-        # still fresh: it waits until the claim goes stale (no heartbeat for STALE_SECONDS, then
-        # broken) instead of failing the retry at once, which would spend backoffLimitPerIndex.
-        "MNIST_SUITE_CLAIM_WAIT": str(int(STALE_SECONDS) + 30),
+        # still fresh: it waits until the claim is abandoned (no heartbeat for ABANDONED_SECONDS,
+        # then broken) instead of failing the retry at once, which would spend
+        # backoffLimitPerIndex.
+        CLAIM_WAIT_VARIABLE: str(int(ABANDONED_SECONDS) + 30),
         **thread_env(_threads(options.cpu)),
     }
     mounts = [
@@ -244,7 +270,7 @@ def job_manifest(
         args += ["--items", array_spec([i.index for i in chosen])]
         # A re-run of some items is a new Job (a Job's pod template cannot be changed).
         name.append(config_hash([i.index for i in chosen]))
-    args += ["--plan-fingerprint", plan_id, "--runs", RUNS_MOUNT]
+    args += ["--plan-hash", plan_id, "--runs", RUNS_MOUNT]
     resources = {"cpu": options.cpu, "memory": options.memory}
     metadata: dict[str, Any] = {
         "name": _dns_name(*name),
@@ -337,7 +363,7 @@ def job_manifest(
 def plan_config_map(items: list[WorkItem], options: KubernetesOptions) -> dict[str, Any]:
     """The saved plan as a ConfigMap, mounted at /plan/plan.json in every pod."""
     metadata: dict[str, Any] = {
-        "name": _dns_name(options.name, "plan", fingerprint(items)),
+        "name": _dns_name(options.name, "plan", plan_hash(items)),
         "labels": {**_common_labels(options), "app.kubernetes.io/component": "plan"},
     }
     if options.namespace:
@@ -377,7 +403,7 @@ def manifests(
     """The YAML stream ``kubectl apply -f -`` takes."""
     docs = documents(items, chosen, run_args, options)
     head = (
-        f"# mnist-suite plan {fingerprint(items)}: {len(chosen)} items in {len(docs)} "
+        f"# mnist-suite plan {plan_hash(items)}: {len(chosen)} items in {len(docs)} "
         f"documents; needs Kubernetes >= {MIN_KUBERNETES}\n"
     )
     return head + "".join(f"---\n{to_yaml(doc)}" for doc in docs)

@@ -36,8 +36,10 @@ from typing import NamedTuple
 import mnist_suite
 from mnist_suite.claims import live_holder
 from mnist_suite.defaults import default_workers
-from mnist_suite.launch import LaunchOptions, thread_env
+from mnist_suite.errors import EXIT_RESULTS, EXIT_SIGINT
+from mnist_suite.launch import WORKER_OPTIONS, LaunchOptions, thread_env
 from mnist_suite.launch.watch import PoolProgress
+from mnist_suite.options import to_argv
 from mnist_suite.plan import INDEX_VARIABLES, WorkItem, run_dir
 from mnist_suite.text import printable
 
@@ -138,26 +140,6 @@ def _recorded_run(options: LaunchOptions, item: WorkItem) -> dict | None:
     return load_run(path) if path.is_dir() else None
 
 
-def already_recorded(options: LaunchOptions, item: WorkItem) -> tuple[str, int] | None:
-    """(why, exit code) when ``run`` would skip ``item``: finished by this code (or stale and
-    kept by ``reuse_stale``), not forced. The pool then starts no process for it."""
-    from mnist_suite.fingerprint import for_job_name
-    from mnist_suite.runs import FINAL_STATES, load_run, stale_note
-
-    path = run_dir(options.runs, item)
-    if options.force or not path.is_dir():
-        return None
-    run = load_run(path)
-    current = for_job_name(item.job)
-    fresh = run.code_state(current) == "current"
-    if run.state not in FINAL_STATES or not (fresh or options.reuse_stale):
-        return None
-    why = f"{run.state}, already recorded"
-    if not fresh:
-        why = f"{run.state}, {stale_note(run, current)}, kept (--reuse-stale)"
-    return why, 3 if run.state == "diverged" else 0
-
-
 def _note_skip(path: Path, item: WorkItem, why: str) -> None:
     """One line in the item's log: this pool found it recorded and started nothing."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -180,20 +162,12 @@ class LocalLauncher:
     def command(self, item: WorkItem, options: LaunchOptions) -> list[str]:
         """The argv that runs exactly ``item`` (a container launcher overrides this)."""
         argv = [self.python, "-m", "mnist_suite", *item.argv(), "--runs", str(options.runs)]
-        if options.force:
-            argv.append("--force")
-        if options.reuse_stale:
-            argv.append("--reuse-stale")
-        if options.data is not None:
-            argv += ["--data", str(options.data)]
-        if options.offline:
-            argv.append("--offline")
-        return argv
+        return argv + to_argv(options, WORKER_OPTIONS)
 
     def environment(self, threads: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in INDEX_VARIABLES}
         env.update(thread_env(threads))
-        # The children import the same `training` as this process, installed or not.
+        # The children import the same package as this process, installed or not.
         source = str(Path(mnist_suite.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
         return env
@@ -205,6 +179,8 @@ class LocalLauncher:
         return workers, options.threads or max(1, cores // workers)
 
     def launch(self, items: list[WorkItem], options: LaunchOptions) -> dict[int, int]:
+        from mnist_suite.batch import decide_item, recorded_exit_code  # reads runs: NumPy
+
         workers, threads = self.sizes(len(items), options)
         self.total = len(items)
         logs = Path(options.logs or Path(options.runs) / ".logs")
@@ -233,11 +209,18 @@ class LocalLauncher:
             while queue or running:
                 while queue and len(running) < workers:
                     item = queue[0]
-                    if skip := already_recorded(options, item):
+                    decision = decide_item(
+                        options.runs,
+                        item,
+                        force=options.force,
+                        reuse_outdated=options.reuse_outdated,
+                    )
+                    if decision.skip:
                         queue.pop(0)
-                        codes[item.index] = skip[1]
-                        self.progress.skipped(item, skip[0])
-                        _note_skip(log_path(logs, item), item, skip[0])
+                        why = f"{decision.state}, {decision.note}"
+                        codes[item.index] = recorded_exit_code(decision.state)
+                        self.progress.skipped(item, why)
+                        _note_skip(log_path(logs, item), item, why)
                         continue
                     if holder := live_holder(run_dir(options.runs, item)):
                         queue.pop(0)
@@ -281,14 +264,15 @@ class LocalLauncher:
             interrupted = 128 + exc.signum
             for index, (_, proc, _, _) in running.items():
                 code = proc.returncode
-                codes[index] = interrupted if code is None or code < 0 or code == 130 else code
+                stopped = code is None or code < 0 or code == EXIT_SIGINT
+                codes[index] = interrupted if stopped else code
             for item in items:  # not started, or started as the signal came
                 codes.setdefault(item.index, interrupted)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.progress.close()
-        failed = sum(1 for c in codes.values() if c not in (0, 3))
+        failed = sum(1 for c in codes.values() if c not in EXIT_RESULTS)
         held = self.progress.counts["held"]
         self.echo(
             f"{len(items)} items in {time.perf_counter() - start:.1f} s: "
@@ -351,7 +335,7 @@ class LocalLauncher:
             state += ", skipped"
         block = _block(log_path(logs, item), attempt.offset)
         self.progress.finished(item, state, code, time.perf_counter() - began)
-        if code not in (0, 3):
+        if code not in EXIT_RESULTS:
             for line in block[-3:]:
                 self.echo(f"    {printable(line)}")
         return False

@@ -6,7 +6,7 @@ Python that has the suite installed (``--mode python``, for a cluster with a sha
 Every value written into it is checked first (:func:`check_options`): names, sizes and times
 against whitelists (``#SBATCH`` lines take no shell quoting), paths and arguments quoted with
 ``shlex.quote``, so no option and no saved plan can run a command of its own. Each
-task re-builds the plan from the same arguments and checks its fingerprint (exit 2 if it
+task re-builds the plan from the same arguments and checks its hash (exit 2 if it
 differs), so every task agrees on the numbering. Items to run again go on sbatch's command
 line, which overrides the script's ``--array``: ``sbatch --array=4,8,15 job.sbatch``.
 
@@ -27,14 +27,17 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_suite import limits
+from mnist_suite.defaults import DATA_VARIABLE, OFFLINE_VARIABLE
 from mnist_suite.errors import ConfigError
 from mnist_suite.launch import BLAS_THREAD_VARS, TF_THREAD_VARS
 from mnist_suite.launch.container import confinement
-from mnist_suite.plan import FLAVOURS, WorkItem, array_spec, fingerprint
+from mnist_suite.options import option
+from mnist_suite.plan import FLAVOURS, WorkItem, array_spec, plan_hash
 
 RUNS_MOUNT = "/runs"
 DATA_MOUNT = "/data"
@@ -60,27 +63,40 @@ _EXTRA = re.compile(r"^--[a-z][a-z0-9-]*(?:=[\x21-\x7e]{1,256})?$")
 @dataclass(frozen=True)
 class SlurmOptions:
     runs: Path
-    mode: str = "auto"  # auto: Apptainer if the node has it, else Podman
-    parallelism: int = 0  # tasks at a time (the %P of --array); 0 = as many as Slurm allows
-    cpus: int = 1
-    memory: str = "4G"
-    time: str = "02:00:00"
-    logs: Path = Path("slurm-logs")
-    image_registry: str = ""
-    image_tag: str = ""
-    data: Path | None = None  # mnist.npz on the nodes (default: $MNIST_SUITE_DATA or the cache)
-    python: str = "python3"
-    partition: str | None = None
-    name: str = "mnist-suite"
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    sbatch: tuple[str, ...] = ()  # extra "#SBATCH" lines, each an option like "--mail-type=END"
-    # Seconds before the time limit at which a task is stopped (its run ends "interrupted") and
-    # requeued to go on later; 0: neither.
-    signal_seconds: int = 120
-    # Allow image names and data paths that only exist on this machine (a one-node cluster).
-    allow_local_paths: bool = False
+    mode: str = option(
+        "auto",
+        "how a task runs: the image (podman/apptainer; auto: Apptainer if the node has it, "
+        "else Podman) or this python",
+        choices=MODES,
+    )
+    parallelism: int = option(0, "tasks at a time (%%P of --array; 0 = as many as Slurm allows)")
+    cpus: int = option(1, "CPUs per task")
+    memory: str = option("4G", "memory per task")
+    time: str = option("02:00:00", "time limit per task")
+    logs: Path = option(Path("slurm-logs"), "per-task log folder")
+    image_registry: str = option("", "e.g. registry.example.com/team")
+    image_tag: str = option("", "tag suffix: mnist-suite:numpy<TAG>")
+    data: Path | None = option(
+        None, "mnist.npz on the nodes (default: $MNIST_SUITE_DATA)", type=Path
+    )
+    python: str = option("python3", "python for --mode python", cli_default=sys.executable)
+    partition: str | None = option(None, "Slurm partition")
+    name: str = option("mnist-suite", "job name")
+    account: str | None = option(None, "Slurm account to charge")
+    qos: str | None = option(None, "quality of service")
+    constraint: str | None = option(None, "node features, e.g. 'intel&avx512'")
+    sbatch: tuple[str, ...] = option(
+        (), "an extra #SBATCH line, e.g. --sbatch=--mail-type=END (repeatable)", metavar="OPTION"
+    )
+    signal_seconds: int = option(
+        120,
+        "stop (the run records interrupted) and requeue a task this long before its time "
+        "limit (0: never; default 120)",
+    )
+    allow_local_paths: bool = option(
+        False,
+        "allow the local image name and this machine's MNIST cache (one-node clusters)",
+    )
 
 
 def _image(options: SlurmOptions) -> str:
@@ -168,7 +184,7 @@ def _check_portable(options: SlurmOptions) -> None:
             "--image-registry is needed: without it the nodes would look for a local image "
             "mnist-suite:<flavour> (pass --allow-local-paths on a one-node cluster)"
         )
-    if options.data is None and not os.environ.get("MNIST_SUITE_DATA"):
+    if options.data is None and not os.environ.get(DATA_VARIABLE):
         raise ConfigError(
             "--data is needed: without it the nodes would bind this machine's MNIST cache "
             f"{_data_path(options)} (pass --allow-local-paths if the nodes share it)"
@@ -178,8 +194,8 @@ def _check_portable(options: SlurmOptions) -> None:
 def _data_path(options: SlurmOptions) -> Path:
     if options.data is not None:
         return limits.resolved(options.data, "--data")
-    if os.environ.get("MNIST_SUITE_DATA"):
-        return limits.resolved(os.environ["MNIST_SUITE_DATA"], "$MNIST_SUITE_DATA")
+    if os.environ.get(DATA_VARIABLE):
+        return limits.resolved(os.environ[DATA_VARIABLE], f"${DATA_VARIABLE}")
     from mnist_suite.data.mnist import cache_dir
 
     return (cache_dir() / "mnist.npz").resolve()
@@ -201,7 +217,7 @@ def sbatch_script(
     check_options(options)
     if any(i.flavour not in FLAVOURS for i in items):
         raise ConfigError(f"a plan item's flavour is not one of {', '.join(FLAVOURS)}")
-    plan_id = fingerprint(items)
+    plan_id = plan_hash(items)
     runs = Path(options.runs).resolve()
     logs = Path(options.logs).resolve()
     array = array_spec([i.index for i in chosen])
@@ -209,7 +225,7 @@ def sbatch_script(
         array += f"%{options.parallelism}"
     if run_args[:1] == ["--plan"]:  # every node reads the saved plan from the shared filesystem
         run_args = ["--plan", str(Path(run_args[1]).resolve())]
-    args = ["run", *run_args, "--plan-fingerprint", plan_id]
+    args = ["run", *run_args, "--plan-hash", plan_id]
     if options.mode == "python" and options.data is not None:
         args += ["--data", str(Path(options.data).resolve())]
     directives = [
@@ -257,7 +273,7 @@ def sbatch_script(
     data = _data_path(options)
     image = _image(options)
     inside = f"{DATA_MOUNT}/{data.name}"  # data's name passed limits.file_name
-    env = ["MNIST_SUITE_OFFLINE=1", f"MNIST_SUITE_DATA={inside}", "SLURM_ARRAY_TASK_ID"]
+    env = [f"{OFFLINE_VARIABLE}=1", f"{DATA_VARIABLE}={inside}", "SLURM_ARRAY_TASK_ID"]
     env += [*BLAS_THREAD_VARS, *TF_THREAD_VARS, "TF_CPP_MIN_LOG_LEVEL"]
     # The container launcher's confinement (memory = the task's --mem); the task's own ids own the
     # files it writes on the shared runs folder. A root task is refused rather than run as root.
@@ -269,7 +285,7 @@ def sbatch_script(
         + f' {image} "${{ARGS[@]}}" --runs {RUNS_MOUNT}'
     )
     apptainer_env = ",".join(
-        ["MNIST_SUITE_OFFLINE=1", f"MNIST_SUITE_DATA={inside}"]
+        [f"{OFFLINE_VARIABLE}=1", f"{DATA_VARIABLE}={inside}"]
         + [f"{v}=$threads" for v in (*BLAS_THREAD_VARS, *TF_THREAD_VARS)]
         + ["SLURM_ARRAY_TASK_ID=$SLURM_ARRAY_TASK_ID", "TF_CPP_MIN_LOG_LEVEL=2"]
     )

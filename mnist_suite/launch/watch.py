@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from mnist_suite.errors import EXIT_RESULTS
 from mnist_suite.plan import WorkItem, run_dir
 from mnist_suite.text import printable
 
@@ -187,7 +188,7 @@ class PoolProgress:
         self.running.pop(item.index, None)
         self.pending.pop(item.index, None)
         self.seconds.setdefault(item.job, []).append(seconds)
-        self.counts["done" if code in (0, 3) else "failed"] += 1
+        self.counts["done" if code in EXIT_RESULTS else "failed"] += 1
         self._line(
             f"[{self._finished()}/{self.total}] #{item.index} {printable(item.name)} "
             f"seed {item.seed}: {printable(state)} (exit {code}, {seconds:.1f} s) · {self.status()}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 
 
 def gaussian_matrix(size: int, sigma: float, truncate: float = 4.0) -> np.ndarray:
@@ -175,11 +175,11 @@ class Distortion:
 
     def __post_init__(self):
         if min(self.rotate, self.zoom, self.shear, self.translate, self.alpha) < 0:
-            raise ConfigError(f"{self}: ranges must be >= 0")
+            raise ParameterError(f"{self}: ranges must be >= 0")
         if not self.zoom < 1:
-            raise ConfigError(f"{self}: zoom must be < 1 (a factor of 1 ± zoom)")
+            raise ParameterError(f"{self}: zoom must be < 1 (a factor of 1 ± zoom)")
         if not self.sigma > 0:
-            raise ConfigError(f"{self}: sigma must be > 0")
+            raise ParameterError(f"{self}: sigma must be > 0")
 
     @property
     def active(self) -> bool:

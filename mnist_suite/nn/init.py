@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 
 Initialiser = Callable[[np.random.Generator, int, int, np.dtype], tuple[np.ndarray, np.ndarray]]
 
@@ -49,9 +49,9 @@ INITIALISERS: dict[str, Initialiser] = {
 
 
 def get_initialiser(name: str) -> Initialiser:
-    """The initialiser called ``name``; ConfigError naming the valid ones otherwise."""
+    """The initialiser called ``name``; ParameterError naming the valid ones otherwise."""
     if name not in INITIALISERS:
-        raise ConfigError(
+        raise ParameterError(
             f"unknown initialiser {name!r} (expected one of {', '.join(INITIALISERS)})"
         )
     return INITIALISERS[name]

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ParameterError
 
 SCHEDULES = ("constant", "step", "cosine")
 
@@ -59,11 +59,11 @@ class SGD:
         if len(params) != len(grads):
             raise ValueError(f"SGD: {len(params)} parameters but {len(grads)} gradients")
         if not 0 <= momentum < 1:
-            raise ConfigError(f"momentum={momentum} must be in [0, 1)")
+            raise ParameterError(f"momentum={momentum} must be in [0, 1)")
         if nesterov and momentum == 0:
-            raise ConfigError("nesterov=true needs momentum > 0")
+            raise ParameterError("nesterov=true needs momentum > 0")
         if weight_decay < 0:
-            raise ConfigError(f"weight_decay={weight_decay} must be >= 0")
+            raise ParameterError(f"weight_decay={weight_decay} must be >= 0")
         self.params, self.grads = params, grads
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
         self.velocity = [np.zeros_like(p) for p in params] if momentum else []
@@ -103,7 +103,7 @@ class SGD:
     def step(self, lr: float) -> None:
         """Apply one update with learning rate ``lr`` (> 0) from the current gradients."""
         if not lr > 0:
-            raise ConfigError(f"lr={lr} must be > 0")
+            raise ParameterError(f"lr={lr} must be > 0")
         work = list(zip(self._groups, self._scratch, strict=True))
         others = [self._pool.submit(self._run, *w, lr) for w in work[1:]] if self._pool else []
         self._run(*work[0], lr)  # the calling thread takes the first group
@@ -171,21 +171,21 @@ def make_schedule(
 
     Raises
     ------
-    ConfigError
+    ParameterError
         Unknown name or out-of-range argument, before any training.
     """
     if name not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {name!r} (expected one of {', '.join(SCHEDULES)})")
+        raise ParameterError(f"unknown schedule {name!r} (expected one of {', '.join(SCHEDULES)})")
     if not lr > 0:
-        raise ConfigError(f"lr={lr} must be > 0")
+        raise ParameterError(f"lr={lr} must be > 0")
     if total_steps <= 0:
-        raise ConfigError(f"total_steps={total_steps} must be > 0")
+        raise ParameterError(f"total_steps={total_steps} must be > 0")
     if not 0 <= warmup_steps < total_steps:
-        raise ConfigError(f"warmup_steps={warmup_steps} must be in [0, {total_steps})")
+        raise ParameterError(f"warmup_steps={warmup_steps} must be in [0, {total_steps})")
     if name == "step" and (step_every <= 0 or not 0 < gamma <= 1):
-        raise ConfigError(f"step schedule: step_every={step_every} > 0, gamma={gamma} in (0, 1]")
+        raise ParameterError(f"step schedule: step_every={step_every} > 0, gamma={gamma} in (0, 1]")
     if not 0 <= final_fraction <= 1:
-        raise ConfigError(f"final_fraction={final_fraction} must be in [0, 1]")
+        raise ParameterError(f"final_fraction={final_fraction} must be in [0, 1]")
     decay_steps = total_steps - warmup_steps
 
     def rate(step: int) -> float:
