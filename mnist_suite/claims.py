@@ -9,10 +9,14 @@ rewrites through its open descriptor every few seconds.
 
 A claim is *abandoned*, and may be broken, when its owner is provably gone: on the same machine
 (same host name, boot and pid namespace) when its process no longer exists (pid and start time),
-elsewhere when its heartbeat is older than :data:`ABANDONED_SECONDS`. Breaking renames the claim to
-a unique name (one rename of a given file succeeds, so two breakers cannot both win), checks
-that the renamed file is the one judged abandoned (else puts it back), and then competes for a
-fresh ``O_EXCL`` create like everyone else.
+elsewhere when its heartbeat is older than :data:`ABANDONED_SECONDS`. Breakers take turns: each
+first creates ``.<run_id>.claim.break`` with ``O_EXCL``, reads the claim again and, only if it is
+still the very file judged abandoned, renames it aside; then it competes for a fresh ``O_EXCL``
+create like everyone else. Without the turn, a breaker that judged the old claim could move
+aside the fresh claim of a faster breaker, and a third attempt could create one in the gap:
+two writers. Nothing else removes a claim but its owner, so while a breaker holds its turn the
+file it re-read cannot change under it. A turn left by a breaker that died holding it (it
+holds it for microseconds) is cleared after :data:`BREAK_TURN_SECONDS`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from mnist_suite.errors import SuiteError
 SUFFIX = ".claim"
 ABANDONED_SECONDS = 120.0  # a foreign owner silent for this long is presumed dead
 MAX_CLAIM_BYTES = 4096
+BREAK_TURN_SECONDS = 10.0  # a breaker's turn older than this was left by a dead breaker
 
 
 def claim_path(run_dir: Path) -> Path:
@@ -217,23 +222,38 @@ def _create(path: Path) -> Claim | None:
     return claim
 
 
-def _break(path: Path, abandoned: Holder) -> None:
-    """Move an abandoned claim aside; if what moved is a newer claim, put it back."""
-    # A dot name: whatever cannot be removed below is never listed as a run.
-    aside = path.with_name(f".{path.name}.abandoned-{secrets.token_hex(6)}")
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:
-        return  # someone else broke (or released) it first
-    moved = read_holder(aside)
-    if moved is not None and moved.identity != abandoned.identity:
-        with contextlib.suppress(FileExistsError):
-            os.link(aside, path)
-    with contextlib.suppress(OSError):  # a folder that is not empty stays aside, hidden
-        if aside.is_dir() and not aside.is_symlink():
-            aside.rmdir()
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):  # a folder that is not empty stays, hidden by its dot
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
         else:
-            aside.unlink()
+            path.unlink()
+
+
+def _break(path: Path, abandoned: Holder) -> None:
+    """In this attempt's turn, move the claim aside if it is still ``abandoned``'s."""
+    turn = path.with_name(f".{path.name}.break")
+    try:
+        fd = os.open(turn, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            if time.time() - os.lstat(turn).st_mtime > BREAK_TURN_SECONDS:
+                _remove(turn)  # its breaker died holding it
+        return  # another breaker's turn: judge again on the next poll
+    try:
+        now = read_holder(path)
+        if now is None or now.identity != abandoned.identity:
+            return  # released, or already broken and claimed afresh: judge again
+        # A dot name: whatever cannot be removed below is never listed as a run.
+        aside = path.with_name(f".{path.name}.abandoned-{secrets.token_hex(6)}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return
+        _remove(aside)
+    finally:
+        os.close(fd)
+        _remove(turn)
 
 
 def acquire(path: Path, wait: float = 0.0, poll: float = 0.2) -> Claim:
