@@ -270,7 +270,9 @@ class LocalLauncher:
                 codes.setdefault(item.index, interrupted)
         finally:
             for s, handler in previous.items():
-                signal.signal(s, handler)
+                # Once stopping, a later signal still changes nothing (the pool is on its way
+                # out with 128 + the first signal), also after the loop: it is ignored.
+                signal.signal(s, signal.SIG_IGN if stopping else handler)
             self.progress.close()
         failed = sum(1 for c in codes.values() if c not in EXIT_RESULTS)
         held = self.progress.counts["held"]
