@@ -2,13 +2,15 @@
 
 ``mnist-suite compare BASE NEW --jobs JOB…`` where BASE and NEW are git revisions: each is
 checked out once into its own git worktree under the checkout's ``build/ab/`` (kept, and reused
-by the next call), and each runs its own code through its own command line
-(``python -m mnist_suite plan|run`` inside its worktree), so a revision is measured as it was
-written, whatever this copy of the suite has become since.
+by the next call), and each runs its own code through its own command line (its
+``mnist_suite.cli.main``, ``plan`` then ``run``, in one warm process per side started in its
+worktree), so a revision is measured as it was written, whatever this copy of the suite has
+become since.
 
-Why alternately: one round per seed, BASE's items then NEW's, so that a change of load on the
+Why alternately: item by item, BASE's then NEW's, seed by seed, so that a change of load on the
 machine during the comparison falls on both sides alike (the idea of asv's ``continuous``,
-applied to whole training jobs).
+applied to whole training jobs). Why warm processes: imports, the data and TensorFlow's first
+trace are paid once per side, as when one side runs alone.
 
 Why one runs folder: a run's identity holds its job's code fingerprint, so both revisions' runs
 sit side by side in ``build/ab/runs`` (or ``--runs``), a second call finds them all and runs
@@ -167,10 +169,6 @@ def _environment(revision: Revision) -> dict[str, str]:
     return env
 
 
-def _suite(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mnist_suite", *args]
-
-
 @dataclass(frozen=True)
 class Selection:
     """What both sides run: the same jobs, profile, seeds and overrides."""
@@ -188,15 +186,16 @@ class Selection:
         return args
 
 
-def plan_items(revision: Revision, selection: Selection, cache: Path) -> list[dict]:
-    """The work items ``revision``'s own ``plan`` names for ``selection``, kept in ``cache``:
-    a commit's plan for the same arguments never changes, and asking it costs a process."""
+def plan_items(worker: Worker, selection: Selection, cache: Path) -> list[dict]:
+    """The work items the revision's own ``plan`` names for ``selection`` (asked of its warm
+    ``worker``), kept in ``cache``: a commit's plan for the same arguments never changes."""
+    revision = worker.revision
     key = hashlib.sha256(json.dumps(selection.arguments()).encode()).hexdigest()[:16]
     kept = cache / f"{revision.sha[:12]}-{key}.json"
     items = read_json(kept) if kept.is_file() else None
     if isinstance(items, list) and _valid(items):
         return items
-    items = _plan(revision, selection)
+    items = _plan(worker, selection)
     atomic_write_json(kept, items)
     return items
 
@@ -212,20 +211,14 @@ def _valid(items: list) -> bool:
         return False
 
 
-def _plan(revision: Revision, selection: Selection) -> list[dict]:
+def _plan(worker: Worker, selection: Selection) -> list[dict]:
+    revision = worker.revision
     with tempfile.TemporaryDirectory(prefix="mnist-suite-ab-") as tmp:
         saved = Path(tmp) / "plan.json"
-        done = subprocess.run(
-            _suite("plan", *selection.arguments(), "--save", str(saved)),
-            cwd=revision.path,
-            env=_environment(revision),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode or not saved.is_file():
+        code = worker.run(["plan", *selection.arguments(), "--save", str(saved)])
+        if code or not saved.is_file():
             # Its own one-line reason: an unknown job, a config field it does not have, …
-            raise ConfigError(f"{revision}: {_last_line(done.stderr).removeprefix('error: ')}")
+            raise ConfigError(f"{revision}: {worker.last_error().removeprefix('error: ')}")
         doc = read_json(saved)
         items = doc.get("items") if isinstance(doc, dict) else None
         if not isinstance(items, list) or not _valid(items):
@@ -238,22 +231,28 @@ class Side:
     revision: Revision
     items: list[dict]
     runs: Path  # the runs folder this side's runs live in
+    worker: Worker  # the revision's warm process: it plans, then runs the items
 
     def folder(self, item: dict) -> Path:
         return self.runs / item["job"] / item["run_id"]
 
 
-def sides(repo: Path, names: tuple[str, str], selection: Selection, runs: Path) -> list[Side]:
+def sides(
+    repo: Path, names: tuple[str, str], selection: Selection, runs: Path, workers: list
+) -> list[Side]:
     """Both sides, checked out and planned; a revision whose run ids do not carry its code
-    fingerprint gets a runs folder of its own inside ``runs``."""
+    fingerprint gets a runs folder of its own inside ``runs``. Each side's worker is appended
+    to ``workers`` as it is made (the caller closes them)."""
     out = []
     for role, name in zip(("BASE", "NEW"), names, strict=True):
         revision = worktree(repo, role, name)
-        items = plan_items(revision, selection, repo / AB_FOLDER / "plans")
+        worker = Worker(revision, repo / AB_FOLDER / "logs" / f"{revision.sha[:12]}.log")
+        workers.append(worker)
+        items = plan_items(worker, selection, repo / AB_FOLDER / "plans")
         coded = all(_CODED_RUN_ID.search(i["run_id"]) for i in items)
         # A dot-folder: never listed as runs of the shared folder (mnist_suite.runs.find_runs).
         folder = runs if coded else runs / f".rev-{revision.sha[:12]}"
-        out.append(Side(revision, items, folder))
+        out.append(Side(revision, items, folder, worker))
     return out
 
 
@@ -296,8 +295,8 @@ for line in sys.stdin:
 class Worker:
     """One long-lived process running ``side``'s revision, started on first use."""
 
-    def __init__(self, side: Side, log: Path):
-        self.side, self.log = side, log
+    def __init__(self, revision: Revision, log: Path):
+        self.revision, self.log = revision, log
         self.child: subprocess.Popen | None = None
         self.answers = None
 
@@ -328,8 +327,8 @@ class Worker:
         try:
             self.child = subprocess.Popen(
                 [sys.executable, "-c", WORKER, str(write)],
-                cwd=self.side.revision.path,
-                env=_environment(self.side.revision),
+                cwd=self.revision.path,
+                env=_environment(self.revision),
                 stdin=subprocess.PIPE,
                 stdout=fd,
                 stderr=subprocess.STDOUT,
@@ -340,6 +339,17 @@ class Worker:
             os.close(fd)
             os.close(write)
         self.answers = os.fdopen(read, "r")
+
+    def last_error(self) -> str:
+        """The last ``error:`` line of this worker's log (its command's one-line reason)."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
+                tail = f.read().decode("utf-8", "replace")
+        except OSError:
+            return "(no output)"
+        errors = [ln for ln in tail.splitlines() if ln.startswith("error:")]
+        return errors[-1][:300] if errors else _last_line(tail)
 
     def close(self) -> None:
         if self.child is None:
@@ -362,7 +372,7 @@ def _pending(side: Side, item: dict) -> bool:
     return not path.is_dir() or load_run(path).state not in FINAL_STATES
 
 
-def run_alternately(pair: list[Side], selection: Selection, logs: Path, say=print) -> None:
+def run_alternately(pair: list[Side], selection: Selection, say=print) -> None:
     """BASE's item, then NEW's, seed by seed and job by job, each side in its warm worker; a
     revision that fails an item stops the comparison with a :class:`RevisionError` (what
     finished stays recorded, so the same call resumes)."""
@@ -380,32 +390,27 @@ def run_alternately(pair: list[Side], selection: Selection, logs: Path, say=prin
         say("all runs of both sides are recorded: nothing to run")
         return
     say(f"{todo} runs to make, alternating {pair[0].revision} and {pair[1].revision}")
-    workers = {id(side): Worker(side, logs / f"{side.revision.sha[:12]}.log") for side in pair}
     done, started = 0, time.monotonic()
-    try:
-        for side, item in order:
-            if not _pending(side, item):  # read again: the other side may have made it
-                continue
-            eta = ""
-            if done:
-                eta = f", about {(time.monotonic() - started) / done * (todo - done):.0f} s left"
-            name = f"{item['job']}{'/' + item['cell'] if item.get('cell') else ''}"
-            say(f"[{done}/{todo}] {side.revision.role} {side.revision.short} {name} "
-                f"seed {item['seed']}{eta}")  # fmt: skip
-            argv = ["run", *_item_arguments(selection, item), "--runs", str(side.runs)]
-            code = workers[id(side)].run(argv)
-            if code == 130:
-                raise KeyboardInterrupt
-            if code not in (0, 3) or _pending(side, item):
-                log = workers[id(side)].log
-                raise RevisionError(
-                    f"{side.revision}: {name} seed {item['seed']} did not finish (exit {code}); "
-                    f"its output is in {log}"
-                )
-            done += 1
-    finally:
-        for worker in workers.values():
-            worker.close()
+    for side, item in order:
+        if not _pending(side, item):  # read again: the other side may have made it
+            continue
+        eta = ""
+        if done:
+            eta = f", about {(time.monotonic() - started) / done * (todo - done):.0f} s left"
+        name = f"{item['job']}{'/' + item['cell'] if item.get('cell') else ''}"
+        say(f"[{done}/{todo}] {side.revision.role} {side.revision.short} {name} "
+            f"seed {item['seed']}{eta}")  # fmt: skip
+        argv = ["run", *_item_arguments(selection, item), "--runs", str(side.runs)]
+        code = side.worker.run(argv)
+        if code == 130:
+            raise KeyboardInterrupt
+        if code not in (0, 3) or _pending(side, item):
+            log = side.worker.log
+            raise RevisionError(
+                f"{side.revision}: {name} seed {item['seed']} did not finish (exit {code}); "
+                f"its output is in {log}"
+            )
+        done += 1
     say(f"[{todo}/{todo}] done in {time.monotonic() - started:.0f} s")
 
 
@@ -439,11 +444,16 @@ def compare_revisions(args, say) -> tuple:
         tuple(args.jobs), args.profile, parse_seeds(args.seeds), tuple(args.overrides)
     )
     runs = Path(args.runs) if args.runs else repo / AB_FOLDER / "runs"
-    pair = sides(repo, (args.base, args.new), selection, runs)
-    note = uncommitted_note(repo, [s.revision for s in pair])
-    if note:
-        say(note)
-    for job in identical_jobs(*pair):
-        say(f"identical code for {job}: no change (both revisions share its runs)")
-    run_alternately(pair, selection, repo / AB_FOLDER / "logs", say)
+    workers: list[Worker] = []
+    try:
+        pair = sides(repo, (args.base, args.new), selection, runs, workers)
+        note = uncommitted_note(repo, [s.revision for s in pair])
+        if note:
+            say(note)
+        for job in identical_jobs(*pair):
+            say(f"identical code for {job}: no change (both revisions share its runs)")
+        run_alternately(pair, selection, say)
+    finally:
+        for worker in workers:
+            worker.close()
     return tuple(side_of_runs(s.revision.label, records(s)) for s in pair)

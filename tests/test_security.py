@@ -573,17 +573,24 @@ def test_item_logs_are_appended_per_attempt_and_say_skipped(tmp_path, mnist):
     assert log.count("==== ") == 2 and "epoch" in log and "skipped" in log.splitlines()[-1]
 
 
+def two_pools(runs_dir: Path, claim_wait: str, stderr=subprocess.STDOUT) -> tuple[list, list]:
+    """Two pools started at once on one runs folder (seeds 0-1 of QUICK, one worker each):
+    the processes and their (stdout, stderr) once both have ended."""
+    argv = [sys.executable, "-m", "mnist_suite", "train", *QUICK, "--seeds", "0-1",
+            "--workers", "1", "--runs", str(runs_dir)]  # fmt: skip
+    env = {**os.environ, runs.CLAIM_WAIT_ENV: claim_wait}
+    pools = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+             for _ in range(2)]  # fmt: skip
+    return pools, [p.communicate(timeout=300) for p in pools]
+
+
 @pytest.mark.slow
 def test_two_pools_at_once_keep_both_logs_and_write_each_run_once(tmp_path, mnist):
     from mnist_suite.launch.local import log_path
 
     runs_dir = tmp_path / "runs"
-    argv = [sys.executable, "-m", "mnist_suite", "train", *QUICK, "--seeds", "0-1",
-            "--workers", "1", "--runs", str(runs_dir)]  # fmt: skip
-    env = {**os.environ, runs.CLAIM_WAIT_ENV: "120"}
-    pools = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=env) for _ in range(2)]  # fmt: skip
-    outs = [p.communicate(timeout=300)[0] for p in pools]
+    pools, ended = two_pools(runs_dir, "120")
+    outs = [out for out, _ in ended]
     assert [p.returncode for p in pools] == [0, 0], outs
     items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1),
                        overrides=("n_train=1000",))  # fmt: skip

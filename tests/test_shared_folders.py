@@ -26,7 +26,7 @@ import pytest
 from mnist_suite import claims, runs
 from mnist_suite.plan import build_plan, run_dir
 from tests.test_outputs import snapshot
-from tests.test_security import QUICK, TINY, TinyConfig
+from tests.test_security import QUICK, TINY, TinyConfig, two_pools
 
 OTHER = pwd.getpwnam("nobody").pw_uid
 GROUP = grp.getgrnam("nogroup").gr_gid
@@ -202,12 +202,7 @@ def test_two_pools_at_once_without_waiting_both_succeed(tmp_path, mnist):
     """Each pool runs what it claims first; what the other holds is held elsewhere (or found
     finished), never a failure: both exit 0 and every run is written once."""
     runs_dir = tmp_path / "runs"
-    argv = [sys.executable, "-m", "mnist_suite", "train", *QUICK, "--seeds", "0-1",
-            "--workers", "1", "--runs", str(runs_dir)]  # fmt: skip
-    env = {**os.environ, runs.CLAIM_WAIT_ENV: "0"}
-    pools = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env) for _ in range(2)]  # fmt: skip
-    outs = [p.communicate(timeout=300) for p in pools]
+    pools, outs = two_pools(runs_dir, "0", stderr=subprocess.PIPE)
     assert [p.returncode for p in pools] == [0, 0], outs
     assert all("Traceback" not in err for _, err in outs), outs
     assert all(", 0 failed or not run" in out for out, _ in outs), outs
