@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from textwrap import fill
 
 from mnist_suite import batch, defaults, errors
 from mnist_suite.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, SuiteError
@@ -29,13 +28,7 @@ exit codes:
        items end 'interrupted'
 
 environment:
-{
-    "".join(
-        fill(f"{k:<23} {v}", 92, initial_indent="  ", subsequent_indent=" " * 26) + chr(10)
-        for k, v in defaults.USER_VARIABLES.items()
-    )
-}
-docs: README.md and docs/ in the source tree.
+{defaults.variables_help()}docs: README.md and docs/ in the source tree.
 """
 
 
@@ -76,32 +69,17 @@ def cmd_cells(args: argparse.Namespace) -> int:
 
 def _print_outcome(item, outcome) -> None:
     """One line per item on stdout; why it did not succeed on stderr."""
-    shown, note = outcome.state, ""
-    # Messages quote claim files and records another host or user wrote: one line each.
-    name, message = printable(item.name), printable(outcome.message)
-    held = outcome.skipped and outcome.state == "running"  # another attempt owns it
-    if held:
-        note = f" ({message}; not run here)"
-    elif outcome.skipped:
-        shown, note = "skipped", f" ({outcome.state}, {message}, skipped)"
-    print(f"{shown:<11} {printable(str(outcome.path))}{note}", flush=True)
-    if held:
-        print(f"error: {name}: {message}; not run here", file=sys.stderr)
-    elif outcome.state in ("failed", "unreadable"):
-        print(f"error: {name}: {message}", file=sys.stderr)
-    elif outcome.state == "diverged":
-        print(f"warning: {name}: diverged: {message}", file=sys.stderr)
+    line, problem = batch.outcome_lines(item, outcome)
+    print(line, flush=True)
+    if problem:
+        print(problem, file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mnist_suite.paths import writable_folder
-
-    _, chosen, what = batch.select(_selection(args))
-    chosen = batch.pick(chosen, what, args.index)
-    writable_folder(args.runs, "--runs")
-    return batch.run_items(
-        chosen,
+    return batch.run(
+        _selection(args),
         args.runs,
+        index=args.index,
         data_options=_data_options(args),
         force=args.force,
         reuse_outdated=args.reuse_outdated,
@@ -110,44 +88,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from mnist_suite.files import atomic_write_json, dumps
-    from mnist_suite.plan import plan_document, plan_hash
-
-    items, chosen, _ = batch.select(_selection(args))
+    selection = _selection(args)
     if args.save:
-        from mnist_suite.paths import writable_file
+        from mnist_suite.files import writable_file
 
         writable_file(args.save, "--save", {"--plan": args.plan})
-        atomic_write_json(args.save, plan_document(items))
-        print(f"plan {plan_hash(items)} ({len(items)} items) saved to {args.save}")
-        return 0
-    states = batch.item_states(chosen, args.runs) if args.status or args.pending else None
-    if args.pending:
-        doc = batch.pending_document(items, chosen, states)
-        print(dumps(doc) if args.json else batch.pending_text(doc, len(chosen)))
-    elif args.json:
-        print(dumps(batch.plan_json(items, chosen, states)))
+        print(batch.save_plan(selection, args.save))
     else:
-        print(batch.plan_text(items, chosen, states))
+        print(batch.plan_listing(selection, args.runs, args.status, args.pending, args.json))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mnist_suite.files import writable_folder
     from mnist_suite.launch import LaunchOptions
     from mnist_suite.limits import MAX_CPUS, MAX_WORKERS, int_range
-    from mnist_suite.paths import writable_folder
 
     if not (args.jobs or args.plan or args.all):
-        from mnist_suite.defaults import default_workers
-
-        workers = args.workers or default_workers()
-        n, minutes = batch.estimate(args.profile, _selection(args).seed_list(), workers)
-        print(
-            f"every job, profile {args.profile}: {n} items, about {minutes:.0f} min on "
-            f"{workers} worker{'s' * (workers != 1)}; name jobs (mnist-suite list) or pass "
-            "--all to run them all",
-            file=sys.stderr,
-        )
+        workers = args.workers or defaults.default_workers()
+        estimate = batch.estimate_text(args.profile, _selection(args).seed_list(), workers)
+        print(f"{estimate}; name jobs (mnist-suite list) or pass --all to run them all",
+              file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     _, chosen, _ = batch.select(_selection(args))
     writable_folder(args.runs, "--runs")  # before any item starts or any log is opened
@@ -187,8 +148,8 @@ def cmd_k8s(args: argparse.Namespace) -> int:
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
+    from mnist_suite.files import writable_folder
     from mnist_suite.launch.slurm import SlurmOptions, sbatch_script
-    from mnist_suite.paths import writable_folder
 
     selection = _selection(args)
     items, chosen, _ = batch.select(selection)
@@ -202,45 +163,24 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from mnist_suite.files import dumps
-    from mnist_suite.fingerprint import for_job_name
-    from mnist_suite.runs import find_runs, load_run, newest_code
-    from mnist_suite.summary import run_row, run_rows_text, summary_document, summary_text
+    from mnist_suite.summary import listing
 
-    if args.job is not None and not args.job.replace("-", "").replace("_", "").isalnum():
-        raise SuiteError(f"--job {args.job!r}: expected a job name (mnist-suite list)")
-    paths = find_runs(args.runs, args.job)
-    if not paths:
-        where = f"{args.runs}/{args.job}" if args.job else str(args.runs)
-        print(f"no runs in {where}" + ("" if Path(args.runs).is_dir() else " (no such folder)"))
-        return 0
-    records = [load_run(p) for p in paths]
-    if not args.all_code:
-        records, left_out = newest_code(records)
-        if left_out:
-            print(f"note: {left_out} runs of older code left out (--all-code shows them)",
-                  file=sys.stderr)  # fmt: skip
-    if args.summary:
-        doc = summary_document(records, str(args.runs))
-        print(dumps(doc) if args.json else summary_text(records))
-        return 0
-    rows = [run_row(r, for_job_name(r.job)) for r in records]
-    if args.json:
-        print(dumps({"runs": rows}))
-    else:  # names and problems come from the runs folder: no escape reaches the terminal
-        print(run_rows_text([{k: _printable(v) for k, v in r.items()} for r in rows]))
+    text, left_out = listing(
+        args.runs, args.job, summary=args.summary, as_json=args.json, all_code=args.all_code
+    )
+    if left_out:
+        print(f"note: {left_out} runs of older code left out (--all-code shows them)",
+              file=sys.stderr)  # fmt: skip
+    print(text)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from mnist_suite import compare
     from mnist_suite.ab import RevisionError, compare_revisions, reading
-    from mnist_suite.files import dumps
 
-    rules = compare.parse_min_effects(args.min_effect)
-    compare.check_fail_metrics(args.fail_metric, rules)
-    if not 0.5 <= args.confidence < 1:
-        raise SuiteError(f"--confidence {args.confidence}: expected a coverage in [0.5, 1)")
+    options = from_arguments(compare.CompareOptions, args)
+    options.rules()  # checked before any revision is built
     if reading(args.base, args.new) == "paths":
         base, new = compare.load_side(Path(args.base)), compare.load_side(Path(args.new))
     else:
@@ -248,31 +188,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
         try:
             base, new = compare_revisions(args, lambda line: print(line, file=sys.stderr))
         except RevisionError as exc:
-            print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+            print(f"error: {printable(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
-    if not (base.groups() & new.groups() or base.ratios.keys() & new.ratios.keys()):
+    if not compare.shared(base, new):
         raise SuiteError(f"{args.base} and {args.new} share no job, cell, profile or benchmark")
-    rows = compare.compare(base, new, rules, args.confidence)
-    if args.json:
-        print(dumps(compare.document(base, new, rows, rules, args.confidence)))
-    elif args.md:
-        print(compare.render_markdown(base, new, rows, rules, args.confidence))
-    else:
-        print(compare.render_text(base, new, rows, rules, args.confidence))
-    failing = compare.regressions(rows, args.fail_metric)
-    if args.fail_on == "worse" and failing:
+    text, failing = compare.judge(base, new, options)
+    print(text)
+    if failing:
         print(f"failing: {'; '.join(failing)}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mnist_suite.paths import not_overlapping, writable_folder
+    from mnist_suite.files import not_overlapping, writable_folder
     from mnist_suite.report import build_report
 
     runs = args.runs or [defaults.runs_folder()]
     writable_folder(args.out.parent, "--out")
-    not_overlapping(args.out, "--out", [("--runs", r) for r in runs] + [("--bench", args.bench)])
+    keep = [("--runs", r) for r in runs] + [("--bench", args.bench)]
+    not_overlapping(args.out, "--out", keep, runs=("--runs",))
     build_report(runs, args.bench, args.out, baseline=args.baseline, all_code=args.all_code)
     print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
     return 0
@@ -280,7 +215,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnist_suite.data import cache_dir
-    from mnist_suite.paths import writable_file
+    from mnist_suite.files import writable_file
     from mnist_suite.predict import predict_image
 
     inputs = {"--weights": args.weights, "--data": args.data, "the cache": cache_dir()}
@@ -335,6 +270,7 @@ def _command(sub, name: str, func, help: str, **kwargs) -> argparse.ArgumentPars
 
 def build_parser() -> argparse.ArgumentParser:
     from mnist_suite import __version__
+    from mnist_suite.compare import CompareOptions
     from mnist_suite.launch import LaunchOptions
     from mnist_suite.launch.container import DEFAULT_MEMORY, DEFAULT_PIDS
     from mnist_suite.launch.kubernetes import KubernetesOptions
@@ -433,20 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an override for both sides (repeatable)")  # fmt: skip
     ab.add_argument("--runs", type=path, default=None, help="both sides' runs folder (default: "
                     "build/ab/runs)")  # fmt: skip
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--md", action="store_true", help="a markdown table")
-    out.add_argument("--json", action="store_true", help="JSON")
-    p.add_argument(
-        "--fail-on", choices=("worse",), default=None, help="exit 1 if any figure got worse"
-    )
-    p.add_argument("--fail-metric", action="append", default=[], metavar="METRIC",
-                   help="with --fail-on: only these metrics fail (repeatable; default every "
-                   "metric); a metric no row judges fails")  # fmt: skip
-    p.add_argument("--min-effect", action="append", default=[], metavar="METRIC=X",
-                   help="a metric's minimum effect: absolute (test_accuracy=0.005) or relative "
-                   "(wall_seconds=50%%); repeatable")  # fmt: skip
-    p.add_argument("--confidence", type=float, default=0.95, help="coverage of the difference's "
-                   "interval (default 0.95; a CI gate may ask 0.99)")  # fmt: skip
+    add_arguments(p, CompareOptions)
 
     p = _command(sub, "predict", cmd_predict, "classify one test image with saved weights; save "
                  "a PNG", description="Classify one test image with the weights a classifier run "
@@ -481,16 +404,6 @@ LIST_ARGUMENTS = {"jobs", "overrides", "sbatch", "node_selector", "tolerations",
                   "annotations", "image_digests", "fail_metric", "min_effect"}  # fmt: skip
 
 
-def _one_line(text: str) -> str:
-    """``text`` with control characters escaped: a message quoting user input stays one line."""
-    return printable(text)
-
-
-def _printable(value):
-    """A text value as a terminal listing shows it (control characters escaped); others as is."""
-    return printable(value) if isinstance(value, str) else value
-
-
 # Commands that run or judge code: they say when the code running is not the checkout here.
 CODE_COMMANDS = ("run", "train", "plan", "compare", "k8s", "slurm")
 
@@ -514,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (SuiteError, errors.ParameterError) as exc:
-        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -532,5 +445,5 @@ def main(argv: list[str] | None = None) -> int:
             else None
         )
         why = why or f"{exc.strerror}: {exc.filename}"
-        print(f"error: {_one_line(str(why))}", file=sys.stderr)
+        print(f"error: {printable(str(why))}", file=sys.stderr)
         return EXIT_FAILED
