@@ -109,13 +109,13 @@ def select(selection: Selection) -> tuple[list[WorkItem], list[WorkItem], str]:
     s = selection
     if s.plan:
         if s.jobs or s.overrides or s.seeds or s.seed is not None:
-            raise ConfigError("--plan: the saved plan fixes jobs, seeds and --set; leave them out")
+            raise ConfigError("plan: a saved plan fixes jobs, seeds and overrides; leave them out")
         items = load_plan(s.plan)
         if not items:
-            raise ConfigError(f"--plan {s.plan}: the plan has no items")
+            raise ConfigError(f"plan {s.plan}: the plan has no items")
     else:
         if not s.jobs and not s.all_by_default:
-            raise ConfigError("name at least one job (mnist-suite list shows them) or --plan FILE")
+            raise ConfigError("name at least one job (mnist-suite list shows them) or a saved plan")
         items = build_plan(
             list(s.jobs or all_jobs()),
             profile=s.profile,
@@ -131,7 +131,7 @@ def select(selection: Selection) -> tuple[list[WorkItem], list[WorkItem], str]:
 
 def pick(chosen: list[WorkItem], what: str, index: int | None) -> list[WorkItem]:
     """Item ``index`` of ``chosen`` (``index`` None: the engine's variable, else every item)."""
-    source = "--index"
+    source = "index"
     if index is None:
         index = index_from_env()
         if index is None:

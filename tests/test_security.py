@@ -456,8 +456,8 @@ def test_claim_wait_is_validated_and_capped(run_cli, monkeypatch, value):
         (["k8s", "--run-as-user", "0"], "--run-as-user"),
         (["slurm", "--parallelism", "-3"], "--parallelism"),
         (["slurm", "--cpus", "-2"], "--cpus"),
-        (["slurm", "--memory", "4 G"], "--memory"),
-        (["slurm", "--time", "tomorrow"], "--time"),
+        (["slurm", "--memory", "4 G"], "memory '4 G'"),
+        (["slurm", "--time", "tomorrow"], "time 'tomorrow'"),
         (["slurm", "--partition", "a b"], "--partition"),
     ],
 )
