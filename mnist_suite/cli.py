@@ -408,6 +408,19 @@ LIST_ARGUMENTS = {"jobs", "overrides", "sbatch", "node_selector", "tolerations",
 CODE_COMMANDS = ("run", "train", "plan", "compare", "k8s", "slurm")
 
 
+def _configure_logging(verbose: bool) -> None:
+    """Library logs on stderr (INFO with -v, else WARNING); epoch lines as they are, always."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+        force=True,  # each call of main writes to the stderr of its time
+    )
+    progress = logging.getLogger("mnist_suite.progress")
+    progress.handlers = [logging.StreamHandler()]
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -415,9 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         # argparse turns a value of "--" (``--data=--``) into an empty list (or appends one).
         if (value == [] and key not in LIST_ARGUMENTS) or (isinstance(value, list) and [] in value):
             parser.error(f"--{key.replace('_', '-')}: expected a value")
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
-    )
+    _configure_logging(args.verbose)
     if args.command in CODE_COMMANDS:
         from mnist_suite.fingerprint import checkout_note
 

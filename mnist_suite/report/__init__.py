@@ -45,6 +45,7 @@ from mnist_suite.report.common import Context, registry
 from mnist_suite.report.document import Section, render_html, render_markdown
 from mnist_suite.report.figures import FigureWriter
 from mnist_suite.runs import newest_code
+from mnist_suite.text import printable
 
 SCHEMA_VERSION = 3
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
@@ -69,6 +70,11 @@ def _generator() -> dict:
     }
 
 
+def _one_line(exc: Exception) -> str:
+    """An exception as one line of a log (its traceback only at debug level)."""
+    return printable(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
 def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
     """A section whose builder failed says so instead of taking the whole report down.
 
@@ -80,7 +86,8 @@ def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
     except OSError:
         raise
     except Exception as exc:  # shown in the report and logged: a bad run must not hide the rest
-        log.exception("section %s failed", key)
+        log.warning("section %s could not be built: %s", key, _one_line(exc))
+        log.debug("section %s", key, exc_info=True)
         return Section(key, title, notes=[f"This section could not be built: {exc!r}"])
 
 
@@ -89,8 +96,9 @@ def _guarded_list(build: Callable[[], list]) -> list:
         return build()
     except OSError:
         raise
-    except Exception:  # logged; the pages still show what the runs hold
-        log.exception("summaries failed")
+    except Exception as exc:  # logged; the pages still show what the runs hold
+        log.warning("summaries could not be built: %s", _one_line(exc))
+        log.debug("summaries", exc_info=True)
         return []
 
 
