@@ -494,7 +494,7 @@ def speed_notes(base: Side, new: Side, rules: dict[str, Rule] | None = None) -> 
 
 
 def check_fail_metrics(metrics: list[str], rules: dict[str, Rule] | None = None) -> None:
-    """ConfigError (one line) for a ``--fail-metric`` no rule knows: a typo must not pass."""
+    """ConfigError (one line) for a fail metric no rule knows: a typo must not pass."""
     known = rules or RULES
     unknown = [
         m
@@ -503,7 +503,7 @@ def check_fail_metrics(metrics: list[str], rules: dict[str, Rule] | None = None)
     ]
     if unknown:
         raise ConfigError(
-            f"--fail-metric {unknown[0]!r}: not a compared metric ({', '.join(known)}, "
+            f"fail metric {unknown[0]!r}: not a compared metric ({', '.join(known)}, "
             "or a benchmark ratio: fraction_of_ceiling, speedup_over_*)"
         )
 
@@ -733,11 +733,11 @@ def parse_min_effects(pairs: list[str]) -> dict[str, Rule]:
                 raise ValueError
         except ValueError:
             raise ConfigError(
-                f"--min-effect {plain(pair)!r}: expected METRIC=0.005 or METRIC=5%"
+                f"min effect {plain(pair)!r}: expected METRIC=0.005 or METRIC=5%"
             ) from None
         if metric not in rules:
             raise ConfigError(
-                f"--min-effect {plain(pair)!r}: compared metrics are {', '.join(rules)}"
+                f"min effect {plain(pair)!r}: compared metrics are {', '.join(rules)}"
             )
         rule = rules[metric]
         rules[metric] = Rule(

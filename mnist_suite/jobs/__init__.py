@@ -104,7 +104,7 @@ class Job:
         if len(set(labels)) < len(labels):
             twice = next(label for label in labels if labels.count(label) > 1)
             raise ConfigError(
-                f"{self.name}: cell {twice} appears twice (a value repeated in a --set list)"
+                f"{self.name}: cell {twice} appears twice (a value repeated in an override list)"
             )
         if self.cells:
             for _, cell_config in cells:

@@ -191,17 +191,17 @@ def _check_out(out: Path) -> None:
     """Refuse an ``out`` that is not new, empty, or a report this suite wrote (its marker)."""
     try:
         if out.is_symlink():
-            raise ConfigError(f"--out {out}: is a symbolic link; give the folder it points to")
+            raise ConfigError(f"out {out}: is a symbolic link; give the folder it points to")
         if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out}: is a file; expected a report folder")
+            raise ConfigError(f"out {out}: is a file; expected a report folder")
         marked = (out / MARKER).is_file() and not (out / MARKER).is_symlink()
         if out.is_dir() and not marked and any(out.iterdir()):
             raise ConfigError(
-                f"--out {out}: not a report folder (no {MARKER} marker) and not empty; "
+                f"out {out}: not a report folder (no {MARKER} marker) and not empty; "
                 "choose a new or empty folder"
             )
     except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot inspect it ({exc.strerror or exc})") from None
+        raise ConfigError(f"out {out}: cannot inspect it ({exc.strerror or exc})") from None
 
 
 def build_report(
@@ -229,10 +229,10 @@ def build_report(
     out = Path(out)
     for folder in dirs:
         if not folder.is_dir():
-            raise ConfigError(f"--runs {folder}: no such folder (expected a runs folder)")
+            raise ConfigError(f"runs {folder}: no such folder (expected a runs folder)")
     runs_dir = dirs[0] if len(dirs) == 1 else ", ".join(map(str, dirs))
     if bench_dir is not None and Path(bench_dir).exists() and not Path(bench_dir).is_dir():
-        raise ConfigError(f"--bench {bench_dir}: is a file; expected a folder of JSON files")
+        raise ConfigError(f"bench {bench_dir}: is a file; expected a folder of JSON files")
     _check_out(out)
     if baseline is not None:
         from mnist_suite.compare import load_side
