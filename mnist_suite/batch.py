@@ -316,12 +316,11 @@ def plan_listing(
     return plan_text(items, chosen, states)
 
 
-def save_plan(selection: Selection, path: Path) -> str:
-    """Write the whole plan of ``selection`` to ``path`` (a plan document); say so."""
+def save_plan(items: list[WorkItem], path: Path) -> str:
+    """Write the whole plan ``items`` to ``path`` (a plan document); say so."""
     from mnist_suite.files import atomic_write_json
     from mnist_suite.plan import plan_document, plan_hash
 
-    items, _, _ = select(selection)
     atomic_write_json(path, plan_document(items))
     return f"plan {plan_hash(items)} ({len(items)} items) saved to {path}"
 

@@ -77,14 +77,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    selection = _selection(args)
-    if args.save:
-        from mnist_suite.files import writable_file
+    from mnist_suite.files import writable_file
 
-        writable_file(args.save, "--save", {"--plan": args.plan})
-        print(batch.save_plan(selection, args.save))
-    else:
+    selection = _selection(args)
+    if not args.save:
         print(batch.plan_listing(selection, args.runs, args.status, args.pending, args.json))
+        return 0
+    items, _, _ = batch.select(selection)
+    writable_file(args.save, "--save", {"--plan": args.plan})
+    print(batch.save_plan(items, args.save))
     return 0
 
 
