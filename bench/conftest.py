@@ -251,29 +251,22 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         for r in info.get("ratios", {}).values():
             if r["q3"] - r["q1"] > UNSTABLE_SPREAD * abs(r["median"]):
                 info["unstable"] = True
-        if ceiling_gflops and info.get("gflop_per_s") and "fraction_of_ceiling" not in info:
-            info["fraction_of_ceiling"] = info["gflop_per_s"] / ceiling_gflops
         baseline = by_name.get(info.get("baseline", ""))
+        fraction, speedup = benchcompare.median_ratios(
+            info.get("gflop_per_s"),
+            ceiling_gflops,
+            row["stats"]["median"],
+            baseline and baseline["stats"]["median"],
+        )
+        if fraction is not None and "fraction_of_ceiling" not in info:
+            info["fraction_of_ceiling"] = fraction
         if baseline is not None and "speedup_over_baseline" not in info:
-            info["speedup_over_baseline"] = baseline["stats"]["median"] / row["stats"]["median"]
+            info["speedup_over_baseline"] = speedup
         for metric, goal in info.get("target", {}).items():
-            ratio = info.get("ratios", {}).get(metric)
-            value = info.get(metric)
-            outcome = verdicts.target(ratio, value, goal)
-            if outcome == verdicts.UNSTABLE:
+            target = benchcompare.target_row(row["fullname"], metric, goal, info)
+            if target["verdict"] == verdicts.UNSTABLE:
                 info["unstable"] = True
-            targets.append(
-                {
-                    "benchmark": row["fullname"],
-                    "metric": metric,
-                    "value": value,
-                    "q1": ratio and ratio["q1"],
-                    "q3": ratio and ratio["q3"],
-                    "target": goal,
-                    "verdict": outcome,
-                    "met": {verdicts.MET: True, verdicts.MISSED: False}.get(outcome),
-                }
-            )
+            targets.append(target)
     output_json["targets"] = targets
     output_json["ratio_definition"] = benchcompare.DEFINITION
     output_json["mode"] = "quick" if config.getoption("--quick") else "full"

@@ -24,6 +24,7 @@ from mnist_suite.errors import (
     EXIT_USAGE,
     ConfigError,
 )
+from mnist_suite.files import writable_folder
 from mnist_suite.options import option
 from mnist_suite.plan import (
     FLAVOURS,
@@ -108,13 +109,13 @@ def select(selection: Selection) -> tuple[list[WorkItem], list[WorkItem], str]:
     s = selection
     if s.plan:
         if s.jobs or s.overrides or s.seeds or s.seed is not None:
-            raise ConfigError("--plan: the saved plan fixes jobs, seeds and --set; leave them out")
+            raise ConfigError("plan: a saved plan fixes jobs, seeds and overrides; leave them out")
         items = load_plan(s.plan)
         if not items:
-            raise ConfigError(f"--plan {s.plan}: the plan has no items")
+            raise ConfigError(f"plan {s.plan}: the plan has no items")
     else:
         if not s.jobs and not s.all_by_default:
-            raise ConfigError("name at least one job (mnist-suite list shows them) or --plan FILE")
+            raise ConfigError("name at least one job (mnist-suite list shows them) or a saved plan")
         items = build_plan(
             list(s.jobs or all_jobs()),
             profile=s.profile,
@@ -130,7 +131,7 @@ def select(selection: Selection) -> tuple[list[WorkItem], list[WorkItem], str]:
 
 def pick(chosen: list[WorkItem], what: str, index: int | None) -> list[WorkItem]:
     """Item ``index`` of ``chosen`` (``index`` None: the engine's variable, else every item)."""
-    source = "--index"
+    source = "index"
     if index is None:
         index = index_from_env()
         if index is None:
@@ -183,6 +184,31 @@ def item_states(items: list[WorkItem], runs: Path) -> list[str]:
     return states
 
 
+def run(
+    selection: Selection,
+    runs: Path,
+    *,
+    index: int | None = None,
+    data_options: dict | None = None,
+    force: bool = False,
+    reuse_outdated: bool = False,
+    on_outcome: Callable[[WorkItem, Outcome], None] = lambda item, outcome: None,
+) -> int:
+    """The ``run`` command: the items of ``selection`` (or its item ``index``) one after
+    another into ``runs``, checked writable first; the exit code of the batch."""
+    _, chosen, what = select(selection)
+    chosen = pick(chosen, what, index)
+    writable_folder(runs, "runs")
+    return run_items(
+        chosen,
+        runs,
+        data_options=data_options,
+        force=force,
+        reuse_outdated=reuse_outdated,
+        on_outcome=on_outcome,
+    )
+
+
 def run_items(
     items: list[WorkItem],
     runs: Path,
@@ -222,6 +248,27 @@ def run_items(
     return max(codes, default=EXIT_OK)
 
 
+def outcome_lines(item: WorkItem, outcome: Outcome) -> tuple[str, str | None]:
+    """What ``run`` says of one item: its line for stdout, and why it did not succeed (for
+    stderr), if it did not. Messages quote claim files and records another host or user
+    wrote: control characters are escaped, each stays one line."""
+    shown, note = outcome.state, ""
+    name, message = printable(item.name), printable(outcome.message)
+    held = outcome.skipped and outcome.state == "running"  # another attempt owns it
+    if held:
+        note = f" ({message}; not run here)"
+    elif outcome.skipped:
+        shown, note = "skipped", f" ({outcome.state}, {message}, skipped)"
+    line = f"{shown:<11} {printable(str(outcome.path))}{note}"
+    if held:
+        return line, f"error: {name}: {message}; not run here"
+    if outcome.state in ("failed", "unreadable"):
+        return line, f"error: {name}: {message}"
+    if outcome.state == "diverged":
+        return line, f"warning: {name}: diverged: {message}"
+    return line, None
+
+
 def item_exit_code(outcome: Outcome, alone: bool) -> int:
     """The exit code one item's outcome gives: an item another attempt holds did not succeed
     here; divergence is a result in a batch, a failure of a single run."""
@@ -252,6 +299,32 @@ def batch_exit_code(codes) -> int:
     return EXIT_FAILED if bad else EXIT_OK
 
 
+def plan_listing(
+    selection: Selection, runs: Path, status: bool, pending: bool, as_json: bool
+) -> str:
+    """What ``plan`` prints: the selected items (with their states in ``runs`` if ``status``),
+    or with ``pending`` the ones to run again; a table, or JSON with ``as_json``."""
+    from mnist_suite.files import dumps
+
+    items, chosen, _ = select(selection)
+    states = item_states(chosen, runs) if status or pending else None
+    if pending:
+        doc = pending_document(items, chosen, states)
+        return dumps(doc) if as_json else pending_text(doc, len(chosen))
+    if as_json:
+        return dumps(plan_json(items, chosen, states))
+    return plan_text(items, chosen, states)
+
+
+def save_plan(items: list[WorkItem], path: Path) -> str:
+    """Write the whole plan ``items`` to ``path`` (a plan document); say so."""
+    from mnist_suite.files import atomic_write_json
+    from mnist_suite.plan import plan_document, plan_hash
+
+    atomic_write_json(path, plan_document(items))
+    return f"plan {plan_hash(items)} ({len(items)} items) saved to {path}"
+
+
 def pending_document(items: list[WorkItem], chosen: list[WorkItem], states: list[str]) -> dict:
     """The items of ``chosen`` to run again, in each engine's form (``plan --pending``)."""
     from mnist_suite.plan import array_spec, plan_hash
@@ -279,6 +352,15 @@ def estimate(profile: str, seeds: tuple[int, ...] | None, workers: int) -> tuple
     column = 0 if profile == "quick" else 1
     seconds = sum(get_job(i.job).seconds[column] for i in items)
     return len(items), seconds / 60 / workers
+
+
+def estimate_text(profile: str, seeds: tuple[int, ...] | None, workers: int) -> str:
+    """Every job's plan, its size and about how long it takes: what a bare ``train`` says."""
+    n, minutes = estimate(profile, seeds, workers)
+    return (
+        f"every job, profile {profile}: {n} items, about {minutes:.0f} min on "
+        f"{workers} worker{'s' * (workers != 1)}"
+    )
 
 
 def pending_text(doc: dict, n_chosen: int) -> str:

@@ -1,5 +1,9 @@
 """Paired benchmark ratios of two runs and their verdicts: the one place that logic lives.
 
+Also what one file's benchmarks say by themselves: the ratios a file does not carry, from its
+medians (:func:`median_ratios`), and each target's verdict (:func:`target_row`), written by
+``bench/conftest.py`` and read back by the report.
+
 Used by ``bench/compare.py`` (the ``bench_compare`` nox session), ``mnist-suite compare`` and
 the report's benchmark history. Needs only the standard library and this package's file
 reader, so ``bench/compare.py`` runs from any Python with NumPy.
@@ -47,6 +51,37 @@ DEFINITIONS = {
     2: "each round's kernel block lasts as long as its reference (short references repeated); "
     "the ceiling is a float32 1024³ GEMM with the kernel's BLAS threads",
 }
+
+
+def median_ratios(
+    gflop_per_s: float | None,
+    ceiling_gflop_per_s: float | None,
+    median: float | None,
+    baseline_median: float | None,
+) -> tuple[float | None, float | None]:
+    """(fraction of the GEMM ceiling, speed-up over the baseline) from one file's medians, for
+    a benchmark without paired ratios; None where a side is missing."""
+    fraction = gflop_per_s / ceiling_gflop_per_s if gflop_per_s and ceiling_gflop_per_s else None
+    speedup = baseline_median / median if baseline_median and median else None
+    return fraction, speedup
+
+
+def target_row(benchmark: str, metric: str, goal: float, extra: dict) -> dict:
+    """A target's verdict (:func:`mnist_suite.verdicts.target`) for the benchmark whose
+    ``extra_info`` is ``extra``: its paired ratio's quartiles when it has them, else the value."""
+    ratio = extra.get("ratios", {}).get(metric)
+    value = extra.get(metric)
+    outcome = verdicts.target(ratio, value, goal)
+    return {
+        "benchmark": benchmark,
+        "metric": metric,
+        "value": value,
+        "q1": ratio and ratio["q1"],
+        "q3": ratio and ratio["q3"],
+        "target": goal,
+        "verdict": outcome,
+        "met": {verdicts.MET: True, verdicts.MISSED: False}.get(outcome),
+    }
 
 
 def load(path: Path) -> dict:

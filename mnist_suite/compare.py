@@ -43,6 +43,7 @@ from typing import Any
 
 from mnist_suite import benchcompare, verdicts
 from mnist_suite.errors import ConfigError
+from mnist_suite.options import option
 from mnist_suite.stats import CONFIDENCE, LARGEST, Difference, difference, holm, t_interval
 from mnist_suite.verdicts import BETTER, DIVERGED, FEW, MISSING, OUTDATED, SAME, WORSE
 
@@ -96,6 +97,30 @@ class Stat:
             return None
         interval = t_interval(self.mean, self.sd, self.n)
         return None if interval is None else (interval[1] - interval[0]) / 2
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """How ``compare`` shows its table and when it fails (each field one argument)."""
+
+    md: bool = option(False, "a markdown table", exclusive="format")
+    json: bool = option(False, "JSON", exclusive="format")
+    fail_on: str | None = option(None, "exit 1 if any figure got worse", choices=("worse",))
+    fail_metric: tuple[str, ...] = option(
+        (), "with --fail-on: only these metrics fail (repeatable; default every metric); a "
+        "metric no row judges fails", metavar="METRIC",
+    )  # fmt: skip
+    min_effect: tuple[str, ...] = option(
+        (), "a metric's minimum effect: absolute (test_accuracy=0.005) or relative "
+        "(wall_seconds=50%%); repeatable", metavar="METRIC=X",
+    )  # fmt: skip
+    confidence: float = option(
+        CONFIDENCE, "coverage of the difference's interval (default 0.95; a CI gate may ask 0.99)"
+    )
+
+    def rules(self) -> dict[str, Rule]:
+        """The rules these options ask for, checked (:func:`rules_for`)."""
+        return rules_for(list(self.min_effect), list(self.fail_metric), self.confidence)
 
 
 @dataclass
@@ -469,7 +494,7 @@ def speed_notes(base: Side, new: Side, rules: dict[str, Rule] | None = None) -> 
 
 
 def check_fail_metrics(metrics: list[str], rules: dict[str, Rule] | None = None) -> None:
-    """ConfigError (one line) for a ``--fail-metric`` no rule knows: a typo must not pass."""
+    """ConfigError (one line) for a fail metric no rule knows: a typo must not pass."""
     known = rules or RULES
     unknown = [
         m
@@ -478,7 +503,7 @@ def check_fail_metrics(metrics: list[str], rules: dict[str, Rule] | None = None)
     ]
     if unknown:
         raise ConfigError(
-            f"--fail-metric {unknown[0]!r}: not a compared metric ({', '.join(known)}, "
+            f"fail metric {unknown[0]!r}: not a compared metric ({', '.join(known)}, "
             "or a benchmark ratio: fraction_of_ceiling, speedup_over_*)"
         )
 
@@ -664,6 +689,38 @@ def document(
     }
 
 
+def rules_for(min_effects: list[str], fail_metrics: list[str], confidence: float) -> dict:
+    """The rules of one comparison (:func:`parse_min_effects`), once its fail metrics and its
+    confidence are checked: ConfigError (one line) for any of them out of place."""
+    rules = parse_min_effects(min_effects)
+    check_fail_metrics(fail_metrics, rules)
+    if not 0.5 <= confidence < 1:
+        raise ConfigError(f"confidence {confidence}: expected a coverage in [0.5, 1)")
+    return rules
+
+
+def judge(base: Side, new: Side, options: CompareOptions) -> tuple[str, list[str]]:
+    """``compare``'s answer: (the table as text, markdown or JSON, the lines that fail it:
+    none unless ``options.fail_on`` asks)."""
+    from mnist_suite.files import dumps
+
+    rules, confidence = options.rules(), options.confidence
+    rows = compare(base, new, rules, confidence)
+    if options.json:
+        text = dumps(document(base, new, rows, rules, confidence))
+    elif options.md:
+        text = render_markdown(base, new, rows, rules, confidence)
+    else:
+        text = render_text(base, new, rows, rules, confidence)
+    failing = regressions(rows, list(options.fail_metric)) if options.fail_on == "worse" else []
+    return text, failing
+
+
+def shared(base: Side, new: Side) -> bool:
+    """Whether the two sides have a job, cell, profile or benchmark in common."""
+    return bool(base.groups() & new.groups() or base.ratios.keys() & new.ratios.keys())
+
+
 def parse_min_effects(pairs: list[str]) -> dict[str, Rule]:
     """``metric=0.005`` (absolute) or ``metric=5%`` (relative) overrides of :data:`RULES`."""
     rules = dict(RULES)
@@ -676,11 +733,11 @@ def parse_min_effects(pairs: list[str]) -> dict[str, Rule]:
                 raise ValueError
         except ValueError:
             raise ConfigError(
-                f"--min-effect {plain(pair)!r}: expected METRIC=0.005 or METRIC=5%"
+                f"min effect {plain(pair)!r}: expected METRIC=0.005 or METRIC=5%"
             ) from None
         if metric not in rules:
             raise ConfigError(
-                f"--min-effect {plain(pair)!r}: compared metrics are {', '.join(rules)}"
+                f"min effect {plain(pair)!r}: compared metrics are {', '.join(rules)}"
             )
         rule = rules[metric]
         rules[metric] = Rule(

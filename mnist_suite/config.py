@@ -28,7 +28,7 @@ def _parse(kind: Any, text: str, key: str) -> Any:
         inner = typing.get_args(kind)[0]
         items = [t.strip() for t in text.split(",", MAX_CELLS) if t.strip()]
         if len(items) > MAX_CELLS:
-            raise ConfigError(f"--set {key}: at most {MAX_CELLS} values")
+            raise ConfigError(f"override {key}: at most {MAX_CELLS} values")
         return tuple(_parse(inner, t, key) for t in items)
     try:
         if kind is bool:
@@ -38,18 +38,18 @@ def _parse(kind: Any, text: str, key: str) -> Any:
             return low in _TRUE
         if kind is int:
             if len(text) > 18:  # beyond any count or size here; also bounds int()'s work
-                raise ConfigError(f"--set {key}={text[:20]}...: too many digits")
+                raise ConfigError(f"override {key}={text[:20]}...: too many digits")
             return int(text)
         if kind is float:
             value = float(text)
             if not math.isfinite(value):
-                raise ConfigError(f"--set {key}={text}: expected a finite number")
+                raise ConfigError(f"override {key}={text}: expected a finite number")
             return value
         if kind is str:
             return text
     except ValueError:
-        raise ConfigError(f"--set {key}={text}: expected {kind.__name__}") from None
-    raise ConfigError(f"--set {key}: type {kind} cannot be set from the command line")
+        raise ConfigError(f"override {key}={text}: expected {kind.__name__}") from None
+    raise ConfigError(f"override {key}: type {kind} cannot be overridden")
 
 
 def apply_overrides(config: Any, pairs: list[str]) -> Any:
@@ -64,16 +64,17 @@ def apply_overrides(config: Any, pairs: list[str]) -> Any:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep:
-            raise ConfigError(f"--set {pair!r}: expected key=value")
+            raise ConfigError(f"override {pair!r}: expected key=value")
         if key not in names:
             raise ConfigError(
-                f"--set {key}: unknown key for {type(config).__name__} (valid: {', '.join(names)})"
+                f"override {key}: unknown key for {type(config).__name__} "
+                f"(valid: {', '.join(names)})"
             )
         changes[key] = _parse(hints[key], text.strip(), key)
     # A grid's cells are the product of its lists: refuse a huge one before it is built.
     cells = combinations(config, changes)
     if cells > MAX_CELLS:
-        raise ConfigError(f"--set: the lists make up to {cells} cells, more than {MAX_CELLS}")
+        raise ConfigError(f"overrides: the lists make up to {cells} cells, more than {MAX_CELLS}")
     config = dataclasses.replace(config, **changes)
     check_finite(config)
     return config

@@ -48,3 +48,13 @@ def default_workers(cores: int | None = None) -> int:
         except AttributeError:  # not Linux
             cores = os.cpu_count() or 1
     return max(1, cores)
+
+
+def variables_help() -> str:
+    """:data:`USER_VARIABLES` as `mnist-suite --help` lists them, one wrapped entry each."""
+    from textwrap import fill
+
+    return "".join(
+        fill(f"{k:<23} {v}", 92, initial_indent="  ", subsequent_indent=" " * 26) + "\n"
+        for k, v in USER_VARIABLES.items()
+    )

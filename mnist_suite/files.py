@@ -1,4 +1,4 @@
-"""Atomic writes and tolerant reads: the one place that touches record files on disk.
+"""Atomic writes, tolerant reads and checked outputs: the one place that touches files on disk.
 
 Every writer goes through a temp file in the destination folder, ``fsync`` and ``os.replace``,
 so a reader sees the old file or the new one, never half of one. A written file gets the mode
@@ -7,6 +7,11 @@ a plain ``open`` would give it (0666 less the umask), so a folder shared through
 ``None`` (or skip the line) and let the caller decide. Every read goes through
 :func:`read_bounded`: a regular file only, at most a given number of bytes, so a FIFO, a device
 or a huge file planted where a record belongs neither hangs a reader nor fills its memory.
+
+Every command checks its outputs (:func:`writable_folder`, :func:`writable_file`,
+:func:`not_overlapping`) before it creates or deletes anything: a folder it can write, never an
+input, so a bad output path ends in one ``error:`` line instead of a traceback halfway through.
+Their messages name the value as the caller passes its ``name``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from mnist_suite.errors import ConfigError
+from mnist_suite.limits import resolved
 
 
 def _replaceable(path: Path) -> None:
@@ -220,3 +228,94 @@ def read_jsonl(
         if keep(row):
             rows.append(row)
     return rows
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _probe(folder: Path, name: str, shown: Path) -> None:
+    """Create and remove a temp file in ``folder``: the only honest writability test.
+
+    ``os.access`` answers yes to root on a read-only mount and no to a user an ACL lets in.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"{name} {shown}: not writable ({exc.strerror or exc})") from None
+
+
+def writable_folder(path: Path, name: str) -> Path:
+    """``path`` is a folder we can write into, or one we can create. Returns it.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` (or a parent) is a file, or the folder that would hold it is not writable.
+    """
+    path = Path(path)
+    found = _existing_ancestor(path)
+    if not found.is_dir():
+        what = "is a file" if found == path else f"is inside {found}, which is a file"
+        raise ConfigError(f"{name} {path}: {what}; expected a folder")
+    _probe(found, name, path)
+    return path
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def writable_file(path: Path, name: str, inputs: dict[str, Path | None]) -> Path:
+    """``path`` is a file we may (over)write: not a folder, not one of ``inputs``.
+
+    Parameters
+    ----------
+    inputs : dict
+        Name -> path of everything the command reads (None entries are ignored).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{name} {path}: is a folder; expected a file name")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        # Replacing it would swap a link, a device or a FIFO for a file the suite wrote.
+        raise ConfigError(f"{name} {path}: is not a regular file; choose a new file name")
+    for given, source in inputs.items():
+        if source is None:
+            continue
+        source = Path(source)
+        if _same(path, source) or resolved(path, name) == resolved(source, given):
+            raise ConfigError(f"{name} {path}: is also {given}; refusing to overwrite an input")
+        if source.is_dir() and resolved(source, given) in resolved(path, name).parents:
+            raise ConfigError(f"{name} {path}: is inside {given} {source}; write it elsewhere")
+    writable_folder(path.parent, name)
+    return path
+
+
+def not_overlapping(
+    out: Path, name: str, keep: list[tuple[str, Path | None]], runs: tuple[str, ...] = ()
+) -> None:
+    """Refuse an ``out`` folder, replaced wholesale, that is, holds or sits in one of ``keep``
+    (named, each, as the message shows it); ``runs`` names those that are runs folders.
+
+    Replacing it would delete what it holds; inside a runs folder it would be read as runs.
+    """
+    target = resolved(out, name)
+    for given, folder in keep:
+        if folder is None:
+            continue
+        folder = resolved(folder, given)
+        if folder == target or target in folder.parents:
+            raise ConfigError(
+                f"{name} {out}: replacing it would delete {given} {folder}; choose another folder"
+            )
+        if folder in target.parents and given in runs:
+            raise ConfigError(f"{name} {out}: is inside {given} {folder}; choose another folder")

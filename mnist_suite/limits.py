@@ -57,28 +57,28 @@ def _show(text: object) -> str:
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
-def match(pattern: re.Pattern, text: object, flag: str, expected: str) -> str:
+def match(pattern: re.Pattern, text: object, name: str, expected: str) -> str:
     """``text`` if it is a string that ``pattern`` matches whole; else a ConfigError."""
     if not isinstance(text, str) or not pattern.fullmatch(text):
-        raise ConfigError(f"{flag} {_show(text)}: expected {expected}")
+        raise ConfigError(f"{name} {_show(text)}: expected {expected}")
     return text
 
 
 def slurm_memory(text: str) -> str:
-    return match(_SLURM_MEMORY, text, "--memory", "a size like 4G, 500M or 16000 (MB)")
+    return match(_SLURM_MEMORY, text, "memory", "a size like 4G, 500M or 16000 (MB)")
 
 
 def slurm_time(text: str) -> str:
-    return match(_SLURM_TIME, text, "--time", "a Slurm time: MM, HH:MM:SS or D-HH:MM:SS")
+    return match(_SLURM_TIME, text, "time", "a Slurm time: MM, HH:MM:SS or D-HH:MM:SS")
 
 
-def slurm_name(text: str, flag: str = "--name") -> str:
-    return match(_SLURM_NAME, text, flag, "letters, digits, '.', '_', '-' (at most 64)")
+def slurm_name(text: str, name: str = "name") -> str:
+    return match(_SLURM_NAME, text, name, "letters, digits, '.', '_', '-' (at most 64)")
 
 
-def slurm_list(text: str, flag: str) -> str:
+def slurm_list(text: str, name: str) -> str:
     return match(
-        _SLURM_LIST, text, flag, "names of letters, digits, '.', '_', '-', comma-separated"
+        _SLURM_LIST, text, name, "names of letters, digits, '.', '_', '-', comma-separated"
     )
 
 
@@ -86,66 +86,66 @@ def image_registry(text: str) -> str:
     if not text:
         return text
     return match(
-        _IMAGE_REGISTRY, text, "--image-registry", "a registry like registry.example.com/team"
+        _IMAGE_REGISTRY, text, "image_registry", "a registry like registry.example.com/team"
     )
 
 
 def image_tag(text: str) -> str:
-    return match(_IMAGE_TAG, text, "--image-tag", "letters, digits, '.', '_', '-' (at most 100)")
+    return match(_IMAGE_TAG, text, "image_tag", "letters, digits, '.', '_', '-' (at most 100)")
 
 
-def file_name(text: str, flag: str) -> str:
-    return match(_FILE_NAME, text, flag, "a file name of letters, digits, '.', '_', '-'")
+def file_name(text: str, name: str) -> str:
+    return match(_FILE_NAME, text, name, "a file name of letters, digits, '.', '_', '-'")
 
 
-def plain_path(path: Path, flag: str) -> Path:
+def plain_path(path: Path, name: str) -> Path:
     """An absolute path that needs no quoting (it goes where quotes do not apply)."""
     text = str(path)
     if not _PLAIN_PATH.fullmatch(text):
         raise ConfigError(
-            f"{flag} {_show(text)}: use a path of letters, digits and ./_-+@=~ only "
+            f"{name} {_show(text)}: use a path of letters, digits and ./_-+@=~ only "
             "(it is written into the script where quoting does not apply)"
         )
     return path
 
 
-def dns_label(text: str, flag: str) -> str:
+def dns_label(text: str, name: str) -> str:
     """An RFC 1123 label: lower-case letters, digits and '-', at most 63 characters."""
-    return match(_DNS_LABEL, text, flag, "an RFC 1123 name: a-z, 0-9, '-', at most 63 characters")
+    return match(_DNS_LABEL, text, name, "an RFC 1123 name: a-z, 0-9, '-', at most 63 characters")
 
 
-def dns_subdomain(text: str, flag: str) -> str:
+def dns_subdomain(text: str, name: str) -> str:
     if isinstance(text, str) and len(text) > 253:
-        raise ConfigError(f"{flag} {_show(text)}: at most 253 characters")
-    return match(_DNS_SUBDOMAIN, text, flag, "an RFC 1123 name: a-z, 0-9, '-', '.'")
+        raise ConfigError(f"{name} {_show(text)}: at most 253 characters")
+    return match(_DNS_SUBDOMAIN, text, name, "an RFC 1123 name: a-z, 0-9, '-', '.'")
 
 
-def quantity(text: str, flag: str, cpu: bool = False) -> str:
+def quantity(text: str, name: str, cpu: bool = False) -> str:
     """A positive Kubernetes quantity (``4Gi``, ``500M``; for ``cpu``: ``1``, ``1.5``, ``500m``)."""
     if cpu:
-        match(_CPU, text, flag, "CPUs like 1, 1.5 or 500m")
+        match(_CPU, text, name, "CPUs like 1, 1.5 or 500m")
     else:
-        match(_QUANTITY, text, flag, "a positive quantity like 4Gi or 500M")
+        match(_QUANTITY, text, name, "a positive quantity like 4Gi or 500M")
     if float(re.sub(r"[a-zA-Z]+$", "", text)) <= 0:
-        raise ConfigError(f"{flag} {_show(text)}: expected a positive quantity")
+        raise ConfigError(f"{name} {_show(text)}: expected a positive quantity")
     return text
 
 
-def int_range(value: object, flag: str, low: int, high: int) -> int:
+def int_range(value: object, name: str, low: int, high: int) -> int:
     """``value`` if it is an int (not a bool) in ``[low, high]``; else a ConfigError."""
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"{flag} {_show(value)}: expected an integer from {low} to {high}")
+        raise ConfigError(f"{name} {_show(value)}: expected an integer from {low} to {high}")
     return value
 
 
-def seconds(text: str, flag: str, high: float) -> float:
+def seconds(text: str, name: str, high: float) -> float:
     """A finite number of seconds in ``[0, high]`` parsed from ``text``."""
     try:
         value = float(text) if len(text) <= 32 else math.nan
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and 0 <= value <= high):
-        raise ConfigError(f"{flag}={_show(text)}: expected seconds from 0 to {high:g}")
+        raise ConfigError(f"{name}={_show(text)}: expected seconds from 0 to {high:g}")
     return value
 
 
@@ -159,31 +159,31 @@ def index_text(text: str, name: str) -> int:
     return int(text)
 
 
-def resolved(path: Path, flag: str) -> Path:
+def resolved(path: Path, name: str) -> Path:
     """``path`` made absolute with its symlinks resolved; a symlink loop is a ConfigError."""
     try:
         return Path(path).resolve()
     except (RuntimeError, OSError):  # RuntimeError: pathlib's "Symlink loop" before 3.13
-        raise ConfigError(f"{flag} {path}: a symbolic link loop") from None
+        raise ConfigError(f"{name} {path}: a symbolic link loop") from None
 
 
-def regular_file(path: Path, flag: str) -> Path:
+def regular_file(path: Path, name: str) -> Path:
     """``path`` if it names a regular file (symlinks followed); FIFOs, devices, sockets and
     folders are refused before anything opens them (a FIFO would block, ``/dev/zero`` never ends).
     """
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise ConfigError(f"{flag} {path}: no such file") from None
+        raise ConfigError(f"{name} {path}: no such file") from None
     except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot read ({exc.strerror or exc})") from None
+        raise ConfigError(f"{name} {path}: cannot read ({exc.strerror or exc})") from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise ConfigError(f"{flag} {path}: is {kind}; expected a file")
+        raise ConfigError(f"{name} {path}: is {kind}; expected a file")
     return Path(path)
 
 
-def read_bytes(path: Path, max_bytes: int, flag: str) -> bytes:
+def read_bytes(path: Path, max_bytes: int, name: str) -> bytes:
     """At most ``max_bytes`` of the regular file ``path``; more, or no such file, is a
     ConfigError. The cap counts bytes read (a file that grows, or lies in ``stat``, cannot
     exceed it), and regularity is checked on the descriptor that is read."""
@@ -192,11 +192,11 @@ def read_bytes(path: Path, max_bytes: int, flag: str) -> bytes:
     try:
         data = read_bounded(path, max_bytes + 1)
     except FileNotFoundError:
-        raise ConfigError(f"{flag} {path}: no such file") from None
+        raise ConfigError(f"{name} {path}: no such file") from None
     except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot read ({exc.strerror or exc})") from None
+        raise ConfigError(f"{name} {path}: cannot read ({exc.strerror or exc})") from None
     if len(data) > max_bytes:
-        raise ConfigError(f"{flag} {path}: more than {max_bytes} bytes")
+        raise ConfigError(f"{name} {path}: more than {max_bytes} bytes")
     return data
 
 

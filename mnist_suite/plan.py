@@ -42,16 +42,16 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         m = _RANGE.match(part.strip())
         if not m:
             raise ConfigError(
-                f"--seeds {text[:60]!r}: expected non-negative integers or ranges like 0-4 or 0,3,7"
+                f"seeds {text[:60]!r}: expected non-negative integers or ranges like 0-4 or 0,3,7"
             )
         lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
         if hi < lo or hi > MAX_SEED:
-            raise ConfigError(f"--seeds: range {part.strip()} is empty or too large")
+            raise ConfigError(f"seeds: range {part.strip()} is empty or too large")
         if hi - lo >= limits.MAX_SEEDS or len(seeds) + (hi - lo) >= 2 * limits.MAX_SEEDS:
-            raise ConfigError(f"--seeds: at most {limits.MAX_SEEDS} seeds")
+            raise ConfigError(f"seeds: at most {limits.MAX_SEEDS} seeds")
         seeds.update(dict.fromkeys(range(lo, hi + 1)))
         if len(seeds) > limits.MAX_SEEDS:
-            raise ConfigError(f"--seeds: at most {limits.MAX_SEEDS} seeds")
+            raise ConfigError(f"seeds: at most {limits.MAX_SEEDS} seeds")
     return tuple(seeds)
 
 
@@ -162,7 +162,7 @@ def index_from_env(env: dict[str, str] | None = None) -> int | None:
     return None
 
 
-def select(items: list[WorkItem], index: int, source: str = "--index") -> WorkItem:
+def select(items: list[WorkItem], index: int, source: str = "index") -> WorkItem:
     """Item ``index`` of the plan; out of range is a ConfigError naming the valid range."""
     if not 0 <= index < len(items):
         raise ConfigError(f"{source} {index}: the plan has items 0..{len(items) - 1}")
@@ -174,7 +174,7 @@ def parse_items(text: str) -> tuple[int, ...]:
     try:
         return tuple(sorted(set(parse_seeds(text))))
     except ConfigError:
-        raise ConfigError(f"--items {text!r}: expected plan indexes like 4,8,15 or 0-3,8") from None
+        raise ConfigError(f"items {text!r}: expected plan indexes like 4,8,15 or 0-3,8") from None
 
 
 def subset(
@@ -184,7 +184,7 @@ def subset(
     if only is not None:
         unknown = sorted(set(only) - {i.index for i in items})
         if unknown:
-            raise ConfigError(f"--items {unknown[0]}: the plan has items 0..{len(items) - 1}")
+            raise ConfigError(f"items {unknown[0]}: the plan has items 0..{len(items) - 1}")
     return [
         i
         for i in items
@@ -196,7 +196,7 @@ def check_plan_hash(items: list[WorkItem], expected: str | None) -> None:
     """Refuse to run a plan whose numbering differs from the one the launcher wrote."""
     if expected and plan_hash(items) != expected:
         raise ConfigError(
-            f"--plan-hash {expected}: this plan is {plan_hash(items)} (its items or "
+            f"plan hash {expected}: this plan is {plan_hash(items)} (its items or "
             "their order differ: same arguments and the same suite version on every worker?)"
         )
 
@@ -301,21 +301,21 @@ def load_plan(path: Path) -> list[WorkItem]:
     """
     import json
 
-    limits.regular_file(path, "--plan")
-    data = limits.read_bytes(path, limits.MAX_PLAN_BYTES, "--plan")
+    limits.regular_file(path, "plan")
+    data = limits.read_bytes(path, limits.MAX_PLAN_BYTES, "plan")
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict) or doc.get("format") != "mnist-suite-plan/1":
-        raise ConfigError(f"--plan {path}: not a saved plan (expected mnist-suite-plan/1 JSON)")
+        raise ConfigError(f"plan {path}: not a saved plan (expected mnist-suite-plan/1 JSON)")
     raw_items = doc.get("items")
     if not isinstance(raw_items, list):
-        raise ConfigError(f"--plan {path}: items must be a list")
+        raise ConfigError(f"plan {path}: items must be a list")
     if len(raw_items) > limits.MAX_PLAN_ITEMS:
-        raise ConfigError(f"--plan {path}: more than {limits.MAX_PLAN_ITEMS} items")
+        raise ConfigError(f"plan {path}: more than {limits.MAX_PLAN_ITEMS} items")
     expansions: dict = {}
     try:
         return [_item(raw, n, expansions) for n, raw in enumerate(raw_items)]
     except (ConfigError, ParameterError) as exc:
-        raise ConfigError(f"--plan {path}: {exc}") from None
+        raise ConfigError(f"plan {path}: {exc}") from None

@@ -39,7 +39,7 @@ def predict_image(
     model = load_model(weights)
     mnist = _load_mnist(data_options or {})
     if not 0 <= index < len(mnist.x_test):
-        raise ConfigError(f"--index {index}: the test set has images 0..{len(mnist.x_test) - 1}")
+        raise ConfigError(f"index {index}: the test set has images 0..{len(mnist.x_test) - 1}")
     image = mnist.x_test[index]  # (28, 28) uint8
     dtype = model.params[0].dtype
     x = (image.reshape(1, -1) / 255).astype(dtype)  # (1, 784): the scaling used in training

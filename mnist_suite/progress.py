@@ -1,13 +1,20 @@
-"""Progress for long work: a live bar on a terminal, one line per epoch otherwise (CI logs)."""
+"""Progress for long work: a live bar on a terminal, one line per epoch otherwise (CI logs).
+
+The epoch lines go to the logger ``mnist_suite.progress`` at INFO; the command line shows them
+as they are, with or without ``-v``.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
 from tqdm import tqdm
 
 from mnist_suite.text import printable
+
+log = logging.getLogger(__name__)
 
 
 class Progress:
@@ -48,13 +55,13 @@ class Progress:
                 self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
 
     def epoch(self, epoch: int, **values: float) -> None:
-        """One summary line, printed whether or not a bar is shown."""
+        """One summary line, logged (or written above the live bar, when one is shown)."""
         elapsed = time.perf_counter() - self.start
         rate = self.done * self.samples_per_step / elapsed if elapsed > 0 else 0.0
         parts = " ".join(f"{k}={v:.4g}" for k, v in values.items())
         line = f"{self.desc} epoch {epoch}: {parts} ({rate:,.0f} samples/s, {elapsed:.1f}s)"
         if self.bar.disable:
-            print(line, file=self.stream, flush=True)
+            log.info("%s", line)
         else:
             self.bar.write(line, file=self.stream)
 

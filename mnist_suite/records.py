@@ -44,7 +44,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnist_suite.files import dumps, read_bounded
+from mnist_suite.files import atomic_write_bytes, dumps, read_bounded
 
 STATES = ("running", "done", "failed", "diverged", "interrupted")
 MAX_RECORD_BYTES = 16 << 20  # config/status/metrics: real ones are a few KB
@@ -232,6 +232,13 @@ def encode(value: Any, name: str) -> bytes:
     if len(data) > MAX_RECORD_BYTES:
         raise ValueError(f"{name}: {len(data)} bytes, more than the {MAX_RECORD_BYTES} allowed")
     return data
+
+
+def write(path: Path, value: Any) -> None:
+    """Write the record file ``path`` atomically, within the size its readers accept
+    (ValueError if not)."""
+    data = encode(value, path.name)
+    atomic_write_bytes(path, data)
 
 
 def _load(path: Path, name: str, max_bytes: int) -> Any:

@@ -36,7 +36,6 @@ from mnist_suite.errors import Diverged, ParameterError, RunIOError
 from mnist_suite.files import (
     _json_default,
     atomic_save_npz,
-    atomic_write_bytes,
     atomic_write_json,
     finite,
     npy_header,
@@ -634,7 +633,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
     def write_status(**changes):
         with lock:
             status.update(changes, heartbeat_unix=time.time())
-            atomic_write_bytes(path / "status.json", records.encode(status, "status.json"))
+            records.write(path / "status.json", status)
 
     def beat():
         claim.beat()
@@ -642,7 +641,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
 
     try:
         path.mkdir(parents=True)
-        _write_record(
+        records.write(
             path / "config.json",
             {
                 "job": job.name,
@@ -686,7 +685,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
             outcome = Outcome(path, "diverged", str(exc), metrics=metrics)
         run.tb.scalars(result_scalars(metrics), step=0, prefix=RESULT_PREFIX)
         run.close()  # history and events complete before the metrics say the run ended
-        _write_record(path / "metrics.json", metrics)
+        records.write(path / "metrics.json", metrics)
     except KeyboardInterrupt as exc:
         heartbeat.stop()
         write_status(
@@ -708,11 +707,6 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
         extra["diverged_at_step"] = outcome.metrics["diverged_at_step"]
     _record_end(write_status, path, state=outcome.state, ended_at=now_iso(), **extra)
     return outcome
-
-
-def _write_record(path: Path, obj: Any) -> None:
-    """Write a record file atomically, within the size its readers accept (ValueError if not)."""
-    atomic_write_bytes(path, records.encode(obj, path.name))
 
 
 def _record_end(write_status, path: Path, **fields) -> None:

@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from mnist_suite import verdicts
+from mnist_suite.errors import ConfigError
+from mnist_suite.files import dumps
 from mnist_suite.originals import consistency, original_figure
-from mnist_suite.runs import RunRecord
+from mnist_suite.runs import RunRecord, find_runs, load_run, newest_code
 from mnist_suite.stats import summarize
 
 SCHEMA_VERSION = 3
@@ -301,3 +304,35 @@ def summary_text(records: list[RunRecord]) -> str:
         "tolerance docs/original-projects.md documents (±1 pt accuracy, ±0.03 MSE)"
     )
     return f"{table(header, lines)}\n{note}"
+
+
+def listing(
+    runs: Path, job: str | None, *, summary: bool, as_json: bool, all_code: bool
+) -> tuple[str, int]:
+    """What the ``runs`` command prints: (the text, how many runs of older code it left out).
+
+    The runs of ``job`` (None: every job) in the folder ``runs``, each job's newest code unless
+    ``all_code``: one row per run, or with ``summary`` the headline table; as JSON with
+    ``as_json`` (the summary document is a baseline ``compare`` reads).
+    """
+    from mnist_suite.fingerprint import for_job_name
+    from mnist_suite.text import printable
+
+    if job is not None and not job.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"job {job!r}: expected a job name (mnist-suite list)")
+    paths = find_runs(runs, job)
+    if not paths:
+        where = f"{runs}/{job}" if job else str(runs)
+        return f"no runs in {where}" + ("" if Path(runs).is_dir() else " (no such folder)"), 0
+    records, left_out = [load_run(p) for p in paths], 0
+    if not all_code:
+        records, left_out = newest_code(records)
+    if summary:
+        doc = summary_document(records, str(runs))
+        return (dumps(doc) if as_json else summary_text(records)), left_out
+    rows = [run_row(r, for_job_name(r.job)) for r in records]
+    if as_json:
+        return dumps({"runs": rows}), left_out
+    # Names and problems come from the runs folder: no escape reaches the terminal.
+    shown = [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+    return run_rows_text(shown), left_out

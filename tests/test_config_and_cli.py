@@ -80,7 +80,7 @@ def test_run_ids_are_deterministic_and_distinct():
         (["run", "softmax", "--set", "batch_size=0"], "batch_size=0 must be > 0"),
         (["run", "softmax", "--set", "batch_size=100000"], "exceeds the"),
         (["run", "softmax-original", "--set", "eta=abc"], "expected float"),
-        (["run", "softmax", "--index", "3"], "--index 3: the plan has items 0..0"),
+        (["run", "softmax", "--index", "3"], "index 3: the plan has items 0..0"),
     ],
 )
 def test_cli_errors_are_one_line_and_exit_2(run_cli, argv, message):

@@ -161,7 +161,7 @@ def test_bad_cache_offline_is_reported_as_a_corrupted_cache(tmp_path):
     npz_with_header(tmp_path / "mnist.npz", "x_train", (10**9, 28, 28))
     env = {"MNIST_SUITE_CACHE": str(tmp_path)}
     code, err, peak = run_bounded({"argv": ["data", "--offline"]}, env)
-    assert_refused(code, err, peak, "the cache is corrupted; run without --offline")
+    assert_refused(code, err, peak, "the cache is corrupted; run online to re-fetch")
 
 
 def test_bad_cache_is_fetched_again(tmp_path, monkeypatch, mnist):

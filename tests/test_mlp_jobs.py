@@ -162,7 +162,7 @@ def test_predict_cli_writes_the_titled_figure(run_cli, tmp_path):
     code, _, err = run_cli(
         "predict", "--weights", str(weights), "--index", "10000", "--out", str(png)
     )
-    assert code == 2 and "--index 10000: the test set has images 0..9999" in err
+    assert code == 2 and "index 10000: the test set has images 0..9999" in err
     broken = tmp_path / "broken.npz"
     np.savez(broken, W1=np.zeros((10, 784)))
     code, _, err = run_cli("predict", "--weights", str(broken), "--index", "0", "--out", str(png))

@@ -79,7 +79,7 @@ def test_parse_seeds(text, expected):
 
 @pytest.mark.parametrize("text", ["", "a", "3-1", "-1", "0-99999"])
 def test_parse_seeds_rejects(text):
-    with pytest.raises(ConfigError, match="--seeds"):
+    with pytest.raises(ConfigError, match="seeds"):
         parse_seeds(text)
 
 
@@ -97,7 +97,7 @@ def test_subset_by_flavour_and_items_keeps_plan_indexes():
     tf = subset(items, flavour="tf")
     assert [i.index for i in tf] == [1, 2, 5, 6]  # quick sgd-grid: 2 cells
     assert [i.index for i in subset(items, flavour="numpy", only=parse_items("0-3,6"))] == [0, 3]
-    with pytest.raises(ConfigError, match="--items 99"):
+    with pytest.raises(ConfigError, match="items 99"):
         subset(items, only=(99,))
 
 
@@ -145,11 +145,11 @@ def test_run_picks_the_item_from_index_or_environment(run_cli, monkeypatch, vari
 @pytest.mark.parametrize(
     ("env", "argv", "message"),
     [
-        ({}, ["--index", "3"], "--index 3: the plan has items 0..2"),
+        ({}, ["--index", "3"], "index 3: the plan has items 0..2"),
         ({"JOB_COMPLETION_INDEX": "7"}, [], "$JOB_COMPLETION_INDEX 7: the plan has items 0..2"),
         ({"SLURM_ARRAY_TASK_ID": "x"}, [], "$SLURM_ARRAY_TASK_ID='x'"),
-        ({}, ["--flavour", "tf", "--index", "0"], "--index 0: the selection has no items"),
-        ({}, ["--plan-fingerprint", "00000000"], "--plan-hash 00000000: this plan is"),
+        ({}, ["--flavour", "tf", "--index", "0"], "index 0: the selection has no items"),
+        ({}, ["--plan-fingerprint", "00000000"], "plan hash 00000000: this plan is"),
     ],
 )
 def test_run_out_of_range_is_one_line_exit_2(run_cli, monkeypatch, env, argv, message):

@@ -237,7 +237,7 @@ def test_cli_report_errors_are_one_line(run_cli, tmp_path):
     code, _, err = run_cli(
         "report", "--runs", str(tmp_path / "missing"), "--out", str(tmp_path / "r")
     )
-    assert code == 2 and err.startswith("error: --runs") and err.count("\n") == 1
+    assert code == 2 and err.startswith("error: runs ") and err.count("\n") == 1
 
 
 def test_pick_prefers_full_then_done_then_newest(tmp_path):

@@ -151,7 +151,7 @@ def test_a_config_needing_more_memory_than_the_machine_is_refused(run_cli, tmp_p
         (["train", *QUICK, "--workers", "-5"], "--workers"),
         (["train", *QUICK, "--workers", "100000"], "--workers"),
         (["train", *QUICK, "--threads", "-1"], "--threads"),
-        (["runs", "--job", "../.."], "--job"),
+        (["runs", "--job", "../.."], "job '../..'"),
     ],
 )
 def test_counts_and_names_out_of_range_are_refused(run_cli, tmp_path, argv, needle):
@@ -456,8 +456,8 @@ def test_claim_wait_is_validated_and_capped(run_cli, monkeypatch, value):
         (["k8s", "--run-as-user", "0"], "--run-as-user"),
         (["slurm", "--parallelism", "-3"], "--parallelism"),
         (["slurm", "--cpus", "-2"], "--cpus"),
-        (["slurm", "--memory", "4 G"], "--memory"),
-        (["slurm", "--time", "tomorrow"], "--time"),
+        (["slurm", "--memory", "4 G"], "memory '4 G'"),
+        (["slurm", "--time", "tomorrow"], "time 'tomorrow'"),
         (["slurm", "--partition", "a b"], "--partition"),
     ],
 )

@@ -430,16 +430,14 @@ def _load_mnist(path: str | Path | None, *, offline: bool | None, cache: Path | 
             return Mnist(**read_npz(cache_file), source="cache", location=cache_file)
         except DataError as exc:
             if offline:
-                raise DataError(
-                    f"{exc} — the cache is corrupted; run without --offline to re-fetch"
-                ) from None
+                raise DataError(f"{exc} — the cache is corrupted; run online to re-fetch") from None
             log.warning("cache is corrupted, fetching again: %s", exc)
             problems.append(f"cache: {exc}")
     else:
         problems.append(f"cache: no {cache_file}")
     if offline:
         raise DataError(
-            f"offline and no cached MNIST at {cache_file} (use --data PATH or go online)"
+            f"offline and no cached MNIST at {cache_file} (give a data path or go online)"
         )
 
     for name, fetch in FETCHERS.items():

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import pkgutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,8 @@ from mnist_suite.config import apply_overrides, config_hash
 from mnist_suite.defaults import PROFILES
 from mnist_suite.errors import ConfigError
 from mnist_suite.limits import MAX_CELLS, check_config
+
+log = logging.getLogger(__name__)
 
 FAMILIES = ("classifier", "reconstruction")
 
@@ -102,7 +104,7 @@ class Job:
         if len(set(labels)) < len(labels):
             twice = next(label for label in labels if labels.count(label) > 1)
             raise ConfigError(
-                f"{self.name}: cell {twice} appears twice (a value repeated in a --set list)"
+                f"{self.name}: cell {twice} appears twice (a value repeated in an override list)"
             )
         if self.cells:
             for _, cell_config in cells:
@@ -173,9 +175,7 @@ def get_job(name: str) -> Job:
     jobs = all_jobs()
     if name in DEPRECATED_NAMES:
         new = DEPRECATED_NAMES[name]
-        print(
-            f"note: job {name!r} is now called {new!r}; the old name is deprecated", file=sys.stderr
-        )
+        log.warning("job %r is now called %r; the old name is deprecated", name, new)
         name = new
     if name not in jobs:
         raise ConfigError(f"unknown job {name!r} (available: {', '.join(jobs)})")

@@ -45,6 +45,7 @@ from mnist_suite.report.common import Context, registry
 from mnist_suite.report.document import Section, render_html, render_markdown
 from mnist_suite.report.figures import FigureWriter
 from mnist_suite.runs import newest_code
+from mnist_suite.text import printable
 
 SCHEMA_VERSION = 3
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
@@ -69,6 +70,11 @@ def _generator() -> dict:
     }
 
 
+def _one_line(exc: Exception) -> str:
+    """An exception as one line of a log (its traceback only at debug level)."""
+    return printable(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
 def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
     """A section whose builder failed says so instead of taking the whole report down.
 
@@ -80,7 +86,8 @@ def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
     except OSError:
         raise
     except Exception as exc:  # shown in the report and logged: a bad run must not hide the rest
-        log.exception("section %s failed", key)
+        log.warning("section %s could not be built: %s", key, _one_line(exc))
+        log.debug("section %s", key, exc_info=True)
         return Section(key, title, notes=[f"This section could not be built: {exc!r}"])
 
 
@@ -89,8 +96,9 @@ def _guarded_list(build: Callable[[], list]) -> list:
         return build()
     except OSError:
         raise
-    except Exception:  # logged; the pages still show what the runs hold
-        log.exception("summaries failed")
+    except Exception as exc:  # logged; the pages still show what the runs hold
+        log.warning("summaries could not be built: %s", _one_line(exc))
+        log.debug("summaries", exc_info=True)
         return []
 
 
@@ -183,17 +191,17 @@ def _check_out(out: Path) -> None:
     """Refuse an ``out`` that is not new, empty, or a report this suite wrote (its marker)."""
     try:
         if out.is_symlink():
-            raise ConfigError(f"--out {out}: is a symbolic link; give the folder it points to")
+            raise ConfigError(f"out {out}: is a symbolic link; give the folder it points to")
         if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out}: is a file; expected a report folder")
+            raise ConfigError(f"out {out}: is a file; expected a report folder")
         marked = (out / MARKER).is_file() and not (out / MARKER).is_symlink()
         if out.is_dir() and not marked and any(out.iterdir()):
             raise ConfigError(
-                f"--out {out}: not a report folder (no {MARKER} marker) and not empty; "
+                f"out {out}: not a report folder (no {MARKER} marker) and not empty; "
                 "choose a new or empty folder"
             )
     except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot inspect it ({exc.strerror or exc})") from None
+        raise ConfigError(f"out {out}: cannot inspect it ({exc.strerror or exc})") from None
 
 
 def build_report(
@@ -221,10 +229,10 @@ def build_report(
     out = Path(out)
     for folder in dirs:
         if not folder.is_dir():
-            raise ConfigError(f"--runs {folder}: no such folder (expected a runs folder)")
+            raise ConfigError(f"runs {folder}: no such folder (expected a runs folder)")
     runs_dir = dirs[0] if len(dirs) == 1 else ", ".join(map(str, dirs))
     if bench_dir is not None and Path(bench_dir).exists() and not Path(bench_dir).is_dir():
-        raise ConfigError(f"--bench {bench_dir}: is a file; expected a folder of JSON files")
+        raise ConfigError(f"bench {bench_dir}: is a file; expected a folder of JSON files")
     _check_out(out)
     if baseline is not None:
         from mnist_suite.compare import load_side

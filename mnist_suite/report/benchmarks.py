@@ -96,18 +96,20 @@ def _spreads(extra: dict) -> str:
 
 
 def _fill_ratios(rows: list[dict]) -> None:
-    """Ratios the file does not carry, from this file's medians (as bench/conftest.py does)."""
+    """Ratios the file does not carry, from this file's medians (as bench/conftest.py adds
+    them: :func:`mnist_suite.benchcompare.median_ratios`)."""
     ceiling = next((r for r in rows if r["ceiling"] and r["gflops"]), None)
     if ceiling is None:  # an older file: its fastest GEMM is the ceiling
         gemms = [r for r in rows if "gemm" in (r["name"] + r["group"]).lower() and r["gflops"]]
         ceiling = max(gemms, key=lambda r: r["gflops"], default=None)
     by_name = {r["fullname"]: r for r in rows} | {r["name"]: r for r in rows}
     for r in rows:
-        if r["fraction"] is None and ceiling and r["gflops"]:
-            r["fraction"] = r["gflops"] / ceiling["gflops"]
         base = by_name.get(r["baseline"])
-        if r["speedup"] is None and base and base["median"] and r["median"]:
-            r["speedup"] = base["median"] / r["median"]
+        fraction, speedup = benchcompare.median_ratios(
+            r["gflops"], ceiling and ceiling["gflops"], r["median"], base and base["median"]
+        )
+        r["fraction"] = fraction if r["fraction"] is None else r["fraction"]
+        r["speedup"] = speedup if r["speedup"] is None else r["speedup"]
         r["baseline_name"] = base["name"] if base else r["baseline"].split("::")[-1]
     for r in rows:
         r["ceiling_gflops"] = ceiling["gflops"] if ceiling else None
@@ -147,8 +149,11 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
         values |= {f"speedup_over_{k}": number(v) for k, v in r["others"].items()}
         for metric, goal in r["target"].items():
             value, goal = values.get(metric), number(goal)
-            met = "?" if goal is None else verdicts.target(None, value, goal) or "?"
-            out.append([r["name"], metric, value, None, None, goal, met])
+            if goal is None:
+                out.append([r["name"], metric, value, None, None, None, "?"])
+                continue
+            t = benchcompare.target_row(r["name"], metric, goal, {metric: value})
+            out.append([r["name"], metric, value, None, None, goal, t["verdict"] or "?"])
     return out
 
 
