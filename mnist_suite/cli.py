@@ -242,6 +242,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not 0.5 <= args.confidence < 1:
         raise SuiteError(f"--confidence {args.confidence}: expected a coverage in [0.5, 1)")
     if reading(args.base, args.new) == "paths":
+        if args.containers:
+            raise SuiteError("--containers runs git revisions in their own images; "
+                              f"{args.base} and {args.new} are folders or files")  # fmt: skip
         base, new = compare.load_side(Path(args.base)), compare.load_side(Path(args.new))
     else:
         print(f"reading {args.base} and {args.new} as git revisions", file=sys.stderr)
@@ -433,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an override for both sides (repeatable)")  # fmt: skip
     ab.add_argument("--runs", type=path, default=None, help="both sides' runs folder (default: "
                     "build/ab/runs)")  # fmt: skip
+    ab.add_argument("--containers", action="store_true", help="run each side in images built "
+                    "from its own revision, tagged mnist-suite:FLAVOUR-SHA12")  # fmt: skip
     out = p.add_mutually_exclusive_group()
     out.add_argument("--md", action="store_true", help="a markdown table")
     out.add_argument("--json", action="store_true", help="JSON")
