@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mnist_suite.ab import RevisionError
+from mnist_suite.defaults import IMAGE_ID_VARIABLE
 from mnist_suite.errors import ConfigError, SuiteError
 from mnist_suite.launch.container import (
     FLAVOURS,
@@ -202,16 +203,15 @@ class RevisionImages:
         flavour = flavours_of([item])[0]
         self._count += 1
         name = f"mnist-suite-ab-{os.getpid()}-{self.revision.sha[:12]}-{self._count}"
-        from mnist_suite.defaults import IMAGE_ID_VARIABLE
-
+        image = revision_tag(flavour, self.revision.sha)
         command = run_argv(
-            self.engine, revision_tag(flavour, self.revision.sha), argv,
+            self.engine, image, argv,
             data=self.mounted["data"], runs=runs, user=self.mounted["user"], name=name,
             env={IMAGE_ID_VARIABLE: self.ids.get(flavour, "")},
         )  # fmt: skip
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "a") as out:
-            out.write(f"=== mnist-suite {' '.join(argv)} (in {command[-len(argv) - 1]})\n")
+            out.write(f"=== mnist-suite {' '.join(argv)} (in {image})\n")
             out.flush()
             child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
             try:
@@ -221,11 +221,6 @@ class RevisionImages:
                 subprocess.run([self.engine, "stop", "-t", "20", name], capture_output=True)
                 child.wait()
                 raise
-
-    def last_error(self) -> str:
-        tail = self._tail()
-        errors = [ln for ln in tail.splitlines() if ln.startswith("error:")]
-        return errors[-1][:300] if errors else _last_line(tail)
 
 
 def _link_wheels(folders: list[Path], into: Path) -> None:

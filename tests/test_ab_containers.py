@@ -120,6 +120,14 @@ def test_a_revision_that_cannot_give_images_is_refused_in_one_line(repo, engine)
     assert "building image" not in err and runs_made(repo) == []  # nothing built or run
 
 
+def test_no_engine_is_refused_in_one_line(repo, engine, monkeypatch):
+    monkeypatch.setenv("CONTAINER_ENGINE", "no-such-engine")
+    code, out, err = compare(repo, "base", "base", *ARGS)
+    assert code == 1 and out == "" and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "BASE base" in line and "no images can be built" in line and "no-such-engine" in line
+
+
 def test_a_revision_whose_build_fails_is_refused_in_one_line(repo, engine):
     dockerfile = repo / "docker" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text().replace(
