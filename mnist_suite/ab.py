@@ -487,10 +487,17 @@ def compare_revisions(args, say) -> tuple:
         note = uncommitted_note(repo, [s.revision for s in pair])
         if note:
             say(note)
+        containers = getattr(args, "containers", False)
+        if containers:
+            from mnist_suite.revision_images import environment_key, flavours_of
+
+            for side in pair:
+                key = environment_key(side.revision.path, flavours_of(side.items))
+                side.runs = side.runs / f".images-{key}"
         for job in identical_jobs(*pair):
             say(f"identical code for {job}: no change (both revisions share its runs)")
         with contextlib.ExitStack() as stack:
-            if getattr(args, "containers", False):
+            if containers:
                 stack.enter_context(in_images(repo, pair, runs, say))
             run_alternately(pair, selection, say)
     finally:

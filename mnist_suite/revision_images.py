@@ -18,6 +18,7 @@ against the revision's own locks.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -97,14 +98,14 @@ class RevisionImages:
     def __init__(self, engine: str, revision, shared: list[Path], log: Path):
         self.engine, self.revision, self.shared, self.log = engine, revision, shared, log
         self.ids: dict[str, str] = {}
-        self.mounted: dict | None = None  # engine options, data and runs: set by the caller
+        self.mounted: dict | None = None  # engine user options and the data to mount
         self._count = 0
 
     # --- building ---------------------------------------------------------------------------
 
     def missing(self, flavours: list[str]) -> list[str]:
-        """Which of these flavours' images are neither built nor buildable from the tree: a
-        :class:`ConfigError` naming what the tree lacks (checked for both sides first)."""
+        """The flavours whose images are still to build; a :class:`ConfigError` naming what
+        the tree lacks to build them."""
         todo = [
             f for f in flavours if not image_exists(self.engine, revision_tag(f, self.revision.sha))
         ]
@@ -221,6 +222,21 @@ class RevisionImages:
                 subprocess.run([self.engine, "stop", "-t", "20", name], capture_output=True)
                 child.wait()
                 raise
+
+
+def environment_key(tree: Path, flavours: list[str]) -> str:
+    """What a revision's images run the jobs with, as 12 hex digits: its Dockerfile and the
+    lock files of ``flavours``. Runs made in images are kept under ``.images-KEY`` in the runs
+    folder: a run's id holds its job's code, not its libraries, so two revisions with the same
+    job code but other locks must not share runs, nor may runs made outside images."""
+    digest = hashlib.sha256()
+    for name in ["docker/Dockerfile", *(f"docker/requirements-{f}.txt" for f in flavours)]:
+        try:
+            content = (tree / name).read_bytes()
+        except OSError:
+            content = b""
+        digest.update(f"{name}\0{len(content)}\0".encode() + content)
+    return digest.hexdigest()[:12]
 
 
 def _link_wheels(folders: list[Path], into: Path) -> None:

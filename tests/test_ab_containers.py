@@ -17,7 +17,7 @@ import pytest
 
 from mnist_suite import fingerprint
 from mnist_suite.launch.container import detect_engine
-from mnist_suite.revision_images import REVISION_LABEL, revision_tag
+from mnist_suite.revision_images import REVISION_LABEL, environment_key, revision_tag
 from tests.test_ab import TINY, commit, compare, edit, runs_made
 from tests.test_ab import _git as git
 
@@ -96,6 +96,8 @@ def test_both_revisions_run_in_their_own_images_and_the_images_are_reused(repo, 
     # Each side's runs name the image of its own revision.
     made = runs_made(repo)
     assert len(made) == 4
+    # Kept apart from runs made outside images: one folder for the Dockerfile and lock both share.
+    assert {p.parents[2].name for p in made} == {f".images-{environment_key(repo, ['numpy'])}"}
     for sha, found in ids.items():
         short = found.removeprefix("sha256:")
         assert sum(short in (p.parent / "config.json").read_text() for p in made) == 2, sha
@@ -150,3 +152,17 @@ def test_containers_with_folders_is_refused_in_one_line(tmp_path, run_cli):
         f"error: --containers runs git revisions in their own images; {tmp_path / 'a'} and "
         f"{tmp_path / 'b'} are folders or files"
     ]
+
+
+def test_runs_in_images_are_keyed_by_the_dockerfile_and_the_locks_they_use(tmp_path):
+    for name in ("a", "b"):
+        shutil.copytree(ROOT / "docker", tmp_path / name / "docker")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert environment_key(a, ["numpy"]) == environment_key(b, ["numpy"])
+    with open(b / "docker" / "requirements-tf.txt", "a") as f:
+        f.write("# another lock\n")
+    assert environment_key(a, ["numpy"]) == environment_key(b, ["numpy"])  # tf: not used
+    assert environment_key(a, ["numpy", "tf"]) != environment_key(b, ["numpy", "tf"])
+    with open(b / "docker" / "Dockerfile", "a") as f:
+        f.write("# another build\n")
+    assert environment_key(a, ["numpy"]) != environment_key(b, ["numpy"])
