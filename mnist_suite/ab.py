@@ -36,9 +36,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnist_suite.errors import ConfigError, SuiteError
 from mnist_suite.files import atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from mnist_suite.revision_images import RevisionImages
 
 AB_FOLDER = Path("build") / "ab"
 # A run id that carries its code: ...-c<12 hex> (mnist_suite.jobs.Job.run_id).
@@ -232,9 +236,20 @@ class Side:
     items: list[dict]
     runs: Path  # the runs folder this side's runs live in
     worker: Worker  # the revision's warm process: it plans, then runs the items
+    images: RevisionImages | None = None  # with --containers: the items run in these instead
 
     def folder(self, item: dict) -> Path:
         return self.runs / item["job"] / item["run_id"]
+
+    def run(self, argv: list[str], item: dict) -> int:
+        """``mnist-suite run`` of ``item`` with ``argv`` in the worker or the side's image."""
+        if self.images is None:
+            return self.worker.run([*argv, "--runs", str(self.runs)])
+        return self.images.run(argv, item, self.runs)
+
+    @property
+    def log(self) -> Path:
+        return self.images.log if self.images is not None else self.worker.log
 
 
 def sides(
@@ -400,12 +415,11 @@ def run_alternately(pair: list[Side], selection: Selection, say=print) -> None:
         name = f"{item['job']}{'/' + item['cell'] if item.get('cell') else ''}"
         say(f"[{done}/{todo}] {side.revision.role} {side.revision.short} {name} "
             f"seed {item['seed']}{eta}")  # fmt: skip
-        argv = ["run", *_item_arguments(selection, item), "--runs", str(side.runs)]
-        code = side.worker.run(argv)
+        code = side.run(["run", *_item_arguments(selection, item)], item)
         if code == 130:
             raise KeyboardInterrupt
         if code not in (0, 3) or _pending(side, item):
-            log = side.worker.log
+            log = side.log
             raise RevisionError(
                 f"{side.revision}: {name} seed {item['seed']} did not finish (exit {code}); "
                 f"its output is in {log}"
@@ -431,6 +445,29 @@ def records(side: Side) -> list:
     return [load_run(side.folder(i)) for i in side.items if side.folder(i).is_dir()]
 
 
+@contextlib.contextmanager
+def in_images(repo: Path, pair: list[Side], runs: Path, say):
+    """Each side's items in its own revision's images, built or reused first; the runs folder
+    mounted (lent to the images' user, for root) while they run."""
+    from mnist_suite.launch.container import host_data, mounts
+    from mnist_suite.revision_images import RevisionImages, engine_for, flavours_of
+
+    shared = [repo / "build" / "wheelhouse", repo / AB_FOLDER / "wheelhouse"]
+    engine = engine_for(pair[0].revision)
+    for side in pair:
+        log = repo / AB_FOLDER / "logs" / f"{side.revision.sha[:12]}-images.log"
+        side.images = RevisionImages(engine, side.revision, shared, log)
+        side.images.missing(flavours_of(side.items))  # both trees checked before any build
+    for side in pair:
+        side.images.ensure(flavours_of(side.items), say)
+    for side in pair:
+        side.runs.mkdir(parents=True, exist_ok=True)
+    with mounts(engine, host_data(), runs) as (user, data):
+        for side in pair:
+            side.images.mounted = {"user": user, "data": data}
+        yield
+
+
 def compare_revisions(args, say) -> tuple:
     """Check out, plan and run both revisions of ``args`` (the compare command's arguments);
     the two sides to compare, each with its runs read back."""
@@ -450,9 +487,19 @@ def compare_revisions(args, say) -> tuple:
         note = uncommitted_note(repo, [s.revision for s in pair])
         if note:
             say(note)
+        containers = getattr(args, "containers", False)
+        if containers:
+            from mnist_suite.revision_images import environment_key, flavours_of
+
+            for side in pair:
+                key = environment_key(side.revision.path, flavours_of(side.items))
+                side.runs = side.runs / f".images-{key}"
         for job in identical_jobs(*pair):
             say(f"identical code for {job}: no change (both revisions share its runs)")
-        run_alternately(pair, selection, say)
+        with contextlib.ExitStack() as stack:
+            if containers:
+                stack.enter_context(in_images(repo, pair, runs, say))
+            run_alternately(pair, selection, say)
     finally:
         for worker in workers:
             worker.close()

@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an override for both sides (repeatable)")  # fmt: skip
     ab.add_argument("--runs", type=path, default=None, help="both sides' runs folder (default: "
                     "build/ab/runs)")  # fmt: skip
+    ab.add_argument("--containers", action="store_true", help="run each side in images built "
+                    "from its own revision, tagged mnist-suite:FLAVOUR-SHA12")  # fmt: skip
     add_arguments(p, CompareOptions)
 
     p = _command(sub, "predict", "classify one test image with saved weights; save "

@@ -172,6 +172,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     options = from_arguments(compare.CompareOptions, args)
     options.rules()  # checked before any revision is built
     if reading(args.base, args.new) == "paths":
+        if args.containers:
+            raise SuiteError("--containers runs git revisions in their own images; "
+                             f"{args.base} and {args.new} are folders or files")  # fmt: skip
         base, new = compare.load_side(Path(args.base)), compare.load_side(Path(args.new))
     else:
         print(f"reading {args.base} and {args.new} as git revisions", file=sys.stderr)
