@@ -278,6 +278,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from mnist_suite.launch.worker import serve
+
+    return serve()
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnist_suite.data import cache_dir
     from mnist_suite.paths import writable_file
@@ -473,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=path, default=None, help="add 'Changes against a "
                    "baseline': a runs folder, results.json or summary baseline")  # fmt: skip
     _add_all_code(p)
+    _command(sub, "worker", cmd_worker, "run the items given on standard input, one JSON argv "
+             "per line, answering each exit code (a pool's warm worker)")  # fmt: skip
     return parser
 
 
