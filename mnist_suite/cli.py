@@ -206,6 +206,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from mnist_suite.launch.worker import serve
+
+    return serve()
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnist_suite.data import cache_dir
     from mnist_suite.files import writable_file
@@ -234,6 +240,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "predict": cmd_predict,
     "report": cmd_report,
+    "worker": cmd_worker,
 }
 
 # Commands that run or judge code: they say when the code running is not the checkout here.

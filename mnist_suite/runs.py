@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_suite import claims, fingerprint, limits, records, seeding
+from mnist_suite import claims, fingerprint, itemclock, limits, records, seeding
 from mnist_suite.config import to_dict
 from mnist_suite.defaults import CLAIM_WAIT_VARIABLE
 from mnist_suite.envinfo import envelope, now_iso
@@ -667,6 +667,8 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
         """Figures the runner measures for every job, beside the job's own."""
         metrics.setdefault("wall_seconds", round(time.perf_counter() - run.start, 3))
         metrics.setdefault("eval_seconds", round(run.eval_seconds, 3))
+        for key, value in itemclock.finished().items():
+            metrics.setdefault(key, value)
         if getattr(job, "family", "classifier") == "classifier":
             metrics.setdefault("time_to_target", run.targets.summary())
         return metrics

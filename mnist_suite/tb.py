@@ -101,7 +101,7 @@ RESULT_PREFIX = "result/"  # each run's final metrics, the HParams table's metri
 
 
 # Numbers a run records that describe its setting, not its outcome: never a metric column.
-NOT_METRICS = ("threads",)
+NOT_METRICS = ("threads", "process_item")
 
 
 def result_scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -141,7 +141,15 @@ def test_the_launcher_runs_each_item_in_its_image_confined(monkeypatch, tmp_path
 
     def launch(self, items, options):  # the local pool's launch, minus the processes
         self.environment(3)
-        return {item.index: self.command(item, options) for item in items}
+        worker = self.worker_command  # the item's worker, then the item it is given
+        return {
+            item.index: [
+                *worker(self.worker_kind(item), options, item.index + 1),
+                "<item>",
+                *self.item_argv(item, options),
+            ]
+            for item in items
+        }
 
     monkeypatch.setattr(LocalLauncher, "launch", launch)
     data = tmp_path / "mnist.npz"
@@ -152,11 +160,12 @@ def test_the_launcher_runs_each_item_in_its_image_confined(monkeypatch, tmp_path
     for item in items:
         argv = commands[item.index]
         image = container.image_name(item.flavour)
-        assert argv[argv.index(image) + 1 :] == item.argv()
+        assert argv[argv.index(image) + 1 :] == ["worker", "<item>", *item.argv()]
         options = argv[: argv.index(image)]
+        assert "--interactive" in options
         assert _option(options, "--user") == "1234:99"
         assert _option(options, "--memory") == "6g" and "--cap-drop=ALL" in options
-        assert _option(options, "--name") == container.container_name(item)
+        assert _option(options, "--name") == container.container_name(item.index + 1)
         for pair in (
             "OPENBLAS_NUM_THREADS=3",
             "EXTRA=1",

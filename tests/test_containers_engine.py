@@ -245,8 +245,8 @@ def test_stopped_container_leaves_its_run_interrupted(engine, tmp_path):
     argv = [sys.executable, "-m", "mnist_suite", "train", "softmax", "--set", overrides[0]]
     argv += ["--containers", "--workers", "1", "--runs", str(tmp_path)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # The launcher names each container after its own pid and the item's index.
-    name = f"mnist-suite-{proc.pid}-{item.index}"
+    # The launcher names each worker's container after its own pid and the worker's number.
+    name = f"mnist-suite-{proc.pid}-w1"
     try:
         deadline = time.monotonic() + 180
         history = run_dir / "history.jsonl"

@@ -14,10 +14,12 @@ from mnist_suite.launch.kubernetes import KubernetesOptions, documents, manifest
 from mnist_suite.launch.local import LocalLauncher
 from mnist_suite.launch.slurm import SlurmOptions, sbatch_script
 from mnist_suite.plan import build_plan, plan_hash, subset
+from mnist_suite.runs import load_run
 
 # Backoff per index and FailIndex need 1.29; validated there and at the newest schema we have.
 KUBERNETES_VERSIONS = ("1.29.0", "1.30.0")
 TINY = ("n_train=1000", "eval_every=500")
+SGD_TINY = ("n_train=2000", "epochs=1")
 # The `run` arguments that rebuild _plan() on a worker.
 RUN_ARGS = ["softmax", "sgd-grid", "mlp-original", "--profile", "quick", "--seeds", "0,1"]
 
@@ -156,25 +158,63 @@ def test_local_pool_runs_a_small_plan_with_two_workers(tmp_path, mnist, capsys):
         )
 
 
-class _CrashingOne(LocalLauncher):
-    """Item 1 aborts (as a segfaulting extension would); the others run for real."""
+# A worker that aborts (as a segfaulting extension would) when it is given seed 1's item, and
+# serves every other item for real.
+CRASH_ON_SEED_1 = """
+import itertools, json, os, sys
+from mnist_suite.launch.worker import serve
+line = sys.stdin.readline()
+if json.loads(line)[json.loads(line).index("--seed") + 1] == "1":
+    print("boom", file=sys.stderr, flush=True)
+    os.abort()
+sys.exit(serve(itertools.chain([line], sys.stdin)))
+"""
 
-    def command(self, item, options):
-        if item.index == 1:
-            return [sys.executable, "-c", "print('boom', flush=True); import os; os.abort()"]
-        return super().command(item, options)
+
+class _CrashingOne(LocalLauncher):
+    def worker_command(self, kind, options, number):
+        return [sys.executable, "-c", CRASH_ON_SEED_1]
 
 
 @pytest.mark.slow
-def test_a_crashing_item_stays_alone(tmp_path, mnist):
+def test_a_crashing_item_stays_alone_and_is_tried_once_more(tmp_path, mnist):
     from mnist_suite.batch import batch_exit_code
 
     items = build_plan(["softmax-original"], profile="quick", seeds=(0, 1), overrides=TINY)
     lines = []
     codes = _CrashingOne(echo=lines.append).launch(items, LaunchOptions(tmp_path, workers=2))
-    assert codes[0] == 0 and codes[1] < 0  # killed by SIGABRT
+    assert codes[0] == 0 and codes[1] < 0  # killed by SIGABRT, twice
+    retries = [line for line in lines if "trying it once more in a fresh worker" in line]
+    assert len(retries) == 1 and retries[0].startswith("#1 softmax-original:")
     assert "    boom" in lines, "the failed item's log tail is printed"
     assert batch_exit_code(codes.values()) == 1
+
+
+@pytest.mark.slow
+def test_a_warm_worker_gives_each_item_the_figures_it_gets_alone(tmp_path, mnist):
+    """Two items in one worker: the second's figures equal those of a process of its own."""
+    items = build_plan(["sgd-original"], profile="quick", seeds=(0, 1), overrides=SGD_TINY)
+    pooled = tmp_path / "pooled"
+    codes = LocalLauncher(echo=lambda line: None).launch(items, LaunchOptions(pooled, workers=1))
+    assert codes == {0: 0, 1: 0}
+    alone = tmp_path / "alone"
+    argv = [sys.executable, "-m", "mnist_suite", *items[1].argv(), "--runs", str(alone)]
+    subprocess.run(argv, check=True, capture_output=True, timeout=600)
+    runs = [load_run(root / "sgd-original" / items[1].run_id) for root in (pooled, alone)]
+    figures = [
+        {
+            k: v
+            for k, v in r.metrics.items()
+            if "seconds" not in k and k not in ("samples_per_second", "time_to_target")
+        }
+        for r in runs
+    ]
+    assert figures[0]["test_accuracy"] > 0.5 and figures[0] == {**figures[1], "process_item": 2}
+    first = load_run(pooled / "sgd-original" / items[0].run_id)
+    assert first.metrics["process_item"] == 1 and runs[1].metrics["process_item"] == 1
+    assert first.status["pid"] == runs[0].status["pid"]  # one worker ran both
+    for run in (first, runs[0]):
+        assert 0 < run.metrics["train_seconds"] < run.metrics["item_seconds"]
 
 
 @pytest.mark.slow

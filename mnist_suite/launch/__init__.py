@@ -1,10 +1,11 @@
 """Launchers: each back end turns a plan (a list of :class:`~mnist_suite.plan.WorkItem`) into runs.
 
 The interface is one method, ``launch(items, options) -> {plan index: exit code}``. Every back
-end runs an item the same way, as ``mnist-suite run … --index …`` in its own process (here, in a
-container, in a pod or in a Slurm task), so a crash stays with its item and the run directory is
-the only thing items share. ``local`` is a process pool on this machine; a container launcher
-reuses that pool with another :meth:`~mnist_suite.launch.local.LocalLauncher.command`. Kubernetes
+end runs an item the same way, as ``mnist-suite run … --index …`` (in a warm worker here or in a
+container, in a pod or in a Slurm task), and the run directory is the only thing items share.
+``local`` is a pool of warm worker processes on this machine; a container launcher reuses that
+pool with each worker in a container
+(:meth:`~mnist_suite.launch.local.LocalLauncher.worker_command`). Kubernetes
 and Slurm cannot be driven from here: ``kubernetes`` and ``slurm`` write what their engines run.
 """
 

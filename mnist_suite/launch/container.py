@@ -1,11 +1,13 @@
 """Run work items in the suite's images with Podman or Docker, every container confined.
 
-An item runs as ``ENGINE run … IMAGE run JOB --profile P --seed S --index CELL``: the container
-only wraps the suite's own command (the image's entry point is ``mnist-suite`` and its
-``MNIST_SUITE_RUNS`` is the mounted runs folder). Items that need TensorFlow run in the ``tf``
-image, the others in ``numpy``. Every container gets the same confinement (:func:`confinement`):
-a non-root user, no capabilities, no privilege escalation, a read-only root filesystem with a
-tmpfs for temporary files, pids and memory limits and no network; MNIST is mounted read-only.
+The local pool's warm workers, each in a container: ``ENGINE run --interactive … IMAGE worker``
+takes ``run JOB --profile P --seed S --index CELL`` items one after another, so a container
+starts once per worker, not once per item. The container only wraps the suite's own command
+(the image's entry point is ``mnist-suite`` and its ``MNIST_SUITE_RUNS`` is the mounted runs
+folder). Items that need TensorFlow run in the ``tf`` image, the others in ``numpy``. Every
+container gets the same confinement (:func:`confinement`): a non-root user, no capabilities, no
+privilege escalation, a read-only root filesystem with a tmpfs for temporary files, pids and
+memory limits and no network; MNIST is mounted read-only.
 
 Nothing at the top imports NumPy (only the standard library and the suite's plan and launch
 modules): ``tools/images.py`` uses the engine helpers from an interpreter that has no NumPy.
@@ -182,6 +184,7 @@ def run_argv(
     memory: str = DEFAULT_MEMORY,
     pids: int = DEFAULT_PIDS,
     entrypoint: str | None = None,
+    interactive: bool = False,
 ) -> list[str]:
     """The engine command that runs ``mnist-suite COMMAND…`` (or ``entrypoint``) in ``image``.
 
@@ -195,6 +198,8 @@ def run_argv(
         if any(c in str(path) for c in ":,\n"):
             raise ConfigError(f"{flag} {path}: a mounted path cannot contain ':' or ','")
     argv = [engine, "run", "--rm", "--init", *confinement(memory=memory, pids=pids), *user]
+    if interactive:  # a warm worker reads its items from standard input
+        argv += ["--interactive"]
     if name:
         argv += ["--name", name]
     if entrypoint:
@@ -284,16 +289,16 @@ def host_data() -> Path:
     return Path(load_mnist().location)
 
 
-def container_name(item: WorkItem) -> str:
-    """The name an item's container gets (unique per launching process), for ``ENGINE stop``."""
-    return f"mnist-suite-{os.getpid()}-{item.index}"
+def container_name(number: int) -> str:
+    """The name of this launching process's ``number``-th worker container (``ENGINE stop``)."""
+    return f"mnist-suite-{os.getpid()}-w{number}"
 
 
 class ContainerLauncher(LocalLauncher):
-    """The local pool with each item in its image: ``run_argv``, not ``python -m mnist_suite``.
+    """The local pool with each worker in a container of its items' image (``run_argv``).
 
     Same semantics as the local pool (workers, threads per worker, logs, interrupts); only the
-    command differs. ``env`` adds variables inside every container.
+    worker's command differs. ``env`` adds variables inside every container.
     """
 
     def __init__(
@@ -341,19 +346,23 @@ class ContainerLauncher(LocalLauncher):
         self._threads = threads
         return {k: v for k, v in os.environ.items() if k not in INDEX_VARIABLES}
 
-    def command(self, item: WorkItem, options: LaunchOptions) -> list[str]:
+    def worker_kind(self, item: WorkItem) -> str:
+        """A worker runs the items of its image only."""
+        return item.flavour
+
+    def worker_command(self, kind: str, options: LaunchOptions, number: int) -> list[str]:
+        """A warm worker in a container of ``kind``'s image (one container per worker)."""
         run = self._run
-        inside = [*item.argv(), *to_argv(options, ("force", "reuse_outdated"))]
-        env = {
-            **thread_env(self._threads),
-            **self.env,
-            IMAGE_ID_VARIABLE: run["ids"][item.flavour],
-        }
+        env = {**thread_env(self._threads), **self.env, IMAGE_ID_VARIABLE: run["ids"][kind]}
         return run_argv(
-            run["engine"], image_name(item.flavour), inside, data=run["data"], runs=run["runs"],
-            user=run["user"], name=container_name(item), env=env, memory=self.memory,
-            pids=self.pids,
+            run["engine"], image_name(kind), ["worker"], data=run["data"], runs=run["runs"],
+            user=run["user"], name=container_name(number), env=env, memory=self.memory,
+            pids=self.pids, interactive=True,
         )  # fmt: skip
+
+    def item_argv(self, item: WorkItem, options: LaunchOptions) -> list[str]:
+        """The item's arguments inside the container (its runs folder is the image's)."""
+        return [*item.argv(), *to_argv(options, ("force", "reuse_outdated"))]
 
 
 def check_runs(

@@ -1,19 +1,23 @@
-"""The local back end: a pool of worker processes on this machine, one item per process.
+"""The local back end: a pool of warm worker processes on this machine.
 
-Each item runs as ``python -m mnist_suite run … --index …`` in a subprocess of its own, so a crash,
-an out-of-memory kill or a TensorFlow abort ends that item only. Workers split the cores: with
-W workers each gets ``cores // W`` BLAS/TensorFlow threads, so two workers on two cores do not
-fight over four threads. Output is appended to one log file per item, one block per attempt
-under a header line (a log that is a symbolic link, a FIFO or a device is refused and its item
-not started); the pool prints one line per event (:mod:`mnist_suite.launch.watch`: a status
-line on a terminal); an item already recorded is skipped without a process, and one another
-pool holds (a live claim) is "held elsewhere": not run here, and not a failure here.
+Each worker is ``python -m mnist_suite worker`` (:mod:`mnist_suite.launch.worker`): it pays for
+imports, TensorFlow's start and reading MNIST once, then runs the items the pool gives it one
+after another, exactly as ``mnist-suite run … --index …`` would. Items go out longest first
+(:mod:`mnist_suite.schedule`), so the long ones do not end up alone at the end. A crash (an
+out-of-memory kill, a TensorFlow abort) ends that worker and its item only: the item is tried
+once more in a fresh worker, and the pool goes on. Workers split the cores: with W workers each
+gets ``cores // W`` BLAS/TensorFlow threads, so two workers on two cores do not fight over four
+threads. Output is appended to one log file per item, one block per attempt under a header line
+(a log that is a symbolic link, a FIFO or a device is refused and its item not started); the
+pool prints one line per event (:mod:`mnist_suite.launch.watch`: a status line on a terminal);
+an item already recorded is skipped without a worker, and one another pool holds (a live claim)
+is "held elsewhere": not run here, and not a failure here.
 
-Each item runs in a process group of its own, which the kernel also ends when the pool dies
+Each worker runs in a process group of its own, which the kernel also ends when the pool dies
 (``PR_SET_PDEATHSIG``), so no item outlives the pool. SIGINT (any number of times), SIGTERM
-and SIGHUP stop the pool starting items and reach every running one as SIGTERM, which records
-it ``interrupted``; the pool says so in one line and every item that did not finish gets
-``128 + signal`` (130, 143 or 129).
+and SIGHUP stop the pool starting items and reach every worker as SIGTERM, which records its
+running item ``interrupted``; the pool says so in one line and every item that did not finish
+gets ``128 + signal`` (130, 143 or 129).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import signal
 import socket
@@ -36,7 +41,7 @@ from typing import NamedTuple
 import mnist_suite
 from mnist_suite.claims import live_holder
 from mnist_suite.defaults import default_workers
-from mnist_suite.errors import EXIT_RESULTS, EXIT_SIGINT
+from mnist_suite.errors import EXIT_FAILED, EXIT_RESULTS, EXIT_SIGINT
 from mnist_suite.launch import WORKER_OPTIONS, LaunchOptions, thread_env
 from mnist_suite.launch.watch import PoolProgress
 from mnist_suite.options import to_argv
@@ -151,17 +156,124 @@ def _note_skip(path: Path, item: WorkItem, why: str) -> None:
         )
 
 
+def _read_available(fd: int) -> bytes:
+    """Everything a non-blocking pipe holds now (b"" if nothing, or at its end)."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class WarmWorker:
+    """One worker process of the pool (:mod:`mnist_suite.launch.worker`): it is given an item,
+    answers its exit code, and is given the next. What it prints is copied into the log of the
+    item it runs (or ran last)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], kind: str):
+        self.kind = kind  # what it can run: "" (any item) or an image flavour
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            process_group=0,
+            preexec_fn=_die_with_parent,  # the pool runs no threads: safe before exec
+        )
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            os.set_blocking(pipe.fileno(), False)
+        self.pid = self.proc.pid
+        self.log: int | None = None  # the descriptor of its item's log
+        self.code: int | None = None  # the item's exit code, once answered
+        self.crashed = False  # it ended without answering
+        self._answers = b""
+
+    def give(self, argv: list[str], log: int) -> None:
+        """Send it an item; its output goes to ``log`` (a descriptor it now owns)."""
+        self._close_log()
+        self.log, self.code = log, None
+        try:
+            self.proc.stdin.write((json.dumps(argv) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died meanwhile: poll() says so
+
+    def poll(self) -> int | None:
+        """The item's exit code once answered, or the worker's if it ended first; else None."""
+        self.pump()
+        if self.code is None and self.proc.poll() is not None:
+            self.pump()
+            if self.code is None:
+                self.crashed = True
+                self.code = self.proc.returncode or EXIT_FAILED
+        return self.code
+
+    @property
+    def returncode(self) -> int | None:
+        """The item's code (the stop path reads it like a process's)."""
+        return self.poll()
+
+    def pump(self) -> None:
+        """Copy what it printed into the item's log; read its answer."""
+        out = _read_available(self.proc.stderr.fileno())
+        if out and self.log is not None:
+            with contextlib.suppress(OSError):  # the log is a courtesy; the run record is the truth
+                os.write(self.log, out)
+        self._answers += _read_available(self.proc.stdout.fileno())
+        if self.code is None and b"\n" in self._answers:
+            line, self._answers = self._answers.split(b"\n", 1)
+            text = line.strip().decode(errors="replace")
+            self.code = int(text) if text.lstrip("-").isdigit() else EXIT_FAILED
+
+    def close(self, timeout: float = 60.0) -> None:
+        """End it: no more items (it exits), else killed after ``timeout``."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.proc, signal.SIGKILL)
+            self.proc.wait()
+        self.pump()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self.log is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.log)
+            self.log = None
+
+
 class LocalLauncher:
-    """Run items as subprocesses, ``workers`` at a time."""
+    """Run items in warm worker processes, ``workers`` at a time."""
 
     def __init__(self, python: str = sys.executable, echo: Callable[[str], None] | None = None):
         self.python = python
         self.live = echo is None  # a status line only when printing to the terminal ourselves
         self.echo = echo or (lambda line: print(line, flush=True))
 
-    def command(self, item: WorkItem, options: LaunchOptions) -> list[str]:
-        """The argv that runs exactly ``item`` (a container launcher overrides this)."""
-        argv = [self.python, "-m", "mnist_suite", *item.argv(), "--runs", str(options.runs)]
+    def worker_kind(self, item: WorkItem) -> str:
+        """Which workers can run ``item``: here, any (a container launcher: its image's)."""
+        return ""
+
+    def worker_command(self, kind: str, options: LaunchOptions, number: int) -> list[str]:
+        """The argv of a worker (a container launcher overrides this)."""
+        return [self.python, "-m", "mnist_suite", "worker"]
+
+    def item_argv(self, item: WorkItem, options: LaunchOptions) -> list[str]:
+        """The ``mnist-suite`` arguments that run exactly ``item`` in a worker."""
+        argv = [*item.argv(), "--runs", str(options.runs)]
         return argv + to_argv(options, WORKER_OPTIONS)
 
     def environment(self, threads: int) -> dict[str, str]:
@@ -180,14 +292,18 @@ class LocalLauncher:
 
     def launch(self, items: list[WorkItem], options: LaunchOptions) -> dict[int, int]:
         from mnist_suite.batch import decide_item, recorded_exit_code  # reads runs: NumPy
+        from mnist_suite.schedule import longest_first
 
         workers, threads = self.sizes(len(items), options)
         self.total = len(items)
         logs = Path(options.logs or Path(options.runs) / ".logs")
         env = self.environment(threads)
         codes: dict[int, int] = {}
-        queue = list(items)
-        running: dict[int, tuple[WorkItem, subprocess.Popen, float, Attempt]] = {}
+        queue = longest_first(items, options.runs)
+        running: dict[int, tuple[WorkItem, WarmWorker, float, Attempt]] = {}
+        pool: list[WarmWorker] = []
+        retried: set[int] = set()
+        self._started_workers = 0
         self.echo(
             f"{len(items)} items, {workers} workers x {threads} threads; logs in {logs}/<job>/"
         )
@@ -228,12 +344,13 @@ class LocalLauncher:
                         self.progress.held(item, f"claimed by {holder.describe()}")
                         continue
                     # A stop signal waits until the item is both started and in ``running``,
-                    # so every started process is stopped and every item gets a code.
+                    # so every started item is stopped and every item gets a code.
                     starting.append(item.index)
                     queue.pop(0)
                     try:
-                        proc, attempt = self._start(item, options, logs, env)
-                        running[item.index] = (item, proc, time.perf_counter(), attempt)
+                        worker = self._worker_for(item, pool, running, workers, options, env)
+                        attempt = self._give(worker, item, options, logs)
+                        running[item.index] = (item, worker, time.perf_counter(), attempt)
                     except OSError as exc:
                         codes[item.index] = 1
                         self.progress.refused(item, _why(exc))
@@ -243,12 +360,24 @@ class LocalLauncher:
                         raise Stopped(stopping[0])
                     if item.index in running:
                         self.progress.started(item)
-                for index, (item, proc, began, attempt) in list(running.items()):
-                    if proc.poll() is None:
+                for index, (item, worker, began, attempt) in list(running.items()):
+                    code = worker.poll()
+                    if code is None:
                         continue
                     del running[index]
-                    codes[index] = proc.returncode
-                    if self._finished(item, proc, began, options, logs, attempt):
+                    if worker.crashed or code not in EXIT_RESULTS:
+                        pool.remove(worker)
+                        worker.close()
+                    if worker.crashed and index not in retried and not stopping:
+                        retried.add(index)
+                        self.echo(
+                            f"#{index} {printable(item.name)}: its worker ended without an "
+                            f"answer (code {code}); trying it once more in a fresh worker"
+                        )
+                        queue.insert(0, item)
+                        continue
+                    codes[index] = code
+                    if self._finished(item, worker, code, began, options, logs, attempt):
                         codes[index] = 0  # held elsewhere: not a failure of this pool
                 self.progress.tick()
                 time.sleep(POLL_SECONDS)
@@ -259,11 +388,10 @@ class LocalLauncher:
                 f"stopping on {name}: {len(running)} running items end as interrupted, "
                 f"{len(queue)} not started"
             )
-            procs = [p for _, p, _, _ in running.values()]
-            self._stop(procs)
+            self._stop(pool)
             interrupted = 128 + exc.signum
-            for index, (_, proc, _, _) in running.items():
-                code = proc.returncode
+            for index, (_, worker, _, _) in running.items():
+                code = worker.code
                 stopped = code is None or code < 0 or code == EXIT_SIGINT
                 codes[index] = interrupted if stopped else code
             for item in items:  # not started, or started as the signal came
@@ -273,6 +401,8 @@ class LocalLauncher:
                 # Once stopping, a later signal still changes nothing (the pool is on its way
                 # out with 128 + the first signal), also after the loop: it is ignored.
                 signal.signal(s, signal.SIG_IGN if stopping else handler)
+            for worker in pool:
+                worker.close()
             self.progress.close()
         failed = sum(1 for c in codes.values() if c not in EXIT_RESULTS)
         held = self.progress.counts["held"]
@@ -286,54 +416,66 @@ class LocalLauncher:
         )  # fmt: skip
         return {i.index: codes[i.index] for i in items}
 
-    def _start(
-        self, item: WorkItem, options: LaunchOptions, logs: Path, env: dict[str, str]
-    ) -> tuple[subprocess.Popen, Attempt]:
-        """Start ``item`` in its own process group; its log gets this attempt's header."""
-        path = log_path(logs, item)
-        argv = self.command(item, options)
-        # Appended, never truncated: earlier attempts stay, and a second pool's lines go after.
-        with open(open_log(path), "a", encoding="utf-8") as log:
-            attempt = Attempt(log.tell(), datetime.now(UTC))
-            stamp = attempt.started.strftime("%Y-%m-%dT%H:%M:%SZ")
-            log.write(
-                f"==== {stamp} attempt of plan item #{item.index} by pid {os.getpid()} "
-                f"on {socket.gethostname()}: {' '.join(argv[1:])}\n"
-            )
-            log.flush()
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                process_group=0,
-                preexec_fn=_die_with_parent,  # the pool runs no threads: safe before exec
-            )
-        return proc, attempt
+    def _worker_for(self, item, pool, running, workers, options, env) -> WarmWorker:
+        """An idle worker that can run ``item``, else a new one (ending an idle one of another
+        kind if the pool is full)."""
+        kind = self.worker_kind(item)
+        busy = {id(w) for _, w, _, _ in running.values()}
+        idle = [w for w in pool if id(w) not in busy]
+        for worker in idle:
+            if worker.kind == kind:
+                return worker
+        if len(pool) >= workers and idle:
+            pool.remove(idle[0])
+            idle[0].close()
+        self._started_workers += 1
+        argv = self.worker_command(kind, options, self._started_workers)
+        worker = WarmWorker(argv, env, kind)
+        pool.append(worker)
+        return worker
 
-    def ran(self, run, proc: subprocess.Popen, attempt: Attempt) -> bool:
+    def _give(self, worker: WarmWorker, item: WorkItem, options: LaunchOptions, logs: Path):
+        """Give ``item`` to ``worker``; its log gets this attempt's header."""
+        path = log_path(logs, item)
+        argv = self.item_argv(item, options)
+        # Appended, never truncated: earlier attempts stay, and a second pool's lines go after.
+        fd = open_log(path)
+        try:
+            offset = os.lseek(fd, 0, os.SEEK_END)
+            attempt = Attempt(offset, datetime.now(UTC))
+            stamp = attempt.started.strftime("%Y-%m-%dT%H:%M:%SZ")
+            header = (
+                f"==== {stamp} attempt of plan item #{item.index} by pid {os.getpid()} "
+                f"on {socket.gethostname()}, worker {worker.pid}: mnist-suite {' '.join(argv)}\n"
+            )
+            os.write(fd, header.encode())
+        except OSError:
+            os.close(fd)
+            raise
+        worker.give(argv, fd)
+        return attempt
+
+    def ran(self, run, worker: WarmWorker, attempt: Attempt) -> bool:
         """Did this attempt write ``run`` (rather than find it finished and leave it)?"""
         status = run.status
-        return status.get("pid") == proc.pid and status.get("host") == socket.gethostname()
+        return status.get("pid") == worker.pid and status.get("host") == socket.gethostname()
 
-    def _finished(self, item, proc, began, options, logs, attempt) -> bool:
+    def _finished(self, item, worker, code, began, options, logs, attempt) -> bool:
         """Report a finished attempt; True if it found the item held by another pool."""
         from mnist_suite.runs import FINAL_STATES
 
-        code = proc.returncode
         if code == 1 and (holder := live_holder(run_dir(options.runs, item))):
-            # Our attempt has exited and released its claim: a live one is another pool's.
+            # Our attempt has ended and released its claim: a live one is another pool's.
             self.progress.held(item, f"claimed by {holder.describe()}")
             return True
         run = _recorded_run(options, item)
         finished_there = run is not None and run.state in FINAL_STATES
-        if code == 1 and finished_there and not self.ran(run, proc, attempt):
+        if code == 1 and finished_there and not self.ran(run, worker, attempt):
             # Held by the other pool when our attempt looked; finished by it since.
             self.progress.held(item, f"{run.state} by pid {run.status.get('pid')} there")
             return True
         state = "missing" if run is None else run.state
-        if run is not None and code == 0 and not self.ran(run, proc, attempt):
+        if run is not None and code == 0 and not self.ran(run, worker, attempt):
             state += ", skipped"
         block = _block(log_path(logs, item), attempt.offset)
         self.progress.finished(item, state, code, time.perf_counter() - began)
@@ -343,15 +485,17 @@ class LocalLauncher:
         return False
 
     @staticmethod
-    def _stop(procs: list[subprocess.Popen]) -> None:
-        """SIGTERM every running item's group (each records ``interrupted``); kill what outlives
-        the grace period. Signals that arrive meanwhile are ignored by the pool's handler."""
-        for proc in procs:
-            _signal_group(proc, signal.SIGTERM)
+    def _stop(pool: list[WarmWorker]) -> None:
+        """SIGTERM every worker's group (a running item records ``interrupted``); kill what
+        outlives the grace period. Signals that arrive meanwhile are ignored by the pool's
+        handler."""
+        for worker in pool:
+            _signal_group(worker.proc, signal.SIGTERM)
         deadline = time.monotonic() + GRACE_SECONDS
-        for proc in procs:
+        for worker in pool:
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
+                _signal_group(worker.proc, signal.SIGKILL)
+                worker.proc.wait()
+            worker.pump()

@@ -114,9 +114,14 @@ class PoolProgress:
         self._drawn = 0.0
 
     @staticmethod
-    def for_terminal(stream: TextIO = sys.stderr) -> TextIO | None:
-        """``stream`` when it is a terminal, else None (events as lines)."""
-        return stream if hasattr(stream, "isatty") and stream.isatty() else None
+    def for_terminal(stream: TextIO | None = None) -> TextIO | None:
+        """``stream`` (standard error as it is now) when it is a terminal, else None (events as
+        lines); a closed stream is no terminal."""
+        stream = sys.stderr if stream is None else stream
+        try:
+            return stream if stream.isatty() else None
+        except (AttributeError, ValueError):
+            return None
 
     def _guess(self, item: WorkItem) -> float | None:
         if self.estimate.get(item.index) is not None:

@@ -82,7 +82,7 @@ def runs_overview(ctx: Context, expected: list[str]) -> Section:
 
 def environment_line(ctx: Context, generator: dict) -> str:
     """One sentence: commits and code fingerprints of the runs, machine, load, worker time."""
-    commits, prints, loads, walls, starts = set(), set(), [], [], []
+    commits, prints, loads, walls, starts, ends = set(), set(), [], [], [], []
     for run in ctx.runs:
         if run.state != "done":
             continue
@@ -98,6 +98,8 @@ def environment_line(ctx: Context, generator: dict) -> str:
             walls.append(wall)
         if run.started_at:
             starts.append(run.started_at)
+        if run.finished_at:
+            ends.append(run.finished_at)
     if not walls:
         return "No finished runs yet."
     parts = [
@@ -112,7 +114,21 @@ def environment_line(ctx: Context, generator: dict) -> str:
     parts.append(f"{sum(walls) / 60:.1f} worker-minutes of runs")
     if starts:
         parts.append(f"started {min(starts)[:16]} – {max(starts)[:16]} UTC")
+    if span := _span_minutes(starts, ends):
+        parts.append(f"first start to last end {span:.1f} min")
     return "; ".join(parts) + "."
+
+
+def _span_minutes(starts: list[str], ends: list[str]) -> float | None:
+    """Minutes from the first run's start to the last run's end (None if unreadable)."""
+    from datetime import datetime
+
+    try:
+        first = min(datetime.fromisoformat(t) for t in starts)
+        last = max(datetime.fromisoformat(t) for t in ends)
+    except (TypeError, ValueError):
+        return None
+    return (last - first).total_seconds() / 60
 
 
 def environment(ctx: Context, generator: dict) -> Section:
@@ -196,4 +212,58 @@ def environment(ctx: Context, generator: dict) -> Section:
         s.notes.append(
             "Results come from more than one environment: compare timings within one row only."
         )
+    if table := overhead_table(ctx):
+        s.tables.append(table)
     return s
+
+
+# What an item may cost beyond its training once its worker is warm (after its first item).
+OVERHEAD_TARGETS = {"numpy": 1.0, "tf": 3.0}
+
+
+def overhead_table(ctx: Context) -> Table | None:
+    """Per job, the median seconds a finished run's process spent beyond training (imports,
+    TensorFlow's start, data, the plan, evaluation): ``item_seconds - train_seconds``, for the
+    first item of a process and for the later ones (a warm worker's)."""
+    from statistics import median
+
+    from mnist_suite.jobs import all_jobs
+
+    known = all_jobs()
+    by_job: dict[str, tuple[list[float], list[float]]] = {}
+    for run in ctx.runs:
+        item, train = run.metric("item_seconds"), run.metric("train_seconds")
+        number = run.metric("process_item")
+        if run.state != "done" or None in (item, train, number) or run.job not in known:
+            continue
+        first, later = by_job.setdefault(run.job, ([], []))
+        (first if number == 1 else later).append(max(0.0, item - train))
+    if not by_job:
+        return None
+    rows = []
+    for job, (first, later) in sorted(by_job.items()):
+        flavour = "tf" if known[job].uses_tensorflow else "numpy"
+        target = OVERHEAD_TARGETS[flavour]
+        met = None if not later else ("met" if median(later) <= target else "missed")
+        rows.append([
+            job, flavour, len(first), median(first) if first else None, len(later),
+            median(later) if later else None, f"≤ {target:g}", met or "",
+        ])  # fmt: skip
+    return Table(
+        "Overhead per item: seconds beyond training",
+        [
+            ("job", "text"),
+            ("image", "text"),
+            ("first items", "text"),
+            ("first: median (s)", "f2"),
+            ("later items", "text"),
+            ("later: median (s)", "f2"),
+            ("target (s)", "text"),
+            ("later vs target", "text"),
+        ],
+        rows,
+        note="An item's process time (from its worker taking it, or its process starting, to "
+        "its record) less its training clock: imports, TensorFlow's start, reading MNIST, the "
+        "plan and the test evaluation. A worker's first item pays the imports; later items "
+        "run warm. A container's own start is not counted.",
+    )

@@ -1,0 +1,49 @@
+"""The order a pool takes a plan's items in: the longest expected first.
+
+With W workers, a long item started last leaves W - 1 workers idle while it runs; started
+first, the short ones fill in around it. An item's expected seconds are the median item time
+(``item_seconds``, else ``wall_seconds``) of the finished runs of its job, cell and profile in
+the runs folder, whatever their seed or code; an item never run before takes its job's
+estimate. Ties keep the plan's order.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from mnist_suite.plan import WorkItem
+
+
+def recorded_seconds(runs: Path, jobs: set[str]) -> dict[tuple[str, str, str], float]:
+    """Median recorded seconds per (job, cell, profile) of finished runs under ``runs``."""
+    from mnist_suite.runs import FINAL_STATES, find_runs, load_run
+
+    seen: dict[tuple[str, str, str], list[float]] = {}
+    for job in sorted(jobs):
+        for path in find_runs(runs, job):
+            run = load_run(path)
+            if run.state not in FINAL_STATES:
+                continue
+            seconds = run.metric("item_seconds") or run.wall_seconds
+            if seconds is not None:
+                seen.setdefault((run.job, run.cell, run.profile), []).append(seconds)
+    return {key: statistics.median(values) for key, values in seen.items()}
+
+
+def expected_seconds(items: list[WorkItem], runs: Path) -> dict[int, float]:
+    """Each item's expected seconds by plan index (recorded, else the job's estimate)."""
+    from mnist_suite.jobs import get_job
+
+    recorded = recorded_seconds(runs, {item.job for item in items})
+    expected = {}
+    for item in items:
+        estimate = get_job(item.job).seconds[0 if item.profile == "quick" else 1]
+        expected[item.index] = recorded.get((item.job, item.cell, item.profile), estimate)
+    return expected
+
+
+def longest_first(items: list[WorkItem], runs: Path) -> list[WorkItem]:
+    """``items`` with the longest expected first (a stable sort: ties keep the plan's order)."""
+    expected = expected_seconds(items, runs)
+    return sorted(items, key=lambda item: -expected[item.index])

@@ -1,0 +1,61 @@
+"""The pool's order (longest expected first) and the report's overhead table."""
+
+from __future__ import annotations
+
+import json
+
+from mnist_suite.plan import build_plan, run_dir
+from mnist_suite.report.common import Context
+from mnist_suite.report.overview import overhead_table
+from mnist_suite.runs import find_runs, load_run
+from mnist_suite.schedule import expected_seconds, longest_first
+
+
+def _record(runs, item, metrics: dict, state: str = "done") -> None:
+    path = run_dir(runs, item)
+    path.mkdir(parents=True)
+    config = {"job": item.job, "cell": item.cell, "profile": item.profile, "seed": item.seed}
+    (path / "config.json").write_text(json.dumps({**config, "run_id": item.run_id, "config": {}}))
+    (path / "status.json").write_text(json.dumps({"state": state}))
+    (path / "metrics.json").write_text(json.dumps({"wall_seconds": 1.0, **metrics}))
+
+
+def test_recorded_times_order_the_plan_and_estimates_fill_in(tmp_path):
+    items = build_plan(["softmax", "mlp", "sgd-original"], profile="quick", seeds=(0, 1))
+    by = {(i.job, i.seed): i for i in items}
+    _record(tmp_path, by["softmax", 0], {"item_seconds": 90.0})  # slow here: its median counts
+    _record(tmp_path, by["softmax", 1], {"item_seconds": 70.0})
+    _record(tmp_path, by["sgd-original", 0], {"wall_seconds": 2.0})  # no item_seconds: the wall
+    _record(tmp_path, by["sgd-original", 1], {"item_seconds": 500.0}, state="failed")  # not used
+    expected = expected_seconds(items, tmp_path)
+    assert expected[by["softmax", 0].index] == expected[by["softmax", 1].index] == 80.0
+    assert expected[by["sgd-original", 1].index] == 2.0
+    from mnist_suite.jobs import get_job
+
+    assert expected[by["mlp", 0].index] == get_job("mlp").seconds[0]  # never run: the estimate
+    order = [(i.job, i.seed) for i in longest_first(items, tmp_path)]
+    ranked = sorted(["softmax", "mlp", "sgd-original"], key=lambda j: -expected[by[j, 0].index])
+    assert order == [(job, seed) for job in ranked for seed in (0, 1)]  # ties keep plan order
+
+
+def test_the_overhead_table_splits_first_and_warm_items(tmp_path):
+    items = build_plan(["softmax", "sgd-original"], profile="quick", seeds=(0, 1, 2))
+    for item in items:
+        first = item.seed == 0
+        overhead = {"softmax": 2.0 if first else 0.25, "sgd-original": 9.0 if first else 4.0}
+        _record(
+            tmp_path,
+            item,
+            {
+                "train_seconds": 10.0,
+                "item_seconds": 10.0 + overhead[item.job] + item.seed / 100,
+                "process_item": 1 if first else item.seed + 1,
+            },
+        )
+    ctx = Context([load_run(p) for p in find_runs(tmp_path)], [], None, tmp_path, None)
+    table = overhead_table(ctx)
+    rows = {row[0]: row for row in table.rows}
+    assert rows["softmax"][1:5] == ["numpy", 1, 2.0, 2]
+    assert abs(rows["softmax"][5] - 0.265) < 1e-9 and rows["softmax"][7] == "met"
+    assert rows["sgd-original"][1] == "tf" and abs(rows["sgd-original"][5] - 4.015) < 1e-9
+    assert rows["sgd-original"][7] == "missed"  # over 3 s once warm
