@@ -90,6 +90,11 @@ def machine_info() -> dict:
     }
 
 
+# Tracked outputs the suite itself writes (the reference report, the benchmark results): a
+# report made right after the suite's benchmarks is not "dirty" for them.
+SUITE_OUTPUTS = ("reports", "bench/results")
+
+
 @cache
 def commit_info() -> dict:
     """The git commit of the source tree, or the one baked into the image."""
@@ -102,7 +107,17 @@ def commit_info() -> dict:
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
         )
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(root),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                *(f":(exclude){path}" for path in SUITE_OUTPUTS),
+            ],
             capture_output=True,
             text=True,
             timeout=5,
