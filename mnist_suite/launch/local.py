@@ -216,11 +216,6 @@ class WarmWorker:
                 self.code = self.proc.returncode or EXIT_FAILED
         return self.code
 
-    @property
-    def returncode(self) -> int | None:
-        """The item's code (the stop path reads it like a process's)."""
-        return self.poll()
-
     def pump(self) -> None:
         """Copy what it printed into the item's log; read its answer."""
         out = _read_available(self.proc.stderr.fileno())
