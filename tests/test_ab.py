@@ -36,20 +36,31 @@ def commit(repo: Path, message: str) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
-@pytest.fixture
-def repo(tmp_path, mnist) -> Path:
-    """A git repository with the package's source as its first commit (tagged ``base``)."""
-    root = tmp_path / "repo"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_repo(root: Path, files: tuple[str, ...] = ()) -> Path:
+    """A git repository at ``root`` with the package's source and ``files`` (paths in this
+    checkout) as its first commit, tagged ``base``."""
     shutil.copytree(
         fingerprint.SOURCE_ROOT, root / "mnist_suite", ignore=shutil.ignore_patterns("__pycache__")
     )
-    (root / ".gitignore").write_text("/build/\n__pycache__/\n")
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, root / name)
+    (root / ".gitignore").write_text("/build/\n__pycache__/\n*.egg-info/\n")
     _git(root, "init", "-q")
     _git(root, "config", "user.email", "t@example.invalid")
     _git(root, "config", "user.name", "t")
     commit(root, "base")
     _git(root, "tag", "base")
     return root
+
+
+@pytest.fixture
+def repo(tmp_path, mnist) -> Path:
+    """A git repository with the package's source as its first commit (tagged ``base``)."""
+    return make_repo(tmp_path / "repo")
 
 
 def compare(repo: Path, *args: str, wait: bool = True):

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mnist_suite import fingerprint
 from mnist_suite.launch.container import detect_engine
 from mnist_suite.revision_images import REVISION_LABEL, environment_key, revision_tag
-from tests.test_ab import TINY, commit, compare, edit, runs_made
+from tests.test_ab import TINY, commit, compare, edit, make_repo, runs_made
 from tests.test_ab import _git as git
 
 pytestmark = pytest.mark.slow
@@ -46,21 +45,8 @@ def wheels(tmp_path_factory) -> Path:
 def repo(tmp_path, mnist, engine, wheels):
     """A repository whose first commit (tag ``base``) can build the numpy image; yields it and
     removes the images built from its commits."""
-    root = tmp_path / "repo"
-    shutil.copytree(
-        fingerprint.SOURCE_ROOT, root / "mnist_suite", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    for name in ("pyproject.toml", "README.md", "LICENSE", ".dockerignore"):
-        shutil.copy2(ROOT / name, root / name)
-    (root / "docker").mkdir()
-    for name in ("Dockerfile", "requirements-numpy.txt"):
-        shutil.copy2(ROOT / "docker" / name, root / "docker" / name)
-    (root / ".gitignore").write_text("/build/\n__pycache__/\n*.egg-info/\n")
-    git(root, "init", "-q")
-    git(root, "config", "user.email", "t@example.invalid")
-    git(root, "config", "user.name", "t")
-    commit(root, "base")
-    git(root, "tag", "base")
+    files = ("pyproject.toml", "README.md", "LICENSE", ".dockerignore", "docker/Dockerfile")
+    root = make_repo(tmp_path / "repo", (*files, "docker/requirements-numpy.txt"))
     (root / "build" / "ab").mkdir(parents=True)
     (root / "build" / "ab" / "wheelhouse").symlink_to(wheels)
     yield root
