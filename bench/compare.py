@@ -4,8 +4,8 @@
 
 The ratios and verdicts are :mod:`mnist_suite.benchcompare`'s (which explains the rule). The
 baseline defaults to the newest stored run in the history folder other than the current one,
-measured under the same ratio definition and with the same number of busy processes started by
-``--load``, of the same mode (quick/full) when there is one.
+measured under the same ratio definition, on the same CPU model and with the same number of busy
+processes started by ``--load``, of the same mode (quick/full) when there is one.
 Exit 0: no regression; 1: regressions or definition errors (listed by name); 2: bad usage,
 files, or two runs whose ratios are defined differently.
 Needs NumPy and this source tree, not the suite's environment.
@@ -23,8 +23,10 @@ from mnist_suite.benchcompare import (
     TOLERANCE,
     comparable,
     compare,
+    cpu,
     default_baseline,
     definition,
+    describe_kind,
     load,
     ratios,
 )
@@ -50,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         current = load(args.current)
         base_path = args.baseline or default_baseline(args.history, current, args.current)
         if base_path is None:
-            raise ValueError(f"no stored run in {args.history} to compare with (run nox -s bench)")
+            raise ValueError(
+                f"no stored run in {args.history} of the same kind to compare with "
+                f"({describe_kind(current)}; run nox -s bench)"
+            )
         baseline = load(base_path)
         comparable(baseline, current, str(base_path), str(args.current))
     except ValueError as exc:
@@ -66,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(
             f"{label} {path} ({str(data.get('datetime', '?'))[:19]}, "
-            f"{data.get('mode', 'full')}, ratio definition {definition(data)})"
+            f"{data.get('mode', 'full')}, ratio definition {definition(data)}, "
+            f"{cpu(data) or 'CPU unknown'})"
         )
     for row in rows:
         print(

@@ -21,7 +21,10 @@ above the upper quartile; **unstable** when either side's interquartile range ex
 effect on a ratio.
 
 What a ratio means is versioned (:data:`DEFINITION`, :data:`DEFINITIONS`): two runs measured
-under different definitions are not compared at all. A fraction of the ceiling above
+under different definitions are not compared at all, nor are runs measured on different CPU
+models: the ceiling is that CPU's own GEMM, and how close a small kernel gets to it depends on
+the CPU (its caches, its vector units), so the same code gives another fraction on another CPU.
+A fraction of the ceiling above
 :data:`CEILING_LIMIT` is impossible by definition: such a row is a definition error, not a
 result.
 """
@@ -114,13 +117,27 @@ def definition(data: dict) -> int:
     return 1
 
 
+def cpu(data: dict) -> str:
+    """The CPU model a run was measured on, as pytest-benchmark recorded it ("" if unknown)."""
+    machine = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
+    info = machine.get("cpu") if isinstance(machine.get("cpu"), dict) else {}
+    return str(info.get("brand_raw") or "")
+
+
 def comparable(base: dict, current: dict, base_name: str, current_name: str) -> None:
-    """ValueError (one line naming both) when the two runs' ratios mean different things."""
+    """ValueError (one line naming both) when the two runs' ratios mean different things:
+    other ratio definitions, or other CPU models (a run without one is taken as it comes)."""
     a, b = definition(base), definition(current)
     if a != b:
         raise ValueError(
             f"not comparable: {base_name} has ratio definition {a}, {current_name} has "
             f"definition {b} (a ratio means something else in each)"
+        )
+    a, b = cpu(base), cpu(current)
+    if a and b and a != b:
+        raise ValueError(
+            f"not comparable: other CPU: {base_name} was measured on {a}, {current_name} on "
+            f"{b} (a fraction of the CPU's own GEMM ceiling differs from CPU to CPU)"
         )
 
 
@@ -180,9 +197,16 @@ def compare(baseline: dict, current: dict, tolerance: float = TOLERANCE) -> list
 
 
 def kind(data: dict) -> tuple:
-    """Runs comparable by default: same ratio definition, same number of busy processes."""
+    """Runs comparable by default: same ratio definition, same number of busy processes, same
+    CPU model."""
     noise = data.get("noise") if isinstance(data.get("noise"), dict) else {}
-    return definition(data), noise.get("competing_processes", 0)
+    return definition(data), noise.get("competing_processes", 0), cpu(data)
+
+
+def describe_kind(data: dict) -> str:
+    """:func:`kind` in words, for "no stored run of this kind"."""
+    definition_, busy, model = kind(data)
+    return f"ratio definition {definition_}, {busy} busy processes, CPU {model or 'unknown'}"
 
 
 def _medians(data: dict) -> list:

@@ -34,7 +34,12 @@ EPOCH = "bench/test_bench_numpy.py::test_mlp_epoch"
 
 
 def run_file(
-    path: Path, ratios: dict[str, list[float]], when: str, commit: str = "a" * 40, mode="quick"
+    path: Path,
+    ratios: dict[str, list[float]],
+    when: str,
+    commit: str = "a" * 40,
+    mode="quick",
+    cpu="AMD EPYC",
 ):
     """A stored run whose benchmarks have these per-round fractions of the ceiling."""
     benchmarks = []
@@ -58,6 +63,7 @@ def run_file(
         "datetime": when,
         "mode": mode,
         "commit_info": {"id": commit, "dirty": False},
+        "machine_info": {"cpu": {"brand_raw": cpu}},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
@@ -144,6 +150,26 @@ def test_baseline_is_the_newest_other_run_of_the_same_mode(tmp_path):
     run_file(history / "3.json", {STEP: [0.6]}, "2026-11-28T03:00:00", mode="full")
     current = run_file(history / "4.json", {STEP: [0.6]}, "2026-11-28T04:00:00")
     assert compare.default_baseline(history, current, history / "4.json") == history / "2.json"
+
+
+def test_runs_on_other_cpus_are_not_compared(tmp_path, capsys):
+    """A fraction of the CPU's own GEMM ceiling is not CPU-independent: another CPU's run is
+    never the default baseline, and naming one is refused in one line."""
+    history = tmp_path / "history"
+    run_file(history / "1.json", {STEP: [0.80]}, "2026-11-28T01:00:00")
+    run_file(history / "2.json", {STEP: [0.53]}, "2026-11-28T02:00:00", cpu="Intel Xeon")
+    current = run_file(tmp_path / "latest.json", {STEP: [0.80]}, "2026-11-28T03:00:00")
+    assert (
+        compare.default_baseline(history, current, tmp_path / "latest.json") == history / "1.json"
+    )
+    argv = ["--current", str(tmp_path / "latest.json"), "--baseline", str(history / "2.json")]
+    assert compare.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not comparable: other CPU" in err and "Intel Xeon" in err
+    intel = run_file(tmp_path / "intel.json", {STEP: [0.53]}, "2026-11-28T04:00:00", cpu="Intel")
+    assert compare.default_baseline(history, intel, tmp_path / "intel.json") is None
+    assert compare.main(["--current", str(tmp_path / "intel.json"), "--history", str(history)]) == 2
+    assert "CPU Intel" in capsys.readouterr().err
 
 
 def test_bad_files_are_a_usage_error(tmp_path, capsys):
