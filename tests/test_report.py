@@ -567,7 +567,7 @@ def test_report_reads_the_real_sgd_pca_and_ae_artifacts(run_cli, tmp_path):
            for row in recon["tables"][1]["rows"]}  # fmt: skip
     linear = mse["ae/linear-2"]
     assert linear["latent k"] == 2 and linear["MSE (pixels, mean)"] > 0
-    assert linear["PCA MSE at k (pixels)"] == pytest.approx(
+    assert linear["PCA MSE at k, same input (pixels)"] == pytest.approx(
         mse["pca (k=2)"]["MSE (pixels, mean)"], rel=0.1
     )
     figures = set(sections["sgd"]["figures"]) | set(recon["figures"])
@@ -635,3 +635,32 @@ def test_the_glance_table_says_what_it_compares():
     assert "÷ PCA | ÷ noisy input" in table and "1380" not in table
     assert "| consistent |" in rows["mlp-original"] and "| consistent |" in rows["sgd-original"]
     assert "All rows: full profile, default config." in table
+
+
+def test_variants_section_is_the_lever_table(run_cli, tmp_path):
+    """A job run over seeds with its default and with one lever changed: one row each, in the
+    order tried, the lever named against the default, dev and test means of the runs; the
+    glance table stands on the default, not on the variant run later over as many seeds."""
+    for extra in ([], ["--set", "lr=0.05"]):
+        code, out, _ = run_cli("run", "softmax", "--profile", "quick", "--seeds", "0-1", *extra)
+        assert code == 0, out
+    results = positional(build_report(tmp_path / "runs", None, tmp_path / "reports"))
+    sections = {s["key"]: s for s in results["sections"]}
+    table = sections["variants"]["tables"][0]
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
+    assert [r["config (vs the profile's default)"] for r in rows] == ["default", "lr=0.05"]
+    for row, lr in zip(rows, (None, 0.05), strict=True):
+        found = [
+            r for r in collect_runs(tmp_path / "runs")
+            if (r.config["lr"] == 0.05) == (lr is not None)
+        ]  # fmt: skip
+        assert row["seeds done"] == "2" and row["chosen on"] == "dev_accuracy"
+        assert row["dev (mean)"] == pytest.approx(
+            np.mean([r.metric("dev_accuracy") for r in found])
+        )
+        assert row["test (mean)"] == pytest.approx(
+            np.mean([r.metric("test_accuracy") for r in found])
+        )
+    answer = sections["answer"]["tables"][0]
+    softmax = next(r for r in answer["rows"] if r[0] == "softmax")
+    assert softmax[1] == "quick"  # the default config, not "quick; lr=0.05"

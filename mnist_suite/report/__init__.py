@@ -39,6 +39,7 @@ from mnist_suite.report import (
     overview,
     reconstruction,
     sgd,
+    variants,
 )
 from mnist_suite.report.collect import collect_benchmarks, collect_runs
 from mnist_suite.report.common import Context, registry
@@ -116,6 +117,7 @@ def build_sections(ctx: Context) -> list[Section]:
         _guarded("Classification", "classification", lambda: classification.classification(ctx)),
         _guarded("TensorFlow SGD", "sgd", lambda: sgd.sgd(ctx)),
         _guarded("Reconstruction", "reconstruction", lambda: reconstruction.reconstruction(ctx)),
+        _guarded("Variants", "variants", lambda: variants.variants(ctx)),
         _guarded("Benchmarks", "benchmarks", lambda: benchmarks.benchmarks(ctx)),
         _guarded("Environment", "environment", lambda: overview.environment(ctx, _generator())),
         _guarded("Runs", "runs", lambda: overview.runs_overview(ctx, _expected_jobs())),
@@ -241,7 +243,8 @@ def build_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(out)
     tmp = _temp_folder(out, "tmp")
-    runs, left_out = collect_runs(dirs), 0
+    every_code = runs = collect_runs(dirs)
+    left_out = 0
     if not all_code:
         runs, left_out = newest_code(runs)
     if left_out:
@@ -254,6 +257,7 @@ def build_report(
             runs_dir=runs_dir,
             bench_dir=bench_dir,
             baseline=baseline,
+            every_code=every_code,
         )
         built = build_sections(ctx)
         results = {

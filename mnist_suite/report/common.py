@@ -7,6 +7,8 @@ become notes and table states, never exceptions.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,8 @@ class Context:
     runs_dir: Path | str  # one runs folder, or several joined by ", "
     bench_dir: Path | None
     baseline: Path | None = None  # what `compare` reads: the "Changes against a baseline" section
+    # Every run found, of any code (``runs`` holds each job's newest code only): the variants.
+    every_code: list[RunRecord] = dataclasses.field(default_factory=list)
 
 
 def key_config(run: RunRecord, limit: int = 5) -> str:
@@ -118,3 +122,25 @@ def registry() -> dict:
     except Exception as exc:
         log.warning("job registry unavailable (%s)", exc)
         return {}
+
+
+def _jsonable(value) -> str:
+    return json.dumps(value, sort_keys=True, default=list)
+
+
+def non_default(job_name: str, cell: str, profile: str, config: dict) -> list[str]:
+    """``key=value`` of every config value that differs from the job's default for that
+    profile (and cell)."""
+    job = registry().get(job_name)
+    if job is None:
+        return []
+    try:
+        resolved = job.resolve(profile)
+        resolved = dict(job.expand(resolved)).get(cell, resolved) if cell else resolved
+        default = dataclasses.asdict(resolved)
+    except (ValueError, TypeError):
+        return []
+    return [
+        f"{k}={v}" for k, v in sorted(config.items())
+        if k in default and _jsonable(default[k]) != _jsonable(v)
+    ]  # fmt: skip

@@ -10,15 +10,15 @@ interval for one run), and for classifiers the median seconds to 98% dev accurac
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 from mnist_suite import summary
 from mnist_suite.originals import original_figure, verdict_text
 from mnist_suite.report.classification import headline_groups
 from mnist_suite.report.collect import number
-from mnist_suite.report.common import Context, registry
+from mnist_suite.report.common import Context, non_default, registry
 from mnist_suite.report.document import Section, Table
+from mnist_suite.report.reconstruction import pca_denominator
 from mnist_suite.report.replicates import Group, pick_cell_groups
 from mnist_suite.stats import summarize
 from mnist_suite.summary import time_to_target
@@ -31,28 +31,6 @@ SPRINT_TARGET = "0.98"  # time to this dev accuracy is the classifiers' speed co
 # A ratio over an MSE below this (pixels in [0, 1]: under 1% RMS) says nothing: PCA at k = 512
 # reconstructs almost exactly, and dividing by its ≈ 0 gives any number at all.
 NEAR_ZERO_MSE = 1e-4
-
-
-def _jsonable(value) -> str:
-    return json.dumps(value, sort_keys=True, default=list)
-
-
-def non_default(job_name: str, cell: str, profile: str, config: dict) -> list[str]:
-    """``key=value`` of every config value that differs from the job's default for that
-    profile (and cell)."""
-    job = registry().get(job_name)
-    if job is None:
-        return []
-    try:
-        resolved = job.resolve(profile)
-        resolved = dict(job.expand(resolved)).get(cell, resolved) if cell else resolved
-        default = dataclasses.asdict(resolved)
-    except (ValueError, TypeError):
-        return []
-    return [
-        f"{k}={v}" for k, v in sorted(config.items())
-        if k in default and _jsonable(default[k]) != _jsonable(v)
-    ]  # fmt: skip
 
 
 def runs_as(g: Group | None) -> str:
@@ -75,7 +53,7 @@ def _row(label: str, g: Group | None, metric: str, kind: str, original: float | 
     s = g.summary(metric) if g else None
     over_pca = over_noisy = None
     if g and metric in (RECONSTRUCTION[0], "test_mse"):
-        over_pca = _ratio(g, "mse_vs_pca", "pca_test_mse_pixels")
+        over_pca = _ratio(g, "mse_vs_pca", pca_denominator(g))
         over_noisy = _ratio(g, "denoised_vs_noisy", "noisy_mse_pixels")
     return [
         label,
@@ -183,7 +161,8 @@ def headline(ctx: Context, environment: str, bench_rows: list[list]) -> Section:
             table_rows,
             note="Accuracies are fractions shown as percentages. test_mse_pixels: MSE in [0, 1] "
             "pixels; test_mse: in the original autoencoders' z-score units, as they printed it. "
-            "÷ PCA: the autoencoder's MSE over PCA's at the same latent size; ÷ noisy input: a "
+            "÷ PCA: the autoencoder's MSE over PCA's at the same latent size fed the same input "
+            "(a denoiser's noisy test images); ÷ noisy input: a "
             "denoiser's over its noisy input's; blank where the denominator is near zero (below "
             f"{NEAR_ZERO_MSE:g}), where a ratio means nothing. Seconds to 98% dev: from before "
             "the data is read, median "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnist_suite.report.collect import RunRecord, number
+from mnist_suite.report.common import non_default
 from mnist_suite.stats import Summary, median_spread, summarize
 
 
@@ -125,8 +126,10 @@ def groups(records: list[RunRecord], job: str) -> list[Group]:
 
 
 def _rank(g: Group) -> tuple:
-    # The full profile over quick, more finished seeds, then the newest.
-    return (g.profile == "full", len(g.done), max(r.started_at for r in g.runs))
+    # The full profile over quick, the job's default config over a variant of it (a lever
+    # tried over as many seeds must not stand for the job), more finished seeds, the newest.
+    default = not non_default(g.job, g.cell, g.profile, g.config)
+    return (g.profile == "full", default, len(g.done), max(r.started_at for r in g.runs))
 
 
 def pick_group(records: list[RunRecord], job: str) -> Group | None:
