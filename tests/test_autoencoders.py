@@ -123,6 +123,22 @@ def test_fit_returns_self_and_sets_fitted_attributes(pixels):
     assert ae.history_["val_loss"][-1] == pytest.approx(mse(ae.reconstruct(x_test), x_test))
 
 
+def test_bce_trains_on_cross_entropy_and_is_scored_by_mse(pixels):
+    """The epoch loss is the pixels' binary cross-entropy (positive, far above the MSE), it
+    falls, and validation stays the reconstruction's MSE."""
+    x_train, x_test = pixels
+    ae = Autoencoder("deep", 16, epochs=3, batch_size=128, loss="bce", random_state=0)
+    ae.fit(x_train, validation_data=(x_test, x_test))
+    losses = ae.history_["loss"]
+    assert losses[-1] < losses[0] and losses[-1] > 3 * ae.history_["val_loss"][-1]
+    assert ae.history_["val_loss"][-1] == pytest.approx(mse(ae.reconstruct(x_test), x_test))
+    recon = ae.reconstruct(x_test[:1])
+    # BCE of the reconstruction itself, from NumPy: the scale the training loss is on.
+    p = np.clip(recon, 1e-7, 1 - 1e-7)
+    bce = -np.mean(x_test[:1] * np.log(p) + (1 - x_test[:1]) * np.log(1 - p))
+    assert 0.01 < bce < 1.0
+
+
 def test_transform_before_fit_is_an_error():
     with pytest.raises(ValueError, match="not fitted"):
         Autoencoder("linear", 2).transform(np.zeros((1, 784), np.float32))
@@ -135,6 +151,8 @@ def test_bad_parameters_fail_at_fit_before_any_training(pixels):
         ({"variant": "resnet", "latent_dim": 8}, "unknown autoencoder variant"),
         ({"variant": "deep", "latent_dim": 8, "optimizer": "lbfgs"}, "unknown optimizer"),
         ({"variant": "deep", "latent_dim": 8, "learning_rate": -1.0}, "learning_rate=-1.0"),
+        ({"variant": "deep", "latent_dim": 8, "loss": "l1"}, "unknown loss"),
+        ({"variant": "linear", "latent_dim": 8, "loss": "bce"}, "needs a sigmoid output"),
     ]:
         ae = Autoencoder(**kwargs)
         with pytest.raises(ParameterError, match=message):

@@ -109,6 +109,11 @@ def test_ae_quick_linear_and_denoising(run_cli, mnist):
     assert m["latent_dim"] == 128
     # Pixel mode: the original's 0.4 z-units are 0.4 training-pixel stds, unclipped by default.
     assert m["noisy_mse_pixels"] == pytest.approx((0.4 * PIXEL_STD) ** 2, rel=0.03)
+    # ÷ PCA is like for like: over PCA at the same k fed the same noisy test images.
+    assert m["mse_vs_pca"] == pytest.approx(m["test_mse_pixels"] / m["pca_denoised_mse_pixels"])
+    assert linear.metrics["mse_vs_pca"] == pytest.approx(
+        linear.metrics["test_mse_pixels"] / linear.metrics["pca_test_mse_pixels"]
+    )
     samples = npz(denoising.path, "reconstructions")
     assert set(samples) == {"indices", "original", "reconstruction", "pca", "noisy"}
     # The fixed samples: the first test image of each digit, in digit order.
@@ -125,6 +130,8 @@ def test_ae_seed_quick_is_z_scored_and_seed_style(run_cli):
     assert m["test_mse"] == pytest.approx(m["final_val_loss"])
     assert m["test_mse"] * PIXEL_STD**2 == pytest.approx(m["test_mse_pixels"], rel=0.02)
     assert m["noisy_mse_pixels"] == pytest.approx((0.4 * PIXEL_STD) ** 2, rel=0.03)
+    # ÷ PCA is like for like: over PCA at the same k fed the same noisy test images.
+    assert m["mse_vs_pca"] == pytest.approx(m["test_mse_pixels"] / m["pca_denoised_mse_pixels"])
 
 
 def test_nan_loss_is_recorded_as_diverged(run_cli):

@@ -20,6 +20,7 @@ import numpy as np
 from mnist_suite.autoencoders import (
     ACTIVATIONS,
     FIXED_LATENT,
+    LOSSES,
     OPTIMIZERS,
     SCHEDULES,
     Autoencoder,
@@ -286,6 +287,8 @@ def _train_ae(
             original_style=original_denoiser,
         )
         metrics["denoised_vs_noisy"] = metrics["test_mse_pixels"] / metrics["noisy_mse_pixels"]
+        # Like for like: PCA at the same k fed the same noisy images, not PCA on clean ones.
+        metrics["mse_vs_pca"] = metrics["test_mse_pixels"] / metrics["pca_denoised_mse_pixels"]
         arrays["noisy"] = noisy_pixels[samples]
     run.save_arrays("reconstructions", **arrays)
     run.save_arrays(
@@ -388,9 +391,15 @@ class AeConfig:
     hidden: tuple[int, ...] = (512, 256, 128)  # deep/denoising encoder widths (decoder mirrors)
     optimizer: str = "adam"
     lr: float = 2e-3  # peak learning rate
+    # What the deep AE (deep-k) trains on: mse | bce (always scored by MSE). BCE: dev MSE -2%
+    # at k=32 (3 of 3 seeds); on original-2d and the denoiser no gain, so they keep MSE.
+    loss: str = "bce"
     schedule: str = "cosine"  # decays to 0 over the run: the last epochs settle the minimum
     batch_size: int = 256
-    epochs: int = 15  # non-linear models (ELU deep k=32: 0.28x PCA after 20 epochs, 0.35x after 9)
+    epochs: int = 15  # original-2d and the denoiser (0.22x its noisy input at 15)
+    # The deep AE (deep-k): k=32 went from 0.30x PCA at 15 epochs to about 0.21x at 60 (dev
+    # MSE -29%, 3 seeds); kept apart so the other models do not pay 4x the time.
+    deep_epochs: int = 60
     linear_epochs: int = 12  # the linear AE is cheap and converges fast: 1.0000x PCA at k=2
     linear_lr: float = 1e-2  # its loss is smooth; at 2e-3 k=2 was still 2.2% above PCA at 10
     noise: float = 0.4  # z-score units (x 0.308 in pixel mode: 0.123), drawn afresh per batch
@@ -409,6 +418,7 @@ class AeConfig:
             lr=self.lr,
             batch_size=self.batch_size,
             epochs=self.epochs,
+            deep_epochs=self.deep_epochs,
             linear_epochs=self.linear_epochs,
             linear_lr=self.linear_lr,
         )
@@ -421,6 +431,7 @@ class AeConfig:
             raise ParameterError(f"hidden={self.hidden} must list positive widths")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("loss", self.loss, LOSSES)
 
 
 def train_ae(cfg: AeConfig, run) -> dict:
@@ -445,9 +456,10 @@ def train_ae(cfg: AeConfig, run) -> dict:
         hidden=cfg.hidden,
         optimizer=cfg.optimizer,
         learning_rate=cfg.linear_lr if variant == "linear" else cfg.lr,
+        loss=cfg.loss if variant == "deep" else "mse",
         schedule=cfg.schedule,
         batch_size=cfg.batch_size,
-        epochs=cfg.linear_epochs if variant == "linear" else cfg.epochs,
+        epochs={"linear": cfg.linear_epochs, "deep": cfg.deep_epochs}.get(variant, cfg.epochs),
         corrupt=corrupt,
         random_state=run.rng("order"),
     )
@@ -494,11 +506,18 @@ register(
 register(
     Job(
         name="ae",
-        seconds=(20.0, 65.0),
+        seconds=(20.0, 110.0),
         summary="linear/deep/denoising AEs in pixel units (Adam, cosine) against PCA at same k",
         config=AeConfig,
         train=train_ae,
-        quick={"epochs": 1, "linear_epochs": 2, "n_train": 4000, "n_dev": 500, "n_test": 1000},
+        quick={
+            "epochs": 1,
+            "deep_epochs": 1,
+            "linear_epochs": 2,
+            "n_train": 4000,
+            "n_dev": 500,
+            "n_test": 1000,
+        },
         cells=_cells,
         uses_tensorflow=True,
         family="reconstruction",
