@@ -15,7 +15,7 @@ from mnist_suite.batch import decide_item, item_states
 from mnist_suite.jobs import all_jobs
 from mnist_suite.plan import build_plan, run_dir
 
-NUMPY_JOBS = {"softmax", "softmax-original", "mlp", "mlp-fast", "mlp-original"}
+NUMPY_JOBS = {"softmax", "softmax-original", "mlp", "mlp-fast", "mlp-sprint", "mlp-original"}
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ replacement, 1000 training images held out as dev (original: about 92.5% test). 
 out the first 1000 rows of its shuffled CSV; here that is the run's stratified dev split of 1000.
 ``mlp`` is Simard's recipe on 2 cores: a 784-800-800-10 ReLU net (He init, Nesterov momentum,
 weight decay, cosine schedule with warm-up) trained on every batch distorted afresh (random
-affine map plus an elastic field, :class:`mnist_suite.nn.Distortion`), with label smoothing and an
-optional exponential moving average of the weights (then evaluated and saved); ≤ 5 min.
+affine map plus an elastic field, :class:`mnist_suite.nn.Distortion`), with optional label
+smoothing and an exponential moving average of the weights (then evaluated and saved); ≤ 5 min.
 ``mlp-fast`` is a lighter recipe: 784-512-256-10 with random ±2-pixel shifts, 20 epochs
-(≈ 40 s); with ``--set epochs=4 --set max_shift=0`` it is the sprint to 98% dev accuracy.
+(≈ 40 s). ``mlp-sprint`` is the same net without augmentation for a few epochs: the sprint to
+98% dev accuracy (time to target, not final accuracy).
 Both train on 55,000 images with the run's 5,000-image dev split held out for choices; the
 test set is scored once, at the end.
 Random streams come from the run (``init``, ``order``, ``augment``), never from a local seed.
@@ -300,9 +301,12 @@ class MlpConfig:
     zoom: float = 0.1  # each axis scaled by 1 ± zoom
     shear: float = 0.2  # ±
     translate: float = 2.0  # pixels, ±, sub-pixel
-    elastic_alpha: float = 34.0  # displacement scale in pixels (Simard: 34)
+    # Displacement scale in pixels. Simard used 34 over hundreds of epochs; in 30 epochs it
+    # underfits (clean train accuracy = test accuracy): 20 and 12 gave +0.20 pt dev (3 seeds).
+    elastic_alpha: float = 20.0
     elastic_sigma: float = 4.0  # smoothing of the displacement field in pixels (Simard: 4)
-    label_smoothing: float = 0.1
+    # 0.1 cost 0.09 pt dev against none (3 seeds, alpha 20): the distortions regularise enough.
+    label_smoothing: float = 0.0
     # EMA decay of the weights, then evaluated and saved (0 = off): no gain on dev with a cosine
     # schedule that ends at lr 0 (2 seeds), and its update costs ~0.5 s an epoch.
     weight_average: float = 0.0
@@ -369,6 +373,18 @@ class MlpFastConfig(MlpConfig):
     elastic_alpha: float = 0.0
     label_smoothing: float = 0.0
     eval_every: int = 50  # a dev probe every 12,800 images: time to 98% to within ~0.4 s
+
+
+@dataclass(frozen=True)
+class MlpSprintConfig(MlpFastConfig):
+    """The sprint to 98% dev accuracy: ``mlp-fast``'s net with no augmentation, a few epochs.
+
+    Shifts cost time and slow the early epochs; a short cosine schedule ends its steps small
+    enough that every seed passes 98% dev (the dev probe every 50 steps times it).
+    """
+
+    epochs: int = 6
+    max_shift: int = 0
 
 
 def _kept_dev_accuracy(
@@ -558,6 +574,17 @@ register(
         config=MlpFastConfig,
         train=train_mlp,
         quick={"epochs": 3, "n_train": 10000, "n_dev": 1000},
+        improves_on="mlp-original",
+    )
+)
+register(
+    Job(
+        name="mlp-sprint",
+        seconds=(3.0, 12.0),
+        summary="sprint to 98% dev: mlp-fast's 784-512-256-10, no augmentation, 6 epochs (≈ 8 s)",
+        config=MlpSprintConfig,
+        train=train_mlp,
+        quick={"epochs": 2, "n_train": 10000, "n_dev": 1000},
         improves_on="mlp-original",
     )
 )
