@@ -73,6 +73,9 @@ def test_grid_survives_a_diverging_point_and_resumes(run_cli, tmp_path):
     assert good.metrics["best_epoch"] == 1 + by_epoch.index(max(by_epoch))
     tests = [r for r in good.history if "test_accuracy" in r]
     assert len(tests) == 1  # the test set is looked at once
+    # A trained epoch's clock has the name every job gives it (TensorBoard: epoch/epoch_seconds).
+    epochs = [r for r in good.history if r.get("kind") == "epoch" and r["step"] > 0]
+    assert epochs and all(r["epoch_seconds"] > 0 and "seconds" not in r for r in epochs)
 
     code, stdout, _ = run_cli(*argv)  # re-run: both points already recorded
     assert code == 0

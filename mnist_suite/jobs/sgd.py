@@ -185,7 +185,7 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
     progress = run.progress(cfg.epochs * steps_per_epoch, cfg.batch_size)
     batch_losses: list[np.ndarray] = []
     by_epoch: dict[str, list[float]] = {
-        k: [] for k in ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "seconds")
+        k: [] for k in ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "epoch_seconds")
     }
     best_weights, best = None, -1  # the epoch kept: best dev accuracy (the last without dev)
     train_seconds = 0.0
@@ -213,14 +213,15 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
             values = {"train_loss": train_loss, "train_accuracy": train_acc}
             if cfg.n_dev:
                 values.update(dev_loss=dev_loss, dev_accuracy=dev_acc)
-            values["seconds"] = time.perf_counter() - start
+            # One name for an epoch's clock in every job: TensorBoard's epoch/epoch_seconds.
+            values["epoch_seconds"] = time.perf_counter() - start
             for k, v in values.items():
                 by_epoch[k].append(v)
             if not cfg.n_dev or best < 0 or dev_acc > by_epoch["dev_accuracy"][best]:
                 best = epoch - 1
                 best_weights = model.get_weights() if cfg.n_dev else None
             run.log(epoch, "epoch", **values)
-            progress.epoch(epoch, **{k: v for k, v in values.items() if k != "seconds"})
+            progress.epoch(epoch, **{k: v for k, v in values.items() if k != "epoch_seconds"})
     finally:
         progress.close()
         # Kept whatever happens: the sweep's figure needs the diverging run's curve too.
@@ -257,7 +258,7 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
         "untrained_train_loss": untrained_loss,
         "stuck_at_chance": abs(by_epoch["train_loss"][-1] - LN10) < STUCK_TOLERANCE,
         "train_loss_by_epoch": by_epoch["train_loss"],
-        "epoch_seconds": by_epoch["seconds"],
+        "epoch_seconds": by_epoch["epoch_seconds"],
         "steps": step,
         "n_params": tf_sgd.count_params(model),
         "train_seconds": round(train_seconds, 3),
