@@ -13,12 +13,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from mnist_suite.report import build_report
-from mnist_suite.report.benchmarks import stored_runs
+from mnist_suite.report.benchmarks import _history_figure, stored_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("bench_compare", ROOT / "bench" / "compare.py")
@@ -199,6 +200,31 @@ def test_report_history_view_from_three_stored_runs(tmp_path):
     assert len(table["rows"]) == 6 and list(table["rows"][0].values())[1] == "a" * 10
     assert "figures/bench-history.png" in section["figures"]
     assert (tmp_path / "reports" / "figures" / "bench-history.png").stat().st_size > 0
+
+
+def test_report_history_keeps_each_cpu_its_own_series(tmp_path):
+    """Ratios are fractions of each CPU's own ceiling: the history names the series of each run,
+    and the figure draws one line per series (never one line through two CPUs)."""
+    history = tmp_path / "bench" / "history"
+    run_file(history / "1.json", {STEP: [0.80]}, "2026-11-28T01:00:00")
+    run_file(
+        history / "2.json", {STEP: [0.53]}, "2026-11-28T02:00:00", cpu="Intel(R) Xeon(R) Processor"
+    )
+    run_file(history / "3.json", {STEP: [0.81]}, "2026-11-28T03:00:00")
+    runs = stored_runs(history)
+    assert [r["series"].split(",")[0] for r in runs] == ["AMD EPYC", "Intel Xeon", "AMD EPYC"]
+    (tmp_path / "runs").mkdir()
+    results = build_report(tmp_path / "runs", tmp_path / "bench", tmp_path / "reports")
+    section = next(s for s in results["sections"] if s["key"] == "benchmarks")
+    table = next(t for t in section["tables"] if t["title"].startswith("History"))
+    series = [list(row.values())[3] for row in table["rows"]]  # the run's CPU and definition
+    assert series[0] == series[2] != series[1] and "Intel Xeon" in series[1]
+    key = next(iter(runs[0]["ratios"]))
+    ctx = SimpleNamespace(writer=SimpleNamespace(save=lambda fig, *_: fig))
+    fig = _history_figure(ctx, runs, [key], {key: 0.6})
+    lines = {line.get_label(): list(line.get_xdata()) for line in fig.axes[0].get_lines()}
+    assert lines[f"median: {runs[0]['series']}"] == [0, 2]  # the AMD runs, skipping the Intel one
+    assert lines[f"median: {runs[1]['series']}"] == [1]
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ The history view reads every stored run under ``<bench dir>/history/`` (pytest-b
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -276,7 +277,8 @@ def benchmarks(ctx: Context) -> Section:
 def stored_runs(history: Path) -> list[dict]:
     """Every stored run under ``history`` (any depth), oldest first.
 
-    Each: ``datetime``, ``commit`` (10 hex digits, ``+`` if dirty), ``mode``, ``path`` and
+    Each: ``datetime``, ``commit`` (10 hex digits, ``+`` if dirty), ``mode``, ``path``,
+    ``series`` (CPU model and ratio definition: runs whose ratios can be set side by side) and
     ``ratios`` ``{(benchmark name, metric): (median, q1, q3)}``; ``targets`` ``{key: goal}``.
     """
     runs = []
@@ -299,12 +301,20 @@ def stored_runs(history: Path) -> list[dict]:
                 "commit": str(commit.get("id") or "?")[:10] + ("+" if commit.get("dirty") else ""),
                 "mode": str(data.get("mode") or "full"),
                 "busy": as_dict(data.get("noise")).get("competing_processes") or 0,
+                "series": _series(data),
                 "path": path,
                 "ratios": ratios,
                 "targets": targets,
             }
         )
     return sorted(runs, key=lambda r: r["datetime"])
+
+
+def _series(data: dict) -> str:
+    """A run's CPU model (short) and ratio definition: a fraction of the CPU's own GEMM ceiling
+    differs by CPU, so runs of two CPUs are two series, never one line."""
+    model = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b.*|\s+(?=\s)", "", benchcompare.cpu(data))
+    return f"{model.strip() or 'unknown CPU'}, definition {benchcompare.definition(data)}"
 
 
 def history(ctx: Context, s: Section) -> None:
@@ -327,6 +337,7 @@ def history(ctx: Context, s: Section) -> None:
             run["datetime"][:16].replace("T", " "),
             run["commit"],
             run["mode"] + (f", +{run['busy']} busy" if run["busy"] else ""),
+            run["series"],
             f"{name} {metric}",
             *run["ratios"][name, metric],
             goals[name, metric],
@@ -342,6 +353,7 @@ def history(ctx: Context, s: Section) -> None:
                 ("run (UTC)", "text"),
                 ("commit", "text"),
                 ("mode", "text"),
+                ("CPU, ratio definition", "text"),
                 ("ratio", "text"),
                 ("median", "f3"),
                 ("q1", "f3"),
@@ -349,8 +361,11 @@ def history(ctx: Context, s: Section) -> None:
                 ("target", "f3"),
             ],
             rows,
-            {i for i, row in enumerate(rows) if row[6] < row[7]},
-            note="Bold: the upper quartile is below the target (a miss in that run).",
+            {i for i, row in enumerate(rows) if row[7] < row[8]},
+            note=(
+                "Bold: the upper quartile is below the target (a miss in that run). A ratio is a "
+                "fraction of the CPU's own GEMM ceiling: compare runs of one CPU and definition."
+            ),
         )
     )
     if headline:
@@ -358,7 +373,8 @@ def history(ctx: Context, s: Section) -> None:
 
 
 def _history_figure(ctx: Context, runs: list[dict], headline: list, goals: dict):
-    """One panel per headline ratio: the median per stored run, its IQR band, the target."""
+    """One panel per headline ratio: the median per stored run, its IQR band, the target; one
+    line per series (CPU and ratio definition), so runs of two CPUs are never joined."""
     fig = Figure(figsize=(9, 2.4 * len(headline)), layout="constrained")
     axes = fig.subplots(len(headline), 1, squeeze=False)[:, 0]
     labels = [
@@ -367,10 +383,17 @@ def _history_figure(ctx: Context, runs: list[dict], headline: list, goals: dict)
         for r in runs
     ]
     for ax, (name, metric) in zip(axes, headline, strict=True):
-        xs = [i for i, r in enumerate(runs) if (name, metric) in r["ratios"]]
-        med, q1, q3 = zip(*(runs[i]["ratios"][name, metric] for i in xs), strict=True)
-        ax.fill_between(xs, q1, q3, alpha=0.3, label="q1–q3 (IQR over rounds)")
-        ax.plot(xs, med, "o-", label="median")
+        for series in dict.fromkeys(r["series"] for r in runs):
+            xs = [
+                i
+                for i, r in enumerate(runs)
+                if r["series"] == series and (name, metric) in r["ratios"]
+            ]
+            if not xs:
+                continue
+            med, q1, q3 = zip(*(runs[i]["ratios"][name, metric] for i in xs), strict=True)
+            (line,) = ax.plot(xs, med, "o-", label=f"median: {series}")
+            ax.fill_between(xs, q1, q3, alpha=0.25, color=line.get_color())
         ax.axhline(goals[name, metric], color="k", linestyle="--", linewidth=1, label="target")
         ax.set_title(f"{name}: {metric}", fontsize=9)
         ax.set_ylabel("ratio")
@@ -381,7 +404,8 @@ def _history_figure(ctx: Context, runs: list[dict], headline: list, goals: dict)
         fig,
         "bench-history",
         "Benchmark history: headline ratios by run",
-        "Median per stored run with its interquartile band over rounds; dashed: the target.",
+        "Median per stored run with its interquartile band over rounds, one line per CPU and "
+        "ratio definition; dashed: the target.",
     )
 
 
