@@ -349,8 +349,7 @@ def estimate(profile: str, seeds: tuple[int, ...] | None, workers: int) -> tuple
     from mnist_suite.jobs import all_jobs, get_job
 
     items = build_plan(list(all_jobs()), profile=profile, seeds=seeds)
-    column = 0 if profile == "quick" else 1
-    seconds = sum(get_job(i.job).seconds[column] for i in items)
+    seconds = sum(get_job(i.job).expected_seconds(i.cell, i.profile) for i in items)
     return len(items), seconds / 60 / workers
 
 

@@ -4,7 +4,7 @@ With W workers, a long item started last leaves W - 1 workers idle while it runs
 first, the short ones fill in around it. An item's expected seconds are the median item time
 (``item_seconds``, else ``wall_seconds``) of the finished runs of its job, cell and profile in
 the runs folder, whatever their seed or code; an item never run before takes its job's
-estimate. Ties keep the plan's order.
+estimate for its cell. Ties keep the plan's order.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def expected_seconds(items: list[WorkItem], runs: Path) -> dict[int, float]:
     recorded = recorded_seconds(runs, {item.job for item in items})
     expected = {}
     for item in items:
-        estimate = get_job(item.job).seconds[0 if item.profile == "quick" else 1]
+        estimate = get_job(item.job).expected_seconds(item.cell, item.profile)
         expected[item.index] = recorded.get((item.job, item.cell, item.profile), estimate)
     return expected
 

@@ -38,6 +38,19 @@ def test_recorded_times_order_the_plan_and_estimates_fill_in(tmp_path):
     assert order == [(job, seed) for job in ranked for seed in (0, 1)]  # ties keep plan order
 
 
+def test_a_long_cell_without_records_starts_before_its_shorter_siblings(tmp_path):
+    """A job's cells need not take alike: a cell's own estimate orders it among the others."""
+    from mnist_suite.jobs import get_job
+
+    ae = get_job("ae")
+    long_cells = {c for c, (_, full) in ae.cell_seconds.items() if full > ae.seconds[1]}
+    assert long_cells, "ae's deep cells train several times as many epochs as the others"
+    items = build_plan(["ae"], profile="full", seeds=(0,))
+    order = [i.cell for i in longest_first(items, tmp_path)]
+    assert set(order[: len(long_cells)]) == long_cells
+    assert order[len(long_cells) :] == [i.cell for i in items if i.cell not in long_cells]
+
+
 def test_the_overhead_table_splits_first_and_warm_items(tmp_path):
     items = build_plan(["softmax", "sgd-original"], profile="quick", seeds=(0, 1, 2))
     for item in items:

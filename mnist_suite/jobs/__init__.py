@@ -48,9 +48,12 @@ class Job:
     # runs one). 5 by default; the grid and long jobs may use fewer, never under 2.
     seed_count: int = 5
     dev_note: str = ""  # how the job holds out data for choices, when it is not the dev split
-    # Rough wall seconds per item (quick, full profile) on one core: estimates before any run of
-    # the item is recorded.
+    # Rough wall seconds per item (quick, full profile) on one core of a 2-core x86-64 VM, warm
+    # (the median of a suite's runs): estimates before any run of the item is recorded.
     seconds: tuple[float, float] = (10.0, 60.0)
+    # The cells far from ``seconds`` (cell -> (quick, full)): a pool starts the longest first,
+    # so one long cell under its job's estimate is started late and ends the batch alone.
+    cell_seconds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -59,6 +62,11 @@ class Job:
             raise ValueError(
                 f"{self.name}: seed_count={self.seed_count} must be >= 2 (a spread needs two)"
             )
+
+    def expected_seconds(self, cell: str, profile: str) -> float:
+        """Rough wall seconds of one item of ``cell`` (before any run of it is recorded)."""
+        quick, full = self.cell_seconds.get(cell, self.seconds)
+        return quick if profile == "quick" else full
 
     @property
     def faithful(self) -> bool:

@@ -470,7 +470,7 @@ def train_ae(cfg: AeConfig, run) -> dict:
 register(
     Job(
         name="pca",
-        seconds=(3.0, 15.0),
+        seconds=(3.0, 3.0),
         summary="PCA on z-scored MNIST (original: ratios 0.0970/0.0709); test MSE, FVU at k=2..128",
         config=PcaConfig,
         train=train_pca,
@@ -486,7 +486,7 @@ register(
 register(
     Job(
         name="ae-original",
-        seconds=(20.0, 140.0),
+        seconds=(20.0, 20.0),
         summary="the original's three Keras AEs as trained (z-score, SGD 0.1, 10 epochs; val MSE)",
         config=AeOriginalConfig,
         train=train_ae_original,
@@ -506,7 +506,8 @@ register(
 register(
     Job(
         name="ae",
-        seconds=(20.0, 110.0),
+        seconds=(20.0, 30.0),
+        cell_seconds={"deep-32": (20.0, 175.0), "denoising-128": (20.0, 55.0)},
         summary="linear/deep/denoising AEs in pixel units (Adam, cosine) against PCA at same k",
         config=AeConfig,
         train=train_ae,

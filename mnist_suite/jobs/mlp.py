@@ -547,7 +547,7 @@ def train_mlp(cfg: MlpConfig, run) -> dict:
 register(
     Job(
         name="mlp-original",
-        seconds=(3.0, 10.0),
+        seconds=(3.0, 3.0),
         summary="original scratch MLP 784-10-10: uniform init, sum NLL, SGD 1e-3 (≈92.5%)",
         config=MlpOriginalConfig,
         train=train_mlp_original,
@@ -558,7 +558,7 @@ register(
 register(
     Job(
         name="mlp",
-        seconds=(5.0, 275.0),
+        seconds=(5.0, 155.0),
         summary="best NumPy MLP 784-800-800-10 with elastic+affine distortions (≤ 5 min)",
         config=MlpConfig,
         train=train_mlp,
@@ -569,7 +569,7 @@ register(
 register(
     Job(
         name="mlp-fast",
-        seconds=(5.0, 64.0),
+        seconds=(5.0, 32.0),
         summary="fast NumPy MLP 784-512-256-10: Nesterov, cosine+warm-up, shifts (≈ 99.0%, 40 s)",
         config=MlpFastConfig,
         train=train_mlp,
@@ -580,7 +580,7 @@ register(
 register(
     Job(
         name="mlp-sprint",
-        seconds=(3.0, 12.0),
+        seconds=(3.0, 10.0),
         summary="sprint to 98% dev: mlp-fast's 784-512-256-10, no augmentation, 6 epochs (≈ 8 s)",
         config=MlpSprintConfig,
         train=train_mlp,

@@ -275,7 +275,7 @@ def train_grid_cell(cfg: SgdConfig, run) -> dict:
 register(
     Job(
         name="sgd-original",
-        seconds=(15.0, 40.0),
+        seconds=(15.0, 5.0),
         summary="original TF GradientTape SGD, 784-32-32-10, lr 0.01, batch 32, 5 epochs (96.08%)",
         config=SgdConfig,
         train=train_sgd,
@@ -288,7 +288,7 @@ register(
 register(
     Job(
         name="sgd-lr-sweep",
-        seconds=(15.0, 25.0),
+        seconds=(15.0, 3.0),
         summary="original's 1-epoch lr sweep 0.1/0.01/0.001, sum loss, every batch loss kept",
         config=SweepConfig,
         train=train_sgd,
@@ -307,7 +307,7 @@ register(
 register(
     Job(
         name="sgd-grid",
-        seconds=(15.0, 33.0),
+        seconds=(15.0, 10.0),
         summary="lr x batch {32,128,512} x net grid, 10 epochs each, mean loss, TB HParams",
         config=GridConfig,
         train=train_grid_cell,

@@ -212,7 +212,7 @@ def train_softmax(cfg: SoftmaxConfig, run) -> dict:
 register(
     Job(
         name="softmax-original",
-        seconds=(3.0, 15.0),
+        seconds=(3.0, 5.0),
         summary="original NumPy linear softmax: per-sample SGD, 1 epoch, z-scored (80.1%)",
         config=SoftmaxOriginalConfig,
         train=train_softmax_original,
@@ -224,7 +224,7 @@ register(
 register(
     Job(
         name="softmax",
-        seconds=(3.0, 20.0),
+        seconds=(3.0, 3.0),
         summary="linear softmax done right: mini-batch momentum SGD, cosine schedule, dev split",
         config=SoftmaxConfig,
         train=train_softmax,
