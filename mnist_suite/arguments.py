@@ -90,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_data(_command(sub, "data", "fetch and verify MNIST; print the source and cache path"))
-    _command(sub, "list", "list the jobs, one line each")
+    p = _command(sub, "list", "list the jobs, one line each")
+    p.add_argument(
+        "--code",
+        action="store_true",
+        help="print each job's code fingerprint (what its runs record) instead",
+    )
     p = _command(sub, "cells", "list a job's cells with their index")
     p.add_argument("job")
     add_arguments(p, batch.Selection, only=("profile", "overrides"))

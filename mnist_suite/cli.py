@@ -42,6 +42,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     jobs = all_jobs()
     width = max(map(len, jobs), default=0)
+    if args.code:
+        # What a launcher asks an image: the code each job would run there.
+        from mnist_suite.fingerprint import of_job
+
+        for name, job in jobs.items():
+            print(f"{name:<{width}}  {of_job(job)}")
+        return 0
     for name, job in jobs.items():
         print(f"{name:<{width}}  {job.summary}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,7 +11,9 @@ import time
 
 import pytest
 
+from mnist_suite.errors import SuiteError
 from mnist_suite.files import read_json_object as read_json
+from mnist_suite.jobs import all_jobs
 from mnist_suite.launch import LaunchOptions, container
 from mnist_suite.plan import build_plan
 from mnist_suite.plan import run_dir as run_path_of
@@ -70,10 +73,15 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def engine() -> str:
-    """The engine, with every image present (built from the lock files if missing)."""
+    """The engine, with every image present and of this checkout's code (built if not)."""
     missing = [
         f for f in container.FLAVOURS if not container.image_exists(ENGINE, container.image_name(f))
     ]
+    for flavour in sorted(set(container.FLAVOURS) - set(missing) - {"bench"}):
+        try:
+            container.check_image_code(ENGINE, flavour, set(all_jobs()))
+        except SuiteError:
+            missing.append(flavour)
     if missing:
         images.build_images(ENGINE, missing)
     return ENGINE
@@ -212,6 +220,26 @@ def test_job_runs_in_its_image_records_it_and_is_skipped_when_done(engine, tmp_p
 
     assert _launch(engine, items, runs) == {0: 0}  # skipped: by the pool, or in the container
     assert read_json(run_dir / "status.json")["ended_at"] == ended
+
+
+def test_an_image_of_other_code_is_refused_and_a_stray_record_is_no_success(
+    engine, tmp_path, monkeypatch
+):
+    """The launcher plans each run folder from its code, the worker writes it from the image's:
+    other code is refused before anything starts, and "done" elsewhere is a failure."""
+    from mnist_suite import fingerprint
+
+    code = container.image_code(engine, container.image_name("numpy"))
+    assert code["softmax"] == fingerprint.for_job_name("softmax")  # the image is this checkout
+    items = build_plan(["softmax"], profile="quick")
+    # As if planned from other code: the worker records the run where its own code puts it.
+    moved = [dataclasses.replace(items[0], run_id=items[0].run_id + "x")]
+    assert _launch(engine, moved, tmp_path / "runs") == {0: 1}
+    assert (run_path_of(tmp_path / "runs", items[0]) / "metrics.json").is_file()
+    monkeypatch.setattr(fingerprint, "for_job_name", lambda name: "0" * 12)
+    with pytest.raises(SuiteError, match=r"runs other code than this checkout \(softmax: "):
+        _launch(engine, items, tmp_path / "again")
+    assert not (tmp_path / "again" / "softmax").exists()
 
 
 def test_two_workers_share_one_runs_folder(engine, tmp_path):

@@ -125,6 +125,57 @@ def image_id(engine: str, image: str) -> str:
     return digest if digest.startswith("sha256:") else f"sha256:{digest}"
 
 
+# `run`'s own exit codes (Docker and Podman): the engine failed, or the command could not start.
+ENGINE_FAILURES = (125, 126, 127)
+
+
+def image_code(engine: str, image: str) -> dict[str, str]:
+    """Each job's code fingerprint as ``image`` runs it (``mnist-suite list --code`` there).
+
+    SuiteError, in one line, when the image cannot say (an image of code without the option).
+    """
+    argv = [engine, "run", "--rm", "--network", "none", "--read-only", image, "list", "--code"]
+    try:
+        found = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SuiteError(f"image {image}: could not ask it for its code ({exc})") from None
+    code = {}
+    for line in found.stdout.splitlines():
+        name, _, fingerprint = line.partition(" ")
+        if name and fingerprint.strip():
+            code[name] = fingerprint.strip()
+    if found.returncode != 0 or not code:
+        said = (found.stderr.strip().splitlines() or [""])[-1][:200]
+        if found.returncode in ENGINE_FAILURES:  # the engine could not start the container
+            raise SuiteError(f"image {image}: {Path(engine).name} could not start it: {said}")
+        raise SuiteError(
+            f"image {image} does not report its code (`mnist-suite list --code` exited "
+            f"{found.returncode}{': ' + said if said else ''}): rebuild it with `nox -s image`"
+        )
+    return code
+
+
+def check_image_code(engine: str, flavour: str, jobs: set[str]) -> None:
+    """Refuse, in one line, an image whose code for ``jobs`` is not this checkout's.
+
+    The launcher plans each item's run folder from its own code and the worker in the image
+    writes it from the image's: with other code there, every item would end "done" in a folder
+    the launcher never looks at. So the two must agree before anything starts.
+    """
+    from mnist_suite.fingerprint import for_job_name
+
+    image = image_name(flavour)
+    theirs = image_code(engine, image)
+    for job in sorted(jobs):
+        ours = for_job_name(job)
+        if theirs.get(job) != ours:
+            raise SuiteError(
+                f"image {image} runs other code than this checkout ({job}: "
+                f"{theirs.get(job, 'no such job')} there, {ours} here): rebuild it with "
+                "`nox -s image`, or run with --local"
+            )
+
+
 # --- one container -------------------------------------------------------------------------
 
 
@@ -322,6 +373,7 @@ class ContainerLauncher(LocalLauncher):
         for flavour in flavours:
             if not image_exists(engine, image_name(flavour)):
                 raise SuiteError(f"no image {image_name(flavour)}: build it with `nox -s image`")
+            check_image_code(engine, flavour, {i.job for i in items if i.flavour == flavour})
         runs = Path(options.runs)
         runs.mkdir(parents=True, exist_ok=True)
         data = Path(options.data) if options.data is not None else host_data()

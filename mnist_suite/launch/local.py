@@ -374,6 +374,8 @@ class LocalLauncher:
                     codes[index] = code
                     if self._finished(item, worker, code, began, options, logs, attempt):
                         codes[index] = 0  # held elsewhere: not a failure of this pool
+                    elif code == 0 and _recorded_run(options, item) is None:
+                        codes[index] = 1  # "done" with nothing where the plan looks: not done
                 self.progress.tick()
                 time.sleep(POLL_SECONDS)
         except Stopped as exc:
@@ -470,6 +472,9 @@ class LocalLauncher:
             self.progress.held(item, f"{run.state} by pid {run.status.get('pid')} there")
             return True
         state = "missing" if run is None else run.state
+        if run is None and code == 0:
+            # The worker recorded the run elsewhere: it planned the folder from other code.
+            state = f"no run record at {run_dir(options.runs, item)} (a worker of other code?)"
         if run is not None and code == 0 and not self.ran(run, worker, attempt):
             state += ", skipped"
         block = _block(log_path(logs, item), attempt.offset)
