@@ -166,7 +166,9 @@ def test_uncommitted_changes_are_not_part_of_head_and_that_is_said(repo):
 def test_an_interrupted_compare_resumes_without_redoing_finished_runs(repo):
     edit(repo, "jobs/softmax.py", "lr: float = 0.5", "lr: float = 0.4")
     commit(repo, "lr 0.4")
-    args = ("base", "HEAD", "--jobs", "softmax", "--seeds", "0-2", *TINY)
+    # Twelve tiny runs (about half a second each): the interrupt, sent once the first is done,
+    # lands while most are still to make, however fast the machine.
+    args = ("base", "HEAD", "--jobs", "softmax", "--seeds", "0-5", *TINY)
     child = compare(repo, *args, wait=False)
     deadline = time.monotonic() + 300
     while not runs_made(repo) and time.monotonic() < deadline:
@@ -182,5 +184,5 @@ def test_an_interrupted_compare_resumes_without_redoing_finished_runs(repo):
     assert finished
     code, _, err = compare(repo, *args)
     assert code == 0, err
-    assert len(runs_made(repo)) == 6
+    assert len(runs_made(repo)) == 12
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # not run again
