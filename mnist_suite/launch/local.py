@@ -371,11 +371,7 @@ class LocalLauncher:
                         )
                         queue.insert(0, item)
                         continue
-                    codes[index] = code
-                    if self._finished(item, worker, code, began, options, logs, attempt):
-                        codes[index] = 0  # held elsewhere: not a failure of this pool
-                    elif code == 0 and _recorded_run(options, item) is None:
-                        codes[index] = 1  # "done" with nothing where the plan looks: not done
+                    codes[index] = self._finished(item, worker, code, began, options, logs, attempt)
                 self.progress.tick()
                 time.sleep(POLL_SECONDS)
         except Stopped as exc:
@@ -457,20 +453,22 @@ class LocalLauncher:
         status = run.status
         return status.get("pid") == worker.pid and status.get("host") == socket.gethostname()
 
-    def _finished(self, item, worker, code, began, options, logs, attempt) -> bool:
-        """Report a finished attempt; True if it found the item held by another pool."""
+    def _finished(self, item, worker, code, began, options, logs, attempt) -> int:
+        """Report a finished attempt; the item's code for this pool: 0 when it found the item
+        held by another pool (not a failure of this one), 1 when it exited 0 without a record
+        where the plan looks (not done), else the worker's."""
         from mnist_suite.runs import FINAL_STATES
 
         if code == 1 and (holder := live_holder(run_dir(options.runs, item))):
             # Our attempt has ended and released its claim: a live one is another pool's.
             self.progress.held(item, f"claimed by {holder.describe()}")
-            return True
+            return 0
         run = _recorded_run(options, item)
         finished_there = run is not None and run.state in FINAL_STATES
         if code == 1 and finished_there and not self.ran(run, worker, attempt):
             # Held by the other pool when our attempt looked; finished by it since.
             self.progress.held(item, f"{run.state} by pid {run.status.get('pid')} there")
-            return True
+            return 0
         state = "missing" if run is None else run.state
         if run is None and code == 0:
             # The worker recorded the run elsewhere: it planned the folder from other code.
@@ -482,7 +480,7 @@ class LocalLauncher:
         if code not in EXIT_RESULTS:
             for line in block[-3:]:
                 self.echo(f"    {printable(line)}")
-        return False
+        return 1 if run is None and code == 0 else code
 
     @staticmethod
     def _stop(pool: list[WarmWorker]) -> None:
