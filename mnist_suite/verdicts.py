@@ -8,8 +8,9 @@ The terminal, the report and JSON say a verdict with these words and no others.
   compared at all: :data:`MISSING`, :data:`DIVERGED`, :data:`OUTDATED`,
   :data:`DEFINITION_ERROR`.
 - A benchmark target: :data:`MET`, :data:`MISSED`, :data:`UNSTABLE`.
-- An original project's single figure against our runs: :data:`CONSISTENT`,
-  :data:`NOT_CONSISTENT`.
+- An original project's single figure against our runs, by its predictive p-value
+  (:func:`original`): :data:`CONSISTENT`, :data:`BORDERLINE`, :data:`NOT_CONSISTENT`, and
+  :data:`NO_INTERVAL` when one run of ours gives no spread to judge by.
 
 Standard library only: ``bench/compare.py`` and ``bench/conftest.py`` use it too.
 """
@@ -30,7 +31,32 @@ DEFINITION_ERROR = "definition error"
 FAILING = (WORSE, MISSING, DIVERGED, OUTDATED, DEFINITION_ERROR)
 
 MET, MISSED = "met", "missed"
-CONSISTENT, NOT_CONSISTENT = "consistent", "not consistent"
+CONSISTENT, BORDERLINE, NOT_CONSISTENT = "consistent", "borderline", "not consistent"
+NO_INTERVAL = "no interval"
+# The p-values that part them: below 0.05 the original's run is one ours would give less than
+# once in twenty; from 0.05 to 0.1 too close to that line to call it either way.
+CONSISTENT_P, BORDERLINE_P = 0.1, 0.05
+
+
+def original(p: float) -> str:
+    """An original's figure against our runs from its two-sided predictive p-value
+    (:func:`mnist_suite.originals.predictive_p`): ``consistent`` from 0.1, ``borderline`` from
+    0.05, ``not consistent`` below."""
+    if p >= CONSISTENT_P:
+        return CONSISTENT
+    return BORDERLINE if p >= BORDERLINE_P else NOT_CONSISTENT
+
+
+def p_text(p: float) -> str:
+    """A p-value as the report, the terminal and the README print it: two significant digits
+    (``0.050``, ``0.0015``), more where two would round it across a verdict's line (0.09996 is
+    borderline, not "0.10"); ``<0.0001`` below that."""
+    if p < 1e-4:
+        return "<0.0001"
+    digits = 2
+    while original(float(f"{p:.{digits}g}")) != original(p):
+        digits += 1
+    return f"{p:#.{digits}g}"
 
 
 def target(ratio: dict | None, value: float | None, goal: float) -> str | None:

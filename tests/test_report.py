@@ -622,7 +622,7 @@ def test_the_reference_report_validates_against_the_schema():
 
 def test_the_glance_table_says_what_it_compares():
     """Profile and non-default config named; ÷ PCA and ÷ noisy input apart; no ratio over a
-    near-zero MSE; originals judged by the prediction interval for one run."""
+    near-zero MSE; originals judged by their predictive p-value."""
     from mnist_suite.jobs import all_jobs
     from mnist_suite.report.headline import markdown_table, non_default
 
@@ -633,7 +633,10 @@ def test_the_glance_table_says_what_it_compares():
     table = markdown_table(results)
     rows = {line.split("|")[1].strip(" `"): line for line in table.splitlines()[2:] if "|" in line}
     assert "÷ PCA | ÷ noisy input" in table and "1380" not in table
-    assert "| consistent |" in rows["mlp-original"] and "| consistent |" in rows["sgd-original"]
+    # The committed rows carry no p-value: judged again from their n, mean and interval.
+    assert "| borderline (p=0.092) |" in rows["mlp-original"]
+    assert "| consistent (p=0.20) |" in rows["sgd-original"]
+    assert "| not consistent (p=0.0015) |" in rows["ae-original/denoising"]
     assert "All rows: full profile, default config." in table
 
 

@@ -166,6 +166,7 @@ def test_runner_writes_job_cell_hparams_but_not_the_seed_for_every_job(tmp_path)
 
 def test_every_job_declares_what_the_report_and_the_suite_need():
     from mnist_suite.jobs import all_jobs
+    from mnist_suite.originals import Original
 
     jobs = all_jobs()
     for job in jobs.values():
@@ -173,6 +174,11 @@ def test_every_job_declares_what_the_report_and_the_suite_need():
         assert job.improves_on is None or jobs[job.improves_on].faithful
         assert job.default_seeds("quick") == (0,)
         assert len(job.default_seeds("full")) == job.seed_count >= 2
-    assert jobs["sgd-original"].original_figure("test_accuracy") == 0.9608
-    assert jobs["ae-original"].original_figure("test_mse", "wide") == 0.5695
+    assert jobs["sgd-original"].printed("test_accuracy") == "96.08%"
+    assert jobs["ae-original"].printed("test_mse", "wide") == "0.5695"
+    # Every original figure reads as a number with its printed precision (mnist_suite.originals).
+    for job in jobs.values():
+        for key, text in job.original_figures.items():
+            found = Original.parse(text, job.name)
+            assert found.value > 0 and (found.precision or 0) >= 0, (job.name, key)
     assert jobs["mlp"].improves_on == "mlp-original" and not jobs["mlp"].faithful

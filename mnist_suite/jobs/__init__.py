@@ -40,9 +40,11 @@ class Job:
     cells: Callable[[Any], list[tuple[str, Any]]] | None = None
     uses_tensorflow: bool = False
     family: str = "classifier"  # classifier | reconstruction: which report section reads it
-    # The original's printed figures this job reproduces: metric -> value, or "cell:metric" for a
-    # batch job (fractions for accuracies, the original's units for losses). Empty: not faithful.
-    original_figures: dict[str, float] = field(default_factory=dict)
+    # The original's printed figures this job reproduces: metric -> the figure as printed, or
+    # "cell:metric" for a batch job ("96.08%" for an accuracy, "0.6313" in the original's units
+    # for a loss; its digits are its precision, "about 92.5%" where the source gives none:
+    # mnist_suite.originals). Empty: not faithful.
+    original_figures: dict[str, str] = field(default_factory=dict)
     improves_on: str | None = None  # the faithful job this one does better
     # Seeds the full profile of the suite runs when --seeds is not given (the quick profile
     # runs one). 5 by default; the grid and long jobs may use fewer, never under 2.
@@ -73,8 +75,8 @@ class Job:
         """Reproduces an original experiment as it was run (its split, its recipe)."""
         return bool(self.original_figures)
 
-    def original_figure(self, metric: str, cell: str = "") -> float | None:
-        """The original's printed ``metric`` (of ``cell`` for a batch job), or None."""
+    def printed(self, metric: str, cell: str = "") -> str | None:
+        """The original's ``metric`` (of ``cell`` for a batch job) as it printed it, or None."""
         figures = self.original_figures
         return figures.get(f"{cell}:{metric}" if cell else metric, figures.get(metric))
 

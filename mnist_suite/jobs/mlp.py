@@ -552,7 +552,8 @@ register(
         config=MlpOriginalConfig,
         train=train_mlp_original,
         quick={"iterations": 1000},
-        original_figures={"test_accuracy": 0.925},
+        # The saved weights scored on the standard test set, given as "about" (no precision).
+        original_figures={"test_accuracy": "about 92.5%"},
     )
 )
 register(

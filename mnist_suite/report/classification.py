@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from mnist_suite.originals import original_figure, verdict_text
+from mnist_suite.originals import RULE, Judgement, judge, original, original_figure
 from mnist_suite.report import figures
 from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, missing_note, registry
@@ -55,13 +55,13 @@ def headline_groups(ctx: Context) -> list[tuple[str, Group | None, object]]:
     return rows
 
 
-def original_verdict(job, g: Group | None, metric: str) -> str:
-    """Is the original's printed figure (one run) consistent with ours: inside the 95%
-    prediction interval for one run, or within its documented tolerance (faithful jobs only)?"""
-    value = job.original_figure(metric) if job is not None else None
-    if value is None or g is None:
-        return ""
-    return verdict_text(value, g.summary(metric), metric)
+def original_verdict(job, g: Group | None, metric: str) -> Judgement | None:
+    """Is the original's printed figure (one run) consistent with ours
+    (:func:`mnist_suite.originals.judge`; faithful jobs only)? None without a figure or runs."""
+    found = original(job.name, metric) if job is not None else None
+    if found is None or found.job != job.name or g is None:
+        return None
+    return judge(found, g.summary(metric))
 
 
 def classification(ctx: Context) -> Section:
@@ -73,9 +73,7 @@ def classification(ctx: Context) -> Section:
         "95% confidence interval of the mean (Student t), min, max and MLPerf's trimmed mean "
         "(best and worst of five or more runs dropped). Every choice (epoch, grid point) is made "
         "on the dev split; the test set is read once per run. Faithful jobs are checked "
-        f"against the original's printed figure (source: {SOURCE}), one unseeded run: is it "
-        "consistent with ours (inside the 95% prediction interval for one run, mean ± t·sd·"
-        "√(1 + 1/n), or within its documented tolerance)? "
+        f"against the original's printed figure (source: {SOURCE}), one unseeded run. {RULE} "
         "Improved jobs show the difference from the original experiment they improve on.",
     )
     entries = headline_groups(ctx)
@@ -83,6 +81,7 @@ def classification(ctx: Context) -> Section:
     for label, g, job in entries:
         test = g.summary("test_accuracy") if g else None
         seed, original_job = original_figure(job.name, "test_accuracy")
+        judged = original_verdict(job, g, "test_accuracy")
         rows.append(
             [
                 label,
@@ -97,7 +96,8 @@ def classification(ctx: Context) -> Section:
                 median_spread(g.values("wall_seconds"))[0] if g else None,
                 seed,
                 original_job,
-                original_verdict(job, g, "test_accuracy") if original_job == job.name else "",
+                judged.p if judged else None,
+                judged.text if judged else "",
                 None if seed is None or not test or test.mean is None else test.mean - seed,
             ]
         )
@@ -120,6 +120,7 @@ def classification(ctx: Context) -> Section:
                 ("wall (s, median)", "f2"),
                 ("original's figure", "pct"),
                 ("original experiment", "text"),
+                ("p", "p"),
                 ("original vs ours (one-run interval)", "text"),
                 ("Δ mean vs original", "pp"),
             ],

@@ -10,6 +10,7 @@ from typing import Any
 
 from mnist_suite.report.collect import number
 from mnist_suite.text import markdown, printable
+from mnist_suite.verdicts import p_text
 
 
 def fmt(value: Any, kind: str = "text") -> str:
@@ -18,8 +19,9 @@ def fmt(value: Any, kind: str = "text") -> str:
     kind: ``text``; ``pct`` (fraction -> 92.51%); ``pp`` (fraction difference -> +1.23 pp);
     ``f4``/``f3``/``f2`` (fixed decimals); ``g`` (4 significant digits); ``int``;
     ``t`` (a time: 12,345 or 9.61); ``x`` (ratio -> 3.1x); ``±pct`` (half-width of a
-    fraction's interval -> ± 0.12 pp); ``±f4`` (half-width -> ± 0.0012); ``cell`` (the value
-    is a ``(value, kind)`` pair: rows of one column in different units).
+    fraction's interval -> ± 0.12 pp); ``±f4`` (half-width -> ± 0.0012); ``p`` (a p-value ->
+    0.050, :func:`mnist_suite.verdicts.p_text`); ``cell`` (the value is a ``(value, kind)``
+    pair: rows of one column in different units).
     """
     if kind == "cell":  # a column whose rows differ in kind: the cell is (value, kind)
         return fmt(*value) if isinstance(value, tuple | list) else fmt(value)
@@ -44,6 +46,8 @@ def fmt(value: Any, kind: str = "text") -> str:
         return f"± {100 * x:.2f} pp"
     if kind == "±f4":
         return f"± {x:.4f}"
+    if kind == "p":
+        return p_text(x)
     return f"{x:.4g}"
 
 

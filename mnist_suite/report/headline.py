@@ -3,8 +3,8 @@ the figures came from; and the same figures as named records for ``results.json`
 
 A row is a group of runs over seeds (:mod:`mnist_suite.report.replicates`): its profile and any
 non-default config, ours as mean, 95% interval and n, the original project's printed figure
-beside it and whether it is consistent with ours (:mod:`mnist_suite.originals`: the prediction
-interval for one run), and for classifiers the median seconds to 98% dev accuracy.
+beside it, its predictive p-value against ours and the verdict (:mod:`mnist_suite.originals`),
+and for classifiers the median seconds to 98% dev accuracy.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from mnist_suite import summary
-from mnist_suite.originals import original_figure, verdict_text
+from mnist_suite import summary, verdicts
+from mnist_suite.originals import RULE, SOURCE, Judgement, Original, judge, original
 from mnist_suite.report.classification import headline_groups
 from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, non_default, registry
@@ -48,12 +48,13 @@ def _ratio(g: Group, numerator: str, denominator: str) -> float | None:
     return g.summary(numerator).mean
 
 
-def _row(label: str, g: Group | None, metric: str, kind: str, original: float | None) -> list:
+def _row(label: str, g: Group | None, metric: str, kind: str, found: Original | None) -> list:
     s = g.summary(metric) if g else None
     over_pca = over_noisy = None
     if g and metric in (RECONSTRUCTION[0], "test_mse"):
         over_pca = _ratio(g, "mse_vs_pca", pca_denominator(g))
         over_noisy = _ratio(g, "denoised_vs_noisy", "noisy_mse_pixels")
+    judged = judge(found, s) if found and s else None
     return [
         label,
         runs_as(g),
@@ -61,8 +62,9 @@ def _row(label: str, g: Group | None, metric: str, kind: str, original: float | 
         s.n if s else 0,
         s.mean if s else None,
         s.half_width if s else None,
-        original,
-        verdict_text(original, s, metric) if g else "missing",
+        found.value if found else None,
+        judged.p if judged else None,
+        judged.text if judged else "" if g else verdicts.MISSING,
         over_pca,
         over_noisy,
         time_to_target(g.done, SPRINT_TARGET) if g and metric == ACCURACY[0] else None,
@@ -70,7 +72,7 @@ def _row(label: str, g: Group | None, metric: str, kind: str, original: float | 
     ]
 
 
-def _listed_row(label: str, g: Group, key: str, original: float) -> list:
+def _listed_row(label: str, g: Group, key: str, found: Original) -> list:
     """A row for ``key`` = ``<metric>_<i>``: item i (from 1) of a list-valued metric."""
     name, _, index = key.rpartition("_")
     values = []
@@ -79,24 +81,29 @@ def _listed_row(label: str, g: Group, key: str, original: float) -> list:
         ok = index.isdigit() and isinstance(listed, list) and 0 < int(index) <= len(listed)
         values.append(number(listed[int(index) - 1]) if ok else None)
     s = summarize(values)
-    verdict = verdict_text(original, s, key)
-    row = [label, runs_as(g), key, s.n, s.mean, s.half_width, original, verdict]
+    judged = judge(found, s)
+    row = [label, runs_as(g), key, s.n, s.mean, s.half_width, found.value, judged.p, judged.text]
     return [*row, None, None, None, "f4"]
 
 
 def answer_rows(ctx: Context) -> list[list]:
-    """[job, runs as, metric, n, mean, ±, original, consistent?, ÷ PCA, ÷ noisy input,
+    """[job, runs as, metric, n, mean, ±, original, p, verdict, ÷ PCA, ÷ noisy input,
     s to 98%, kind] per headline group."""
     rows = []
     for label, g, job in headline_groups(ctx):
-        original, source = original_figure(job.name, ACCURACY[0])
-        row = _row(label, g, *ACCURACY[:2], original)
-        if original is not None and source != job.name:  # an improved job: the gain over it
+        found = original(job.name, ACCURACY[0])
+        if found is not None and found.job != job.name:  # an improved job: the gain over it
+            row = _row(label, g, *ACCURACY[:2], None)
             mean = row[4]
-            gain = f"{100 * (mean - original):+.2f} pp over {source}'s" if mean is not None else ""
+            row[6] = found.value
+            gain = ""
+            if mean is not None:
+                gain = f"{100 * (mean - found.value):+.2f} pp over {found.job}'s"
             if gain and row[1] != "full":  # a quick or overridden row vs a full original run
                 gain += f" (ours: {row[1]}; theirs: its full run)"
-            row[7] = gain
+            row[8] = gain
+        else:
+            row = _row(label, g, *ACCURACY[:2], found)
         rows.append(row)
     for name, job in registry().items():
         if job.family == "classifier" and job.cells is None:
@@ -112,14 +119,13 @@ def answer_rows(ctx: Context) -> list[list]:
             if g.summary(metric).n == 0:
                 # No reconstruction MSE (PCA): the original's own figures, ``<list>_<i>`` read
                 # as item i (from 1) of a list metric.
-                for key, value in job.original_figures.items():
-                    rows.append(_listed_row(label, g, key, value))
+                for key, text in job.original_figures.items():
+                    rows.append(_listed_row(label, g, key, Original.parse(text, name)))
                 continue
             shown, shown_kind = metric, kind
-            if job.family == "reconstruction" and original_figure(name, "test_mse", cell)[0]:
+            if job.family == "reconstruction" and original(name, "test_mse", cell):
                 shown, shown_kind = "test_mse", "f4"  # compared in the original's units
-            original = original_figure(name, shown, cell)[0]
-            rows.append(_row(label, g, shown, shown_kind, original))
+            rows.append(_row(label, g, shown, shown_kind, original(name, shown, cell)))
     return rows
 
 
@@ -130,17 +136,16 @@ def headline(ctx: Context, environment: str, bench_rows: list[list]) -> Section:
         "Results at a glance",
         f"{environment} Each row: the profile and any non-default config it ran with, ours as "
         "the mean over seeds ± the half-width of its 95% interval (Student t; n = 1 gives none), "
-        "the original project's printed figure (one unseeded run) and whether it is consistent "
-        "with ours: inside the 95% prediction interval for one run (mean ± t·sd·√(1 + 1/n)) or "
-        "within the tolerance docs/original-projects.md documents (±1 pt accuracy, ±0.03 MSE). "
+        f"the original project's printed figure (one unseeded run; {SOURCE}), p and the verdict. "
+        f"{RULE} "
         "Choices (epoch, grid cell) are made on the dev split; the test set is read once per run.",
     )
     rows = answer_rows(ctx)
     table_rows = []
-    for job, runs, metric, n, mean, hw, original, verdict, pca, noisy, to98, kind in rows:
+    for job, runs, metric, n, mean, hw, figure, p, verdict, pca, noisy, to98, kind in rows:
         hw_kind = "±pct" if kind == "pct" else "±f4"
-        ours = [(mean, kind), (hw, hw_kind), (original, kind)]
-        table_rows.append([job, runs, metric, n, *ours, verdict, pca, noisy, to98])
+        ours = [(mean, kind), (hw, hw_kind), (figure, kind)]
+        table_rows.append([job, runs, metric, n, *ours, p, verdict, pca, noisy, to98])
     s.tables.append(
         Table(
             "Every job against the original projects",
@@ -152,6 +157,7 @@ def headline(ctx: Context, environment: str, bench_rows: list[list]) -> Section:
                 ("ours (mean)", "cell"),
                 ("95% CI", "cell"),
                 ("original", "cell"),
+                ("p", "p"),
                 ("original vs ours (or gain)", "text"),
                 ("÷ PCA", "f2"),
                 ("÷ noisy input", "f2"),
@@ -200,20 +206,19 @@ def summaries(ctx: Context) -> list[dict]:
     )
 
 
-def _answer_row(row: dict, results: dict) -> dict:
-    """One answer row of a ``results.json`` of schema 2 or 3 in schema 3's words: a schema-2
-    row's "inside/outside our CI" is judged again by the prediction interval (its n, mean and
-    95% half-width give the sd), its shared ratio column split and checked for a near-zero
-    denominator against the file's summaries."""
-    if "original_vs_ours_or_gain" in row:
-        return row
-    from scipy import stats
+def _label_job_cell(label: str) -> tuple[str, str]:
+    """(job, cell) of an answer row's label: ``ae-original/wide``, ``sgd-grid (chosen on dev:
+    net32-b32-lr0.1)``."""
+    job, _, cell = label.split(" ")[0].partition("/")
+    return job, cell or label.partition("(chosen on dev: ")[2].rstrip(")")
 
+
+def _schema_2_row(row: dict, results: dict) -> dict:
+    """A schema-2 answer row in schema 3's fields: its shared ratio column split and checked for
+    a near-zero denominator against the file's summaries; its "inside/outside our CI" is left
+    for :func:`_judged_again`."""
     label = str(row["job"])
-    job = label.split(" ")[0]
-    job, _, cell = job.partition("/")
-    chosen = label.partition("(chosen on dev: ")[2].rstrip(")")
-    cell = cell or chosen
+    job, cell = _label_job_cell(label)
     found = {
         str(s.get("metric")): s
         for s in results.get("summaries") or []
@@ -225,16 +230,6 @@ def _answer_row(row: dict, results: dict) -> dict:
             config = run.get("config") if isinstance(run.get("config"), dict) else {}
             profile = str(run.get("profile"))
             described.add("; ".join([profile, *non_default(job, cell, profile, config)]))
-    verdict = row.get("original_inside_our_ci_or_gain") or ""
-    metric = str(row["metric"]).split(" (")[0]
-    n, mean, hw = row.get("n") or 0, row.get("ours_mean"), row.get("95pct_ci")
-    if verdict in ("inside", "outside") and n >= 2 and hw is not None:
-        sd = hw * math.sqrt(n) / float(stats.t.ppf(0.975, n - 1))
-        s = summarize([])  # only the shape: n, mean and sd are the row's
-        s = dataclasses.replace(s, n=n, mean=mean, sd=sd)
-        verdict = verdict_text(row["original"], s, metric)
-    elif verdict == "equal":
-        verdict = "consistent"
     ratio = row.get("over_pca_or_over_noisy_input")
     noisy = "denois" in label
     below = (found.get("noisy_mse_pixels" if noisy else "pca_test_mse_pixels") or {}).get("mean")
@@ -244,14 +239,53 @@ def _answer_row(row: dict, results: dict) -> dict:
         "job": label,
         "runs_profile_config": " / ".join(sorted(described)),
         "metric": row["metric"],
-        "n": n,
-        "ours_mean": mean,
-        "95pct_ci": hw,
+        "n": row.get("n") or 0,
+        "ours_mean": row.get("ours_mean"),
+        "95pct_ci": row.get("95pct_ci"),
         "original": row["original"],
-        "original_vs_ours_or_gain": verdict,
+        "original_vs_ours_or_gain": row.get("original_inside_our_ci_or_gain") or "",
         "over_pca": None if noisy else ratio,
         "over_noisy_input": ratio if noisy else None,
     }
+
+
+def _judged_again(row: dict) -> dict:
+    """A row written without a p-value, judged by :func:`mnist_suite.originals.judge` from its
+    n, mean and 95% half-width (which give the sd); a row comparing no original of its own (a
+    gain, a missing job) as it stands."""
+    from scipy import stats
+
+    job, cell = _label_job_cell(str(row["job"]))
+    found = original(job, str(row["metric"]).split(" (")[0], cell)
+    n, mean, hw = row.get("n") or 0, row.get("ours_mean"), row.get("95pct_ci")
+    if found is None or found.job != job or mean is None:
+        return {**row, "p": None}
+    sd = None
+    if n >= 2 and hw is not None:
+        sd = hw * math.sqrt(n) / float(stats.t.ppf(0.975, n - 1))
+    s = dataclasses.replace(summarize([]), n=n, mean=mean, sd=sd)  # the row's n, mean and sd
+    judged = judge(found, s)
+    return {**row, "p": judged.p, "original_vs_ours_or_gain": judged.text}
+
+
+def _answer_row(row: dict, results: dict) -> dict:
+    """One answer row of a ``results.json`` of schema 2 or 3 in the newest words: a row written
+    before the p-value judged again (:func:`_judged_again`)."""
+    if "original_vs_ours_or_gain" not in row:
+        row = _schema_2_row(row, results)
+    return row if "p" in row else _judged_again(row)
+
+
+def _verdict_cell(row: dict) -> str:
+    """The README's verdict: the word and the p-value (``borderline (p=0.050)``); the report's
+    full reason stays in the report. A gain or "n=1: no interval" as it stands."""
+    text = row["original_vs_ours_or_gain"] or ""
+    words = (verdicts.NOT_CONSISTENT, verdicts.BORDERLINE, verdicts.CONSISTENT)
+    word = next((w for w in words if text.startswith(w)), None)
+    p = row.get("p")
+    if word is None or not isinstance(p, int | float):
+        return text
+    return Judgement(word, p).short
 
 
 def _blank(ratio: float | None) -> str:
@@ -299,13 +333,12 @@ def markdown_table(results: dict) -> str:
         lines.append(
             f"| `{row['job']}` |{runs} {metric} | {ours} | "
             f"{'' if row['original'] is None else fmt(row['original'], kind)} | "
-            f"{row['original_vs_ours_or_gain'] or ''} | "
+            f"{_verdict_cell(row)} | "
             f"{_blank(row['over_pca'])} | {_blank(row['over_noisy_input'])} |"
         )
     runs = "" if per_row else f"All rows: {markdown(next(iter(shared)) or '?')} profile, "
     runs += "" if per_row else "default config. "
-    note = (
-        f"\n{runs}Consistent: the original's single run falls in our 95% prediction interval "
-        "or its documented tolerance.\n"
-    )
+    rule = f"Predictive p: {verdicts.CONSISTENT} ≥ {verdicts.CONSISTENT_P}, "
+    rule += f"{verdicts.BORDERLINE} ≥ {verdicts.BORDERLINE_P}."
+    note = f"\n{runs}{rule}\n"
     return "\n".join(lines) + "\n" + note

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnist_suite.originals import original_figure, verdict_text
+from mnist_suite.originals import RULE, judge, original
 from mnist_suite.report import figures
 from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, missing_note, state_text
@@ -63,13 +63,12 @@ def _sweep(ctx: Context, s: Section) -> None:
         return
     rows, series = [], {}
     for cell, g in sorted(cells.items(), key=lambda kv: -(_lr(kv[1]) or 0.0)):
-        seed, _ = original_figure("sgd-lr-sweep", "final_train_loss", cell)
+        found = original("sgd-lr-sweep", "final_train_loss", cell)
+        seed = found.value if found else None
         final = g.summary("final_train_loss")
         stuck = [r.metrics.get("stuck_at_chance") for r in g.done]
         diverged = sum(r.state == "diverged" for r in g.runs)
-        verdict = ""
-        if seed is not None:
-            verdict = verdict_text(seed, final, "final_train_loss")
+        judged = judge(found, final) if found else None
         rows.append(
             [
                 cell,
@@ -80,7 +79,8 @@ def _sweep(ctx: Context, s: Section) -> None:
                 final.half_width,
                 g.summary("final_batch_loss").mean,
                 seed,
-                verdict,
+                judged.p if judged else None,
+                judged.text if judged else "",
                 None if final.mean is None or seed is None else final.mean - seed,
                 f"{sum(bool(x) for x in stuck) + diverged} of {len(g.runs)}",
             ]
@@ -109,6 +109,7 @@ def _sweep(ctx: Context, s: Section) -> None:
                 ("95% CI", "±f4"),
                 ("last batch loss (nats, mean)", "f4"),
                 ("original's loss", "f4"),
+                ("p", "p"),
                 ("original vs ours (one-run interval)", "text"),
                 ("Δ mean vs original", "f4"),
                 ("stuck at ln 10 or diverged", "text"),
@@ -116,7 +117,7 @@ def _sweep(ctx: Context, s: Section) -> None:
             rows,
             note="Train loss: mean over the full training set after the epoch, as the original "
             f"printed it; ln 10 = {np.log(10):.4f} is chance level. Mean and interval over the "
-            "seeds that finished.",
+            f"seeds that finished. {RULE}",
         )
     )
     if series:
