@@ -330,6 +330,7 @@ class Stopped(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.running = ""  # the item it stopped, if one was running
         self.note = "no run started"
 
 
@@ -345,8 +346,8 @@ def stop_on_signals():
             stopping.append(signum)
             raise Stopped(signum)
 
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    previous = {s: h for s, h in previous.items() if h is not signal.SIG_IGN}
+    handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    previous = {s: h for s, h in handlers.items() if h is not signal.SIG_IGN}
     for s in previous:
         signal.signal(s, on_signal)
     try:
@@ -472,7 +473,11 @@ def _make(side: Side, item: dict, argv: list[str], label: str, say) -> int:
     while _pending(side, item):
         holder = live_holder(path)
         if holder is None:
-            code = side.run(argv, item)
+            try:
+                code = side.run(argv, item)
+            except Stopped as exc:
+                exc.running = label
+                raise
             if code != EXIT_FAILED:
                 return code
             holder = live_holder(path)
@@ -510,7 +515,6 @@ def run_alternately(pair: list[Side], selection: Selection, say=print) -> None:
         return
     say(f"{todo} runs to make, alternating {pair[0].revision} and {pair[1].revision}")
     done, started = 0, time.monotonic()
-    label = ""
     try:
         for side, item in order:
             if not _pending(side, item):  # read again: the other side may have made it
@@ -531,10 +535,9 @@ def run_alternately(pair: list[Side], selection: Selection, say=print) -> None:
                     f"its output is in {log}"
                 )
             done += 1
-            label = ""
     except Stopped as exc:
-        left = todo - done - bool(label)
-        exc.note = f"{label} ends as interrupted, " if label else ""
+        left = todo - done - bool(exc.running)
+        exc.note = f"{exc.running} ends as interrupted, " if exc.running else ""
         exc.note += f"{left} runs not started; what finished stays recorded"
         raise
     say(f"[{todo}/{todo}] done in {time.monotonic() - started:.0f} s")
