@@ -38,8 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mnist_suite.errors import ConfigError, SuiteError
+from mnist_suite.claims import live_holder
+from mnist_suite.errors import EXIT_FAILED, ConfigError, SuiteError
 from mnist_suite.files import atomic_write_json, read_json
+from mnist_suite.launch.local import GRACE_SECONDS, STOP_SIGNALS, die_with_parent, signal_group
+from mnist_suite.limits import MAX_CLAIM_WAIT
 
 if TYPE_CHECKING:
     from mnist_suite.revision_images import RevisionImages
@@ -286,29 +289,81 @@ def identical_jobs(base: Side, new: Side) -> list[str]:
 # (``mnist_suite.cli.main(argv) -> exit code`` is the console entry point of every revision),
 # so imports, the data and TensorFlow's first trace are paid once per side, not once per item.
 # Requests arrive as JSON lines on stdin; each exit code goes back on the descriptor in argv[1];
-# the command's own output goes to the side's log.
+# the command's own output goes to the side's log. SIGTERM (compare stopping it) is Ctrl-C to
+# whatever revision runs: its running item records itself interrupted.
 WORKER = """
-import json, os, sys
+import json, os, signal, sys
 from mnist_suite.cli import main
+def stop(signum, frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, stop)
 answer = os.fdopen(int(sys.argv[1]), "w", buffering=1)
-for line in sys.stdin:
-    argv = json.loads(line)
-    print("=== mnist-suite " + " ".join(argv), flush=True)
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except KeyboardInterrupt:
-        code = 130
-    sys.stdout.flush()
-    answer.write(f"{code}\\n")
-    if code == 130:
-        break
+try:
+    for line in sys.stdin:
+        argv = json.loads(line)
+        print("=== mnist-suite " + " ".join(argv), flush=True)
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            code = 130
+        sys.stdout.flush()
+        answer.write(f"{code}\\n")
+        if code == 130:
+            break
+except KeyboardInterrupt:
+    pass
 """
+# How long an item another attempt holds (a second compare on the same runs folder) is waited
+# for: as long as any run may wait for a claim ($MNIST_SUITE_CLAIM_WAIT's cap), far longer than
+# one run of any profile takes. A holder that dies frees the item sooner: its claim counts as
+# abandoned at once on this machine, after two silent minutes from another one.
+HELD_WAIT_SECONDS = MAX_CLAIM_WAIT
+HELD_POLL_SECONDS = 0.5
+
+
+class Stopped(KeyboardInterrupt):
+    """compare got a stop signal (``signum``). A KeyboardInterrupt, so that every handler of
+    Ctrl-C on the way out stops what it runs: a worker, a revision's container."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.running = ""  # the item it stopped, if one was running
+        self.note = "no run started"
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT, SIGTERM and SIGHUP raise :class:`Stopped` (once: a later signal, whatever it is,
+    changes nothing), so compare stops its workers and ends with ``128 + signal``. A signal
+    ignored from the start stays ignored: ``nohup mnist-suite compare …`` outlives its terminal."""
+    stopping: list[int] = []
+
+    def on_signal(signum, frame):
+        if not stopping:
+            stopping.append(signum)
+            raise Stopped(signum)
+
+    handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    previous = {s: h for s, h in handlers.items() if h is not signal.SIG_IGN}
+    for s in previous:
+        signal.signal(s, on_signal)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_IGN if stopping else handler)
 
 
 class Worker:
-    """One long-lived process running ``side``'s revision, started on first use."""
+    """One long-lived process running ``side``'s revision, started on first use.
+
+    It runs in a process group of its own (a Ctrl-C at the terminal reaches compare only, which
+    stops it), and the kernel sends it SIGTERM if compare dies (``PR_SET_PDEATHSIG``), so no
+    item outlives compare.
+    """
 
     def __init__(self, revision: Revision, log: Path):
         self.revision, self.log = revision, log
@@ -327,8 +382,7 @@ class Worker:
             line = ""
         except KeyboardInterrupt:
             # The worker records its run as interrupted; both sides stay resumable.
-            self.child.send_signal(signal.SIGINT)
-            self.close()
+            self.stop()
             raise
         if not line.strip().lstrip("-").isdigit():
             self.close()
@@ -349,6 +403,8 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 pass_fds=(write,),
                 text=True,
+                process_group=0,
+                preexec_fn=die_with_parent,  # compare runs no threads: safe before exec
             )
         finally:
             os.close(fd)
@@ -367,6 +423,7 @@ class Worker:
         return errors[-1][:300] if errors else _last_line(tail)
 
     def close(self) -> None:
+        """End it once its item is done: no more items (it exits), else killed after 60 s."""
         if self.child is None:
             return
         with contextlib.suppress(OSError):
@@ -376,7 +433,25 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.child.kill()
             self.child.wait()
-        self.answers.close()
+        self._forget()
+
+    def stop(self) -> None:
+        """End it now: SIGTERM to its group (a running item records ``interrupted``), killed
+        if it outlives the grace period."""
+        if self.child is None:
+            return
+        signal_group(self.child, signal.SIGTERM)
+        try:
+            self.child.wait(timeout=GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            signal_group(self.child, signal.SIGKILL)
+            self.child.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        for pipe in (self.child.stdin, self.answers):
+            with contextlib.suppress(OSError):
+                pipe.close()
         self.child = None
 
 
@@ -387,10 +462,44 @@ def _pending(side: Side, item: dict) -> bool:
     return not path.is_dir() or load_run(path).state not in FINAL_STATES
 
 
+def _make(side: Side, item: dict, argv: list[str], label: str, say) -> int:
+    """Run ``item`` on ``side``; its exit code. While another attempt holds its run (a second
+    compare on this runs folder), wait for that attempt to end: 0 once it has made the run,
+    else run it here. A holder still live after :data:`HELD_WAIT_SECONDS` is a
+    :class:`RevisionError`."""
+    path = side.folder(item)
+    deadline = time.monotonic() + HELD_WAIT_SECONDS
+    waiting = False
+    while _pending(side, item):
+        holder = live_holder(path)
+        if holder is None:
+            try:
+                code = side.run(argv, item)
+            except Stopped as exc:
+                exc.running = label
+                raise
+            if code != EXIT_FAILED:
+                return code
+            holder = live_holder(path)
+            if holder is None:  # a failure here, or held by an attempt that made it since
+                return code if _pending(side, item) else 0
+        if not waiting:
+            say(f"{label}: held by {holder.describe()}; waiting for its result")
+            waiting = True
+        if time.monotonic() >= deadline:
+            raise RevisionError(
+                f"{label}: still held by {holder.describe()} after {HELD_WAIT_SECONDS:.0f} s; "
+                "not run here"
+            )
+        time.sleep(HELD_POLL_SECONDS)
+    return 0  # made by another attempt meanwhile
+
+
 def run_alternately(pair: list[Side], selection: Selection, say=print) -> None:
     """BASE's item, then NEW's, seed by seed and job by job, each side in its warm worker; a
     revision that fails an item stops the comparison with a :class:`RevisionError` (what
-    finished stays recorded, so the same call resumes)."""
+    finished stays recorded, so the same call resumes). An item another compare holds is
+    waited for (:func:`_make`). On :class:`Stopped`, its note says what was running."""
     order = [
         (side, item)
         for seed in selection.seeds
@@ -406,25 +515,31 @@ def run_alternately(pair: list[Side], selection: Selection, say=print) -> None:
         return
     say(f"{todo} runs to make, alternating {pair[0].revision} and {pair[1].revision}")
     done, started = 0, time.monotonic()
-    for side, item in order:
-        if not _pending(side, item):  # read again: the other side may have made it
-            continue
-        eta = ""
-        if done:
-            eta = f", about {(time.monotonic() - started) / done * (todo - done):.0f} s left"
-        name = f"{item['job']}{'/' + item['cell'] if item.get('cell') else ''}"
-        say(f"[{done}/{todo}] {side.revision.role} {side.revision.short} {name} "
-            f"seed {item['seed']}{eta}")  # fmt: skip
-        code = side.run(["run", *_item_arguments(selection, item)], item)
-        if code == 130:
-            raise KeyboardInterrupt
-        if code not in (0, 3) or _pending(side, item):
-            log = side.log
-            raise RevisionError(
-                f"{side.revision}: {name} seed {item['seed']} did not finish (exit {code}); "
-                f"its output is in {log}"
-            )
-        done += 1
+    try:
+        for side, item in order:
+            if not _pending(side, item):  # read again: the other side may have made it
+                continue
+            eta = ""
+            if done:
+                eta = f", about {(time.monotonic() - started) / done * (todo - done):.0f} s left"
+            name = f"{item['job']}{'/' + item['cell'] if item.get('cell') else ''}"
+            label = f"{side.revision.role} {side.revision.short} {name} seed {item['seed']}"
+            say(f"[{done}/{todo}] {label}{eta}")
+            code = _make(side, item, ["run", *_item_arguments(selection, item)], label, say)
+            if code == 130:
+                raise KeyboardInterrupt
+            if code not in (0, 3) or _pending(side, item):
+                log = side.log
+                raise RevisionError(
+                    f"{side.revision}: {name} seed {item['seed']} did not finish (exit {code}); "
+                    f"its output is in {log}"
+                )
+            done += 1
+    except Stopped as exc:
+        left = todo - done - bool(exc.running)
+        exc.note = f"{exc.running} ends as interrupted, " if exc.running else ""
+        exc.note += f"{left} runs not started; what finished stays recorded"
+        raise
     say(f"[{todo}/{todo}] done in {time.monotonic() - started:.0f} s")
 
 

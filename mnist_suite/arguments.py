@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=path, default=None, help="add 'Changes against a "
                    "baseline': a runs folder, results.json or summary baseline")  # fmt: skip
     _add_all_code(p)
-    _command(sub, "worker", "run the items given on standard input, one JSON argv per line, "
-             "answering each exit code (a pool's warm worker)")  # fmt: skip
+    _command(sub, "worker", "run the `run` items given on standard input, one JSON argv per "
+             "line (at most 1 MiB), answering each exit code (a pool's warm worker)")  # fmt: skip
     return parser
 
 

@@ -174,7 +174,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from mnist_suite import compare
-    from mnist_suite.ab import RevisionError, compare_revisions, reading
+    from mnist_suite.ab import RevisionError, Stopped, compare_revisions, reading, stop_on_signals
 
     options = from_arguments(compare.CompareOptions, args)
     options.rules()  # checked before any revision is built
@@ -186,10 +186,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(f"reading {args.base} and {args.new} as git revisions", file=sys.stderr)
         try:
-            base, new = compare_revisions(args, lambda line: print(line, file=sys.stderr))
+            with stop_on_signals():
+                base, new = compare_revisions(args, lambda line: print(line, file=sys.stderr))
         except RevisionError as exc:
             print(f"error: {printable(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
+        except Stopped as exc:
+            print(f"stopping on {exc}: {printable(exc.note)}", file=sys.stderr)
+            return 128 + exc.signum
     if not compare.shared(base, new):
         raise SuiteError(f"{args.base} and {args.new} share no job, cell, profile or benchmark")
     text, failing = compare.judge(base, new, options)

@@ -22,6 +22,7 @@ MAX_CELLS = 10_000  # cells of one job's grid or sweep
 MAX_EPOCHS = 10_000  # epochs of one run
 MAX_STEPS = 10_000_000  # optimiser steps of one run
 MAX_PLAN_BYTES = 64 << 20  # a saved plan file
+MAX_ITEM_LINE_BYTES = 1 << 20  # one item line given to a warm worker
 MAX_ARTIFACT_BYTES = 512 << 20  # the arrays of one run artifact the report loads
 MAX_CLAIM_WAIT = 3600.0  # seconds a run waits for another attempt's claim
 MAX_INDEX_DIGITS = 9  # an engine's item index ($JOB_COMPLETION_INDEX, $SLURM_ARRAY_TASK_ID)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +40,33 @@ def run_cli(tmp_path, capsys, mnist):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def shipped(tmp_path_factory):
+    """``shipped(path)``: the file or folder ``path`` of this checkout as committed at HEAD,
+    copied out of git. The working tree's copy is what the user's own ``nox -s suite`` or
+    ``bench`` last wrote (reports/, bench/results/), not what ships. Outside a git checkout
+    (an unpacked source archive) the working tree's copy is the shipped one."""
+    top = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--show-toplevel"], capture_output=True, text=True
+    )
+    if top.returncode or Path(top.stdout.strip()).resolve() != ROOT:
+        return lambda path: ROOT / path
+    into = tmp_path_factory.mktemp("shipped")
+
+    def committed(path: str) -> Path:
+        if not (into / path).exists():
+            # A path not committed at HEAD fails here: a shipped file must be in git.
+            tar = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD", "--", path],
+                capture_output=True, check=True,
+            )  # fmt: skip
+            with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+                archive.extractall(into, filter="data")
+        return into / path
+
+    return committed
 
 
 def run_path(stdout: str) -> Path:

@@ -7,6 +7,7 @@ it; the jobs are softmax at a tiny size (real MNIST, a second or two a run).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,9 @@ from mnist_suite import fingerprint
 pytestmark = pytest.mark.slow
 
 TINY = ["--set", "epochs=1", "--set", "n_train=3000", "--set", "n_dev=500"]
+# Runs of a few seconds each (all of MNIST, ten epochs): one is still running when the test
+# acts on it (a signal, a pause) a moment after it is recorded ``running``.
+LONGER = ["--set", "epochs=10", "--set", "n_dev=500"]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -63,14 +67,23 @@ def repo(tmp_path, mnist) -> Path:
     return make_repo(tmp_path / "repo")
 
 
-def compare(repo: Path, *args: str, wait: bool = True):
-    """``mnist-suite compare`` run from ``repo`` by the repository's own code."""
+def _default_signals() -> None:
+    """In the child: the stop signals as a terminal gives them, whatever this test inherited
+    (a background job of a script ignores SIGINT; nohup ignores SIGHUP)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def compare(repo: Path, *args: str, wait: bool = True, stderr=subprocess.PIPE):
+    """``mnist-suite compare`` run from ``repo`` by the repository's own code; without
+    ``wait``, the started process (its stderr to ``stderr``)."""
     env = dict(os.environ, PYTHONPATH=str(repo))
     argv = [sys.executable, "-m", "mnist_suite", "compare", *args]
     if not wait:
         return subprocess.Popen(
-            argv, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+            argv, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            preexec_fn=_default_signals,
+        )  # fmt: skip
     done = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     return done.returncode, done.stdout, done.stderr
 
@@ -85,6 +98,55 @@ def edit(repo: Path, relative: str, old: str, new: str) -> None:
 def runs_made(repo: Path) -> list[Path]:
     runs = repo / "build" / "ab" / "runs"
     return sorted(p for p in runs.rglob("status.json"))
+
+
+def state_of(status: Path) -> dict:
+    """A run's status record ({} while it is being replaced)."""
+    try:
+        return json.loads(status.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_for_running(repo: Path, timeout: float = 300) -> tuple[Path, dict]:
+    """The first run recorded ``running`` (its status.json and record), polled for."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in runs_made(repo):
+            if (status := state_of(path)).get("state") == "running":
+                return path, status
+        time.sleep(0.05)
+    raise AssertionError(f"no run recorded running within {timeout} s")
+
+
+def wait_for_line(path: Path, text: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, f"{text!r} not in {path} within {timeout} s"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """Does process ``pid`` exist (a zombie, ended but not yet reaped, does not count)?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 def test_revisions_that_do_not_exist_are_one_line(repo):
@@ -166,23 +228,79 @@ def test_uncommitted_changes_are_not_part_of_head_and_that_is_said(repo):
 def test_an_interrupted_compare_resumes_without_redoing_finished_runs(repo):
     edit(repo, "jobs/softmax.py", "lr: float = 0.5", "lr: float = 0.4")
     commit(repo, "lr 0.4")
-    # Twelve tiny runs (about half a second each): the interrupt, sent once the first is done,
-    # lands while most are still to make, however fast the machine.
+    # Twelve tiny runs: the interrupt, sent once the first is recorded running, lands while
+    # most are still to make.
     args = ("base", "HEAD", "--jobs", "softmax", "--seeds", "0-5", *TINY)
     child = compare(repo, *args, wait=False)
-    deadline = time.monotonic() + 300
-    while not runs_made(repo) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    while time.monotonic() < deadline and not any(
-        '"done"' in p.read_text() for p in runs_made(repo)
-    ):
-        time.sleep(0.2)
+    wait_for_running(repo)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)
     assert child.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("stopping on SIGINT: ")
     finished = {p: p.stat().st_mtime_ns for p in runs_made(repo) if '"done"' in p.read_text()}
-    assert finished
     code, _, err = compare(repo, *args)
     assert code == 0, err
     assert len(runs_made(repo)) == 12
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # not run again
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGKILL, -signal.SIGKILL)],
+    ids=["SIGTERM", "SIGHUP", "SIGKILL"],
+)
+def test_a_stopped_compare_stops_its_workers_and_their_items(repo, signum, code):
+    """SIGTERM or SIGHUP: the running item records ``interrupted``, no worker is left, and
+    compare ends with 128 + the signal and one line. SIGKILL: the kernel ends the workers."""
+    base = _git(repo, "rev-parse", "base")
+    edit(repo, "jobs/softmax.py", "lr: float = 0.5", "lr: float = 0.4")
+    commit(repo, "lr 0.4")
+    args = ("base", "HEAD", "--jobs", "softmax", "--seeds", "0-1", *LONGER)
+    child = compare(repo, *args, wait=False)
+    status, running = wait_for_running(repo)
+    workers = children(child.pid)
+    assert running["pid"] in workers and len(workers) == 2  # one per side, both started to plan
+    child.send_signal(signum)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == code, err
+    assert "Traceback" not in err and out == ""
+    if signum != signal.SIGKILL:
+        name = signal.Signals(signum).name
+        (line,) = [ln for ln in err.splitlines() if ln.startswith("stopping on")]
+        assert line == (
+            f"stopping on {name}: BASE {base[:10]} softmax seed 0 ends as "
+            "interrupted, 3 runs not started; what finished stays recorded"
+        )
+        assert err.strip().splitlines()[-1] == line
+    deadline = time.monotonic() + 60  # SIGKILL: the kernel tells them; they end on their own
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+    assert state_of(status)["state"] == "interrupted"
+    assert [state_of(p)["state"] for p in runs_made(repo)] == ["interrupted"]
+
+
+def test_two_compares_on_one_runs_folder_both_finish(repo, tmp_path):
+    """The second compare finds the first's item held (its worker paused while it runs it):
+    it says so, waits for its result and goes on; both finish, every run made once."""
+    edit(repo, "jobs/softmax.py", "lr: float = 0.5", "lr: float = 0.4")
+    commit(repo, "lr 0.4")
+    args = ("base", "HEAD", "--jobs", "softmax", "--seeds", "0-1", *LONGER)
+    first = compare(repo, *args, wait=False)
+    status, running = wait_for_running(repo)
+    os.kill(running["pid"], signal.SIGSTOP)
+    try:
+        assert state_of(status)["state"] == "running"  # paused mid-run, its claim held
+        log = tmp_path / "second.err"
+        with open(log, "w") as err:
+            second = compare(repo, *args, wait=False, stderr=err)
+        wait_for_line(log, "softmax seed 0: held by pid")
+    finally:
+        os.kill(running["pid"], signal.SIGCONT)
+    outs = [proc.communicate(timeout=600)[0] for proc in (first, second)]
+    assert (first.returncode, second.returncode) == (0, 0), log.read_text()
+    assert "waiting for its result" in log.read_text()
+    assert all("test_accuracy" in out for out in outs)
+    made = {p: state_of(p) for p in runs_made(repo)}
+    assert len(made) == 4 and all(s["state"] == "done" for s in made.values())
+    assert made[status]["pid"] == running["pid"]  # made by the first compare, once

@@ -161,13 +161,17 @@ def test_local_pool_runs_a_small_plan_with_two_workers(tmp_path, mnist, capsys):
 # A worker that aborts (as a segfaulting extension would) when it is given seed 1's item, and
 # serves every other item for real.
 CRASH_ON_SEED_1 = """
-import itertools, json, os, sys
+import os, sys
+from mnist_suite import cli
 from mnist_suite.launch.worker import serve
-line = sys.stdin.readline()
-if json.loads(line)[json.loads(line).index("--seed") + 1] == "1":
-    print("boom", file=sys.stderr, flush=True)
-    os.abort()
-sys.exit(serve(itertools.chain([line], sys.stdin)))
+run = cli.main
+def main(argv):
+    if argv[argv.index("--seed") + 1] == "1":
+        print("boom", file=sys.stderr, flush=True)
+        os.abort()
+    return run(argv)
+cli.main = main
+sys.exit(serve())
 """
 
 

@@ -613,14 +613,14 @@ def test_results_json_is_named_records_and_the_answer_comes_first(run_cli, tmp_p
     assert md.index("Results at a glance") < md.index("Classification") < md.index("All runs")
 
 
-def test_the_reference_report_validates_against_the_schema():
+def test_the_reference_report_validates_against_the_schema(shipped):
     import jsonschema
 
-    reference = Path(__file__).resolve().parent.parent / "reports" / "results.json"
+    reference = shipped("reports/results.json")
     jsonschema.validate(json.loads(reference.read_text()), json.loads(SCHEMA_FILE.read_text()))
 
 
-def test_the_glance_table_says_what_it_compares():
+def test_the_glance_table_says_what_it_compares(shipped):
     """Profile and non-default config named; ÷ PCA and ÷ noisy input apart; no ratio over a
     near-zero MSE; originals judged by their predictive p-value."""
     from mnist_suite.jobs import all_jobs
@@ -629,7 +629,7 @@ def test_the_glance_table_says_what_it_compares():
     quick_lr = all_jobs()["mlp-fast"].resolve("quick").lr
     assert non_default("mlp-fast", "", "quick", {"lr": quick_lr}) == []
     assert non_default("mlp-fast", "", "quick", {"lr": 0.05}) == ["lr=0.05"]
-    results = json.loads((Path(__file__).parents[1] / "reports" / "results.json").read_text())
+    results = json.loads(shipped("reports/results.json").read_text())
     table = markdown_table(results)
     rows = {line.split("|")[1].strip(" `"): line for line in table.splitlines()[2:] if "|" in line}
     assert "÷ PCA | ÷ noisy input" in table and "1380" not in table

@@ -69,14 +69,15 @@ class Stopped(Exception):
         self.signum = signum
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the pool's thread ends, however it ends."""
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it (the pool's, or
+    compare's) ends, however it ends."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def _signal_group(proc: subprocess.Popen, signum: int) -> None:
-    """Send ``signum`` to the item's whole process group (its own, made at start)."""
+def signal_group(proc: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to the worker's whole process group (its own, made at start)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signum)
 
@@ -186,7 +187,7 @@ class WarmWorker:
             stderr=subprocess.PIPE,
             env=env,
             process_group=0,
-            preexec_fn=_die_with_parent,  # the pool runs no threads: safe before exec
+            preexec_fn=die_with_parent,  # the pool runs no threads: safe before exec
         )
         for pipe in (self.proc.stdout, self.proc.stderr):
             os.set_blocking(pipe.fileno(), False)
@@ -235,7 +236,7 @@ class WarmWorker:
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _signal_group(self.proc, signal.SIGKILL)
+            signal_group(self.proc, signal.SIGKILL)
             self.proc.wait()
         self.pump()
         for pipe in (self.proc.stdout, self.proc.stderr):
@@ -488,12 +489,12 @@ class LocalLauncher:
         outlives the grace period. Signals that arrive meanwhile are ignored by the pool's
         handler."""
         for worker in pool:
-            _signal_group(worker.proc, signal.SIGTERM)
+            signal_group(worker.proc, signal.SIGTERM)
         deadline = time.monotonic() + GRACE_SECONDS
         for worker in pool:
             try:
                 worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal_group(worker.proc, signal.SIGKILL)
+                signal_group(worker.proc, signal.SIGKILL)
                 worker.proc.wait()
             worker.pump()
