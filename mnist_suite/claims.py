@@ -9,14 +9,24 @@ rewrites through its open descriptor every few seconds.
 
 A claim is *abandoned*, and may be broken, when its owner is provably gone: on the same machine
 (same host name, boot and pid namespace) when its process no longer exists (pid and start time),
-elsewhere when its heartbeat is older than :data:`ABANDONED_SECONDS`. Breakers take turns: each
-first creates ``.<run_id>.claim.break`` with ``O_EXCL``, reads the claim again and, only if it is
-still the very file judged abandoned, renames it aside; then it competes for a fresh ``O_EXCL``
-create like everyone else. Without the turn, a breaker that judged the old claim could move
-aside the fresh claim of a faster breaker, and a third attempt could create one in the gap:
-two writers. Nothing else removes a claim but its owner, so while a breaker holds its turn the
-file it re-read cannot change under it. A turn left by a breaker that died holding it (it
-holds it for microseconds) is cleared after :data:`BREAK_TURN_SECONDS`.
+elsewhere when its heartbeat is more than :data:`ABANDONED_SECONDS` away from this machine's
+clock, in the past or in the future (no live owner beats from the future: the machines' clocks
+agree within that much, or no heartbeat could be judged at all). Breakers take turns: each
+first creates ``.<run_id>.claim.break`` with ``O_EXCL`` and writes its own pid, host and machine
+into it, reads the claim again and, only if it is still the very file judged abandoned and the
+turn is still its own, renames it aside; then it competes for a fresh ``O_EXCL`` create like
+everyone else. Without the turn, a breaker that judged the old claim could move aside the fresh
+claim of a faster breaker, and a third attempt could create one in the gap: two writers. Nothing
+else removes a claim but its owner, so while a breaker holds its turn the file it re-read cannot
+change under it.
+
+A turn is held for microseconds; one left by a breaker that died holding it is *stale* and is
+moved aside like an abandoned claim: at once when its breaker was a process of this machine that
+is gone; when it is not a regular file (a folder, a FIFO, a symbolic link: a breaker makes none
+of those); otherwise when its mtime is more than :data:`BREAK_TURN_SECONDS` away from now, either
+way. Whatever sits at a claim's or a turn's name is renamed aside under a hidden name (a link is
+never followed) and then unlinked, or removed if it is an empty folder; a folder that is not
+empty stays aside, hidden, never deleted recursively.
 """
 
 from __future__ import annotations
@@ -101,14 +111,15 @@ class Holder:
     heartbeat: float  # unix time of the last beat (the file's mtime if newer or no content)
     identity: tuple  # (inode, mtime_ns, token): to tell this claim from a newer one
 
-    def abandoned(self, now: float | None = None) -> bool:
-        """Is the owner provably gone?"""
+    def abandoned(self, now: float | None = None, silence: float = ABANDONED_SECONDS) -> bool:
+        """Is the owner provably gone? Elsewhere: is its heartbeat more than ``silence``
+        seconds from now, either way (a future mtime is no sign of life)?"""
         mine = machine()
         info = self.info
         if info and all(info.get(k) == v for k, v in mine.items()):
             return not process_alive(info.get("pid"), info.get("start"))
         now = time.time() if now is None else now
-        return now - self.heartbeat > ABANDONED_SECONDS
+        return abs(now - self.heartbeat) > silence
 
     def describe(self) -> str:
         age = max(0.0, time.time() - self.heartbeat)
@@ -223,37 +234,82 @@ def _create(path: Path) -> Claim | None:
 
 
 def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):  # a folder that is not empty stays, hidden by its dot
+    """Unlink ``path`` (a link itself, never its target), or remove it if it is an empty folder;
+    a folder that is not empty stays, hidden by its dot: nothing is deleted recursively."""
+    with contextlib.suppress(OSError):
         if path.is_dir() and not path.is_symlink():
             path.rmdir()
         else:
             path.unlink()
 
 
-def _break(path: Path, abandoned: Holder) -> None:
-    """In this attempt's turn, move the claim aside if it is still ``abandoned``'s."""
-    turn = path.with_name(f".{path.name}.break")
+def _move_aside(path: Path, why: str) -> None:
+    """Rename ``path`` to a hidden name beside it and remove it there (:func:`_remove`).
+
+    A dot name: whatever cannot be removed is never listed as a run.
+    """
+    aside = path.with_name(f".{path.name}.{why}-{secrets.token_hex(6)}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return  # moved or released by someone else meanwhile
+    _remove(aside)
+
+
+def _take_turn(turn: Path) -> int | None:
+    """Create the breakers' turn, naming this process in it; None if another holds it."""
     try:
         fd = os.open(turn, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        with contextlib.suppress(OSError):
-            if time.time() - os.lstat(turn).st_mtime > BREAK_TURN_SECONDS:
-                _remove(turn)  # its breaker died holding it
+        return None
+    try:
+        owner = {**machine(), "pid": os.getpid(), "start": _start_ticks(os.getpid())}
+        os.write(fd, json.dumps(owner).encode())
+    except OSError:
+        _release_turn(turn, fd)
+        raise
+    return fd
+
+
+def _ours(turn: Path, fd: int) -> bool:
+    """Is the file at ``turn`` still the one ``fd`` holds (not moved aside as stale)?"""
+    try:
+        return os.lstat(turn).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        return False
+
+
+def _release_turn(turn: Path, fd: int) -> None:
+    try:
+        if _ours(turn, fd):  # a turn moved aside meanwhile is another breaker's now
+            turn.unlink()
+    except OSError:
+        pass  # left behind, it is stale as soon as our pid is gone
+    finally:
+        os.close(fd)
+
+
+def _break(path: Path, abandoned: Holder) -> None:
+    """In this attempt's turn, move the claim aside if it is still ``abandoned``'s."""
+    turn = path.with_name(f".{path.name}.break")
+    fd = _take_turn(turn)
+    if fd is None:
+        other = read_holder(turn)
+        if other is not None and other.abandoned(silence=BREAK_TURN_SECONDS):
+            # Its breaker died holding it, or it is no breaker's: moved aside, taken next poll.
+            # Should a fresh turn have replaced it meanwhile, that breaker finds its turn gone
+            # (_ours) and moves nothing.
+            _move_aside(turn, "stale")
         return  # another breaker's turn: judge again on the next poll
     try:
         now = read_holder(path)
         if now is None or now.identity != abandoned.identity:
             return  # released, or already broken and claimed afresh: judge again
-        # A dot name: whatever cannot be removed below is never listed as a run.
-        aside = path.with_name(f".{path.name}.abandoned-{secrets.token_hex(6)}")
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return
-        _remove(aside)
+        if not _ours(turn, fd):
+            return  # judged stale and moved aside by another breaker: not our turn any more
+        _move_aside(path, "abandoned")
     finally:
-        os.close(fd)
-        _remove(turn)
+        _release_turn(turn, fd)
 
 
 def acquire(path: Path, wait: float = 0.0, poll: float = 0.2) -> Claim:

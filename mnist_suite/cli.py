@@ -91,7 +91,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(batch.plan_listing(selection, args.runs, args.status, args.pending, args.json))
         return 0
     items, _, _ = batch.select(selection)
-    writable_file(args.save, "--save", {"--plan": args.plan})
+    writable_file(args.save, "--save", {"--plan": args.plan}, runs=[args.runs])
     print(batch.save_plan(items, args.save))
     return 0
 
@@ -153,7 +153,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     script = sbatch_script(
         items, chosen, selection.run_arguments(), from_arguments(SlurmOptions, args)
     )
-    writable_folder(args.logs, "--logs")
+    writable_folder(args.logs, "--logs", runs=[args.runs])
     args.logs.mkdir(parents=True, exist_ok=True)  # Slurm does not create the log folder
     print(script, end="")
     return 0
@@ -209,9 +209,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mnist_suite.report import build_report
 
     runs = args.runs or [defaults.runs_folder()]
-    writable_folder(args.out.parent, "--out")
     keep = [("--runs", r) for r in runs] + [("--bench", args.bench)]
     not_overlapping(args.out, "--out", keep, runs=("--runs",))
+    writable_folder(args.out.parent, "--out")
     build_report(runs, args.bench, args.out, baseline=args.baseline, all_code=args.all_code)
     print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
     return 0
@@ -229,7 +229,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mnist_suite.predict import predict_image
 
     inputs = {"--weights": args.weights, "--data": args.data, "the cache": cache_dir()}
-    writable_file(args.out, "--out", inputs)
+    writable_file(args.out, "--out", inputs, runs=[defaults.runs_folder()])
     p = predict_image(args.weights, args.index, args.out, _data_options(args))
     print(
         f"image #{p.index} (label {p.label}): prediction {p.predicted} "

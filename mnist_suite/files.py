@@ -10,8 +10,9 @@ or a huge file planted where a record belongs neither hangs a reader nor fills i
 
 Every command checks its outputs (:func:`writable_folder`, :func:`writable_file`,
 :func:`not_overlapping`) before it creates or deletes anything: a folder it can write, never an
-input, so a bad output path ends in one ``error:`` line instead of a traceback halfway through.
-Their messages name the value as the caller passes its ``name``.
+input, never among a run's records (:func:`outside_runs`), so a bad output path ends in one
+``error:`` line instead of a traceback halfway through, or a finished run overwritten. Their
+messages name the value as the caller passes its ``name``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -250,15 +251,55 @@ def _probe(folder: Path, name: str, shown: Path) -> None:
         raise ConfigError(f"{name} {shown}: not writable ({exc.strerror or exc})") from None
 
 
-def writable_folder(path: Path, name: str) -> Path:
-    """``path`` is a folder we can write into, or one we can create. Returns it.
+# A folder holding both is a run's (``RUNS/<job>/<run-id>/``): a run writes them first, before
+# any other record, and a folder of anyone else's rarely holds both names.
+RUN_RECORDS = ("config.json", "status.json")
+
+
+def _holds_run(folder: Path) -> bool:
+    return all(os.path.lexists(folder / record) for record in RUN_RECORDS)
+
+
+def outside_runs(path: Path, name: str, runs: Iterable[Path | None] = ()) -> None:
+    """Refuse an output ``path`` that is or lies inside one of the runs folders ``runs``, or
+    inside any run folder (one holding :data:`RUN_RECORDS`), wherever it is.
+
+    A file written there would replace a run's record (a finished run read as corrupt and run
+    again), a claim or an item's log; a folder there would be listed as a run. Nothing is
+    created or probed before this check.
 
     Raises
     ------
     ConfigError
-        ``path`` (or a parent) is a file, or the folder that would hold it is not writable.
+        ``path`` is such an output.
+    """
+    target = resolved(path, name)
+    for folder in runs:
+        if folder is not None:
+            top = resolved(folder, "--runs")
+            if top == target or top in target.parents:
+                raise ConfigError(
+                    f"{name} {path}: is inside the runs folder {folder}; write it elsewhere"
+                )
+    for folder in (target, *target.parents):
+        if _holds_run(folder):
+            raise ConfigError(
+                f"{name} {path}: is inside the run folder {folder}; write it elsewhere"
+            )
+
+
+def writable_folder(path: Path, name: str, runs: Iterable[Path | None] = ()) -> Path:
+    """``path`` is a folder we can write into, or one we can create, outside the runs folders
+    ``runs`` and every run folder (:func:`outside_runs`). Returns it.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` (or a parent) is a file, lies among runs, or the folder that would hold it is
+        not writable.
     """
     path = Path(path)
+    outside_runs(path, name, runs)
     found = _existing_ancestor(path)
     if not found.is_dir():
         what = "is a file" if found == path else f"is inside {found}, which is a file"
@@ -274,15 +315,21 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def writable_file(path: Path, name: str, inputs: dict[str, Path | None]) -> Path:
-    """``path`` is a file we may (over)write: not a folder, not one of ``inputs``.
+def writable_file(
+    path: Path, name: str, inputs: dict[str, Path | None], runs: Iterable[Path | None] = ()
+) -> Path:
+    """``path`` is a file we may (over)write: not a folder, not one of ``inputs``, not inside
+    the runs folders ``runs`` or any run folder (:func:`outside_runs`).
 
     Parameters
     ----------
     inputs : dict
         Name -> path of everything the command reads (None entries are ignored).
+    runs : iterable of Path
+        The runs folders the command uses (None entries are ignored).
     """
     path = Path(path)
+    outside_runs(path, name, runs)
     if path.is_dir():
         raise ConfigError(f"{name} {path}: is a folder; expected a file name")
     if path.is_symlink() or (path.exists() and not path.is_file()):
@@ -303,10 +350,11 @@ def writable_file(path: Path, name: str, inputs: dict[str, Path | None]) -> Path
 def not_overlapping(
     out: Path, name: str, keep: list[tuple[str, Path | None]], runs: tuple[str, ...] = ()
 ) -> None:
-    """Refuse an ``out`` folder, replaced wholesale, that is, holds or sits in one of ``keep``
-    (named, each, as the message shows it); ``runs`` names those that are runs folders.
+    """Refuse an ``out`` folder, replaced wholesale, that is or holds one of ``keep`` (named,
+    each, as the message shows it), or lies among runs (:func:`outside_runs`); ``runs`` names
+    the ``keep`` entries that are runs folders.
 
-    Replacing it would delete what it holds; inside a runs folder it would be read as runs.
+    Replacing it would delete what it holds; among runs it would be read as runs.
     """
     target = resolved(out, name)
     for given, folder in keep:
@@ -317,5 +365,4 @@ def not_overlapping(
             raise ConfigError(
                 f"{name} {out}: replacing it would delete {given} {folder}; choose another folder"
             )
-        if folder in target.parents and given in runs:
-            raise ConfigError(f"{name} {out}: is inside {given} {folder}; choose another folder")
+    outside_runs(out, name, [folder for given, folder in keep if given in runs])

@@ -245,3 +245,112 @@ def test_two_cli_processes_started_on_one_run_write_it_once(tmp_path, mnist):
         steps = [(r["kind"], r["step"]) for r in run.history]
         assert len(steps) == len(set(steps)) > 0  # every row once
         assert len(list((run_dir / "tb").iterdir())) == 1
+
+
+# --- stale turns: a breaker's turn file never blocks a run for ever ---------------------------
+
+
+def _turn(claim: Path) -> Path:
+    return claim.with_name(f".{claim.name}.break")
+
+
+def _plant_turn(turn: Path, kind: str, outside: Path) -> None:
+    """What a breaker that died, or anyone who can write the folder, may leave as the turn."""
+    future = time.time() + 3600
+    if kind in ("empty, mtime an hour ahead", "dead breaker here, mtime an hour ahead"):
+        owner = {**claims.machine(), "pid": _dead_pid(), "start": "1"}
+        turn.write_text(json.dumps(owner) if kind.startswith("dead") else "")
+        os.utime(turn, (future, future))
+    elif kind == "other host's breaker, mtime an hour ahead":
+        turn.write_text(json.dumps({"host": "node-7", "boot_id": "x", "pidns": "y", "pid": 42}))
+        os.utime(turn, (future, future))
+    elif kind == "folder with a file":
+        turn.mkdir()
+        (turn / "keep").write_text("mine")
+        os.utime(turn, (future, future))
+    elif kind == "fifo":
+        os.mkfifo(turn)
+    else:  # a symbolic link to a file elsewhere
+        outside.write_text("mine")
+        turn.symlink_to(outside)
+
+
+STALE_TURNS = [
+    "empty, mtime an hour ahead",
+    "dead breaker here, mtime an hour ahead",
+    "other host's breaker, mtime an hour ahead",
+    "folder with a file",
+    "fifo",
+    "symlink",
+]
+
+
+@pytest.mark.parametrize("kind", STALE_TURNS)
+def test_a_stale_turn_is_moved_aside_and_the_run_goes_ahead(tmp_path, capsys, monkeypatch, kind):
+    """An abandoned claim behind a turn no live breaker holds: the run is written at once, with
+    no claim wait; nothing the turn held or pointed at is lost."""
+    from mnist_suite import cli
+
+    monkeypatch.setattr("mnist_suite.jobs.get_job", lambda name: SMALL)
+    monkeypatch.delenv(runs.CLAIM_WAIT_ENV, raising=False)
+    run_dir = tmp_path / "runs" / "small" / SMALL.run_id("", SmallConfig(), "quick", 0)
+    turn = _turn(_abandoned_claim(run_dir))
+    outside = tmp_path / "outside"
+    _plant_turn(turn, kind, outside)
+    code = cli.main(["run", "small", "--profile", "quick", "--runs", str(tmp_path / "runs")])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == "" and out.splitlines()[-1].startswith("done "), (out, err)
+    assert runs.load_run(run_dir).state == "done"
+    left = [p for p in run_dir.parent.iterdir() if "claim" in p.name]
+    if kind == "folder with a file":  # moved aside under a hidden name, its file kept
+        (aside,) = left
+        assert aside.name.startswith(".") and (aside / "keep").read_text() == "mine"
+    else:
+        assert left == []
+    if kind == "symlink":
+        assert outside.read_text() == "mine"  # the link went, not its target
+
+
+def test_four_attempts_behind_a_stale_turn_let_exactly_one_run_20_times(tmp_path):
+    """Breakers racing to move a dead breaker's turn aside and take their own never make two
+    writers: a breaker whose turn was moved aside meanwhile moves no claim."""
+    queues, results, procs = _pool(tmp_path, 4)
+    try:
+        for i in range(20):
+            claim = _abandoned_claim(tmp_path / "small" / f"r{i}")
+            _plant_turn(_turn(claim), "dead breaker here, mtime an hour ahead", tmp_path / "x")
+            for q in queues:
+                q.put(f"r{i}")
+            outcomes = [results.get(timeout=60) for _ in queues]
+            _check_single_writer(tmp_path / "small" / f"r{i}", outcomes)
+    finally:
+        _stop(queues, procs)
+
+
+def test_a_live_breakers_turn_is_respected_and_the_wait_is_bounded(tmp_path):
+    """A turn held by a live process of this machine is never moved, whatever its mtime; the
+    attempt gives up at the end of its claim wait."""
+    run_dir = tmp_path / "small" / "r1"
+    turn = _turn(_abandoned_claim(run_dir))
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        owner = {**claims.machine(), "pid": sleeper.pid, "start": claims._start_ticks(sleeper.pid)}
+        turn.write_text(json.dumps(owner))
+        past = time.time() - 3600
+        os.utime(turn, (past, past))
+        start = time.monotonic()
+        outcome = _execute(tmp_path, "r1", wait=1.0)
+        assert outcome.skipped and outcome.state == "running", outcome
+        assert 1.0 <= time.monotonic() - start < 10
+        assert json.loads(turn.read_text())["pid"] == sleeper.pid
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert _execute(tmp_path, "r1").state == "done"  # its breaker gone: moved aside at once
+
+
+def test_a_foreign_claim_with_a_heartbeat_from_the_future_is_broken(tmp_path):
+    """A heartbeat further ahead than the silence allowed is no sign of a live owner."""
+    path = _foreign_claim(tmp_path / "small" / "r1", age=-(claims.ABANDONED_SECONDS + 60))
+    assert _execute(tmp_path, "r1").state == "done"
+    assert not path.exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import typing
@@ -196,6 +197,54 @@ def test_predict_still_works(run_cli, weights, tmp_path):
     code, _, err = predict(run_cli, weights, str(tmp_path / "p.png"))
     assert code == 0, err
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- no output among runs ------------------------------------------------------------------
+
+
+def tree(folder: Path) -> dict[Path, bytes | None]:
+    """Every path under ``folder``: a file's bytes, None for anything else."""
+    return {p: p.read_bytes() if p.is_file() else None for p in sorted(Path(folder).rglob("*"))}
+
+
+def test_no_output_lands_in_a_runs_folder_or_a_run(run_cli, done_softmax, weights, tmp_path,
+                                                  monkeypatch):  # fmt: skip
+    """Every path a command writes (predict --out, plan --save, report --out, slurm --logs,
+    run --runs) is refused inside the runs folder it uses (a run's records, its claim, an item's
+    log) and inside any run folder elsewhere: one line, exit 2, nothing created or changed, the
+    finished run still done."""
+    runs_dir = done_softmax.parents[1]
+    job = done_softmax.parent.name
+    copied = tmp_path / "copy" / job / done_softmax.name  # a run folder no --runs names
+    shutil.copytree(done_softmax, copied)
+    monkeypatch.setenv("MNIST_SUITE_RUNS", str(runs_dir))  # predict's runs folder
+    in_runs = [
+        done_softmax / "metrics.json",
+        done_softmax / "artifacts" / "x",
+        done_softmax.with_name(done_softmax.name + ".claim"),
+        runs_dir / ".logs" / job / f"{done_softmax.name}.log",
+    ]
+    in_run = [copied / "metrics.json", copied / "tb" / "x"]
+    plan = ["softmax-original", "--profile", "quick", "--runs", str(runs_dir)]
+    commands = {
+        "predict": lambda t: ["predict", "--weights", str(weights), "--index", "0", "--out", t],
+        "plan": lambda t: ["plan", *plan, "--save", t],
+        "report": lambda t: ["report", "--runs", str(runs_dir), "--out", t],
+        "slurm": lambda t: ["slurm", *plan, "--mode", "python", "--logs", t],
+        "run": lambda t: ["run", *QUICK, "--runs", t],
+    }
+    before = tree(tmp_path)
+    for name, argv in commands.items():
+        for target in [*(in_runs if name != "run" else []), *in_run]:
+            code, out, err = run_cli(*argv(str(target)))
+            one_line_error(code, err)
+            where = "runs folder" if target in in_runs else "run folder"
+            assert f": is inside the {where} " in err and "write it elsewhere" in err, (name, err)
+            assert out == "", (name, out)
+    assert tree(tmp_path) == before
+    assert runs.load_run(done_softmax).state == "done"
+    code, out, _ = run_cli("runs", "--runs", str(runs_dir))
+    assert code == 0 and out.strip().endswith("1 runs: 1 done"), out
 
 
 # --- faults: disk full ----------------------------------------------------------------------

@@ -132,6 +132,61 @@ def test_no_slurm_option_runs_a_command(tmp_path, capsys, fake_engine, mode, mon
     assert written >= len(SLURM_OPTIONS)  # harmless values do produce scripts that run
 
 
+# Extra #SBATCH lines: what the script sets (under any name sbatch reads as it), its container,
+# and forms the check cannot read as one long option.
+SCRIPT_SETS = [
+    "--time=1", "--tim=1", "--time-min=1", "--mem=1T", "--mem-per-cpu=1T", "--mem-per-gpu=1T",
+    "--cpus-per-task=1024", "--cpus-per-t=1024", "--cpus-per-gpu=64", "--mincpus=64",
+    "--ntasks=64", "--ntasks-per-node=64", "--nodes=100", "--node=100", "--no-requeue", "--no-r",
+    "--requeue", "--signal=B:USR1@1", "--output=/tmp/x", "--error=/tmp/x", "--open-mode=truncate",
+    "--job-name=x", "--array=0-9", "--partition=p", "--account=a", "--qos=q", "--constraint=c",
+]  # fmt: skip
+CONTAINER_LINES = [
+    "--container=/b", "--contai=/b", "--container-image=docker://x", "--container-mounts=/:/host",
+    "--container-remap-root", "--container-writable", "--no-container-remap-root", "--no-cont",
+]  # fmt: skip
+NOT_ONE_LONG_OPTION = ["-t1", "-t", "-c1024", "-N100", "--time 1", "1", "--mem 1T", "-Jx"]
+
+
+@pytest.mark.parametrize("line", SCRIPT_SETS + CONTAINER_LINES + NOT_ONE_LONG_OPTION)
+def test_an_extra_sbatch_line_never_changes_what_the_script_sets(tmp_path, capsys, line):
+    logs = tmp_path / "logs"
+    code, out, err = _cli(capsys, "slurm", *PLAN_JOB, "--mode", "python", "--logs", str(logs),
+                          f"--sbatch={line}")  # fmt: skip
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("error: --sbatch ") and "Traceback" not in err, err
+    if line in SCRIPT_SETS:
+        assert "which the script sets itself" in err or "the script sets --" in err, err
+    elif line in CONTAINER_LINES:
+        assert "in what container" in err and err.rstrip().endswith("not allowed"), err
+    else:
+        assert "expected one long sbatch option" in err, err
+    assert not logs.exists()  # nothing written
+
+
+def test_the_signal_lead_is_checked_against_the_only_time_limit(tmp_path, capsys):
+    """A later --time (or --time-min) would shorten the limit under the lead: refused."""
+    base = ["slurm", *PLAN_JOB, "--mode", "python", "--logs", str(tmp_path / "logs"),
+            "--time", "00:10:00", "--signal-seconds", "300"]  # fmt: skip
+    code, out, err = _cli(capsys, *base)
+    assert code == 0 and "#SBATCH --time=00:10:00\n" in out, err
+    assert [line for line in out.splitlines() if "--time" in line] == ["#SBATCH --time=00:10:00"]
+    for line in ("--time=1", "--time-min=1", "--t=1"):
+        code, out, err = _cli(capsys, *base, f"--sbatch={line}")
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+
+
+def test_harmless_extra_sbatch_lines_follow_the_scripts_own(tmp_path, capsys):
+    extra = ["--mail-type=END", "--exclusive", "--nodelist=n1", "--comment=x", "--nice=10",
+             "--gres=gpu:1", "--begin=now+60"]  # fmt: skip
+    lines = [f"--sbatch={e}" for e in extra]
+    code, out, err = _cli(capsys, "slurm", *PLAN_JOB, "--mode", "python",
+                          "--logs", str(tmp_path / "logs"), *lines)  # fmt: skip
+    assert code == 0, err
+    directives = [line.removeprefix("#SBATCH ") for line in out.splitlines() if "#SBATCH" in line]
+    assert directives[-len(extra) :] == extra and directives[-len(extra) - 1] == "--requeue"
+
+
 K8S_OPTIONS = (
     "--name", "--namespace", "--image-registry", "--image-tag", "--runs-claim", "--data-claim",
     "--data-file", "--cpu", "--memory",

@@ -212,3 +212,65 @@ def test_array_job_runs_every_item_on_a_real_slurm(cluster, tmp_path, mnist):
     pending = _suite("plan", *PLAN, "--pending", "--runs", str(runs), env=env)
     assert pending.stdout.startswith("nothing pending"), pending.stdout
     print(f"4-task array on single-node Slurm: {seconds:.1f} s from sbatch to the last task")
+
+
+# --- what sbatch itself reads from the script (its client alone: no daemon, no munge) --------
+
+
+def _sbatch_reads(script: Path, folder: Path) -> dict[str, str]:
+    """The options sbatch reads from ``script``: its ``-vvv`` list of defined options, printed
+    before it looks for a controller (none answers on the free port it is given)."""
+    conf = folder / "parse.conf"
+    conf.write_text(
+        f"ClusterName=parse\nSlurmctldHost=localhost\nSlurmctldPort={_free_port()}\n"
+        "NodeName=localhost CPUs=2\nPartitionName=p Nodes=localhost Default=YES\n"
+    )
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    proc = subprocess.Popen(["sbatch", "-vvv", str(script)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    options, lines = {}, []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if "end of defined options" in line:
+                return options
+            key, found, value = line.removeprefix("sbatch: ").partition(" : ")
+            if found:
+                options[key.strip()] = value.strip()
+    finally:
+        proc.kill()
+        proc.wait()
+    pytest.fail("sbatch listed no options:\n" + "".join(lines[-15:]))
+
+
+def test_sbatch_reads_the_scripts_own_limits_past_every_accepted_extra_line(tmp_path):
+    """The extra lines the suite accepts leave sbatch's time, size, output and requeue the
+    script's; the lines it refuses would have changed them (sbatch: the last one wins)."""
+    if shutil.which("sbatch") is None:
+        pytest.skip("Slurm's client is not installed (sbatch not on PATH)")
+    logs = tmp_path / "logs"
+    accepted = ["--mail-type=END", "--exclusive", "--nodelist=localhost", "--comment=x",
+                "--nice=10", "--hold", "--gres=gpu:1"]  # fmt: skip
+    script = _suite(
+        "slurm", *PLAN, "--mode", "python", "--time", "00:10:00", "--signal-seconds", "300",
+        "--memory", "500M", "--cpus", "2", "--logs", str(logs), "--runs", str(tmp_path / "runs"),
+        *(f"--sbatch={line}" for line in accepted),
+    )  # fmt: skip
+    assert script.returncode == 0, script.stderr
+    path = tmp_path / "job.sbatch"
+    path.write_text(script.stdout)
+    read = _sbatch_reads(path, tmp_path)
+    own = {"time": "00:10:00", "mem": "500", "cpus-per-task": "2", "requeue": "requeue",
+           "signal": "B:USR1@300", "output": f"{logs}/%x-%A_%a.out"}  # fmt: skip
+    assert {k: read.get(k) for k in own} == own, read
+    assert not {"no-requeue", "time-min", "ntasks", "nodes", "container"} & set(read), read
+    for line, key, value in [("--time=1", "time", "00:01:00"),
+                             ("--no-requeue", "no-requeue", "no-requeue"),
+                             ("--cpus-per-task=64", "cpus-per-task", "64"),
+                             ("--container=/", "container", "/")]:  # fmt: skip
+        refused = _suite("slurm", *PLAN, "--mode", "python", "--logs", str(logs),
+                         f"--sbatch={line}")  # fmt: skip
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        by_hand = script.stdout.replace("#SBATCH --hold\n", f"#SBATCH --hold\n#SBATCH {line}\n")
+        path.write_text(by_hand)
+        assert _sbatch_reads(path, tmp_path)[key] == value

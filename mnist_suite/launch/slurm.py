@@ -13,11 +13,14 @@ line, which overrides the script's ``--array``: ``sbatch --array=4,8,15 job.sbat
 Slurm signals a task (USR1) ``signal_seconds`` before its time limit: the script stops the run
 (it records ``interrupted``) and requeues the task, which runs the item again. The lead may be
 at most half of ``--time``: a task then always has at least as long to run as it gives up.
-Extra ``#SBATCH`` lines may not set what the script sets itself, nor ``--export``,
-``--export-file``, ``--chdir``, ``--uid``, ``--gid``, ``--get-user-env`` or ``--container`` (nor
-any prefix sbatch would read as one of them): those decide who runs the script, where, and with
-what environment. Account, QoS,
-constraint and extra ``#SBATCH`` lines pass through, checked. The image must come from a
+Extra ``#SBATCH`` lines (long options only) may not set what the script sets itself
+(:func:`_own_directives`) nor what overrides it (:data:`OVERRIDES`), nor anything in
+:data:`REFUSED_DIRECTIVES`, which decide who runs the script, where, in what container and with
+what environment; nor any prefix sbatch would read as one of them, nor a longer name that begins
+with one (``--time-min``, ``--mem-per-cpu``, ``--container-image``). sbatch reads the lines in
+order and the last of a name wins, so the script's ``--time`` is the task's only time limit, the
+one the signal lead is checked against. Account, QoS, constraint and extra ``#SBATCH`` lines pass
+through, checked. The image must come from a
 registry and MNIST from a path the nodes share; this machine's local image name and MNIST
 cache are refused unless ``allow_local_paths`` says the nodes see them too.
 """
@@ -43,18 +46,25 @@ RUNS_MOUNT = "/runs"
 DATA_MOUNT = "/data"
 MODES = ("auto", "podman", "apptainer", "python")
 MAX_SIGNAL_SECONDS = 65_535  # Slurm's --signal=...@SECONDS limit
-# Directives the script writes itself: an extra line may not contradict them.
-OWN_DIRECTIVES = ("--array", "--output", "--error", "--job-name", "--wrap", "--signal")
-# Directives that would change who runs the script, where, or with what environment
-# (``--export=ALL,BASH_ENV=...`` or ``LD_PRELOAD`` runs code of the caller's choosing).
+# sbatch options that change one of the script's own directives without naming it: the task's
+# size (one task of --cpus-per-task CPUs), where its output goes, whether it is requeued.
+OVERRIDES = {
+    "--cpus-per-task": ("--cpus-per-gpu", "--mincpus", "--ntasks", "--nodes"),
+    "--output": ("--error", "--input", "--open-mode"),
+    "--requeue": ("--no-requeue",),
+}
+# Directives that would change who runs the script, where, in what container or with what
+# environment (``--export=ALL,BASH_ENV=...`` or ``LD_PRELOAD`` runs code of the caller's
+# choosing, ``--container-mounts=/:/host`` hands a task the node), or replace the script.
 REFUSED_DIRECTIVES = (
     "--export",
-    "--export-file",
     "--chdir",
     "--uid",
     "--gid",
     "--get-user-env",
     "--container",
+    "--no-container",
+    "--wrap",
 )
 _CONSTRAINT = re.compile(r"^[A-Za-z0-9_.,:&|*\[\]()-]{1,256}$")
 _EXTRA = re.compile(r"^--[a-z][a-z0-9-]*(?:=[\x21-\x7e]{1,256})?$")
@@ -106,6 +116,63 @@ def _image(options: SlurmOptions) -> str:
     return f'{shlex.quote(prefix)}"$flavour"{shlex.quote(options.image_tag or "")}'
 
 
+def _own_directives(options: SlurmOptions, array: str = "") -> list[tuple[str, str | None]]:
+    """The script's own ``#SBATCH`` options in order, as (name, value): "" for a flag, None for
+    one this script leaves out. Every name here is one an extra line may not set."""
+    lead = options.signal_seconds
+    return [
+        ("--job-name", options.name),
+        ("--array", array),
+        ("--cpus-per-task", str(options.cpus)),
+        ("--mem", options.memory),
+        ("--time", options.time),
+        ("--output", f"{Path(options.logs).resolve()}/%x-%A_%a.out"),
+        ("--partition", options.partition or None),
+        ("--account", options.account or None),
+        ("--qos", options.qos or None),
+        ("--constraint", options.constraint or None),
+        # USR1 to the batch shell only (B:): it stops the task and requeues it (see _finish).
+        ("--signal", f"B:USR1@{lead}" if lead else None),
+        ("--requeue", "" if lead else None),
+    ]
+
+
+def _directives(options: SlurmOptions, array: str = "") -> list[tuple[str, str]]:
+    """Every ``#SBATCH`` option of the script in order: its own, then the extra lines."""
+    extra = [line.partition("=")[::2] for line in options.sbatch]
+    own = [(name, value) for name, value in _own_directives(options, array) if value is not None]
+    return own + extra
+
+
+def _check_extra(line: str, own: list[str]) -> None:
+    """Refuse an extra ``#SBATCH`` line that would change what the script sets or who runs it.
+
+    sbatch takes any unambiguous prefix of a long option (``--exp`` for ``--export``), and a
+    longer name that begins with a guarded one names a variant of it (``--time-min``,
+    ``--mem-per-cpu``, ``--container-image``): both are refused.
+    """
+    limits.match(
+        _EXTRA, line, "--sbatch", "one long sbatch option like --mail-type=END (no spaces)"
+    )
+    name = line.partition("=")[0]
+
+    def hits(guarded: str) -> bool:
+        return guarded.startswith(name) or name.startswith(guarded)
+
+    for guarded in own:
+        if hits(guarded):
+            raise ConfigError(f"--sbatch {line}: the script sets {guarded} itself")
+        if any(hits(option) for option in OVERRIDES.get(guarded, ())):
+            raise ConfigError(
+                f"--sbatch {line}: {name} would change {guarded}, which the script sets itself"
+            )
+    if any(hits(refused) for refused in REFUSED_DIRECTIVES):
+        raise ConfigError(
+            f"--sbatch {line}: {name} would change who runs the script, where, in what "
+            "container or with what environment, or replace it; not allowed"
+        )
+
+
 def check_options(options: SlurmOptions) -> None:
     """Refuse any option that could change the script's meaning (ConfigError, exit 2)."""
     if options.mode not in MODES:
@@ -128,27 +195,15 @@ def check_options(options: SlurmOptions) -> None:
             limits.slurm_name(value, flag)
     if options.constraint is not None:
         limits.match(_CONSTRAINT, options.constraint, "--constraint", "a Slurm constraint")
+    own = [name for name, _ in _own_directives(options)]
     for line in options.sbatch:
-        limits.match(
-            _EXTRA,
-            line,
-            "--sbatch",
-            "one sbatch option like --mail-type=END (printable, no spaces)",
-        )
-        # sbatch takes any unambiguous prefix of a long option (--exp for --export).
-        name = line.split("=")[0]
-        if any(own.startswith(name) for own in OWN_DIRECTIVES):
-            raise ConfigError(f"--sbatch {line}: the script sets {name} itself")
-        if any(refused.startswith(name) for refused in REFUSED_DIRECTIVES):
-            raise ConfigError(
-                f"--sbatch {line}: {name} would change the user, folder or environment the "
-                "script runs with; not allowed"
-            )
+        _check_extra(line, own)
     limits.int_range(options.signal_seconds, "--signal-seconds", 0, MAX_SIGNAL_SECONDS)
-    limit = time_seconds(options.time)
+    final = dict(_directives(options))  # as sbatch reads them: the last of a name wins
+    limit = time_seconds(final["--time"])
     if options.signal_seconds and limit and options.signal_seconds > limit // 2:
         raise ConfigError(
-            f"--signal-seconds {options.signal_seconds}: at most half of --time {options.time} "
+            f"--signal-seconds {options.signal_seconds}: at most half of --time {final['--time']} "
             f"({limit // 2} s): the lead is taken off every task's time, so a larger one "
             "stops items that would have finished"
         )
@@ -219,7 +274,6 @@ def sbatch_script(
         raise ConfigError(f"a plan item's flavour is not one of {', '.join(FLAVOURS)}")
     plan_id = plan_hash(items)
     runs = Path(options.runs).resolve()
-    logs = Path(options.logs).resolve()
     array = array_spec([i.index for i in chosen])
     if options.parallelism:
         array += f"%{options.parallelism}"
@@ -228,26 +282,7 @@ def sbatch_script(
     args = ["run", *run_args, "--plan-hash", plan_id]
     if options.mode == "python" and options.data is not None:
         args += ["--data", str(Path(options.data).resolve())]
-    directives = [
-        f"--job-name={options.name}",
-        f"--array={array}",
-        f"--cpus-per-task={options.cpus}",
-        f"--mem={options.memory}",
-        f"--time={options.time}",
-        f"--output={logs}/%x-%A_%a.out",
-    ]
-    for flag, value in (
-        ("--partition", options.partition),
-        ("--account", options.account),
-        ("--qos", options.qos),
-        ("--constraint", options.constraint),
-    ):
-        if value:
-            directives.append(f"{flag}={value}")
-    if options.signal_seconds:
-        # USR1 to the batch shell only (B:): it stops the task and requeues it (see _requeue).
-        directives += [f"--signal=B:USR1@{options.signal_seconds}", "--requeue"]
-    directives += list(options.sbatch)
+    directives = [f"{n}={v}" if v else n for n, v in _directives(options, array)]
     flavours = " ".join(shlex.quote(i.flavour) for i in items)
     threads = " ".join(f"{v}=$threads" for v in (*BLAS_THREAD_VARS, *TF_THREAD_VARS))
     lines = [
