@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,16 @@ from typing import Any
 from mnist_suite import benchcompare, verdicts
 from mnist_suite.errors import ConfigError
 from mnist_suite.options import option
-from mnist_suite.stats import CONFIDENCE, LARGEST, Difference, difference, holm, t_interval
+from mnist_suite.stats import (
+    CONFIDENCE,
+    LARGEST,
+    ROUNDING,
+    Difference,
+    difference,
+    holm,
+    summarize,
+    t_interval,
+)
 from mnist_suite.verdicts import BETTER, DIVERGED, FEW, MISSING, OUTDATED, SAME, WORSE
 
 SPEED_METRIC = "train_seconds"
@@ -52,6 +62,8 @@ SPEED_METRIC = "train_seconds"
 LOAD_TOLERANCE = 0.5
 MAX_SEEDS = 1_000_000
 MAX_BYTES = 256 << 20  # a report's results.json of thousands of runs stays far below
+# A stored interval or sd this close to the one its figures give is the same number printed.
+STORED_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -198,25 +210,70 @@ def _check_row(row: Any, label: str, i: int) -> tuple[tuple, Stat]:
         raise ConfigError(f"{where}: n = {n} needs a mean" + (" and an sd" if n >= 2 else ""))
     if n == 0 and diverged == 0:
         raise ConfigError(f"{where}: n = 0 and no diverged run: an empty summary")
-    values = None
-    seeds, listed = row.get("seeds"), row.get("values")
-    if listed is not None:
-        if not isinstance(seeds, list) or not isinstance(listed, list) or len(seeds) != n:
-            raise ConfigError(f"{where}: values need n seeds beside them")
-        integers = all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-        if len(listed) != n or not integers:
-            raise ConfigError(f"{where}: n values and n integer seeds expected")
-        if len(set(seeds)) != n:
-            raise ConfigError(f"{where}: a seed listed twice")
-        probe = {"v": 0.0}
-        for v in listed:
-            probe["v"] = v
-            _number(probe, "v", where + " values", low)
-        values = dict(zip(seeds, map(float, listed), strict=True))
-        if n and abs(sum(values.values()) / n - mean) > 1e-9 * max(1.0, abs(mean)):
+    values = _seed_values(row, n, where, low)
+    if values is not None:
+        # What compare uses (the mean, the sd, the pairs) must be what the values say.
+        own = summarize(values.values())
+        if n and abs(own.mean - mean) > 1e-9 * max(1.0, abs(mean)):
             raise ConfigError(f"{where}: mean {mean!r} is not the mean of its values")
+        if n >= 2 and not _close(sd, own.sd, mean):
+            raise ConfigError(f"{where}: sd {sd!r} is not the sd of its values")
+    _check_interval(row, n, mean, sd, where)
     key = (names["job"], cell, names["profile"], metric)
     return key, Stat(n, mean, sd, values, diverged)
+
+
+def _seed_values(row: dict, n: int, where: str, low: float) -> dict[int, float] | None:
+    """A row's per-seed values by seed (None when it lists none), its seeds checked: n
+    integers, none twice, even beside no values (a seed counted twice is not two runs)."""
+    seeds, listed = row.get("seeds"), row.get("values")
+    if seeds is None:
+        if listed is not None:
+            raise ConfigError(f"{where}: values need n seeds beside them")
+        return None
+    integers = isinstance(seeds, list) and all(
+        isinstance(s, int) and not isinstance(s, bool) for s in seeds
+    )
+    if not integers or len(seeds) != n:
+        raise ConfigError(f"{where}: seeds: expected a list of n = {n} integers")
+    twice = [seed for seed, count in Counter(seeds).items() if count > 1]
+    if twice:
+        raise ConfigError(f"{where}: seed {min(twice)} listed twice")
+    if listed is None:
+        return None
+    if not isinstance(listed, list) or len(listed) != n:
+        raise ConfigError(f"{where}: n values and n integer seeds expected")
+    probe = {"v": 0.0}
+    for v in listed:
+        probe["v"] = v
+        _number(probe, "v", where + " values", low)
+    return dict(zip(seeds, map(float, listed), strict=True))
+
+
+def _close(stored: float | None, own: float | None, mean: float) -> bool:
+    """A stored figure equals the one recomputed, up to printing and summation order."""
+    if stored is None or own is None:
+        return stored is own
+    scale = max(abs(stored), abs(own))
+    return abs(stored - own) <= STORED_TOLERANCE * scale + ROUNDING * abs(mean)
+
+
+def _check_interval(row: dict, n: int, mean: float | None, sd: float | None, where: str):
+    """A stored interval (optional) holds its mean and is the 95% Student-t interval of its n,
+    mean and sd: ConfigError (one line) otherwise."""
+    low, high = _number(row, "ci_low", where), _number(row, "ci_high", where)
+    if low is None and high is None:
+        return
+    if low is None or high is None or n < 2 or mean is None:
+        raise ConfigError(f"{where}: an interval needs both ends and n >= 2 (n = {n})")
+    if not low <= mean <= high:
+        raise ConfigError(f"{where}: mean {mean!r} outside its interval [{low!r}, {high!r}]")
+    own = t_interval(mean, sd, n)
+    if not (_close(low, own[0], mean) and _close(high, own[1], mean)):
+        raise ConfigError(
+            f"{where}: interval [{low!r}, {high!r}] is not the 95% interval of n = {n}, "
+            f"mean {mean!r}, sd {sd!r}"
+        )
 
 
 def _from_summaries(side: Side, rows: list, checked: bool = True) -> Side:

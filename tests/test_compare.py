@@ -402,3 +402,39 @@ def test_one_side_empty_is_one_line(tmp_path, capsys):
     empty.write_text(json.dumps({"schema_version": 3, "summaries": []}))
     code, out, err = cli(capsys, tmp_path / "a", empty)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _interval_row(n: int = 5, mean: float = 0.90, sd: float = 0.002) -> dict:
+    from mnist_suite.stats import t_interval
+
+    low, high = t_interval(mean, sd, n)
+    return _summary("up", n, mean, sd) | {"ci_low": low, "ci_high": high}
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"seeds": [0] * 5}, "up test_accuracy: seed 0 listed twice"),
+        ({"seeds": [0, 1, 2]}, "up test_accuracy: seeds: expected a list of n = 5 integers"),
+        ({"ci_low": 0.9005}, "up test_accuracy: mean 0.9 outside its interval"),
+        ({"ci_high": 0.8999}, "up test_accuracy: mean 0.9 outside its interval"),
+        ({"ci_low": 0.80, "ci_high": 1.0}, "is not the 95% interval of n = 5, mean 0.9, sd 0.002"),
+        ({"ci_high": None}, "an interval needs both ends and n >= 2"),
+        ({"sd": 0.0001, "values": [0.898, 0.899, 0.9, 0.901, 0.902]}, "not the sd of its values"),
+    ],
+)
+def test_a_baseline_row_must_hold_together(sides, tmp_path, capsys, change, says):
+    good = _baseline(tmp_path, "good.json", [_interval_row()])
+    assert compare.load_side(good).stats  # the interval summarize gives is accepted
+    bad = _baseline(tmp_path, "bad.json", [_interval_row() | change])
+    code, out, err = cli(capsys, bad, sides[1], "--fail-on", "worse")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {bad}: ") and says in err
+
+
+def test_the_committed_baselines_hold_together():
+    for path in (ROOT / "baselines" / "quick.json", ROOT / "reports" / "results.json"):
+        assert compare.load_side(path).stats
