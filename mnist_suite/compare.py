@@ -706,11 +706,18 @@ def _how(row: dict) -> str:
     return row["method"] or "-"
 
 
-def _p_text(row: dict) -> str:
+def _p_text(row: dict, alpha: float) -> str:
+    """The adjusted p in two significant digits, more where two would round it across
+    ``alpha`` (0.0496 is significant at 5%, not "0.050"); ``<0.0001`` below that."""
     p = row["p_adjusted"]
     if p is None:
         return "-"
-    return "<0.0001" if p < 1e-4 else f"{p:.2g}"
+    if p < 1e-4:
+        return "<0.0001"
+    digits = 2
+    while (float(f"{p:.{digits}g}") <= alpha) != (p <= alpha):
+        digits += 1
+    return f"{p:#.{digits}g}"
 
 
 def text_rows(
@@ -739,7 +746,7 @@ def text_rows(
                 _side_text(r, "new"),
                 _diff_text(r),
                 _how(r) if r["kind"] == "run" else "quartiles",
-                _p_text(r),
+                _p_text(r, 1 - confidence),
                 r["verdict"],
                 "; ".join(notes),
             ]
