@@ -433,14 +433,16 @@ def _gate_settings() -> tuple[tuple, tuple]:
     return jobs, rules
 
 
-def test_a_gate_of_one_seed_fails_and_says_which_rows_and_why(tmp_path, capsys, monkeypatch):
+def test_a_gate_of_one_seed_fails_and_says_which_rows_and_why(
+    tmp_path, capsys, monkeypatch, shipped
+):
     # `nox -s gate -- --seeds 0` on a commit 1.7 points worse: one run per job against the
     # committed ten-seed baseline, with the gate's own options. Nothing can be judged: it fails.
     from mnist_suite import fingerprint
 
     monkeypatch.setattr(fingerprint, "for_job_name", lambda job: "abc123")  # the runs' code
     jobs, rules = _gate_settings()
-    baseline = ROOT / "baselines" / "quick.json"
+    baseline = shipped("baselines/quick.json")
     summaries = json.loads(baseline.read_text())["summaries"]
     means = {s["job"]: s["mean"] for s in summaries if s["metric"] == "test_accuracy"}
     assert set(jobs) <= set(means) and "--fail-metric" in rules
@@ -498,8 +500,8 @@ def test_a_baseline_row_must_hold_together(sides, tmp_path, capsys, change, says
     assert err.startswith(f"error: {bad}: ") and says in err
 
 
-def test_the_committed_baselines_hold_together():
-    for path in (ROOT / "baselines" / "quick.json", ROOT / "reports" / "results.json"):
+def test_the_committed_baselines_hold_together(shipped):
+    for path in (shipped("baselines/quick.json"), shipped("reports/results.json")):
         assert compare.load_side(path).stats
 
 
@@ -521,9 +523,9 @@ def test_two_seeds_moved_alike_are_too_few_not_certain(tmp_path, capsys):
     assert code == 1 and err.startswith("failing: up quick test_accuracy: too few seeds (no spread")
 
 
-def _shifted_reference(tmp_path: Path, job: str, shifts: list[float]) -> Path:
-    """The committed reference results.json with ``job``'s per-seed test accuracies moved."""
-    doc = json.loads((ROOT / "reports" / "results.json").read_text())
+def _shifted_reference(reference: Path, tmp_path: Path, job: str, shifts: list[float]) -> Path:
+    """A copy of ``reference`` (a results.json) with ``job``'s per-seed test accuracies moved."""
+    doc = json.loads(reference.read_text())
     runs = [r for r in doc["runs"] if r["job"] == job and r["state"] == "done"]
     assert len(runs) == len(shifts)
     for run in runs:
@@ -533,12 +535,12 @@ def _shifted_reference(tmp_path: Path, job: str, shifts: list[float]) -> Path:
     return path
 
 
-def test_a_change_is_not_masked_by_rows_that_cannot_change(tmp_path, capsys):
+def test_a_change_is_not_masked_by_rows_that_cannot_change(tmp_path, capsys, shipped):
     from scipy import stats
 
     shifts = [0.0010, 0.0020, 0.0005, 0.0015, 0.0012]  # +0.124 pt on average, above 0.1 pt
-    reference = ROOT / "reports" / "results.json"
-    moved = _shifted_reference(tmp_path, "mlp-fast", shifts)
+    reference = shipped("reports/results.json")  # the committed reference report
+    moved = _shifted_reference(reference, tmp_path, "mlp-fast", shifts)
     code, out, _ = cli(capsys, reference, moved, "--json", "--fail-on", "worse")
     assert code == 0  # a better figure and identical ones: nothing fails
     doc = json.loads(out)
