@@ -10,14 +10,25 @@ with its interval, and a verdict (words of :mod:`mnist_suite.verdicts`):
   (the interval of the per-seed differences: with deterministic seeds that is the change's
   effect alone, and identical sides give exactly 0); **Welch**'s unpaired interval otherwise.
   The table says which, and how many pairs;
-- ``better`` / ``worse``: the difference is significant **table-wide** (Holm's rule over every
-  row judged at once, so the chance of any false better/worse in the table stays at
+- ``better`` / ``worse``: the difference is significant **within its family** (Holm's rule
+  over the family's rows, so the chance of any false better/worse in a family stays at
   1 − confidence) **and** at least the metric's minimum effect (:data:`RULES`), in its good or
-  bad direction; ``no detectable change`` otherwise; ``too few seeds`` when a side has fewer
-  than two runs;
-- rows the comparison cannot see through, each failing ``--fail-on worse``: ``missing`` (a
-  job, cell or metric on one side only), ``diverged`` (some or all seeds of a side diverged or
-  failed), ``outdated`` (NEW holds finished runs of other code than this source's).
+  bad direction; ``no detectable change`` otherwise. Each row shows its Holm-adjusted p-value
+  and an interval **simultaneous** over its family (Bonferroni: each at 1 − (1 − confidence)/m
+  for a family of m rows): an interval that excludes zero always has a significant p;
+- ``identical``: both sides hold the same seeds with the same figures (the same runs, or the
+  same code and config run again): nothing to test, so the row joins no family;
+- rows the comparison cannot judge or see through, each failing ``--fail-on worse``:
+  ``too few seeds`` (a side with fewer than two runs, or two seeds with no spread at all),
+  ``missing`` (a job, cell or metric on one side only), ``diverged`` (some or all seeds of a
+  side diverged or failed), ``outdated`` (NEW holds finished runs of other code than this
+  source's), and a benchmark ratio ``unstable`` or in ``definition error``.
+
+The families (:data:`FAMILIES`) are fixed by what a row measures and whether it can differ,
+before any figure is tested: accuracy and loss rows, speed rows (``train_seconds``), and
+benchmark ratios (judged by their quartiles, no test). Rows that cannot differ (identical) or
+cannot be judged do not dilute a family: 33 identical rows beside one changed job leave that
+job a family of one.
 
 Speed is judged on ``train_seconds`` (the training clock without one-time process warm-up),
 and only when both sides ran on the same machine kind (CPU model, cores, container or not) at
@@ -37,6 +48,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,14 +56,32 @@ from typing import Any
 from mnist_suite import benchcompare, verdicts
 from mnist_suite.errors import ConfigError
 from mnist_suite.options import option
-from mnist_suite.stats import CONFIDENCE, LARGEST, Difference, difference, holm, t_interval
-from mnist_suite.verdicts import BETTER, DIVERGED, FEW, MISSING, OUTDATED, SAME, WORSE
+from mnist_suite.stats import (
+    CONFIDENCE,
+    LARGEST,
+    ROUNDING,
+    Difference,
+    difference,
+    holm,
+    holm_adjusted,
+    summarize,
+    t_interval,
+)
+from mnist_suite.verdicts import BETTER, DIVERGED, FEW, IDENTICAL, MISSING, OUTDATED, SAME, WORSE
 
 SPEED_METRIC = "train_seconds"
 # Loads (1-minute averages, in busy processes) this close count as comparable for speed.
 LOAD_TOLERANCE = 0.5
 MAX_SEEDS = 1_000_000
 MAX_BYTES = 256 << 20  # a report's results.json of thousands of runs stays far below
+# The families of rows judged together, each under its own Holm's rule (benchmark ratios are
+# judged by their quartiles, one by one: they join no test).
+QUALITY, SPEED, BENCHMARK = "accuracy and loss", "speed", "benchmark ratios"
+FAMILIES = (QUALITY, SPEED, BENCHMARK)
+# Verdicts that answer the question (every other row fails ``--fail-on worse``).
+JUDGED = (BETTER, WORSE, SAME, IDENTICAL)
+# A stored interval or sd this close to the one its figures give is the same number printed.
+STORED_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -115,8 +145,9 @@ class CompareOptions:
         "(wall_seconds=50%%); repeatable", metavar="METRIC=X",
     )  # fmt: skip
     confidence: float = option(
-        CONFIDENCE, "coverage of the difference's interval (default 0.95; a CI gate may ask 0.99)"
-    )
+        CONFIDENCE, "simultaneous coverage of a family's intervals, 1 − its false-alarm rate "
+        "(default 0.95; a CI gate may ask 0.99)",
+    )  # fmt: skip
 
     def rules(self) -> dict[str, Rule]:
         """The rules these options ask for, checked (:func:`rules_for`)."""
@@ -198,25 +229,70 @@ def _check_row(row: Any, label: str, i: int) -> tuple[tuple, Stat]:
         raise ConfigError(f"{where}: n = {n} needs a mean" + (" and an sd" if n >= 2 else ""))
     if n == 0 and diverged == 0:
         raise ConfigError(f"{where}: n = 0 and no diverged run: an empty summary")
-    values = None
-    seeds, listed = row.get("seeds"), row.get("values")
-    if listed is not None:
-        if not isinstance(seeds, list) or not isinstance(listed, list) or len(seeds) != n:
-            raise ConfigError(f"{where}: values need n seeds beside them")
-        integers = all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-        if len(listed) != n or not integers:
-            raise ConfigError(f"{where}: n values and n integer seeds expected")
-        if len(set(seeds)) != n:
-            raise ConfigError(f"{where}: a seed listed twice")
-        probe = {"v": 0.0}
-        for v in listed:
-            probe["v"] = v
-            _number(probe, "v", where + " values", low)
-        values = dict(zip(seeds, map(float, listed), strict=True))
-        if n and abs(sum(values.values()) / n - mean) > 1e-9 * max(1.0, abs(mean)):
+    values = _seed_values(row, n, where, low)
+    if values is not None:
+        # What compare uses (the mean, the sd, the pairs) must be what the values say.
+        own = summarize(values.values())
+        if n and abs(own.mean - mean) > 1e-9 * max(1.0, abs(mean)):
             raise ConfigError(f"{where}: mean {mean!r} is not the mean of its values")
+        if n >= 2 and not _close(sd, own.sd, mean):
+            raise ConfigError(f"{where}: sd {sd!r} is not the sd of its values")
+    _check_interval(row, n, mean, sd, where)
     key = (names["job"], cell, names["profile"], metric)
     return key, Stat(n, mean, sd, values, diverged)
+
+
+def _seed_values(row: dict, n: int, where: str, low: float) -> dict[int, float] | None:
+    """A row's per-seed values by seed (None when it lists none), its seeds checked: n
+    integers, none twice, even beside no values (a seed counted twice is not two runs)."""
+    seeds, listed = row.get("seeds"), row.get("values")
+    if seeds is None:
+        if listed is not None:
+            raise ConfigError(f"{where}: values need n seeds beside them")
+        return None
+    integers = isinstance(seeds, list) and all(
+        isinstance(s, int) and not isinstance(s, bool) for s in seeds
+    )
+    if not integers or len(seeds) != n:
+        raise ConfigError(f"{where}: seeds: expected a list of n = {n} integers")
+    twice = [seed for seed, count in Counter(seeds).items() if count > 1]
+    if twice:
+        raise ConfigError(f"{where}: seed {min(twice)} listed twice")
+    if listed is None:
+        return None
+    if not isinstance(listed, list) or len(listed) != n:
+        raise ConfigError(f"{where}: n values and n integer seeds expected")
+    probe = {"v": 0.0}
+    for v in listed:
+        probe["v"] = v
+        _number(probe, "v", where + " values", low)
+    return dict(zip(seeds, map(float, listed), strict=True))
+
+
+def _close(stored: float | None, own: float | None, mean: float) -> bool:
+    """A stored figure equals the one recomputed, up to printing and summation order."""
+    if stored is None or own is None:
+        return stored is own
+    scale = max(abs(stored), abs(own))
+    return abs(stored - own) <= STORED_TOLERANCE * scale + ROUNDING * abs(mean)
+
+
+def _check_interval(row: dict, n: int, mean: float | None, sd: float | None, where: str):
+    """A stored interval (optional) holds its mean and is the 95% Student-t interval of its n,
+    mean and sd: ConfigError (one line) otherwise."""
+    low, high = _number(row, "ci_low", where), _number(row, "ci_high", where)
+    if low is None and high is None:
+        return
+    if low is None or high is None or n < 2 or mean is None:
+        raise ConfigError(f"{where}: an interval needs both ends and n >= 2 (n = {n})")
+    if not low <= mean <= high:
+        raise ConfigError(f"{where}: mean {mean!r} outside its interval [{low!r}, {high!r}]")
+    own = t_interval(mean, sd, n)
+    if not (_close(low, own[0], mean) and _close(high, own[1], mean)):
+        raise ConfigError(
+            f"{where}: interval [{low!r}, {high!r}] is not the 95% interval of n = {n}, "
+            f"mean {mean!r}, sd {sd!r}"
+        )
 
 
 def _from_summaries(side: Side, rows: list, checked: bool = True) -> Side:
@@ -358,9 +434,11 @@ def speed_comparable(base: dict | None, new: dict | None) -> str:
 
 def _row(kind: str, group: tuple, metric: str, verdict: str, **extra) -> dict:
     job, cell, profile = group
+    family = BENCHMARK if kind == "benchmark" else SPEED if metric == SPEED_METRIC else QUALITY
     row = {"kind": kind, "job": job, "cell": cell, "profile": profile, "metric": metric}
-    row |= {"base": None, "new": None, "diff": None, "low": None, "high": None}
-    row |= {"p_value": None, "method": "", "pairs": 0, "min_effect": None, "verdict": verdict}
+    row |= {"base": None, "new": None, "diff": None, "low": None, "high": None, "level": None}
+    row |= {"p_value": None, "p_adjusted": None, "method": "", "pairs": 0, "min_effect": None}
+    row |= {"family": family, "tested": False, "verdict": verdict}
     return row | {"note": "", "config_changes": "", "mixed_code": []} | extra
 
 
@@ -368,27 +446,41 @@ def _side_stat(s: Stat) -> dict:
     return {"n": s.n, "mean": s.mean, "sd": s.sd, "half_width": s.half_width()}
 
 
-def _judged(metric: str, rule: Rule, b: Stat, n: Stat, confidence: float) -> dict:
+def _judged(rule: Rule, b: Stat, n: Stat, level: float) -> tuple[dict, str]:
+    """The row's figures with the interval at ``level``, and why it has no p-value ("" if it
+    has one)."""
     if b.n < 2 or n.n < 2:
-        d = Difference(n.mean - b.mean, None, None, None, "")
+        why = f"{b.n} seed{'s' * (b.n != 1)} on base, {n.n} on new: an interval needs two on each"
+        d = Difference(n.mean - b.mean, None, None, None, "", why=why)
     else:
-        d = difference((b.n, b.mean, b.sd), (n.n, n.mean, n.sd), b.values, n.values, confidence)
-    return {
+        d = difference((b.n, b.mean, b.sd), (n.n, n.mean, n.sd), b.values, n.values, level)
+    figures = {
         "base": _side_stat(b),
         "new": _side_stat(n),
         "diff": d.diff,
         "low": d.low,
         "high": d.high,
+        "level": level if d.low is not None else None,
         "p_value": d.p_value,
         "method": d.method,
         "pairs": d.pairs,
         "min_effect": rule.min_effect(b.mean),
-        "verdict": FEW if d.p_value is None else SAME,
     }
+    return figures, d.why
 
 
-def _run_rows(base: Side, new: Side, rules: dict[str, Rule], confidence: float) -> tuple:
-    rows, speed_notes = [], []
+def _identical(b: Stat, n: Stat) -> bool:
+    """Both sides hold the same seeds with the same figures. Deterministic seeds give that only
+    when the two sides ran the same computation (the same runs, or the same code and config
+    again), never by chance: such a row can read nothing but identical, so it is known before
+    any test and joins no family."""
+    return bool(b.values) and b.values == n.values
+
+
+def _run_rows(base: Side, new: Side, rules: dict[str, Rule]) -> tuple[list, list[str]]:
+    """Each run row with the two sides' figures (None for a row on one side only), its verdict
+    so far decided by what the sides are, not by their figures; and the speed notes."""
+    pending, speed_notes = [], []
     for group in sorted(base.groups() | new.groups()):
         where = [s for s in (base, new) if group in s.groups()]
         if len(where) == 1:
@@ -396,7 +488,7 @@ def _run_rows(base: Side, new: Side, rules: dict[str, Rule], confidence: float) 
             metrics = sorted({k[3] for k in where[0].stats if k[:3] == group} - {SPEED_METRIC})
             judged = [m for m in metrics if m in rules] or metrics[:1]
             for metric in judged:
-                rows.append(_row("run", group, metric, MISSING, note=f"only on {only}"))
+                pending.append((_row("run", group, metric, MISSING, note=f"only on {only}"), None))
             continue
         extras = {
             "config_changes": _config_diff(base.configs.get(group, []), new.configs.get(group, [])),
@@ -418,35 +510,75 @@ def _run_rows(base: Side, new: Side, rules: dict[str, Rule], confidence: float) 
                     continue
             if b is None or n is None:
                 note = f"only on {'new' if b is None else 'base'}"
-                rows.append(_row("run", group, metric, MISSING, note=note, **extras))
+                pending.append((_row("run", group, metric, MISSING, note=note, **extras), None))
                 continue
-            row = _row("run", group, metric, FEW, **extras)
-            if b.mean is not None and n.mean is not None:
-                row |= _judged(metric, rules[metric], b, n, confidence)
-            notes = []
-            for label, s in (("base", base), ("new", new)):
-                st = s.stats[(*group, metric)]
-                if st.diverged:
-                    notes.append(f"{st.diverged} of {st.n + st.diverged} seeds diverged on {label}")
+            row = _row("run", group, metric, SAME, tested=True, **extras)
+            notes = [
+                f"{st.diverged} of {st.n + st.diverged} seeds diverged on {label}"
+                for label, st in (("base", b), ("new", n))
+                if st.diverged
+            ]
             if notes:
-                row |= {"verdict": DIVERGED, "note": "; ".join(notes)}
+                row |= {"verdict": DIVERGED, "note": "; ".join(notes), "tested": False}
             elif new.outdated.get(group):
                 count = new.outdated[group]
                 note = f"{count} run{'s' * (count != 1)} on new recorded by other code"
-                row |= {"verdict": OUTDATED, "note": note}
-            rows.append(row)
-    return rows, sorted(set(speed_notes))
+                row |= {"verdict": OUTDATED, "note": note, "tested": False}
+            elif _identical(b, n):
+                note = "the same seeds with the same figures on both sides"
+                row |= {"verdict": IDENTICAL, "note": note, "tested": False}
+            elif b.n < 2 or n.n < 2:
+                row |= {"verdict": FEW, "tested": False}
+            pending.append((row, (b, n)))
+    return pending, sorted(set(speed_notes))
 
 
-def _decide(rows: list[dict], rules: dict[str, Rule], confidence: float) -> None:
-    """Holm over the rows judged at once: better/worse only where the table-wide rule rejects
-    "no difference" and the difference reaches the minimum effect."""
-    judged = [r for r in rows if r["verdict"] == SAME and r["p_value"] is not None]
-    rejected = holm([r["p_value"] for r in judged], 1 - confidence)
-    for row, significant in zip(judged, rejected, strict=True):
-        if significant and abs(row["diff"]) >= row["min_effect"]:
+def family_level(rows: list[dict], family: str, confidence: float = CONFIDENCE) -> float:
+    """The level of each interval of ``family`` that makes them simultaneous at
+    ``confidence`` (Bonferroni): 1 − (1 − confidence) / m for its m tested rows."""
+    m = sum(r["tested"] and r["family"] == family for r in rows)
+    return 1 - (1 - confidence) / max(1, m)
+
+
+def _decide(pending: list, rules: dict[str, Rule], confidence: float) -> None:
+    """Per family: every row's interval at the family's simultaneous level, Holm's rule over
+    its tested rows (a row without a p-value counts as p = 1: the family was fixed before the
+    figures), and better/worse where Holm rejects "no difference" and the difference reaches
+    the minimum effect."""
+    alpha, rows = 1 - confidence, [row for row, _ in pending]
+    for family in (QUALITY, SPEED):
+        level = family_level(rows, family, confidence)
+        members = []
+        for row, sides in pending:
+            if row["family"] != family or sides is None or None in (sides[0].mean, sides[1].mean):
+                continue
+            figures, why = _judged(rules[row["metric"]], *sides, level)
+            row |= figures
+            if row["verdict"] == FEW and not row["note"]:
+                row["note"] = why
+            if row["tested"]:
+                members.append((row, why))
+        p_values = [1.0 if row["p_value"] is None else row["p_value"] for row, _ in members]
+        significant = holm(p_values, alpha)
+        for (row, why), adjusted, reject in zip(
+            members, holm_adjusted(p_values), significant, strict=True
+        ):
+            if row["p_value"] is None:
+                row |= {"verdict": FEW, "note": why}
+                continue
+            row["p_adjusted"] = adjusted
+            if not reject:
+                continue
+            if abs(row["diff"]) < row["min_effect"]:
+                row["note"] = "significant, below the minimum effect"
+                continue
             good = (row["diff"] > 0) == rules[row["metric"]].higher_is_better
             row["verdict"] = BETTER if good else WORSE
+            if row["low"] <= 0 <= row["high"]:
+                row["note"] = (
+                    "Holm rejects it after the family's smaller p-values; "
+                    "its simultaneous interval is the wider Bonferroni one"
+                )
 
 
 def _bench_rows(base: Side, new: Side) -> list[dict]:
@@ -478,18 +610,18 @@ def compare(
     """One row per figure with a rule (:data:`RULES`), per group on one side only, and per
     benchmark ratio. ``speed_notes(base, new)`` gives why speed rows were left out.
 
-    ``confidence`` is the coverage of the differences' intervals and 1 − the table-wide
-    false-alarm rate (0.95; a CI gate may ask more).
+    ``confidence`` is the simultaneous coverage of each family's intervals and 1 − each
+    family's false-alarm rate (0.95; a CI gate may ask more).
     """
     rules = rules or RULES
-    rows, _ = _run_rows(base, new, rules, confidence)
-    _decide(rows, rules, confidence)
-    return rows + _bench_rows(base, new)
+    pending, _ = _run_rows(base, new, rules)
+    _decide(pending, rules, confidence)
+    return [row for row, _ in pending] + _bench_rows(base, new)
 
 
 def speed_notes(base: Side, new: Side, rules: dict[str, Rule] | None = None) -> list[str]:
     """The reasons speed was not compared, one line each ("speed not comparable: ...")."""
-    _, notes = _run_rows(base, new, rules or RULES, CONFIDENCE)
+    _, notes = _run_rows(base, new, rules or RULES)
     return [f"speed not comparable: {why}" for why in notes]
 
 
@@ -509,16 +641,19 @@ def check_fail_metrics(metrics: list[str], rules: dict[str, Rule] | None = None)
 
 
 def regressions(rows: list[dict], metrics: list[str] | None = None) -> list[str]:
-    """The failing rows (of ``metrics`` only, when given), one line each: worse, missing,
-    diverged, outdated or a definition error; and a fail metric no row judged."""
+    """The failing rows (of ``metrics`` only, when given), one line each: every row that is
+    not better, no detectable change or identical (worse, and each row the comparison could
+    not judge: too few seeds, missing, diverged, outdated, unstable, a definition error); and
+    a fail metric no row judged."""
     out = [
         f"{_name(r)} {r['metric']}: {r['verdict']}" + (f" ({r['note']})" if r["note"] else "")
         for r in rows
         if r["verdict"] in verdicts.FAILING and (not metrics or r["metric"] in metrics)
     ]
     for metric in metrics or []:
-        if not any(r["metric"] == metric for r in rows):
-            out.append(f"{metric}: judged in no row (on neither side, or not comparable)")
+        if not any(r["metric"] == metric and r["verdict"] in JUDGED for r in rows):
+            out.append(f"{metric}: judged in no row (on neither side with enough seeds, "
+                       "or not comparable)")  # fmt: skip
     return out
 
 
@@ -571,13 +706,29 @@ def _how(row: dict) -> str:
     return row["method"] or "-"
 
 
+def _p_text(row: dict, alpha: float) -> str:
+    """The adjusted p in two significant digits, more where two would round it across
+    ``alpha`` (0.0496 is significant at 5%, not "0.050"); ``<0.0001`` below that."""
+    p = row["p_adjusted"]
+    if p is None:
+        return "-"
+    if p < 1e-4:
+        return "<0.0001"
+    digits = 2
+    while (float(f"{p:.{digits}g}") <= alpha) != (p <= alpha):
+        digits += 1
+    return f"{p:#.{digits}g}"
+
+
 def text_rows(
     rows: list[dict], confidence: float = CONFIDENCE
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the comparison table (sides: mean ± 95% CI (n)); raw text, which
-    each renderer escapes for its medium."""
-    diff = f"new − base [{100 * confidence:g}% CI]"
-    header = ["job", "profile", "metric", "base", "new", diff, "interval", "verdict", "notes"]
+    """Header and cells of the comparison table (sides: mean ± 95% CI (n); the difference with
+    its family's simultaneous interval; Holm's adjusted p); raw text, which each renderer
+    escapes for its medium."""
+    diff = f"new − base [{100 * confidence:g}% simultaneous CI]"
+    header = ["job", "profile", "metric", "base", "new", diff, "interval", "p (Holm)"]
+    header += ["verdict", "notes"]
     cells = []
     for r in rows:
         notes = [r["note"]] if r["note"] else []
@@ -595,6 +746,7 @@ def text_rows(
                 _side_text(r, "new"),
                 _diff_text(r),
                 _how(r) if r["kind"] == "run" else "quartiles",
+                _p_text(r, 1 - confidence),
                 r["verdict"],
                 "; ".join(notes),
             ]
@@ -633,30 +785,60 @@ def render_markdown(
     confidence: float = CONFIDENCE,
 ) -> str:
     header, cells = text_rows(rows, confidence)
+    verdict = header.index("verdict")
     lines = [f"Base: {markdown(base.label)}; new: {markdown(new.label)}.", ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for row in cells:
         cells_md = [markdown(c) for c in row]
-        if row[7] in (BETTER, WORSE):
-            cells_md[7] = f"**{row[7]}**"
+        if row[verdict] in (BETTER, WORSE):
+            cells_md[verdict] = f"**{row[verdict]}**"
         lines.append("| " + " | ".join(cells_md) + " |")
     lines += ["", *(markdown(n) for n in speed_notes(base, new, rules))]
     lines.append(rules_note(rules, confidence, rows))
     return "\n".join(lines)
 
 
+def families(rows: list[dict], confidence: float = CONFIDENCE) -> dict[str, dict]:
+    """Each family (:data:`FAMILIES`) with its rows judged together and the level of each of
+    its intervals (benchmark ratios: their rows, each judged alone by its quartiles)."""
+    out = {}
+    for family in FAMILIES:
+        if family == BENCHMARK:
+            out[family] = {"rows": sum(r["kind"] == "benchmark" for r in rows), "level": None}
+        else:
+            m = sum(r["tested"] and r["family"] == family for r in rows)
+            out[family] = {"rows": m, "level": family_level(rows, family, confidence)}
+    return out
+
+
 def rules_note(
     rules: dict[str, Rule] = RULES, confidence: float = CONFIDENCE, rows: list | None = None
 ) -> str:
+    """The table's footnote: its families, what its intervals and p-values are, and what a
+    better/worse needs."""
+    rows = rows or []
     effects = ", ".join(f"{m} {r.describe()}" for m, r in rules.items())
-    judged = sum(r["p_value"] is not None for r in rows or [])
     alpha = f"{100 * (1 - confidence):g}%"
+    named = []
+    for family, f in families(rows, confidence).items():
+        count = f"{f['rows']} row{'s' * (f['rows'] != 1)}"
+        if not f["rows"]:
+            named.append(f"{family}, no row")
+        elif family == BENCHMARK:
+            named.append(f"{family}, {count} (each by its quartiles, no test)")
+        else:
+            named.append(f"{family}, {count} (each interval at {100 * f['level']:.4g}%)")
+    identical = sum(r["verdict"] == IDENTICAL for r in rows)
     return (
-        f"Intervals: {100 * confidence:g}%, paired by seed when both sides hold the same seeds, "
-        f"Welch otherwise. Better/worse needs Holm's rule over the {judged} rows judged at once "
-        f"(the chance of any false better/worse in this table stays at most {alpha}) and the "
-        f"difference to reach the minimum effect ({effects}; benchmark ratios: "
+        f"Families, each under Holm's rule so that the chance of any false better/worse within "
+        f"it stays at most {alpha}: {'; '.join(named)}. Intervals are simultaneous at "
+        f"{100 * confidence:g}% within a family (Bonferroni: each at 1 − {alpha}/m for m rows), "
+        "paired by seed when both sides hold the same seeds, Welch otherwise; p is "
+        f"Holm-adjusted within the family. Outside every family: {identical} identical "
+        f"row{'s' * (identical != 1)} (the same seeds with the same figures on both sides) and "
+        f"the rows that could not be judged. Better/worse needs an adjusted p of at most "
+        f"{alpha} and the difference to reach the minimum effect ({effects}; benchmark ratios: "
         f"{100 * benchcompare.TOLERANCE:g}% beyond the quartiles)."
     )
 
@@ -675,8 +857,12 @@ def document(
         "confidence": confidence,
         "multiple_comparisons": {
             "method": "Holm",
-            "rows_judged": sum(r["p_value"] is not None for r in rows),
-            "table_wide_false_alarm_rate_at_most": 1 - confidence,
+            "families": families(rows, confidence),
+            "intervals": "simultaneous within a family: Bonferroni, each at "
+            "1 - (1 - confidence) / rows",
+            "rows_judged": sum(r["tested"] for r in rows),
+            "identical_rows": sum(r["verdict"] == IDENTICAL for r in rows),
+            "false_alarm_rate_per_family_at_most": 1 - confidence,
         },
         "rules": {
             m: {"higher_is_better": r.higher_is_better, "absolute": r.absolute}

@@ -8,7 +8,8 @@ spread: its interval is None and ``interval_note`` says why.
 The one place intervals are computed, each for its question: :func:`t_interval` (a mean's, from
 n, mean and sd), :func:`prediction_interval` (where one more run would fall: the question for
 an original project's single figure), :func:`difference` (two sides' means: paired by seed when
-both hold the same seeds, Welch otherwise) and :func:`holm` (a table of verdicts at once).
+both hold the same seeds, Welch otherwise) and :func:`holm` / :func:`holm_adjusted` (a family
+of verdicts at once).
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ CONFIDENCE = 0.95
 # Figures beyond this are no run's (accuracies, losses, seconds): squares stay finite below it.
 LARGEST = 1e12
 TRIM_MIN_RUNS = 5  # MLPerf drops the fastest and slowest of at least five results
+# A spread this small next to the figures themselves is floating-point rounding, not spread:
+# (a + d) - a differs from d in the last bits, so equal shifts never give a zero sd exactly.
+ROUNDING = 1e-9
+# Without any spread a difference has no noise to be judged against: two seeds that agree may
+# agree by chance (accuracies move in steps of one test image), so a zero spread proves
+# nothing below three seeds; from three on it is taken as what it says (no noise).
+NO_SPREAD_MIN_SEEDS = 3
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,18 @@ class Difference:
     p_value: float | None
     method: str  # "paired" (per-seed differences) or "Welch"
     pairs: int = 0  # seeds on both sides (paired only)
+    why: str = ""  # why there is no p-value (too few seeds), when there is none
+
+
+def _without_spread(diff: float, n: int, method: str, pairs: int, what: str) -> Difference:
+    """A difference whose noise measures zero: identical sides give p = 1; a shift with no
+    spread is certain only from :data:`NO_SPREAD_MIN_SEEDS` seeds, too few seeds below."""
+    if diff == 0:
+        return Difference(0.0, 0.0, 0.0, 1.0, method, pairs)
+    if n < NO_SPREAD_MIN_SEEDS:
+        why = f"no spread over {n} seeds ({what}): too few to judge a change against"
+        return Difference(diff, None, None, None, method, pairs, why)
+    return Difference(diff, diff, diff, 0.0, method, pairs)
 
 
 def paired(
@@ -169,16 +189,20 @@ def paired(
     """The interval of the per-seed differences NEW − BASE over the seeds both sides hold.
 
     With deterministic seeds a seed's difference is the change's effect alone: identical sides
-    give exactly 0 with a zero-width interval.
+    give exactly 0 with a zero-width interval. Equal differences over fewer than
+    :data:`NO_SPREAD_MIN_SEEDS` seeds give no p-value (too few seeds), never certainty.
     """
     seeds = sorted(base.keys() & new.keys())
     d = np.asarray([new[s] - base[s] for s in seeds], dtype=np.float64)
     mean = float(d.mean())
     if len(d) < 2:
-        return Difference(mean, None, None, None, "paired", len(d))
+        why = f"{len(d)} seed{'s' * (len(d) != 1)} on both sides: an interval needs two"
+        return Difference(mean, None, None, None, "paired", len(d), why)
     sd = float(d.std(ddof=1))
-    if sd == 0.0:
-        return Difference(mean, mean, mean, 1.0 if mean == 0 else 0.0, "paired", len(d))
+    scale = max(abs(v) for s in seeds for v in (base[s], new[s]))
+    if sd <= ROUNDING * scale:
+        what = "every seed moved by the same amount"
+        return _without_spread(mean, len(d), "paired", len(d), what)
     from scipy import stats
 
     low, high = t_interval(mean, sd, len(d), confidence)
@@ -195,10 +219,12 @@ def welch(
     (nb, mb, sb), (nn, mn, sn) = base, new
     diff = mn - mb
     if nb < 2 or nn < 2 or sb is None or sn is None:
-        return Difference(diff, None, None, None, "Welch")
+        why = f"{nb} seed{'s' * (nb != 1)} on base, {nn} on new: an interval needs two on each"
+        return Difference(diff, None, None, None, "Welch", why=why)
     vb, vn = sb**2 / nb, sn**2 / nn
-    if vb + vn == 0:
-        return Difference(diff, diff, diff, 1.0 if diff == 0 else 0.0, "Welch")
+    if vb**2 + vn**2 == 0 or max(sb, sn) <= ROUNDING * max(abs(mb), abs(mn)):
+        what = "each side the same figure on every seed"
+        return _without_spread(diff, min(nb, nn), "Welch", 0, what)
     from scipy import stats
 
     df = (vb + vn) ** 2 / (vb**2 / (nb - 1) + vn**2 / (nn - 1))
@@ -222,14 +248,22 @@ def difference(
     return welch(base, new, confidence)
 
 
+def holm_adjusted(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's adjusted p-values: the smallest family-wide rate at which Holm's step-down rule
+    rejects each hypothesis (None: not tested, and not counted in the family).
+
+    Sorted ascending, the k-th of m is ``max over j <= k of (m - j + 1) · p_(j)``, at most 1.
+    """
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    m, running = len(tested), 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
 def holm(p_values: Sequence[float | None], alpha: float) -> list[bool]:
     """Holm's step-down rule: which of the hypotheses to reject so that the chance of any false
     rejection among them stays at most ``alpha`` (None: not tested, never rejected)."""
-    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
-    reject = [False] * len(p_values)
-    m = len(tested)
-    for rank, (p, i) in enumerate(tested):
-        if p > alpha / (m - rank):
-            break
-        reject[i] = True
-    return reject
+    return [a is not None and a <= alpha for a in holm_adjusted(p_values)]

@@ -3,8 +3,9 @@
 The terminal, the report and JSON say a verdict with these words and no others.
 
 - A comparison (``compare``, the accuracy gate, ``bench_compare``): :data:`BETTER`,
-  :data:`WORSE`, :data:`SAME` (no detectable change), :data:`UNSTABLE` (too noisy for a
-  verdict), :data:`FEW` (one side has fewer than two seeds), and for a row that cannot be
+  :data:`WORSE`, :data:`SAME` (no detectable change), :data:`IDENTICAL` (the same seeds with
+  the same figures on both sides), :data:`UNSTABLE` (too noisy for a verdict), :data:`FEW` (a
+  side has fewer than two seeds, or two seeds with no spread), and for a row that cannot be
   compared at all: :data:`MISSING`, :data:`DIVERGED`, :data:`OUTDATED`,
   :data:`DEFINITION_ERROR`.
 - A benchmark target: :data:`MET`, :data:`MISSED`, :data:`UNSTABLE`.
@@ -24,11 +25,12 @@ BETTER, WORSE, SAME, UNSTABLE, FEW = (
     "unstable",
     "too few seeds",
 )
+IDENTICAL = "identical"
 MISSING, DIVERGED, OUTDATED = "missing", "diverged", "outdated"
 DEFINITION_ERROR = "definition error"
 # Rows of a comparison that fail a gate (``--fail-on worse``): a regression, and every row the
-# gate cannot see through.
-FAILING = (WORSE, MISSING, DIVERGED, OUTDATED, DEFINITION_ERROR)
+# gate could not judge or see through. A gate passes only on rows it judged.
+FAILING = (WORSE, FEW, UNSTABLE, MISSING, DIVERGED, OUTDATED, DEFINITION_ERROR)
 
 MET, MISSED = "met", "missed"
 CONSISTENT, BORDERLINE, NOT_CONSISTENT = "consistent", "borderline", "not consistent"

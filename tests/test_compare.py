@@ -30,6 +30,10 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+# Why the fixture's "single" row (one seed on base, two on new) is not judged.
+SINGLE = "1 seed on base, 2 on new: an interval needs two on each"
+
+
 def verdicts(rows: list[dict], metric: str = "test_accuracy") -> dict[str, str]:
     return {r["job"]: r["verdict"] for r in rows if r["metric"] == metric}
 
@@ -99,11 +103,14 @@ def test_welch_and_paired_intervals_match_scipy():
 
 
 def test_holm_holds_the_table_wide_rate():
-    from mnist_suite.stats import holm
+    from mnist_suite.stats import holm, holm_adjusted
 
     assert holm([0.01, 0.04, 0.03, None], 0.05) == [True, False, False, False]
     assert holm([0.01, 0.012, 0.02], 0.05) == [True, True, True]
     assert holm([0.02], 0.05) == [True] and holm([], 0.05) == []
+    # Adjusted: sorted, times the hypotheses left (3, 2, 1), never decreasing, at most 1.
+    assert holm_adjusted([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
+    assert holm_adjusted([0.5, 0.6]) == [1.0, 1.0] and holm_adjusted([]) == []
 
 
 def _stat(values):
@@ -121,7 +128,8 @@ def test_terminal_table_and_fail_on_worse(sides, capsys):
     code, out, err = cli(capsys, *sides, "--fail-on", "worse")
     assert code == 1 and err.strip() == (
         "failing: down quick test_accuracy: worse; "
-        "only-base quick test_accuracy: missing (only on base)"
+        "only-base quick test_accuracy: missing (only on base); "
+        f"single quick test_accuracy: too few seeds ({SINGLE})"
     )
     code, out, _ = cli(capsys, sides[0], sides[0], "--fail-on", "worse")
     assert code == 0 and "+0 pt [+0, +0]" in out  # identical sides: a zero-width interval
@@ -141,6 +149,7 @@ def test_json_and_markdown_shapes(sides, capsys):
     assert doc["regressions"] == [
         "down quick test_accuracy: worse",
         "only-base quick test_accuracy: missing (only on base)",
+        f"single quick test_accuracy: too few seeds ({SINGLE})",
     ]
     code, out, _ = cli(capsys, *sides, "--md")
     lines = out.splitlines()
@@ -246,7 +255,8 @@ def test_report_compares_with_a_baseline_and_states_its_fingerprints(sides, tmp_
     section = next(s for s in results["sections"] if s["key"] == "changes")
     assert section["notes"][0] == (
         "Failing: down quick test_accuracy: worse; "
-        "only-base quick test_accuracy: missing (only on base)."
+        "only-base quick test_accuracy: missing (only on base); "
+        f"single quick test_accuracy: too few seeds ({SINGLE})."
     )
     from mnist_suite.report.collect import collect_runs
     from mnist_suite.report.replicates import groups
@@ -402,3 +412,246 @@ def test_one_side_empty_is_one_line(tmp_path, capsys):
     empty.write_text(json.dumps({"schema_version": 3, "summaries": []}))
     code, out, err = cli(capsys, tmp_path / "a", empty)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _gate_settings() -> tuple[tuple, tuple]:
+    """The gate's jobs and compare options as noxfile.py states them (read, not imported)."""
+    import ast
+
+    jobs, rules = (), ()
+    for node in ast.parse((ROOT / "noxfile.py").read_text()).body:
+        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+        name = getattr(target, "id", None)
+        if name == "GATE_JOBS":
+            jobs = ast.literal_eval(node.value)
+        elif name == "GATE_RULES":
+            before = rules if isinstance(node, ast.AugAssign) else ()
+            rules = before + ast.literal_eval(node.value)
+    return jobs, rules
+
+
+def test_a_gate_of_one_seed_fails_and_says_which_rows_and_why(
+    tmp_path, capsys, monkeypatch, shipped
+):
+    # `nox -s gate -- --seeds 0` on a commit 1.7 points worse: one run per job against the
+    # committed ten-seed baseline, with the gate's own options. Nothing can be judged: it fails.
+    from mnist_suite import fingerprint
+
+    monkeypatch.setattr(fingerprint, "for_job_name", lambda job: "abc123")  # the runs' code
+    jobs, rules = _gate_settings()
+    baseline = shipped("baselines/quick.json")
+    summaries = json.loads(baseline.read_text())["summaries"]
+    means = {s["job"]: s["mean"] for s in summaries if s["metric"] == "test_accuracy"}
+    assert set(jobs) <= set(means) and "--fail-metric" in rules
+    for job in jobs:
+        fake_runs(tmp_path / "runs", job, [means[job] - 0.017])
+    code, out, err = cli(capsys, baseline, tmp_path / "runs", *rules)
+    assert code == 0 and f"{len(jobs)} figures: {len(jobs)} too few seeds" in out
+    code, out, err = cli(capsys, baseline, tmp_path / "runs", "--fail-on", "worse", *rules)
+    few = "too few seeds (10 seeds on base, 1 on new: an interval needs two on each)"
+    assert code == 1 and err == (
+        "failing: "
+        + "; ".join(f"{job} quick test_accuracy: {few}" for job in sorted(jobs))
+        + "; test_accuracy: judged in no row (on neither side with enough seeds, "
+        "or not comparable)\n"
+    )
+
+
+def test_a_baseline_of_one_seed_fails_the_gate(tmp_path, capsys):
+    fake_runs(tmp_path / "new", "up", [0.90, 0.902, 0.898, 0.901, 0.899])
+    base = _baseline(tmp_path, "one.json", [_summary("up", 1, 0.95, None)])
+    code, _, err = cli(capsys, base, tmp_path / "new", "--fail-on", "worse")
+    assert code == 1 and err == (
+        "failing: up quick test_accuracy: too few seeds "
+        "(1 seed on base, 5 on new: an interval needs two on each)\n"
+    )
+    code, out, err = cli(capsys, base, tmp_path / "new")
+    assert code == 0 and err == "" and "too few seeds" in out  # shown, fails only a gate
+
+
+def _interval_row(n: int = 5, mean: float = 0.90, sd: float = 0.002) -> dict:
+    from mnist_suite.stats import t_interval
+
+    low, high = t_interval(mean, sd, n)
+    return _summary("up", n, mean, sd) | {"ci_low": low, "ci_high": high}
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"seeds": [0] * 5}, "up test_accuracy: seed 0 listed twice"),
+        ({"seeds": [0, 1, 2]}, "up test_accuracy: seeds: expected a list of n = 5 integers"),
+        ({"ci_low": 0.9005}, "up test_accuracy: mean 0.9 outside its interval"),
+        ({"ci_high": 0.8999}, "up test_accuracy: mean 0.9 outside its interval"),
+        ({"ci_low": 0.80, "ci_high": 1.0}, "is not the 95% interval of n = 5, mean 0.9, sd 0.002"),
+        ({"ci_high": None}, "an interval needs both ends and n >= 2"),
+        ({"sd": 0.0001, "values": [0.898, 0.899, 0.9, 0.901, 0.902]}, "not the sd of its values"),
+    ],
+)
+def test_a_baseline_row_must_hold_together(sides, tmp_path, capsys, change, says):
+    good = _baseline(tmp_path, "good.json", [_interval_row()])
+    assert compare.load_side(good).stats  # the interval summarize gives is accepted
+    bad = _baseline(tmp_path, "bad.json", [_interval_row() | change])
+    code, out, err = cli(capsys, bad, sides[1], "--fail-on", "worse")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {bad}: ") and says in err
+
+
+def test_the_committed_baselines_hold_together(shipped):
+    for path in (shipped("baselines/quick.json"), shipped("reports/results.json")):
+        assert compare.load_side(path).stats
+
+
+def test_two_seeds_moved_alike_are_too_few_not_certain(tmp_path, capsys):
+    fake_runs(tmp_path / "a", "up", [0.95, 0.96])
+    fake_runs(tmp_path / "b", "up", [0.9512, 0.9612])  # +0.12 pt on both seeds, no spread
+    code, out, err = cli(capsys, tmp_path / "a", tmp_path / "b", "--json", "--fail-on", "worse")
+    (row,) = json.loads(out)["rows"]
+    assert (row["verdict"], row["p_value"], row["low"], row["high"]) == (
+        "too few seeds",
+        None,
+        None,
+        None,
+    )
+    assert row["note"] == (
+        "no spread over 2 seeds (every seed moved by the same amount): "
+        "too few to judge a change against"
+    )
+    assert code == 1 and err.startswith("failing: up quick test_accuracy: too few seeds (no spread")
+
+
+def _shifted_reference(reference: Path, tmp_path: Path, job: str, shifts: list[float]) -> Path:
+    """A copy of ``reference`` (a results.json) with ``job``'s per-seed test accuracies moved."""
+    doc = json.loads(reference.read_text())
+    runs = [r for r in doc["runs"] if r["job"] == job and r["state"] == "done"]
+    assert len(runs) == len(shifts)
+    for run in runs:
+        run["metrics"]["test_accuracy"] += shifts[run["seed"]]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_change_is_not_masked_by_rows_that_cannot_change(tmp_path, capsys, shipped):
+    from scipy import stats
+
+    shifts = [0.0010, 0.0020, 0.0005, 0.0015, 0.0012]  # +0.124 pt on average, above 0.1 pt
+    reference = shipped("reports/results.json")  # the committed reference report
+    moved = _shifted_reference(reference, tmp_path, "mlp-fast", shifts)
+    code, out, _ = cli(capsys, reference, moved, "--json", "--fail-on", "worse")
+    assert code == 0  # a better figure and identical ones: nothing fails
+    doc = json.loads(out)
+    (row,) = [r for r in doc["rows"] if r["job"] == "mlp-fast"]
+    test = stats.ttest_1samp(shifts, 0.0)  # the paired test of the per-seed differences
+    ci = test.confidence_interval(0.95)
+    assert row["verdict"] == "better" and row["tested"] and row["family"] == "accuracy and loss"
+    assert row["diff"] == pytest.approx(0.00124, abs=1e-9)
+    assert row["p_value"] == row["p_adjusted"] == pytest.approx(test.pvalue, rel=1e-6)
+    assert row["p_adjusted"] == pytest.approx(0.0077, abs=5e-5)
+    assert (row["low"], row["high"], row["level"]) == pytest.approx((ci.low, ci.high, 0.95))
+    others = [r for r in doc["rows"] if r is not row]
+    assert len(others) >= 33
+    assert all(r["verdict"] == "identical" and not r["tested"] for r in others)
+    assert all(r["p_adjusted"] is None for r in others)
+    families = doc["multiple_comparisons"]["families"]
+    assert families["accuracy and loss"] == {"rows": 1, "level": 0.95}
+    assert doc["multiple_comparisons"]["identical_rows"] == len(others)
+    _, out, _ = cli(capsys, reference, moved)
+    line = next(x for x in out.splitlines() if x.startswith("mlp-fast "))
+    assert "+0.124 pt [+0.0545, +0.193]" in line and "0.0077" in line and "better" in line
+    assert "accuracy and loss, 1 row (each interval at 95%)" in out
+    assert f"Outside every family: {len(others)} identical rows" in out
+
+
+def _timed_runs(folder: Path, accuracies: list[float], seconds: list[float]) -> None:
+    fake_runs(folder, "net-a", accuracies)
+    for path in (folder / "net-a").iterdir():
+        cfg = json.loads((path / "config.json").read_text())
+        cfg["machine_info"] = {"cpu": "Xeon", "cores": 2, "in_container": False}
+        cfg["machine_info"]["load_average"] = [0.1, 0.1, 0.1]
+        (path / "config.json").write_text(json.dumps(cfg))
+        metrics = json.loads((path / "metrics.json").read_text())
+        metrics["train_seconds"] = seconds[cfg["seed"]]
+        (path / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_speed_and_accuracy_are_separate_families_each_named(tmp_path, capsys):
+    _timed_runs(tmp_path / "a", [0.900, 0.905, 0.898, 0.903], [10.0, 10.2, 9.9, 10.1])
+    _timed_runs(tmp_path / "b", [0.915, 0.918, 0.912, 0.917], [8.0, 8.3, 7.9, 8.1])
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b", "--json")
+    doc = json.loads(out)
+    assert {(r["metric"], r["family"], r["verdict"]) for r in doc["rows"]} == {
+        ("test_accuracy", "accuracy and loss", "better"),
+        ("train_seconds", "speed", "better"),
+    }
+    assert doc["multiple_comparisons"]["families"] == {
+        "accuracy and loss": {"rows": 1, "level": 0.95},
+        "speed": {"rows": 1, "level": 0.95},
+        "benchmark ratios": {"rows": 0, "level": None},
+    }
+    for fmt in ((), ("--md",)):
+        code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b", *fmt)
+        assert code == 0 and "Holm" in out and "simultaneous" in out
+        for named in ("accuracy and loss, 1 row", "speed, 1 row", "benchmark ratios, no row"):
+            assert named in out
+
+
+def test_every_interval_agrees_with_its_verdict(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    effects = [0, 0, 0, 0.0005, 0.0008, 0.0015, 0.002, -0.002, 0.004, -0.006, 0.01, 0.02]
+    for i, effect in enumerate(effects):
+        base = 0.9 + 0.002 * rng.standard_normal(5)
+        new = base + effect + 0.0001 * rng.standard_normal(5)
+        fake_runs(tmp_path / "a", f"net-{i:02}", [float(v) for v in base])
+        fake_runs(tmp_path / "b", f"net-{i:02}", [float(v) for v in new])
+    rows = compare.compare(*(compare.load_side(tmp_path / s) for s in "ab"))
+    m, alpha = len(effects), 0.05
+    assert [r["tested"] for r in rows] == [True] * m
+    # Holm's adjusted p, by hand: sorted, times the hypotheses left, never decreasing.
+    order = sorted(range(m), key=lambda i: rows[i]["p_value"])
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * rows[i]["p_value"]))
+        assert rows[i]["p_adjusted"] == pytest.approx(running, rel=1e-12)
+    words = {r["verdict"] for r in rows}
+    assert {"better", "worse", "no detectable change"} <= words
+    for r in rows:
+        assert r["level"] == pytest.approx(1 - alpha / m)
+        excludes_zero = r["low"] > 0 or r["high"] < 0
+        if excludes_zero:  # Bonferroni's interval excludes zero only where Holm rejects
+            assert r["p_adjusted"] <= alpha
+        if r["verdict"] in ("better", "worse"):
+            assert r["p_adjusted"] <= alpha and abs(r["diff"]) >= r["min_effect"]
+        elif excludes_zero or r["p_adjusted"] <= alpha:
+            assert r["note"] == "significant, below the minimum effect"
+    assert any(r["note"] == "significant, below the minimum effect" for r in rows)
+
+
+def test_a_holm_verdict_beside_a_wider_interval_says_why(tmp_path):
+    # Two rows: one far beyond noise (p ≈ 0), one at p ≈ 0.04. Holm tests the second at 5% once
+    # the first is rejected; its simultaneous (Bonferroni, 97.5%) interval still holds zero.
+    from scipy import stats
+
+    z = [(k - 2) / 2.5**0.5 for k in range(5)]  # mean 0, sample sd 1
+    t = stats.t.isf(0.02, 4)
+    sd = 0.002 * 5**0.5 / t
+    base = [0.90 + 0.001 * k for k in range(5)]
+    fake_runs(tmp_path / "a", "far", base)
+    fake_runs(
+        tmp_path / "b", "far", [b + 0.02 + 0.0001 * zk for b, zk in zip(base, z, strict=True)]
+    )
+    fake_runs(tmp_path / "a", "near", base)
+    fake_runs(tmp_path / "b", "near", [b + 0.002 + sd * zk for b, zk in zip(base, z, strict=True)])
+    rows = compare.compare(*(compare.load_side(tmp_path / s) for s in "ab"))
+    near = next(r for r in rows if r["job"] == "near")
+    assert near["p_value"] == pytest.approx(0.04, rel=1e-6) and near["p_adjusted"] <= 0.05
+    assert near["level"] == 0.975 and near["low"] < 0 < near["high"]
+    assert near["verdict"] == "better" and near["note"] == (
+        "Holm rejects it after the family's smaller p-values; "
+        "its simultaneous interval is the wider Bonferroni one"
+    )

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mnist_suite.stats import median_spread, summarize, trimmed_mean
+from mnist_suite.stats import median_spread, paired, summarize, trimmed_mean, welch
 
 T_975_DF2 = 4.302652729749464  # Student t, 97.5th percentile, 2 degrees of freedom
 T_975_DF4 = 2.7764451051977987  # ... 4 degrees of freedom
@@ -60,3 +60,38 @@ def test_seed_figure_inside_or_outside_the_interval():
 def test_median_spread():
     assert median_spread([3.0, None, 1.0, 2.0]) == (2.0, 1.0, 3.0)
     assert median_spread([None]) == (None, None, None)
+
+
+def test_no_spread_over_two_seeds_is_too_few_seeds_never_certainty():
+    # Both seeds moved by +0.12 pt exactly: two agreeing seeds prove nothing.
+    d = paired({0: 0.95, 1: 0.96}, {0: 0.9512, 1: 0.9612})
+    assert d.diff == pytest.approx(0.0012, abs=1e-12)
+    assert (d.low, d.high, d.p_value, d.pairs) == (None, None, None, 2)
+    assert d.why == (
+        "no spread over 2 seeds (every seed moved by the same amount): "
+        "too few to judge a change against"
+    )
+    w = welch((2, 0.95, 0.0), (2, 0.9512, 0.0))
+    assert (w.low, w.p_value) == (None, None) and w.why.startswith("no spread over 2 seeds")
+    assert paired({0: 0.95}, {0: 0.9512}).p_value is None  # one seed: no interval at all
+    assert welch((1, 0.95, None), (5, 0.96, 0.01)).p_value is None
+    # Identical sides stay "no difference" (p = 1), whatever their number of seeds.
+    same = paired({0: 0.95, 1: 0.96}, {0: 0.95, 1: 0.96})
+    assert (same.diff, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_no_spread_from_three_seeds_is_taken_as_it_reads():
+    # Equal shifts differ in the last bits ((a + d) - a != d): rounding is no spread.
+    base = {0: 0.95, 1: 0.96, 2: 0.97}
+    d = paired(base, {s: v + 0.0012 for s, v in base.items()})
+    assert d.p_value == 0.0 and d.low == d.high == d.diff == pytest.approx(0.0012, abs=1e-12)
+    w = welch((3, 0.95, 0.0), (3, 0.9512, 1e-18))
+    assert w.p_value == 0.0 and w.low == w.high == w.diff
+
+
+def test_a_real_spread_is_tested_as_before():
+    from scipy import stats
+
+    base, new = [0.95, 0.96, 0.97], [0.9512, 0.9615, 0.9711]
+    d = paired(dict(enumerate(base)), dict(enumerate(new)))
+    assert d.p_value == pytest.approx(stats.ttest_rel(new, base).pvalue, rel=1e-9)
