@@ -1,11 +1,16 @@
 """Did this commit help? Both revisions run on this machine, seed for seed, alternately.
 
-``mnist-suite compare BASE NEW --jobs JOB…`` where BASE and NEW are git revisions: each is
-checked out once into its own git worktree under the checkout's ``build/ab/`` (kept, and reused
-by the next call), and each runs its own code through its own command line (its
-``mnist_suite.cli.main``, ``plan`` then ``run``, in one warm process per side started in its
-worktree), so a revision is measured as it was written, whatever this copy of the suite has
-become since.
+``mnist-suite compare BASE NEW --jobs JOB…`` where BASE and NEW are git revisions: each runs its
+own code through its own command line (its ``mnist_suite.cli.main``, ``plan`` then ``run``), so
+a revision is measured as it was written, whatever this copy of the suite has become since.
+That code is untrusted input, and where it runs is the user's choice:
+
+- by default on this host, as the user: each revision is checked out once into its own git
+  worktree under the checkout's ``build/ab/`` (kept, and reused by the next call) and runs in
+  one warm process per side started there; compare says so in one line before anything runs;
+- with ``--containers`` only in containers (:func:`in_images`): no checkout, no import, no
+  build backend of a revision on this host, the engine checked before anything of a revision
+  is written (see :mod:`mnist_suite.revision_images`).
 
 Why alternately: item by item, BASE's then NEW's, seed by seed, so that a change of load on the
 machine during the comparison falls on both sides alike (the idea of asv's ``continuous``,
@@ -25,15 +30,18 @@ revision's plan lists, never found by searching, so nothing of a third version l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
+import pwd
 import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +61,7 @@ _CODED_RUN_ID = re.compile(r"-c[0-9a-f]{12}$")
 # A run id is one folder name: the plan of another revision is read, not trusted.
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 _REVISION = re.compile(r"^[A-Za-z0-9_./@{}~^+-]{1,200}$")
+ROLES = ("BASE", "NEW")
 
 
 class RevisionError(SuiteError):
@@ -61,7 +70,8 @@ class RevisionError(SuiteError):
 
 @dataclass(frozen=True)
 class Revision:
-    """One side: the name as typed, its commit and its worktree."""
+    """One side: the name as typed, its commit and its tree on this host (its git worktree, or
+    with ``--containers`` the suite's copy that its images are built from)."""
 
     role: str  # BASE | NEW
     name: str
@@ -125,11 +135,16 @@ def reading(base: str, new: str) -> str:
     )
 
 
-def worktree(repo: Path, role: str, name: str) -> Revision:
-    """The worktree of revision ``name`` under ``build/ab/``: made once, then reused."""
+def _commit(repo: Path, role: str, name: str) -> str:
     sha = commit_of(repo, name)
     if sha is None:
         raise ConfigError(f"{role} {name!r}: no such revision in {repo}")
+    return sha
+
+
+def worktree(repo: Path, role: str, name: str) -> Revision:
+    """The worktree of revision ``name`` under ``build/ab/``: made once, then reused."""
+    sha = _commit(repo, role, name)
     path = repo / AB_FOLDER / f"rev-{sha[:12]}"
     revision = Revision(role, name, sha, path)
     if path.exists():
@@ -146,6 +161,19 @@ def worktree(repo: Path, role: str, name: str) -> Revision:
     if done.returncode:
         raise RevisionError(f"{revision}: git worktree add failed: {_last_line(done.stderr)}")
     return revision
+
+
+def host_note(repo: Path, names: tuple[str, str]) -> str:
+    """The line said before revisions run on this host: whose code runs, and as whom."""
+    sides = " and ".join(
+        f"{role} {name} ({_commit(repo, role, name)[:10]})"
+        for role, name in zip(ROLES, names, strict=True)
+    )
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = f"uid {os.getuid()}"
+    return f"note: {sides} run their code on this host, as {user}; --containers confines them"
 
 
 def uncommitted_note(repo: Path, revisions: list[Revision]) -> str | None:
@@ -193,17 +221,30 @@ class Selection:
         return args
 
 
-def plan_items(worker: Worker, selection: Selection, cache: Path) -> list[dict]:
-    """The work items the revision's own ``plan`` names for ``selection`` (asked of its warm
-    ``worker``), kept in ``cache``: a commit's plan for the same arguments never changes."""
-    revision = worker.revision
+def _kept(revision: Revision, selection: Selection, cache: Path) -> Path:
     key = hashlib.sha256(json.dumps(selection.arguments()).encode()).hexdigest()[:16]
-    kept = cache / f"{revision.sha[:12]}-{key}.json"
-    items = read_json(kept) if kept.is_file() else None
-    if isinstance(items, list) and _valid(items):
+    return cache / f"{revision.sha[:12]}-{key}.json"
+
+
+def cached_plan(revision: Revision, selection: Selection, cache: Path) -> list[dict] | None:
+    """The items of the revision's plan for ``selection`` kept in ``cache``, or None."""
+    items = read_json(_kept(revision, selection, cache), follow=False)
+    return items if isinstance(items, list) and _valid(items) else None
+
+
+def plan_items(
+    revision: Revision, selection: Selection, cache: Path, plan: Callable[[list[str]], object]
+) -> list[dict]:
+    """The work items the revision's own ``plan`` names for ``selection``, kept in ``cache``: a
+    commit's plan for the same arguments never changes. ``plan(arguments)`` asks the revision
+    (its warm worker, or its image) and gives the items it saved; they are checked here."""
+    items = cached_plan(revision, selection, cache)
+    if items is not None:
         return items
-    items = _plan(worker, selection)
-    atomic_write_json(kept, items)
+    items = plan(selection.arguments())
+    if not isinstance(items, list) or not _valid(items):
+        raise RevisionError(f"{revision}: its plan is not a plan this compare reads")
+    atomic_write_json(_kept(revision, selection, cache), items)
     return items
 
 
@@ -218,19 +259,23 @@ def _valid(items: list) -> bool:
         return False
 
 
-def _plan(worker: Worker, selection: Selection) -> list[dict]:
-    revision = worker.revision
+def _plan(worker: Worker, arguments: list[str]) -> object:
+    """The items of the plan the revision's warm ``worker`` saves for ``arguments``."""
     with tempfile.TemporaryDirectory(prefix="mnist-suite-ab-") as tmp:
         saved = Path(tmp) / "plan.json"
-        code = worker.run(["plan", *selection.arguments(), "--save", str(saved)])
+        code = worker.run(["plan", *arguments, "--save", str(saved)])
         if code or not saved.is_file():
             # Its own one-line reason: an unknown job, a config field it does not have, …
-            raise ConfigError(f"{revision}: {worker.last_error().removeprefix('error: ')}")
+            raise ConfigError(f"{worker.revision}: {worker.last_error().removeprefix('error: ')}")
         doc = read_json(saved)
-        items = doc.get("items") if isinstance(doc, dict) else None
-        if not isinstance(items, list) or not _valid(items):
-            raise RevisionError(f"{revision}: its plan is not a plan this compare reads")
-    return items
+    return doc.get("items") if isinstance(doc, dict) else None
+
+
+def _runs_of(runs: Path, revision: Revision, items: list[dict]) -> Path:
+    """``runs``, or for a revision whose run ids do not carry its code fingerprint (older code)
+    a dot-folder of its own inside it (never listed as runs: mnist_suite.runs.find_runs)."""
+    coded = all(_CODED_RUN_ID.search(i["run_id"]) for i in items)
+    return runs if coded else runs / f".rev-{revision.sha[:12]}"
 
 
 @dataclass
@@ -238,8 +283,8 @@ class Side:
     revision: Revision
     items: list[dict]
     runs: Path  # the runs folder this side's runs live in
-    worker: Worker  # the revision's warm process: it plans, then runs the items
-    images: RevisionImages | None = None  # with --containers: the items run in these instead
+    worker: Worker | None  # on this host: the revision's warm process, it plans and runs
+    images: RevisionImages | None = None  # with --containers: the revision's images instead
 
     def folder(self, item: dict) -> Path:
         return self.runs / item["job"] / item["run_id"]
@@ -258,19 +303,17 @@ class Side:
 def sides(
     repo: Path, names: tuple[str, str], selection: Selection, runs: Path, workers: list
 ) -> list[Side]:
-    """Both sides, checked out and planned; a revision whose run ids do not carry its code
-    fingerprint gets a runs folder of its own inside ``runs``. Each side's worker is appended
-    to ``workers`` as it is made (the caller closes them)."""
+    """Both sides on this host, checked out and planned by their warm workers; each worker is
+    appended to ``workers`` as it is made (the caller closes them)."""
     out = []
-    for role, name in zip(("BASE", "NEW"), names, strict=True):
+    for role, name in zip(ROLES, names, strict=True):
         revision = worktree(repo, role, name)
         worker = Worker(revision, repo / AB_FOLDER / "logs" / f"{revision.sha[:12]}.log")
         workers.append(worker)
-        items = plan_items(worker, selection, repo / AB_FOLDER / "plans")
-        coded = all(_CODED_RUN_ID.search(i["run_id"]) for i in items)
-        # A dot-folder: never listed as runs of the shared folder (mnist_suite.runs.find_runs).
-        folder = runs if coded else runs / f".rev-{revision.sha[:12]}"
-        out.append(Side(revision, items, folder, worker))
+        items = plan_items(
+            revision, selection, repo / AB_FOLDER / "plans", lambda a, w=worker: _plan(w, a)
+        )
+        out.append(Side(revision, items, _runs_of(runs, revision, items), worker))
     return out
 
 
@@ -561,31 +604,71 @@ def records(side: Side) -> list:
 
 
 @contextlib.contextmanager
-def in_images(repo: Path, pair: list[Side], runs: Path, say):
-    """Each side's items in its own revision's images, built or reused first; the runs folder
-    mounted (lent to the images' user, for root) while they run."""
-    from mnist_suite.launch.container import host_data, mounts
-    from mnist_suite.revision_images import RevisionImages, engine_for, flavours_of
+def in_images(repo: Path, names: tuple[str, str], selection: Selection, runs: Path, say):
+    """Both sides confined to containers (``--containers``), yielded ready to run.
 
+    Nothing of either revision is imported or executed on this host. The engine is checked
+    first, before anything of a revision is written. Each tree is a copy the suite extracts
+    (:mod:`mnist_suite.revision_tree`), never a checkout; its images are built from that copy,
+    its wheel in a container (:mod:`mnist_suite.revision_images`). Images come first because
+    planning is the revision's code too: its plan runs in its ``numpy`` image (kept in
+    ``build/ab/plans``), then the images of the flavours its items need are built. The runs
+    folder is mounted (lent to the images' user, for root) while the pair runs.
+    """
+    from mnist_suite.launch.container import host_data, mounts
+    from mnist_suite.revision_images import (
+        PLANNER,
+        RevisionImages,
+        engine_for,
+        environment_key,
+        flavours_of,
+    )
+    from mnist_suite.revision_tree import extracted
+
+    # Its tree comes later: the engine is checked before anything of a revision is written.
+    revisions = [
+        Revision(role, name, _commit(repo, role, name), repo / AB_FOLDER)
+        for role, name in zip(ROLES, names, strict=True)
+    ]
+    engine = engine_for(revisions[0])
     shared = [repo / "build" / "wheelhouse", repo / AB_FOLDER / "wheelhouse"]
-    engine = engine_for(pair[0].revision)
-    for side in pair:
-        log = repo / AB_FOLDER / "logs" / f"{side.revision.sha[:12]}-images.log"
-        side.images = RevisionImages(engine, side.revision, shared, log)
-        side.images.missing(flavours_of(side.items))  # both trees checked before any build
-    for side in pair:
-        side.images.ensure(flavours_of(side.items), say)
-    for side in pair:
-        side.runs.mkdir(parents=True, exist_ok=True)
-    with mounts(engine, host_data(), runs) as (user, data):
+    cache = repo / AB_FOLDER / "plans"
+    with contextlib.ExitStack() as trees:
+        pair, kept = [], []
+        for revision in revisions:
+            tree = trees.enter_context(extracted(repo, revision, repo / AB_FOLDER))
+            revision = dataclasses.replace(revision, path=tree)
+            log = repo / AB_FOLDER / "logs" / f"{revision.sha[:12]}-images.log"
+            images = RevisionImages(engine, revision, shared, log, repo / AB_FOLDER)
+            pair.append(Side(revision, [], runs, None, images))
+            kept.append(cached_plan(revision, selection, cache))
+        for side, items in zip(pair, kept, strict=True):  # both trees checked before any build
+            side.images.missing([PLANNER] if items is None else flavours_of(items))
         for side in pair:
-            side.images.mounted = {"user": user, "data": data}
-        yield
+            ask = side.images.plan
+            side.items = plan_items(side.revision, selection, cache, lambda a, ask=ask: ask(a, say))
+        for side in pair:
+            side.images.missing(flavours_of(side.items))
+        for side in pair:
+            side.images.ensure(flavours_of(side.items), say)
+            key = environment_key(side.revision.path, flavours_of(side.items))
+            side.runs = _runs_of(runs, side.revision, side.items) / f".images-{key}"
+            side.runs.mkdir(parents=True, exist_ok=True)
+        with mounts(engine, host_data(), runs) as (user, data):
+            for side in pair:
+                side.images.mounted = {"user": user, "data": data}
+            yield pair
+
+
+def _close(workers: list[Worker]) -> None:
+    for worker in workers:
+        worker.close()
 
 
 def compare_revisions(args, say) -> tuple:
-    """Check out, plan and run both revisions of ``args`` (the compare command's arguments);
-    the two sides to compare, each with its runs read back."""
+    """Plan and run both revisions of ``args`` (the compare command's arguments) on this host
+    or, with ``--containers``, in their images; the two sides to compare, each with its runs
+    read back."""
     from mnist_suite.compare import side_of_runs
     from mnist_suite.plan import parse_seeds
 
@@ -596,26 +679,19 @@ def compare_revisions(args, say) -> tuple:
         tuple(args.jobs), args.profile, parse_seeds(args.seeds), tuple(args.overrides)
     )
     runs = Path(args.runs) if args.runs else repo / AB_FOLDER / "runs"
+    names = (args.base, args.new)
     workers: list[Worker] = []
-    try:
-        pair = sides(repo, (args.base, args.new), selection, runs, workers)
+    with contextlib.ExitStack() as stack:
+        if getattr(args, "containers", False):
+            pair = stack.enter_context(in_images(repo, names, selection, runs, say))
+        else:
+            say(host_note(repo, names))
+            stack.callback(_close, workers)
+            pair = sides(repo, names, selection, runs, workers)
         note = uncommitted_note(repo, [s.revision for s in pair])
         if note:
             say(note)
-        containers = getattr(args, "containers", False)
-        if containers:
-            from mnist_suite.revision_images import environment_key, flavours_of
-
-            for side in pair:
-                key = environment_key(side.revision.path, flavours_of(side.items))
-                side.runs = side.runs / f".images-{key}"
         for job in identical_jobs(*pair):
             say(f"identical code for {job}: no change (both revisions share its runs)")
-        with contextlib.ExitStack() as stack:
-            if containers:
-                stack.enter_context(in_images(repo, pair, runs, say))
-            run_alternately(pair, selection, say)
-    finally:
-        for worker in workers:
-            worker.close()
+        run_alternately(pair, selection, say)
     return tuple(side_of_runs(s.revision.label, records(s)) for s in pair)

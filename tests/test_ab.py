@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -93,6 +94,28 @@ def edit(repo: Path, relative: str, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
+
+
+# An import-time side effect: the marker is written wherever the module is imported and its
+# folder exists (on this host; not in a container, whose file system has no such folder).
+SIDE_EFFECT = """
+try:
+    with open({marker!r}, "a") as _f:
+        _f.write(__import__("os").getcwd() + "\\n")
+except OSError:
+    pass
+"""
+
+
+def hostile_branch(repo: Path, marker: Path) -> str:
+    """A branch ``hostile`` whose softmax job writes ``marker`` when imported; the work tree
+    stays where it was, so the comparing suite (the work tree's code) is not hostile itself."""
+    _git(repo, "checkout", "-q", "-b", "hostile")
+    with open(repo / "mnist_suite" / "jobs" / "softmax.py", "a") as f:
+        f.write(SIDE_EFFECT.format(marker=str(marker)))
+    sha = commit(repo, "an import-time side effect")
+    _git(repo, "checkout", "-q", "-")
+    return sha
 
 
 def runs_made(repo: Path) -> list[Path]:
@@ -304,3 +327,39 @@ def test_two_compares_on_one_runs_folder_both_finish(repo, tmp_path):
     made = {p: state_of(p) for p in runs_made(repo)}
     assert len(made) == 4 and all(s["state"] == "done" for s in made.values())
     assert made[status]["pid"] == running["pid"]  # made by the first compare, once
+
+
+def test_without_containers_the_revisions_run_here_and_that_is_said_before_they_run(repo, tmp_path):
+    marker = tmp_path / "imported-on-this-host"
+    new = hostile_branch(repo, marker)
+    base = _git(repo, "rev-parse", "base")
+    code, _, err = compare(repo, "base", "hostile", "--jobs", "softmax", "--seeds", "0", *TINY)
+    assert code == 0, err
+    user = pwd.getpwuid(os.getuid()).pw_name
+    assert err.splitlines()[:2] == [
+        "reading base and hostile as git revisions",
+        f"note: BASE base ({base[:10]}) and NEW hostile ({new[:10]}) run their code on this "
+        f"host, as {user}; --containers confines them",
+    ]
+    # It did run here, as said: imported in its checkout, by its plan and by its run.
+    checkout = repo / "build" / "ab" / f"rev-{new[:12]}"
+    assert set(marker.read_text().splitlines()) == {str(checkout)}
+
+
+def test_with_containers_and_no_engine_nothing_of_a_revision_runs_or_is_written(
+    repo, tmp_path, monkeypatch
+):
+    marker = tmp_path / "imported-on-this-host"
+    hostile_branch(repo, marker)
+    base = _git(repo, "rev-parse", "base")
+    monkeypatch.setenv("CONTAINER_ENGINE", "no-such-engine")
+    args = ("--containers", "--jobs", "softmax", "--seeds", "0", *TINY)
+    code, out, err = compare(repo, "base", "hostile", *args)
+    assert code == 1 and out == "", err
+    assert err.splitlines() == [
+        "reading base and hostile as git revisions",
+        f"error: BASE base ({base[:10]}): no images can be built: CONTAINER_ENGINE=no-such-engine: "
+        "not found on PATH (expected podman or docker)",
+    ]
+    assert not marker.exists()
+    assert not (repo / "build").exists()  # no checkout, no copy of a tree, no plan, no log

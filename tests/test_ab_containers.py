@@ -9,15 +9,24 @@ is softmax at a tiny size, in the numpy image only.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from mnist_suite.ab import Revision
+from mnist_suite.errors import ConfigError
 from mnist_suite.launch.container import detect_engine
-from mnist_suite.revision_images import REVISION_LABEL, environment_key, revision_tag
-from tests.test_ab import TINY, commit, compare, edit, make_repo, runs_made
+from mnist_suite.revision_images import (
+    REVISION_LABEL,
+    environment_key,
+    revision_tag,
+    unpinned_line,
+)
+from mnist_suite.revision_tree import extracted, regular_file
+from tests.test_ab import SIDE_EFFECT, TINY, commit, compare, edit, make_repo, runs_made
 from tests.test_ab import _git as git
 
 pytestmark = pytest.mark.slow
@@ -61,6 +70,34 @@ def repo(tmp_path, mnist, engine, wheels):
             subprocess.run([engine, "rmi", tag], capture_output=True)
 
 
+def link_commit(repo: Path, links: dict[str, str], parent: str = "HEAD") -> str:
+    """A commit on top of ``parent`` adding the symbolic links ``{name: target}``, made without
+    touching the work tree (whose own build/ is a folder)."""
+    env = dict(os.environ, GIT_INDEX_FILE=str(repo / ".git" / "index-links"))
+
+    def plumbing(*args: str, text: str | None = None) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], input=text, env=env,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    plumbing("read-tree", parent)
+    for name, target in links.items():
+        blob = plumbing("hash-object", "-w", "--stdin", text=target)
+        plumbing("update-index", "--add", "--cacheinfo", f"120000,{blob},{name}")
+    sha = plumbing("commit-tree", plumbing("write-tree"), "-p", parent, "-m", "links")
+    (repo / ".git" / "index-links").unlink()
+    return sha
+
+
+def snapshot(folder: Path) -> dict:
+    """Everything about ``folder`` that a write, a deletion or a new file would change."""
+    return {
+        str(p.relative_to(folder)): (p.lstat().st_mode, p.lstat().st_mtime_ns,
+                                     p.read_bytes() if p.is_file() else None)
+        for p in [folder, *folder.rglob("*")]
+    }  # fmt: skip
+
+
 def image_id(engine: str, tag: str) -> str:
     done = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", tag],
                           capture_output=True, text=True)  # fmt: skip
@@ -95,6 +132,45 @@ def test_both_revisions_run_in_their_own_images_and_the_images_are_reused(repo, 
         assert f"reusing image {tag}" in err
     assert {sha: image_id(engine, tag) for sha, tag in tags.items()} == ids
     assert out2 == out
+
+
+def test_a_hostile_revision_runs_only_in_its_images_and_its_build_link_reaches_nothing(
+    repo, engine, tmp_path
+):
+    # Its softmax job and its setup.py (run by its build backend) write a marker when run on
+    # this host; its committed `build` is a link to a folder of this host.
+    marker = tmp_path / "ran-on-this-host"
+    host = tmp_path / "host-folder"
+    (host / "suite").mkdir(parents=True)
+    (host / "keep.txt").write_text("mine\n")
+    (host / "suite" / "old.whl").write_text("not a wheel\n")
+    before = snapshot(host)
+    git(repo, "checkout", "-q", "-b", "hostile")
+    with open(repo / "mnist_suite" / "jobs" / "softmax.py", "a") as f:
+        f.write(SIDE_EFFECT.format(marker=str(marker)))
+    (repo / "setup.py").write_text(
+        SIDE_EFFECT.format(marker=str(marker)) + "\nfrom setuptools import setup\n\nsetup()\n"
+    )
+    commit(repo, "side effects")
+    hostile = link_commit(repo, {"build": str(host)})
+    git(repo, "tag", "hostile-link", hostile)
+    git(repo, "checkout", "-q", "-")
+    # One revision on both sides: one wheel, one image, one plan, one run, all in containers.
+    args = ("--containers", "--jobs", "softmax", "--seeds", "0", *TINY)
+    code, _, err = compare(repo, "hostile-link", "hostile-link", *args)
+    assert code == 0, err
+    assert f"building image {revision_tag('numpy', hostile)}" in err
+    assert "on this host" not in err
+    assert not marker.exists()
+    assert snapshot(host) == before
+    (made,) = runs_made(repo)
+    assert '"done"' in made.read_text()
+    image = image_id(engine, revision_tag("numpy", hostile)).removeprefix("sha256:")
+    assert image and image in (made.parent / "config.json").read_text()
+    # Only what the suite keeps is left: its copies of the tree and the containers' output
+    # folders are gone.
+    kept = {"buildtools", "logs", "plans", "runs", "wheelhouse"}
+    assert {p.name for p in (repo / "build" / "ab").iterdir()} == kept
 
 
 def test_a_revision_that_cannot_give_images_is_refused_in_one_line(repo, engine):
@@ -152,3 +228,43 @@ def test_runs_in_images_are_keyed_by_the_dockerfile_and_the_locks_they_use(tmp_p
     with open(b / "docker" / "Dockerfile", "a") as f:
         f.write("# another build\n")
     assert environment_key(a, ["numpy"]) != environment_key(b, ["numpy"])
+
+
+def test_a_revision_tree_is_copied_without_its_build_and_no_link_in_it_leads_out(tmp_path):
+    repo = make_repo(tmp_path / "repo", ("pyproject.toml",))
+    host = tmp_path / "host-folder"
+    host.mkdir()
+    (host / "keep.txt").write_text("mine\n")
+    before = snapshot(host)
+    ab = tmp_path / "ab"
+    sha = link_commit(repo, {"build": str(host), "docs/readme": "../pyproject.toml", "up": "."})
+    with extracted(repo, Revision("NEW", "x", sha, repo), ab) as tree:
+        assert not os.path.lexists(tree / "build")
+        assert os.readlink(tree / "docs" / "readme") == "../pyproject.toml"
+        assert regular_file(tree, "pyproject.toml") == tree / "pyproject.toml"
+        assert regular_file(tree, "docs/readme") is None  # read through no link
+        assert regular_file(tree, "up/pyproject.toml") is None
+    assert not tree.exists()
+    for name, target in [("docs/out", "../.."), ("out", str(host)), ("docs/out", "x/../../..")]:
+        sha = link_commit(repo, {name: target})
+        refused = re.escape(f"{name!r} would link to {target!r}")
+        with (
+            pytest.raises(ConfigError, match=f"^NEW x .*{refused}"),
+            extracted(repo, Revision("NEW", "x", sha, repo), ab),
+        ):
+            pass
+        assert list(ab.iterdir()) == []  # the partial copy is removed
+    assert snapshot(host) == before
+
+
+def test_a_lock_is_passed_to_pip_only_when_it_is_pinned_hashed_wheels():
+    for flavour in ("numpy", "tf", "bench"):
+        assert unpinned_line((ROOT / "docker" / f"requirements-{flavour}.txt").read_text()) is None
+    pin = "numpy==2.0.0 \\\n    --hash=sha256:" + "0" * 64 + "\n"
+    for line in ["-r /etc/shadow", "--find-links /root/wheels", "--index-url http://x.invalid/",
+                 "numpy==2.0.0 --hash=sha256:" + "0" * 64 + " --find-links /root",
+                 "numpy @ file:///root/numpy.whl --hash=sha256:" + "0" * 64,
+                 "numpy==2.0.0", "numpy==${HOME} --hash=sha256:" + "0" * 64]:  # fmt: skip
+        assert unpinned_line(pin + line + "\n") == line
+    # A comment inside a continued requirement: refused rather than read as pip might.
+    assert unpinned_line("numpy==2.0.0 \\\n    # --find-links /root \\\n") is not None

@@ -251,7 +251,7 @@ def test_lock_inputs_are_generated_from_the_project(flavour):
 def test_dockerfile_one_final_stage_pinned_base_numeric_user_hermetic_install():
     text = images.DOCKERFILE.read_text()
     pinned = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, flags=re.M).group(1)
-    assert pinned == images.DEFAULT_BASE
+    assert pinned == container.DEFAULT_BASE
     assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", pinned)
     assert re.findall(r"^FROM (\S+) AS (\S+)$", text, flags=re.M)[-1] == (
         "${FLAVOUR}-deps",

@@ -31,12 +31,14 @@ sys.path.insert(0, str(ROOT))
 from mnist_suite.errors import SuiteError  # noqa: E402
 from mnist_suite.launch.container import (  # noqa: E402
     FLAVOURS,
+    default_base,
     detect_engine,
     image_exists,
     image_id,
     image_name,
     require_engine,
 )
+from mnist_suite.launch.container import LOCAL_BASE as BASE_NAME  # noqa: E402
 
 BUILD = ROOT / "build"
 WHEELHOUSE = BUILD / "wheelhouse"
@@ -49,12 +51,6 @@ LOCK_INPUTS = {
     flavour: ROOT / "docker" / f"requirements-{flavour}.in" for flavour in ("numpy", "bench")
 }
 
-BASE_NAME = "localhost/mnist-suite-base"
-# The Dockerfile's default base, pinned: docker/Dockerfile says how the digest was checked.
-DEFAULT_BASE = (
-    "python:3.11-slim-bookworm"
-    "@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91"
-)
 DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Debian bookworm has glibc 2.36: every manylinux wheel up to that tag runs on either base.
@@ -129,13 +125,6 @@ def debian_mirror(apt_dir: Path = Path("/etc/apt"), suite: str = DEBIAN_SUITE) -
                 if len(parts) >= 3 and parts[0] == "deb" and parts[2] == suite:
                     return parts[1]
     return DEFAULT_MIRROR
-
-
-def default_base(engine: str) -> str:
-    """``$BASE_IMAGE``, else the debootstrapped base if built here, else the pinned official one."""
-    if os.environ.get("BASE_IMAGE"):
-        return os.environ["BASE_IMAGE"]
-    return BASE_NAME if image_exists(engine, BASE_NAME) else DEFAULT_BASE
 
 
 def build_base(engine: str, *, mirror: str | None = None, force: bool = False) -> str:

@@ -35,6 +35,13 @@ from mnist_suite.plan import INDEX_VARIABLES, WorkItem, run_dir
 
 FLAVOURS = ("numpy", "tf", "bench")
 IMAGE_REPO = "mnist-suite"
+# The local base that `nox -s base_image` builds where no image can be pulled, and the
+# Dockerfile's default base, pinned (docker/Dockerfile says how the digest was checked).
+LOCAL_BASE = "localhost/mnist-suite-base"
+DEFAULT_BASE = (
+    "python:3.11-slim-bookworm"
+    "@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91"
+)
 # The images' USER (numeric, so Kubernetes' runAsNonRoot can check it). Not 1000: when root
 # lends the runs folder to this uid, no ordinary host account should gain access to it.
 CONTAINER_UID = 10001
@@ -114,6 +121,13 @@ def is_rootless(engine: str) -> bool:
 def image_exists(engine: str, image: str) -> bool:
     probe = "exists" if Path(engine).name == "podman" else "inspect"
     return _capture([engine, "image", probe, image]).returncode == 0
+
+
+def default_base(engine: str) -> str:
+    """``$BASE_IMAGE``, else the debootstrapped base if built here, else the pinned official one."""
+    if os.environ.get("BASE_IMAGE"):
+        return os.environ["BASE_IMAGE"]
+    return LOCAL_BASE if image_exists(engine, LOCAL_BASE) else DEFAULT_BASE
 
 
 def image_id(engine: str, image: str) -> str:
