@@ -187,6 +187,18 @@ def ab(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def bisect(session: nox.Session) -> None:
+    """Which commit made a job worse? -- GOOD BAD JOB [bisect options] (see docs/bisect.md)."""
+    if len(session.posargs) < 3 or any(a.startswith("-") for a in session.posargs[:3]):
+        session.error("name GOOD, BAD and the job first: nox -s bisect -- v1.0 HEAD softmax")
+    good, bad, job, *rest = session.posargs
+    # Both answers end the session well (1: the first worse commit, 0: none is worse); an
+    # inconclusive search (4: a step needs more seeds) fails it.
+    run_suite(session, "mnist-suite", "bisect", good, bad, "--jobs", job, *rest,
+              success_codes=[0, 1])  # fmt: skip
+
+
+@nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
     """Write reports/ from runs/ and bench/results/ (override with e.g. -- --runs DIR)."""
     run_suite(

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 from mnist_suite.claims import live_holder
 from mnist_suite.errors import EXIT_FAILED, ConfigError, SuiteError
-from mnist_suite.files import atomic_write_json, read_json, writable_folder
+from mnist_suite.files import atomic_write_json, read_json
 from mnist_suite.launch.local import GRACE_SECONDS, STOP_SIGNALS, die_with_parent, signal_group
 from mnist_suite.limits import MAX_CLAIM_WAIT
 
@@ -679,8 +679,6 @@ def compare_revisions(args, say) -> tuple:
         tuple(args.jobs), args.profile, parse_seeds(args.seeds), tuple(args.overrides)
     )
     runs = Path(args.runs) if args.runs else repo / AB_FOLDER / "runs"
-    # Both revisions write here: never inside another run's folder.
-    writable_folder(runs, "--runs")
     names = (args.base, args.new)
     workers: list[Worker] = []
     with contextlib.ExitStack() as stack:

@@ -20,10 +20,12 @@ DESCRIPTION = (
 
 EPILOG = f"""\
 exit codes:
-  0    success (in a batch, a diverged run is a result)
-  1    a run failed, compare --fail-on found a regression, or the machine failed (full disk)
+  0    success (in a batch, a diverged run is a result; bisect: no commit is worse)
+  1    a run failed, compare --fail-on found a regression, bisect found the first worse
+       commit, or the machine failed (full disk)
   2    bad usage, configuration, path or data (one line on stderr, nothing run)
   3    a single run diverged (non-finite loss)
+  4    bisect could not judge a step (too few seeds, a diverged side): no answer
   130  interrupted by Ctrl-C (143: SIGTERM, 129: SIGHUP to a train pool); the running
        items end 'interrupted'
 
@@ -64,6 +66,20 @@ def _add_all_code(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all-code", action="store_true", help="every version of each job's code "
                    "(default: each job's newest, the code of its latest run); figures that pool "
                    "versions are marked")  # fmt: skip
+
+
+def _add_revision_runs(p, jobs: str) -> None:
+    """What ``compare`` of two revisions and ``bisect`` run: the same jobs, profile, seeds and
+    overrides on each side, in one runs folder."""
+    p.add_argument("--jobs", nargs="+", default=[], metavar="JOB", help=jobs)
+    p.add_argument("--profile", default="quick", choices=defaults.PROFILES, help="default: quick")
+    p.add_argument("--seeds", default="0-3", help="paired seeds, as in run (default: 0-3)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override for both sides (repeatable)")  # fmt: skip
+    p.add_argument("--runs", type=path, default=None, help="both sides' runs folder (default: "
+                   "build/ab/runs)")  # fmt: skip
+    p.add_argument("--containers", action="store_true", help="run each side in images built "
+                   "from its own revision, tagged mnist-suite:FLAVOUR-SHA12")  # fmt: skip
 
 
 def _command(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
@@ -166,16 +182,28 @@ def build_parser() -> argparse.ArgumentParser:
     ab = p.add_argument_group("two git revisions", "each revision is checked out once under "
                               "build/ab/ and runs its own code; both run the same jobs, profile, "
                               "seeds and overrides, BASE's item then NEW's")  # fmt: skip
-    ab.add_argument("--jobs", nargs="+", default=[], metavar="JOB", help="the jobs to run")
-    ab.add_argument("--profile", default="quick", choices=defaults.PROFILES, help="default: quick")
-    ab.add_argument("--seeds", default="0-3", help="paired seeds, as in run (default: 0-3)")
-    ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="an override for both sides (repeatable)")  # fmt: skip
-    ab.add_argument("--runs", type=path, default=None, help="both sides' runs folder (default: "
-                    "build/ab/runs)")  # fmt: skip
-    ab.add_argument("--containers", action="store_true", help="run each side in images built "
-                    "from its own revision, tagged mnist-suite:FLAVOUR-SHA12")  # fmt: skip
+    _add_revision_runs(ab, "the jobs to run")
     add_arguments(p, CompareOptions)
+
+    p = _command(sub, "bisect", "the first commit between GOOD and BAD where a job's figure "
+                 "got worse than at GOOD (compare's verdict; commits that leave the job's code "
+                 "unchanged are skipped, never run)")  # fmt: skip
+    p.add_argument("good", help="a git revision where the figure is as it should be")
+    p.add_argument("bad", help="a later revision, GOOD on its first-parent line")
+    _add_revision_runs(p, "the job to follow (one)")
+    p.add_argument("--metric", default=None, help="the figure judged (default: the job's "
+                   "headline, e.g. test_accuracy)")  # fmt: skip
+    add_arguments(p, CompareOptions, only=("min_effect", "confidence"))
+
+    p = _command(sub, "history", "a job's figure at each commit whose runs exist, oldest first, "
+                 "each judged against the one before")  # fmt: skip
+    p.add_argument("job")
+    p.add_argument("--metric", default=None, help="default: the job's headline figure")
+    p.add_argument("--since", default=None, metavar="REV", help="only commits from REV on")
+    p.add_argument("--runs", type=path, default=None, help="runs folder (default: build/ab/runs, "
+                   "where compare and bisect keep theirs)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    add_arguments(p, CompareOptions, only=("min_effect", "confidence"))
 
     p = _command(sub, "predict", "classify one test image with saved weights; save "
                  "a PNG", description="Classify one test image with the weights a classifier run "

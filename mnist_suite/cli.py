@@ -204,6 +204,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bisect(args: argparse.Namespace) -> int:
+    from mnist_suite.ab import RevisionError, Stopped, stop_on_signals
+    from mnist_suite.bisect import Bisect
+
+    search = Bisect(args, lambda line: print(line, file=sys.stderr))  # checked before any run
+    try:
+        with stop_on_signals():
+            answer = search.run()
+    except RevisionError as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    except Stopped as exc:
+        print(f"stopping on {exc}: {printable(exc.note)}; the same call continues",
+              file=sys.stderr)  # fmt: skip
+        return 128 + exc.signum
+    print(answer.text())
+    return answer.exit_code
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from mnist_suite.history import history
+
+    text, notes = history(args)
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(text)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from mnist_suite.files import not_overlapping, writable_folder
     from mnist_suite.report import build_report
@@ -249,13 +278,15 @@ COMMANDS = {
     "slurm": cmd_slurm,
     "runs": cmd_runs,
     "compare": cmd_compare,
+    "bisect": cmd_bisect,
+    "history": cmd_history,
     "predict": cmd_predict,
     "report": cmd_report,
     "worker": cmd_worker,
 }
 
 # Commands that run or judge code: they say when the code running is not the checkout here.
-CODE_COMMANDS = ("run", "train", "plan", "compare", "k8s", "slurm")
+CODE_COMMANDS = ("run", "train", "plan", "compare", "bisect", "k8s", "slurm")
 
 
 def _configure_logging(verbose: bool) -> None:

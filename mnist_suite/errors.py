@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a run failed, a regression, a fault of the machine (full disk, I/O error)
 EXIT_USAGE = 2  # bad usage, configuration, path or data: nothing ran
 EXIT_DIVERGED = 3  # a single run diverged (in a batch divergence is a result)
+EXIT_INCONCLUSIVE = 4  # bisect: a step compare could not judge (too few seeds, …)
 EXIT_SIGINT, EXIT_SIGTERM, EXIT_SIGHUP = 130, 143, 129  # 128 + the signal that stopped it
 EXIT_SIGNALS = (EXIT_SIGINT, EXIT_SIGTERM, EXIT_SIGHUP)
 EXIT_RESULTS = (EXIT_OK, EXIT_DIVERGED)  # an item that ran to a result, done or diverged

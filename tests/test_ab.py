@@ -363,21 +363,3 @@ def test_with_containers_and_no_engine_nothing_of_a_revision_runs_or_is_written(
     ]
     assert not marker.exists()
     assert not (repo / "build").exists()  # no checkout, no copy of a tree, no plan, no log
-
-
-def test_a_runs_folder_inside_a_run_is_refused_before_any_revision_runs(repo, tmp_path):
-    marker = tmp_path / "imported-on-this-host"
-    hostile_branch(repo, marker)
-    run = tmp_path / "runs" / "softmax" / "quick-s0"
-    run.mkdir(parents=True)
-    records = {"config.json": "{}", "status.json": '{"state": "done"}'}
-    for name, text in records.items():
-        (run / name).write_text(text)
-    code, out, err = compare(
-        repo, "base", "hostile", "--jobs", "softmax", "--seeds", "0", "--runs", str(run / "x")
-    )
-    assert code == 2 and out == "", err
-    assert err.splitlines()[-1].startswith("error: --runs ") and "is inside the run folder" in err
-    assert len(err.splitlines()) == 2  # "reading … as git revisions", then the refusal
-    assert not marker.exists() and not (run / "x").exists()
-    assert {p.name for p in run.iterdir()} == set(records)
