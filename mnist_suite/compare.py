@@ -578,6 +578,14 @@ def _identical(b: Stat, n: Stat) -> bool:
     return all(seed in more and more[seed] == value for seed, value in fewer.items())
 
 
+def _identical_note(b: Stat, n: Stat) -> str:
+    """What an identical row holds: the same seeds, or one side's seeds within the other's."""
+    if b.values.keys() == n.values.keys():
+        return "the same seeds with the same figures on both sides"
+    fewer, more = ("new", "base") if len(n.values) < len(b.values) else ("base", "new")
+    return f"each seed of {fewer} with the same figure on {more}"
+
+
 def _run_rows(base: Side, new: Side, rules: dict[str, Rule]) -> tuple[list, list[str]]:
     """Each run row with the two sides' figures (None for a row on one side only), its verdict
     so far decided by what the sides are, not by their figures; and the speed notes."""
@@ -627,7 +635,7 @@ def _run_rows(base: Side, new: Side, rules: dict[str, Rule]) -> tuple[list, list
                 note = f"{count} run{'s' * (count != 1)} on new recorded by other code"
                 row |= {"verdict": OUTDATED, "note": note, "tested": False}
             elif _identical(b, n):
-                note = "the same seeds with the same figures on both sides"
+                note = _identical_note(b, n)
                 row |= {"verdict": IDENTICAL, "note": note, "tested": False}
             elif b.n < 2 or n.n < 2:
                 row |= {"verdict": FEW, "tested": False}

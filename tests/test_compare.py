@@ -545,6 +545,7 @@ def test_the_gate_pairs_its_seeds_with_the_same_seeds_of_the_baseline(tmp_path, 
     fake_runs(tmp_path / "same", "up", base_values[: len(gate)])
     code, out, err = cli(capsys, saved, tmp_path / "same", "--fail-on", "worse", *rules)
     assert code == 0 and "1 figures: 1 identical" in out and err == ""
+    assert "each seed of new with the same figure on base" in out
     costs = [0.006, 0.0061, 0.0059, 0.006][: len(gate)]
     fake_runs(tmp_path / "worse", "up", [v - c for v, c in zip(base_values, costs, strict=False)])
     code, out, err = cli(capsys, saved, tmp_path / "worse", "--fail-on", "worse", *rules)
