@@ -4,10 +4,14 @@
 
 The ratios and verdicts are :mod:`mnist_suite.benchcompare`'s (which explains the rule). The
 baseline defaults to the newest stored run in the history folder other than the current one,
-measured under the same ratio definition, on the same CPU model and with the same number of busy
-processes started by ``--load``, of the same mode (quick/full) when there is one.
-Exit 0: no regression; 1: regressions or definition errors (listed by name); 2: bad usage,
-files, or two runs whose ratios are defined differently.
+measured under the same ratio definition, on the same machine kind (CPU vendor, family, model,
+stepping, flags, cores, memory: :mod:`mnist_suite.envinfo`) and with the same number of busy
+processes started by ``--load``, of the same mode (quick/full) when there is one. A current run
+whose stored copy is the only run of its kind in the history is the first of its kind: nothing
+to compare, said in one line, exit 0 (the next run of that kind is compared with it).
+Exit 0: no regression, or the first run of its kind; 1: regressions or definition errors
+(listed by name); 2: bad usage, files, no stored run of the kind, or two runs whose ratios are
+defined differently or measured on other machine kinds.
 Needs NumPy and this source tree, not the suite's environment.
 """
 
@@ -27,8 +31,13 @@ from mnist_suite.benchcompare import (
     default_baseline,
     definition,
     describe_kind,
+    describe_machine,
+    identity,
     load,
     ratios,
+    same_kind,
+    stored,
+    stored_copy,
 )
 
 HISTORY = Path("bench/results/history")
@@ -41,6 +50,11 @@ def _spread(r: dict) -> str:
     return f"{r['median']:.3f} [{r['q1']:.3f}, {r['q3']:.3f}]"
 
 
+def others(history: Path, current: dict) -> int:
+    """How many stored runs of the history are of other kinds than ``current``."""
+    return sum(not same_kind(data, current) for _, data in stored(history))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--current", type=Path, default=CURRENT, help=f"default {CURRENT}")
@@ -50,14 +64,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         current = load(args.current)
+        if identity(current) is None:
+            raise ValueError(f"{args.current} records no machine identity: comparable with none")
         base_path = args.baseline or default_baseline(args.history, current, args.current)
+        copy = None if base_path else stored_copy(args.history, current)
+        if copy is not None:
+            print(
+                f"nothing to compare: {args.current} is the first stored run of its kind "
+                f"({describe_kind(current)}; stored as {copy}; {others(args.history, current)} "
+                "stored runs of other kinds left out); the next one is compared with it"
+            )
+            return 0
         if base_path is None:
             raise ValueError(
                 f"no stored run in {args.history} of the same kind to compare with "
                 f"({describe_kind(current)}; run nox -s bench)"
             )
         baseline = load(base_path)
-        comparable(baseline, current, str(base_path), str(args.current))
+        note = comparable(baseline, current, str(base_path), str(args.current))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -72,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{label} {path} ({str(data.get('datetime', '?'))[:19]}, "
             f"{data.get('mode', 'full')}, ratio definition {definition(data)}, "
-            f"{cpu(data) or 'CPU unknown'})"
+            f"{cpu(data) or 'CPU unknown'}: {describe_machine(data)})"
         )
+    if note:
+        print(note)
     for row in rows:
         print(
             f"{row['verdict']:>{WIDTH}}  {row['benchmark'].split('::')[-1]} {row['metric']}: "

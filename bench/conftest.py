@@ -222,7 +222,8 @@ def paired(benchmark):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """Record the thread settings and BLAS policy in effect: BLAS and TF speed depend on them."""
+    """Record the thread settings and BLAS policy in effect (BLAS and TF speed depend on them)
+    and the machine identity."""
     from threadpoolctl import threadpool_info
 
     from mnist_suite import envinfo
@@ -237,6 +238,8 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     # Where the figures were measured: the host, or which image (the jobs record the same).
     here = envinfo.machine_info()
     machine_info["where"] = {k: here[k] for k in ("in_container", "image", "image_id")}
+    # Which runs compare (mnist_suite.benchcompare): the same machine kind, not the same brand.
+    machine_info["identity"] = here["identity"]
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):

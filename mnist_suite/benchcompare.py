@@ -5,8 +5,8 @@ medians (:func:`median_ratios`), and each target's verdict (:func:`target_row`),
 ``bench/conftest.py`` and read back by the report.
 
 Used by ``bench/compare.py`` (the ``bench_compare`` nox session), ``mnist-suite compare`` and
-the report's benchmark history. Needs only the standard library and this package's file
-reader, so ``bench/compare.py`` runs from any Python with NumPy.
+the report's benchmark history. Needs only the standard library, this package's file reader
+and machine identities, so ``bench/compare.py`` runs from any Python with NumPy.
 
 Compares ratios, never raw times (a ratio's two sides are measured in alternation, so the
 machine's load mostly cancels): every ``extra_info["ratios"][metric]`` (fraction of the GEMM
@@ -21,10 +21,14 @@ above the upper quartile; **unstable** when either side's interquartile range ex
 effect on a ratio.
 
 What a ratio means is versioned (:data:`DEFINITION`, :data:`DEFINITIONS`): two runs measured
-under different definitions are not compared at all, nor are runs measured on different CPU
-models: the ceiling is that CPU's own GEMM, and how close a small kernel gets to it depends on
-the CPU (its caches, its vector units), so the same code gives another fraction on another CPU.
-A fraction of the ceiling above
+under different definitions are not compared at all, nor are runs measured on different machine
+kinds (:mod:`mnist_suite.envinfo`: CPU vendor, family, model, stepping, flags, cores, memory; the
+host is not compared): the ceiling is that CPU's own GEMM, and how close a small kernel gets to
+it depends on the CPU (its caches, its vector units), so the same code gives another fraction on
+another CPU, while the host adds nothing a ratio measured in alternation does not cancel. A run
+that records no identity of its own is known by pytest-benchmark's CPU record (vendor, family,
+model, stepping, cores), compared on those fields alone with a note; one without either is
+comparable with nothing. A fraction of the ceiling above
 :data:`CEILING_LIMIT` is impossible by definition: such a row is a definition error, not a
 result.
 """
@@ -35,7 +39,7 @@ import json
 import math
 from pathlib import Path
 
-from mnist_suite import verdicts
+from mnist_suite import envinfo, verdicts
 from mnist_suite.files import read_bounded
 
 TOLERANCE = 0.05  # of the baseline median, beyond the quartiles and the current spread
@@ -45,6 +49,16 @@ MAX_BYTES = 64 << 20  # a benchmark file holds per-round lists: a few MB at most
 UNSTABLE_SPREAD = 0.5
 # A kernel cannot beat the GEMM it is measured against by more than timing noise.
 CEILING_LIMIT = 1.05
+# pytest-benchmark's names (py-cpuinfo's, in ``machine_info.cpu``) of the identity fields it
+# records: what a run without an identity of its own is known by. Its flags are named otherwise
+# than the kernel's (rdrnd, rdrand), so they do not compare with an identity's digest.
+CPUINFO_FIELDS = {
+    "vendor": "vendor_id_raw",
+    "family": "family",
+    "model": "model",
+    "stepping": "stepping",
+    "cores": "count",
+}
 
 # Versions of what the stored ratios mean; a file says its version in ``ratio_definition``
 # (files written before that field are recognised by their shape, see :func:`definition`).
@@ -117,28 +131,83 @@ def definition(data: dict) -> int:
     return 1
 
 
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def cpu(data: dict) -> str:
-    """The CPU model a run was measured on, as pytest-benchmark recorded it ("" if unknown)."""
-    machine = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
-    info = machine.get("cpu") if isinstance(machine.get("cpu"), dict) else {}
-    return str(info.get("brand_raw") or "")
+    """The CPU's brand string as pytest-benchmark recorded it ("" if unknown): a name for
+    people, not an identity (on virtual machines it is generic)."""
+    return str(_dict(_dict(data.get("machine_info")).get("cpu")).get("brand_raw") or "")
 
 
-def comparable(base: dict, current: dict, base_name: str, current_name: str) -> None:
+def identity(data: dict) -> dict[str, str] | None:
+    """The machine kind a run was measured on: its own identity without the host, else the
+    fields of :data:`CPUINFO_FIELDS` pytest-benchmark recorded, else None."""
+    machine = _dict(data.get("machine_info"))
+    own = envinfo.identity_of(machine.get("identity"))
+    if own is not None:
+        return {name: own[name] for name in envinfo.KIND}
+    recorded = _dict(machine.get("cpu"))
+    return envinfo.identity_of(
+        {name: recorded.get(key) for name, key in CPUINFO_FIELDS.items()}, tuple(CPUINFO_FIELDS)
+    )
+
+
+def describe_machine(data: dict) -> str:
+    """The machine kind of :func:`identity` in words."""
+    found = identity(data)
+    return envinfo.describe(found) if found else "no machine identity"
+
+
+def machine_problem(base: dict, current: dict, base_name: str, current_name: str) -> str:
+    """Why two runs were not measured on the same machine kind ("" when they were), compared on
+    the identity fields both record."""
+    a, b = identity(base), identity(current)
+    for name, found in ((base_name, a), (current_name, b)):
+        if found is None:
+            return f"{name} records no machine identity"
+    differ = envinfo.differences(a, b, tuple(f for f in envinfo.KIND if f in a and f in b))
+    if differ:
+        return (
+            f"other machine kinds: {base_name} was measured on {envinfo.describe(a)}, "
+            f"{current_name} on {envinfo.describe(b)}; they differ in {', '.join(differ)} (a "
+            "fraction of the CPU's own GEMM ceiling differs from CPU to CPU)"
+        )
+    return ""
+
+
+def kind_note(base: dict, current: dict, base_name: str, current_name: str) -> str:
+    """One line when two runs of one machine kind were compared on fewer fields than an identity
+    holds ("" otherwise)."""
+    partial = [
+        name
+        for name, data in ((base_name, base), (current_name, current))
+        if set(identity(data) or envinfo.KIND) != set(envinfo.KIND)
+    ]
+    if not partial:
+        return ""
+    which = "both runs record" if len(partial) == 2 else f"{partial[0]} records"
+    return (
+        f"note: {which} pytest-benchmark's CPU fields, no machine identity: machine kinds "
+        "compared by vendor, family, model, stepping and cores (not flags or memory)"
+    )
+
+
+def comparable(base: dict, current: dict, base_name: str, current_name: str) -> str:
     """ValueError (one line naming both) when the two runs' ratios mean different things:
-    other ratio definitions, or other CPU models (a run without one is taken as it comes)."""
+    other ratio definitions, other machine kinds, or a run with no machine identity; else the
+    note of :func:`kind_note` ("" when none)."""
     a, b = definition(base), definition(current)
     if a != b:
         raise ValueError(
             f"not comparable: {base_name} has ratio definition {a}, {current_name} has "
             f"definition {b} (a ratio means something else in each)"
         )
-    a, b = cpu(base), cpu(current)
-    if a and b and a != b:
-        raise ValueError(
-            f"not comparable: other CPU: {base_name} was measured on {a}, {current_name} on "
-            f"{b} (a fraction of the CPU's own GEMM ceiling differs from CPU to CPU)"
-        )
+    why = machine_problem(base, current, base_name, current_name)
+    if why:
+        raise ValueError(f"not comparable: {why}")
+    return kind_note(base, current, base_name, current_name)
 
 
 def _finite(value) -> bool:
@@ -196,17 +265,23 @@ def compare(baseline: dict, current: dict, tolerance: float = TOLERANCE) -> list
     return rows
 
 
-def kind(data: dict) -> tuple:
-    """Runs comparable by default: same ratio definition, same number of busy processes, same
-    CPU model."""
-    noise = data.get("noise") if isinstance(data.get("noise"), dict) else {}
-    return definition(data), noise.get("competing_processes", 0), cpu(data)
+def conditions(data: dict) -> tuple:
+    """What two runs must share besides their machine kind to be compared by default: the
+    ratio definition and the number of busy processes started (``--load``)."""
+    noise = _dict(data.get("noise"))
+    return definition(data), noise.get("competing_processes", 0)
 
 
 def describe_kind(data: dict) -> str:
-    """:func:`kind` in words, for "no stored run of this kind"."""
-    definition_, busy, model = kind(data)
-    return f"ratio definition {definition_}, {busy} busy processes, CPU {model or 'unknown'}"
+    """:func:`conditions` and the machine kind in words, for "no stored run of this kind"."""
+    definition_, busy = conditions(data)
+    return f"ratio definition {definition_}, {busy} busy processes, {describe_machine(data)}"
+
+
+def same_kind(data: dict, current: dict) -> bool:
+    """Whether a stored run is of the current one's kind: its :func:`conditions` and machine
+    kind."""
+    return conditions(data) == conditions(current) and not machine_problem(data, current, "", "")
 
 
 def _medians(data: dict) -> list:
@@ -226,13 +301,22 @@ def stored(history: Path) -> list[tuple[Path, dict]]:
 
 def default_baseline(history: Path, current: dict, current_path: Path) -> Path | None:
     """The newest stored run other than the current one (which nox also stores) of the same
-    kind (:func:`kind`), of the same mode (quick/full) when there is one, else of the other:
-    both modes measure the same ratios, quick ones over fewer rounds."""
+    kind (:func:`conditions`, machine kind), of the same mode (quick/full) when there is one,
+    else of the other: both modes measure the same ratios, quick ones over fewer rounds."""
     mode = current.get("mode", "full")
     candidates = []
     for path, data in stored(history):
         other = path.resolve() != current_path.resolve() and _medians(data) != _medians(current)
-        if other and kind(data) == kind(current):
+        if other and same_kind(data, current):
             same_mode = data.get("mode", "full") == mode
             candidates.append((same_mode, str(data.get("datetime") or ""), path))
     return max(candidates)[2] if candidates else None
+
+
+def stored_copy(history: Path, current: dict) -> Path | None:
+    """The stored copy nox keeps of the current run (the same figures, the same kind), when
+    ``history`` holds one: a run with no other of its kind stored is the first of its kind."""
+    for path, data in stored(history):
+        if _medians(data) == _medians(current) and same_kind(data, current):
+            return path
+    return None

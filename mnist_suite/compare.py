@@ -6,18 +6,20 @@ results (a pytest-benchmark JSON file, or a folder of them: its newest run). For
 cell, profile and compared metric: n and mean ± 95% CI of each side, the difference NEW − BASE
 with its interval, and a verdict (words of :mod:`mnist_suite.verdicts`):
 
-- the interval is **paired** by seed when both sides hold per-seed values of the same seeds
-  (the interval of the per-seed differences: with deterministic seeds that is the change's
-  effect alone, and identical sides give exactly 0); **Welch**'s unpaired interval otherwise.
-  The table says which, and how many pairs;
+- the interval is **paired** by seed on the seeds both sides hold per-seed values of, when
+  there are two or more (the interval of the per-seed differences: with deterministic seeds
+  that is the change's effect alone, and identical sides give exactly 0; a gate's four seeds
+  pair with the same four of a ten-seed baseline); **Welch**'s unpaired interval otherwise
+  (a schema 2 baseline holds no per-seed values: a note says so). The table says which, and
+  how many pairs;
 - ``better`` / ``worse``: the difference is significant **within its family** (Holm's rule
   over the family's rows, so the chance of any false better/worse in a family stays at
   1 − confidence) **and** at least the metric's minimum effect (:data:`RULES`), in its good or
   bad direction; ``no detectable change`` otherwise. Each row shows its Holm-adjusted p-value
   and an interval **simultaneous** over its family (Bonferroni: each at 1 − (1 − confidence)/m
   for a family of m rows): an interval that excludes zero always has a significant p;
-- ``identical``: both sides hold the same seeds with the same figures (the same runs, or the
-  same code and config run again): nothing to test, so the row joins no family;
+- ``identical``: every seed of one side is a seed of the other with the same figure (the same
+  runs, or the same code and config run again): nothing to test, so the row joins no family;
 - rows the comparison cannot judge or see through, each failing ``--fail-on worse``:
   ``too few seeds`` (a side with fewer than two runs, or two seeds with no spread at all),
   ``missing`` (a job, cell or metric on one side only), ``diverged`` (some or all seeds of a
@@ -31,9 +33,13 @@ cannot be judged do not dilute a family: 33 identical rows beside one changed jo
 job a family of one.
 
 Speed is judged on ``train_seconds`` (the training clock without one-time process warm-up),
-and only when both sides ran on the same machine kind (CPU model, cores, container or not) at
-a comparable load (1-minute load averages within :data:`LOAD_TOLERANCE`); otherwise the table
-says "speed not comparable: <reason>" under it. Accuracy verdicts are unaffected.
+and only when the runs it compares (the paired seeds, else every seed) ran on one and the same
+machine (:func:`mnist_suite.envinfo.machine_identity`, host included), in a container on both
+sides or on neither, at a comparable load (median 1-minute load averages within
+:data:`LOAD_TOLERANCE`); otherwise the table says "speed not comparable: <reason>" under it, and
+a record without a machine identity is never comparable. Asked to fail on ``train_seconds``
+(``--fail-metric``), compare refuses sides from other machines in one line (exit 2): no
+verdict can come of them. Accuracy verdicts are unaffected.
 
 Minimum effects (why these): 0.1 point of test accuracy (the last digit the original projects
 printed, and about a third of the quick profile's seed spread); 3% relative MSE or loss (about
@@ -48,12 +54,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_suite import benchcompare, verdicts
+from mnist_suite import benchcompare, envinfo, verdicts
 from mnist_suite.errors import ConfigError
 from mnist_suite.options import option
 from mnist_suite.stats import (
@@ -64,6 +71,7 @@ from mnist_suite.stats import (
     difference,
     holm,
     holm_adjusted,
+    paired_seeds,
     summarize,
     t_interval,
 )
@@ -82,6 +90,8 @@ FAMILIES = (QUALITY, SPEED, BENCHMARK)
 JUDGED = (BETTER, WORSE, SAME, IDENTICAL)
 # A stored interval or sd this close to the one its figures give is the same number printed.
 STORED_TOLERANCE = 1e-6
+# The baseline schemas compare reads: 3 holds per-seed values (paired tests, speed verdicts).
+SCHEMAS = (2, 3)
 
 
 @dataclass(frozen=True)
@@ -113,13 +123,17 @@ RULES: dict[str, Rule] = {
 @dataclass(frozen=True)
 class Stat:
     """One side's figure: n, mean, sample sd over seeds (sd None for n < 2), the per-seed
-    values when the side holds them, and how many of the group's runs diverged or failed."""
+    values when the side holds them, and how many of the group's runs diverged or failed; a
+    clock's also the load at each run's start and the identity of the machine it ran on
+    (:func:`mnist_suite.envinfo.identity_of`; None for a run that records none)."""
 
     n: int
     mean: float | None
     sd: float | None
     values: dict[int, float] | None = None
     diverged: int = 0
+    loads: dict[int, float | None] | None = None
+    identities: dict[int, dict[str, str] | None] | None = None
 
     def half_width(self) -> float | None:
         """Half the Student-t 95% interval of the mean, or None."""
@@ -167,6 +181,7 @@ class Side:
     outdated: dict[tuple[str, str, str], int] = field(default_factory=dict)
     ratios: dict[tuple[str, str], dict] = field(default_factory=dict)
     bench: dict | None = None  # the benchmark file, for its ratio definition
+    notes: list[str] = field(default_factory=list)  # one line each, shown above the table
 
     def groups(self) -> set[tuple[str, str, str]]:
         return {key[:3] for key in self.stats}
@@ -238,8 +253,32 @@ def _check_row(row: Any, label: str, i: int) -> tuple[tuple, Stat]:
         if n >= 2 and not _close(sd, own.sd, mean):
             raise ConfigError(f"{where}: sd {sd!r} is not the sd of its values")
     _check_interval(row, n, mean, sd, where)
+    loads, identities = _seed_where(row, n, where)
     key = (names["job"], cell, names["profile"], metric)
-    return key, Stat(n, mean, sd, values, diverged)
+    return key, Stat(n, mean, sd, values, diverged, loads, identities)
+
+
+def _seed_where(row: dict, n: int, where: str) -> tuple[dict | None, dict | None]:
+    """A clock row's per-seed loads and machine identities by seed (None when it lists none):
+    n of each beside n seeds, a load a number of busy processes or null, an identity an object
+    or null (an incomplete one counts as none)."""
+    loads, identities = row.get("loads"), row.get("identities")
+    if loads is None and identities is None:
+        return None, None
+    seeds = row.get("seeds")
+    for name, listed in (("loads", loads), ("identities", identities)):
+        if not isinstance(listed, list) or not isinstance(seeds, list) or len(listed) != n:
+            raise ConfigError(f"{where}: {name}: expected n = {n} beside n seeds")
+    probe: dict[str, Any] = {}
+    for load in loads:
+        probe["load"] = load
+        _number(probe, "load", where, 0.0)
+    if any(i is not None and not isinstance(i, dict) for i in identities):
+        raise ConfigError(f"{where}: identities: expected an object or null per seed")
+    return (
+        dict(zip(seeds, loads, strict=True)),
+        dict(zip(seeds, map(envinfo.identity_of, identities), strict=True)),
+    )
 
 
 def _seed_values(row: dict, n: int, where: str, low: float) -> dict[int, float] | None:
@@ -399,7 +438,17 @@ def load_side(path: Path) -> Side:
     if isinstance(doc, dict) and isinstance(doc.get("runs"), list) and doc["runs"]:
         return _results_runs(Side(label, "results"), doc)
     if isinstance(doc, dict) and isinstance(doc.get("summaries"), list):
-        return _from_summaries(Side(label, "results"), doc["summaries"])
+        schema = doc.get("schema_version", SCHEMAS[-1])
+        if schema not in SCHEMAS or isinstance(schema, bool):
+            raise ConfigError(
+                f"{path}: schema_version {repr(schema)[:20]}: compare reads "
+                f"{' and '.join(map(str, SCHEMAS))}"
+            )
+        side = _from_summaries(Side(label, "results"), doc["summaries"])
+        if schema == 2:
+            note = f"note: {label} is schema 2 (no per-seed values): unpaired Welch test"
+            side.notes.append(note)
+        return side
     raise ConfigError(
         f"{path}: neither a report's results.json, a summary baseline nor benchmark results"
     )
@@ -419,17 +468,65 @@ def _config_diff(base: list[dict], new: list[dict]) -> str:
     return ", ".join(f"{k}: {a.get(k)} -> {b.get(k)}" for k in keys)
 
 
-def speed_comparable(base: dict | None, new: dict | None) -> str:
-    """Why the two sides' clocks cannot be compared ("" when they can)."""
-    for side, m in (("base", base), ("new", new)):
-        if not m or not m.get("kind") or not isinstance(m.get("load"), int | float):
-            return f"{side} does not record which machine it ran on and its load"
-    if base["kind"] != new["kind"]:
-        a, b = (" / ".join(map(str, m["kind"])) for m in (base, new))
-        return f"other machines ({a} vs {b})"
-    if abs(base["load"] - new["load"]) > LOAD_TOLERANCE:
-        return f"other loads ({base['load']:.2f} vs {new['load']:.2f} busy processes)"
+def _speed_runs(side: str, stat: Stat, seeds: list[int] | None) -> tuple[dict | None, str]:
+    """The one machine identity of a side's timed runs (those of ``seeds``, else all), or why
+    there is none."""
+    found = [(stat.identities or {}).get(seed) for seed in (seeds or sorted(stat.identities or {}))]
+    if not any(found):
+        return None, f"{side} records no machine identity"
+    if None in found:
+        return None, f"{side} records no machine identity for some of its runs"
+    distinct = {json.dumps(i, sort_keys=True) for i in found}
+    if len(distinct) > 1:
+        return None, f"{side} ran on {len(distinct)} machines"
+    return found[0], ""
+
+
+def machine_problem(base: Stat, new: Stat, inside: tuple[Any, Any] = (False, False)) -> str:
+    """Why the two sides' clocks did not run on the same machine ("" when they did): the timed
+    runs of each side (the paired seeds, else all) on one machine, the same on both (identity,
+    host included), ``inside`` a container (each side's ``in_container``) on both or neither."""
+    seeds = paired_seeds(base.values, new.values)
+    (a, why_a), (b, why_b) = _speed_runs("base", base, seeds), _speed_runs("new", new, seeds)
+    if why_a or why_b:
+        return why_a or why_b
+    if envinfo.differences(a, b):
+        differ = ", ".join(envinfo.differences(a, b))
+        return (
+            f"other machines (base: {envinfo.describe(a)}; new: {envinfo.describe(b)}; "
+            f"they differ in {differ})"
+        )
+    for side, flag in zip(("base", "new"), inside, strict=True):
+        if not isinstance(flag, bool):
+            return f"{side} does not say whether it ran in a container"
+    if inside[0] != inside[1]:
+        return f"in a container on {'base' if inside[0] else 'new'} only"
     return ""
+
+
+def speed_comparable(base: Stat, new: Stat, inside: tuple[Any, Any] = (False, False)) -> str:
+    """Why the two sides' clocks cannot be compared ("" when they can): another machine
+    (:func:`machine_problem`) or another load (median 1-minute load averages of the timed runs
+    more than :data:`LOAD_TOLERANCE` apart)."""
+    why = machine_problem(base, new, inside)
+    if why:
+        return why
+    seeds = paired_seeds(base.values, new.values)
+    medians = []
+    for side, stat in (("base", base), ("new", new)):
+        loads = [(stat.loads or {}).get(seed) for seed in (seeds or sorted(stat.identities))]
+        if not loads or None in loads:
+            return f"{side} does not record its load"
+        medians.append(statistics.median(loads))
+    if abs(medians[0] - medians[1]) > LOAD_TOLERANCE:
+        return f"other loads ({medians[0]:.2f} vs {medians[1]:.2f} busy processes)"
+    return ""
+
+
+def _inside(side: Side, group: tuple) -> Any:
+    """Whether the group's runs on ``side`` ran in a container (None: mixed or not said)."""
+    machine = side.machines.get(group)
+    return machine.get("in_container") if isinstance(machine, dict) else None
 
 
 def _row(kind: str, group: tuple, metric: str, verdict: str, **extra) -> dict:
@@ -470,11 +567,23 @@ def _judged(rule: Rule, b: Stat, n: Stat, level: float) -> tuple[dict, str]:
 
 
 def _identical(b: Stat, n: Stat) -> bool:
-    """Both sides hold the same seeds with the same figures. Deterministic seeds give that only
-    when the two sides ran the same computation (the same runs, or the same code and config
-    again), never by chance: such a row can read nothing but identical, so it is known before
-    any test and joins no family."""
-    return bool(b.values) and b.values == n.values
+    """Every seed of one side is a seed of the other with the same figure (the same seeds, or a
+    gate's four of a baseline's ten). Deterministic seeds give that only when the two sides ran
+    the same computation (the same runs, or the same code and config again), never by chance:
+    such a row can read nothing but identical, so it is known before any test and joins no
+    family."""
+    if not b.values or not n.values:
+        return False
+    fewer, more = sorted((b.values, n.values), key=len)
+    return all(seed in more and more[seed] == value for seed, value in fewer.items())
+
+
+def _identical_note(b: Stat, n: Stat) -> str:
+    """What an identical row holds: the same seeds, or one side's seeds within the other's."""
+    if b.values.keys() == n.values.keys():
+        return "the same seeds with the same figures on both sides"
+    fewer, more = ("new", "base") if len(n.values) < len(b.values) else ("base", "new")
+    return f"each seed of {fewer} with the same figure on {more}"
 
 
 def _run_rows(base: Side, new: Side, rules: dict[str, Rule]) -> tuple[list, list[str]]:
@@ -502,9 +611,10 @@ def _run_rows(base: Side, new: Side, rules: dict[str, Rule]) -> tuple[list, list
         for metric in sorted(m for m in metrics if m in rules):
             b, n = base.stats.get((*group, metric)), new.stats.get((*group, metric))
             if metric == SPEED_METRIC:
-                why = speed_comparable(base.machines.get(group), new.machines.get(group))
                 if b is None or n is None:
                     why = f"{metric} not recorded on {'base' if b is None else 'new'}"
+                else:
+                    why = speed_comparable(b, n, (_inside(base, group), _inside(new, group)))
                 if why:
                     speed_notes.append(why)
                     continue
@@ -525,7 +635,7 @@ def _run_rows(base: Side, new: Side, rules: dict[str, Rule]) -> tuple[list, list
                 note = f"{count} run{'s' * (count != 1)} on new recorded by other code"
                 row |= {"verdict": OUTDATED, "note": note, "tested": False}
             elif _identical(b, n):
-                note = "the same seeds with the same figures on both sides"
+                note = _identical_note(b, n)
                 row |= {"verdict": IDENTICAL, "note": note, "tested": False}
             elif b.n < 2 or n.n < 2:
                 row |= {"verdict": FEW, "tested": False}
@@ -619,6 +729,16 @@ def compare(
     return [row for row, _ in pending] + _bench_rows(base, new)
 
 
+def side_notes_of(base: Side, new: Side) -> list[str]:
+    """What the sides say of themselves, one line each: a schema 2 baseline, benchmark runs
+    whose machine kinds were compared on fewer fields than an identity holds."""
+    found = base.notes + new.notes
+    if base.bench is not None and new.bench is not None:
+        note = benchcompare.kind_note(base.bench, new.bench, base.label, new.label)
+        found += [note] if note else []
+    return found
+
+
 def speed_notes(base: Side, new: Side, rules: dict[str, Rule] | None = None) -> list[str]:
     """The reasons speed was not compared, one line each ("speed not comparable: ...")."""
     _, notes = _run_rows(base, new, rules or RULES)
@@ -702,7 +822,9 @@ def _diff_text(row: dict) -> str:
 
 def _how(row: dict) -> str:
     if row["method"] == "paired":
-        return f"paired, {row['pairs']} seeds"
+        # Shared: the sides hold other seeds too, left out of the pairs (a gate's 4 of 10).
+        every = row["pairs"] == row["base"]["n"] == row["new"]["n"]
+        return f"paired, {row['pairs']} {'' if every else 'shared '}seeds"
     return row["method"] or "-"
 
 
@@ -770,9 +892,10 @@ def render_text(
 
     header, cells = text_rows(rows, confidence)
     cells = [[plain(c) for c in row] for row in cells]
-    notes = "".join(f"{line}\n" for line in speed_notes(base, new, rules))
+    notes = "".join(f"{plain(line)}\n" for line in speed_notes(base, new, rules))
+    side_notes = "".join(f"{plain(line)}\n" for line in side_notes_of(base, new))
     return (
-        f"base {plain(base.label)}\nnew  {plain(new.label)}\n{table(header, cells)}\n"
+        f"base {plain(base.label)}\nnew  {plain(new.label)}\n{side_notes}{table(header, cells)}\n"
         f"{len(rows)} figures: {_tally(rows)}.\n{notes}{rules_note(rules, confidence, rows)}"
     )
 
@@ -787,6 +910,8 @@ def render_markdown(
     header, cells = text_rows(rows, confidence)
     verdict = header.index("verdict")
     lines = [f"Base: {markdown(base.label)}; new: {markdown(new.label)}.", ""]
+    if side_notes_of(base, new):
+        lines += [*(markdown(line) for line in side_notes_of(base, new)), ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for row in cells:
@@ -834,10 +959,10 @@ def rules_note(
         f"Families, each under Holm's rule so that the chance of any false better/worse within "
         f"it stays at most {alpha}: {'; '.join(named)}. Intervals are simultaneous at "
         f"{100 * confidence:g}% within a family (Bonferroni: each at 1 − {alpha}/m for m rows), "
-        "paired by seed when both sides hold the same seeds, Welch otherwise; p is "
+        "paired on the seeds both sides hold (two or more), Welch otherwise; p is "
         f"Holm-adjusted within the family. Outside every family: {identical} identical "
-        f"row{'s' * (identical != 1)} (the same seeds with the same figures on both sides) and "
-        f"the rows that could not be judged. Better/worse needs an adjusted p of at most "
+        f"row{'s' * (identical != 1)} (each seed of one side with the same figure on the other) "
+        "and the rows that could not be judged. Better/worse needs an adjusted p of at most "
         f"{alpha} and the difference to reach the minimum effect ({effects}; benchmark ratios: "
         f"{100 * benchcompare.TOLERANCE:g}% beyond the quartiles)."
     )
@@ -854,6 +979,7 @@ def document(
     return {
         "base": base.label,
         "new": new.label,
+        "notes": side_notes_of(base, new),
         "confidence": confidence,
         "multiple_comparisons": {
             "method": "Holm",
@@ -891,6 +1017,14 @@ def judge(base: Side, new: Side, options: CompareOptions) -> tuple[str, list[str
     from mnist_suite.files import dumps
 
     rules, confidence = options.rules(), options.confidence
+    if options.fail_on == "worse" and SPEED_METRIC in options.fail_metric:
+        # Asked to judge speed, sides from other machines can give no verdict: refused.
+        for group in sorted(base.groups() & new.groups()):
+            b, n = base.stats.get((*group, SPEED_METRIC)), new.stats.get((*group, SPEED_METRIC))
+            inside = (_inside(base, group), _inside(new, group))
+            why = machine_problem(b, n, inside) if b and n else ""
+            if why:
+                raise ConfigError(f"{SPEED_METRIC} cannot be judged: {why}")
     rows = compare(base, new, rules, confidence)
     if options.json:
         text = dumps(document(base, new, rows, rules, confidence))

@@ -19,6 +19,8 @@ IMAGE_ID_VARIABLE = "MNIST_SUITE_IMAGE_ID"
 BASE_IMAGE_VARIABLE = "MNIST_SUITE_BASE_IMAGE"
 BASE_ID_VARIABLE = "MNIST_SUITE_BASE_ID"
 GIT_COMMIT_VARIABLE = "MNIST_SUITE_GIT_COMMIT"
+# The host's name, set by the container launcher: a container's own host name is its id.
+HOST_VARIABLE = "MNIST_SUITE_HOST"
 
 # The variables a user sets, as `mnist-suite --help` lists them.
 USER_VARIABLES = {

@@ -7,8 +7,8 @@ spread: its interval is None and ``interval_note`` says why.
 
 The one place intervals are computed, each for its question: :func:`t_interval` (a mean's, from
 n, mean and sd), :func:`prediction_interval` (where one more run would fall: the question for
-an original project's single figure), :func:`difference` (two sides' means: paired by seed when
-both hold the same seeds, Welch otherwise) and :func:`holm` / :func:`holm_adjusted` (a family
+an original project's single figure), :func:`difference` (two sides' means: paired on the seeds
+both hold, Welch otherwise) and :func:`holm` / :func:`holm_adjusted` (a family
 of verdicts at once).
 """
 
@@ -234,6 +234,22 @@ def welch(
     return Difference(diff, diff - half, diff + half, p, "Welch")
 
 
+def paired_seeds(
+    base_values: dict[int, float] | None, new_values: dict[int, float] | None
+) -> list[int] | None:
+    """The seeds a difference pairs on: those both sides hold values of, when there are at
+    least two (None: the sides are unpaired).
+
+    Two sides that share seeds are not independent samples, so Welch's test does not fit them;
+    the paired test does, on the shared seeds alone (a gate's four seeds against a baseline's
+    ten pair on those four).
+    """
+    if not base_values or not new_values:
+        return None
+    seeds = sorted(base_values.keys() & new_values.keys())
+    return seeds if len(seeds) > 1 else None
+
+
 def difference(
     base: tuple[int, float, float | None],
     new: tuple[int, float, float | None],
@@ -241,9 +257,9 @@ def difference(
     new_values: dict[int, float] | None = None,
     confidence: float = CONFIDENCE,
 ) -> Difference:
-    """Paired by seed when both sides hold per-seed values of the same seeds (at least two),
-    Welch from (n, mean, sd) otherwise."""
-    if base_values and new_values and set(base_values) == set(new_values) and len(base_values) > 1:
+    """Paired by seed on the seeds both sides hold values of (:func:`paired_seeds`), Welch from
+    (n, mean, sd) otherwise."""
+    if paired_seeds(base_values, new_values):
         return paired(base_values, new_values, confidence)
     return welch(base, new, confidence)
 

@@ -5,10 +5,11 @@ cell, profile, and the config when asked) and per metric (an explicit filter), t
 over the seeds of the group's finished runs, in the shape of ``results.json``'s ``summaries``
 (schema version 3): ``job``, ``cell``, ``profile``, ``metric``, ``n``, ``mean``, ``sd``,
 ``ci_low``, ``ci_high``, ``min``, ``max``, ``seeds`` with their ``values`` (one per seed, same
-order), ``diverged`` (runs of the group that diverged or failed), ``fingerprints``, ``configs``
-(the distinct resolved configs) and ``machine`` (CPU, cores, container, median load: what a
-speed verdict needs). The same document, saved with ``runs --summary --json``, is a baseline
-``compare`` reads; ``compare`` also reads version 2 (no per-seed values: Welch intervals only).
+order; a clock's rows also their ``loads`` and machine ``identities``), ``diverged`` (runs of the
+group that diverged or failed), ``fingerprints``, ``configs`` (the distinct resolved configs)
+and ``machine`` (the identity and container-ness the runs share, their median load). The same
+document, saved with ``runs --summary --json``, is a baseline ``compare`` reads; ``compare``
+also reads version 2 (no per-seed values: Welch intervals only, no speed verdict).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_suite import verdicts
+from mnist_suite.envinfo import identity_of
 from mnist_suite.errors import ConfigError
 from mnist_suite.files import dumps
 from mnist_suite.originals import RULE, Original, judge, original
@@ -98,20 +100,29 @@ def _groups(
     return dict(sorted(groups.items()))
 
 
+def _load(run: RunRecord) -> float | None:
+    """The 1-minute load average when the run started (None if not recorded)."""
+    load = run.envelope["machine_info"].get("load_average")
+    if isinstance(load, list) and load and isinstance(load[0], int | float):
+        return float(load[0])
+    return None
+
+
+def _identity(run: RunRecord) -> dict[str, str] | None:
+    """The run's machine identity, checked (None if it records none, or an incomplete one)."""
+    return identity_of(run.envelope["machine_info"].get("identity"))
+
+
 def machine(runs: list[RunRecord]) -> dict[str, Any]:
-    """Where the runs ran: ``kind`` [CPU, cores, in a container] (None if they differ or are
-    unknown) and ``load`` (median 1-minute load average at their start)."""
-    kinds, loads = set(), []
-    for run in runs:
-        info = run.envelope["machine_info"]
-        kinds.add((str(info.get("cpu") or ""), info.get("cores"), info.get("in_container")))
-        load = info.get("load_average")
-        if isinstance(load, list) and load and isinstance(load[0], int | float):
-            loads.append(float(load[0]))
-    kind = next(iter(kinds)) if len(kinds) == 1 else None
-    known = kind is not None and kind[0] and isinstance(kind[1], int)
+    """Where the runs ran: the ``identity`` (:func:`mnist_suite.envinfo.machine_identity`) and
+    ``in_container`` they share (None if they differ or one does not say) and ``load`` (the
+    median 1-minute load average at their start)."""
+    identities = {json.dumps(_identity(run), sort_keys=True) for run in runs}
+    containers = {run.envelope["machine_info"].get("in_container") for run in runs}
+    loads = [load for load in map(_load, runs) if load is not None]
     return {
-        "kind": list(kind) if known else None,
+        "identity": json.loads(identities.pop()) if len(identities) == 1 else None,
+        "in_container": containers.pop() if len(containers) == 1 else None,
         "load": statistics.median(loads) if loads else None,
     }
 
@@ -155,6 +166,7 @@ def summaries(
                     "max": s.max,
                     "seeds": [r.seed for r in measured],
                     "values": [r.metric(name) for r in measured],
+                    **(_where(measured) if name in SPEED else {}),
                     "diverged": diverged,
                     "fingerprints": sorted({r.fingerprint or "unknown" for r in done}),
                     "configs": configs,
@@ -162,6 +174,16 @@ def summaries(
                 }
             )
     return out
+
+
+def _where(runs: list[RunRecord]) -> dict[str, list]:
+    """A clock's context per seed, in the order of ``seeds``: the 1-minute load at each run's
+    start and the identity of the machine it ran on (None where a run does not say). A speed
+    verdict paired on some of the seeds compares the machine and load of those seeds."""
+    return {
+        "loads": [_load(r) for r in runs],
+        "identities": [_identity(r) for r in runs],
+    }
 
 
 def summary_document(records: Iterable[RunRecord], source: str) -> dict[str, Any]:

@@ -32,6 +32,13 @@ spec.loader.exec_module(conftest)
 
 STEP = "bench/test_bench_numpy.py::test_sgd_step[784-256-10-b128]"
 EPOCH = "bench/test_bench_numpy.py::test_mlp_epoch"
+# Two 2-core VMs whose CPUs both call themselves "AMD EPYC": a Zen 3 and a Zen 5.
+ZEN3 = {"vendor": "AuthenticAMD", "family": 25, "model": 1, "stepping": 1, "flags": "e5b590441e01"}
+ZEN3 |= {"cores": 2, "memory_gib": 24, "host": "vm"}
+ZEN5 = ZEN3 | {"family": 26, "model": 2, "flags": "7c0ffee01234"}
+# What pytest-benchmark's py-cpuinfo records of the Zen 3 (a run without an identity of its own).
+ZEN3_CPUINFO = {"vendor_id_raw": "AuthenticAMD", "family": 25, "model": 1, "stepping": 1}
+ZEN3_CPUINFO |= {"count": 2, "flags": ["avx2", "rdrnd"]}
 
 
 def run_file(
@@ -41,8 +48,11 @@ def run_file(
     commit: str = "a" * 40,
     mode="quick",
     cpu="AMD EPYC",
+    identity: dict | None = ZEN3,
+    cpuinfo: dict | None = None,
 ):
-    """A stored run whose benchmarks have these per-round fractions of the ceiling."""
+    """A stored run whose benchmarks have these per-round fractions of the ceiling, measured
+    on the machine ``identity`` (None: none recorded) with py-cpuinfo's ``cpuinfo`` fields."""
     benchmarks = []
     for name, values in ratios.items():
         q1, median, q3 = np.percentile(values, [25, 50, 75])
@@ -64,8 +74,10 @@ def run_file(
         "datetime": when,
         "mode": mode,
         "commit_info": {"id": commit, "dirty": False},
-        "machine_info": {"cpu": {"brand_raw": cpu}},
+        "machine_info": {"cpu": {"brand_raw": cpu, **(cpuinfo or {})}},
     }
+    if identity is not None:
+        data["machine_info"]["identity"] = identity
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return data
@@ -158,7 +170,8 @@ def test_runs_on_other_cpus_are_not_compared(tmp_path, capsys):
     never the default baseline, and naming one is refused in one line."""
     history = tmp_path / "history"
     run_file(history / "1.json", {STEP: [0.80]}, "2026-11-28T01:00:00")
-    run_file(history / "2.json", {STEP: [0.53]}, "2026-11-28T02:00:00", cpu="Intel Xeon")
+    intel = ZEN3 | {"vendor": "GenuineIntel", "family": 6, "model": 106}
+    run_file(history / "2.json", {STEP: [0.53]}, "2026-11-28T02:00:00", "b" * 40, identity=intel)
     current = run_file(tmp_path / "latest.json", {STEP: [0.80]}, "2026-11-28T03:00:00")
     assert (
         compare.default_baseline(history, current, tmp_path / "latest.json") == history / "1.json"
@@ -166,11 +179,70 @@ def test_runs_on_other_cpus_are_not_compared(tmp_path, capsys):
     argv = ["--current", str(tmp_path / "latest.json"), "--baseline", str(history / "2.json")]
     assert compare.main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "not comparable: other CPU" in err and "Intel Xeon" in err
-    intel = run_file(tmp_path / "intel.json", {STEP: [0.53]}, "2026-11-28T04:00:00", cpu="Intel")
-    assert compare.default_baseline(history, intel, tmp_path / "intel.json") is None
-    assert compare.main(["--current", str(tmp_path / "intel.json"), "--history", str(history)]) == 2
-    assert "CPU Intel" in capsys.readouterr().err
+    assert err.count("\n") == 0 and "not comparable: other machine kinds" in err
+    assert (
+        "GenuineIntel family 6 model 106" in err and "they differ in vendor, family, model" in err
+    )
+    sapphire = intel | {"model": 143}
+    other = run_file(tmp_path / "i.json", {STEP: [0.53]}, "2026-11-28T04:00:00", identity=sapphire)
+    assert compare.default_baseline(history, other, tmp_path / "i.json") is None
+    assert compare.main(["--current", str(tmp_path / "i.json"), "--history", str(history)]) == 2
+    assert "GenuineIntel family 6 model 143 stepping 1" in capsys.readouterr().err
+
+
+def test_one_brand_two_machine_kinds_are_not_compared(tmp_path, capsys):
+    """Both CPUs call themselves "AMD EPYC" (as on these VMs), one a Zen 3, one a Zen 5: the
+    brand string alone called them one CPU. Their identities differ in family, model and flags;
+    a run on the same kind under another host name is compared (a ratio measured in
+    alternation does not depend on the host)."""
+    history = tmp_path / "history"
+    zen3 = run_file(history / "1.json", {STEP: [0.80]}, "2026-11-28T01:00:00")
+    zen5 = run_file(tmp_path / "zen5.json", {STEP: [0.90]}, "2026-11-28T02:00:00", identity=ZEN5)
+    assert compare.default_baseline(history, zen5, tmp_path / "zen5.json") is None
+    argv = ["--current", str(tmp_path / "zen5.json"), "--baseline", str(history / "1.json")]
+    assert compare.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: not comparable: other machine kinds: {history / '1.json'} was measured on "
+        "AuthenticAMD family 25 model 1 stepping 1, flags e5b590441e01, 2 cores, 24 GiB, "
+        f"{tmp_path / 'zen5.json'} on AuthenticAMD family 26 model 2 stepping 1, flags "
+        "7c0ffee01234, 2 cores, 24 GiB; they differ in family, model, flags (a fraction of the "
+        "CPU's own GEMM ceiling differs from CPU to CPU)\n"
+    )
+    elsewhere = ZEN3 | {"host": "ci-runner-7"}
+    moved = run_file(tmp_path / "m.json", {STEP: [0.80]}, "2026-11-28T03:00:00", identity=elsewhere)
+    assert compare.default_baseline(history, moved, tmp_path / "m.json") == history / "1.json"
+    assert compare.compare(zen3, moved)[0]["verdict"] == "no detectable change"
+    # A run that records no machine at all (only the brand) is comparable with none.
+    bare = run_file(tmp_path / "bare.json", {STEP: [0.80]}, "2026-11-28T04:00:00", identity=None)
+    assert compare.default_baseline(history, bare, tmp_path / "bare.json") is None
+    argv = ["--current", str(tmp_path / "bare.json"), "--baseline", str(history / "1.json")]
+    assert compare.main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'bare.json'} records no machine identity: comparable with none\n"
+    )
+
+
+def test_a_run_without_an_identity_is_known_by_its_cpu_record(tmp_path, capsys):
+    """pytest-benchmark's CPU record (vendor, family, model, stepping, cores) stands for a
+    missing identity: compared on those fields, with a note saying so."""
+    history = tmp_path / "history"
+    run_file(history / "1.json", {STEP: [0.80]}, "t1", identity=None, cpuinfo=ZEN3_CPUINFO)
+    current = run_file(tmp_path / "latest.json", {STEP: [0.80]}, "t2")
+    assert compare.default_baseline(history, current, tmp_path / "latest.json") == (
+        history / "1.json"
+    )
+    assert (
+        compare.main(["--current", str(tmp_path / "latest.json"), "--history", str(history)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert (
+        f"note: {history / '1.json'} records pytest-benchmark's CPU fields, no machine identity: "
+        "machine kinds compared by vendor, family, model, stepping and cores (not flags or "
+        "memory)\n"
+    ) in out
+    zen5 = run_file(tmp_path / "zen5.json", {STEP: [0.80]}, "t3", identity=ZEN5)
+    assert compare.default_baseline(history, zen5, tmp_path / "zen5.json") is None
 
 
 def test_bad_files_are_a_usage_error(tmp_path, capsys):
@@ -277,11 +349,26 @@ def test_a_fraction_of_the_ceiling_above_one_is_a_definition_error(tmp_path, cap
 
 
 def test_the_shipped_history_passes_its_own_gate(capsys, shipped):
-    """bench/results/latest.json against the default baseline of bench/results/history, as
-    committed: what `nox -s bench_compare` (run in CI) checks; and the older definition is
-    refused."""
+    """bench/results/latest.json against bench/results/history, as committed: what `nox -s
+    bench_compare` (run in CI) checks. The shipped runs record py-cpuinfo's CPU fields and no
+    identity; all say "AMD EPYC", but latest.json ran on a family 26 CPU and every other stored
+    run on family 25: latest.json is the first of its kind, with nothing to compare. Two runs
+    of one kind are compared (with the note), and another kind or definition is refused."""
     history = shipped("bench/results/history")
-    argv = ["--current", str(shipped("bench/results/latest.json")), "--history", str(history)]
-    assert compare.main(argv) == 0, capsys.readouterr()
+    latest = shipped("bench/results/latest.json")
+    argv = ["--current", str(latest), "--history", str(history)]
+    assert compare.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"nothing to compare: {latest} is the first stored run of its kind")
+    assert "AuthenticAMD family 26 model 2 stepping 1, 2 cores" in out
+    (copy,) = history.glob("*/0010_*.json")
+    (zen3,) = history.glob("*/0008_*.json")
+    assert f"stored as {copy}; 9 stored runs of other kinds left out" in out
+    assert compare.main([*argv, "--baseline", str(zen3)]) == 2
+    assert "they differ in family, model" in capsys.readouterr().err
+    (loaded,) = history.glob("*/0009_*.json")
+    assert compare.main(["--current", str(loaded), "--history", str(history)]) == 0
+    out = capsys.readouterr().out
+    assert "0006_" in out.splitlines()[0] and "note: both runs record pytest-benchmark's" in out
     (old,) = history.glob("*/0004_*.json")
     assert compare.main([*argv, "--baseline", str(old)]) == 2

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from mnist_suite import compare
 from mnist_suite.cli import main
+
+# Two 2-core VMs whose CPUs both call themselves "AMD EPYC": a Zen 3 and a Zen 5.
+ZEN3 = {"vendor": "AuthenticAMD", "family": 25, "model": 1, "stepping": 1, "flags": "e5b590441e01"}
+ZEN3 |= {"cores": 2, "memory_gib": 24, "host": "vm"}
+ZEN5 = ZEN3 | {"family": 26, "model": 2, "flags": "7c0ffee01234"}
 
 
 def fake_runs(folder: Path, job: str, values: list[float], *, metric="test_accuracy", **config):
@@ -173,8 +179,19 @@ def test_results_json_version_2(tmp_path, capsys):
     base, new = tmp_path / "base.json", tmp_path / "results.json"
     base.write_text(json.dumps({"schema_version": 2, "summaries": [_summary("a", 5, 0.90, 0.002)]}))
     new.write_text(json.dumps({"schema_version": 2, "summaries": [_summary("a", 5, 0.88, 0.002)]}))
-    code, _out, err = cli(capsys, base, new, "--fail-on", "worse")
+    code, out, err = cli(capsys, base, new, "--fail-on", "worse")
     assert code == 1 and "a quick test_accuracy: worse" in err
+    # Read, and said to be unpaired: one line for each side.
+    assert out.splitlines()[2:4] == [
+        f"note: {side} is schema 2 (no per-seed values): unpaired Welch test"
+        for side in (base, new)
+    ]
+    (row,) = [line for line in out.splitlines() if line.startswith("a ")]
+    assert " Welch " in row
+    unknown = tmp_path / "future.json"
+    unknown.write_text(json.dumps({"schema_version": 4, "summaries": []}))
+    code, out, err = cli(capsys, unknown, new)
+    assert code == 2 and err == f"error: {unknown}: schema_version 4: compare reads 2 and 3\n"
     # A report folder holding results.json is read the same way.
     report = tmp_path / "report"
     report.mkdir()
@@ -195,7 +212,12 @@ def _bench(path: Path, median: float, spread: float = 0.02) -> None:
     ratio = {"median": median, "q1": median - spread, "q3": median + spread, "rounds": 9}
     bench = {"name": "test_step", "fullname": "bench/test_x.py::test_step"}
     bench |= {"extra_info": {"ratios": {"fraction_of_ceiling": ratio}}, "stats": {"median": 1}}
-    path.write_text(json.dumps({"datetime": "2026-01-01T00:00:00", "benchmarks": [bench]}))
+    machine = {"identity": ZEN3}
+    path.write_text(
+        json.dumps(
+            {"datetime": "2026-01-01T00:00:00", "benchmarks": [bench], "machine_info": machine}
+        )
+    )
 
 
 def test_benchmark_results_join_the_table(tmp_path, capsys):
@@ -369,29 +391,83 @@ def test_outdated_runs_on_new_fail_the_gate(sides, capsys, monkeypatch):
     )
 
 
-def test_speed_needs_the_same_machine_kind_and_load(tmp_path, capsys):
-    def runs(folder: Path, cpu: str, load: float, seconds: float) -> None:
-        fake_runs(folder, "net-a", [0.9, 0.91, 0.92])
-        for path in (folder / "net-a").iterdir():
-            cfg = json.loads((path / "config.json").read_text())
-            cfg["machine_info"] = {"cpu": cpu, "cores": 2, "in_container": False}
-            cfg["machine_info"]["load_average"] = [load, load, load]
-            (path / "config.json").write_text(json.dumps(cfg))
-            metrics = json.loads((path / "metrics.json").read_text())
-            metrics["train_seconds"] = seconds + 0.01 * int(cfg["seed"])
-            (path / "metrics.json").write_text(json.dumps(metrics))
+def _timed_runs(
+    folder: Path,
+    accuracies: list[float],
+    seconds: list[float],
+    identity: dict | None = ZEN3,
+    load: float = 0.1,
+) -> None:
+    """Runs of ``net-a`` timed on the machine ``identity`` (None: an older record without one,
+    naming only its CPU's brand) at this 1-minute load."""
+    fake_runs(folder, "net-a", accuracies)
+    for path in (folder / "net-a").iterdir():
+        cfg = json.loads((path / "config.json").read_text())
+        cfg["machine_info"] = {"cpu": "AMD EPYC", "cores": 2, "in_container": False}
+        cfg["machine_info"]["load_average"] = [load, load, load]
+        if identity is not None:
+            cfg["machine_info"]["identity"] = identity
+        (path / "config.json").write_text(json.dumps(cfg))
+        metrics = json.loads((path / "metrics.json").read_text())
+        metrics["train_seconds"] = seconds[cfg["seed"]]
+        (path / "metrics.json").write_text(json.dumps(metrics))
 
-    runs(tmp_path / "a", "Xeon", 0.1, 10.0)
-    runs(tmp_path / "b", "Xeon", 0.2, 5.0)
-    runs(tmp_path / "c", "EPYC", 0.2, 5.0)
-    runs(tmp_path / "d", "Xeon", 3.0, 5.0)
-    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b")
+
+def test_a_machine_is_known_by_its_cpu_not_its_brand():
+    from mnist_suite import envinfo
+
+    x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+    x86 += "model name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: fpu sse2 avx2\n\nprocessor\t: 1\n"
+    assert envinfo.cpu_identity(x86 + "vendor_id\t: GenuineIntel\n") == {
+        "vendor": "AuthenticAMD", "family": "25", "model": "1", "stepping": "1",
+        "flags": envinfo.flags_digest("avx2 fpu sse2"),
+    }  # fmt: skip
+    arm = "processor\t: 0\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\n"
+    arm += "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n"
+    assert envinfo.cpu_identity(arm) == {
+        "vendor": "0x41", "family": "8", "model": "0xd0c", "stepping": "0x3r1",
+        "flags": envinfo.flags_digest("asimd fp"),
+    }  # fmt: skip
+    here = envinfo.identity_of(envinfo.machine_identity())
+    assert here is not None and set(here) == set(envinfo.IDENTITY)  # every field read here
+    assert envinfo.identity_of(ZEN3 | {"memory_gib": None}) is None  # a field unknown: none
+
+
+def test_speed_needs_the_same_machine_and_load(tmp_path, capsys):
+    # The same brand string, the same cores: the old kind (CPU name, cores, container) called
+    # these one machine. Family, model, flags and host tell them apart.
+    accuracies, slow, fast = [0.9, 0.91, 0.92], [10.0, 10.01, 10.02], [5.0, 5.01, 5.02]
+    _timed_runs(tmp_path / "a", accuracies, slow, ZEN3, load=0.1)
+    _timed_runs(tmp_path / "same", accuracies, fast, ZEN3, load=0.2)
+    _timed_runs(tmp_path / "zen5", accuracies, fast, ZEN5, load=0.2)
+    _timed_runs(tmp_path / "host", accuracies, fast, ZEN3 | {"host": "vm2"}, load=0.2)
+    _timed_runs(tmp_path / "busy", accuracies, fast, ZEN3, load=3.0)
+    _timed_runs(tmp_path / "old", accuracies, fast, None, load=0.2)
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "same")
     assert "train_seconds" in out and "1 better" in out and "speed not comparable" not in out
-    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "c")
-    assert "speed not comparable: other machines (Xeon / 2 / False vs EPYC / 2 / False)" in out
-    assert "train_seconds" not in out.split("figures:")[0] and code == 0
-    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "d")
+    zen = (
+        "other machines (base: AuthenticAMD family 25 model 1 stepping 1, flags e5b590441e01, "
+        "2 cores, 24 GiB, host vm; new: AuthenticAMD family 26 model 2 stepping 1, flags "
+        "7c0ffee01234, 2 cores, 24 GiB, host vm; they differ in family, model, flags)"
+    )
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "zen5")
+    assert f"speed not comparable: {zen}" in out and code == 0
+    assert "train_seconds" not in out.split("figures:")[0]
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "host")
+    assert "they differ in host)" in out and "train_seconds" not in out.split("figures:")[0]
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "busy")
     assert "speed not comparable: other loads (0.10 vs 3.00 busy processes)" in out
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "old")
+    assert "speed not comparable: new records no machine identity" in out
+    # Asked to fail on speed, another machine is refused in one line naming both, exit 2.
+    speed = ("--fail-on", "worse", "--fail-metric", "train_seconds")
+    code, out, err = cli(capsys, tmp_path / "a", tmp_path / "zen5", *speed)
+    assert code == 2 and out == "" and err == f"error: train_seconds cannot be judged: {zen}\n"
+    code, out, err = cli(capsys, tmp_path / "a", tmp_path / "old", *speed)
+    assert code == 2 and err == (
+        "error: train_seconds cannot be judged: new records no machine identity\n"
+    )
+    assert cli(capsys, tmp_path / "a", tmp_path / "same", *speed)[0] == 0
 
 
 def test_config_text_cannot_steer_the_terminal_or_markdown(tmp_path, capsys):
@@ -419,18 +495,135 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _gate_settings() -> tuple[tuple, tuple]:
     """The gate's jobs and compare options as noxfile.py states them (read, not imported)."""
+    return _noxfile_constants()["GATE_JOBS"], _noxfile_constants()["GATE_RULES"]
+
+
+def _noxfile_constants() -> dict[str, tuple | str]:
+    """noxfile.py's literal constants, ``+=`` applied (read, not imported)."""
     import ast
 
-    jobs, rules = (), ()
+    found: dict[str, tuple | str] = {}
     for node in ast.parse((ROOT / "noxfile.py").read_text()).body:
-        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
-        name = getattr(target, "id", None)
-        if name == "GATE_JOBS":
-            jobs = ast.literal_eval(node.value)
-        elif name == "GATE_RULES":
-            before = rules if isinstance(node, ast.AugAssign) else ()
-            rules = before + ast.literal_eval(node.value)
-    return jobs, rules
+        if not isinstance(node, ast.Assign | ast.AugAssign):
+            continue
+        target = node.target if isinstance(node, ast.AugAssign) else node.targets[0]
+        if not isinstance(target, ast.Name | ast.Tuple):  # nox.options.sessions = ...
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:  # not a literal (a Path, a call)
+            continue
+        names = [t.id for t in target.elts] if isinstance(target, ast.Tuple) else [target.id]
+        values = value if len(names) > 1 else (value,)
+        for name, v in zip(names, values, strict=True):
+            found[name] = found[name] + v if isinstance(node, ast.AugAssign) else v
+    return found
+
+
+def _seeds(text: str) -> list[int]:
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def test_the_gate_pairs_its_seeds_with_the_same_seeds_of_the_baseline(tmp_path, capsys):
+    # A baseline of ten seeds whose accuracies spread by about half a point, and a change that
+    # costs every one of the gate's four seeds 0.6 point (beyond the gate's 0.5 pt). Welch's
+    # test of 4 against 10 drowns it in the seeds' spread (p = 0.14: passed); paired with the
+    # same four seeds of the baseline it is the change alone (worse). The calibration in
+    # docs/results.md measured the paired test: the gate must run the test calibrated.
+    constants = _noxfile_constants()
+    gate, baseline_seeds = _seeds(constants["GATE_SEEDS"]), _seeds(constants["BASELINE_SEEDS"])
+    assert set(gate) < set(baseline_seeds)  # pairs on every gate seed
+    _, rules = _gate_settings()
+    spread = [0.0, 0.006, -0.005, 0.004, -0.007, 0.002, -0.001, 0.005, -0.004, 0.0]
+    base_values = [0.95 + d for d in spread[: len(baseline_seeds)]]
+    fake_runs(tmp_path / "base", "up", base_values)
+    main(["runs", "--runs", str(tmp_path / "base"), "--summary", "--json"])
+    saved = tmp_path / "quick.json"
+    saved.write_text(capsys.readouterr().out)
+    assert json.loads(saved.read_text())["schema_version"] == 3
+    fake_runs(tmp_path / "same", "up", base_values[: len(gate)])
+    code, out, err = cli(capsys, saved, tmp_path / "same", "--fail-on", "worse", *rules)
+    assert code == 0 and "1 figures: 1 identical" in out and err == ""
+    assert "each seed of new with the same figure on base" in out
+    costs = [0.006, 0.0061, 0.0059, 0.006][: len(gate)]
+    fake_runs(tmp_path / "worse", "up", [v - c for v, c in zip(base_values, costs, strict=False)])
+    code, out, err = cli(capsys, saved, tmp_path / "worse", "--fail-on", "worse", *rules)
+    assert code == 1 and err == "failing: up quick test_accuracy: worse\n"
+    assert "paired, 4 shared seeds" in out
+    (row,) = json.loads(cli(capsys, saved, tmp_path / "worse", "--json", *rules)[1])["rows"]
+    from scipy import stats
+
+    test = stats.ttest_rel([v - c for v, c in zip(base_values, costs, strict=False)],
+                           base_values[: len(gate)])  # fmt: skip
+    assert (row["method"], row["pairs"]) == ("paired", len(gate))
+    assert row["p_value"] == pytest.approx(test.pvalue, rel=1e-9)
+    assert row["diff"] == pytest.approx(-0.006, abs=1e-12)
+
+
+@pytest.mark.parametrize("timed_on", ["zen5", "nothing"])
+def test_gate_speed_refuses_a_baseline_of_another_machine_before_any_run(tmp_path, timed_on):
+    # `nox -s gate -- --speed` against a baseline timed elsewhere (or recorded with no machine):
+    # one line naming both machines, exit 2, and nothing run (no environment, no runs folder).
+    import shutil
+    import subprocess
+    import sys
+
+    from mnist_suite import envinfo
+
+    pytest.importorskip("nox")
+    for part in ("mnist_suite", "tools"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "noxfile.py", tmp_path)
+    elsewhere = ZEN5 | {"host": "ci-runner-7"}
+    row = _summary("mlp-fast", 2, 5.0, 0.1, metric="train_seconds")
+    row["machine"] = {"identity": elsewhere if timed_on == "zen5" else None, "load": 1.0}
+    (tmp_path / "baselines").mkdir()
+    doc = {"schema_version": 3 if timed_on == "zen5" else 2, "summaries": [row]}
+    (tmp_path / "baselines" / "quick.json").write_text(json.dumps(doc))
+    before = set(Path(tempfile.gettempdir()).glob("mnist-suite-gate-*"))
+    argv = "import nox, sys; sys.argv = ['nox', '-s', 'gate', '--', '--speed']; nox.main()"
+    done = subprocess.run(
+        [sys.executable, "-c", argv], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    here = envinfo.describe(envinfo.identity_of(envinfo.machine_identity()))
+    said = {
+        "zen5": "baselines/quick.json was timed on AuthenticAMD family 26 model 2 stepping 1, "
+        f"flags 7c0ffee01234, 2 cores, 24 GiB, host ci-runner-7; this machine is {here}",
+        "nothing": "baselines/quick.json (schema 2) records no machine identity for its "
+        "training clocks",
+    }[timed_on]
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"error: --speed: {said} (speed is judged on one machine: regenerate the baseline here "
+        "with nox -s gate -- --update)"
+    )
+    assert not (tmp_path / ".nox").exists()  # no environment made, nothing installed or run
+    assert set(Path(tempfile.gettempdir()).glob("mnist-suite-gate-*")) == before
+
+
+def test_the_gate_at_head_reproduces_the_committed_baseline(tmp_path, capsys, monkeypatch, shipped):
+    # What CI's `nox -s gate` sees when HEAD's code is the baseline's: the gate's seeds give the
+    # baseline's own figures (seeds are bit-deterministic), so every row it fails on is judged:
+    # identical, paired on the gate's seeds, each row within the schema 3 file.
+    from mnist_suite import fingerprint
+
+    monkeypatch.setattr(fingerprint, "for_job_name", lambda job: "abc123")
+    jobs, rules = _gate_settings()
+    gate = _seeds(_noxfile_constants()["GATE_SEEDS"])
+    doc = json.loads(shipped("baselines/quick.json").read_text())
+    assert doc["schema_version"] == 3
+    for row in doc["summaries"]:
+        if row["metric"] == "test_accuracy":
+            by_seed = dict(zip(row["seeds"], row["values"], strict=True))
+            fake_runs(tmp_path / "runs", row["job"], [by_seed[s] for s in gate])
+        if row["metric"] == "train_seconds":  # every clock knows its machine and load
+            assert None not in row["identities"] and None not in row["loads"]
+            assert row["machine"]["identity"] == row["identities"][0]
+    code, out, err = cli(
+        capsys, shipped("baselines/quick.json"), tmp_path / "runs", "--fail-on", "worse", *rules
+    )
+    assert code == 0 and err == "" and f"{len(jobs)} figures: {len(jobs)} identical" in out
 
 
 def test_a_gate_of_one_seed_fails_and_says_which_rows_and_why(
@@ -489,6 +682,9 @@ def _interval_row(n: int = 5, mean: float = 0.90, sd: float = 0.002) -> dict:
         ({"ci_low": 0.80, "ci_high": 1.0}, "is not the 95% interval of n = 5, mean 0.9, sd 0.002"),
         ({"ci_high": None}, "an interval needs both ends and n >= 2"),
         ({"sd": 0.0001, "values": [0.898, 0.899, 0.9, 0.901, 0.902]}, "not the sd of its values"),
+        ({"loads": [0.1], "identities": [None]}, "loads: expected n = 5 beside n seeds"),
+        ({"loads": [-1] * 5, "identities": [None] * 5}, "test_accuracy: load -1 out of range"),
+        ({"loads": [1] * 5, "identities": ["vm"] * 5}, "identities: expected an object or null"),
     ],
 )
 def test_a_baseline_row_must_hold_together(sides, tmp_path, capsys, change, says):
@@ -564,18 +760,6 @@ def test_a_change_is_not_masked_by_rows_that_cannot_change(tmp_path, capsys, shi
     assert "+0.124 pt [+0.0545, +0.193]" in line and "0.0077" in line and "better" in line
     assert "accuracy and loss, 1 row (each interval at 95%)" in out
     assert f"Outside every family: {len(others)} identical rows" in out
-
-
-def _timed_runs(folder: Path, accuracies: list[float], seconds: list[float]) -> None:
-    fake_runs(folder, "net-a", accuracies)
-    for path in (folder / "net-a").iterdir():
-        cfg = json.loads((path / "config.json").read_text())
-        cfg["machine_info"] = {"cpu": "Xeon", "cores": 2, "in_container": False}
-        cfg["machine_info"]["load_average"] = [0.1, 0.1, 0.1]
-        (path / "config.json").write_text(json.dumps(cfg))
-        metrics = json.loads((path / "metrics.json").read_text())
-        metrics["train_seconds"] = seconds[cfg["seed"]]
-        (path / "metrics.json").write_text(json.dumps(metrics))
 
 
 def test_speed_and_accuracy_are_separate_families_each_named(tmp_path, capsys):

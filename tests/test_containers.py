@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,7 @@ def test_run_command_wraps_the_suite_command_confined(tmp_path):
     assert f"{tmp_path / 'runs'}:/runs" in options
     assert "MNIST_SUITE_DATA=/data/mnist.npz" in options
     assert "MNIST_SUITE_OFFLINE=1" in options
+    assert f"MNIST_SUITE_HOST={socket.gethostname()}" in options  # the machine's, not the box's
     assert "OMP_NUM_THREADS=2" in options
     assert _option(options, "--user") == "1000:1000"
 

@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from mnist_suite.defaults import DATA_VARIABLE, IMAGE_ID_VARIABLE, OFFLINE_VARIABLE
+from mnist_suite.defaults import DATA_VARIABLE, HOST_VARIABLE, IMAGE_ID_VARIABLE, OFFLINE_VARIABLE
+from mnist_suite.envinfo import machine_identity
 from mnist_suite.errors import ConfigError, SuiteError
 from mnist_suite.launch import LaunchOptions, thread_env
 from mnist_suite.launch.local import LocalLauncher
@@ -271,6 +272,9 @@ def run_argv(
         argv += ["--entrypoint", entrypoint]
     argv += ["-v", f"{data}:{inside}:ro", "-v", f"{Path(runs).resolve()}:{RUNS_MOUNT}"]
     argv += ["-e", f"{DATA_VARIABLE}={inside}", "-e", f"{OFFLINE_VARIABLE}=1"]
+    # The machine's host name, not the container's own (its id): runs in two containers on one
+    # machine are timed on the same machine (mnist_suite.envinfo.machine_identity).
+    argv += ["-e", f"{HOST_VARIABLE}={machine_identity()['host']}"]
     for key, value in (env or {}).items():
         argv += ["-e", f"{key}={value}"]
     return [*argv, image, *command]

@@ -61,6 +61,6 @@ def changes(ctx: Context) -> Section:
     failing = compare.regressions(rows)
     if failing:
         s.notes.append(f"Failing: {'; '.join(failing)}.")
-    s.notes += compare.speed_notes(base, new)
+    s.notes += compare.side_notes_of(base, new) + compare.speed_notes(base, new)
     s.notes.append(compare.rules_note(rows=rows))
     return s
