@@ -667,3 +667,55 @@ def test_variants_section_is_the_lever_table(run_cli, tmp_path):
     answer = sections["answer"]["tables"][0]
     softmax = next(r for r in answer["rows"] if r[0] == "softmax")
     assert softmax[1] == "quick"  # the default config, not "quick; lr=0.05"
+
+
+FITS = """JSON.stringify({
+  scrollWidth: document.documentElement.scrollWidth,
+  innerWidth: innerWidth,
+  wider: [...document.querySelectorAll('table, img, figure, pre, p, section, details')]
+    .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)
+    .map(e => e.tagName + ' ' + (e.dataset.table || e.getAttribute('src') || e.id || '')),
+  verdict: (() => {
+    const th = [...document.querySelectorAll('table')[0].tHead.rows[0].cells]
+      .find(c => c.textContent.startsWith('original vs ours'));
+    const box = th.getBoundingClientRect();
+    return {left: box.left, right: box.right, top: box.top};
+  })(),
+  folds: [...document.querySelectorAll('section > details[open] > summary > h2')].length,
+  sections: document.querySelectorAll('section').length,
+  rawMarkdown: [...document.querySelectorAll('p, figcaption, caption')]
+    .filter(e => /\\*\\*|`/.test(e.textContent)).map(e => e.textContent.slice(0, 80)),
+})"""
+
+
+@pytest.mark.slow
+def test_report_fits_800_and_1400_px_windows(run_cli, tmp_path):
+    """Nothing is wider than the window at 800 or 1400 px (no sideways scrolling, no table,
+    image or figure cut at the right edge), the verdict column's header is on the first screen
+    at 800 px, every section folds under its heading, and no markdown shows raw."""
+    pytest.importorskip("websocket", reason="websocket-client is in the dev extra")
+    bench = Path(__file__).resolve().parents[1] / "bench" / "results"  # wide tables, history
+    report, _ = build_sample(run_cli, tmp_path, bench)
+    seen = {}
+    with serve(report) as base, chromium(tmp_path) as page:
+        for domain in ("Page", "Runtime", "Log"):
+            page.call(f"{domain}.enable")
+        for width in (800, 1400):
+            page.call(
+                "Emulation.setDeviceMetricsOverride",
+                width=width,
+                height=900,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            _, errors = open_page(page, f"{base}/index.html")
+            assert errors == []
+            result = page.call("Runtime.evaluate", expression=FITS)["result"]["value"]
+            seen[width] = json.loads(result)
+    for width, facts in seen.items():
+        assert facts["scrollWidth"] <= facts["innerWidth"] == width, (width, facts)
+        assert facts["wider"] == [], (width, facts["wider"])
+        assert facts["folds"] == facts["sections"] >= 8
+        assert facts["rawMarkdown"] == []
+    verdict = seen[800]["verdict"]
+    assert 0 <= verdict["left"] and verdict["right"] <= 800 and 0 <= verdict["top"] < 900, verdict
