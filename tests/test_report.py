@@ -240,6 +240,28 @@ def test_cli_report_errors_are_one_line(run_cli, tmp_path):
     assert code == 2 and err.startswith("error: runs ") and err.count("\n") == 1
 
 
+def test_cli_report_json_names_its_files_and_what_it_holds(run_cli, tmp_path):
+    out = tmp_path / "runs"
+    _execute(out, "mlp", _fails)
+    report = tmp_path / "reports"
+    code, stdout, _ = run_cli(
+        "report",
+        "--runs",
+        str(out),
+        "--out",
+        str(report),
+        "--bench",
+        str(tmp_path / "nb"),
+        "--json",
+    )
+    outline = json.loads(stdout)
+    assert code == 0 and outline["runs"] == {"failed": 1}
+    assert Path(outline["index_html"]) == report / "index.html"
+    written = json.loads(Path(outline["results_json"]).read_text())
+    assert outline["generated_at"] == written["generated_at"]
+    assert [s["key"] for s in outline["sections"]] == [s["key"] for s in written["sections"]]
+
+
 def test_pick_prefers_full_then_done_then_newest(tmp_path):
     out = tmp_path / "runs"
 
@@ -718,4 +740,4 @@ def test_report_fits_800_and_1400_px_windows(run_cli, tmp_path):
         assert facts["folds"] == facts["sections"] >= 8
         assert facts["rawMarkdown"] == []
     verdict = seen[800]["verdict"]
-    assert 0 <= verdict["left"] and verdict["right"] <= 800 and 0 <= verdict["top"] < 900, verdict
+    assert verdict["left"] >= 0 and verdict["right"] <= 800 and 0 <= verdict["top"] < 900, verdict
