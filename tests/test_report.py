@@ -741,3 +741,62 @@ def test_report_fits_800_and_1400_px_windows(run_cli, tmp_path):
         assert facts["rawMarkdown"] == []
     verdict = seen[800]["verdict"]
     assert verdict["left"] >= 0 and verdict["right"] <= 800 and 0 <= verdict["top"] < 900, verdict
+
+
+def _bench_file(path: Path, cpu: str, cores: int, when: str, ratios: dict[str, float]) -> None:
+    """A pytest-benchmark file of ``cpu``: one benchmark per ratio (name -> median), each with
+    its target, as bench/conftest.py writes them."""
+    benches = [
+        {
+            "name": name,
+            "fullname": f"bench/test_x.py::{name}",
+            "group": "g",
+            "stats": {"median": 0.001},
+            "extra_info": {
+                "ratios": {"speedup_over_loop": {"median": m, "q1": m - 0.1, "q3": m + 0.1}},
+                "target": {"speedup_over_loop": 2.0},
+            },
+        }
+        for name, m in ratios.items()
+    ]
+    info = {"node": "bench-host", "cpu": {"brand_raw": cpu, "count": cores}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine_info": info, "datetime": when, "benchmarks": benches}))
+
+
+def test_benchmarks_of_another_machine_say_so_and_one_point_histories_are_text(tmp_path):
+    from mnist_suite.envinfo import machine_info
+
+    here = machine_info()
+    bench = tmp_path / "bench"
+    _bench_file(bench / "latest.json", "Imaginary CPU 9000", 64, "2026-01-03T00:00:00", {"a": 3})
+    for day, ratios in ((1, {"a": 2.5}), (2, {"a": 2.8}), (3, {"a": 3.0, "b": 4.0})):
+        when = f"2026-01-0{day}T00:00:00"
+        _bench_file(bench / "history" / f"run{day}.json", "Imaginary CPU 9000", 64, when, ratios)
+    (tmp_path / "runs").mkdir()
+    results = build_report(tmp_path / "runs", bench, tmp_path / "reports")
+    sections = {s["key"]: s for s in results["sections"]}
+    another = "another machine: Imaginary CPU 9000, 64 cores, node bench-host (this one: "
+    another += f"{here['cpu']}, {here['cores']} cores)"
+    titles = [t["title"] for t in sections["answer"]["tables"] + sections["benchmarks"]["tables"]]
+    assert f"Benchmark targets (newest file, measured on {another})" in titles
+    assert f"Targets met in latest.json, measured on {another}" in titles
+    html = (tmp_path / "reports" / "index.html").read_text()
+    assert another in html and another in (tmp_path / "reports" / "index.md").read_text()
+    # "a" has three stored runs: a panel; "b" one: a line of text, no panel with one dot.
+    assert "figures/bench-history.png" in sections["benchmarks"]["figures"]
+    (single,) = [n for n in sections["benchmarks"]["notes"] if n.startswith("Only one stored")]
+    assert "b speedup_over_loop 4.000 (target 2.000)" in single and " a speedup" not in single
+
+    _bench_file(bench / "latest.json", here["cpu"], here["cores"], "2026-01-04T00:00:00", {"a": 3})
+    for day in (1, 2):
+        (bench / "history" / f"run{day}.json").unlink()
+    results = build_report(tmp_path / "runs", bench, tmp_path / "reports")
+    sections = {s["key"]: s for s in results["sections"]}
+    assert sections["answer"]["tables"][1]["title"] == (
+        f"Benchmark targets (newest file, measured on this machine's CPU ({here['cpu']}, "
+        f"{here['cores']} cores))"
+    )
+    assert "figures/bench-history.png" not in sections["benchmarks"]["figures"]  # 1 point each
+    (single,) = [n for n in sections["benchmarks"]["notes"] if n.startswith("Only one stored")]
+    assert "a speedup_over_loop 3.000" in single and "b speedup_over_loop 4.000" in single
