@@ -316,11 +316,15 @@ def tensorboard(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def suite(session: nox.Session) -> None:
-    """Everything: data, image, train every job, bench, report (-- --profile quick)."""
-    found = session.run(*IMAGES, "engine", silent=True, external=True)
+    """Everything: data, image, train every job, bench, report (-- --profile quick, --local)."""
+    args = list(session.posargs)
+    local = "--local" in args  # no containers: no image built, the jobs run in this environment
+    if local:
+        args.remove("--local")
+    found = "none" if local else session.run(*IMAGES, "engine", silent=True, external=True)
     session.notify("data", posargs=[])
-    quick = "quick" in session.posargs  # --profile quick: the benchmarks' quick subset too
-    train_args = ["--all", *session.posargs]  # every job, unless job names are given
+    quick = "quick" in args  # --profile quick: the benchmarks' quick subset too
+    train_args = ["--all", *args]  # every job, unless job names are given
     if not quick and not {"--seed", "--seeds"} & set(train_args):
         # The full suite runs each job over its declared seeds (5; fewer for the long jobs).
         train_args += ["--seeds", "default"]
@@ -332,7 +336,8 @@ def suite(session: nox.Session) -> None:
         session.notify("image", posargs=[])
         session.notify("train", posargs=train_args)
     else:
-        session.warn("no container engine: the jobs run locally")
+        if not local:
+            session.warn("no container engine: the jobs run locally")
         session.notify("train", posargs=["--local", *train_args])
     for later, args in (("bench", ["--quick"] if quick else []), ("report", [])):
         if later in nox.registry.get():

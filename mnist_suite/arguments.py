@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print each job's code fingerprint (what its runs record) instead",
     )
+    p.add_argument("--json", action="store_true", help="the jobs, their fields, defaults and "
+                   "code fingerprints as JSON")  # fmt: skip
     p = _command(sub, "cells", "list a job's cells with their index")
     p.add_argument("job")
     add_arguments(p, batch.Selection, only=("profile", "overrides"))
@@ -228,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=path, default=None, help="add 'Changes against a "
                    "baseline': a runs folder, results.json or summary baseline")  # fmt: skip
     _add_all_code(p)
+    p.add_argument("--json", action="store_true", help="print the report's files, its runs "
+                   "by state and its sections' notes as JSON")  # fmt: skip
     _command(sub, "worker", "run the `run` items given on standard input, one JSON argv per "
              "line (at most 1 MiB), answering each exit code (a pool's warm worker)")  # fmt: skip
     return parser

@@ -9,6 +9,7 @@ starts them elsewhere). Exit codes come from :mod:`mnist_suite.errors`.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -42,6 +43,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     jobs = all_jobs()
     width = max(map(len, jobs), default=0)
+    if args.json:
+        from mnist_suite.fingerprint import of_job
+        from mnist_suite.jobs import describe
+
+        listed = [{**describe(job), "fingerprint": of_job(job)} for job in jobs.values()]
+        print(json.dumps(listed, indent=2, default=str))
+        return 0
     if args.code:
         # What a launcher asks an image: the code each job would run there.
         from mnist_suite.fingerprint import of_job
@@ -241,7 +249,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     keep = [("--runs", r) for r in runs] + [("--bench", args.bench)]
     not_overlapping(args.out, "--out", keep, runs=("--runs",))
     writable_folder(args.out.parent, "--out")
-    build_report(runs, args.bench, args.out, baseline=args.baseline, all_code=args.all_code)
+    results = build_report(
+        runs, args.bench, args.out, baseline=args.baseline, all_code=args.all_code
+    )
+    if args.json:
+        from mnist_suite.report import outline
+
+        print(json.dumps(outline(args.out, results), indent=2))
+        return 0
     print(f"report written to {args.out / 'index.html'} (and index.md, results.json)")
     return 0
 

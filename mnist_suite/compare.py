@@ -75,6 +75,7 @@ from mnist_suite.stats import (
     summarize,
     t_interval,
 )
+from mnist_suite.text import code_span
 from mnist_suite.verdicts import BETTER, DIVERGED, FEW, IDENTICAL, MISSING, OUTDATED, SAME, WORSE
 
 SPEED_METRIC = "train_seconds"
@@ -799,6 +800,19 @@ def markdown(text: str) -> str:
     return _MARKDOWN.sub(r"\\\1", plain(text))
 
 
+# A value cell markdown cannot misread (numbers, intervals, words): shown as it is. Anything
+# else, an identifier or free text, goes in a code span or is escaped.
+_PLAIN_VALUE = re.compile(r"([\w .,;:=+\-−–±%×\[\]()]|<(?=[\d.]))*")  # "<0.0001", no tag
+
+
+def _md_value(text: str) -> str:
+    """A generated value (``0.912 ± 0.004 (n=4)``, ``+1.2 pt [+0.3, +2.1]``) as it reads, or in
+    a code span where markdown would read it otherwise (``_`` emphasis, a ``](`` link)."""
+    if _PLAIN_VALUE.fullmatch(text) and "_" not in text and "](" not in text:
+        return text
+    return code_span(text, in_table=True)
+
+
 def _side_text(row: dict, which: str) -> str:
     from mnist_suite.summary import mean_ci
 
@@ -914,8 +928,17 @@ def render_markdown(
         lines += [*(markdown(line) for line in side_notes_of(base, new)), ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
+    identifiers = {header.index(h) for h in ("job", "profile", "metric")}
+    notes = header.index("notes")
     for row in cells:
-        cells_md = [markdown(c) for c in row]
+        cells_md = [
+            code_span(c, in_table=True)
+            if i in identifiers
+            else markdown(c)
+            if i == notes
+            else _md_value(c)
+            for i, c in enumerate(row)
+        ]
         if row[verdict] in (BETTER, WORSE):
             cells_md[verdict] = f"**{row[verdict]}**"
         lines.append("| " + " | ".join(cells_md) + " |")

@@ -29,3 +29,20 @@ def markdown(text: object) -> str:
     escaped = str(text).replace("&", "&amp;")
     escaped = _MARKDOWN.sub(r"\\\1", escaped).replace("\\<", "&lt;").replace("\\>", "&gt;")
     return printable(escaped)
+
+
+def code_span(text: object, in_table: bool = False) -> str:
+    """``text`` as one inline code span, shown literally: the fence is one backtick longer than
+    the longest run of backticks inside, so nothing inside can close it; control characters
+    shown as escapes. ``in_table``: ``|`` escaped too (GFM splits a row at a bare ``|`` even
+    inside a code span)."""
+    text = printable(text)
+    if not text:
+        return ""
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    # A space inside each fence when the text starts or ends with a backtick (else it would
+    # join the fence) or with spaces on both sides (CommonMark strips one from each side).
+    pad = " " if "`" in (text[0], text[-1]) or (text[0] == " " and text[-1] == " ") else ""
+    if in_table:
+        text = text.replace("|", "\\|")
+    return f"{fence}{pad}{text}{pad}{fence}"

@@ -839,3 +839,20 @@ def test_a_holm_verdict_beside_a_wider_interval_says_why(tmp_path):
         "Holm rejects it after the family's smaller p-values; "
         "its simultaneous interval is the wider Bonferroni one"
     )
+
+
+def test_markdown_shows_names_in_code_spans_and_values_as_they_read(tmp_path, capsys):
+    """Identifiers in code spans (no ``test\\_accuracy``), values unescaped (``(n=5)``, not
+    ``\\(n=5\\)``); a backtick or ``|`` in a name cannot close its span or split the row."""
+    for side, values in (("a", [0.90, 0.91, 0.92]), ("b", [0.93, 0.94, 0.95])):
+        fake_runs(tmp_path / side, "net-a", values)
+        fake_runs(tmp_path / side, "x`](javascript:1)|y", values)
+    code, out, _ = cli(capsys, tmp_path / "a", tmp_path / "b", "--md")
+    rows = [line for line in out.splitlines() if line.startswith("| `")]
+    assert code == 0 and len(rows) == 2, out
+    plain = next(r for r in rows if "net-a" in r)
+    assert plain.startswith("| `net-a` | `quick` | `test_accuracy` | ")
+    assert "(n=3)" in plain and "\\(" not in plain and "\\_" not in plain
+    odd = next(r for r in rows if "javascript" in r)
+    assert odd.startswith("| ``x`](javascript:1)\\|y`` | ")  # a longer fence; | escaped
+    assert odd.count(" | ") == plain.count(" | ")  # the row has as many cells

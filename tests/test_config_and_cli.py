@@ -97,6 +97,22 @@ def test_list_and_cells(run_cli):
     assert code == 0 and out == "0\tsoftmax\n"
 
 
+def test_list_json_gives_every_job_its_fields_configs_and_fingerprint(run_cli):
+    from mnist_suite.fingerprint import of_job
+    from mnist_suite.jobs import all_jobs
+
+    code, out, _ = run_cli("list", "--json")
+    listed = {job["name"]: job for job in json.loads(out)}
+    assert code == 0 and set(listed) == set(all_jobs())
+    softmax = listed["softmax"]
+    assert softmax["fingerprint"] == of_job(all_jobs()["softmax"]) != ""
+    assert softmax["family"] == "classifier" and softmax["batch"] is False
+    quick, full = all_jobs()["softmax"].resolve("quick"), all_jobs()["softmax"].resolve("full")
+    assert softmax["config"]["quick"]["epochs"] == quick.epochs
+    assert softmax["config"]["full"]["epochs"] == full.epochs
+    assert listed["sgd-grid"]["batch"] is True
+
+
 @pytest.mark.parametrize("old", ["softmax-seed", "mlp-seed", "sgd-seed", "ae-seed"])
 def test_former_job_names_are_aliases_that_name_the_new_one(run_cli, old):
     """The jobs that reproduce the original projects had "-seed" names: still accepted, noted."""

@@ -130,3 +130,43 @@ def test_the_predict_example_names_the_digit_it_shows():
     y_test = load_mnist().y_test
     for index, name in found:
         assert digits[int(y_test[int(index)])] == name
+
+
+class _Session:
+    """What nox's session gives the suite session: its arguments, and a record of what it ran
+    and asked for next (nothing runs)."""
+
+    def __init__(self, *posargs: str):
+        self.posargs = list(posargs)
+        self.ran: list[tuple] = []
+        self.notified: list[tuple[str, list[str]]] = []
+        self.warnings: list[str] = []
+
+    def run(self, *args, **kwargs):
+        self.ran.append(args)
+        return "engine docker"
+
+    def notify(self, name: str, posargs: list[str]) -> None:
+        self.notified.append((name, list(posargs)))
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def test_nox_suite_local_builds_no_image_and_trains_locally(monkeypatch):
+    pytest.importorskip("nox")
+    monkeypatch.syspath_prepend(str(ROOT))
+    import noxfile
+
+    local = _Session("--local", "--profile", "quick")
+    noxfile.suite(local)
+    names = [name for name, _ in local.notified]
+    assert "image" not in names and "base_image" not in names and local.ran == []
+    train = dict(local.notified)["train"]
+    assert train[0] == "--local" and train.count("--local") == 1 and "quick" in train
+    assert local.warnings == []  # chosen, not a fallback: no "no container engine" warning
+
+    found = _Session("--profile", "quick")  # an engine found: the image is built first
+    noxfile.suite(found)
+    assert found.ran and "image" in dict(found.notified)
+    assert "--local" not in dict(found.notified)["train"]

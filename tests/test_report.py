@@ -240,6 +240,28 @@ def test_cli_report_errors_are_one_line(run_cli, tmp_path):
     assert code == 2 and err.startswith("error: runs ") and err.count("\n") == 1
 
 
+def test_cli_report_json_names_its_files_and_what_it_holds(run_cli, tmp_path):
+    out = tmp_path / "runs"
+    _execute(out, "mlp", _fails)
+    report = tmp_path / "reports"
+    code, stdout, _ = run_cli(
+        "report",
+        "--runs",
+        str(out),
+        "--out",
+        str(report),
+        "--bench",
+        str(tmp_path / "nb"),
+        "--json",
+    )
+    outline = json.loads(stdout)
+    assert code == 0 and outline["runs"] == {"failed": 1}
+    assert Path(outline["index_html"]) == report / "index.html"
+    written = json.loads(Path(outline["results_json"]).read_text())
+    assert outline["generated_at"] == written["generated_at"]
+    assert [s["key"] for s in outline["sections"]] == [s["key"] for s in written["sections"]]
+
+
 def test_pick_prefers_full_then_done_then_newest(tmp_path):
     out = tmp_path / "runs"
 
@@ -667,3 +689,114 @@ def test_variants_section_is_the_lever_table(run_cli, tmp_path):
     answer = sections["answer"]["tables"][0]
     softmax = next(r for r in answer["rows"] if r[0] == "softmax")
     assert softmax[1] == "quick"  # the default config, not "quick; lr=0.05"
+
+
+FITS = """JSON.stringify({
+  scrollWidth: document.documentElement.scrollWidth,
+  innerWidth: innerWidth,
+  wider: [...document.querySelectorAll('table, img, figure, pre, p, section, details')]
+    .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)
+    .map(e => e.tagName + ' ' + (e.dataset.table || e.getAttribute('src') || e.id || '')),
+  verdict: (() => {
+    const th = [...document.querySelectorAll('table')[0].tHead.rows[0].cells]
+      .find(c => c.textContent.startsWith('original vs ours'));
+    const box = th.getBoundingClientRect();
+    return {left: box.left, right: box.right, top: box.top};
+  })(),
+  folds: [...document.querySelectorAll('section > details[open] > summary > h2')].length,
+  sections: document.querySelectorAll('section').length,
+  rawMarkdown: [...document.querySelectorAll('p, figcaption, caption')]
+    .filter(e => /\\*\\*|`/.test(e.textContent)).map(e => e.textContent.slice(0, 80)),
+})"""
+
+
+@pytest.mark.slow
+def test_report_fits_800_and_1400_px_windows(run_cli, tmp_path):
+    """Nothing is wider than the window at 800 or 1400 px (no sideways scrolling, no table,
+    image or figure cut at the right edge), the verdict column's header is on the first screen
+    at 800 px, every section folds under its heading, and no markdown shows raw."""
+    pytest.importorskip("websocket", reason="websocket-client is in the dev extra")
+    bench = Path(__file__).resolve().parents[1] / "bench" / "results"  # wide tables, history
+    report, _ = build_sample(run_cli, tmp_path, bench)
+    seen = {}
+    with serve(report) as base, chromium(tmp_path) as page:
+        for domain in ("Page", "Runtime", "Log"):
+            page.call(f"{domain}.enable")
+        for width in (800, 1400):
+            page.call(
+                "Emulation.setDeviceMetricsOverride",
+                width=width,
+                height=900,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            _, errors = open_page(page, f"{base}/index.html")
+            assert errors == []
+            result = page.call("Runtime.evaluate", expression=FITS)["result"]["value"]
+            seen[width] = json.loads(result)
+    for width, facts in seen.items():
+        assert facts["scrollWidth"] <= facts["innerWidth"] == width, (width, facts)
+        assert facts["wider"] == [], (width, facts["wider"])
+        assert facts["folds"] == facts["sections"] >= 8
+        assert facts["rawMarkdown"] == []
+    verdict = seen[800]["verdict"]
+    assert verdict["left"] >= 0 and verdict["right"] <= 800 and 0 <= verdict["top"] < 900, verdict
+
+
+def _bench_file(path: Path, cpu: str, cores: int, when: str, ratios: dict[str, float]) -> None:
+    """A pytest-benchmark file of ``cpu``: one benchmark per ratio (name -> median), each with
+    its target, as bench/conftest.py writes them."""
+    benches = [
+        {
+            "name": name,
+            "fullname": f"bench/test_x.py::{name}",
+            "group": "g",
+            "stats": {"median": 0.001},
+            "extra_info": {
+                "ratios": {"speedup_over_loop": {"median": m, "q1": m - 0.1, "q3": m + 0.1}},
+                "target": {"speedup_over_loop": 2.0},
+            },
+        }
+        for name, m in ratios.items()
+    ]
+    info = {"node": "bench-host", "cpu": {"brand_raw": cpu, "count": cores}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine_info": info, "datetime": when, "benchmarks": benches}))
+
+
+def test_benchmarks_of_another_machine_say_so_and_one_point_histories_are_text(tmp_path):
+    from mnist_suite.envinfo import machine_info
+
+    here = machine_info()
+    bench = tmp_path / "bench"
+    _bench_file(bench / "latest.json", "Imaginary CPU 9000", 64, "2026-01-03T00:00:00", {"a": 3})
+    for day, ratios in ((1, {"a": 2.5}), (2, {"a": 2.8}), (3, {"a": 3.0, "b": 4.0})):
+        when = f"2026-01-0{day}T00:00:00"
+        _bench_file(bench / "history" / f"run{day}.json", "Imaginary CPU 9000", 64, when, ratios)
+    (tmp_path / "runs").mkdir()
+    results = build_report(tmp_path / "runs", bench, tmp_path / "reports")
+    sections = {s["key"]: s for s in results["sections"]}
+    another = "another machine: Imaginary CPU 9000, 64 cores, node bench-host (this one: "
+    another += f"{here['cpu']}, {here['cores']} cores)"
+    titles = [t["title"] for t in sections["answer"]["tables"] + sections["benchmarks"]["tables"]]
+    assert f"Benchmark targets (newest file, measured on {another})" in titles
+    assert f"Targets met in latest.json, measured on {another}" in titles
+    html = (tmp_path / "reports" / "index.html").read_text()
+    assert another in html and another in (tmp_path / "reports" / "index.md").read_text()
+    # "a" has three stored runs: a panel; "b" one: a line of text, no panel with one dot.
+    assert "figures/bench-history.png" in sections["benchmarks"]["figures"]
+    (single,) = [n for n in sections["benchmarks"]["notes"] if n.startswith("Only one stored")]
+    assert "b speedup_over_loop 4.000 (target 2.000)" in single and " a speedup" not in single
+
+    _bench_file(bench / "latest.json", here["cpu"], here["cores"], "2026-01-04T00:00:00", {"a": 3})
+    for day in (1, 2):
+        (bench / "history" / f"run{day}.json").unlink()
+    results = build_report(tmp_path / "runs", bench, tmp_path / "reports")
+    sections = {s["key"]: s for s in results["sections"]}
+    assert sections["answer"]["tables"][1]["title"] == (
+        f"Benchmark targets (newest file, measured on this machine's CPU ({here['cpu']}, "
+        f"{here['cores']} cores))"
+    )
+    assert "figures/bench-history.png" not in sections["benchmarks"]["figures"]  # 1 point each
+    (single,) = [n for n in sections["benchmarks"]["notes"] if n.startswith("Only one stored")]
+    assert "a speedup_over_loop 3.000" in single and "b speedup_over_loop 4.000" in single

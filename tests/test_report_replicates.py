@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from mnist_suite.report import figures
 from mnist_suite.report.classification import chosen_cell, time_to_target_table
 from mnist_suite.report.collect import RunRecord
 from mnist_suite.report.document import FigureRef, Section, Table, render_html, render_markdown
+from mnist_suite.report.figures import FigureWriter
 from mnist_suite.report.replicates import groups, pick_cell_groups
 
 
@@ -134,7 +137,6 @@ def test_html_tables_have_captions_scoped_headers_and_figures_alt_text():
 
 def test_curve_title_and_caption_name_the_same_finished_seeds(tmp_path):
     from mnist_suite.report.classification import _learning_curves
-    from mnist_suite.report.figures import FigureWriter
 
     history = [{"kind": "epoch", "step": e, "train_loss": 1.0 / e} for e in (1, 2, 3)]
     runs = [record("", s, {"test_accuracy": 0.9}, job="mlp") for s in (0, 2)]
@@ -145,3 +147,64 @@ def test_curve_title_and_caption_name_the_same_finished_seeds(tmp_path):
     ref = _learning_curves(FigureWriter(tmp_path / "figures"), "mlp", g)
     assert "mean of 2 seeds" in ref.title
     assert "over seeds [0, 2]" in ref.caption  # seed 1 failed: in neither
+
+
+def test_prose_marks_render_and_nothing_else_passes():
+    """`code` and **emphasis** in intros, notes and captions render in both pages; text inside
+    and around them stays text (no tag, link or heading from a run's name)."""
+    intro = "A target is **unstable** when noisy: run `nox -s bench` <b>then</b> [x](javascript:1)"
+    note = "No runs in `/tmp/a`b <script>` here"
+    section = Section("k", "K", intro, notes=[note])
+    html = render_html("R", [section], "made by `mnist-suite report`")
+    assert "<strong>unstable</strong>" in html and "<code>nox -s bench</code>" in html
+    body = html.split("<body>")[1]
+    assert "**" not in body and "`nox" not in body and "`mnist-suite" not in body
+    assert "&lt;b&gt;then&lt;/b&gt;" in html and "<script>" not in html
+    assert "<code>/tmp/a</code>b &lt;script&gt;` here" in html  # an unpaired backtick is text
+    assert "<details open><summary><h2>K</h2></summary>" in html
+    md = render_markdown("R", [section], "made by `mnist-suite report`")
+    assert "**unstable**" in md and "`nox -s bench`" in md and "made by `mnist-suite report`" in md
+    assert "&lt;b&gt;" in md and "\\[x\\](javascript:1)" in md
+
+
+def test_code_span_cannot_be_closed_from_inside():
+    from mnist_suite.text import code_span
+
+    assert code_span("test_accuracy") == "`test_accuracy`"
+    assert code_span("a`b") == "``a`b``" and code_span("``x") == "``` ``x ```"
+    assert code_span("a|b", in_table=True) == "`a\\|b`" and code_span("") == ""
+    assert code_span("line\nbreak") == "`line\\nbreak`"
+
+
+class _Recording(FigureWriter):
+    """A FigureWriter that keeps the last figure it saved, to measure what was drawn."""
+
+    def save(self, fig, *args, **kwargs):
+        self.figure = fig
+        return super().save(fig, *args, **kwargs)
+
+
+def test_legends_sit_beside_the_data_and_long_labels_are_not_cut(tmp_path):
+    from PIL import Image
+
+    writer = _Recording(tmp_path / "figures")
+    series = {f"ae-original/model-{i}": ([2, 8, 32, 128], [0.06, 0.04, 0.02, 0.004 + i / 1e3])
+              for i in range(9)}  # fmt: skip
+    figures.curves(writer, "mse", "MSE vs k", "k", [("MSE", series)], logx=True, logy=[True])
+    fig = writer.figure
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    legend, plot = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.x0 >= plot.x1  # the legend is right of the axes: it covers no point
+
+    labels = ["original", "ae-original/original-2d-with-a-long-name"]
+    ref = figures.image_grid(
+        writer, "grid", "Reconstructions", [(lb, np.zeros((3, 784))) for lb in labels],
+        col_label="test image",
+    )  # fmt: skip
+    fig = writer.figure
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, every label included
+    width, height = Image.open(tmp_path / ref.file).size
+    assert width >= drawn.width * figures.DPI - 1 and height >= drawn.height * figures.DPI - 1
+    left_label = min(t.get_window_extent().x0 for t in fig.axes[0].get_yticklabels())
+    assert left_label < 0 or width > fig.bbox.width  # it reached past the canvas: kept by the box

@@ -164,6 +164,23 @@ def all_jobs() -> dict[str, Job]:
     return dict(sorted(JOBS.items()))
 
 
+def describe(job: Job) -> dict:
+    """A job as plain data (``list --json``): what it is, how it is run and judged, and each
+    profile's config (the full profile's defaults, the quick one with its overrides)."""
+    return {
+        "name": job.name,
+        "summary": job.summary,
+        "family": job.family,
+        "batch": job.cells is not None,
+        "uses_tensorflow": job.uses_tensorflow,
+        "original_figures": dict(job.original_figures),
+        "improves_on": job.improves_on,
+        "seed_count": job.seed_count,
+        "dev_note": job.dev_note,
+        "config": {p: dataclasses.asdict(job.resolve(p)) for p in PROFILES},
+    }
+
+
 # Former names of the jobs that reproduce the original projects: still accepted, with a notice.
 DEPRECATED_NAMES = {f"{base}-seed": f"{base}-original" for base in ("softmax", "mlp", "sgd", "ae")}
 

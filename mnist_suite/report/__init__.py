@@ -301,6 +301,26 @@ def build_report(
     return results
 
 
+def outline(out: Path, results: dict) -> dict:
+    """What ``report --json`` prints: the report's files and what it holds, in brief (every
+    figure and table is in its ``results.json``)."""
+    states: dict[str, int] = {}
+    for run in results["runs"]:
+        states[run["state"]] = states.get(run["state"], 0) + 1
+    return {
+        "index_html": str(out / "index.html"),
+        "index_md": str(out / "index.md"),
+        "results_json": str(out / "results.json"),
+        "schema_version": results["schema_version"],
+        "generated_at": results["generated_at"],
+        "runs": states,
+        "benchmark_files": results["benchmark_files"],
+        "sections": [
+            {"key": s["key"], "title": s["title"], "notes": s["notes"]} for s in results["sections"]
+        ],
+    }
+
+
 def _swap(new: Path, out: Path) -> None:
     """Replace ``out`` by ``new`` with renames: the old report stays whole until the swap.
 

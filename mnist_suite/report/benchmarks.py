@@ -19,6 +19,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from mnist_suite import benchcompare, verdicts
+from mnist_suite.envinfo import machine_info
 from mnist_suite.files import read_json_object
 from mnist_suite.report import figures
 from mnist_suite.report.collect import BenchFile, as_dict, number
@@ -158,12 +159,43 @@ def _targets(bench: BenchFile, rows: list[dict]) -> list[list]:
     return out
 
 
+def _cpu_key(model: str) -> str:
+    """A CPU model for comparison: ``Intel(R) Xeon(R) CPU`` and ``intel xeon cpu`` are one."""
+    return " ".join(re.sub(r"\((R|TM)\)", "", model).lower().split())
+
+
+def measured_on(bench: BenchFile) -> str:
+    """Where ``bench`` was measured, and whether that is another machine than this one.
+
+    Its ratios are fractions of its own CPU's GEMM ceiling and speed-ups on its own cores: a
+    file of another CPU model or core count (say the committed ``latest.json`` read on a new
+    machine) says nothing yet about this one, and the page says so.
+    """
+    info = bench.machine_info
+    cpu = benchcompare.cpu({"machine_info": info})
+    cores = as_dict(info.get("cpu")).get("count") or info.get("cpu_count")
+    node = str(info.get("node") or "")
+    there = ", ".join([cpu or "an unrecorded CPU", *([f"{cores} cores"] if cores else [])])
+    here = machine_info()
+    if bool(cpu) and _cpu_key(cpu) == _cpu_key(here["cpu"]) and cores == here["cores"]:
+        return f"measured on this machine's CPU ({there})"
+    return (
+        f"measured on another machine: {there}{f', node {node}' if node else ''} "
+        f"(this one: {here['cpu']}, {here['cores']} cores)"
+    )
+
+
+def newest(ctx: Context) -> BenchFile | None:
+    """The benchmark file the report's first screen reads: the newest."""
+    return max(ctx.benches, key=lambda b: b.datetime) if ctx.benches else None
+
+
 def headline_rows(ctx: Context) -> list[list]:
     """The newest benchmark file's target verdicts, for the report's first screen."""
-    if not ctx.benches:
+    bench = newest(ctx)
+    if bench is None:
         return []
-    newest = max(ctx.benches, key=lambda b: b.datetime)
-    return [[f"{newest.path.name}: {t[0]}", *t[1:]] for t in _targets(newest, bench_rows(newest))]
+    return [[f"{bench.path.name}: {t[0]}", *t[1:]] for t in _targets(bench, bench_rows(bench))]
 
 
 def benchmarks(ctx: Context) -> Section:
@@ -189,7 +221,7 @@ def benchmarks(ctx: Context) -> Section:
         ceiling = rows[0]["ceiling_gflops"] if rows else None
         s.tables.append(
             Table(
-                f"{bench.path.name} ({bench.datetime[:19]})",
+                f"{bench.path.name} ({bench.datetime[:19]}), {measured_on(bench)}",
                 [
                     ("group", "text"),
                     ("benchmark", "text"),
@@ -236,7 +268,7 @@ def benchmarks(ctx: Context) -> Section:
         if targets:
             s.tables.append(
                 Table(
-                    f"Targets met in {bench.path.name}",
+                    f"Targets met in {bench.path.name}, {measured_on(bench)}",
                     [
                         ("benchmark", "text"),
                         ("metric", "text"),
@@ -265,9 +297,10 @@ def benchmarks(ctx: Context) -> Section:
                     [f"{r['group']}: {r['name']}" if r["group"] else r["name"] for r in timed],
                     [r["per_step"] if per_step else 1e6 * r["median"] for r in timed],
                     xlabel=f"{what} (µs, log scale)",
+                    subtitle=measured_on(bench),
                     annotations=[_annotation(r) for r in timed],
                     caption="Annotated with GFLOP/s and the share of the GEMM ceiling, or "
-                    "speed-ups over baselines.",
+                    f"speed-ups over baselines; {measured_on(bench)}.",
                 )
             )
     history(ctx, s)
@@ -368,22 +401,46 @@ def history(ctx: Context, s: Section) -> None:
             ),
         )
     )
-    if headline:
-        s.figures.append(_history_figure(ctx, runs, headline, goals))
+    # A line needs two points: a ratio only one stored run holds is a line of text (its row is
+    # in the table), not a panel with one dot.
+    plotted = [k for k in headline if sum(k in run["ratios"] for run in runs) >= 2]
+    single: dict[str, list[str]] = {}  # stored run -> its ratios no other run holds
+    for name, metric in headline:
+        if (name, metric) not in plotted:
+            (run,) = [r for r in runs if (name, metric) in r["ratios"]]
+            when = f"{run['commit']}, {run['datetime'][:16].replace('T', ' ')} UTC"
+            median = run["ratios"][name, metric][0]
+            single.setdefault(when, []).append(
+                f"{name} {metric} {median:.3f} (target {goals[name, metric]:.3f})"
+            )
+    for when, ratios in single.items():
+        s.notes.append(
+            f"Only one stored run ({when}) holds these ratios, so they have no history to draw "
+            f"yet (medians): {'; '.join(ratios)}."
+        )
+    if plotted:
+        s.figures.append(_history_figure(ctx, runs, plotted, goals))
 
 
 def _history_figure(ctx: Context, runs: list[dict], headline: list, goals: dict):
     """One panel per headline ratio: the median per stored run, its IQR band, the target; one
-    line per series (CPU and ratio definition), so runs of two CPUs are never joined."""
-    fig = Figure(figsize=(9, 2.4 * len(headline)), layout="constrained")
+    line per series (CPU and ratio definition), so runs of two CPUs are never joined. A series
+    keeps its colour and marker in every panel; one legend above the panels, off the data."""
+    runs = [r for r in runs if any(k in r["ratios"] for k in headline)]
+    series_style = {
+        series: (f"C{i % 10}", figures.MARKERS[i % len(figures.MARKERS)])
+        for i, series in enumerate(dict.fromkeys(r["series"] for r in runs))
+    }
+    fig = Figure(figsize=(9, 2.4 * len(headline) + 0.6), layout="constrained")
     axes = fig.subplots(len(headline), 1, squeeze=False)[:, 0]
     labels = [
         f"{r['commit'][:7]}\n{r['datetime'][5:16].replace('T', ' ')}"
         + (f"\n+{r['busy']} busy" if r["busy"] else "")
         for r in runs
     ]
+    handles = {}
     for ax, (name, metric) in zip(axes, headline, strict=True):
-        for series in dict.fromkeys(r["series"] for r in runs):
+        for series, (color, marker) in series_style.items():
             xs = [
                 i
                 for i, r in enumerate(runs)
@@ -392,20 +449,27 @@ def _history_figure(ctx: Context, runs: list[dict], headline: list, goals: dict)
             if not xs:
                 continue
             med, q1, q3 = zip(*(runs[i]["ratios"][name, metric] for i in xs), strict=True)
-            (line,) = ax.plot(xs, med, "o-", label=f"median: {series}")
-            ax.fill_between(xs, q1, q3, alpha=0.25, color=line.get_color())
-        ax.axhline(goals[name, metric], color="k", linestyle="--", linewidth=1, label="target")
+            label = f"median: {series}"
+            (handles[label],) = ax.plot(xs, med, marker=marker, ls="-", color=color, label=label)
+            ax.fill_between(xs, q1, q3, alpha=0.25, color=color, lw=0)
+        handles["target"] = ax.axhline(
+            goals[name, metric], color="k", linestyle="--", linewidth=1, label="target"
+        )
         ax.set_title(f"{name}: {metric}", fontsize=9)
         ax.set_ylabel("ratio")
         ax.set_xticks(range(len(runs)), labels, fontsize=7)
-    axes[0].legend(fontsize=7, loc="best")
+        ax.set_xlim(-0.5, len(runs) - 0.5)
+    fig.legend(
+        list(handles.values()), list(handles), loc="outside upper center", ncols=2, fontsize=8
+    )
     axes[-1].set_xlabel("stored run (commit, UTC time)")
     return ctx.writer.save(
         fig,
         "bench-history",
         "Benchmark history: headline ratios by run",
         "Median per stored run with its interquartile band over rounds, one line per CPU and "
-        "ratio definition; dashed: the target.",
+        "ratio definition; dashed: the target. Ratios with a single stored run are listed in "
+        "the notes above.",
     )
 
 

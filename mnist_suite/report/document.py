@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnist_suite.report.collect import number
-from mnist_suite.text import markdown, printable
+from mnist_suite.text import code_span, markdown, printable
 from mnist_suite.verdicts import p_text
 
 
@@ -155,20 +155,55 @@ def _md_text(text: str) -> str:
 
 _md_cell = _md_text  # "|" is escaped too, so a cell cannot split a table row
 
+# The two marks the report's prose uses: `code` and **emphasis**. Everything else is text.
+_INLINE = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*")
+
+
+def _inline(text: str, plain, code, strong) -> str:
+    """Prose with its `code` and **emphasis** marks rendered by ``code`` and ``strong``, the
+    rest by ``plain``: each piece is escaped for its medium, whatever the marks enclose."""
+    out, at = [], 0
+    for m in _INLINE.finditer(text):
+        out.append(plain(text[at : m.start()]))
+        out.append(code(m[1]) if m[1] is not None else strong(m[2]))
+        at = m.end()
+    return "".join(out) + plain(text[at:])
+
+
+def _md_prose(text: str) -> str:
+    """Prose (intros, notes, captions) as markdown: its marks kept, everything else inert."""
+    return _inline(text, markdown, code_span, lambda t: f"**{markdown(t)}**")
+
 
 def _html(text: object) -> str:
     """Text as HTML: entities for markup, control characters shown as escapes."""
     return html.escape(printable(text))
 
 
+def _html_prose(text: str) -> str:
+    """Prose as HTML: `code` as <code>, **emphasis** as <strong>; no markdown left raw."""
+    return _inline(
+        printable(text),
+        html.escape,
+        lambda t: f"<code>{html.escape(t)}</code>",
+        lambda t: f"<strong>{html.escape(t)}</strong>",
+    )
+
+
+def _breakable(escaped: str) -> str:
+    """Escaped text that may wrap after ``_`` and ``/`` (``test_accuracy``,
+    ``ae-original/original-2d``): a narrow table wraps its names instead of overflowing."""
+    return re.sub(r"([_/])", r"\1<wbr>", escaped)
+
+
 def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> str:
-    lines = [f"# {title}", ""] + ([_md_text(subtitle), ""] if subtitle else [])
+    lines = [f"# {title}", ""] + ([_md_prose(subtitle), ""] if subtitle else [])
     lines += [f"- [{s.title}](#{s.key})" for s in sections] + [""]
     for s in sections:
         lines += [f'<a id="{s.key}"></a>', "", f"## {s.title}", ""]
         if s.intro:
-            lines += [_md_text(s.intro), ""]
-        lines += [f"> {_md_text(note)}" for note in s.notes] + ([""] if s.notes else [])
+            lines += [_md_prose(s.intro), ""]
+        lines += [f"> {_md_prose(note)}" for note in s.notes] + ([""] if s.notes else [])
         for t in s.tables:
             lines += [f"**{_md_text(t.title)}**", ""]
             lines.append("| " + " | ".join(_md_cell(n) for n, _ in t.headers()) + " |")
@@ -184,34 +219,88 @@ def render_markdown(title: str, sections: list[Section], subtitle: str = "") -> 
                         for j, c in enumerate(cells)
                     ]
                 lines.append("| " + " | ".join(cells) + " |")
-            lines += (["", _md_text(t.note)] if t.note else []) + [""]
+            lines += (["", _md_prose(t.note)] if t.note else []) + [""]
         for f in s.figures:
             lines += [f"![{_md_cell(f.alt_text)}]({f.file})", ""]
             if f.caption:
-                lines += [f"*{_md_text(f.caption)}*", ""]
+                lines += [f"*{_md_prose(f.caption)}*", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
+# Every table, figure and line fits the window from 800 px up: text cells wrap (at spaces and
+# after ``_`` and ``/``), figures scale to the column; a table that still cannot fit scrolls in
+# its own box, never the page.
 _CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 1em auto; padding: 0 1em;
        color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+h1 { margin: 0.3em 0; }
+.subtitle { font-size: 0.85em; color: #555; }
+nav ul { display: flex; flex-wrap: wrap; gap: 0.2em 1.2em; list-style: none; padding: 0;
+         margin: 0.5em 0 1em; }
+summary { cursor: pointer; }
+summary h2 { display: inline; }
+section { margin: 1.2em 0; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; max-width: 100%; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left;
+         overflow-wrap: break-word; }
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.marked td, tr.marked th { font-weight: bold; background: #eef7ee; }
 tbody th { font-weight: normal; background: none; }
 caption { caption-side: top; text-align: left; font-weight: bold; padding: 0.3em 0; }
-figure { margin: 1em 0 2em; }
+figure { margin: 1em 0 2em; max-width: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
-.wide { overflow-x: auto; }
+code { font-size: 0.95em; background: #f4f4f4; padding: 0 0.2em; overflow-wrap: anywhere; }
+.wide { max-width: 100%; overflow-x: auto; }
 .note { background: #fff6e0; border-left: 4px solid #e0a800; padding: 0.3em 0.8em; }
+@media (max-width: 1000px) {
+  body { padding: 0 0.5em; }
+  table { font-size: 0.78em; }
+  th, td { padding: 0.2em 0.3em; }
+  /* Names and words give way before numbers do: a number never breaks inside. */
+  th, td { overflow-wrap: anywhere; }
+  td.num { white-space: nowrap; }
+}
 """
 
 
+def _table_html(t: Table) -> list[str]:
+    e = _html
+    out = ['<div class="wide">']  # a table wider than the window scrolls on its own
+    out.append(f'<table data-table="{e(t.title)}"><caption>{e(t.title)}</caption>')
+    out.append(
+        "<thead><tr>"
+        + "".join(f'<th scope="col">{_breakable(e(n))}</th>' for n, _ in t.headers())
+        + "</tr></thead><tbody>"
+    )
+    shown = t.shown()
+    for i, row in enumerate(t.text_rows()):
+        cls = ' class="marked"' if i in t.marked else ""
+        cells = []
+        for j, (c, (_, kind)) in enumerate(zip(row, t.headers(), strict=True)):
+            text = e(c) if kind != "text" else _breakable(e(c))
+            if (i, shown[j]) in t.bold and c != "—":
+                text = f"<strong>{text}</strong>"
+            if j == 0:  # the first column names the row
+                cells.append(f'<th scope="row">{text}</th>')
+            else:
+                cells.append(
+                    f'<td class="num">{text}</td>' if kind != "text" else f"<td>{text}</td>"
+                )
+        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    if t.note:
+        out.append(f"<p>{_html_prose(t.note)}</p>")
+    return out
+
+
 def render_html(title: str, sections: list[Section], subtitle: str = "") -> str:
-    """One static page (no scripts, relative image paths): it opens from disk or a server."""
+    """One static page (no scripts, relative image paths): it opens from disk or a server.
+
+    Each section folds (``<details open>`` under its heading), so a reader keeps the answer on
+    screen and opens the detail they want.
+    """
     e = _html
     out = [
         "<!DOCTYPE html>",
@@ -222,48 +311,25 @@ def render_html(title: str, sections: list[Section], subtitle: str = "") -> str:
         '<link rel="icon" href="data:,">',
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        f"<p>{e(subtitle)}</p>" if subtitle else "",
+        f'<p class="subtitle">{_html_prose(subtitle)}</p>' if subtitle else "",
         "<nav><ul>",
         *(f'<li><a href="#{e(s.key)}">{e(s.title)}</a></li>' for s in sections),
         "</ul></nav>",
     ]
     for s in sections:
-        out.append(f'<section id="{e(s.key)}"><h2>{e(s.title)}</h2>')
+        out.append(
+            f'<section id="{e(s.key)}"><details open><summary><h2>{e(s.title)}</h2></summary>'
+        )
         if s.intro:
-            out.append(f"<p>{e(s.intro)}</p>")
-        out += [f'<p class="note">{e(note)}</p>' for note in s.notes]
+            out.append(f"<p>{_html_prose(s.intro)}</p>")
+        out += [f'<p class="note">{_html_prose(note)}</p>' for note in s.notes]
         for t in s.tables:
-            out.append('<div class="wide">')  # a wide table scrolls on its own, not the page
-            out.append(f'<table data-table="{e(t.title)}"><caption>{e(t.title)}</caption>')
-            out.append(
-                "<thead><tr>"
-                + "".join(f'<th scope="col">{e(n)}</th>' for n, _ in t.headers())
-                + "</tr>"
-            )
-            out.append("</thead><tbody>")
-            shown = t.shown()
-            for i, row in enumerate(t.text_rows()):
-                cls = ' class="marked"' if i in t.marked else ""
-                cells = []
-                for j, (c, (_, kind)) in enumerate(zip(row, t.headers(), strict=True)):
-                    text = e(c)
-                    if (i, shown[j]) in t.bold and c != "—":
-                        text = f"<strong>{text}</strong>"
-                    if j == 0:  # the first column names the row
-                        cells.append(f'<th scope="row">{text}</th>')
-                    else:
-                        cells.append(
-                            f'<td class="num">{text}</td>' if kind != "text" else f"<td>{text}</td>"
-                        )
-                out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-            out.append("</tbody></table></div>")
-            if t.note:
-                out.append(f"<p>{e(t.note)}</p>")
+            out += _table_html(t)
         for f in s.figures:
             out.append(
                 f'<figure><img src="{e(f.file)}" alt="{e(f.alt_text)}" loading="eager">'
-                f"<figcaption>{e(f.caption or f.title)}</figcaption></figure>"
+                f"<figcaption>{_html_prose(f.caption or f.title)}</figcaption></figure>"
             )
-        out.append("</section>")
+        out.append("</details></section>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -29,6 +29,12 @@ LINESTYLES = ("-", "--", ":", "-.")
 MAX_POINTS = 2000  # per latent scatter panel
 
 
+def legend_outside(ax, **kwargs) -> None:
+    """The axes' legend to the right of it, never over the data (constrained layout makes
+    room for it)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kwargs)
+
+
 class FigureWriter:
     """Saves figures under ``folder`` (the report's ``figures/``) with unique names."""
 
@@ -42,7 +48,9 @@ class FigureWriter:
         FigureCanvasAgg(fig)
         path = self.folder / f"{name}.png"
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=DPI)
+        # A tight box around everything drawn: a long tick label (ae-original/original-2d) or a
+        # legend outside the axes is never cut at the figure's edge.
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.1)
         # A 256-colour palette (no dithering) keeps charts and digit images intact at a
         # fraction of the size: the reference report is committed. No metadata: the same
         # runs give byte-identical files.
@@ -71,7 +79,8 @@ def curves(
     ``band`` (2, n) is drawn as a shaded range around the line (min-max over seeds). Series
     differ by marker and line style too, not by colour alone.
     """
-    fig = Figure(figsize=(max(7.0, 5.2 * len(panels)), 3.8), layout="constrained")
+    # Each panel keeps room on its right for its legend.
+    fig = Figure(figsize=(max(7.0, 6.4 * len(panels)), 3.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for i, (ax, (ylabel, series)) in enumerate(zip(axes, panels, strict=True)):
         for k, (label, (x, y, *band)) in enumerate(series.items()):
@@ -99,7 +108,7 @@ def curves(
             ax.set_ylim(*ylim[i])
         ax.grid(alpha=0.3)
         if series:
-            ax.legend(fontsize=8)
+            legend_outside(ax)
     fig.suptitle(title)
     return writer.save(fig, name, title, caption, alt)
 
@@ -271,8 +280,10 @@ def bars(
     caption: str = "",
     alt: str = "",
     errors: Sequence[tuple[float, float]] | None = None,
+    subtitle: str = "",
 ) -> FigureRef:
-    """Horizontal bars, one per label (first label on top); ``errors`` (lo, hi) draw whiskers."""
+    """Horizontal bars, one per label (first label on top); ``errors`` (lo, hi) draw whiskers;
+    ``subtitle`` a smaller second line under the title."""
     fig = Figure(figsize=(8.5, 0.32 * len(labels) + 1.6), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(labels))[::-1]
@@ -291,6 +302,8 @@ def bars(
         ax.text(v, yi, f" {text}", va="center", fontsize=7)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title)
+    if subtitle:
+        fig.suptitle(subtitle, fontsize=8, wrap=True)
     return writer.save(fig, name, title, caption, alt)
 
 
@@ -343,7 +356,7 @@ def hparam_scatter(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncols=2)
+    legend_outside(ax)
     ax.set_title(title)
     return writer.save(fig, name, title, caption, alt)
 

@@ -14,6 +14,7 @@ import math
 
 from mnist_suite import summary, verdicts
 from mnist_suite.originals import RULE, SOURCE, Judgement, Original, judge, original
+from mnist_suite.report import benchmarks
 from mnist_suite.report.classification import headline_groups
 from mnist_suite.report.collect import number
 from mnist_suite.report.common import Context, non_default, registry
@@ -175,9 +176,10 @@ def headline(ctx: Context, environment: str, bench_rows: list[list]) -> Section:
         )
     )
     if bench_rows:
+        where = benchmarks.measured_on(benchmarks.newest(ctx))
         s.tables.append(
             Table(
-                "Benchmark targets (newest file)",
+                f"Benchmark targets (newest file, {where})",
                 [
                     ("benchmark", "text"),
                     ("ratio", "text"),
