@@ -16,7 +16,6 @@ import io
 import os
 import shutil
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.plugins.hparams import summary_v2 as hp
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from mnist_suite.files import file_mode, read_bounded
+from mnist_suite.files import atomic_file, read_bounded
 from mnist_suite.targets import TARGETS, target_key
 
 # The scalar names of every job: ``<kind>/<name>``, the kind saying when a value is written and
@@ -304,8 +303,8 @@ def write_experiment(
     is there already; returns whether it wrote. OSError if it cannot.
 
     TensorBoard reads one experiment per logdir: with ``--logdir RUNS/<job>`` its HParams tab
-    shows this job's hparams and metrics, every run below as a session. The file is written
-    under a temp name TensorBoard ignores (no ``tfevents`` in it), then renamed.
+    shows this job's hparams and metrics, every run below as a session. Written to a temp file
+    and renamed; a link, a FIFO or a folder in its place is an OSError, never replaced.
     """
     path = Path(folder) / EXPERIMENT_FILE
     data = experiment_bytes(hparams, metrics, description)
@@ -314,13 +313,7 @@ def write_experiment(
             return False
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".experiment.", suffix=".tmp")
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # TensorBoard reads any file whose name holds "tfevents": the temp name must not.
+    with atomic_file(path, temp_prefix=".experiment.") as f:
+        f.write(data)
     return True

@@ -123,6 +123,22 @@ def test_a_job_experiment_is_written_once_and_holds_its_own_hparams_and_metrics(
     assert "dropout" in {h.name for h in experiment.hparam_infos}
 
 
+def test_a_link_in_the_experiments_place_is_never_followed_nor_replaced(tmp_path):
+    """The run goes on without its job's experiment; the link and its target stay as they are."""
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"not ours")
+    (tmp_path / "clf").mkdir()
+    (tmp_path / "clf" / EXPERIMENT_FILE).symlink_to(target)
+    with pytest.raises(OSError):
+        write_experiment(tmp_path / "clf", {"lr": 0.1}, [], "clf")
+    job = Job("clf", "test", Cfg, _done, scalars=("epoch/train_loss",))
+    outcome = runs.execute(job, "", Cfg(), seed=0, profile="quick", out=tmp_path, run_id="r")
+    assert outcome.state == "done"
+    assert (tmp_path / "clf" / EXPERIMENT_FILE).readlink() == target
+    assert target.read_bytes() == b"not ours"
+    assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == [EXPERIMENT_FILE, "r"]
+
+
 def test_a_session_is_running_until_it_ends_with_its_status(tmp_path):
     tb = tmp_path / "job" / "r0" / "tb"
     done = tmp_path / "job" / "r1" / "tb"
