@@ -306,11 +306,13 @@ def slurm_test(session: nox.Session) -> None:
 
 @nox.session
 def tensorboard(session: nox.Session) -> None:
-    """Serve the runs folder's TensorBoard logs on http://127.0.0.1:6006 (-- --logdir DIR)."""
+    """Serve runs/ on http://127.0.0.1:6006; -- JOB serves one job, its HParams tab included."""
     session.install("tensorboard")
+    args = list(session.posargs)
+    # TensorBoard reads one HParams experiment per logdir: each job's is in runs/<job>/.
+    logdir = f"runs/{args.pop(0)}" if args and not args[0].startswith("-") else "runs"
     session.run(
-        "tensorboard", "--logdir", "runs", "--host", "127.0.0.1", "--port", "6006",
-        *session.posargs,
+        "tensorboard", "--logdir", logdir, "--host", "127.0.0.1", "--port", "6006", *args,
     )  # fmt: skip
 
 

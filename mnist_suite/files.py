@@ -66,16 +66,18 @@ def file_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+def atomic_file(path: Path, temp_prefix: str | None = None) -> Iterator[IO[bytes]]:
     """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
 
     The file gets :func:`file_mode` (``mkstemp`` makes it 0600, unreadable to the folder's
-    other users, who would take a finished run for a damaged one).
+    other users, who would take a finished run for a damaged one). The temp name starts with
+    ``temp_prefix`` (default ``.<name>.``): one for readers that pick files by their name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _replaceable(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}." if temp_prefix is None else temp_prefix
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:

@@ -31,7 +31,7 @@ import numpy as np
 from mnist_suite import claims, fingerprint, itemclock, limits, records, seeding
 from mnist_suite.config import to_dict
 from mnist_suite.defaults import CLAIM_WAIT_VARIABLE
-from mnist_suite.envinfo import envelope, now_iso
+from mnist_suite.envinfo import commit_info, envelope, now_iso
 from mnist_suite.errors import Diverged, ParameterError, RunIOError
 from mnist_suite.files import (
     _json_default,
@@ -42,8 +42,8 @@ from mnist_suite.files import (
     read_json_object,
 )
 from mnist_suite.progress import Progress
-from mnist_suite.targets import METRIC, TargetClock
-from mnist_suite.tb import RESULT_PREFIX, SummaryWriter, result_scalars
+from mnist_suite.targets import METRIC, NOT_EVALUATIONS, TargetClock, target_key
+from mnist_suite.tb import Session, SummaryWriter, revision, run_scalars, write_experiment
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +365,8 @@ class Run:
     config : dataclass
         The resolved (profile + overrides) config.
     targets : TargetClock
-        Time to each dev-accuracy target, fed by every :meth:`log` row with ``dev_accuracy``.
+        Time to each dev-accuracy target, fed by every :meth:`log` row with ``dev_accuracy``
+        made during training (not the final ``eval`` row, which repeats one).
     """
 
     def __init__(
@@ -428,19 +429,33 @@ class Run:
             self._data = load_mnist(**self.data_options)
         return self._data
 
-    def log(self, step: int, kind: str = "epoch", **values: float) -> None:
-        """Append one history row and write each value as TensorBoard scalar ``kind/name``."""
-        row = {"kind": kind, "step": int(step), "time": round(time.perf_counter() - self.start, 4)}
+    def log(
+        self,
+        step: int,
+        kind: str = "epoch",
+        *,
+        epoch: int | None = None,
+        k: int | None = None,
+        **values: float,
+    ) -> None:
+        """Append one history row and write each value as TensorBoard scalar ``kind/name``.
+
+        ``step`` is the optimizer step (0 for a model fitted without one); ``epoch`` the epoch
+        of an ``epoch`` row and ``k`` the latent size of a ``latent`` row, kept in the row
+        beside it, not as values. Names follow :data:`mnist_suite.tb.SCALARS`.
+        """
+        row = {"kind": kind, "step": int(step)}
+        row.update({name: int(v) for name, v in (("epoch", epoch), ("k", k)) if v is not None})
+        row["time"] = round(time.perf_counter() - self.start, 4)
         row.update(values)
         self._write_row(row)
-        if kind != "final":  # final figures are TensorBoard's result/ tags, one set per run
-            self.tb.scalars(values, step, prefix=f"{kind}/")
-        if METRIC in values:
+        self.tb.scalars(values, int(step) if k is None else int(k), prefix=f"{kind}/")
+        if METRIC in values and kind not in NOT_EVALUATIONS:
             for target in self.targets.update(float(values[METRIC]), row["time"], step):
                 self._write_row(
                     {"kind": "target", "step": int(step), "time": row["time"], "target": target}
                 )
-                self.tb.scalar(f"target/seconds_to_{target:g}", row["time"], step)
+                self.tb.scalar(f"target/seconds_to_{target_key(target)}", row["time"], step)
 
     def _write_row(self, row: dict) -> None:
         # One write of one line: a kill leaves at most a torn last line, which readers skip.
@@ -661,7 +676,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
     heartbeat = _Heartbeat(beat)
     heartbeat.start()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
-    run = None
+    run = session = None
 
     def recorded(metrics: dict) -> dict:
         """Figures the runner measures for every job, beside the job's own."""
@@ -675,21 +690,20 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
 
     try:
         run = Run(path, job.name, cell, seed, config, data_options)
-        # HParams carry job, cell, profile and config but not the seed: TensorBoard groups the
-        # seeds of one config into one session group (named by the hparams' hash) and averages.
-        hparams = {k: v for k, v in job.hparams(cell, config, profile, seed).items() if k != "seed"}
-        run.tb.hparams(hparams)
+        session = Session(run.tb, _hparams(job, cell, config, profile, seed, code, path.parent))
         try:
             metrics = recorded(dict(job.train(config, run) or {}))
             outcome = Outcome(path, "done", metrics=metrics)
         except Diverged as exc:
             metrics = recorded({"diverged_at_step": exc.step, "final_train_loss": exc.loss})
             outcome = Outcome(path, "diverged", str(exc), metrics=metrics)
-        run.tb.scalars(result_scalars(metrics), step=0, prefix=RESULT_PREFIX)
+        run.tb.scalars(run_scalars(metrics), step=0)
+        session.end(outcome.state)
         run.close()  # history and events complete before the metrics say the run ended
         records.write(path / "metrics.json", metrics)
     except KeyboardInterrupt as exc:
         heartbeat.stop()
+        _end_session(session, "interrupted")
         write_status(
             state="interrupted",
             ended_at=now_iso(),
@@ -699,6 +713,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
     except Exception as exc:  # recorded, then reported on one line by the CLI
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         outcome = Outcome(path, "failed", message)
+        _end_session(session, "failed")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         if run is not None:
@@ -709,6 +724,32 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
         extra["diverged_at_step"] = outcome.metrics["diverged_at_step"]
     _record_end(write_status, path, state=outcome.state, ended_at=now_iso(), **extra)
     return outcome
+
+
+def _hparams(job, cell, config, profile, seed, code, job_dir: Path) -> dict:
+    """The run's HParams, after making sure its job's experiment is declared in ``job_dir``.
+
+    Job, cell, profile, config, code fingerprint and commit, but not the seed: TensorBoard
+    groups the sessions of equal hparams, so a group is one configuration's seeds, and runs of
+    two versions of the code never share one.
+    """
+    values = {k: v for k, v in job.hparams(cell, config, profile, seed).items() if k != "seed"}
+    values |= {"fingerprint": code or "unknown", "revision": revision(commit_info())}
+    try:
+        write_experiment(job_dir, values, list(job.scalars), f"{job.name}: {job.summary}")
+    except OSError as exc:  # the run's own records do not depend on the dashboard's index
+        log.warning("%s: HParams experiment not written (%s)", job_dir, exc.strerror or exc)
+    return values
+
+
+def _end_session(session: Session | None, state: str) -> None:
+    """The TensorBoard session's end, if it began; a failure to write it fails nothing more."""
+    if session is None:
+        return
+    try:
+        session.end(state)
+    except OSError as exc:
+        log.warning("TensorBoard session not ended (%s)", exc.strerror or exc)
 
 
 def _record_end(write_status, path: Path, **fields) -> None:

@@ -106,7 +106,7 @@ def hparams_tables(root):
             start_index=0,
             slice_size=100,
             include_metrics=True,
-            allowed_statuses=[api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS],
+            allowed_statuses=list(api_pb2.Status.values()),
         ),
     ).run()
     return experiment, groups

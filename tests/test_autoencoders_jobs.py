@@ -84,7 +84,13 @@ def test_pca_quick_records_everything(run_cli):
     assert latents["z"].shape == (2000, 2) and latents["labels"].shape == (2000,)
     recon = npz(run.path, "reconstructions")
     assert recon["original"].shape == recon["k32"].shape == (10, 784)
-    assert len(events(run.path).Scalars("pca/fvu")) == 4
+    acc = events(run.path)
+    assert [(e.step, e.value) for e in acc.Scalars("latent/fvu")] == [
+        (k, pytest.approx(m[f"fvu_k{k}"])) for k in (2, 8, 32, 128)
+    ]  # TensorBoard's step is the latent size
+    (fit,) = acc.Scalars("epoch/epoch_seconds")
+    assert fit.value == pytest.approx(m["train_seconds"], abs=1e-3)
+    assert {r["step"] for r in run.history} == {0}  # PCA takes no optimizer step
 
 
 def test_ae_quick_linear_and_denoising(run_cli, mnist):
@@ -97,10 +103,16 @@ def test_ae_quick_linear_and_denoising(run_cli, mnist):
     for run in (linear, denoising):
         assert run.state == "done"
         assert set(run.metrics) >= AE_METRICS
-        assert [row["step"] for row in run.history] == list(range(1, len(run.history) + 1))
+        epochs = [row for row in run.history if row["kind"] == "epoch"]
+        # 3,500 training images at batch 256: 14 optimizer steps an epoch.
+        assert [(r["step"], r["epoch"]) for r in epochs] == [
+            (14 * e, e) for e in range(1, run.metrics["epochs"] + 1)
+        ]
         acc = events(run.path)
-        assert len(acc.Scalars("epoch/train_loss")) == len(run.history)
-        assert len(acc.Images("reconstructions")) == len(run.history)
+        assert len(acc.Scalars("epoch/train_loss")) == len(epochs)
+        assert len(acc.Images("reconstructions")) == len(epochs)
+        (final,) = acc.Scalars("eval/test_mse_pixels")
+        assert final.value == pytest.approx(run.metrics["test_mse_pixels"], rel=1e-6)
     assert linear.metrics["latent_dim"] == 2
     assert npz(linear.path, "latents")["z"].shape == (1000, 2)
     assert npz(linear.path, "encoder_weights")["kernel"].shape == (784, 2)
@@ -126,7 +138,7 @@ def test_ae_seed_quick_is_z_scored_and_seed_style(run_cli):
     run = load_run(run_path(out))
     m = run.metrics
     assert m["normalisation"] == "zscore" and m["original_style"] is True
-    assert m["params"] == 667_280
+    assert m["parameters"] == 667_280
     assert m["test_mse"] == pytest.approx(m["final_val_loss"])
     assert m["test_mse"] * PIXEL_STD**2 == pytest.approx(m["test_mse_pixels"], rel=0.02)
     assert m["noisy_mse_pixels"] == pytest.approx((0.4 * PIXEL_STD) ** 2, rel=0.03)

@@ -19,17 +19,20 @@ from tests.conftest import hparams_tables, run_path
 METRICS = ("test_accuracy", "train_accuracy", "dev_accuracy", "wall_seconds", "samples_per_second")
 
 
-def check_run(path, mnist, kind: str, steps: list[int]) -> dict:
-    """The invariants every finished MLP run keeps; returns its metrics."""
+def check_run(path, mnist, kind: str, steps: list[int], epochs: list[int] | None = None) -> dict:
+    """The invariants every finished MLP run keeps; returns its metrics. ``steps`` are the
+    optimizer steps of the ``kind`` rows, ``epochs`` their epochs (epoch rows)."""
     run = load_run(path)
     assert run.state == "done"
     metrics = run.metrics
     assert all(isinstance(metrics[k], float) for k in METRICS)
     rows = [r for r in run.history if r["kind"] == kind]
     assert [r["step"] for r in rows] == steps
+    assert [r.get("epoch") for r in rows] == (epochs or [None] * len(steps))
     assert rows[-1]["dev_accuracy"] == metrics["dev_accuracy"]
-    final = [r for r in run.history if r["kind"] == "final"]
+    final = [r for r in run.history if r["kind"] == "eval"]
     assert [r["test_accuracy"] for r in final] == [metrics["test_accuracy"]]  # scored once
+    assert final[0]["step"] == max(r["step"] for r in run.history)
 
     acc = EventAccumulator(str(path / "tb"))
     acc.Reload()
@@ -54,6 +57,9 @@ def test_mlp_seed_quick(run_cli, mnist):
     path = run_path(out)
     metrics = check_run(path, mnist, "step", [250, 500, 750, 1000])
     assert 0.75 < metrics["test_accuracy"] < 0.95  # 1000 of the original's 5000 iterations
+    # Draws with replacement: an epoch is 59,000 / 100 = 590 of them.
+    epochs = [r for r in load_run(path).history if r["kind"] == "epoch"]
+    assert [(r["step"], r["epoch"]) for r in epochs] == [(590, 1)]
     model = load_model(path / "artifacts" / "weights.npz")
     assert repr(model) == "Sequential(Linear(784→10), ReLU(), Linear(10→10), LogSoftmax())"
     assert model.params[0].dtype == np.float64  # the original's weights were float64
@@ -63,7 +69,8 @@ def test_mlp_quick(run_cli, mnist):
     """Distortions, label smoothing and the weight average on: the averaged weights are saved."""
     code, out, _ = run_cli("run", "mlp", "--profile", "quick", "--set", "weight_average=0.99")
     assert code == 0
-    metrics = check_run(run_path(out), mnist, "epoch", [1, 2, 3])
+    # 9,000 training images at batch 128: 71 steps an epoch.
+    metrics = check_run(run_path(out), mnist, "epoch", [71, 142, 213], [1, 2, 3])
     assert metrics["test_accuracy"] > 0.9
     assert metrics["parameters"] == 784 * 256 + 256 + 256 * 10 + 10
     assert 0 < metrics["dev_accuracy_last_iterate"] <= 1
@@ -73,11 +80,14 @@ def test_mlp_fast_quick_probes_dev_accuracy(run_cli, mnist):
     code, out, _ = run_cli("run", "mlp-fast", "--profile", "quick")
     assert code == 0
     path = run_path(out)
-    metrics = check_run(path, mnist, "epoch", [1, 2, 3])
+    metrics = check_run(path, mnist, "epoch", [36, 72, 108], [1, 2, 3])  # batch 256
     assert metrics["test_accuracy"] > 0.9
     assert metrics["parameters"] == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
-    probes = [r for r in load_run(path).history if r["kind"] == "probe"]
-    assert [r["step"] for r in probes] == [50, 100]  # 9,000 images at batch 256: 36 steps/epoch
+    probes = [r for r in load_run(path).history if r["kind"] == "step"]
+    assert [r["step"] for r in probes] == [50, 100]
+    # Time to target counts optimizer steps, whichever evaluation reached it first.
+    reached = [s for s in metrics["time_to_target"]["step"].values() if s is not None]
+    assert all(s in {36, 50, 72, 100, 108} for s in reached)
 
 
 def test_same_seed_same_weights_bit_for_bit(run_cli, tmp_path):
@@ -178,10 +188,10 @@ def test_mlp_seed_full_lands_in_the_seed_band(run_cli):
     assert 0.91 <= metrics["test_accuracy"] <= 0.94
 
 
-def test_seeds_are_one_session_group_in_tensorboards_hparams_under_the_runs_root(run_cli, tmp_path):
-    """TensorBoard's own HParams handlers on the runs root: a 3-seed job is one session group
-    of 3 sessions, its hparams typed, every result a metric column, no non-metric scalar, and
-    no run that is not a run."""
+def test_seeds_are_one_session_group_in_their_jobs_hparams_experiment(run_cli, tmp_path):
+    """TensorBoard's own HParams handlers on a job's folder: a 3-seed job is one session group
+    of 3 successful sessions, its hparams typed, its metrics averaged over the seeds; another
+    job's runs in the same runs folder are not in it."""
     from tensorboard.plugins.hparams import api_pb2
 
     out = tmp_path / "runs"
@@ -191,22 +201,19 @@ def test_seeds_are_one_session_group_in_tensorboards_hparams_under_the_runs_root
     assert code == 0, err
     code, _, err = run_cli("run", "softmax", "--profile", "quick", "--runs", str(out))
     assert code == 0, err
-    assert not [p for p in out.rglob(".hparams")]
-    experiment, groups = hparams_tables(out)
+    experiment, groups = hparams_tables(out / "mlp-fast")
     infos = {h.name: h for h in experiment.hparam_infos}
     assert {"job", "profile", "widths", "max_shift", "lr"} <= set(infos) and "seed" not in infos
     assert infos["job"].type == api_pb2.DATA_TYPE_STRING
     assert infos["lr"].type == api_pb2.DATA_TYPE_FLOAT64
-    tags = {m.name.tag for m in experiment.metric_infos}
-    assert {"result/test_accuracy", "result/train_seconds", "result/wall_seconds"} <= tags
-    assert not any("threads" in t or t.startswith("final/") for t in tags)
-    by_job = {g.hparams["job"].string_value: g for g in groups.session_groups}
-    assert set(by_job) == {"mlp-fast", "softmax"}
-    mlp = by_job["mlp-fast"]
-    assert len(mlp.sessions) == 3 and len(by_job["softmax"].sessions) == 1
+    assert infos["nesterov"].type == api_pb2.DATA_TYPE_BOOL
+    (mlp,) = groups.session_groups
+    assert mlp.hparams["job"].string_value == "mlp-fast"
+    assert len(mlp.sessions) == 3
+    assert {s.status for s in mlp.sessions} == {api_pb2.STATUS_SUCCESS}
     accuracies = [
-        load_run(out / session.name.split("/tb")[0]).metrics["test_accuracy"]
+        load_run(out / "mlp-fast" / session.name.split("/tb")[0]).metrics["test_accuracy"]
         for session in mlp.sessions
     ]
     values = {v.name.tag: v.value for v in mlp.metric_values}
-    assert values["result/test_accuracy"] == pytest.approx(sum(accuracies) / 3, rel=1e-6)
+    assert values["eval/test_accuracy"] == pytest.approx(sum(accuracies) / 3, rel=1e-6)

@@ -208,3 +208,67 @@ def test_legends_sit_beside_the_data_and_long_labels_are_not_cut(tmp_path):
     assert width >= drawn.width * figures.DPI - 1 and height >= drawn.height * figures.DPI - 1
     left_label = min(t.get_window_extent().x0 for t in fig.axes[0].get_yticklabels())
     assert left_label < 0 or width > fig.bbox.width  # it reached past the canvas: kept by the box
+
+
+def _rows(kind, points, **values):
+    """History rows of ``kind`` at (step, epoch) ``points`` (epoch None: no such field)."""
+    rows = []
+    for step, epoch in points:
+        row = {"kind": kind, "step": step, "time": float(step)}
+        if epoch is not None:
+            row["epoch"] = epoch
+        rows.append(row | values)
+    return rows
+
+
+def test_curves_read_epochs_from_this_history_and_from_older_records():
+    """Epoch rows carry the optimizer step in ``step`` and their epoch apart; older records
+    keep the epoch in ``step``: both draw at epochs 1, 2, 3."""
+    from mnist_suite.report.common import curve_kind
+
+    now = _rows("epoch", [(36, 1), (72, 2), (108, 3)], train_loss=0.5)
+    now += _rows("step", [(50, None), (100, None)], dev_accuracy=0.9)
+    now += _rows("eval", [(108, None)], test_accuracy=0.9, dev_accuracy=0.9)
+    older = _rows("epoch", [(1, None), (2, None), (3, None)], train_loss=0.5)
+    older += _rows("probe", [(50, None)], dev_accuracy=0.9)
+    older += _rows("final", [(3, None)], test_accuracy=0.9)
+    for history in (now, older):
+        run = record("", 0, {"test_accuracy": 0.9}, job="mlp")
+        run.history = history
+        assert curve_kind(run) == "epoch"
+        (g,) = groups([run], "mlp")
+        x, mean, _ = g.curve("epoch", "train_loss")
+        assert x.tolist() == [1.0, 2.0, 3.0] and mean.tolist() == [0.5] * 3
+
+
+@pytest.mark.parametrize(
+    ("history", "kind"),
+    [
+        # softmax-original: evaluations within its one epoch, then that epoch and the scoring.
+        (
+            _rows("step", [(s, None) for s in (1000, 2000)], train_loss=0.5, test_accuracy=0.8)
+            + _rows("epoch", [(2000, 1)], train_loss=0.5, epoch_seconds=1.0)
+            + _rows("eval", [(2000, None)], test_accuracy=0.8),
+            "step",
+        ),
+        (_rows("eval", [(s, None) for s in (1000, 2000)], train_loss=0.5), "eval"),  # older
+        # mlp-original: evaluations every 250 draws and an epoch every 590.
+        (
+            _rows("step", [(s, None) for s in (250, 500, 750)], train_loss=0.5, dev_accuracy=0.8)
+            + _rows("epoch", [(590, 1)], train_loss=0.5, dev_accuracy=0.8),
+            "step",
+        ),
+        # sgd: batch losses between epochs; the epochs measure more.
+        (
+            _rows("step", [(s, None) for s in range(1, 9)], train_loss=0.5)
+            + _rows("epoch", [(4, 1), (8, 2)], train_loss=0.5, train_accuracy=0.8),
+            "epoch",
+        ),
+    ],
+)
+def test_curves_come_from_the_rows_that_measure_most(history, kind):
+    from mnist_suite.report.common import curve_kind
+
+    run = record("", 0, {"test_accuracy": 0.9}, job="mlp")
+    run.history = history
+    assert curve_kind(run) == kind

@@ -21,12 +21,16 @@ def test_softmax_seed_quick_writes_a_complete_run(run_cli):
     assert run.config["n_train"] == 6000 and run.profile == "quick"
     metrics = run.metrics
     assert 0.6 < metrics["test_accuracy"] <= 1 and metrics["samples_per_second"] > 0
-    evals = [r for r in run.history if r["kind"] == "eval"]
+    # Per-sample SGD: the step is the number of samples seen.
+    evals = [r for r in run.history if r["kind"] == "step"]
     assert [r["step"] for r in evals] == [1000, 2000, 3000, 4000, 5000, 6000]
+    assert [(r["step"], r["epoch"]) for r in run.history if r["kind"] == "epoch"] == [(6000, 1)]
     acc = EventAccumulator(str(path / "tb"))
     acc.Reload()
-    tb = [e.value for e in acc.Scalars("eval/test_accuracy")]
+    tb = [e.value for e in acc.Scalars("step/test_accuracy")]
     np.testing.assert_allclose(tb, [r["test_accuracy"] for r in evals], rtol=1e-6)
+    (final,) = acc.Scalars("eval/test_accuracy")
+    assert (final.step, final.value) == (6000, pytest.approx(metrics["test_accuracy"]))
     with np.load(path / "artifacts" / "confusion.npz", allow_pickle=False) as f:
         matrix = f["matrix"]
     assert matrix.shape == (10, 10) and matrix.sum() == 10000

@@ -136,6 +136,36 @@ def test_runner_records_time_to_target_in_metrics_and_history(tmp_path):
     json.dumps(run.metrics)
 
 
+def test_time_to_target_counts_optimizer_steps_across_probes_and_epochs(tmp_path):
+    """Probes between epochs and epoch ends share one axis, the optimizer step: a target first
+    reached at an epoch's end is at that epoch's last step (72), never at its number (2); the
+    final scoring, which repeats the kept weights' dev accuracy, is no evaluation."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Cfg:
+        n: int = 1
+
+    def train(cfg, run):
+        run.log(36, epoch=1, dev_accuracy=0.90)
+        run.log(50, "step", dev_accuracy=0.95)
+        run.log(72, epoch=2, dev_accuracy=0.975)
+        run.log(100, "step", dev_accuracy=0.985)
+        run.log(108, epoch=3, dev_accuracy=0.995)
+        run.log(108, "eval", test_accuracy=0.99, dev_accuracy=0.995)
+        return {"test_accuracy": 0.99}
+
+    job = Job("clf", "test", Cfg, train)
+    outcome = runs.execute(job, "", Cfg(), seed=0, profile="quick", out=tmp_path, run_id="r")
+    run = runs.load_run(outcome.path)
+    ttt = run.metrics["time_to_target"]
+    assert ttt["step"] == {"0.97": 72, "0.98": 100, "0.99": 108}
+    assert ttt["evaluations"] == 5
+    epochs = [(r["step"], r["epoch"]) for r in run.history if r["kind"] == "epoch"]
+    assert epochs == [(36, 1), (72, 2), (108, 3)]
+    assert from_history(run.history) == ttt
+
+
 def test_runner_writes_job_cell_hparams_but_not_the_seed_for_every_job(tmp_path):
     from dataclasses import dataclass
 

@@ -24,7 +24,7 @@ def test_sgd_seed_quick_records_a_complete_run(run_cli):
     m = run.metrics
     assert run.state == "done"
     assert m["steps"] == 6000 // 32 + 1  # 188 batches, the last one partial
-    assert m["n_params"] == 26_506
+    assert m["parameters"] == 26_506
     assert 0.75 < m["test_accuracy"] <= 1.0
     assert m["final_train_loss"] < m["untrained_train_loss"]
     assert abs(m["untrained_train_loss"] - math.log(10)) < 0.2  # Glorot init ~ uniform guess
@@ -32,10 +32,12 @@ def test_sgd_seed_quick_records_a_complete_run(run_cli):
     assert "dev_accuracy" not in m  # the original had no dev split
     assert m["time_to_target"]["evaluations"] == 0
     assert m["time_to_target"]["seconds"] == {"0.97": None, "0.98": None, "0.99": None}
-    batches = [r for r in run.history if r["kind"] == "batch"]
+    batches = [r for r in run.history if r["kind"] == "step"]
     assert [r["step"] for r in batches] == list(range(1, m["steps"] + 1))
+    epochs = [r for r in run.history if r["kind"] == "epoch"]
+    assert [(r["step"], r["epoch"]) for r in epochs] == [(0, 0), (m["steps"], 1)]
     with np.load(run.path / "artifacts" / "batch_losses.npz", allow_pickle=False) as f:
-        np.testing.assert_allclose(f["loss"], [r["loss"] for r in batches], rtol=1e-6)
+        np.testing.assert_allclose(f["loss"], [r["train_loss"] for r in batches], rtol=1e-6)
         assert int(f["steps_per_epoch"]) == m["steps"]
 
 
@@ -98,9 +100,9 @@ def test_grid_is_readable_by_tensorboards_hparams_dashboard(run_cli, tmp_path):
         "momentum",
     }
     assert {m.name.tag for m in experiment.metric_infos} >= {
-        "result/dev_accuracy",
-        "result/test_accuracy",
-        "result/wall_seconds",
+        "eval/dev_accuracy",
+        "eval/test_accuracy",
+        "run/wall_seconds",
     }
     assert len(groups.session_groups) == 2  # the quick grid: batch 32 and 128
     for group in groups.session_groups:
@@ -111,10 +113,9 @@ def test_grid_is_readable_by_tensorboards_hparams_dashboard(run_cli, tmp_path):
         assert "seed" not in group.hparams
         assert group.hparams["cell"].string_value == run.cell
         values = {v.name.tag: v.value for v in group.metric_values}
-        assert values["result/test_accuracy"] == pytest.approx(
-            run.metrics["test_accuracy"], rel=1e-6
-        )
-        assert values["result/best_epoch"] == run.metrics["best_epoch"]
+        assert values["eval/test_accuracy"] == pytest.approx(run.metrics["test_accuracy"], rel=1e-6)
+        # The dev accuracy of the epoch the cell keeps, not of its last epoch.
+        assert values["eval/dev_accuracy"] == pytest.approx(run.metrics["dev_accuracy"], rel=1e-6)
 
 
 def test_lr_sweep_quick_keeps_every_batch_loss(run_cli, tmp_path):

@@ -84,6 +84,13 @@ def test_a_terminal_gets_one_status_line_with_the_running_epochs(tmp_path, monke
 
 def test_latest_epoch_and_clock(tmp_path):
     assert latest_epoch(tmp_path / "none.jsonl") == ""
+    history = tmp_path / "history.jsonl"
+    rows = [
+        {"kind": "epoch", "step": 94, "epoch": 2, "time": 0.5, "dev_accuracy": 0.9},
+        {"kind": "step", "step": 100, "time": 0.6, "dev_accuracy": 0.91},
+    ]
+    history.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert latest_epoch(history) == "epoch 2 dev_accuracy=0.9"  # its epoch, not its step
     assert clock(59.6) == "1:00" and clock(3725) == "1:02:05"
 
 

@@ -5,8 +5,8 @@ overrides that make its ``quick`` profile, and a ``train(config, run) -> metrics
 A job that is a batch (a sweep, a grid) also has ``cells(config) -> [(label, config), ...]``:
 a plain list addressable by index, so one cell can run alone (``--index 7``).
 A job also declares what the report needs to know about it: its family, the original's printed
-figures it reproduces (faithful jobs) or the original job it improves on, and how many seeds
-the full suite runs by default.
+figures it reproduces (faithful jobs) or the original job it improves on, how many seeds
+the full suite runs by default, and the TensorBoard scalars its runs write.
 Job modules import TensorFlow only inside ``train``: listing jobs never loads it.
 """
 
@@ -56,6 +56,9 @@ class Job:
     # The cells far from ``seconds`` (cell -> (quick, full)): a pool starts the longest first,
     # so one long cell under its job's estimate is started late and ends the batch alone.
     cell_seconds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The TensorBoard scalars its runs may write (names of mnist_suite.tb.SCALARS): the metrics
+    # of the job's HParams experiment.
+    scalars: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.family not in FAMILIES:

@@ -35,6 +35,7 @@ from mnist_suite.data import scalar_zscore, to_unit
 from mnist_suite.data.split import dev_split
 from mnist_suite.errors import ParameterError
 from mnist_suite.jobs import Job, register
+from mnist_suite.tb import RUN_SCALARS
 
 NORMALISATIONS = ("zscore", "unit")
 MODEL_SPEC = re.compile(r"^(linear|original-2d|wide|deep|denoising)(?:-(\d+))?$")
@@ -155,6 +156,7 @@ def train_pca(cfg: PcaConfig, run) -> dict:
     start = run.elapsed()  # the fitting clock: data read excluded
     pca = fit_pca(data.x_train, max(cfg.ks))
     train_seconds = run.elapsed() - start
+    run.log(0, epoch=1, epoch_seconds=train_seconds)  # its one pass over the training set
     centred = data.x_test - pca.mean_  # (m, 784)
     samples = sample_indices(data.y_test)
     pixels = data.to_pixels(data.x_test)
@@ -177,7 +179,7 @@ def train_pca(cfg: PcaConfig, run) -> dict:
             "explained_variance_ratio_sum": float(pca.explained_variance_ratio_[:k].sum()),
         }
         metrics.update({f"{name}_k{k}": value for name, value in scores.items()})
-        run.log(k, "pca", **scores)
+        run.log(0, "latent", k=k, **scores)  # step 0: PCA takes no optimizer step
         reconstructions[f"k{k}"] = recon_pixels[samples]
     run.save_arrays(
         "pca",
@@ -229,19 +231,20 @@ def _train_ae(
 
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
         recon = ae.reconstruct(x_val_in[watched])
+        # val_loss is the validation MSE, whatever loss the model trains on.
         run.log(
-            epoch,
-            "epoch",
+            ae.n_steps_,
+            epoch=epoch,
             train_loss=logs["loss"],
             **{
-                f"{val}_loss": logs["val_loss"],
+                f"{val}_mse": logs["val_loss"],
                 f"{val}_mse_pixels": logs["val_loss"] * data.std**2,
             },
             epoch_seconds=logs["seconds"],
         )
-        run.tb.image("reconstructions", _image_grid([*shown, data.to_pixels(recon)]), epoch)
+        run.tb.image("reconstructions", _image_grid([*shown, data.to_pixels(recon)]), ae.n_steps_)
         progress.update(1)
-        progress.epoch(epoch, train_loss=logs["loss"], **{f"{val}_loss": logs["val_loss"]})
+        progress.epoch(epoch, train_loss=logs["loss"], **{f"{val}_mse": logs["val_loss"]})
 
     progress = run.progress(ae.epochs, len(data.x_train))
     start = run.elapsed()  # the training clock: imports, data read and set up excluded
@@ -265,12 +268,18 @@ def _train_ae(
         "final_val_loss": ae.history_["val_loss"][-1],
         "validated_on": val,
         f"{val}_mse_pixels": ae.history_["val_loss"][-1] * data.std**2,
-        "params": ae.count_params(),
+        "parameters": ae.count_params(),
         "epochs": ae.epochs,
         "steps": ae.n_steps_,
         "train_seconds": train_seconds,
     }
     metrics["mse_vs_pca"] = metrics["test_mse_pixels"] / metrics["pca_test_mse_pixels"]
+    run.log(
+        ae.n_steps_,
+        "eval",
+        test_mse=metrics["test_mse"],
+        test_mse_pixels=metrics["test_mse_pixels"],
+    )
     arrays = {
         "indices": samples,
         "original": pixels[samples],
@@ -467,6 +476,17 @@ def train_ae(cfg: AeConfig, run) -> dict:
     return {"variant": variant, "normalisation": cfg.normalisation, **metrics}
 
 
+def _ae_scalars(val: str) -> tuple[str, ...]:
+    """An autoencoder job's TensorBoard scalars, its epochs validated on ``val`` (dev, test)."""
+    epoch = ("train_loss", f"{val}_mse", f"{val}_mse_pixels", "epoch_seconds")
+    return (
+        *(f"epoch/{name}" for name in epoch),
+        "eval/test_mse",
+        "eval/test_mse_pixels",
+        *RUN_SCALARS,
+    )
+
+
 register(
     Job(
         name="pca",
@@ -475,6 +495,15 @@ register(
         config=PcaConfig,
         train=train_pca,
         quick={"n_train": 10000, "n_test": 2000},
+        scalars=(
+            "latent/test_mse",
+            "latent/test_mse_pixels",
+            "latent/fvu",
+            "latent/explained_variance_ratio_sum",
+            "epoch/epoch_seconds",
+            "run/train_seconds",
+            "run/wall_seconds",
+        ),
         family="reconstruction",
         original_figures={
             "explained_variance_ratio_1": "0.09704",
@@ -492,6 +521,7 @@ register(
         train=train_ae_original,
         quick={"epochs": 1, "n_train": 4000, "n_test": 1000},
         cells=_cells,
+        scalars=_ae_scalars("test"),
         uses_tensorflow=True,
         family="reconstruction",
         # Final validation (= test set) MSE in z-score units, 10 epochs of SGD at lr 0.1.
@@ -520,6 +550,7 @@ register(
             "n_test": 1000,
         },
         cells=_cells,
+        scalars=_ae_scalars("dev"),
         uses_tensorflow=True,
         family="reconstruction",
         improves_on="ae-original",

@@ -43,6 +43,7 @@ from mnist_suite.nn import (
     mlp,
 )
 from mnist_suite.nn.io import model_arrays
+from mnist_suite.tb import CLASSIFIER_EPOCH, CLASSIFIER_EVAL, RUN_SCALARS, TARGET_SCALARS
 from mnist_suite.threads import blas_threads
 
 DTYPES = ("float32", "float64")
@@ -248,6 +249,9 @@ def train_mlp_original(cfg: MlpOriginalConfig, run) -> dict:
     opt = SGD(model.params, model.grads)
     progress = run.progress(cfg.iterations, cfg.batch_size)
     window_loss, window_steps = 0.0, 0
+    # Batches are drawn with replacement: an epoch is a training set's worth of draws.
+    steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
+    epoch_loss, epoch_start = 0.0, run.elapsed()
     start = run.elapsed()
     for it in range(1, cfg.iterations + 1):
         idx = rng.integers(0, len(x_tr), cfg.batch_size)  # with replacement, as the original drew
@@ -258,7 +262,18 @@ def train_mlp_original(cfg: MlpOriginalConfig, run) -> dict:
         opt.step(cfg.lr)
         window_loss += loss / cfg.batch_size  # per-sample mean, comparable across batch sizes
         window_steps += 1
+        epoch_loss += loss / cfg.batch_size
         progress.update(1)
+        if it % steps_per_epoch == 0:
+            epoch_seconds = run.elapsed() - epoch_start
+            run.log(
+                it,
+                epoch=it // steps_per_epoch,
+                train_loss=epoch_loss / steps_per_epoch,
+                dev_accuracy=_dev_accuracy(run, model, x_dev, y_dev),
+                epoch_seconds=epoch_seconds,
+            )
+            epoch_loss, epoch_start = 0.0, run.elapsed()
         if it % cfg.eval_every == 0 or it == cfg.iterations:
             train_loss = window_loss / window_steps
             dev_acc = _dev_accuracy(run, model, x_dev, y_dev)
@@ -268,12 +283,13 @@ def train_mlp_original(cfg: MlpOriginalConfig, run) -> dict:
     train_seconds = run.elapsed() - start
     progress.close()
     test_acc = _finish(run, model, x_test, y_test)
-    run.log(cfg.iterations, "final", test_accuracy=test_acc)
+    run.log(cfg.iterations, "eval", test_accuracy=test_acc, dev_accuracy=dev_acc)
     return {
         "test_accuracy": test_acc,
         "train_accuracy": _accuracy(model, x_tr, y_tr),
         "dev_accuracy": dev_acc,
         "final_train_loss": train_loss,
+        "parameters": int(sum(p.size for p in model.params)),
         "wall_seconds": run.elapsed(),
         "train_seconds": train_seconds,
         "samples_per_second": cfg.iterations * cfg.batch_size / train_seconds,
@@ -506,7 +522,7 @@ def train_mlp(cfg: MlpConfig, run) -> dict:
         if cfg.eval_every and probe["step"] % cfg.eval_every == 0:
             # Finer than per epoch, for the time to a dev-accuracy target.
             dev = _kept_dev_accuracy(run, model, average, x_dev, y_dev)
-            run.log(probe["step"], "probe", dev_accuracy=dev)
+            run.log(probe["step"], "step", dev_accuracy=dev)
 
     for epoch in range(1, cfg.epochs + 1):
         start = run.elapsed()
@@ -515,8 +531,8 @@ def train_mlp(cfg: MlpConfig, run) -> dict:
         train_seconds += epoch_seconds
         dev_acc = _kept_dev_accuracy(run, model, average, x_dev, y_dev)
         run.log(
-            epoch,
-            "epoch",
+            step,
+            epoch=epoch,
             train_loss=train_loss,
             dev_accuracy=dev_acc,
             lr=lr_at(step - 1),
@@ -530,7 +546,7 @@ def train_mlp(cfg: MlpConfig, run) -> dict:
         for p, avg in zip(model.params, average.average, strict=True):
             np.copyto(p, avg)
     test_acc = _finish(run, model, x_test, y_test)
-    run.log(cfg.epochs, "final", test_accuracy=test_acc)
+    run.log(step, "eval", test_accuracy=test_acc, dev_accuracy=dev_acc)
     return {
         "test_accuracy": test_acc,
         "train_accuracy": _accuracy(model, to_unit(img_tr, dtype), y_tr),
@@ -544,6 +560,15 @@ def train_mlp(cfg: MlpConfig, run) -> dict:
     }
 
 
+# The mlp jobs' TensorBoard scalars: their dev probes (eval_every) are step/ rows.
+MLP_SCALARS = (
+    "step/dev_accuracy",
+    *CLASSIFIER_EPOCH,
+    "epoch/lr",
+    *CLASSIFIER_EVAL,
+    *TARGET_SCALARS,
+    *RUN_SCALARS,
+)
 register(
     Job(
         name="mlp-original",
@@ -552,6 +577,15 @@ register(
         config=MlpOriginalConfig,
         train=train_mlp_original,
         quick={"iterations": 1000},
+        # Its evaluation every eval_every steps: step/ rows.
+        scalars=(
+            "step/train_loss",
+            "step/dev_accuracy",
+            *CLASSIFIER_EPOCH,
+            *CLASSIFIER_EVAL,
+            *TARGET_SCALARS,
+            *RUN_SCALARS,
+        ),
         # The saved weights scored on the standard test set, given as "about" (no precision).
         original_figures={"test_accuracy": "about 92.5%"},
     )
@@ -564,6 +598,7 @@ register(
         config=MlpConfig,
         train=train_mlp,
         quick={"epochs": 3, "n_train": 10000, "n_dev": 1000, "widths": (256,)},
+        scalars=MLP_SCALARS,
         improves_on="mlp-original",
     )
 )
@@ -575,6 +610,7 @@ register(
         config=MlpFastConfig,
         train=train_mlp,
         quick={"epochs": 3, "n_train": 10000, "n_dev": 1000},
+        scalars=MLP_SCALARS,
         improves_on="mlp-original",
     )
 )
@@ -586,6 +622,7 @@ register(
         config=MlpSprintConfig,
         train=train_mlp,
         quick={"epochs": 2, "n_train": 10000, "n_dev": 1000},
+        scalars=MLP_SCALARS,
         improves_on="mlp-original",
     )
 )

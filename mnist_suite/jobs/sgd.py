@@ -23,6 +23,7 @@ from mnist_suite.data import to_unit
 from mnist_suite.data.split import split_arrays
 from mnist_suite.errors import ParameterError
 from mnist_suite.jobs import Job, register
+from mnist_suite.tb import RUN_SCALARS, TARGET_SCALARS
 from mnist_suite.tfsgd import REDUCTIONS, UPDATES, parse_net
 
 LN10 = math.log(10.0)  # the loss of a uniform guess over 10 classes
@@ -180,7 +181,7 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
     rng = run.rng("order")
     with run.evaluating():
         untrained_loss, _ = trainer.evaluate(x, y)
-    run.log(0, "epoch", train_loss=untrained_loss)
+    run.log(0, epoch=0, train_loss=untrained_loss)
     steps_per_epoch = math.ceil(n_fit / cfg.batch_size)
     progress = run.progress(cfg.epochs * steps_per_epoch, cfg.batch_size)
     batch_losses: list[np.ndarray] = []
@@ -198,7 +199,7 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
             batch_losses.append(losses)
             if cfg.log_batches:
                 for i, loss in enumerate(losses, start=step + 1):
-                    run.log(i, "batch", loss=float(loss))
+                    run.log(i, "step", train_loss=float(loss))
             # The epoch stops at the first non-finite batch loss: that batch is the step.
             run.check_finite(step + len(losses), float(losses[-1]))
             step += len(losses)
@@ -213,14 +214,13 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
             values = {"train_loss": train_loss, "train_accuracy": train_acc}
             if cfg.n_dev:
                 values.update(dev_loss=dev_loss, dev_accuracy=dev_acc)
-            # One name for an epoch's clock in every job: TensorBoard's epoch/epoch_seconds.
             values["epoch_seconds"] = time.perf_counter() - start
             for k, v in values.items():
                 by_epoch[k].append(v)
             if not cfg.n_dev or best < 0 or dev_acc > by_epoch["dev_accuracy"][best]:
                 best = epoch - 1
                 best_weights = model.get_weights() if cfg.n_dev else None
-            run.log(epoch, "epoch", **values)
+            run.log(step, epoch=epoch, **values)
             progress.epoch(epoch, **{k: v for k, v in values.items() if k != "epoch_seconds"})
     finally:
         progress.close()
@@ -233,10 +233,10 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
     if best_weights is not None:
         model.set_weights(best_weights)  # early stopping on dev: the kept epoch's weights
     test_loss, test_acc = trainer.evaluate(x_test, y_test)  # the one look at the test set
-    final = {"test_accuracy": test_acc, "test_loss": test_loss, "best_epoch": best + 1}
+    final = {"test_accuracy": test_acc, "test_loss": test_loss}
     if cfg.n_dev:
-        final["best_dev_accuracy"] = by_epoch["dev_accuracy"][best]
-    run.log(cfg.epochs, "final", **final)
+        final["dev_accuracy"] = by_epoch["dev_accuracy"][best]
+    run.log(step, "eval", **final)
     wall = run.elapsed()
     dev = {}
     if cfg.n_dev:
@@ -260,7 +260,7 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
         "train_loss_by_epoch": by_epoch["train_loss"],
         "epoch_seconds": by_epoch["epoch_seconds"],
         "steps": step,
-        "n_params": tf_sgd.count_params(model),
+        "parameters": tf_sgd.count_params(model),
         "train_seconds": round(train_seconds, 3),
         "wall_seconds": wall,
         "samples_per_second": cfg.epochs * n_fit / train_seconds,
@@ -272,6 +272,19 @@ def train_grid_cell(cfg: SgdConfig, run) -> dict:
     return train_sgd(cfg, run)
 
 
+# TensorBoard scalars of every run, of its batch losses (log_batches) and of a dev split.
+SGD_SCALARS = (
+    "epoch/train_loss",
+    "epoch/train_accuracy",
+    "epoch/epoch_seconds",
+    "eval/test_accuracy",
+    "eval/test_loss",
+    *RUN_SCALARS,
+)
+BATCH_SCALARS = ("step/train_loss",)
+DEV_SCALARS = ("epoch/dev_loss", "epoch/dev_accuracy", "eval/dev_accuracy", *TARGET_SCALARS)
+
+
 register(
     Job(
         name="sgd-original",
@@ -280,6 +293,7 @@ register(
         config=SgdConfig,
         train=train_sgd,
         quick={"epochs": 1, "n_train": 6000},
+        scalars=(*SGD_SCALARS, *BATCH_SCALARS, *DEV_SCALARS),
         uses_tensorflow=True,
         original_figures={
             "test_accuracy": "96.08%",
@@ -298,6 +312,7 @@ register(
         train=train_sgd,
         quick={"n_train": 3200},
         cells=sweep_cells,
+        scalars=(*SGD_SCALARS, *BATCH_SCALARS),
         uses_tensorflow=True,
         # The full-training-set mean loss after one epoch; lr 0.1 diverged (stuck near ln 10).
         original_figures={
@@ -324,6 +339,7 @@ register(
             "n_dev": 1000,
         },
         cells=grid_cells,
+        scalars=(*SGD_SCALARS, *DEV_SCALARS),
         uses_tensorflow=True,
         improves_on="sgd-original",
         # 18 cells x 10 epochs (~325 s a seed on 2 cores): 3 seeds keep the full suite near

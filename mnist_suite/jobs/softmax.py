@@ -22,6 +22,7 @@ from mnist_suite.errors import ParameterError
 from mnist_suite.jobs import Job, register
 from mnist_suite.metrics import accuracy, confusion
 from mnist_suite.nn import Linear, LogSoftmax, Sequential, log_softmax, model_arrays
+from mnist_suite.tb import CLASSIFIER_EPOCH, CLASSIFIER_EVAL, RUN_SCALARS, TARGET_SCALARS
 from mnist_suite.threads import blas_threads
 
 
@@ -91,19 +92,20 @@ def train_softmax_original(cfg: SoftmaxOriginalConfig, run) -> dict:
     decay = cfg.l2 * cfg.eta if cfg.l2_scaled_by_eta else cfg.l2
     progress = run.progress(n)
 
-    def evaluate(seen: int) -> tuple[float, float]:
+    def evaluate(seen: int) -> tuple[float, float, float]:
         with run.evaluating():
             train_scores, test_scores = x_train @ W, x_test @ W
         loss = mean_nll(train_scores, y_train)
         run.check_finite(seen, loss)
         train_acc, test_acc = accuracy(train_scores, y_train), accuracy(test_scores, y_test)
-        run.log(seen, "eval", train_loss=loss, train_accuracy=train_acc, test_accuracy=test_acc)
+        # Per-sample SGD: samples seen is the optimizer step.
+        run.log(seen, "step", train_loss=loss, train_accuracy=train_acc, test_accuracy=test_acc)
         progress.epoch(
             seen // cfg.eval_every, samples=seen, train_accuracy=train_acc, test_accuracy=test_acc
         )
-        return train_acc, test_acc
+        return loss, train_acc, test_acc
 
-    history_test = []
+    history_test, train_loss = [], float("nan")
     start = run.elapsed()  # the training clock: data read and set up excluded
     for i in range(n):
         x = x_train[i]  # (784,)
@@ -113,18 +115,24 @@ def train_softmax_original(cfg: SoftmaxOriginalConfig, run) -> dict:
         p[y_train[i]] -= 1.0  # dL/dz of cross-entropy
         W -= cfg.eta * np.outer(x, p) + decay * W
         if (i + 1) % cfg.eval_every == 0 or i + 1 == n:
-            history_test.append(evaluate(i + 1)[1])
+            train_loss, _, test_acc = evaluate(i + 1)
+            history_test.append(test_acc)
             progress.update(cfg.eval_every)
     progress.close()
     train_seconds = run.elapsed() - start
+    # Its one epoch: the training set's loss after it, as for every job.
+    run.log(n, "epoch", epoch=1, train_loss=train_loss, epoch_seconds=train_seconds)
     train_acc = accuracy(x_train @ W, y_train)
     scores = _finish(run, W, np.zeros(10), x_test, y_test, zscore=(mean, std))
+    test_acc = accuracy(scores, y_test)
+    run.log(n, "eval", test_accuracy=test_acc)
     wall = run.elapsed()
     return {
-        "test_accuracy": accuracy(scores, y_test),
+        "test_accuracy": test_acc,
         "train_accuracy": train_acc,
         "test_accuracy_min_during_epoch": min(history_test),
         "test_accuracy_max_during_epoch": max(history_test),
+        "parameters": W.size,
         "wall_seconds": wall,
         "train_seconds": train_seconds,
         "samples_per_second": n / wall,
@@ -173,6 +181,7 @@ def train_softmax(cfg: SoftmaxConfig, run) -> dict:
     step = 0
     start = run.elapsed()  # the training clock: data read and set up excluded
     for epoch in range(1, cfg.epochs + 1):
+        epoch_start = run.elapsed()
         losses = []
         for idx in batch_indices(len(x_tr), cfg.batch_size, rng):
             xb, yb = x_tr[idx], y_tr[idx]  # (B, 784), (B,)
@@ -190,19 +199,30 @@ def train_softmax(cfg: SoftmaxConfig, run) -> dict:
             progress.update(1)
         train_loss = float(np.mean(losses))
         run.check_finite(step, train_loss)
+        epoch_seconds = run.elapsed() - epoch_start
         with run.evaluating():
             dev_acc = accuracy(x_dev @ W + b, y_dev) if len(x_dev) else float("nan")
-        run.log(epoch, "epoch", train_loss=train_loss, dev_accuracy=dev_acc, lr=float(lr))
+        run.log(
+            step,
+            epoch=epoch,
+            train_loss=train_loss,
+            dev_accuracy=dev_acc,
+            lr=float(lr),
+            epoch_seconds=epoch_seconds,
+        )
         progress.epoch(epoch, train_loss=train_loss, dev_accuracy=dev_acc)
     progress.close()
     train_seconds = run.elapsed() - start
     scores = _finish(run, W, b, x_test, y_test)
+    test_acc = accuracy(scores, y_test)
+    run.log(step, "eval", test_accuracy=test_acc, dev_accuracy=dev_acc)
     wall = run.elapsed()
     return {
-        "test_accuracy": accuracy(scores, y_test),
+        "test_accuracy": test_acc,
         "train_accuracy": accuracy(x_tr @ W + b, y_tr),
         "dev_accuracy": dev_acc,
         "final_train_loss": train_loss,
+        "parameters": W.size + b.size,
         "wall_seconds": wall,
         "train_seconds": train_seconds,
         "samples_per_second": cfg.epochs * len(x_tr) / wall,
@@ -217,6 +237,15 @@ register(
         config=SoftmaxOriginalConfig,
         train=train_softmax_original,
         quick={"n_train": 6000, "eval_every": 1000},
+        scalars=(
+            "step/train_loss",
+            "step/train_accuracy",
+            "step/test_accuracy",
+            "epoch/train_loss",
+            "epoch/epoch_seconds",
+            "eval/test_accuracy",
+            *RUN_SCALARS,
+        ),
         original_figures={"test_accuracy": "80.1%", "train_accuracy": "80.3%"},
         dev_note="no dev split (the original had none): train and test checked every 5000 samples",
     )
@@ -229,6 +258,7 @@ register(
         config=SoftmaxConfig,
         train=train_softmax,
         quick={"epochs": 2, "n_train": 12000, "n_dev": 2000},
+        scalars=(*CLASSIFIER_EPOCH, "epoch/lr", *CLASSIFIER_EVAL, *TARGET_SCALARS, *RUN_SCALARS),
         improves_on="softmax-original",
     )
 )

@@ -52,9 +52,11 @@ def latest_epoch(path: Path) -> str:
             values = " ".join(
                 f"{k}={v:.4g}"
                 for k, v in row.items()
-                if k not in ("kind", "step", "time") and isinstance(v, int | float)
+                if k not in ("kind", "step", "epoch", "time") and isinstance(v, int | float)
             )
-            return printable(f"epoch {row.get('step')} {values}".strip())
+            # ``step`` is the optimizer step; older records keep the epoch there.
+            epoch = row.get("epoch", row.get("step"))
+            return printable(f"epoch {epoch} {values}".strip())
     return ""
 
 

@@ -214,13 +214,13 @@ def time_to_target_table(entries: list[tuple[str, Group | None, object]]) -> Tab
 
 
 def _learning_curves(writer: FigureWriter, job: str, g: Group):
-    from mnist_suite.report.common import curve_kind
+    from mnist_suite.report.common import POSITION_FIELDS, curve_kind
 
     run = g.done[0] if g.done else g.runs[0]
     kind = curve_kind(run)
     if kind is None:
         return None
-    keys = sorted({k for r in run.rows(kind) for k in r if k not in ("kind", "step", "time")})
+    keys = sorted({k for r in run.rows(kind) for k in r if k not in POSITION_FIELDS})
     loss, acc = {}, {}
     for key in keys:
         curve = g.curve(kind, key)
@@ -240,7 +240,7 @@ def _learning_curves(writer: FigureWriter, job: str, g: Group):
         return None
     xlabel = {
         "epoch": "epoch",
-        "step": "training iteration (mini-batch)",
+        "step": "optimizer step (a mini-batch; one sample for per-sample SGD)",
         "eval": "training samples seen (per-sample SGD)",
     }[kind]
     n = len(g.done)

@@ -90,13 +90,32 @@ def missing_note(jobs: list[str], what: str) -> str:
     return f"No runs of {', '.join(jobs)}: {what}."
 
 
+# Fields of a history row that place it rather than measure something: ``step`` is the optimizer
+# step, ``epoch`` an epoch row's epoch, ``k`` a PCA row's latent size.
+POSITION_FIELDS = ("kind", "step", "epoch", "k", "time")
+# eval rows are one final scoring, except in older records of softmax-original: its evaluations.
+CURVE_KINDS = ("epoch", "step", "eval")
+
+
+def curve_x(row: dict, kind: str) -> object:
+    """Where ``row`` sits on its ``kind``'s curve: an epoch row at its epoch (older records keep
+    it in ``step``), any other at its step."""
+    return row.get("epoch", row.get("step")) if kind == "epoch" else row.get("step")
+
+
 def curve_kind(run: RunRecord) -> str | None:
-    """The history kind to draw curves from: per-epoch rows if any, else periodic evaluations."""
-    kinds = [r.get("kind") for r in run.history]
-    for kind in ("epoch", "eval", "step"):
-        if kind in kinds:
-            return kind
-    return None
+    """The history kind to draw curves from: of the kinds with at least two rows, the one
+    measuring the most losses and accuracies, then the one with more rows (per-epoch curves for
+    most jobs; the evaluations within the one epoch of per-sample SGD or the mini-batch draws
+    of mlp-original; a lone final evaluation never)."""
+    best, best_mark = None, (0, 0)
+    for kind in CURVE_KINDS:
+        rows = run.rows(kind)
+        measured = {k for r in rows for k in r if k.endswith(("loss", "accuracy"))}
+        mark = (len(measured), len(rows))
+        if len(rows) >= 2 and measured and mark > best_mark:
+            best, best_mark = kind, mark
+    return best
 
 
 def history_series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] | None:

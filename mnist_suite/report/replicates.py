@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnist_suite.report.collect import RunRecord, number
-from mnist_suite.report.common import non_default
+from mnist_suite.report.common import curve_x, non_default
 from mnist_suite.stats import Summary, median_spread, summarize
 
 
@@ -82,16 +82,17 @@ class Group:
         return out
 
     def curve(self, kind: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(steps, mean, (2, steps) min/max band) of history ``key`` over finished seeds.
+        """(x, mean, (2, x) min/max band) of history ``key`` over finished seeds, x the epochs
+        of ``epoch`` rows and the steps of the others (:func:`curve_x`).
 
-        Only steps every finished seed logged are kept, so the band never mixes seed counts.
+        Only points every finished seed logged are kept, so the band never mixes seed counts.
         """
         per_run = []
         for r in self.done:
             points = {
                 s: v
                 for row in r.rows(kind)
-                if isinstance(s := row.get("step"), int | float)
+                if isinstance(s := curve_x(row, kind), int | float)
                 and (v := number(row.get(key))) is not None
             }
             if points:
