@@ -89,6 +89,20 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _recordable(obj: Any) -> Any:
+    """``obj`` with every figure beyond ±:data:`~mnist_suite.records.MAX_FIGURE` as None, as
+    :func:`~mnist_suite.files.finite` does NaN and inf: a record its readers refuse would make
+    a finished run ``corrupt``, and run it again, forever."""
+    if isinstance(obj, dict):
+        return {k: _recordable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_recordable(v) for v in obj]
+    number = isinstance(obj, int | float | np.number) and not isinstance(obj, bool)
+    if number and abs(obj) > records.MAX_FIGURE:
+        return None
+    return obj
+
+
 def _check_declared_size(path: Path) -> None:
     """ValueError if the arrays of an ``.npz`` declare more than a reader takes of one file."""
     total = 0
@@ -446,7 +460,7 @@ class Run:
         # One write of one line: a kill leaves at most a torn last line, which readers skip.
         if self._history_full:
             return
-        line = (json.dumps(finite(row), default=_json_default) + "\n").encode()
+        line = (json.dumps(finite(_recordable(row)), default=_json_default) + "\n").encode()
         if self._history_bytes + len(line) > records.MAX_HISTORY_BYTES - 256:
             # Readers read up to the cap: stop here, with one row saying so (256 bytes kept).
             self._history_full = True
@@ -687,7 +701,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
             outcome = Outcome(path, "diverged", str(exc), metrics=metrics)
         run.tb.scalars(result_scalars(metrics), step=0, prefix=RESULT_PREFIX)
         run.close()  # history and events complete before the metrics say the run ended
-        records.write(path / "metrics.json", metrics)
+        records.write(path / "metrics.json", _recordable(metrics))
     except KeyboardInterrupt as exc:
         heartbeat.stop()
         write_status(

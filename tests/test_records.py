@@ -177,7 +177,7 @@ def random_json(rng: random.Random, depth: int = 0):
     if kind == "bool":
         return rng.random() < 0.5
     if kind == "int":
-        return rng.choice([0, 1, -1, 2**63, -(2**70), rng.randint(-1000, 10**6)])
+        return rng.choice([0, 1, -1, 2**63, -(2**70), 10**400, rng.randint(-1000, 10**6)])
     if kind == "float":
         return rng.choice([0.5, -1e308, 1e308, float("nan"), float("inf"), rng.random()])
     if kind == "str":
