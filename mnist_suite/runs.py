@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,7 +31,7 @@ import numpy as np
 
 from mnist_suite import claims, fingerprint, itemclock, limits, records, seeding
 from mnist_suite.config import to_dict
-from mnist_suite.defaults import CLAIM_WAIT_VARIABLE
+from mnist_suite.defaults import CLAIM_WAIT_VARIABLE, PROFILES
 from mnist_suite.envinfo import envelope, now_iso
 from mnist_suite.errors import ConfigError, Diverged, ParameterError, RunIOError
 from mnist_suite.files import (
@@ -261,7 +262,8 @@ def load_run(path: Path) -> RunRecord:
     Never raises on what it reads: a run whose files do not fit their schemas is ``corrupt``
     (``problem`` names the file), one this user may not read ``unreadable``, one being created
     right now ``running``. A run folder that is a symbolic link is corrupt: its records would
-    come from outside the runs folder.
+    come from outside the runs folder. So is one whose ``config.json`` names another run than
+    its folder does (:func:`check_identity`).
     """
     path = Path(path)
     run = RunRecord(path, "corrupt")
@@ -272,6 +274,7 @@ def load_run(path: Path) -> RunRecord:
         except OSError as exc:  # a job folder this user may list but not enter
             raise records.unreadable("run folder", exc) from None
         run.config_file = records.read_config(path)
+        check_identity(path, run.config_file)
         status = records.read_status(path)
         if status is None:
             raise records.RecordError("status.json", "missing")
@@ -296,6 +299,40 @@ def load_run(path: Path) -> RunRecord:
         return run
     run.state = state
     return run
+
+
+# The folder name Job.run_id gives a run: [<cell>-]<profile>-s<seed>-<config hash>[-c<code>].
+_RUN_NAME = re.compile(
+    rf"(?:(?P<cell>.+)-)?(?P<profile>{'|'.join(PROFILES)})-s(?P<seed>\d+)-[0-9a-f]{{8}}"
+    r"(?:-c(?P<code>[0-9a-f]+))?"
+)
+
+
+def check_identity(path: Path, config: dict) -> None:
+    """RecordError unless ``config.json`` names the run its folder ``path`` does.
+
+    A run's folder is its identity (``RUNS/<job>/<run-id>``, the run id naming cell, profile,
+    seed and code): a record copied or renamed to another folder (``quick-s1-…`` holding seed
+    0's record) must not count as the run it is named for. The recorded ``job`` and ``run_id``
+    must be the folder's and, in a folder named as this suite names runs, the recorded cell,
+    profile, seed and code fingerprint the ones its name carries. Fields left out are not
+    checked (hand-made and older records; runs named before run ids carried the code recorded
+    theirs beside a name without it).
+    """
+    said = {"job": path.parent.name, "run_id": path.name}
+    match = _RUN_NAME.fullmatch(path.name)
+    if match:
+        said |= {
+            "cell": match["cell"] or "",
+            "profile": match["profile"],
+            "seed": int(match["seed"]),
+            "fingerprint": match["code"],
+        }
+    for key, expected in said.items():
+        if key in config and expected is not None and config[key] != expected:
+            raise records.RecordError(
+                "config.json", f"{key} is {config[key]!r}, but the run's folder says {expected!r}"
+            )
 
 
 def outdated_note(run: RunRecord, current: str | None) -> str:
