@@ -23,6 +23,7 @@ from mnist_suite import verdicts
 from mnist_suite.errors import ConfigError
 from mnist_suite.files import dumps
 from mnist_suite.originals import RULE, Original, judge, original
+from mnist_suite.records import number
 from mnist_suite.runs import RunRecord, newest_code, scan
 from mnist_suite.stats import summarize
 from mnist_suite.text import printable
@@ -91,12 +92,29 @@ def _key(run: RunRecord, by: Sequence[str]) -> tuple:
 def _groups(
     records: Iterable[RunRecord], by: Sequence[str] = GROUP
 ) -> dict[tuple, list[RunRecord]]:
-    """Finished, diverged and failed runs per group (diverged ones count against a group)."""
+    """Finished, diverged and failed runs per group (diverged ones count against a group).
+
+    Grouped without the config, a group of several configs (a lever tried beside the
+    default) is its config with the most finished runs, the newest on ties: the seeds of
+    different configs are never pooled, nor is one seed counted twice.
+    """
     groups: dict[tuple, list[RunRecord]] = {}
     for run in records:
         if run.state == "done" or run.state in FAILED_STATES:
             groups.setdefault(_key(run, by), []).append(run)
+    if "config" not in by:
+        groups = {key: _one_config(runs) for key, runs in groups.items()}
     return dict(sorted(groups.items()))
+
+
+def _one_config(runs: list[RunRecord]) -> list[RunRecord]:
+    configs: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        configs.setdefault(_key(run, ("config",))[0], []).append(run)
+    return max(
+        configs.values(),
+        key=lambda rs: (sum(r.state == "done" for r in rs), max(r.started_at for r in rs)),
+    )
 
 
 def machine(runs: list[RunRecord]) -> dict[str, Any]:
@@ -189,10 +207,11 @@ def time_to_target(runs: list[RunRecord], target: str = SPRINT_TARGET) -> float 
     seconds = []
     for run in runs:
         clock = run.metrics.get("time_to_target")
-        value = clock.get("seconds", {}).get(target) if isinstance(clock, dict) else None
-        if not isinstance(value, int | float):
+        reached = clock.get("seconds") if isinstance(clock, dict) else None
+        value = number(reached.get(target)) if isinstance(reached, dict) else None
+        if value is None:
             return None
-        seconds.append(float(value))
+        seconds.append(value)
     return statistics.median(seconds) if seconds else None
 
 
