@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--baseline", type=path, default=None, help="add 'Changes against a "
                    "baseline': a runs folder, results.json or summary baseline")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace a report built from more "
+                   "finished runs (refused without it)")  # fmt: skip
     _add_all_code(p)
     _command(sub, "worker", "run the `run` items given on standard input, one JSON argv per "
              "line (at most 1 MiB), answering each exit code (a pool's warm worker)")  # fmt: skip
