@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--baseline", type=path, default=None, help="add 'Changes against a "
                    "baseline': a runs folder, results.json or summary baseline")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace a report built from more "
+                   "finished runs (refused without it)")  # fmt: skip
     _add_all_code(p)
     p.add_argument("--json", action="store_true", help="print the report's files, its runs "
                    "by state and its sections' notes as JSON")  # fmt: skip

@@ -243,15 +243,18 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from mnist_suite.files import not_overlapping, writable_folder
-    from mnist_suite.report import build_report
+    from mnist_suite.report import SectionFailed, build_report
 
     runs = args.runs or [defaults.runs_folder()]
     keep = [("--runs", r) for r in runs] + [("--bench", args.bench)]
     not_overlapping(args.out, "--out", keep, runs=("--runs",))
     writable_folder(args.out.parent, "--out")
-    results = build_report(
-        runs, args.bench, args.out, baseline=args.baseline, all_code=args.all_code
-    )
+    try:
+        results = build_report(runs, args.bench, args.out, baseline=args.baseline,
+                               all_code=args.all_code, force=args.force)  # fmt: skip
+    except SectionFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         from mnist_suite.report import outline
 

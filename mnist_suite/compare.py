@@ -410,15 +410,16 @@ def _read_json(path: Path) -> Any:
 def load_side(path: Path) -> Side:
     """Read one side of ``compare``; ConfigError (one line) for anything that is not one."""
     from mnist_suite.fingerprint import for_job_name
-    from mnist_suite.runs import find_runs, load_run, newest_code
+    from mnist_suite.runs import newest_code, scan
 
     path = Path(path)
     label = str(path)
     if path.is_dir():
-        runs = [p for p in find_runs(path) if (p / "config.json").is_file()]
+        # Runs that cannot be read or do not fit (corrupt, unreadable) have no figures to give.
+        runs = [r for r in scan(path) if r.readable]
         if runs:
             # Each job at its newest code: a folder holds every version side by side.
-            records, left_out = newest_code([load_run(p) for p in runs])
+            records, left_out = newest_code(runs)
             if left_out:
                 label += f" (newest code of each job; {left_out} older runs left out)"
             return side_of_runs(label, records, for_job_name)

@@ -6,22 +6,25 @@ only when it fits its schema and otherwise raises :class:`RecordError` naming th
 does not fit, so the run is shown as ``corrupt`` (and re-run) instead of crashing a reader or
 passing for ``done``.
 
-Schemas (JSON types; "number" is a finite int or float, never a bool):
+Schemas (JSON types; "number" is a finite int or float that a float holds, never a bool):
 
 - ``config.json``: object whose fields, when present, are ``job`` (non-empty str), ``cell``
-  (str), ``profile`` (str), ``seed`` (int >= 0), ``run_id`` (str), ``config`` (object),
-  ``fingerprint`` (str: the code fingerprint, :mod:`mnist_suite.fingerprint`) and
-  the envelope's ``machine_info``, ``commit_info``, ``versions`` (objects), ``datetime`` (str).
+  (str), ``profile`` (one of :data:`~mnist_suite.defaults.PROFILES`), ``seed`` (int from 0 to
+  2³¹−1), ``run_id`` (str), ``config`` (object), ``fingerprint`` (str: the code fingerprint,
+  :mod:`mnist_suite.fingerprint`) and the envelope's ``machine_info``, ``commit_info``,
+  ``versions`` (objects), ``datetime`` (str); ``machine_info``'s ``load_average``, when present,
+  is a list of at most three numbers in [0, 10⁶] and its ``cores`` an int in [1, 10⁶].
 - ``status.json``: object with ``state`` (one of :data:`STATES`) and, when present,
   ``started_at`` (str), ``ended_at`` (str or null), ``pid`` (int > 0), ``host`` (str),
   ``heartbeat_unix`` (number), ``message`` (str), ``diverged_at_step`` (int).
 - ``metrics.json``: object of metric values (number, null, bool, str, or lists and objects of
   them); names that denote a quantity (``*accuracy*``, ``*loss*``, ``*mse*``, ``*seconds*``,
   ...) hold numbers or nulls, never a bool or text; accuracies lie in [0, 1] and durations
-  (``*seconds``) in [0, 1e9]; ``wall_seconds`` (number >= 0) is always
-  present, and ``diverged_at_step`` (int) for a diverged run.
-- ``history.jsonl``: one object per line with ``kind`` (str), ``step`` (int >= 0), ``time``
-  (number) and values as in ``metrics.json``. A torn last line (no newline: the
+  (``*seconds``) in [0, 1e9]; every number lies within ±10¹² (:data:`MAX_FIGURE`);
+  ``wall_seconds`` (number >= 0) is always present, and ``diverged_at_step`` (int) for a
+  diverged run.
+- ``history.jsonl``: one object per line with ``kind`` (str), ``step`` (int from 0 to 10¹²),
+  ``time`` (number) and values as in ``metrics.json``. A torn last line (no newline: the
   writer was killed mid-line) is skipped; any other line that is not a fitting row is corrupt.
 
 Record files are read without following symbolic links (the suite never writes one): a link put
@@ -44,7 +47,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mnist_suite.defaults import PROFILES
 from mnist_suite.files import atomic_write_bytes, dumps, read_bounded
+from mnist_suite.plan import MAX_SEED
+from mnist_suite.stats import LARGEST
 
 STATES = ("running", "done", "failed", "diverged", "interrupted")
 MAX_RECORD_BYTES = 16 << 20  # config/status/metrics: real ones are a few KB
@@ -52,6 +58,10 @@ MAX_HISTORY_BYTES = 64 << 20  # history.jsonl: the longest real run logs ~2 MB
 HISTORY_FULL = "history_full"  # the kind of the row a writer leaves when it stops at the cap
 MAX_TEXT = 4096  # characters of any string field
 MAX_SECONDS = 1e9  # any duration (30 years)
+# Any figure: none of a run is larger, and statistics over larger ones overflow (their squares).
+MAX_FIGURE = LARGEST
+MAX_STEP = 10**12
+MAX_MACHINE = 10**6  # cores, and load averages (runnable processes), of one machine
 _QUANTITY = re.compile(r"accuracy|loss|mse|seconds|fvu|variance|params|parameters|steps?$|epochs?$")
 
 
@@ -71,7 +81,7 @@ class UnreadableRecord(RecordError):
     """
 
 
-def _unreadable(name: str, exc: OSError) -> RecordError:
+def unreadable(name: str, exc: OSError) -> RecordError:
     """The RecordError for an OSError met reading ``name``: permissions are their own kind."""
     if exc.errno in (errno.EACCES, errno.EPERM):
         return UnreadableRecord(name, f"unreadable to this user ({exc.strerror})")
@@ -85,8 +95,14 @@ def _kind(value: Any) -> str:
 
 
 def is_number(value: Any) -> bool:
-    """A finite JSON number (bools are not numbers, NaN/inf are not finite)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number a float holds (bools are not numbers, NaN/inf are not finite, nor
+    is an integer of 309 digits)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 def number(value: Any) -> float | None:
@@ -107,7 +123,8 @@ _CHECKS = {
     "str": (_text, f"a string (<= {MAX_TEXT} characters)"),
     "name": (lambda v: _text(v) and bool(v), "a non-empty string"),
     "object": (lambda v: isinstance(v, dict), "an object"),
-    "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "seed": (lambda v: is_int(v) and 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
+    "profile": (lambda v: v in PROFILES, f"one of {', '.join(PROFILES)}"),
     "pid": (lambda v: is_int(v) and v > 0, "an integer > 0"),
     "int": (is_int, "an integer"),
     "number": (is_number, "a finite number"),
@@ -120,7 +137,7 @@ _CHECKS = {
 CONFIG_FIELDS = {
     "job": ("name", False),
     "cell": ("str", False),
-    "profile": ("str", False),
+    "profile": ("profile", False),
     "seed": ("seed", False),
     "run_id": ("str", False),
     "config": ("object", False),
@@ -163,7 +180,26 @@ def _short(value: Any) -> str:
 
 def check_config(value: Any) -> dict:
     """``config.json``'s content, if it fits its schema; else :class:`RecordError`."""
-    return _check_object(value, "config.json", CONFIG_FIELDS)
+    config = _check_object(value, "config.json", CONFIG_FIELDS)
+    _check_machine(config.get("machine_info", {}))
+    return config
+
+
+def _check_machine(machine: dict) -> None:
+    """The figures of ``machine_info`` that readers print and average: load and cores."""
+    load = machine.get("load_average", [])
+    ok = isinstance(load, list) and len(load) <= 3
+    if not (ok and all(is_number(x) and 0 <= x <= MAX_MACHINE for x in load)):
+        expected = f"up to three numbers in [0, {MAX_MACHINE}]"
+        raise RecordError(
+            "config.json", f"machine_info.load_average is {_short(load)}, expected {expected}"
+        )
+    cores = machine.get("cores")
+    if cores is not None and not (is_int(cores) and 1 <= cores <= MAX_MACHINE):
+        expected = f"an integer from 1 to {MAX_MACHINE}"
+        raise RecordError(
+            "config.json", f"machine_info.cores is {_short(cores)}, expected {expected}"
+        )
 
 
 def check_status(value: Any) -> dict:
@@ -172,7 +208,10 @@ def check_status(value: Any) -> dict:
 
 
 def _in_range(key: str, value: float) -> bool:
-    """Quantities with a natural range stay in it: a fraction in [0, 1], a duration >= 0."""
+    """Quantities with a natural range stay in it: a fraction in [0, 1], a duration >= 0, any
+    figure within ±:data:`MAX_FIGURE`."""
+    if not -MAX_FIGURE <= value <= MAX_FIGURE:
+        return False
     if "accuracy" in key:
         return 0.0 <= value <= 1.0
     if key.endswith("seconds"):
@@ -216,8 +255,8 @@ def check_history_row(row: Any, line: int) -> dict:
     name = f"history.jsonl line {line}"
     if not isinstance(row, dict):
         raise RecordError(name, f"holds a JSON {_kind(row)}, expected an object")
-    if not (_text(row.get("kind")) and is_int(row.get("step")) and row["step"] >= 0):
-        raise RecordError(name, "needs kind (string) and step (integer >= 0)")
+    if not (_text(row.get("kind")) and is_int(row.get("step")) and 0 <= row["step"] <= MAX_STEP):
+        raise RecordError(name, f"needs kind (string) and step (integer from 0 to {MAX_STEP})")
     if not is_number(row.get("time")):
         raise RecordError(name, "needs time (a finite number)")
     for key, value in row.items():
@@ -253,7 +292,7 @@ def _load(path: Path, name: str, max_bytes: int) -> Any:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise _unreadable(name, exc) from None
+        raise unreadable(name, exc) from None
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
@@ -298,7 +337,7 @@ def read_history(path: Path, strict: bool = True) -> list[dict]:
         return []
     except OSError as exc:
         if strict:
-            raise _unreadable("history.jsonl", exc) from None
+            raise unreadable("history.jsonl", exc) from None
         return []
     # The part after the last newline is b"" for a complete file, or a line torn by a kill
     # mid-write: the rows before it are whole, so it is skipped.

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,9 +31,9 @@ import numpy as np
 
 from mnist_suite import claims, fingerprint, itemclock, limits, records, seeding
 from mnist_suite.config import to_dict
-from mnist_suite.defaults import CLAIM_WAIT_VARIABLE
+from mnist_suite.defaults import CLAIM_WAIT_VARIABLE, PROFILES
 from mnist_suite.envinfo import commit_info, envelope, now_iso
-from mnist_suite.errors import Diverged, ParameterError, RunIOError
+from mnist_suite.errors import ConfigError, Diverged, ParameterError, RunIOError
 from mnist_suite.files import (
     _json_default,
     atomic_save_npz,
@@ -89,6 +90,20 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _recordable(obj: Any) -> Any:
+    """``obj`` with every figure beyond ±:data:`~mnist_suite.records.MAX_FIGURE` as None, as
+    :func:`~mnist_suite.files.finite` does NaN and inf: a record its readers refuse would make
+    a finished run ``corrupt``, and run it again, forever."""
+    if isinstance(obj, dict):
+        return {k: _recordable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_recordable(v) for v in obj]
+    number = isinstance(obj, int | float | np.number) and not isinstance(obj, bool)
+    if number and abs(obj) > records.MAX_FIGURE:
+        return None
+    return obj
+
+
 def _check_declared_size(path: Path) -> None:
     """ValueError if the arrays of an ``.npz`` declare more than a reader takes of one file."""
     total = 0
@@ -106,8 +121,10 @@ class RunRecord:
     the pool, the report, ``compare``) gets.
 
     ``state`` is the recorded state (one of :data:`STATES`, a dead owner's ``running`` read as
-    ``interrupted``); ``problem`` says why a ``corrupt`` run is corrupt, naming the file.
-    ``config`` is the job's resolved config; ``config_file`` the whole ``config.json``.
+    ``interrupted``); ``problem`` says why a ``corrupt`` or ``unreadable`` run is so, naming the
+    file or folder. ``config`` is the job's resolved config; ``config_file`` the whole
+    ``config.json``. With ``job_folder`` the record stands for a whole job folder that cannot be
+    read (``path`` is that folder, ``run_id`` empty): its runs are unknown, and said so once.
     """
 
     path: Path
@@ -117,10 +134,13 @@ class RunRecord:
     status: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
+    job_folder: bool = False
     _npz_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def job(self) -> str:
+        if self.job_folder:
+            return self.path.name
         return str(self.config_file.get("job") or self.path.parent.name)
 
     @property
@@ -138,7 +158,12 @@ class RunRecord:
 
     @property
     def run_id(self) -> str:
-        return self.path.name
+        return "" if self.job_folder else self.path.name
+
+    @property
+    def readable(self) -> bool:
+        """Were its records read and found to fit (neither ``corrupt`` nor ``unreadable``)?"""
+        return self.state not in ("corrupt", "unreadable")
 
     @property
     def label(self) -> str:
@@ -237,14 +262,19 @@ def load_run(path: Path) -> RunRecord:
     Never raises on what it reads: a run whose files do not fit their schemas is ``corrupt``
     (``problem`` names the file), one this user may not read ``unreadable``, one being created
     right now ``running``. A run folder that is a symbolic link is corrupt: its records would
-    come from outside the runs folder.
+    come from outside the runs folder. So is one whose ``config.json`` names another run than
+    its folder does (:func:`check_identity`).
     """
     path = Path(path)
     run = RunRecord(path, "corrupt")
     try:
-        if path.is_symlink() or not path.is_dir():
-            raise records.RecordError(path.name, "not a folder")
+        try:
+            if path.is_symlink() or not path.is_dir():
+                raise records.RecordError(path.name, "not a folder")
+        except OSError as exc:  # a job folder this user may list but not enter
+            raise records.unreadable("run folder", exc) from None
         run.config_file = records.read_config(path)
+        check_identity(path, run.config_file)
         status = records.read_status(path)
         if status is None:
             raise records.RecordError("status.json", "missing")
@@ -269,6 +299,40 @@ def load_run(path: Path) -> RunRecord:
         return run
     run.state = state
     return run
+
+
+# The folder name Job.run_id gives a run: [<cell>-]<profile>-s<seed>-<config hash>[-c<code>].
+_RUN_NAME = re.compile(
+    rf"(?:(?P<cell>.+)-)?(?P<profile>{'|'.join(PROFILES)})-s(?P<seed>\d+)-[0-9a-f]{{8}}"
+    r"(?:-c(?P<code>[0-9a-f]+))?"
+)
+
+
+def check_identity(path: Path, config: dict) -> None:
+    """RecordError unless ``config.json`` names the run its folder ``path`` does.
+
+    A run's folder is its identity (``RUNS/<job>/<run-id>``, the run id naming cell, profile,
+    seed and code): a record copied or renamed to another folder (``quick-s1-…`` holding seed
+    0's record) must not count as the run it is named for. The recorded ``job`` and ``run_id``
+    must be the folder's and, in a folder named as this suite names runs, the recorded cell,
+    profile, seed and code fingerprint the ones its name carries. Fields left out are not
+    checked (hand-made and older records; runs named before run ids carried the code recorded
+    theirs beside a name without it).
+    """
+    said = {"job": path.parent.name, "run_id": path.name}
+    match = _RUN_NAME.fullmatch(path.name)
+    if match:
+        said |= {
+            "cell": match["cell"] or "",
+            "profile": match["profile"],
+            "seed": int(match["seed"]),
+            "fingerprint": match["code"],
+        }
+    for key, expected in said.items():
+        if key in config and expected is not None and config[key] != expected:
+            raise records.RecordError(
+                "config.json", f"{key} is {config[key]!r}, but the run's folder says {expected!r}"
+            )
 
 
 def outdated_note(run: RunRecord, current: str | None) -> str:
@@ -321,35 +385,92 @@ def newest_code(runs: list[RunRecord]) -> tuple[list[RunRecord], int]:
     A runs folder holds the runs of every version of a job's code side by side (the code
     fingerprint is part of a run's identity). Readers show one version per job unless asked
     for all: the fingerprint of the job's most recently started run. Runs recorded without a
-    fingerprint count as one more version.
+    fingerprint count as one more version. A ``corrupt`` or ``unreadable`` run is always kept
+    and never chooses the version: its code is unknown, and it is what a reader must see.
     """
     newest: dict[str, tuple[str, bool, str | None]] = {}
     for run in runs:
+        if not run.readable:
+            continue
         # At equal start times, a run that knows its code wins.
         mark = (run.started_at, run.fingerprint is not None, run.fingerprint)
         if run.job not in newest or mark[:2] > newest[run.job][:2]:
             newest[run.job] = mark
-    kept = [r for r in runs if r.fingerprint == newest[r.job][2]]
+    kept = [r for r in runs if not r.readable or r.fingerprint == newest[r.job][2]]
     return kept, len(runs) - len(kept)
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder`` but dot-names (temp files, logs, A/B sides); OSError if it
+    cannot be listed."""
+    with os.scandir(folder) as entries:
+        return [e for e in entries if not e.name.startswith(".")]
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A folder (or a link to one); an entry this user may not even stat counts, so that
+    reading it says why."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return True
+
+
+def _walk(out: Path, job: str | None) -> tuple[list[Path], list[RunRecord]]:
+    """(run folders, records of job folders that cannot be read) under ``out``, entry by entry:
+    one entry that cannot be read never hides another. OSError if ``out`` cannot be listed."""
+    if job is not None:
+        jobs = [out / job] if os.path.lexists(out / job) else []
+    else:
+        jobs = [Path(e.path) for e in _entries(out) if _is_dir(e)]
+    found, problems = [], []
+    for job_dir in jobs:
+        try:
+            if job_dir.is_symlink():
+                problem = "a symbolic link (a job's runs are folders of the runs folder itself)"
+                problems.append(RunRecord(job_dir, "corrupt", problem, job_folder=True))
+                continue
+            if not job_dir.is_dir():
+                continue
+            found += [job_dir / e.name for e in _entries(job_dir) if _is_dir(e)]
+        except OSError as exc:
+            why = records.unreadable("job folder", exc)
+            state = "unreadable" if isinstance(why, records.UnreadableRecord) else "corrupt"
+            problem = f"{why}; its runs are not listed"
+            problems.append(RunRecord(job_dir, state, problem, job_folder=True))
+    return sorted(found), problems
 
 
 def find_runs(out: Path, job: str | None = None) -> list[Path]:
     """Run directories under ``out`` (optionally one job's), sorted.
 
     Every folder ``<job>/<run-id>`` counts, whatever it holds (one without ``config.json`` is
-    listed as ``corrupt``); names starting with a dot are temp files and are skipped.
+    listed as ``corrupt``); names starting with a dot are temp files and are skipped. A job
+    folder that cannot be listed adds nothing here (:func:`scan` says so) and hides no other.
+    """
+    try:
+        return _walk(Path(out), job)[0]
+    except OSError:
+        return []  # a missing or unreadable runs folder holds no runs
+
+
+def scan(out: Path, job: str | None = None) -> list[RunRecord]:
+    """Every run under ``out`` (optionally one job's) read with :func:`load_run`, sorted by job
+    and run id: what ``runs``, the report and ``compare`` list.
+
+    Read entry by entry: a run or job folder that cannot be read is one ``unreadable`` or
+    ``corrupt`` record with the reason, and everything else is read. A missing runs folder
+    holds no runs; one this user may not list is a ConfigError (its runs are unknown, not
+    absent).
     """
     out = Path(out)
-    found = []
     try:
-        jobs = [out / job] if job else list(out.iterdir())
-        for job_dir in jobs:
-            if job_dir.name.startswith(".") or not job_dir.is_dir():
-                continue
-            found += [p for p in job_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    except OSError:
-        pass  # a missing or unreadable runs folder holds no runs
-    return sorted(found)
+        paths, problems = _walk(out, job)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise ConfigError(f"runs {out}: cannot list it ({exc.strerror or exc})") from None
+    return sorted([*map(load_run, paths), *problems], key=lambda r: (r.job, r.run_id))
 
 
 class Run:
@@ -461,7 +582,7 @@ class Run:
         # One write of one line: a kill leaves at most a torn last line, which readers skip.
         if self._history_full:
             return
-        line = (json.dumps(finite(row), default=_json_default) + "\n").encode()
+        line = (json.dumps(finite(_recordable(row)), default=_json_default) + "\n").encode()
         if self._history_bytes + len(line) > records.MAX_HISTORY_BYTES - 256:
             # Readers read up to the cap: stop here, with one row saying so (256 bytes kept).
             self._history_full = True
@@ -700,7 +821,7 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
         run.tb.scalars(run_scalars(metrics), step=0)
         session.end(outcome.state)
         run.close()  # history and events complete before the metrics say the run ended
-        records.write(path / "metrics.json", metrics)
+        records.write(path / "metrics.json", _recordable(metrics))
     except KeyboardInterrupt as exc:
         heartbeat.stop()
         _end_session(session, "interrupted")

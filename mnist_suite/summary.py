@@ -25,8 +25,10 @@ from mnist_suite.envinfo import identity_of
 from mnist_suite.errors import ConfigError
 from mnist_suite.files import dumps
 from mnist_suite.originals import RULE, Original, judge, original
-from mnist_suite.runs import RunRecord, find_runs, load_run, newest_code
+from mnist_suite.records import number
+from mnist_suite.runs import RunRecord, newest_code, scan
 from mnist_suite.stats import summarize
+from mnist_suite.text import printable
 
 SCHEMA_VERSION = 3
 # The figure a run is known by, in order of preference: the first one the run recorded.
@@ -92,11 +94,18 @@ def _key(run: RunRecord, by: Sequence[str]) -> tuple:
 def _groups(
     records: Iterable[RunRecord], by: Sequence[str] = GROUP
 ) -> dict[tuple, list[RunRecord]]:
-    """Finished, diverged and failed runs per group (diverged ones count against a group)."""
+    """Finished, diverged and failed runs per group (diverged ones count against a group).
+
+    Grouped without the config, a group of several configs (a lever tried beside the
+    default) is its config with the most finished runs, the newest on ties: the seeds of
+    different configs are never pooled, nor is one seed counted twice.
+    """
     groups: dict[tuple, list[RunRecord]] = {}
     for run in records:
         if run.state == "done" or run.state in FAILED_STATES:
             groups.setdefault(_key(run, by), []).append(run)
+    if "config" not in by:
+        groups = {key: _one_config(runs) for key, runs in groups.items()}
     return dict(sorted(groups.items()))
 
 
@@ -111,6 +120,16 @@ def _load(run: RunRecord) -> float | None:
 def _identity(run: RunRecord) -> dict[str, str] | None:
     """The run's machine identity, checked (None if it records none, or an incomplete one)."""
     return identity_of(run.envelope["machine_info"].get("identity"))
+
+
+def _one_config(runs: list[RunRecord]) -> list[RunRecord]:
+    configs: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        configs.setdefault(_key(run, ("config",))[0], []).append(run)
+    return max(
+        configs.values(),
+        key=lambda rs: (sum(r.state == "done" for r in rs), max(r.started_at for r in rs)),
+    )
 
 
 def machine(runs: list[RunRecord]) -> dict[str, Any]:
@@ -210,10 +229,11 @@ def time_to_target(runs: list[RunRecord], target: str = SPRINT_TARGET) -> float 
     seconds = []
     for run in runs:
         clock = run.metrics.get("time_to_target")
-        value = clock.get("seconds", {}).get(target) if isinstance(clock, dict) else None
-        if not isinstance(value, int | float):
+        reached = clock.get("seconds") if isinstance(clock, dict) else None
+        value = number(reached.get(target)) if isinstance(reached, dict) else None
+        if value is None:
             return None
-        seconds.append(float(value))
+        seconds.append(value)
     return statistics.median(seconds) if seconds else None
 
 
@@ -282,11 +302,13 @@ def mean_ci(mean: float | None, half: float | None, metric: str) -> str:
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
-    """A plain, left-aligned text table."""
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    """A plain, left-aligned text table, each cell on one line with its control characters
+    escaped: names, configs and problems come from the runs folder, and no escape sequence,
+    carriage return or newline in them reaches the terminal."""
+    rows = [[printable(v) for v in row] for row in [header, *rows]]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
     return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
 
 
@@ -309,7 +331,7 @@ def run_rows_text(rows: list[dict[str, Any]]) -> str:
                 "-" if r["wall_seconds"] is None else f"{r['wall_seconds']:.1f}s",
                 (r["finished_at"] or "-")[:19].replace("T", " "),
                 code,
-                r["run_id"],
+                r["run_id"] or "-",
             ]
         )
     states = [r["state"] for r in rows]
@@ -317,11 +339,18 @@ def run_rows_text(rows: list[dict[str, Any]]) -> str:
     return f"{table(header, lines)}\n{len(rows)} runs: {counts}"
 
 
+def left_out_lines(records: list[RunRecord]) -> list[str]:
+    """One line per run whose records could not be read or do not fit: state, path, why."""
+    return [printable(f"{r.state}: {r.path}: {r.problem}") for r in records if not r.readable]
+
+
 def summary_text(records: list[RunRecord]) -> str:
-    """The headline table (``runs --summary``)."""
+    """The headline table (``runs --summary``), then the runs left out of it as unreadable or
+    corrupt, one line each."""
     rows = headline_rows(records)
+    unread = left_out_lines(records)
     if not rows:
-        return "no finished runs to summarise"
+        return "\n".join(["no finished runs to summarise", *unread])
     header = ["job", "cell", "profile", "metric", "n", "mean ± 95% CI", "original", "p"]
     header += ["original vs ours", "s to 98%", "code"]
     lines = [
@@ -340,7 +369,7 @@ def summary_text(records: list[RunRecord]) -> str:
         ]
         for r in rows
     ]
-    return f"{table(header, lines)}\n{RULE}"
+    return "\n".join([table(header, lines), RULE, *unread])
 
 
 def listing(
@@ -353,15 +382,15 @@ def listing(
     ``as_json`` (the summary document is a baseline ``compare`` reads).
     """
     from mnist_suite.fingerprint import for_job_name
-    from mnist_suite.text import printable
 
     if job is not None and not job.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"job {job!r}: expected a job name (mnist-suite list)")
-    paths = find_runs(runs, job)
-    if not paths:
+    records = scan(runs, job)
+    if not records:
         where = f"{runs}/{job}" if job else str(runs)
-        return f"no runs in {where}" + ("" if Path(runs).is_dir() else " (no such folder)"), 0
-    records, left_out = [load_run(p) for p in paths], 0
+        missing = "" if Path(runs).is_dir() else " (no such folder)"
+        return printable(f"no runs in {where}{missing}"), 0
+    left_out = 0
     if not all_code:
         records, left_out = newest_code(records)
     if summary:
@@ -370,6 +399,4 @@ def listing(
     rows = [run_row(r, for_job_name(r.job)) for r in records]
     if as_json:
         return dumps({"runs": rows}), left_out
-    # Names and problems come from the runs folder: no escape reaches the terminal.
-    shown = [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
-    return run_rows_text(shown), left_out
+    return run_rows_text(rows), left_out

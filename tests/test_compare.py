@@ -263,7 +263,8 @@ def test_report_compares_with_a_baseline_and_states_its_fingerprints(sides, tmp_
     fake_runs(tmp_path / "other", "up", [0.93])
     moved = new / "up" / "quick-s9-up"
     (tmp_path / "other" / "up" / "quick-s0-up").rename(moved)
-    config = json.loads((moved / "config.json").read_text()) | {"seed": 9, "fingerprint": "def456"}
+    changed = {"seed": 9, "fingerprint": "def456", "run_id": moved.name}
+    config = json.loads((moved / "config.json").read_text()) | changed
     (moved / "config.json").write_text(json.dumps(config))
     out = tmp_path / "report"
     argv = ["report", "--runs", str(new), "--out", str(out), "--baseline", str(base)]

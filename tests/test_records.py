@@ -177,7 +177,7 @@ def random_json(rng: random.Random, depth: int = 0):
     if kind == "bool":
         return rng.random() < 0.5
     if kind == "int":
-        return rng.choice([0, 1, -1, 2**63, -(2**70), rng.randint(-1000, 10**6)])
+        return rng.choice([0, 1, -1, 2**63, -(2**70), 10**400, rng.randint(-1000, 10**6)])
     if kind == "float":
         return rng.choice([0.5, -1e308, 1e308, float("nan"), float("inf"), rng.random()])
     if kind == "str":
@@ -221,9 +221,12 @@ def test_any_json_in_any_record_never_breaks_runs_report_or_rerun(tmp_path, name
     for i in range(40):
         run_dir = out / "tiny" / f"v{i:02d}"
         shutil.copytree(template, run_dir)
+        _write(run_dir, "config.json", {"run_id": run_dir.name})  # its own, not "template"
         if name == "history.jsonl":
             rows = [mutate(rng, row, name) if rng.random() < 0.5 else row for row in good]
             data = b"".join(_record_text(r).replace(b"\n", b" ") + b"\n" for r in rows)
+        elif name == "config.json":
+            data = _record_text(mutate(rng, {**good, "run_id": run_dir.name}, name))
         else:
             data = _record_text(mutate(rng, good, name))
         (run_dir / name).write_bytes(data)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from mnist_suite import claims, runs
+from mnist_suite.jobs import Job
 from mnist_suite.plan import build_plan, run_dir
 from tests.test_outputs import snapshot
 from tests.test_security import QUICK, TINY, TinyConfig, two_pools
@@ -217,3 +218,68 @@ def test_the_umask_is_read_without_changing_it():
     with umask(0o027):
         assert files.umask() == 0o027 and files.file_mode() == 0o640
         assert files.umask() == 0o027  # reading it left it as it was
+
+
+def test_unreadable_folders_in_a_shared_runs_folder_hide_no_other_run(shared):
+    """Another user's job folders and one of its run folders, made with umask 077: whatever
+    the order of the folder's entries, each is one ``unreadable`` line with its path and why,
+    every other run is listed, summarised, reported and compared, and a report built from
+    more runs than this user can read is left as it is."""
+    from mnist_suite.cli import main
+
+    with umask(0o002):
+        done = [_execute(shared).path]
+        done.append(runs.execute(TINY, "", TinyConfig(), seed=1, profile="quick", out=shared,
+                                 run_id="r2").path)  # fmt: skip
+    with umask(0o077):  # another user's: its folders 0700
+        theirs = [runs.execute(Job(name, "test job", TinyConfig, TINY.train), "", TinyConfig(),
+                               seed=0, profile="quick", out=shared, run_id="r1").path
+                  for name in ("aaa", "zzz")]  # fmt: skip
+        hidden = runs.execute(TINY, "", TinyConfig(), seed=2, profile="quick", out=shared,
+                              run_id="r3").path  # fmt: skip
+    reports = shared.parent / "reports"
+    reports.mkdir(mode=0o777)
+    reports.chmod(0o777)
+    kept = reports / "kept"
+    argv = {
+        "runs": ["runs", "--runs", str(shared)],
+        "summary": ["runs", "--summary", "--runs", str(shared)],
+        "compare": ["compare", str(shared), str(shared)],
+    }
+    for args in argv.values():  # as root: every run read; imports what the child will need
+        assert main(args) == 0
+    assert main(["report", "--runs", str(shared), "--out", str(kept), "--bench", "none"]) == 0
+    before = snapshot(kept), {p: snapshot(p) for p in [*done, *theirs, hidden]}
+
+    def read_as_other_user():
+        codes = {name: main(args) for name, args in argv.items()}
+        codes["replace"] = main(["report", "--runs", str(shared), "--out", str(kept),
+                                 "--bench", "none"])  # fmt: skip
+        new = ["--out", str(reports / "new"), "--bench", "none"]
+        codes["new"] = main(["report", "--runs", str(shared), *new])
+        return codes
+
+    codes, out, err = as_other_user(read_as_other_user)
+    assert codes == {"runs": 0, "summary": 0, "compare": 0, "replace": 2, "new": 0}, err
+    why = "unreadable to this user (Permission denied)"
+    for folder in theirs:
+        line = f"unreadable: {folder.parent}: job folder: {why}; its runs are not listed"
+        assert line in out  # runs --summary
+        row = next(
+            r for r in out.splitlines() if r.startswith(f"unreadable  {folder.parent.name} ")
+        )
+        assert f"job folder: {why}; its runs are not listed" in row  # runs
+    assert f"unreadable: {hidden}: config.json: {why}" in out
+    assert "5 runs: 3 unreadable, 2 done" in out and "no runs" not in out
+    assert "holds no runs" not in err
+    assert f"error: out {kept}: a report of 5 finished runs; this one has 2: left as it is" in err
+    assert "Traceback" not in err
+    results = json.loads((reports / "new" / "results.json").read_text())
+    states = sorted((r["job"], r["run_id"], r["state"]) for r in results["runs"])
+    assert states == [("aaa", "", "unreadable"), ("tiny", "r1", "done"), ("tiny", "r2", "done"),
+                      ("tiny", "r3", "unreadable"), ("zzz", "", "unreadable")]  # fmt: skip
+    assert (snapshot(kept), {p: snapshot(p) for p in [*done, *theirs, hidden]}) == before
+
+    shared.chmod(0o700)  # the runs folder itself: this user may not list it at all
+    (code, _), _, err = as_other_user(lambda: (main(argv["runs"]), 0))
+    assert code == 2 and err == f"error: runs {shared}: cannot list it (Permission denied)\n"

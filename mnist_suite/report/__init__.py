@@ -12,13 +12,21 @@ benchmark verdicts, where the figures came from); the run inventory is last.
 (:func:`mnist_suite.summary.summaries`, one record per job, cell, profile, config and metric:
 ``n``, ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``min``, ``max``, ``seeds`` with their
 ``values``, ``diverged``, ``fingerprints``, ``configs``, ``machine``), ``runs`` (every run
-found), ``benchmark_files`` and ``sections`` (``key``, ``title``, ``notes``, ``figures`` and
-``tables`` whose ``rows`` are records keyed by the ``columns``' ``key``).
+found; a ``corrupt`` or ``unreadable`` one with its ``problem``), ``benchmark_files`` and
+``sections`` (``key``, ``title``, ``notes``, ``figures`` and ``tables`` whose ``rows`` are
+records keyed by the ``columns``' ``key``).
+
+Runs whose records cannot be read or do not fit their schemas (:mod:`mnist_suite.records`) are
+listed in the inventory with the reason and left out of every other section, which is built
+from the rest. A section that still cannot be built ends the report with
+:class:`SectionFailed`, naming the run; a report is never replaced by one built from fewer
+finished runs unless asked (:class:`FewerRuns`). Either way the previous report stays.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import logging
 import os
@@ -27,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from mnist_suite.envinfo import commit_info, machine_info, now_iso, package_versions
 from mnist_suite.errors import ConfigError
@@ -45,7 +54,7 @@ from mnist_suite.report.collect import collect_benchmarks, collect_runs
 from mnist_suite.report.common import Context, registry
 from mnist_suite.report.document import Section, render_html, render_markdown
 from mnist_suite.report.figures import FigureWriter
-from mnist_suite.runs import newest_code
+from mnist_suite.runs import RunRecord, newest_code
 from mnist_suite.text import printable
 
 SCHEMA_VERSION = 3
@@ -76,52 +85,75 @@ def _one_line(exc: Exception) -> str:
     return printable(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
-def _guarded(title: str, key: str, build: Callable[[], Section]) -> Section:
-    """A section whose builder failed says so instead of taking the whole report down.
+class SectionFailed(Exception):
+    """A section that cannot be built from runs whose records all read and fit.
 
-    An OSError (a full disk, a read-only folder) is the machine's fault, not the runs': it ends
-    the report with one line and leaves the previous report as it was.
+    Such runs are already left out (and listed), so this is a failure the records did not
+    foresee: no report is written rather than one missing a section, the previous report stays,
+    and the command line exits 1 with this one line, naming the run that alone fails the section.
+    """
+
+
+class FewerRuns(ConfigError):
+    """``out`` holds a report built from more finished runs than the new one: replacing it
+    would lose figures no run here can make again (``report --force`` replaces it)."""
+
+
+def _built(title: str, build: Callable[[Context], Any], ctx: Context) -> Any:
+    """``build(ctx)``, or :class:`SectionFailed` naming the run behind a failure.
+
+    An OSError (a full disk, a read-only folder) is the machine's fault, not the runs': it
+    passes as it is and ends the report with one line.
     """
     try:
-        return build()
+        return build(ctx)
     except OSError:
         raise
-    except Exception as exc:  # shown in the report and logged: a bad run must not hide the rest
-        log.warning("section %s could not be built: %s", key, _one_line(exc))
-        log.debug("section %s", key, exc_info=True)
-        return Section(key, title, notes=[f"This section could not be built: {exc!r}"])
+    except Exception as exc:
+        log.debug("section %s", title, exc_info=True)
+        run = _culprit(build, ctx)
+        which = f"run {run.label} at {run.path} fails it alone" if run else "no single run fails it"
+        raise SectionFailed(
+            printable(f"section {title!r} cannot be built ({_one_line(exc)}): {which}")
+        ) from None
 
 
-def _guarded_list(build: Callable[[], list]) -> list:
-    try:
-        return build()
-    except OSError:
-        raise
-    except Exception as exc:  # logged; the pages still show what the runs hold
-        log.warning("summaries could not be built: %s", _one_line(exc))
-        log.debug("summaries", exc_info=True)
-        return []
+def _culprit(build: Callable[[Context], Any], ctx: Context) -> RunRecord | None:
+    """The first run with which alone ``build`` fails (its figures drawn into a scratch folder
+    of the report's temporary folder), or None."""
+    newest = {id(r) for r in ctx.runs}
+    with tempfile.TemporaryDirectory(dir=ctx.writer.folder.parent) as scratch:
+        writer = FigureWriter(Path(scratch) / "figures")
+        for run in ctx.every_code or ctx.runs:
+            alone = [run] if id(run) in newest else []
+            try:
+                build(dataclasses.replace(ctx, runs=alone, every_code=[run], writer=writer))
+            except OSError:
+                raise
+            except Exception:
+                return run
+    return None
 
 
 def build_sections(ctx: Context) -> list[Section]:
     """The answer first, then each family's detail, benchmarks, environment, the inventory."""
-    return [
-        _guarded(
-            "Results at a glance",
-            "answer",
-            lambda: headline.headline(
-                ctx, overview.environment_line(ctx, _generator()), benchmarks.headline_rows(ctx)
-            ),
-        ),
-        *([_guarded("Changes", "changes", lambda: changes.changes(ctx))] if ctx.baseline else []),
-        _guarded("Classification", "classification", lambda: classification.classification(ctx)),
-        _guarded("TensorFlow SGD", "sgd", lambda: sgd.sgd(ctx)),
-        _guarded("Reconstruction", "reconstruction", lambda: reconstruction.reconstruction(ctx)),
-        _guarded("Variants", "variants", lambda: variants.variants(ctx)),
-        _guarded("Benchmarks", "benchmarks", lambda: benchmarks.benchmarks(ctx)),
-        _guarded("Environment", "environment", lambda: overview.environment(ctx, _generator())),
-        _guarded("Runs", "runs", lambda: overview.runs_overview(ctx, _expected_jobs())),
+
+    def answer(c: Context) -> Section:
+        environment = overview.environment_line(c, _generator())
+        return headline.headline(c, environment, benchmarks.headline_rows(c))
+
+    builders = [
+        ("Results at a glance", answer),
+        *([("Changes", changes.changes)] if ctx.baseline else []),
+        ("Classification", classification.classification),
+        ("TensorFlow SGD", sgd.sgd),
+        ("Reconstruction", reconstruction.reconstruction),
+        ("Variants", variants.variants),
+        ("Benchmarks", benchmarks.benchmarks),
+        ("Environment", lambda c: overview.environment(c, _generator())),
+        ("Runs", lambda c: overview.runs_overview(c, _expected_jobs())),
     ]
+    return [_built(title, build, ctx) for title, build in builders]
 
 
 MARKER = ".mnist-suite-report"  # written into every report: the folder may be replaced
@@ -206,12 +238,35 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"out {out}: cannot inspect it ({exc.strerror or exc})") from None
 
 
+def finished_runs(out: Path) -> int | None:
+    """How many finished (``done``) runs the report in ``out`` was built from; None when there
+    is no report there or its ``results.json`` cannot be read."""
+    results = read_json_object(out / "results.json", follow=False)
+    runs = results.get("runs") if results else None
+    if not isinstance(runs, list):
+        return None
+    return sum(isinstance(r, dict) and r.get("state") == "done" for r in runs)
+
+
+def _check_fewer(out: Path, finished: int, force: bool) -> None:
+    """Refuse (:class:`FewerRuns`) to replace a report built from more finished runs than
+    ``finished`` unless ``force``; with ``force`` say what is replaced, in one line."""
+    before = finished_runs(out)
+    if before is None or before <= finished:
+        return
+    said = f"out {out}: a report of {before} finished runs; this one has {finished}"
+    if not force:
+        raise FewerRuns(f"{said}: left as it is (--force replaces it)")
+    log.warning("%s: replaced (--force)", said)
+
+
 def build_report(
     runs_dir: Path | Sequence[Path],
     bench_dir: Path | None,
     out: Path,
     baseline: Path | None = None,
     all_code: bool = False,
+    force: bool = False,
 ) -> dict:
     """Write the report for the runs under ``runs_dir`` into ``out``; return results.json's data.
 
@@ -219,13 +274,18 @@ def build_report(
     is reported at its newest code (the runs its latest run's code made) unless ``all_code``,
     which pools every version and marks the figures that do. With a
     ``baseline`` (what ``mnist-suite compare`` reads) a "Changes against a baseline" section
-    compares these runs with it.
+    compares these runs with it. A report in ``out`` built from more finished runs than this
+    one is replaced only with ``force``.
 
     Raises
     ------
     ConfigError
-        A runs folder is not a folder, or ``out`` exists and is neither empty nor a report
-        folder (one holding :data:`MARKER`).
+        A runs folder is not a folder or cannot be listed, or ``out`` exists and is neither
+        empty nor a report folder (one holding :data:`MARKER`).
+    FewerRuns
+        ``out`` holds a report built from more finished runs, and not ``force``.
+    SectionFailed
+        A section cannot be built from the runs whose records fit (the run is named).
     """
     dirs = [Path(runs_dir)] if isinstance(runs_dir, str | Path) else [Path(d) for d in runs_dir]
     out = Path(out)
@@ -240,15 +300,24 @@ def build_report(
         from mnist_suite.compare import load_side
 
         load_side(baseline)  # a baseline that cannot be read is a usage error, before any work
+    found = collect_runs(dirs)
+    every_code = [r for r in found if r.readable]
+    left_out = 0
+    runs = every_code
+    if not all_code:
+        runs, left_out = newest_code(every_code)
+    if left_out:
+        log.warning("%d runs of older code left out of the report", left_out)
+    unread = [r for r in found if not r.readable]
+    if unread:
+        log.warning(
+            "%d runs left out of every section (corrupt or unreadable; listed under Runs)",
+            len(unread),
+        )
+    _check_fewer(out, sum(r.state == "done" for r in runs), force)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(out)
     tmp = _temp_folder(out, "tmp")
-    every_code = runs = collect_runs(dirs)
-    left_out = 0
-    if not all_code:
-        runs, left_out = newest_code(runs)
-    if left_out:
-        log.warning("%d runs of older code left out of the report", left_out)
     try:
         ctx = Context(
             runs=runs,
@@ -258,6 +327,7 @@ def build_report(
             bench_dir=bench_dir,
             baseline=baseline,
             every_code=every_code,
+            unread=unread,
         )
         built = build_sections(ctx)
         results = {
@@ -267,7 +337,7 @@ def build_report(
             "bench_dir": str(bench_dir) if bench_dir is not None else None,
             "generator": _generator(),
             "environment": overview.environment_line(ctx, _generator()),
-            "summaries": _guarded_list(lambda: headline.summaries(ctx)),
+            "summaries": _built("summaries", headline.summaries, ctx),
             "runs": [
                 {
                     "job": r.job,
@@ -275,11 +345,12 @@ def build_report(
                     "profile": r.profile,
                     "seed": r.seed,
                     "state": r.state,
-                    "run_id": r.path.name,
+                    "run_id": r.run_id,
                     "config": r.config,
                     "metrics": r.metrics,
+                    **({"problem": r.problem} if not r.readable else {}),
                 }
-                for r in ctx.runs
+                for r in sorted([*ctx.runs, *ctx.unread], key=lambda r: (r.job, r.run_id))
             ],
             "benchmark_files": [b.path.name for b in ctx.benches],
             "sections": [s.to_json() for s in built],
@@ -288,7 +359,8 @@ def build_report(
         atomic_write_json(tmp / "results.json", results)
         subtitle = (
             f"Generated {results['generated_at'][:19]} UTC by `mnist-suite report` from "
-            f"{len(ctx.runs)} runs in {runs_dir} and {len(ctx.benches)} benchmark files"
+            f"{len(ctx.runs)} runs in {runs_dir}{_unread_note(ctx.unread)} and "
+            f"{len(ctx.benches)} benchmark files"
             f"{f' in {bench_dir}' if bench_dir else ''}. It reads results; it never trains. "
             + changes.fingerprint_note(ctx.runs)
         ).strip()
@@ -319,6 +391,12 @@ def outline(out: Path, results: dict) -> dict:
             {"key": s["key"], "title": s["title"], "notes": s["notes"]} for s in results["sections"]
         ],
     }
+
+
+def _unread_note(unread: list[RunRecord]) -> str:
+    if not unread:
+        return ""
+    return f" ({len(unread)} more left out: corrupt or unreadable, listed under Runs)"
 
 
 def _swap(new: Path, out: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from mnist_suite.files import load_json
 from mnist_suite.records import number as number  # the sections read numbers through here
-from mnist_suite.runs import RunRecord, find_runs, load_run
+from mnist_suite.runs import RunRecord, scan
 
 log = logging.getLogger(__name__)
 MAX_BENCH_BYTES = 64 << 20  # one pytest-benchmark JSON file (real ones are well under 1 MB)
@@ -26,22 +26,24 @@ def as_dict(obj: Any) -> dict:
 
 
 def collect_runs(runs_dirs: Path | Sequence[Path]) -> list[RunRecord]:
-    """Every run directory under the runs folder(s) (``<job>/<run-id>/config.json``), sorted.
+    """Every run directory under the runs folder(s) (:func:`mnist_suite.runs.scan`: corrupt
+    and unreadable ones too), sorted by job and run id.
 
     The same run (job and run id: cell, profile, seed and config) found in several folders,
-    say copied back from two clusters, is one record: the finished one, else the newest.
+    say copied back from two clusters, is one record: the finished one, else one that reads,
+    else the newest.
     """
     dirs = [runs_dirs] if isinstance(runs_dirs, str | Path) else list(runs_dirs)
     unique: dict[tuple[str, str], RunRecord] = {}
-    for record in (load_run(p) for d in dirs for p in find_runs(d)):
-        key = (record.job, record.path.name)
+    for record in (r for d in dirs for r in scan(d)):
+        key = (record.job, record.run_id)
         if key not in unique or _freshness(record) > _freshness(unique[key]):
             unique[key] = record
-    return sorted(unique.values(), key=lambda r: (r.job, r.path.name))
+    return sorted(unique.values(), key=lambda r: (r.job, r.run_id))
 
 
 def _freshness(run: RunRecord) -> tuple:
-    return (run.state == "done", run.started_at)
+    return (run.state == "done", run.readable, run.started_at)
 
 
 @dataclass

@@ -55,6 +55,9 @@ class Context:
     baseline: Path | None = None  # what `compare` reads: the "Changes against a baseline" section
     # Every run found, of any code (``runs`` holds each job's newest code only): the variants.
     every_code: list[RunRecord] = dataclasses.field(default_factory=list)
+    # Runs whose records cannot be read or do not fit (corrupt, unreadable): only the inventory
+    # lists them; every other section is built without them.
+    unread: list[RunRecord] = dataclasses.field(default_factory=list)
 
 
 def key_config(run: RunRecord, limit: int = 5) -> str:
@@ -76,7 +79,9 @@ def state_text(run: RunRecord | None) -> str:
     if run.state == "diverged":
         step = run.metric("diverged_at_step")
         return f"diverged @ step {step:.0f}" if step is not None else "diverged"
-    if run.state in ("failed", "interrupted", "corrupt") and run.message:
+    if run.state in ("corrupt", "unreadable"):
+        return f"{run.state}: {run.problem}"  # short by construction: names the file and why
+    if run.state in ("failed", "interrupted") and run.message:
         return f"{run.state}: {run.message[:80]}"
     return run.state
 

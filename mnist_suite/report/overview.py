@@ -16,7 +16,8 @@ HEADLINES = ("test_accuracy", "test_mse_pixels", "test_mse", "final_train_loss")
 
 
 def runs_overview(ctx: Context, expected: list[str]) -> Section:
-    """Every run with its state; jobs of ``expected`` with no run are named."""
+    """Every run with its state (a corrupt or unreadable one with the reason); jobs of
+    ``expected`` with no run are named."""
     s = Section(
         "runs",
         "Runs",
@@ -26,7 +27,7 @@ def runs_overview(ctx: Context, expected: list[str]) -> Section:
         "seeds. Figures of one example (images, confusion matrix) use its lowest finished seed.",
     )
     rows = []
-    for run in ctx.runs:
+    for run in sorted([*ctx.runs, *ctx.unread], key=lambda r: (r.job, r.run_id)):
         headline = next(
             (f"{k}={run.metric(k):.4g}" for k in HEADLINES if run.metric(k) is not None), ""
         )
@@ -39,7 +40,7 @@ def runs_overview(ctx: Context, expected: list[str]) -> Section:
                 state_text(run),
                 headline,
                 run.metric("wall_seconds"),
-                run.path.name,
+                run.run_id or "(the job folder)",
             ]
         )
     s.tables.append(
@@ -64,7 +65,13 @@ def runs_overview(ctx: Context, expected: list[str]) -> Section:
         s.notes.append(f"No runs found under {ctx.runs_dir}.")
     elif absent:
         s.notes.append(f"Jobs with no runs: {', '.join(absent)}.")
-    unfinished = [r for r in ctx.runs if r.state not in ("done",)]
+    if ctx.unread:
+        s.notes.append(
+            f"{len(ctx.unread)} runs left out of every other section: their records cannot be "
+            "read by this user (unreadable) or do not fit their schemas (corrupt); the state "
+            "column says why."
+        )
+    unfinished = [r for r in [*ctx.runs, *ctx.unread] if r.state not in ("done",)]
     if unfinished:
         counts = {}
         for r in unfinished:
