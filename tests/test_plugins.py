@@ -293,8 +293,8 @@ def test_a_plugin_failing_in_training_is_one_line_and_exit_1(
 @pytest.mark.slow
 def test_the_example_plugin_installs_and_runs_through_every_command(tmp_path, mnist):
     """examples/logreg-job installed (pip, no dependencies, its metadata on PYTHONPATH): run,
-    a pool of two workers, compare of two configs' runs folders and the report, each in a
-    process of its own as a user runs them."""
+    a pool of two workers, compare of two configs' runs folders (the API's rows are the
+    command's), and the report, each in a process of its own as a user runs them."""
     source = tmp_path / "logreg-job"  # pip builds in the source folder: build a copy
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     site = tmp_path / "site"
@@ -332,6 +332,11 @@ def test_the_example_plugin_installs_and_runs_through_every_command(tmp_path, mn
     (accuracy,) = [r for r in rows if r["metric"] == "test_accuracy"]
     assert accuracy["job"] == "logreg" and accuracy["verdict"] == "worse"
     assert accuracy["method"] == "paired" and accuracy["config_changes"] == "lr: 0.2 -> 0.05"
+    api = run(sys.executable, "-c", "import json, sys, mnist_suite; print(json.dumps("
+              "[r.as_dict() for r in mnist_suite.compare(sys.argv[1], sys.argv[2])]))",
+              str(a), str(b))  # fmt: skip
+    assert api.returncode == 0, api.stderr
+    assert json.loads(api.stdout) == rows
 
     out = tmp_path / "report"
     made = cli("report", "--runs", str(a), "--runs", str(b), "--out", str(out))
