@@ -160,8 +160,9 @@ class CompareRow:
 
     ``base`` and ``new`` are each side's figure (``n``, ``mean``, ``sd``, ``half_width``; a
     benchmark's quartiles), None for a side without it; ``diff`` is new − base with its
-    interval ``[low, high]``; ``verdict`` is one of :mod:`mnist_suite.verdicts`' words.
-    :meth:`as_dict` gives the row with every field the table has.
+    interval ``[low, high]`` at ``level`` (simultaneous over the row's ``family``), ``p_value``
+    its own p and ``p_adjusted`` Holm's over the family; ``verdict`` is one of
+    :mod:`mnist_suite.verdicts`' words. :meth:`as_dict` gives the row with every field.
     """
 
     kind: str  # "run" or "benchmark"
@@ -175,7 +176,10 @@ class CompareRow:
     diff: float | None
     low: float | None
     high: float | None
+    level: float | None
     p_value: float | None
+    p_adjusted: float | None
+    family: str  # the rows judged together: accuracy and loss, speed, benchmark ratios
     method: str  # "paired", "Welch" or "" (no interval)
     pairs: int  # seeds paired
     min_effect: float | None
