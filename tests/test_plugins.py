@@ -119,6 +119,10 @@ def test_a_plugin_job_runs_and_reports_like_ours(site, run_cli, tmp_path):
     # A second run of the same items runs nothing: its code is the recorded code.
     code, out, _ = run_cli("run", "tiny", "--seeds", "0-2", "--set", "n=300", "--runs", str(runs))
     assert code == 0 and out.count("already recorded") == 3
+    code, out, _ = run_cli(
+        "plan", "tiny", "--seeds", "0-4", "--set", "n=300", "--status", "--runs", str(runs)
+    )
+    assert code == 0 and out.splitlines()[-1].endswith(": 3 done, 2 missing")
 
     # runs --summary: the job's first declared figure is its headline.
     code, out, _ = run_cli("runs", "--runs", str(runs), "--summary")
