@@ -34,13 +34,13 @@ RUN_COLUMNS = (
 
 
 def _records(path: str | os.PathLike, all_code: bool) -> list[RunRecord]:
-    from mnist_suite.runs import find_runs, load_run, newest_code
+    from mnist_suite.runs import newest_code, scan
 
     folder = Path(path)
     if not folder.is_dir():
         what = "not a folder" if folder.exists() else "no such folder"
         raise ConfigError(f"runs {folder}: {what} (expected a runs folder)")
-    records = [load_run(p) for p in find_runs(folder)]
+    records = scan(folder)
     return records if all_code else newest_code(records)[0]
 
 
@@ -58,8 +58,9 @@ def load_runs(path: str | os.PathLike, *, all_code: bool = False) -> list[RunRec
     Returns
     -------
     list of RunRecord
-        One per run folder; a damaged one has ``state`` ``"corrupt"`` and says why in
-        ``problem``, never raises.
+        One per run folder, read entry by entry as ``runs`` reads them: a damaged one has
+        ``state`` ``"corrupt"`` (one this user may not read ``"unreadable"``) and says why
+        in ``problem``, never raises.
     """
     return _records(path, all_code)
 

@@ -17,6 +17,7 @@ from mnist_suite.errors import ParameterError
 from mnist_suite.jobs import Job
 from mnist_suite.metrics import accuracy, confusion
 from mnist_suite.nn import log_softmax
+from mnist_suite.tb import CLASSIFIER_EPOCH, CLASSIFIER_EVAL, RUN_SCALARS, TARGET_SCALARS
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,10 @@ def train(cfg: LogregConfig, run) -> dict:
     )
     W, b = np.zeros((784, 10), np.float32), np.zeros(10, np.float32)  # convex: zeros will do
     order = run.rng("order")  # every random stream comes from the run's seed
+    step = 0  # optimizer steps: the x axis of every history row and TensorBoard scalar
     start = run.elapsed()  # the training clock starts after the data is read
     for epoch in range(1, cfg.epochs + 1):
-        losses = []
+        epoch_start, losses = run.elapsed(), []
         for idx in batch_indices(len(x_tr), cfg.batch_size, order):
             xb, yb = x_tr[idx], y_tr[idx]  # (B, 784), (B,)
             logp = log_softmax(xb @ W + b)  # (B, 10)
@@ -63,17 +65,27 @@ def train(cfg: LogregConfig, run) -> dict:
             grad /= len(yb)  # d(mean loss)/d(scores), (B, 10)
             W -= np.float32(cfg.lr) * (xb.T @ grad + np.float32(cfg.l2) * W)
             b -= np.float32(cfg.lr) * grad.sum(axis=0)
+            step += 1
         train_loss = float(np.mean(losses))
-        run.check_finite(epoch, train_loss)  # a non-finite loss ends the run "diverged"
+        run.check_finite(step, train_loss)  # a non-finite loss ends the run "diverged"
+        epoch_seconds = run.elapsed() - epoch_start
         with run.evaluating():  # evaluation time is reported, not hidden in the clock
             dev_accuracy = accuracy(x_dev @ W + b, y_dev) if len(x_dev) else float("nan")
         # One history row per epoch (TensorBoard too); dev_accuracy feeds time to target.
-        run.log(epoch, "epoch", train_loss=train_loss, dev_accuracy=dev_accuracy)
+        run.log(
+            step,
+            epoch=epoch,
+            train_loss=train_loss,
+            dev_accuracy=dev_accuracy,
+            epoch_seconds=epoch_seconds,
+        )
     train_seconds = run.elapsed() - start
     scores = to_unit(mnist.x_test) @ W + b  # (10000, 10)
+    test_accuracy = accuracy(scores, mnist.y_test)
+    run.log(step, "eval", test_accuracy=test_accuracy, dev_accuracy=dev_accuracy)
     run.save_arrays("confusion", matrix=confusion(mnist.y_test, scores.argmax(axis=1)))
     return {
-        "test_accuracy": accuracy(scores, mnist.y_test),
+        "test_accuracy": test_accuracy,
         "dev_accuracy": dev_accuracy,
         "train_accuracy": accuracy(x_tr @ W + b, y_tr),
         "final_train_loss": train_loss,
@@ -88,6 +100,8 @@ JOB = Job(
     train=train,
     quick={"epochs": 2, "n_train": 12000, "n_dev": 2000},
     seconds=(3.0, 15.0),
+    # What its runs write to TensorBoard (names of mnist_suite.tb.SCALARS): its HParams metrics.
+    scalars=(*CLASSIFIER_EPOCH, *CLASSIFIER_EVAL, *TARGET_SCALARS, *RUN_SCALARS),
     metrics={
         "test_accuracy": "fraction of the 10,000 test images classified right, read once",
         "dev_accuracy": "fraction of the held-out dev images classified right, last epoch",
