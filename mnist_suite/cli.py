@@ -121,7 +121,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     int_range(args.threads, "--threads", 0, MAX_CPUS)
     if args.containers:
         from mnist_suite.launch.container import ContainerLauncher
+        from mnist_suite.plugins import refuse_in_images
 
+        refuse_in_images({i.job for i in chosen})
         launcher = ContainerLauncher(memory=args.memory, pids=args.pids_limit)
     else:
         from mnist_suite.jobs import require_tensorflow
@@ -144,9 +146,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_k8s(args: argparse.Namespace) -> int:
     from mnist_suite.launch.kubernetes import KubernetesOptions, manifests
+    from mnist_suite.plugins import refuse_in_images
 
     selection = _selection(args)
     items, chosen, _ = batch.select(selection)
+    refuse_in_images({i.job for i in chosen})
     options = from_arguments(KubernetesOptions, args)
     print(manifests(items, chosen, selection.run_arguments(), options), end="")
     return 0

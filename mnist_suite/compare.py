@@ -55,6 +55,8 @@ import json
 import math
 import re
 import statistics
+import sys
+import types
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1088,3 +1090,16 @@ def parse_min_effects(pairs: list[str]) -> dict[str, Rule]:
             rule.higher_is_better, 0.0 if relative else amount, amount if relative else 0.0
         )
     return rules
+
+
+class _Callable(types.ModuleType):
+    """This module called is the Python API's compare (:func:`mnist_suite.api.compare`): the
+    package's attribute ``mnist_suite.compare`` is this module once it is imported."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from mnist_suite.api import compare
+
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _Callable

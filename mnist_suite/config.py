@@ -52,6 +52,19 @@ def _parse(kind: Any, text: str, key: str) -> Any:
     raise ConfigError(f"override {key}: type {kind} cannot be overridden")
 
 
+def overridable(kind: Any) -> bool:
+    """Can :func:`apply_overrides` parse a value of the annotated ``kind`` (bool, int, float,
+    str, ``tuple[one of them, ...]``, or one of these | None)?"""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        return len(args) == 1 and overridable(args[0])
+    if origin is tuple:
+        args = typing.get_args(kind)
+        return len(args) == 2 and args[1] is Ellipsis and overridable(args[0])
+    return kind in (bool, int, float, str)
+
+
 def apply_overrides(config: Any, pairs: list[str]) -> Any:
     """Return ``config`` with ``key=value`` overrides applied, each parsed by the field's type.
 

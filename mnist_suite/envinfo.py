@@ -70,14 +70,17 @@ def cpu_model() -> str:
 
 @cache
 def package_versions() -> dict[str, str]:
-    """Installed versions, read from metadata (importing TensorFlow here would be a side effect)."""
+    """Installed versions, read from metadata (importing TensorFlow here would be a side
+    effect): the suite's dependencies and every installed job plugin's distribution."""
+    from mnist_suite.plugins import distributions
+
     found = {}
     for name in PACKAGES:
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             continue
-    return found
+    return found | distributions()
 
 
 def machine_info() -> dict:

@@ -12,11 +12,17 @@ The hash covers the **meaning** of each file, not its bytes: the sorted pairs (p
 the package, ``ast.dump`` of the parsed module with docstrings removed). A comment, a docstring,
 blank lines or a re-wrapped expression leave it unchanged; any change to what runs changes it.
 
+A plugin's job (:mod:`mnist_suite.plugins`) is fingerprinted the same way from the modules
+that define its train, config and cells: every module of its own package they reach (hashed
+under the package's name, so a plugin's file never stands for one of ours), with the suite
+modules those import, the runner and the job modules' bodies (:func:`of_plugin`).
+
 Why a static closure rather than a hand-kept list in the registry or the commit: it follows
 the code by itself (a new import is covered the day it is written), it does not change when
 the README, the report or another job changes, and it is the same inside a container, which
 runs the same source tree. What it does not see: third-party libraries (their versions are in
-``config.json``'s ``versions``) and the data (checksum-verified on load).
+``config.json``'s ``versions``, the plugins' too), the bodies of plugin modules another job's
+process may import, and the data (checksum-verified on load).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import ast
 import copy
 import hashlib
+import importlib.util
 from functools import cache
 from pathlib import Path
 
@@ -38,10 +45,19 @@ LENGTH = 12  # hex characters kept: plenty to tell versions apart, short enough 
 
 def module_file(name: str, root: Path) -> Path | None:
     """The source file of ``mnist_suite`` module ``name`` under ``root``, or None."""
+    return _locate(name, {PACKAGE: root})
+
+
+def _locate(name: str, places: dict[str, Path]) -> Path | None:
+    """The source file of module ``name`` whose top-level package lives at ``places[top]`` (a
+    package's folder, or a single module's file), or None."""
     parts = name.split(".")
-    if parts[0] != PACKAGE:
+    place = places.get(parts[0])
+    if place is None:
         return None
-    base = root.joinpath(*parts[1:])
+    if place.suffix == ".py":  # a top-level module, not a package
+        return place if len(parts) == 1 and place.is_file() else None
+    base = place.joinpath(*parts[1:])
     for path in (base / "__init__.py", base.with_suffix(".py")):
         if path.is_file():
             return path
@@ -96,13 +112,20 @@ def closure(
     """``{module name: file}`` of ``roots`` and every ``mnist_suite`` module they reach; with
     ``bodies_only``, only through imports that run when a module is imported. Modules already
     in ``seen`` are neither followed again nor left out of the result."""
+    return _closure(roots, {PACKAGE: root}, bodies_only, seen)
+
+
+def _closure(
+    roots: tuple[str, ...], places: dict[str, Path], bodies_only: bool, seen: dict | None
+) -> dict[str, Path]:
+    """:func:`closure` over the packages of ``places`` (see :func:`_locate`)."""
     seen = {} if seen is None else seen
     todo = list(roots)
     while todo:
         name = todo.pop()
         if name in seen:
             continue
-        path = module_file(name, root)
+        path = _locate(name, places)
         if path is None:
             continue  # third-party, or a name imported from a module (not a module itself)
         seen[name] = path
@@ -140,10 +163,16 @@ def meaning(tree: ast.Module, bodies_only: bool = False) -> bytes:
 def digest(files: dict[str, Path], root: Path, bodies: dict[str, Path] | None = None) -> str:
     """Short sha256 of the sorted (relative path, meaning) pairs of ``files``, and of the module
     bodies alone of ``bodies`` (modules imported but none of whose functions run)."""
-    parts = [(p, False) for p in files.values()] + [(p, True) for p in (bodies or {}).values()]
+    entries = [(p.relative_to(root).as_posix(), p, False) for p in files.values()]
+    entries += [(p.relative_to(root).as_posix(), p, True) for p in (bodies or {}).values()]
+    return _digest(entries)
+
+
+def _digest(entries: list[tuple[str, Path, bool]]) -> str:
+    """Short sha256 of ``(name, file, bodies only)`` entries, in the order of their names."""
     h = hashlib.sha256()
-    for path, bodies_only in sorted(parts, key=lambda e: (e[0].relative_to(root).as_posix(), e[1])):
-        rel = path.relative_to(root).as_posix().encode() + (b"#bodies" if bodies_only else b"")
+    for name, path, bodies_only in sorted(entries, key=lambda e: (e[0], e[2])):
+        rel = name.encode() + (b"#bodies" if bodies_only else b"")
         data = meaning(_parse(path), bodies_only)
         h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
     return h.hexdigest()[:LENGTH]
@@ -169,15 +198,72 @@ def _of_module(module: str, root: Path) -> str | None:
 
 
 def of_job(job) -> str | None:
-    """Fingerprint of ``job`` (a registry :class:`~mnist_suite.jobs.Job`), from its module."""
-    return of_module(getattr(job.train, "__module__", "") or "")
+    """Fingerprint of ``job`` (a registry :class:`~mnist_suite.jobs.Job`), from its module;
+    a plugin's from the modules of its train, config and cells (:func:`of_plugin`). None for
+    a Job made elsewhere in code: readers check a run's code by its job's name
+    (:func:`for_job_name`), which finds only built-in and installed jobs."""
+    from mnist_suite import plugins
+
+    module = getattr(job.train, "__module__", "") or ""
+    if module.split(".")[0] == PACKAGE:
+        return of_module(module)
+    if not plugins.installed(job):
+        return None
+    parts = (job.train, job.config, job.cells)
+    return of_plugin(tuple(sorted({getattr(p, "__module__", "") or "" for p in parts if p})))
+
+
+def _place(top: str) -> Path | None:
+    """Where the installed top-level module or package ``top`` lives (see :func:`_locate`)."""
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None  # a built-in or compiled module: no source to hash
+    origin = Path(spec.origin).resolve()
+    return origin.parent if spec.submodule_search_locations is not None else origin
+
+
+@cache
+def of_plugin(modules: tuple[str, ...]) -> str | None:
+    """Fingerprint of a plugin job defined in ``modules`` (outside ``mnist_suite``): the
+    closure of those modules within their own packages, the ``mnist_suite`` modules it
+    imports, the runner, and the job modules' bodies, as :func:`of_module` hashes ours. None
+    when a module has no source file to hash."""
+    tops = {name.split(".")[0] for name in modules}
+    places = {top: _place(top) for top in tops - {PACKAGE}}
+    if not modules or None in places.values() or "" in tops:
+        return None
+    own = _closure(modules, places, False, None)
+    if not set(modules) <= set(own):
+        return None
+    imported = set()
+    for name, path in own.items():
+        tree = _parse(path)
+        imported |= _imported(tree, name, path.name == "__init__.py")
+    suite = tuple(sorted(n for n in imported if n.split(".")[0] == PACKAGE))
+    files = closure((*suite, *RUNNER), SOURCE_ROOT)
+    bodies = closure(job_modules(SOURCE_ROOT), SOURCE_ROOT, bodies_only=True, seen=dict(files))
+    entries = [(p.relative_to(SOURCE_ROOT).as_posix(), p, False) for p in files.values()]
+    entries += [
+        (p.relative_to(SOURCE_ROOT).as_posix(), p, True)
+        for k, p in bodies.items()
+        if k not in files
+    ]
+    for name, path in own.items():
+        place = places[name.split(".")[0]]
+        rel = path.relative_to(place.parent).as_posix()
+        entries.append((f"plugin:{rel}", path, False))
+    return _digest(entries)
 
 
 def for_job_name(name: str) -> str | None:
-    """Fingerprint of the registered job ``name``; None when no such job exists here."""
-    from mnist_suite.jobs import all_jobs
+    """Fingerprint of the job ``name``; None when no such job exists here, or when it is a
+    plugin that cannot be loaded (warned: its runs are then read without a code check)."""
+    from mnist_suite.jobs import find_job
 
-    job = all_jobs().get(name)
+    job = find_job(name, strict=False)
     return of_job(job) if job is not None else None
 
 

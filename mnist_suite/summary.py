@@ -46,9 +46,21 @@ def headline_metric(metrics: dict) -> str | None:
     return next((m for m in HEADLINE if m in metrics), None)
 
 
+def declared_metric(job: str, metrics: dict) -> str | None:
+    """The first figure ``job`` declares (``Job.metrics``) that ``metrics`` holds as a number:
+    the headline of a job whose figures :data:`HEADLINE` does not name (a plugin's)."""
+    from mnist_suite.jobs import find_job
+
+    found = find_job(job, strict=False)
+    declared = found.metrics if found is not None else {}
+    return next((m for m in declared if number(metrics.get(m)) is not None), None)
+
+
 def headline_and_speed(runs: list[RunRecord]) -> list[str]:
     """The metric filter of ``runs --summary`` and ``compare``: headline figure and clocks."""
-    first = headline_metric(runs[0].metrics) if runs else None
+    first = None
+    if runs:
+        first = headline_metric(runs[0].metrics) or declared_metric(runs[0].job, runs[0].metrics)
     return [m for m in (first, *SPEED) if m]
 
 
@@ -66,7 +78,7 @@ def every_number(runs: list[RunRecord]) -> list[str]:
 
 def run_row(run: RunRecord, current: str | None) -> dict[str, Any]:
     """One run as ``runs`` shows it (``current``: this source's fingerprint for the job)."""
-    metric = headline_metric(run.metrics)
+    metric = headline_metric(run.metrics) or declared_metric(run.job, run.metrics)
     return {
         "job": run.job,
         "cell": run.cell,
@@ -241,7 +253,7 @@ def _shown_metric(job: str, cell: str, metrics: dict) -> str | None:
     """The figure a group is shown by: the first of :data:`HEADLINE` its runs recorded and its
     own original printed (ae-original's z-scored MSE, the sweep's loss), else its headline."""
     own = [m for m in HEADLINE if m in metrics and _own(original(job, m, cell), job)]
-    return own[0] if own else headline_metric(metrics)
+    return own[0] if own else headline_metric(metrics) or declared_metric(job, metrics)
 
 
 def _own(found: Original | None, job: str) -> bool:

@@ -1,4 +1,6 @@
-"""The job registry: every module in this package registers its jobs on import.
+"""The job registry: every module in this package registers its jobs on import, and every
+installed plugin adds its own (:mod:`mnist_suite.plugins`, the entry point group
+``mnist_suite.jobs``): one :class:`Job` type for both.
 
 A job is a name, a frozen config dataclass whose defaults are the ``full`` profile, the
 overrides that make its ``quick`` profile, and a ``train(config, run) -> metrics`` function.
@@ -8,26 +10,35 @@ A job also declares what the report needs to know about it: its family, the orig
 figures it reproduces (faithful jobs) or the original job it improves on, how many seeds
 the full suite runs by default, and the TensorBoard scalars its runs write.
 Job modules import TensorFlow only inside ``train``: listing jobs never loads it.
+A plugin's module is imported only when its job is asked for by name or every job is listed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
 import pkgutil
+import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mnist_suite.config import apply_overrides, config_hash
+from mnist_suite.config import apply_overrides, config_hash, overridable
 from mnist_suite.defaults import PROFILES
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ConfigError, ParameterError, SuiteError
 from mnist_suite.limits import MAX_CELLS, check_config
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("classifier", "reconstruction")
+# classifier and reconstruction have report sections of their own; "other" is shown by the
+# report's generic table of every figure over seeds (mnist_suite.report.generic).
+FAMILIES = ("classifier", "reconstruction", "other")
+# A job's name names its runs folder and reaches scripts and manifests: plain words only.
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+CELL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")  # a cell's label, in its run id
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,7 @@ class Job:
     quick: dict[str, Any] = field(default_factory=dict)  # overrides for the quick profile
     cells: Callable[[Any], list[tuple[str, Any]]] | None = None
     uses_tensorflow: bool = False
-    family: str = "classifier"  # classifier | reconstruction: which report section reads it
+    family: str = "classifier"  # classifier | reconstruction | other: which report section
     # The original's printed figures this job reproduces: metric -> the figure as printed, or
     # "cell:metric" for a batch job ("96.08%" for an accuracy, "0.6313" in the original's units
     # for a loss; its digits are its precision, "about 92.5%" where the source gives none:
@@ -59,14 +70,30 @@ class Job:
     # The TensorBoard scalars its runs may write (names of mnist_suite.tb.SCALARS): the metrics
     # of the job's HParams experiment.
     scalars: tuple[str, ...] = ()
+    # The figures ``train`` returns, each with its meaning (what it measures, in which units):
+    # the report's generic table shows them beside the figures.
+    metrics: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
+            raise ValueError(
+                f"job name {self.name!r}: expected lower-case letters, digits and '-' "
+                "(a letter first, at most 40)"
+            )
         if self.family not in FAMILIES:
             raise ValueError(f"{self.name}: family {self.family!r} not in {FAMILIES}")
         if self.seed_count < 2:
             raise ValueError(
                 f"{self.name}: seed_count={self.seed_count} must be >= 2 (a spread needs two)"
             )
+        if not callable(self.train) or not (self.cells is None or callable(self.cells)):
+            raise ValueError(f"{self.name}: train (and cells, if given) must be functions")
+        _check_config_class(self.name, self.config, self.quick)
+        if not isinstance(self.metrics, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() and "\n" not in v
+            for k, v in self.metrics.items()
+        ):
+            raise ValueError(f"{self.name}: metrics must map each figure's name to one line")
 
     def expected_seconds(self, cell: str, profile: str) -> float:
         """Rough wall seconds of one item of ``cell`` (before any run of it is recorded)."""
@@ -98,21 +125,45 @@ class Job:
             raise ConfigError(
                 f"unknown profile {profile!r} (expected one of {', '.join(PROFILES)})"
             )
-        config = self.config()
-        if profile == "quick":
-            config = dataclasses.replace(config, **self.quick)
-        config = apply_overrides(config, list(overrides))
-        if not self.cells:
-            check_config(config)
+        with self._refusals("config"):
+            config = self.config()
+            if profile == "quick":
+                config = dataclasses.replace(config, **self.quick)
+            config = apply_overrides(config, list(overrides))
+            if not self.cells:
+                check_config(config)
         return config
+
+    @contextlib.contextmanager
+    def _refusals(self, what: str):
+        """Whatever a config's own checks raise is a refused value: one line, never a
+        traceback (a plugin's config may raise any exception, not only ParameterError)."""
+        try:
+            yield
+        except (SuiteError, ParameterError):
+            raise
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise ConfigError(f"{self.name}: its {what} refused the values ({why})") from None
 
     def expand(self, config: Any) -> list[tuple[str, Any]]:
         """The batch of (cell label, cell config); a single run is one unlabelled cell."""
-        cells = self.cells(config) if self.cells else [("", config)]
+        cells = [("", config)]
+        if self.cells:
+            with self._refusals("cells"):
+                cells = [(label, cell_config) for label, cell_config in self.cells(config)]
         if not cells:
             raise ConfigError(f"{self.name}: the configuration expands to no runs (empty grid)")
         if len(cells) > MAX_CELLS:
             raise ConfigError(f"{self.name}: {len(cells)} cells, more than {MAX_CELLS}")
+        for label, cell_config in cells if self.cells else ():
+            if not isinstance(label, str) or not CELL.fullmatch(label):
+                raise ConfigError(
+                    f"{self.name}: cell {str(label)[:40]!r}: expected letters, digits and "
+                    "._+=- (a cell's label names its run folder)"
+                )
+            if not dataclasses.is_dataclass(cell_config) or isinstance(cell_config, type):
+                raise ConfigError(f"{self.name}: cell {label}: its config is not a dataclass")
         labels = [label for label, _ in cells]
         if len(set(labels)) < len(labels):
             twice = next(label for label in labels if labels.count(label) > 1)
@@ -150,6 +201,32 @@ class Job:
         return "-".join(p for p in parts if p)
 
 
+def _check_config_class(name: str, config: Any, quick: Any) -> None:
+    """A job's config is a frozen dataclass whose every field has a default of a kind
+    ``--set`` can give (bool, int, float, str, a tuple of them, or None), and its quick
+    profile names only its fields: ValueError naming what is not."""
+    params = getattr(config, "__dataclass_params__", None)
+    if not isinstance(config, type) or params is None or not params.frozen:
+        raise ValueError(f"{name}: config must be a frozen dataclass (@dataclass(frozen=True))")
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    try:
+        hints = typing.get_type_hints(config)
+    except Exception as exc:  # an annotation naming what its module does not define
+        raise ValueError(f"{name}: config's annotations cannot be read ({exc})") from None
+    for f in fields.values():
+        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if missing or not f.init:
+            raise ValueError(f"{name}: config field {f.name} needs a default (the full profile)")
+        if not overridable(hints.get(f.name)):
+            raise ValueError(
+                f"{name}: config field {f.name} is {hints.get(f.name)}; expected bool, int, "
+                "float, str, a tuple of one of them, or one of them | None"
+            )
+    if not isinstance(quick, dict) or set(quick) - set(fields):
+        unknown = sorted(set(quick) - set(fields)) if isinstance(quick, dict) else quick
+        raise ValueError(f"{name}: quick names no config field {unknown}")
+
+
 JOBS: dict[str, Job] = {}
 
 
@@ -160,11 +237,30 @@ def register(job: Job) -> Job:
     return job
 
 
-def all_jobs() -> dict[str, Job]:
-    """Import every job module once and return the registry, sorted by name."""
+def builtin_jobs() -> dict[str, Job]:
+    """Import every job module of this package once and return their jobs, sorted by name."""
     for info in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{info.name}")
     return dict(sorted(JOBS.items()))
+
+
+def all_jobs() -> dict[str, Job]:
+    """Every job, built-in and from plugins, sorted by name. A plugin that cannot be loaded
+    is left out, with one warning (asking for its job by name says why: :func:`get_job`)."""
+    from mnist_suite import plugins
+
+    jobs = builtin_jobs()
+    return dict(sorted({**plugins.load_all(set(jobs)), **jobs}.items()))
+
+
+def find_job(name: str, strict: bool = True) -> Job | None:
+    """The job ``name`` (built-in first, then a plugin of that name), or None if none exists.
+    A plugin of that name that cannot be loaded is a ConfigError (one line), or with
+    ``strict`` False None and a warning. Only that plugin's module is imported."""
+    from mnist_suite import plugins
+
+    jobs = builtin_jobs()
+    return jobs[name] if name in jobs else plugins.load(name, set(jobs), strict)
 
 
 def describe(job: Job) -> dict:
@@ -180,6 +276,7 @@ def describe(job: Job) -> dict:
         "improves_on": job.improves_on,
         "seed_count": job.seed_count,
         "dev_note": job.dev_note,
+        "metrics": dict(job.metrics),
         "config": {p: dataclasses.asdict(job.resolve(p)) for p in PROFILES},
     }
 
@@ -202,11 +299,11 @@ def require_tensorflow(names) -> None:
 
 
 def get_job(name: str) -> Job:
-    jobs = all_jobs()
     if name in DEPRECATED_NAMES:
         new = DEPRECATED_NAMES[name]
         log.warning("job %r is now called %r; the old name is deprecated", name, new)
         name = new
-    if name not in jobs:
-        raise ConfigError(f"unknown job {name!r} (available: {', '.join(jobs)})")
-    return jobs[name]
+    job = find_job(name)
+    if job is None:
+        raise ConfigError(f"unknown job {name!r} (available: {', '.join(all_jobs())})")
+    return job

@@ -44,6 +44,7 @@ from mnist_suite.report import (
     benchmarks,
     changes,
     classification,
+    generic,
     headline,
     overview,
     reconstruction,
@@ -148,6 +149,8 @@ def build_sections(ctx: Context) -> list[Section]:
         ("Classification", classification.classification),
         ("TensorFlow SGD", sgd.sgd),
         ("Reconstruction", reconstruction.reconstruction),
+        # Jobs no family section reads (family other, or unknown here): a section of their own.
+        *([("Other jobs", generic.generic)] if generic.generic_jobs(ctx) else []),
         ("Variants", variants.variants),
         ("Benchmarks", benchmarks.benchmarks),
         ("Environment", lambda c: overview.environment(c, _generator())),

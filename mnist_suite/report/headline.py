@@ -107,6 +107,8 @@ def answer_rows(ctx: Context) -> list[list]:
             row = _row(label, g, *ACCURACY[:2], found)
         rows.append(row)
     for name, job in registry().items():
+        if job.family not in ("classifier", "reconstruction"):
+            continue  # no original to set beside it: the generic section shows it
         if job.family == "classifier" and job.cells is None:
             continue
         if job.family == "classifier":  # a batch of classifier cells without dev: the sweep
@@ -201,11 +203,9 @@ def headline(ctx: Context, environment: str, bench_rows: list[list]) -> Section:
 
 def summaries(ctx: Context) -> list[dict]:
     """Every group's (one per config) every numeric metric as a named record
-    (``results.json``'s ``summaries``): :func:`mnist_suite.summary.summaries`' rows."""
-    jobs = set(registry())
-    return summary.summaries(
-        [r for r in ctx.runs if r.job in jobs], by=summary.BY_CONFIG, metrics=summary.every_number
-    )
+    (``results.json``'s ``summaries``): :func:`mnist_suite.summary.summaries`' rows, of every
+    job's runs (a job unknown here, a plugin not installed, included)."""
+    return summary.summaries(ctx.runs, by=summary.BY_CONFIG, metrics=summary.every_number)
 
 
 def _label_job_cell(label: str) -> tuple[str, str]:
