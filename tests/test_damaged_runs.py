@@ -187,11 +187,17 @@ def test_runs_summary_escapes_every_string_from_the_runs(tmp_path):
     """ANSI colours, an OSC title, CR and newlines in a run's job folder, cell and
     fingerprint reach ``runs --summary`` (and ``runs``) escaped, one line per row."""
     out = tmp_path / "runs"
-    job = Job(HOSTILE, "test job", TinyConfig, lambda cfg, run: {"test_accuracy": 0.5})
-    path = runs.execute(job, HOSTILE, TinyConfig(), seed=0, profile="quick", out=out,
+    # A job of ours cannot carry such a name: the run is made under a plain one, then its
+    # records and folder are given the hostile name, as a crafted runs folder would hold them.
+    job = Job("plain", "test job", TinyConfig, lambda cfg, run: {"test_accuracy": 0.5})
+    made = runs.execute(job, HOSTILE, TinyConfig(), seed=0, profile="quick", out=out,
                         run_id="r1").path  # fmt: skip
+    made.parent.rename(out / HOSTILE)
+    path = out / HOSTILE / made.name
     recorded = json.loads((path / "config.json").read_text())
-    (path / "config.json").write_text(json.dumps(recorded | {"fingerprint": HOSTILE}))
+    (path / "config.json").write_text(
+        json.dumps(recorded | {"job": HOSTILE, "fingerprint": HOSTILE})
+    )
     escaped = "x\\x1b[31m\\x1b]0;title\\x07\\r\\nforged line"
     for argv in (["runs", "--summary"], ["runs"]):
         code, stdout, err = cli(*argv, "--runs", str(out))
