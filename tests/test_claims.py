@@ -110,17 +110,25 @@ def _abandoned_claim(run_dir: Path) -> Path:
     return path
 
 
-def test_four_breakers_of_one_abandoned_claim_let_exactly_one_run_20_times(tmp_path):
+def _race_for_abandoned_claims(tmp_path: Path, prepare=None) -> None:
+    """Four attempts at each of 20 runs whose claim a killed process left (``prepare(claim)``
+    adds to it before they start): exactly one writes each run."""
     queues, results, procs = _pool(tmp_path, 4)
     try:
         for i in range(20):
-            _abandoned_claim(tmp_path / "small" / f"r{i}")
+            claim = _abandoned_claim(tmp_path / "small" / f"r{i}")
+            if prepare is not None:
+                prepare(claim)
             for q in queues:
                 q.put(f"r{i}")
             outcomes = [results.get(timeout=60) for _ in queues]
             _check_single_writer(tmp_path / "small" / f"r{i}", outcomes)
     finally:
         _stop(queues, procs)
+
+
+def test_four_breakers_of_one_abandoned_claim_let_exactly_one_run_20_times(tmp_path):
+    _race_for_abandoned_claims(tmp_path)
 
 
 def test_claim_of_a_dead_process_here_is_broken_at_once(tmp_path):
@@ -314,17 +322,12 @@ def test_a_stale_turn_is_moved_aside_and_the_run_goes_ahead(tmp_path, capsys, mo
 def test_four_attempts_behind_a_stale_turn_let_exactly_one_run_20_times(tmp_path):
     """Breakers racing to move a dead breaker's turn aside and take their own never make two
     writers: a breaker whose turn was moved aside meanwhile moves no claim."""
-    queues, results, procs = _pool(tmp_path, 4)
-    try:
-        for i in range(20):
-            claim = _abandoned_claim(tmp_path / "small" / f"r{i}")
-            _plant_turn(_turn(claim), "dead breaker here, mtime an hour ahead", tmp_path / "x")
-            for q in queues:
-                q.put(f"r{i}")
-            outcomes = [results.get(timeout=60) for _ in queues]
-            _check_single_writer(tmp_path / "small" / f"r{i}", outcomes)
-    finally:
-        _stop(queues, procs)
+    _race_for_abandoned_claims(
+        tmp_path,
+        lambda claim: _plant_turn(
+            _turn(claim), "dead breaker here, mtime an hour ahead", tmp_path / "x"
+        ),
+    )
 
 
 def test_a_live_breakers_turn_is_respected_and_the_wait_is_bounded(tmp_path):
