@@ -259,7 +259,7 @@ def _valid(items: list) -> bool:
         return False
 
 
-def _plan(worker: Worker, arguments: list[str]) -> object:
+def plan_in_worker(worker: Worker, arguments: list[str]) -> object:
     """The items of the plan the revision's warm ``worker`` saves for ``arguments``."""
     with tempfile.TemporaryDirectory(prefix="mnist-suite-ab-") as tmp:
         saved = Path(tmp) / "plan.json"
@@ -311,7 +311,10 @@ def sides(
         worker = Worker(revision, repo / AB_FOLDER / "logs" / f"{revision.sha[:12]}.log")
         workers.append(worker)
         items = plan_items(
-            revision, selection, repo / AB_FOLDER / "plans", lambda a, w=worker: _plan(w, a)
+            revision,
+            selection,
+            repo / AB_FOLDER / "plans",
+            lambda a, w=worker: plan_in_worker(w, a),
         )
         out.append(Side(revision, items, _runs_of(runs, revision, items), worker))
     return out

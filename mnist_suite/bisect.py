@@ -269,7 +269,9 @@ class Fingerprints:
         revision = ab.worktree(self.repo, "NEW", revision.sha)
         worker = ab.Worker(revision, self.repo / ab.AB_FOLDER / "logs" / f"{revision.sha[:12]}.log")
         try:
-            return ab.plan_items(revision, self.selection, cache, lambda a: ab._plan(worker, a))
+            return ab.plan_items(
+                revision, self.selection, cache, lambda a: ab.plan_in_worker(worker, a)
+            )
         finally:
             worker.close()
 
