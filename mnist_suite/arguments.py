@@ -176,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_all_code(p)
 
     p = _command(sub, "compare", "BASE vs NEW (runs folders, results.json, benchmark "
-                 "results, or two git revisions): better, worse or no detectable change, beyond "
-                 "noise")  # fmt: skip
+                 "results, or two git revisions): better, worse, equivalent or inconclusive, "
+                 "beyond noise")  # fmt: skip
     p.add_argument("base", help="runs folder, results.json/baseline, benchmark JSON; or a git "
                    "revision")  # fmt: skip
     p.add_argument("new", help="the same kind as BASE")
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_revision_runs(p, "the job to follow (one)")
     p.add_argument("--metric", default=None, help="the figure judged (default: the job's "
                    "headline, e.g. test_accuracy)")  # fmt: skip
-    add_arguments(p, CompareOptions, only=("min_effect", "confidence"))
+    add_arguments(p, CompareOptions, only=("min_effect", "margin", "confidence"))
 
     p = _command(sub, "history", "a job's figure at each commit whose runs exist, oldest first, "
                  "each judged against the one before")  # fmt: skip
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=path, default=None, help="runs folder (default: build/ab/runs, "
                    "where compare and bisect keep theirs)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
-    add_arguments(p, CompareOptions, only=("min_effect", "confidence"))
+    add_arguments(p, CompareOptions, only=("min_effect", "margin", "confidence"))
 
     p = _command(sub, "predict", "classify one test image with saved weights; save "
                  "a PNG", description="Classify one test image with the weights a classifier run "
@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Arguments whose value is a list (nargs="*" or action="append"): [] is their default.
 LIST_ARGUMENTS = {"jobs", "overrides", "sbatch", "node_selector", "tolerations", "labels",
-                  "annotations", "image_digests", "fail_metric", "min_effect"}  # fmt: skip
+                  "annotations", "image_digests", "fail_metric", "min_effect",
+                  "margin"}  # fmt: skip
 
 
 def check_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
