@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mnist_suite.launch.container import DEFAULT_MEMORY, DEFAULT_PIDS
     from mnist_suite.launch.kubernetes import KubernetesOptions
     from mnist_suite.launch.slurm import SlurmOptions
+    from mnist_suite.sequential import DEFAULT_MAX_SEEDS
 
     parser = argparse.ArgumentParser(
         prog="mnist-suite",
@@ -185,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "build/ab/ and runs its own code; both run the same jobs, profile, "
                               "seeds and overrides, BASE's item then NEW's")  # fmt: skip
     _add_revision_runs(ab, "the jobs to run")
+    ab.add_argument("--until-decided", action="store_true", help="add seeds at looks fixed "
+                    "in advance (--seeds, then x1.5 each) until every row is decided, each look "
+                    "judged at a Bonferroni share of the confidence (docs/results.md)")  # fmt: skip
+    ab.add_argument("--max-seeds", type=int, default=None, metavar="N", help="with --until-"
+                    f"decided: the last look's seeds (default {DEFAULT_MAX_SEEDS})")  # fmt: skip
     add_arguments(p, CompareOptions)
 
     p = _command(sub, "bisect", "the first commit between GOOD and BAD where a job's figure "
