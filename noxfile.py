@@ -177,6 +177,12 @@ def gate(session: nox.Session) -> None:
     args = list(session.posargs)
     update, speed = "--update" in args, "--speed" in args
     args = [a for a in args if a not in ("--update", "--speed")]
+    required = []  # --require equivalent is compare's; every other argument goes to train
+    if "--require" in args:
+        at = args.index("--require")
+        required, args[at : at + 2] = args[at : at + 2], []
+        if len(required) != 2:
+            session.error("--require needs a value: --require equivalent")
     why = other_machine(GATE_BASELINE) if speed and not update else ""
     if why:
         # Refused before any run, in one line, exit 2 (nothing ran): no verdict could come of it.
@@ -203,7 +209,7 @@ def gate(session: nox.Session) -> None:
         else:
             run_suite(
                 session, "mnist-suite", "compare", str(GATE_BASELINE), str(runs),
-                "--fail-on", "worse", *GATE_RULES,
+                "--fail-on", "worse", *GATE_RULES, *required,
                 *(["--fail-metric", "train_seconds"] if speed else []),
             )  # fmt: skip
     finally:

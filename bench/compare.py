@@ -43,7 +43,7 @@ from mnist_suite.benchcompare import (
 HISTORY = Path("bench/results/history")
 CURRENT = Path("bench/results/latest.json")
 __all__ = ["compare", "default_baseline", "load", "main", "ratios"]
-WIDTH = max(map(len, (verdicts.BETTER, verdicts.WORSE, verdicts.SAME, verdicts.UNSTABLE)))
+WIDTH = max(map(len, (verdicts.BETTER, verdicts.WORSE, verdicts.NOT_DETECTED, verdicts.UNSTABLE)))
 
 
 def _spread(r: dict) -> str:

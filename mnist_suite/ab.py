@@ -668,11 +668,13 @@ def _close(workers: list[Worker]) -> None:
         worker.close()
 
 
-def compare_revisions(args, say) -> tuple:
-    """Plan and run both revisions of ``args`` (the compare command's arguments) on this host
-    or, with ``--containers``, in their images; the two sides to compare, each with its runs
-    read back."""
-    from mnist_suite.compare import side_of_runs
+@contextlib.contextmanager
+def revisions(args, say):
+    """Both revisions of ``args`` (the compare command's arguments) ready to run, on this host
+    or, with ``--containers``, in their images: yields (the pair, planned for the selection the
+    arguments name; that selection; the folder plans are kept in). The warm workers or images
+    last until the block ends, so the same ones plan and run further selections
+    (:func:`replan`)."""
     from mnist_suite.plan import parse_seeds
 
     repo = repository()
@@ -696,5 +698,30 @@ def compare_revisions(args, say) -> tuple:
             say(note)
         for job in identical_jobs(*pair):
             say(f"identical code for {job}: no change (both revisions share its runs)")
+        yield pair, selection, repo / AB_FOLDER / "plans"
+
+
+def replan(pair: list[Side], selection: Selection, cache: Path, say) -> None:
+    """Each side's items for ``selection``, named by its revision's own plan (its warm worker,
+    or its planner image) and kept in ``cache``; the side's runs folder stays: runs are keyed
+    by code, so those of other selections are found again, never made twice."""
+    for side in pair:
+        side.items = plan_items(side.revision, selection, cache, _planner(side, say))
+
+
+def _planner(side: Side, say) -> Callable[[list[str]], object]:
+    """Who names ``side``'s plan: its planner image, or its warm worker."""
+    if side.images is not None:
+        return lambda arguments: side.images.plan(arguments, say)
+    return lambda arguments: plan_in_worker(side.worker, arguments)
+
+
+def compare_revisions(args, say) -> tuple:
+    """Plan and run both revisions of ``args`` (the compare command's arguments) on this host
+    or, with ``--containers``, in their images; the two sides to compare, each with its runs
+    read back."""
+    from mnist_suite.compare import side_of_runs
+
+    with revisions(args, say) as (pair, selection, _):
         run_alternately(pair, selection, say)
-    return tuple(side_of_runs(s.revision.label, records(s)) for s in pair)
+        return tuple(side_of_runs(s.revision.label, records(s)) for s in pair)

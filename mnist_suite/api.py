@@ -3,8 +3,9 @@
 :func:`load_runs` gives the run records every reader of a runs folder gets
 (:class:`~mnist_suite.runs.RunRecord`), :func:`runs_dataframe` the same as a pandas DataFrame
 with one row per run, :func:`summaries` the statistics over seeds that ``runs --summary
---json`` prints (:func:`mnist_suite.summary.summaries`), and :func:`compare` the rows of
-``mnist-suite compare`` (:mod:`mnist_suite.compare`). Each reads what the command reads, the
+--json`` prints (:func:`mnist_suite.summary.summaries`), :func:`compare` the rows of
+``mnist-suite compare`` (:mod:`mnist_suite.compare`) and :func:`failing` the lines that fail
+them under ``--fail-on`` and ``--require``. Each reads what the command reads, the
 same way: each job at its newest code unless ``all_code``. Errors are the library's
 (:mod:`mnist_suite.errors`): a path with nothing to read is a ConfigError.
 """
@@ -163,7 +164,10 @@ class CompareRow:
     benchmark's quartiles), None for a side without it; ``diff`` is new − base with its
     interval ``[low, high]`` at ``level`` (simultaneous over the row's ``family``), ``p_value``
     its own p and ``p_adjusted`` Holm's over the family; ``verdict`` is one of
-    :mod:`mnist_suite.verdicts`' words. :meth:`as_dict` gives the row with every field.
+    :mod:`mnist_suite.verdicts`' words: ``equivalent`` when the interval lies inside
+    ``±margin``, ``inconclusive`` (with ``seeds_to_decide``, the seeds that would likely decide
+    it; None beyond 1000) when neither that nor better/worse is shown. :meth:`as_dict` gives
+    the row with every field.
     """
 
     kind: str  # "run" or "benchmark"
@@ -184,6 +188,8 @@ class CompareRow:
     method: str  # "paired", "Welch" or "" (no interval)
     pairs: int  # seeds paired
     min_effect: float | None
+    margin: float | None
+    seeds_to_decide: int | None
     note: str
     config_changes: str
     mixed_code: tuple[str, ...]
@@ -203,6 +209,7 @@ def compare(
     new: str | os.PathLike,
     *,
     min_effect: Mapping[str, float | str] | None = None,
+    margin: Mapping[str, float | str] | None = None,
     confidence: float = CONFIDENCE,
 ) -> list[CompareRow]:
     """``mnist-suite compare BASE NEW`` on two paths: the rows of its table.
@@ -215,6 +222,9 @@ def compare(
     min_effect : mapping, optional
         A metric's minimum effect, absolute (``{"test_accuracy": 0.005}``) or relative
         (``{"train_seconds": "20%"}``), as ``--min-effect``.
+    margin : mapping, optional
+        A metric's equivalence margin, the same way, as ``--margin`` (default: its minimum
+        effect).
     confidence : float
         Coverage of the intervals, as ``--confidence``.
 
@@ -225,10 +235,39 @@ def compare(
     """
     from mnist_suite import compare as comparing
 
-    pairs = tuple(f"{metric}={value}" for metric, value in (min_effect or {}).items())
-    options = comparing.CompareOptions(min_effect=pairs, confidence=confidence)
+    options = comparing.CompareOptions(
+        min_effect=_pairs(min_effect), margin=_pairs(margin), confidence=confidence
+    )
     rules = options.rules()
     sides = [comparing.load_side(Path(p)) for p in (base, new)]
     if not comparing.shared(*sides):
         raise ConfigError(f"{base} and {new} share no job, cell, profile or benchmark")
     return [CompareRow.from_row(r) for r in comparing.compare(*sides, rules, confidence)]
+
+
+def _pairs(amounts: Mapping[str, float | str] | None) -> tuple[str, ...]:
+    return tuple(f"{metric}={value}" for metric, value in (amounts or {}).items())
+
+
+def failing(
+    rows: list[CompareRow],
+    *,
+    fail_on: str | None = None,
+    require: str | None = None,
+    fail_metric: tuple[str, ...] = (),
+) -> list[str]:
+    """The lines ``mnist-suite compare`` prints after ``failing:`` for these rows: with
+    ``fail_on="worse"`` each worse row and each it could not judge, with
+    ``require="equivalent"`` each run row not equivalent, identical or better; only those of
+    ``fail_metric`` when given. An empty list passes."""
+    from mnist_suite import compare as comparing
+
+    asked = (("fail_on", fail_on, "worse"), ("require", require, "equivalent"))
+    for name, value, allowed in asked:
+        if value not in (None, allowed):
+            raise ConfigError(f"{name} {value!r}: expected {allowed!r} or None")
+    options = comparing.CompareOptions(
+        fail_on=fail_on, require=require, fail_metric=tuple(fail_metric)
+    )
+    options.rules()  # a fail metric no rule knows is refused, as on the command line
+    return comparing.failing([r.as_dict() for r in rows], options)

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mnist_suite.launch.container import DEFAULT_MEMORY, DEFAULT_PIDS
     from mnist_suite.launch.kubernetes import KubernetesOptions
     from mnist_suite.launch.slurm import SlurmOptions
+    from mnist_suite.sequential import DEFAULT_MAX_SEEDS
 
     parser = argparse.ArgumentParser(
         prog="mnist-suite",
@@ -176,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_all_code(p)
 
     p = _command(sub, "compare", "BASE vs NEW (runs folders, results.json, benchmark "
-                 "results, or two git revisions): better, worse or no detectable change, beyond "
-                 "noise")  # fmt: skip
+                 "results, or two git revisions): better, worse, equivalent or inconclusive, "
+                 "beyond noise")  # fmt: skip
     p.add_argument("base", help="runs folder, results.json/baseline, benchmark JSON; or a git "
                    "revision")  # fmt: skip
     p.add_argument("new", help="the same kind as BASE")
@@ -185,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "build/ab/ and runs its own code; both run the same jobs, profile, "
                               "seeds and overrides, BASE's item then NEW's")  # fmt: skip
     _add_revision_runs(ab, "the jobs to run")
+    ab.add_argument("--until-decided", action="store_true", help="add seeds at looks fixed "
+                    "in advance (--seeds, then x1.5 each) until every row is decided, each look "
+                    "judged at a Bonferroni share of the confidence (docs/results.md)")  # fmt: skip
+    ab.add_argument("--max-seeds", type=int, default=None, metavar="N", help="with --until-"
+                    f"decided: the last look's seeds (default {DEFAULT_MAX_SEEDS})")  # fmt: skip
     add_arguments(p, CompareOptions)
 
     p = _command(sub, "bisect", "the first commit between GOOD and BAD where a job's figure "
@@ -195,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_revision_runs(p, "the job to follow (one)")
     p.add_argument("--metric", default=None, help="the figure judged (default: the job's "
                    "headline, e.g. test_accuracy)")  # fmt: skip
-    add_arguments(p, CompareOptions, only=("min_effect", "confidence"))
+    add_arguments(p, CompareOptions, only=("min_effect", "margin", "confidence"))
 
     p = _command(sub, "history", "a job's figure at each commit whose runs exist, oldest first, "
                  "each judged against the one before")  # fmt: skip
@@ -205,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=path, default=None, help="runs folder (default: build/ab/runs, "
                    "where compare and bisect keep theirs)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
-    add_arguments(p, CompareOptions, only=("min_effect", "confidence"))
+    add_arguments(p, CompareOptions, only=("min_effect", "margin", "confidence"))
 
     p = _command(sub, "predict", "classify one test image with saved weights; save "
                  "a PNG", description="Classify one test image with the weights a classifier run "
@@ -241,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Arguments whose value is a list (nargs="*" or action="append"): [] is their default.
 LIST_ARGUMENTS = {"jobs", "overrides", "sbatch", "node_selector", "tolerations", "labels",
-                  "annotations", "image_digests", "fail_metric", "min_effect"}  # fmt: skip
+                  "annotations", "image_digests", "fail_metric", "min_effect",
+                  "margin"}  # fmt: skip
 
 
 def check_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

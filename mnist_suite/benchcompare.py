@@ -235,7 +235,12 @@ def _unstable(r: dict) -> bool:
 
 def verdict(base: dict, cur: dict, tolerance: float = TOLERANCE, metric: str = "") -> tuple:
     """(verdict, the regression threshold) of one ratio, in :mod:`~mnist_suite.verdicts`' words:
-    ``definition error``, ``unstable``, ``worse``, ``better`` or ``no detectable change``."""
+    ``definition error``, ``unstable``, ``worse``, ``better`` or ``no detectable change``.
+
+    Never ``equivalent``: a median inside the band (the baseline's quartiles widened by the
+    tolerance and half the current spread) bounds no change. A baseline whose quartiles span
+    40% of its median (still stable) leaves a 25% drop undetected; equivalence would need an
+    interval of the change inside a margin, which quartiles of two files do not give."""
     spread = (cur["q3"] - cur["q1"]) / 2
     threshold = base["q1"] - tolerance * base["median"] - spread
     if metric == "fraction_of_ceiling" and max(base["median"], cur["median"]) > CEILING_LIMIT:
@@ -246,7 +251,7 @@ def verdict(base: dict, cur: dict, tolerance: float = TOLERANCE, metric: str = "
         return verdicts.WORSE, threshold
     if cur["median"] > base["q3"] + tolerance * base["median"] + spread:
         return verdicts.BETTER, threshold
-    return verdicts.SAME, threshold
+    return verdicts.NOT_DETECTED, threshold
 
 
 def compare(baseline: dict, current: dict, tolerance: float = TOLERANCE) -> list[dict]:

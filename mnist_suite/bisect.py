@@ -28,7 +28,9 @@ How a commit's fingerprint is known without running its code (:class:`Fingerprin
 
 Endings and exit codes: ``first worse commit: SHA subject`` with the evidence table of that
 commit against the candidate before it (1); ``no commit between GOOD and BAD is worse`` (0);
-``inconclusive at COMMIT: …`` when compare cannot judge a step, too few seeds above all (4).
+``inconclusive at COMMIT: …`` when compare cannot judge a step: too few seeds, or an
+interval neither worse nor within the margin (``inconclusive``: more seeds needed) (4). A step
+is not worse when its row is better, equivalent or identical.
 """
 
 from __future__ import annotations
@@ -47,9 +49,8 @@ from mnist_suite import ab, fingerprint
 from mnist_suite.compare import SPEED_METRIC, CompareOptions, compare, render_text, speed_notes
 from mnist_suite.errors import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, ConfigError
 from mnist_suite.summary import HEADLINE
-from mnist_suite.verdicts import BETTER, FEW, IDENTICAL, SAME, WORSE
+from mnist_suite.verdicts import FEW, INCONCLUSIVE, NOT_WORSE, WORSE
 
-NOT_WORSE = (BETTER, SAME, IDENTICAL)
 _CODE = re.compile(r"-c([0-9a-f]{12})$")
 # One object of ``git cat-file --batch``'s answer: "<sha> <type> <size>".
 _HEADER = re.compile(rb"^([0-9a-f]{40,64}) (\w+) (\d+)$")
@@ -336,6 +337,7 @@ class Bisect:
         if len(args.jobs) != 1:
             raise ConfigError("bisect follows one job: --jobs JOB")
         self.options = CompareOptions(min_effect=tuple(args.min_effect),
+                                      margin=tuple(args.margin),
                                       confidence=args.confidence)  # fmt: skip
         self.rules = self.options.rules()
         if args.metric is not None and args.metric not in self.rules:
@@ -379,7 +381,8 @@ class Bisect:
         if all(v in NOT_WORSE for v in verdicts):
             return Step(commit, "not worse", "", mine)
         row = next(r for r in mine if r["verdict"] not in NOT_WORSE)
-        reason = "more seeds needed" if row["verdict"] == FEW else row["verdict"]
+        # Too few seeds for an interval, or an interval too wide to tell: more seeds decide.
+        reason = "more seeds needed" if row["verdict"] in (FEW, INCONCLUSIVE) else row["verdict"]
         if row["note"]:
             reason += f" ({row['note']})"
         return Step(commit, "inconclusive", reason, mine)

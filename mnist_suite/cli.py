@@ -184,22 +184,36 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    """A progress line of a long command, on stderr (stdout carries its answer)."""
+    print(line, file=sys.stderr)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mnist_suite import compare
+    from mnist_suite import compare, sequential
     from mnist_suite.ab import RevisionError, Stopped, compare_revisions, reading, stop_on_signals
 
     options = from_arguments(compare.CompareOptions, args)
     options.rules()  # checked before any revision is built
+    sequential.check(args)
+    decided = None
     if reading(args.base, args.new) == "paths":
         if args.containers:
             raise SuiteError("--containers runs git revisions in their own images; "
+                             f"{args.base} and {args.new} are folders or files")  # fmt: skip
+        if args.until_decided:
+            raise SuiteError("--until-decided runs more seeds of two git revisions; "
                              f"{args.base} and {args.new} are folders or files")  # fmt: skip
         base, new = compare.load_side(Path(args.base)), compare.load_side(Path(args.new))
     else:
         print(f"reading {args.base} and {args.new} as git revisions", file=sys.stderr)
         try:
             with stop_on_signals():
-                base, new = compare_revisions(args, lambda line: print(line, file=sys.stderr))
+                if args.until_decided:
+                    decided = sequential.until_decided(args, options, _say)
+                    base, new = decided.base, decided.new
+                else:
+                    base, new = compare_revisions(args, _say)
         except RevisionError as exc:
             print(f"error: {printable(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
@@ -208,7 +222,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             return 128 + exc.signum
     if not compare.shared(base, new):
         raise SuiteError(f"{args.base} and {args.new} share no job, cell, profile or benchmark")
-    text, failing = compare.judge(base, new, options)
+    text, failing = decided.judge(options) if decided else compare.judge(base, new, options)
     print(text)
     if failing:
         print(f"failing: {'; '.join(failing)}", file=sys.stderr)

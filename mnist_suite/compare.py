@@ -15,9 +15,14 @@ with its interval, and a verdict (words of :mod:`mnist_suite.verdicts`):
 - ``better`` / ``worse``: the difference is significant **within its family** (Holm's rule
   over the family's rows, so the chance of any false better/worse in a family stays at
   1 − confidence) **and** at least the metric's minimum effect (:data:`RULES`), in its good or
-  bad direction; ``no detectable change`` otherwise. Each row shows its Holm-adjusted p-value
-  and an interval **simultaneous** over its family (Bonferroni: each at 1 − (1 − confidence)/m
-  for a family of m rows): an interval that excludes zero always has a significant p;
+  bad direction. Each row shows its Holm-adjusted p-value and an interval **simultaneous**
+  over its family (Bonferroni: each at 1 − (1 − confidence)/m for a family of m rows): an
+  interval that excludes zero always has a significant p;
+- ``equivalent``: not better or worse, and that simultaneous interval lies strictly inside
+  ± the metric's equivalence margin (:data:`RULES`; the minimum effect unless ``--margin``
+  says otherwise): two one-sided tests, each at (1 − confidence)/(2m);
+- ``inconclusive``: neither: the interval is too wide to tell. Its note estimates how many
+  seeds would likely decide it (:func:`mnist_suite.stats.seeds_to_decide`);
 - ``identical``: every seed of one side is a seed of the other with the same figure (the same
   runs, or the same code and config run again): nothing to test, so the row joins no family;
 - rows the comparison cannot judge or see through, each failing ``--fail-on worse``:
@@ -28,7 +33,8 @@ with its interval, and a verdict (words of :mod:`mnist_suite.verdicts`):
 
 The families (:data:`FAMILIES`) are fixed by what a row measures and whether it can differ,
 before any figure is tested: accuracy and loss rows, speed rows (``train_seconds``), and
-benchmark ratios (judged by their quartiles, no test). Rows that cannot differ (identical) or
+benchmark ratios (judged by their quartiles, no test: better, worse or ``no detectable change``,
+never equivalent, :func:`mnist_suite.benchcompare.verdict`). Rows that cannot differ (identical) or
 cannot be judged do not dilute a family: 33 identical rows beside one changed job leave that
 job a family of one.
 
@@ -43,10 +49,11 @@ verdict can come of them. Accuracy verdicts are unaffected.
 
 Minimum effects (why these): 0.1 point of test accuracy (the last digit the original projects
 printed, and about a third of the quick profile's seed spread); 3% relative MSE or loss (about
-the seed spread of the autoencoders); 10% of the training time. Benchmark ratios are compared by
-:mod:`mnist_suite.benchcompare` (paired in alternation, so load cancels; its tolerance is the
-minimum effect) and join the same table; runs measured under different ratio definitions are
-refused.
+the seed spread of the autoencoders); 10% of the training time. The equivalence margins are the
+same sizes: a change too small to count as better or worse is one "equivalent" allows.
+Benchmark ratios are compared by :mod:`mnist_suite.benchcompare` (paired in alternation, so load
+cancels; its tolerance is the minimum effect) and join the same table; runs measured under
+different ratio definitions are refused.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ import statistics
 import sys
 import types
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +74,7 @@ from mnist_suite.errors import ConfigError
 from mnist_suite.options import option
 from mnist_suite.stats import (
     CONFIDENCE,
+    DECIDE_CAP,
     LARGEST,
     ROUNDING,
     Difference,
@@ -74,11 +82,25 @@ from mnist_suite.stats import (
     holm,
     holm_adjusted,
     paired_seeds,
+    seeds_to_decide,
     summarize,
     t_interval,
 )
 from mnist_suite.text import code_span
-from mnist_suite.verdicts import BETTER, DIVERGED, FEW, IDENTICAL, MISSING, OUTDATED, SAME, WORSE
+from mnist_suite.verdicts import (
+    BETTER,
+    DECIDED,
+    DIVERGED,
+    EQUIVALENT,
+    FEW,
+    IDENTICAL,
+    INCONCLUSIVE,
+    MISSING,
+    NOT_DETECTED,
+    NOT_WORSE,
+    OUTDATED,
+    WORSE,
+)
 
 SPEED_METRIC = "train_seconds"
 # Loads (1-minute averages, in busy processes) this close count as comparable for speed.
@@ -89,8 +111,8 @@ MAX_BYTES = 256 << 20  # a report's results.json of thousands of runs stays far 
 # judged by their quartiles, one by one: they join no test).
 QUALITY, SPEED, BENCHMARK = "accuracy and loss", "speed", "benchmark ratios"
 FAMILIES = (QUALITY, SPEED, BENCHMARK)
-# Verdicts that answer the question (every other row fails ``--fail-on worse``).
-JUDGED = (BETTER, WORSE, SAME, IDENTICAL)
+# Verdicts of rows the comparison could judge (every other row fails ``--fail-on worse``).
+JUDGED = (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, IDENTICAL, NOT_DETECTED)
 # A stored interval or sd this close to the one its figures give is the same number printed.
 STORED_TOLERANCE = 1e-6
 # The baseline schemas compare reads: 3 holds per-seed values (paired tests, speed verdicts).
@@ -99,21 +121,40 @@ SCHEMAS = (2, 3)
 
 @dataclass(frozen=True)
 class Rule:
-    """How a metric is judged: its good direction and its minimum effect."""
+    """How a metric is judged: its good direction, its minimum effect (the smallest change
+    that counts as better or worse) and its equivalence margin (the largest change that counts
+    as none: ``equivalent``), each absolute or relative to the base mean."""
 
     higher_is_better: bool
     absolute: float = 0.0  # minimum |difference| in the metric's units
     relative: float = 0.0  # ... or as a share of the baseline mean, whichever is larger
+    # The margin likewise; None for both: the minimum effect's (:data:`RULES`).
+    margin_absolute: float | None = None
+    margin_relative: float | None = None
 
     def min_effect(self, base_mean: float) -> float:
         return max(self.absolute, self.relative * abs(base_mean))
 
+    def margin(self, base_mean: float) -> float:
+        if self.margin_absolute is None and self.margin_relative is None:
+            return self.min_effect(base_mean)
+        return max(self.margin_absolute or 0.0, (self.margin_relative or 0.0) * abs(base_mean))
+
     def describe(self) -> str:
-        if self.relative:
-            return f"{100 * self.relative:g}%"
-        return f"{self.absolute:g}"
+        return _size(self.absolute, self.relative)
+
+    def describe_margin(self) -> str:
+        if self.margin_absolute is None and self.margin_relative is None:
+            return self.describe()
+        return _size(self.margin_absolute or 0.0, self.margin_relative or 0.0)
 
 
+def _size(absolute: float, relative: float) -> str:
+    return f"{100 * relative:g}%" if relative else f"{absolute:g}"
+
+
+# Every metric compare judges, in one table: direction, minimum effect and, by default the
+# same size, equivalence margin (±0.1 pt of accuracy, ±3% of MSE or loss, ±10% of the time).
 RULES: dict[str, Rule] = {
     "test_accuracy": Rule(higher_is_better=True, absolute=0.001),
     "test_mse": Rule(higher_is_better=False, relative=0.03),
@@ -153,13 +194,21 @@ class CompareOptions:
     md: bool = option(False, "a markdown table", exclusive="format")
     json: bool = option(False, "JSON", exclusive="format")
     fail_on: str | None = option(None, "exit 1 if any figure got worse", choices=("worse",))
+    require: str | None = option(
+        None, "exit 1 unless every run row is equivalent, identical or better",
+        choices=("equivalent",),
+    )  # fmt: skip
     fail_metric: tuple[str, ...] = option(
-        (), "with --fail-on: only these metrics fail (repeatable; default every metric); a "
-        "metric no row judges fails", metavar="METRIC",
+        (), "with --fail-on or --require: only these metrics fail (repeatable; default every "
+        "metric); a metric no row judges fails", metavar="METRIC",
     )  # fmt: skip
     min_effect: tuple[str, ...] = option(
         (), "a metric's minimum effect: absolute (test_accuracy=0.005) or relative "
-        "(wall_seconds=50%%); repeatable", metavar="METRIC=X",
+        "(train_seconds=50%%); repeatable", metavar="METRIC=X",
+    )  # fmt: skip
+    margin: tuple[str, ...] = option(
+        (), "a metric's equivalence margin, as --min-effect (default: its minimum effect); "
+        "repeatable", metavar="METRIC=X",
     )  # fmt: skip
     confidence: float = option(
         CONFIDENCE, "simultaneous coverage of a family's intervals, 1 − its false-alarm rate "
@@ -168,7 +217,9 @@ class CompareOptions:
 
     def rules(self) -> dict[str, Rule]:
         """The rules these options ask for, checked (:func:`rules_for`)."""
-        return rules_for(list(self.min_effect), list(self.fail_metric), self.confidence)
+        return rules_for(
+            list(self.min_effect), list(self.fail_metric), self.confidence, list(self.margin)
+        )
 
 
 @dataclass
@@ -539,7 +590,8 @@ def _row(kind: str, group: tuple, metric: str, verdict: str, **extra) -> dict:
     row = {"kind": kind, "job": job, "cell": cell, "profile": profile, "metric": metric}
     row |= {"base": None, "new": None, "diff": None, "low": None, "high": None, "level": None}
     row |= {"p_value": None, "p_adjusted": None, "method": "", "pairs": 0, "min_effect": None}
-    row |= {"family": family, "tested": False, "verdict": verdict}
+    row |= {"margin": None, "family": family, "tested": False, "verdict": verdict}
+    row |= {"seeds_to_decide": None}
     return row | {"note": "", "config_changes": "", "mixed_code": []} | extra
 
 
@@ -547,9 +599,9 @@ def _side_stat(s: Stat) -> dict:
     return {"n": s.n, "mean": s.mean, "sd": s.sd, "half_width": s.half_width()}
 
 
-def _judged(rule: Rule, b: Stat, n: Stat, level: float) -> tuple[dict, str]:
-    """The row's figures with the interval at ``level``, and why it has no p-value ("" if it
-    has one)."""
+def _judged(rule: Rule, b: Stat, n: Stat, level: float) -> tuple[dict, Difference]:
+    """The row's figures with the interval at ``level``, and the difference they come from
+    (its ``why`` says why it has no p-value, "" if it has one)."""
     if b.n < 2 or n.n < 2:
         why = f"{b.n} seed{'s' * (b.n != 1)} on base, {n.n} on new: an interval needs two on each"
         d = Difference(n.mean - b.mean, None, None, None, "", why=why)
@@ -566,8 +618,9 @@ def _judged(rule: Rule, b: Stat, n: Stat, level: float) -> tuple[dict, str]:
         "method": d.method,
         "pairs": d.pairs,
         "min_effect": rule.min_effect(b.mean),
+        "margin": rule.margin(b.mean),
     }
-    return figures, d.why
+    return figures, d
 
 
 def _identical(b: Stat, n: Stat) -> bool:
@@ -626,7 +679,7 @@ def _run_rows(base: Side, new: Side, rules: dict[str, Rule]) -> tuple[list, list
                 note = f"only on {'new' if b is None else 'base'}"
                 pending.append((_row("run", group, metric, MISSING, note=note, **extras), None))
                 continue
-            row = _row("run", group, metric, SAME, tested=True, **extras)
+            row = _row("run", group, metric, INCONCLUSIVE, tested=True, **extras)
             notes = [
                 f"{st.diverged} of {st.n + st.diverged} seeds diverged on {label}"
                 for label, st in (("base", b), ("new", n))
@@ -657,8 +710,7 @@ def family_level(rows: list[dict], family: str, confidence: float = CONFIDENCE) 
 def _decide(pending: list, rules: dict[str, Rule], confidence: float) -> None:
     """Per family: every row's interval at the family's simultaneous level, Holm's rule over
     its tested rows (a row without a p-value counts as p = 1: the family was fixed before the
-    figures), and better/worse where Holm rejects "no difference" and the difference reaches
-    the minimum effect."""
+    figures), and each tested row's verdict (:func:`_outcome`)."""
     alpha, rows = 1 - confidence, [row for row, _ in pending]
     for family in (QUALITY, SPEED):
         level = family_level(rows, family, confidence)
@@ -666,33 +718,65 @@ def _decide(pending: list, rules: dict[str, Rule], confidence: float) -> None:
         for row, sides in pending:
             if row["family"] != family or sides is None or None in (sides[0].mean, sides[1].mean):
                 continue
-            figures, why = _judged(rules[row["metric"]], *sides, level)
+            figures, d = _judged(rules[row["metric"]], *sides, level)
             row |= figures
             if row["verdict"] == FEW and not row["note"]:
-                row["note"] = why
+                row["note"] = d.why
             if row["tested"]:
-                members.append((row, why))
-        p_values = [1.0 if row["p_value"] is None else row["p_value"] for row, _ in members]
+                members.append((row, d, sides))
+        p_values = [1.0 if row["p_value"] is None else row["p_value"] for row, _, _ in members]
         significant = holm(p_values, alpha)
-        for (row, why), adjusted, reject in zip(
+        for (row, d, sides), adjusted, reject in zip(
             members, holm_adjusted(p_values), significant, strict=True
         ):
             if row["p_value"] is None:
-                row |= {"verdict": FEW, "note": why}
+                row |= {"verdict": FEW, "note": d.why}
                 continue
             row["p_adjusted"] = adjusted
-            if not reject:
-                continue
-            if abs(row["diff"]) < row["min_effect"]:
-                row["note"] = "significant, below the minimum effect"
-                continue
-            good = (row["diff"] > 0) == rules[row["metric"]].higher_is_better
-            row["verdict"] = BETTER if good else WORSE
-            if row["low"] <= 0 <= row["high"]:
-                row["note"] = (
-                    "Holm rejects it after the family's smaller p-values; "
-                    "its simultaneous interval is the wider Bonferroni one"
-                )
+            _outcome(row, reject, rules[row["metric"]].higher_is_better, d, sides)
+
+
+def _outcome(row: dict, reject: bool, higher_is_better: bool, d: Difference, sides) -> None:
+    """A tested row's verdict: better or worse where Holm rejects "no difference" and the
+    difference reaches the minimum effect; else equivalent where the row's simultaneous
+    interval lies strictly inside ± the margin; else inconclusive, with the seeds that would
+    likely decide it.
+
+    Why the printed interval decides equivalence: an interval at 1 − (1 − confidence)/m
+    inside (−margin, +margin) is two one-sided tests (the difference is above −margin, below
+    +margin), each at (1 − confidence)/(2m). That is stricter than equivalence needs (each at
+    (1 − confidence)/m would do): the price of one interval that agrees with every verdict of
+    its row. Over a family's m rows, the chance of any false equivalent stays at most
+    (1 − confidence)/2, and of any false better/worse at most 1 − confidence (Holm)."""
+    small = abs(row["diff"]) < row["min_effect"]
+    if reject and not small:
+        good = (row["diff"] > 0) == higher_is_better
+        row["verdict"] = BETTER if good else WORSE
+        if row["low"] <= 0 <= row["high"]:
+            row["note"] = (
+                "Holm rejects it after the family's smaller p-values; "
+                "its simultaneous interval is the wider Bonferroni one"
+            )
+        return
+    notes = ["significant, below the minimum effect"] if reject else []
+    if -row["margin"] < row["low"] and row["high"] < row["margin"]:
+        row |= {"verdict": EQUIVALENT, "note": "; ".join(notes)}
+        return
+    b, n = sides
+    if d.method == "paired":
+        spread, sizes, unit = (d.sd,), (d.pairs,), "paired seeds"
+    else:
+        spread, sizes, unit = (b.sd, n.sd), (b.n, n.n), "seeds on each side"
+    needed = seeds_to_decide(
+        row["diff"], spread, sizes, row["level"], row["min_effect"], row["margin"]
+    )
+    if needed is not None:
+        notes.append(f"about {needed} {unit} would likely decide it")
+    elif row["margin"] <= abs(row["diff"]) < row["min_effect"]:
+        notes.append("between the margin and the minimum effect: no number of seeds decides it")
+    else:
+        notes.append(f"more than {DECIDE_CAP} {unit} would be needed to decide it")
+    row |= {"verdict": INCONCLUSIVE, "note": "; ".join(notes), "seeds_to_decide": needed}
 
 
 def _bench_rows(base: Side, new: Side) -> list[dict]:
@@ -765,20 +849,45 @@ def check_fail_metrics(metrics: list[str], rules: dict[str, Rule] | None = None)
 
 
 def regressions(rows: list[dict], metrics: list[str] | None = None) -> list[str]:
-    """The failing rows (of ``metrics`` only, when given), one line each: every row that is
-    not better, no detectable change or identical (worse, and each row the comparison could
-    not judge: too few seeds, missing, diverged, outdated, unstable, a definition error); and
-    a fail metric no row judged."""
-    out = [
+    """The rows failing ``--fail-on worse`` (of ``metrics`` only, when given), one line each:
+    worse, and each row the comparison could not judge (too few seeds, missing, diverged,
+    outdated, unstable, a definition error; an inconclusive row was judged and does not fail);
+    and a fail metric no row judged."""
+    failing = [r for r in rows if r["verdict"] in verdicts.FAILING]
+    return _lines(failing, metrics) + _unjudged(rows, metrics)
+
+
+def short_of_equivalent(rows: list[dict], metrics: list[str] | None = None) -> list[str]:
+    """The run rows failing ``--require equivalent`` (of ``metrics`` only, when given), one
+    line each: every run row not equivalent, identical or better; and a fail metric no row
+    judged."""
+    short = [r for r in rows if r["kind"] == "run" and r["verdict"] not in NOT_WORSE]
+    return _lines(short, metrics) + _unjudged(rows, metrics)
+
+
+def _lines(rows: list[dict], metrics: list[str] | None) -> list[str]:
+    return [
         f"{_name(r)} {r['metric']}: {r['verdict']}" + (f" ({r['note']})" if r["note"] else "")
         for r in rows
-        if r["verdict"] in verdicts.FAILING and (not metrics or r["metric"] in metrics)
+        if not metrics or r["metric"] in metrics
     ]
-    for metric in metrics or []:
-        if not any(r["metric"] == metric and r["verdict"] in JUDGED for r in rows):
-            out.append(f"{metric}: judged in no row (on neither side with enough seeds, "
-                       "or not comparable)")  # fmt: skip
-    return out
+
+
+def _unjudged(rows: list[dict], metrics: list[str] | None) -> list[str]:
+    return [
+        f"{metric}: judged in no row (on neither side with enough seeds, or not comparable)"
+        for metric in metrics or []
+        if not any(r["metric"] == metric and r["verdict"] in JUDGED for r in rows)
+    ]
+
+
+def failing(rows: list[dict], options: CompareOptions) -> list[str]:
+    """The lines that fail this comparison: those of ``--fail-on worse`` and of ``--require
+    equivalent``, as asked, each line once."""
+    metrics = list(options.fail_metric)
+    found = regressions(rows, metrics) if options.fail_on == "worse" else []
+    found += short_of_equivalent(rows, metrics) if options.require == "equivalent" else []
+    return list(dict.fromkeys(found))
 
 
 def _name(row: dict) -> str:
@@ -875,6 +984,9 @@ def text_rows(
             notes.append(f"config: {r['config_changes']}")
         if r["mixed_code"]:
             notes.append(f"mixed code fingerprints on {' and '.join(r['mixed_code'])}")
+        if r.get("seeds") is not None:  # compare --until-decided: the seeds the row got
+            state = "decided" if r["verdict"] in DECIDED else "undecided"
+            notes.append(f"{state} at {r['seeds']} seeds")
         job = f"{r['job']}/{r['cell']}" if r["cell"] else r["job"]
         cells.append(
             [
@@ -904,13 +1016,15 @@ def render_text(
     rows: list[dict],
     rules: dict[str, Rule] = RULES,
     confidence: float = CONFIDENCE,
+    preface: tuple[str, ...] = (),
 ) -> str:
+    """The terminal's table; ``preface`` lines go above it (how the seeds were chosen)."""
     from mnist_suite.summary import table
 
     header, cells = text_rows(rows, confidence)
     cells = [[plain(c) for c in row] for row in cells]
     notes = "".join(f"{plain(line)}\n" for line in speed_notes(base, new, rules))
-    side_notes = "".join(f"{plain(line)}\n" for line in side_notes_of(base, new))
+    side_notes = "".join(f"{plain(line)}\n" for line in [*preface, *side_notes_of(base, new)])
     return (
         f"base {plain(base.label)}\nnew  {plain(new.label)}\n{side_notes}{table(header, cells)}\n"
         f"{len(rows)} figures: {_tally(rows)}.\n{notes}{rules_note(rules, confidence, rows)}"
@@ -923,12 +1037,15 @@ def render_markdown(
     rows: list[dict],
     rules: dict[str, Rule] = RULES,
     confidence: float = CONFIDENCE,
+    preface: tuple[str, ...] = (),
 ) -> str:
+    """The table in markdown; ``preface`` lines go above it, as in :func:`render_text`."""
     header, cells = text_rows(rows, confidence)
     verdict = header.index("verdict")
     lines = [f"Base: {markdown(base.label)}; new: {markdown(new.label)}.", ""]
-    if side_notes_of(base, new):
-        lines += [*(markdown(line) for line in side_notes_of(base, new)), ""]
+    above = [*preface, *side_notes_of(base, new)]
+    if above:
+        lines += [*(markdown(line) for line in above), ""]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     identifiers = {header.index(h) for h in ("job", "profile", "metric")}
@@ -966,10 +1083,11 @@ def families(rows: list[dict], confidence: float = CONFIDENCE) -> dict[str, dict
 def rules_note(
     rules: dict[str, Rule] = RULES, confidence: float = CONFIDENCE, rows: list | None = None
 ) -> str:
-    """The table's footnote: its families, what its intervals and p-values are, and what a
-    better/worse needs."""
+    """The table's footnote: its families, what its intervals and p-values are, and what each
+    verdict needs."""
     rows = rows or []
     effects = ", ".join(f"{m} {r.describe()}" for m, r in rules.items())
+    margins = ", ".join(f"{m} ±{r.describe_margin()}" for m, r in rules.items())
     alpha = f"{100 * (1 - confidence):g}%"
     named = []
     for family, f in families(rows, confidence).items():
@@ -990,7 +1108,11 @@ def rules_note(
         f"row{'s' * (identical != 1)} (each seed of one side with the same figure on the other) "
         "and the rows that could not be judged. Better/worse needs an adjusted p of at most "
         f"{alpha} and the difference to reach the minimum effect ({effects}; benchmark ratios: "
-        f"{100 * benchcompare.TOLERANCE:g}% beyond the quartiles)."
+        f"{100 * benchcompare.TOLERANCE:g}% beyond the quartiles, else no detectable change). "
+        "Equivalent needs the row's simultaneous interval strictly inside its margin "
+        f"({margins}; relative ones of the base mean): two one-sided tests, each at "
+        f"{alpha}/(2m). Inconclusive: neither; its note estimates the seeds that would likely "
+        "decide it."
     )
 
 
@@ -1000,9 +1122,10 @@ def document(
     rows: list[dict],
     rules: dict[str, Rule] = RULES,
     confidence: float = CONFIDENCE,
+    extra: dict | None = None,
 ) -> dict[str, Any]:
-    """The ``--json`` output."""
-    return {
+    """The ``--json`` output (``extra``: fields of its own, how the seeds were chosen)."""
+    return (extra or {}) | {
         "base": base.label,
         "new": new.label,
         "notes": side_notes_of(base, new),
@@ -1015,10 +1138,12 @@ def document(
             "rows_judged": sum(r["tested"] for r in rows),
             "identical_rows": sum(r["verdict"] == IDENTICAL for r in rows),
             "false_alarm_rate_per_family_at_most": 1 - confidence,
+            "false_equivalent_rate_per_family_at_most": (1 - confidence) / 2,
         },
         "rules": {
             m: {"higher_is_better": r.higher_is_better, "absolute": r.absolute}
-            | {"relative": r.relative}
+            | {"relative": r.relative, "margin_absolute": r.margin_absolute}
+            | {"margin_relative": r.margin_relative}
             for m, r in rules.items()
         },
         "rows": rows,
@@ -1027,23 +1152,34 @@ def document(
     }
 
 
-def rules_for(min_effects: list[str], fail_metrics: list[str], confidence: float) -> dict:
+def rules_for(
+    min_effects: list[str], fail_metrics: list[str], confidence: float, margins: list[str] = ()
+) -> dict:
     """The rules of one comparison (:func:`parse_min_effects`), once its fail metrics and its
     confidence are checked: ConfigError (one line) for any of them out of place."""
-    rules = parse_min_effects(min_effects)
+    rules = parse_min_effects(min_effects, margins)
     check_fail_metrics(fail_metrics, rules)
     if not 0.5 <= confidence < 1:
         raise ConfigError(f"confidence {confidence}: expected a coverage in [0.5, 1)")
     return rules
 
 
-def judge(base: Side, new: Side, options: CompareOptions) -> tuple[str, list[str]]:
+def judge(
+    base: Side,
+    new: Side,
+    options: CompareOptions,
+    rows: list[dict] | None = None,
+    preface: tuple[str, ...] = (),
+    extra: dict | None = None,
+) -> tuple[str, list[str]]:
     """``compare``'s answer: (the table as text, markdown or JSON, the lines that fail it:
-    none unless ``options.fail_on`` asks)."""
+    none unless ``options.fail_on`` or ``options.require`` asks). ``rows`` already judged
+    (:mod:`mnist_suite.sequential`) are shown as they are, with ``preface`` above the table and
+    ``extra`` in the JSON."""
     from mnist_suite.files import dumps
 
     rules, confidence = options.rules(), options.confidence
-    if options.fail_on == "worse" and SPEED_METRIC in options.fail_metric:
+    if (options.fail_on or options.require) and SPEED_METRIC in options.fail_metric:
         # Asked to judge speed, sides from other machines can give no verdict: refused.
         for group in sorted(base.groups() & new.groups()):
             b, n = base.stats.get((*group, SPEED_METRIC)), new.stats.get((*group, SPEED_METRIC))
@@ -1051,15 +1187,14 @@ def judge(base: Side, new: Side, options: CompareOptions) -> tuple[str, list[str
             why = machine_problem(b, n, inside) if b and n else ""
             if why:
                 raise ConfigError(f"{SPEED_METRIC} cannot be judged: {why}")
-    rows = compare(base, new, rules, confidence)
+    rows = compare(base, new, rules, confidence) if rows is None else rows
     if options.json:
-        text = dumps(document(base, new, rows, rules, confidence))
+        text = dumps(document(base, new, rows, rules, confidence, extra))
     elif options.md:
-        text = render_markdown(base, new, rows, rules, confidence)
+        text = render_markdown(base, new, rows, rules, confidence, preface)
     else:
-        text = render_text(base, new, rows, rules, confidence)
-    failing = regressions(rows, list(options.fail_metric)) if options.fail_on == "worse" else []
-    return text, failing
+        text = render_text(base, new, rows, rules, confidence, preface)
+    return text, failing(rows, options)
 
 
 def shared(base: Side, new: Side) -> bool:
@@ -1067,29 +1202,35 @@ def shared(base: Side, new: Side) -> bool:
     return bool(base.groups() & new.groups() or base.ratios.keys() & new.ratios.keys())
 
 
-def parse_min_effects(pairs: list[str]) -> dict[str, Rule]:
-    """``metric=0.005`` (absolute) or ``metric=5%`` (relative) overrides of :data:`RULES`."""
+def parse_min_effects(pairs: list[str], margins: list[str] = ()) -> dict[str, Rule]:
+    """``metric=0.005`` (absolute) or ``metric=5%`` (relative) overrides of :data:`RULES`'
+    minimum effects (``pairs``) and equivalence margins (``margins``)."""
     rules = dict(RULES)
-    for pair in pairs:
-        metric, _, value = pair.partition("=")
-        try:
-            relative = value.endswith("%")
-            amount = float(value.rstrip("%")) / (100 if relative else 1)
-            if not (math.isfinite(amount) and amount >= 0):
-                raise ValueError
-        except ValueError:
-            raise ConfigError(
-                f"min effect {plain(pair)!r}: expected METRIC=0.005 or METRIC=5%"
-            ) from None
-        if metric not in rules:
-            raise ConfigError(
-                f"min effect {plain(pair)!r}: compared metrics are {', '.join(rules)}"
-            )
-        rule = rules[metric]
-        rules[metric] = Rule(
-            rule.higher_is_better, 0.0 if relative else amount, amount if relative else 0.0
-        )
+    for what, given in (("min effect", pairs), ("margin", margins)):
+        for pair in given:
+            metric, absolute, relative = _amount(what, pair, rules)
+            rule = rules[metric]
+            if what == "margin":
+                rules[metric] = replace(rule, margin_absolute=absolute, margin_relative=relative)
+            else:
+                rules[metric] = replace(rule, absolute=absolute, relative=relative)
     return rules
+
+
+def _amount(what: str, pair: str, rules: dict[str, Rule]) -> tuple[str, float, float]:
+    """(metric, absolute, relative) of ``METRIC=0.005`` or ``METRIC=5%``; one-line ConfigError
+    naming ``what`` otherwise."""
+    metric, _, value = pair.partition("=")
+    try:
+        relative = value.endswith("%")
+        amount = float(value.rstrip("%")) / (100 if relative else 1)
+        if not (math.isfinite(amount) and amount >= 0):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{what} {plain(pair)!r}: expected METRIC=0.005 or METRIC=5%") from None
+    if metric not in rules:
+        raise ConfigError(f"{what} {plain(pair)!r}: compared metrics are {', '.join(rules)}")
+    return metric, 0.0 if relative else amount, amount if relative else 0.0
 
 
 class _Callable(types.ModuleType):

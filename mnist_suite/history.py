@@ -6,7 +6,7 @@ checkout's HEAD, or the commit baked into a revision's image), so a runs folder 
 older-code subfolders included) holds a history: per commit on HEAD's first-parent line, oldest
 first, and per cell and profile, the mean with its 95% interval over the seeds, and the verdict
 against the point before it — ``compare``'s own (paired by seed when both hold the same seeds,
-Welch otherwise; its families, minimum effects and confidence).
+Welch otherwise; its families, minimum effects, margins and confidence).
 
 Runs of commits off that line, of a dirty work tree (not the commit they name), or with no
 commit recorded are left out, and counted.
@@ -90,7 +90,9 @@ def history_document(args: argparse.Namespace) -> tuple[dict, list[str]]:
     repo = ab.repository()
     if repo is None:
         raise ConfigError("history follows git commits: run it in a git checkout")
-    options = CompareOptions(min_effect=tuple(args.min_effect), confidence=args.confidence)
+    options = CompareOptions(
+        min_effect=tuple(args.min_effect), margin=tuple(args.margin), confidence=args.confidence
+    )
     rules = options.rules()
     if args.metric is not None and args.metric not in rules:
         raise ConfigError(f"--metric {args.metric!r}: compared metrics are {', '.join(rules)}")

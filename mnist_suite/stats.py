@@ -8,8 +8,9 @@ spread: its interval is None and ``interval_note`` says why.
 The one place intervals are computed, each for its question: :func:`t_interval` (a mean's, from
 n, mean and sd), :func:`prediction_interval` (where one more run would fall: the question for
 an original project's single figure), :func:`difference` (two sides' means: paired on the seeds
-both hold, Welch otherwise) and :func:`holm` / :func:`holm_adjusted` (a family
-of verdicts at once).
+both hold, Welch otherwise), :func:`holm` / :func:`holm_adjusted` (a family
+of verdicts at once) and :func:`seeds_to_decide` (how many seeds would likely settle a
+difference that is neither shown nor ruled out).
 """
 
 from __future__ import annotations
@@ -130,9 +131,18 @@ def median_spread(
 
 def t_quantile(confidence: float, df: float) -> float:
     """The two-sided Student-t quantile: ``t`` with ``P(|T| <= t) = confidence``."""
-    from scipy import stats
+    # SciPy's own t.ppf computes this function, behind argument checks that cost a hundred
+    # times more than the value: compare asks for thousands of them.
+    from scipy import special
 
-    return float(stats.t.ppf((1 + confidence) / 2, df))
+    return float(special.stdtrit(df, (1 + confidence) / 2))
+
+
+def _two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's T with ``df`` degrees of freedom (SciPy's t.sf, doubled)."""
+    from scipy import special
+
+    return float(2 * special.stdtr(df, -abs(t)))
 
 
 def t_interval(
@@ -170,17 +180,19 @@ class Difference:
     method: str  # "paired" (per-seed differences) or "Welch"
     pairs: int = 0  # seeds on both sides (paired only)
     why: str = ""  # why there is no p-value (too few seeds), when there is none
+    sd: float | None = None  # sample sd of the per-seed differences (paired only)
 
 
 def _without_spread(diff: float, n: int, method: str, pairs: int, what: str) -> Difference:
     """A difference whose noise measures zero: identical sides give p = 1; a shift with no
     spread is certain only from :data:`NO_SPREAD_MIN_SEEDS` seeds, too few seeds below."""
+    sd = 0.0 if method == "paired" else None
     if diff == 0:
-        return Difference(0.0, 0.0, 0.0, 1.0, method, pairs)
+        return Difference(0.0, 0.0, 0.0, 1.0, method, pairs, sd=sd)
     if n < NO_SPREAD_MIN_SEEDS:
         why = f"no spread over {n} seeds ({what}): too few to judge a change against"
-        return Difference(diff, None, None, None, method, pairs, why)
-    return Difference(diff, diff, diff, 0.0, method, pairs)
+        return Difference(diff, None, None, None, method, pairs, why, sd)
+    return Difference(diff, diff, diff, 0.0, method, pairs, sd=sd)
 
 
 def paired(
@@ -203,11 +215,9 @@ def paired(
     if sd <= ROUNDING * scale:
         what = "every seed moved by the same amount"
         return _without_spread(mean, len(d), "paired", len(d), what)
-    from scipy import stats
-
     low, high = t_interval(mean, sd, len(d), confidence)
-    p = float(2 * stats.t.sf(abs(mean) / (sd / math.sqrt(len(d))), len(d) - 1))
-    return Difference(mean, low, high, p, "paired", len(d))
+    p = _two_sided_p(mean / (sd / math.sqrt(len(d))), len(d) - 1)
+    return Difference(mean, low, high, p, "paired", len(d), sd=sd)
 
 
 def welch(
@@ -225,12 +235,10 @@ def welch(
     if vb**2 + vn**2 == 0 or max(sb, sn) <= ROUNDING * max(abs(mb), abs(mn)):
         what = "each side the same figure on every seed"
         return _without_spread(diff, min(nb, nn), "Welch", 0, what)
-    from scipy import stats
-
     df = (vb + vn) ** 2 / (vb**2 / (nb - 1) + vn**2 / (nn - 1))
     se = math.sqrt(vb + vn)
     half = t_quantile(confidence, df) * se
-    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    p = _two_sided_p(diff / se, df)
     return Difference(diff, diff - half, diff + half, p, "Welch")
 
 
@@ -283,3 +291,52 @@ def holm(p_values: Sequence[float | None], alpha: float) -> list[bool]:
     """Holm's step-down rule: which of the hypotheses to reject so that the chance of any false
     rejection among them stays at most ``alpha`` (None: not tested, never rejected)."""
     return [a is not None and a <= alpha for a in holm_adjusted(p_values)]
+
+
+# How far :func:`seeds_to_decide` looks: beyond this many seeds the answer is "more than".
+DECIDE_CAP = 1000
+
+
+def seeds_to_decide(
+    diff: float,
+    sds: tuple[float, ...],
+    sizes: tuple[int, ...],
+    level: float,
+    min_effect: float,
+    margin: float,
+    cap: int = DECIDE_CAP,
+) -> int | None:
+    """The smallest number of seeds n' above the current one at which a difference like this
+    one would likely be decided, or None up to ``cap``: a point estimate, from the observed
+    difference and spread taken as the truth.
+
+    Paired (``sds`` the sd of the per-seed differences, ``sizes`` the pairs): the interval's
+    half-width at n' pairs is ``t(level, n' - 1) · sd / √n'``. Welch (``sds`` and ``sizes``
+    each side's): both sides grow to n' seeds (a side that holds more keeps them) with their
+    observed sds, Welch's degrees of freedom. Decided at n' when either the difference reaches
+    ``min_effect`` and the interval excludes zero (better or worse; Bonferroni's interval,
+    a little stricter than Holm's rule), or it is below ``margin`` and the whole interval lies
+    inside ``±margin`` (equivalent). The half-width falls as n' grows, so once decided a
+    difference stays decided: n' is found by bisection.
+    """
+    size = abs(diff)
+
+    def decided(n: int) -> bool:
+        if len(sds) == 1:
+            variance, df = sds[0] ** 2 / n, n - 1
+        else:
+            grown = [max(n, k) for k in sizes]
+            parts = [s**2 / g for s, g in zip(sds, grown, strict=True)]
+            variance = sum(parts)
+            shares = sum(p**2 / (g - 1) for p, g in zip(parts, grown, strict=True))
+            df = variance**2 / shares if shares > 0 else math.inf
+        half = t_quantile(level, df) * math.sqrt(variance)
+        return (size >= min_effect and half < size) or (size < margin and size + half < margin)
+
+    low, high = min(sizes) + 1, cap
+    if low > high or not decided(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decided(middle) else (middle + 1, high)
+    return low

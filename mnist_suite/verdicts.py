@@ -3,11 +3,12 @@
 The terminal, the report and JSON say a verdict with these words and no others.
 
 - A comparison (``compare``, the accuracy gate, ``bench_compare``): :data:`BETTER`,
-  :data:`WORSE`, :data:`SAME` (no detectable change), :data:`IDENTICAL` (the same seeds with
-  the same figures on both sides), :data:`UNSTABLE` (too noisy for a verdict), :data:`FEW` (a
-  side has fewer than two seeds, or two seeds with no spread), and for a row that cannot be
-  compared at all: :data:`MISSING`, :data:`DIVERGED`, :data:`OUTDATED`,
-  :data:`DEFINITION_ERROR`.
+  :data:`WORSE`, :data:`EQUIVALENT` (equal within the metric's margin), :data:`INCONCLUSIVE`
+  (neither shown: more seeds would tell), :data:`IDENTICAL` (the same seeds with the same
+  figures on both sides), :data:`NOT_DETECTED` (a benchmark ratio within its quartiles' noise),
+  :data:`UNSTABLE` (too noisy for a verdict), :data:`FEW` (a side has fewer than two seeds, or
+  two seeds with no spread), and for a row that cannot be compared at all: :data:`MISSING`,
+  :data:`DIVERGED`, :data:`OUTDATED`, :data:`DEFINITION_ERROR`.
 - A benchmark target: :data:`MET`, :data:`MISSED`, :data:`UNSTABLE`.
 - An original project's single figure against our runs, by its predictive p-value
   (:func:`original`): :data:`CONSISTENT`, :data:`BORDERLINE`, :data:`NOT_CONSISTENT`, and
@@ -18,19 +19,23 @@ Standard library only: ``bench/compare.py`` and ``bench/conftest.py`` use it too
 
 from __future__ import annotations
 
-BETTER, WORSE, SAME, UNSTABLE, FEW = (
-    "better",
-    "worse",
-    "no detectable change",
-    "unstable",
-    "too few seeds",
-)
+BETTER, WORSE, UNSTABLE, FEW = "better", "worse", "unstable", "too few seeds"
+EQUIVALENT, INCONCLUSIVE = "equivalent", "inconclusive"
+# A benchmark ratio's median inside the band its quartiles and tolerance leave
+# (mnist_suite.benchcompare.verdict): nothing seen, but no bound on the change either, so not
+# "equivalent".
+NOT_DETECTED = "no detectable change"
 IDENTICAL = "identical"
 MISSING, DIVERGED, OUTDATED = "missing", "diverged", "outdated"
 DEFINITION_ERROR = "definition error"
 # Rows of a comparison that fail a gate (``--fail-on worse``): a regression, and every row the
 # gate could not judge or see through. A gate passes only on rows it judged.
 FAILING = (WORSE, FEW, UNSTABLE, MISSING, DIVERGED, OUTDATED, DEFINITION_ERROR)
+# Rows shown to be no worse: a gain, no change beyond the margin, or the same figures
+# (``--require equivalent`` accepts only these; ``bisect`` goes on past them).
+NOT_WORSE = (BETTER, EQUIVALENT, IDENTICAL)
+# Rows whose question is answered: ``compare --until-decided`` adds no seeds to them.
+DECIDED = (*NOT_WORSE, WORSE)
 
 MET, MISSED = "met", "missed"
 CONSISTENT, BORDERLINE, NOT_CONSISTENT = "consistent", "borderline", "not consistent"

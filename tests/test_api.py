@@ -121,11 +121,15 @@ def test_each_function_returns_what_its_command_prints(sides, capsys):
     rows = mnist_suite.compare(base, new)
     assert json.loads(dumps([r.as_dict() for r in rows])) == printed
     by_job = {r.job: r for r in rows}
-    assert by_job["slower"].verdict == "worse" and by_job["same"].verdict == "no detectable change"
+    assert by_job["slower"].verdict == "worse" and by_job["same"].verdict == "equivalent"
+    assert by_job["same"].margin == pytest.approx(0.03) and by_job["same"].seeds_to_decide is None
     assert by_job["slower"].config_changes == "lr: 0.1 -> 0.05"
     assert by_job["slower"].base["n"] == 4 and by_job["slower"].pairs == 4
     relaxed = mnist_suite.compare(base, new, min_effect={"test_accuracy": "50%"})
-    assert {r.job: r.verdict for r in relaxed}["slower"] == "no detectable change"
+    assert {r.job: r.verdict for r in relaxed}["slower"] == "equivalent"  # within ±45 points
+    strict = mnist_suite.compare(base, new, margin={"test_mse": 0.001})
+    (same,) = [r for r in strict if r.job == "same"]
+    assert same.verdict == "inconclusive" and same.seeds_to_decide > 3
 
 
 def test_the_dataframe_has_a_row_per_run_and_a_column_per_field(sides):
@@ -168,3 +172,20 @@ def test_a_path_with_nothing_to_read_is_a_config_error(sides, tmp_path):
     fake_runs(other, "mlp", [0.9, 0.91])
     with pytest.raises(ConfigError, match="share no job"):
         mnist_suite.compare(sides[0], other)
+
+
+def test_failing_gives_the_lines_the_command_fails_with(sides, capsys):
+    from mnist_suite.api import failing
+
+    base, new = sides
+    rows = mnist_suite.compare(base, new)
+    assert failing(rows) == []  # nothing asked, nothing fails
+    assert failing(rows, require="equivalent") == ["slower quick test_accuracy: worse"]
+    assert failing(rows, require="equivalent", fail_metric=("test_mse",)) == []
+    code = main(["compare", str(base), str(new), "--require", "equivalent"])
+    assert code == 1
+    assert capsys.readouterr().err == "failing: slower quick test_accuracy: worse\n"
+    with pytest.raises(ConfigError, match=r"^require 'same': expected 'equivalent' or None$"):
+        failing(rows, require="same")
+    with pytest.raises(ConfigError, match="fail metric 'accuracy'"):
+        failing(rows, fail_on="worse", fail_metric=("accuracy",))

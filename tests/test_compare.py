@@ -69,8 +69,8 @@ def test_verdicts_on_synthetic_runs(sides):
     assert verdicts(rows) == {
         "up": "better",
         "down": "worse",
-        "noise": "no detectable change",
-        "tiny": "no detectable change",  # the interval excludes 0, the effect is too small
+        "noise": "inconclusive",  # ±0.3 pt of seed noise over 5 seeds: neither shown
+        "tiny": "equivalent",  # the interval excludes 0, but sits within ±0.1 pt
         "single": "too few seeds",
         "only-base": "missing",  # a job on one side only fails the gate, never vanishes
     }
@@ -79,6 +79,11 @@ def test_verdicts_on_synthetic_runs(sides):
     assert mse["config_changes"] == "lr: 0.1 -> 0.2"
     tiny = next(r for r in rows if r["job"] == "tiny" and r["metric"] == "test_accuracy")
     assert tiny["low"] > 0 and tiny["diff"] < tiny["min_effect"] == pytest.approx(0.001)
+    assert tiny["high"] < tiny["margin"] == pytest.approx(0.001)
+    assert tiny["note"] == "significant, below the minimum effect"
+    noise = next(r for r in rows if r["job"] == "noise")
+    assert noise["low"] < -noise["margin"] and noise["seeds_to_decide"] > 5
+    assert noise["note"] == f"about {noise['seeds_to_decide']} paired seeds would likely decide it"
     # Both sides hold seeds 0-4: paired intervals, and the table says so.
     up = next(r for r in rows if r["job"] == "up" and r["metric"] == "test_accuracy")
     assert (up["method"], up["pairs"]) == ("paired", 5)
@@ -163,11 +168,28 @@ def test_json_and_markdown_shapes(sides, capsys):
     assert any("**worse**" in line for line in lines)
 
 
-def test_min_effect_override(sides, capsys):
+def test_min_effect_and_margin_overrides(sides, capsys):
+    # -2 points against a 5-point minimum effect: not worse; the margin follows (±5 points).
     code, out, _ = cli(capsys, *sides, "--json", "--min-effect", "test_accuracy=0.05")
-    assert verdicts(json.loads(out)["rows"])["down"] == "no detectable change"
-    code, _, err = cli(capsys, *sides, "--min-effect", "test_accuracy=x")
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    (down,) = [r for r in json.loads(out)["rows"] if r["job"] == "down"]
+    assert (down["verdict"], down["min_effect"], down["margin"]) == ("equivalent", 0.05, 0.05)
+    # A margin of its own, below the difference: a change between the two, never decided.
+    narrow = ("--min-effect", "test_accuracy=0.05", "--margin", "test_accuracy=0.1%")
+    code, out, _ = cli(capsys, *sides, "--json", *narrow)
+    doc = json.loads(out)
+    (down,) = [r for r in doc["rows"] if r["job"] == "down"]
+    assert down["verdict"] == "inconclusive" and down["seeds_to_decide"] is None
+    assert down["margin"] == pytest.approx(0.001 * 0.90, rel=1e-9)  # of the base mean
+    assert down["note"] == (
+        "significant, below the minimum effect; "
+        "between the margin and the minimum effect: no number of seeds decides it"
+    )
+    assert doc["rules"]["test_accuracy"]["margin_relative"] == 0.001
+    for flag in ("--min-effect", "--margin"):
+        code, _, err = cli(capsys, *sides, flag, "test_accuracy=x")
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        what = flag[2:].replace("-", " ")
+        assert err == f"error: {what} 'test_accuracy=x': expected METRIC=0.005 or METRIC=5%\n"
 
 
 def _summary(job, n, mean, sd, metric="test_accuracy"):
@@ -804,17 +826,20 @@ def test_every_interval_agrees_with_its_verdict(tmp_path):
         running = max(running, min(1.0, (m - k) * rows[i]["p_value"]))
         assert rows[i]["p_adjusted"] == pytest.approx(running, rel=1e-12)
     words = {r["verdict"] for r in rows}
-    assert {"better", "worse", "no detectable change"} <= words
+    assert {"better", "worse", "equivalent"} <= words
     for r in rows:
         assert r["level"] == pytest.approx(1 - alpha / m)
         excludes_zero = r["low"] > 0 or r["high"] < 0
+        inside = -r["margin"] < r["low"] and r["high"] < r["margin"]
         if excludes_zero:  # Bonferroni's interval excludes zero only where Holm rejects
             assert r["p_adjusted"] <= alpha
         if r["verdict"] in ("better", "worse"):
             assert r["p_adjusted"] <= alpha and abs(r["diff"]) >= r["min_effect"]
-        elif excludes_zero or r["p_adjusted"] <= alpha:
-            assert r["note"] == "significant, below the minimum effect"
-    assert any(r["note"] == "significant, below the minimum effect" for r in rows)
+            continue
+        assert r["verdict"] == ("equivalent" if inside else "inconclusive")  # the printed one
+        if excludes_zero or r["p_adjusted"] <= alpha:
+            assert r["note"].startswith("significant, below the minimum effect")
+    assert any(r["note"].startswith("significant, below the minimum effect") for r in rows)
 
 
 def test_a_holm_verdict_beside_a_wider_interval_says_why(tmp_path):
@@ -857,3 +882,167 @@ def test_markdown_shows_names_in_code_spans_and_values_as_they_read(tmp_path, ca
     odd = next(r for r in rows if "javascript" in r)
     assert odd.startswith("| ``x`](javascript:1)\\|y`` | ")  # a longer fence; | escaped
     assert odd.count(" | ") == plain.count(" | ")  # the row has as many cells
+
+
+# --- three outcomes, on sides built by hand ------------------------------------------------------
+
+Z5 = [(k - 2) / 2.5**0.5 for k in range(5)]  # five values of mean 0 and sample sd 1
+BASE5 = [0.900, 0.904, 0.897, 0.902, 0.899]
+
+
+def hand_side(label: str, rows: dict[str, list[float]]) -> compare.Side:
+    """A side holding each job's per-seed test accuracies (seeds 0..), as a runs folder
+    gives them."""
+    from mnist_suite.stats import summarize
+
+    side = compare.Side(label, "runs")
+    for job, values in rows.items():
+        s = summarize(values)
+        stat = compare.Stat(s.n, s.mean, s.sd, dict(enumerate(values)))
+        side.stats[(job, "", "quick", "test_accuracy")] = stat
+    return side
+
+
+def shifted(differences: dict[str, list[float]]) -> tuple[compare.Side, compare.Side]:
+    """BASE5 on base for every job; on new, BASE5 moved seed by seed by the job's differences."""
+    base = hand_side("base", dict.fromkeys(differences, BASE5))
+    moved = {j: [b + d for b, d in zip(BASE5, ds, strict=True)] for j, ds in differences.items()}
+    return base, hand_side("new", moved)
+
+
+def by_job(rows: list[dict]) -> dict[str, dict]:
+    return {r["job"]: r for r in rows}
+
+
+def test_equal_within_a_twentieth_of_a_point_or_anything_within_one_point():
+    # Both rows read "no detectable change" under a two-word vocabulary: one is equal within
+    # ±0.05 pt, the other could be anything from -1 to +1 pt. Now they read apart.
+    from scipy import stats
+
+    t = stats.t.ppf(1 - 0.05 / 4, 4)  # a family of two rows: each interval at 97.5%
+    tight = [0.0005 * 5**0.5 / t * z for z in Z5]  # half-width 0.05 pt around 0
+    wide = [0.01 * 5**0.5 / t * z for z in Z5]  # half-width 1 pt around 0
+    rows = by_job(compare.compare(*shifted({"tight": tight, "wide": wide})))
+    assert rows["tight"]["verdict"] == "equivalent" and rows["tight"]["note"] == ""
+    assert (rows["tight"]["low"], rows["tight"]["high"]) == pytest.approx((-0.0005, 0.0005))
+    assert rows["wide"]["verdict"] == "inconclusive"
+    assert (rows["wide"]["low"], rows["wide"]["high"]) == pytest.approx((-0.01, 0.01))
+    assert rows["tight"]["level"] == rows["wide"]["level"] == 0.975
+    # The seeds that would likely decide the wide row, walked up one at a time by hand: its
+    # difference (0) stays, its per-seed sd stays, the interval at 97.5% must fit in ±0.1 pt.
+    d = [(b + w) - b for b, w in zip(BASE5, wide, strict=True)]  # as compare pairs them
+    sd = float(stats.tstd(d))
+    expected = next(
+        n for n in range(6, 1001)
+        if abs(sum(d) / 5) + stats.t.ppf(1 - 0.025 / 2, n - 1) * sd / n**0.5 < 0.001
+    )  # fmt: skip
+    assert rows["wide"]["seeds_to_decide"] == expected and 200 < expected < 1000
+    assert rows["wide"]["note"] == f"about {expected} paired seeds would likely decide it"
+    assert rows["tight"]["seeds_to_decide"] is None
+
+
+def test_significant_but_small_is_equivalent_inside_the_margin_else_inconclusive():
+    inside = [0.0004 + 0.0001 * z for z in Z5]  # +0.04 pt, interval ±0.012 pt: within ±0.1
+    beyond = [0.0008 + 0.0002 * z for z in Z5]  # +0.08 pt, interval ±0.025 pt: reaches 0.1
+    for job, d in (("inside", inside), ("beyond", beyond)):
+        (row,) = compare.compare(*shifted({job: d}))
+        assert row["level"] == 0.95 and row["p_adjusted"] < 0.05 and row["low"] > 0
+        assert abs(row["diff"]) < row["min_effect"] == pytest.approx(0.001)
+        if job == "inside":
+            assert row["verdict"] == "equivalent" and row["high"] < 0.001
+            assert row["note"] == "significant, below the minimum effect"
+        else:
+            # 0.08 + t(0.975, n' - 1) · 0.02 / √n' < 0.1 pt first at n' = 7 (2.447 / 2.646 =
+            # 0.925 < 1; at 6: 2.571 / 2.449 = 1.05).
+            assert row["verdict"] == "inconclusive" and row["high"] > 0.001
+            assert row["seeds_to_decide"] == 7 and row["note"] == (
+                "significant, below the minimum effect; about 7 paired seeds would likely decide it"
+            )
+
+
+def test_equivalence_is_judged_on_the_printed_simultaneous_interval():
+    # sd 0.07 pt over 5 seeds around 0: the 95% interval (±0.087 pt) fits within ±0.1 pt,
+    # the 97.5% one (±0.109 pt) a family of two prints does not.
+    from mnist_suite.stats import t_interval
+
+    flat = [0.0007 * z for z in Z5]
+    alone = by_job(compare.compare(*shifted({"flat": flat})))["flat"]
+    assert (alone["verdict"], alone["level"]) == ("equivalent", 0.95)
+    assert alone["high"] == pytest.approx(t_interval(0.0, 0.0007, 5, 0.95)[1])
+    assert alone["high"] < 0.001
+    paired = by_job(compare.compare(*shifted({"flat": flat, "up": [0.02] * 4 + [0.021]})))
+    assert paired["up"]["verdict"] == "better"
+    row = paired["flat"]
+    assert (row["verdict"], row["level"]) == ("inconclusive", 0.975)
+    assert row["high"] == pytest.approx(t_interval(0.0, 0.0007, 5, 0.975)[1])
+    assert row["high"] > 0.001
+    # The markdown and text tables say the same: the interval shown decides the verdict.
+    header, cells = compare.text_rows(list(paired.values()))
+    assert header[5] == "new − base [95% simultaneous CI]"
+    flat_cells = next(c for c in cells if c[0] == "flat")
+    assert flat_cells[5].endswith(" pt [-0.109, +0.109]") and flat_cells[8] == "inconclusive"
+
+
+def test_require_equivalent_fails_each_row_not_shown_equivalent(sides, capsys):
+    code, out, err = cli(capsys, *sides, "--require", "equivalent")
+    assert code == 1 and "equivalent" in out and "inconclusive" in out
+    (line,) = err.splitlines()
+    noise = "noise quick test_accuracy: inconclusive (about "
+    assert line.startswith("failing: down quick test_accuracy: worse; " + noise)
+    assert line.endswith(
+        "; only-base quick test_accuracy: missing (only on base); "
+        f"single quick test_accuracy: too few seeds ({SINGLE})"
+    )
+    assert "up quick" not in line and "tiny quick" not in line and "mse quick" not in line
+    # --fail-on worse keeps its meaning: an inconclusive row does not fail it.
+    code, _, err = cli(capsys, *sides, "--fail-on", "worse")
+    assert code == 1 and "noise" not in err
+    # Both: each failing row once.
+    code, _, err = cli(capsys, *sides, "--fail-on", "worse", "--require", "equivalent")
+    assert code == 1 and err.count("down quick test_accuracy: worse") == 1 and "noise" in err
+    # Restricted to a metric whose rows are all better, equivalent or identical: it passes.
+    code, _, err = cli(capsys, *sides, "--require", "equivalent", "--fail-metric", "test_mse")
+    assert (code, err) == (0, "")
+
+
+def test_require_equivalent_passes_equivalent_identical_and_better(tmp_path, capsys):
+    spread = [0.000, 0.002, -0.002, 0.001, -0.001]
+    for side, shift in (("a", 0.0), ("b", 0.02)):
+        fake_runs(tmp_path / side, "up", [0.90 + shift + d for d in spread])
+        fake_runs(tmp_path / side, "same", [0.90 + d for d in spread])
+        fake_runs(tmp_path / side, "close", [0.90 + d + 0.0002 * (side == "b") for d in spread])
+    code, out, err = cli(capsys, tmp_path / "a", tmp_path / "b", "--require", "equivalent")
+    assert (code, err) == (0, "")
+    assert "3 figures: 1 equivalent, 1 identical, 1 better." in out
+    # The same against a saved baseline (runs --summary --json) of side a: paired by seed.
+    main(["runs", "--runs", str(tmp_path / "a"), "--summary", "--json"])
+    saved = tmp_path / "baseline.json"
+    saved.write_text(capsys.readouterr().out)
+    code, out, err = cli(capsys, saved, tmp_path / "b", "--require", "equivalent", "--json")
+    assert (code, err) == (0, "")
+    assert {r["job"]: r["verdict"] for r in json.loads(out)["rows"]} == {
+        "up": "better", "same": "identical", "close": "equivalent",
+    }  # fmt: skip
+
+
+def test_the_gate_passes_require_to_compare_and_the_rest_to_train(monkeypatch):
+    pytest.importorskip("nox")
+    monkeypatch.syspath_prepend(str(ROOT))
+    import noxfile
+    from tests.test_docs import _Session
+
+    class Session(_Session):
+        def error(self, message: str):
+            raise SystemExit(message)  # as nox's session.error ends the session
+
+    ran: list[tuple[str, ...]] = []
+    monkeypatch.setattr(noxfile, "run_suite", lambda session, *argv, **kw: ran.append(argv))
+    noxfile.gate(Session("--require", "equivalent", "--workers", "1"))
+    (train, judged) = ran
+    assert train[:2] == ("mnist-suite", "train") and train[-2:] == ("--workers", "1")
+    assert "--require" not in train
+    assert judged[:2] == ("mnist-suite", "compare") and judged[-2:] == ("--require", "equivalent")
+    assert "--fail-on" in judged  # what the gate requires by default stays
+    with pytest.raises(SystemExit, match=r"^--require needs a value: --require equivalent$"):
+        noxfile.gate(Session("--require"))
+    assert len(ran) == 2  # refused before anything ran

@@ -95,3 +95,50 @@ def test_a_real_spread_is_tested_as_before():
     base, new = [0.95, 0.96, 0.97], [0.9512, 0.9615, 0.9711]
     d = paired(dict(enumerate(base)), dict(enumerate(new)))
     assert d.p_value == pytest.approx(stats.ttest_rel(new, base).pvalue, rel=1e-9)
+
+
+def _first_decided(diff, sd_of, df_of, level, min_effect, margin, start, cap=1000):
+    """The seeds to decide, by walking n' up one at a time with SciPy's own t quantile."""
+    from scipy import stats
+
+    for n in range(start, cap + 1):
+        half = stats.t.ppf((1 + level) / 2, df_of(n)) * sd_of(n)
+        size = abs(diff)
+        if (size >= min_effect and half < size) or (size < margin and size + half < margin):
+            return n
+    return None
+
+
+def test_seeds_to_decide_is_the_first_seed_count_that_decides():
+    from mnist_suite.stats import seeds_to_decide
+
+    # Paired: a mean difference of 0.08 pt with a per-seed sd of 0.2 pt, at 5 pairs, at the
+    # level of a family of two rows (97.5%), a 0.1 pt margin: equivalence takes more pairs.
+    args = (0.0008, 0.002, 0.975, 0.001, 0.001)
+    found = seeds_to_decide(args[0], (args[1],), (5,), *args[2:])
+    direct = _first_decided(args[0], lambda n: args[1] / math.sqrt(n), lambda n: n - 1,
+                            *args[2:], start=6)  # fmt: skip
+    assert found == direct and 40 < found < 1000, found
+    # A difference beyond the minimum effect: decided once its interval excludes zero.
+    big = seeds_to_decide(-0.003, (0.004,), (4,), 0.95, 0.001, 0.001)
+    direct = _first_decided(-0.003, lambda n: 0.004 / math.sqrt(n), lambda n: n - 1, 0.95,
+                            0.001, 0.001, start=5)  # fmt: skip
+    assert big == direct and 5 <= big < 20
+    # Welch: both sides grow with their own sds; the side that holds more keeps them.
+    sds, sizes = (0.003, 0.006), (10, 4)
+
+    def welch_sd(n):
+        return math.sqrt(sum(s**2 / max(n, k) for s, k in zip(sds, sizes, strict=True)))
+
+    def welch_df(n):
+        parts = [s**2 / max(n, k) for s, k in zip(sds, sizes, strict=True)]
+        grown = [max(n, k) for k in sizes]
+        return sum(parts) ** 2 / sum(p**2 / (g - 1) for p, g in zip(parts, grown, strict=True))
+
+    welch = seeds_to_decide(0.004, sds, sizes, 0.95, 0.001, 0.001)
+    assert welch == _first_decided(0.004, welch_sd, welch_df, 0.95, 0.001, 0.001, start=5)
+    # Nothing decides it up to the cap: a difference of zero with a huge spread, or one that
+    # lies between the margin and the minimum effect.
+    assert seeds_to_decide(0.0, (0.5,), (4,), 0.95, 0.001, 0.001) is None
+    assert seeds_to_decide(0.003, (0.001,), (4,), 0.95, 0.005, 0.001) is None
+    assert seeds_to_decide(0.0, (0.5,), (1000,), 0.95, 0.001, 0.001) is None  # at the cap
