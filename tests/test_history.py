@@ -1,4 +1,4 @@
-"""``history JOB`` over real tiny softmax runs made at
+"""``history JOB`` and the report's "Across commits" section over real tiny softmax runs made at
 three commits of a scratch repository: ``base``, a harmless edit of softmax whose subject is
 hostile HTML, and a tenth of softmax's learning rate (worse). The middle commit's runs are
 rewritten, in their records, to name another machine: its clock is another series.
@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from mnist_suite.history import SEVERAL
+from mnist_suite.jobs import Job
+from mnist_suite.report import build_report
+from mnist_suite.runs import execute
 from mnist_suite.verdicts import WORSE
 from tests.test_ab import TINY, _git, commit, edit, make_repo
 from tests.test_bisect import suite
+from tests.test_report import FakeConfig
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +132,61 @@ def test_history_parts_clocks_by_machine_and_keeps_one_series_of_accuracy(
     points = _history(run_cli, "--metric", "train_seconds", "--runs", str(copy))["points"]
     assert (points[2]["series"], points[2]["against_previous"]) == (SEVERAL, None)
     assert points[2]["note"] == "runs of 2 machines: not comparable"
+
+
+def _sections(report: Path) -> dict[str, dict]:
+    results = json.loads((report / "results.json").read_text())
+    return {s["key"]: s for s in results["sections"]}
+
+
+def test_report_draws_each_commit_with_its_interval_and_escapes_subjects(
+    scratch, monkeypatch, tmp_path
+):
+    root, shas = scratch
+    monkeypatch.chdir(root)
+    report = tmp_path / "report"
+    build_report(root / "build" / "ab" / "runs", None, report)
+    section = _sections(report)["commits"]
+    assert section["figures"] == ["figures/commits-softmax.png"]
+    assert (report / "figures" / "commits-softmax.png").stat().st_size > 0
+    (table,) = section["tables"]
+    rows = table["rows"]
+    assert [r["commit"] for r in rows] == [shas[k][:10] for k in ("base", "hostile", "lr")]
+    assert rows[1]["subject"] == f"softmax: {HOSTILE}"
+    assert [r["verdict"] for r in rows][2] == WORSE
+    assert table["bold"] == [{"row": 2, "column": "verdict"}]
+    page, markdown = (report / "index.html").read_text(), (report / "index.md").read_text()
+    # Escaped (the page may break a cell's text after "/" with <wbr>), never a tag.
+    assert "softmax: &lt;script&gt;alert(1)&lt;/script&gt;" in page.replace("<wbr>", "")
+    assert "<script" not in page and "<script" not in markdown
+
+    # Runs at one commit, and no compare folder in the checkout: nothing to draw, no section.
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    one = tmp_path / "one" / "softmax"
+    for run in _runs_at(root / "build" / "ab" / "runs", shas["lr"]):
+        shutil.copytree(run, one / run.name)
+    monkeypatch.chdir(clone)
+    build_report(one.parent, None, tmp_path / "report-one")
+    assert "commits" not in _sections(tmp_path / "report-one")
+
+
+def _negative_mse(cfg, run):
+    return {"test_mse": -1.0}
+
+
+def test_a_job_whose_figures_do_not_add_up_is_a_note_beside_the_others(
+    scratch, monkeypatch, tmp_path
+):
+    root, shas = scratch
+    # A run whose records fit their schemas but whose MSE is negative: no summary takes it.
+    job = Job("crafted", "a crafted job", FakeConfig, _negative_mse)
+    made = execute(job, "", FakeConfig(), seed=0, profile="quick", out=tmp_path / "runs",
+                        run_id="quick-s0")  # fmt: skip
+    assert made.state == "done"
+    _rewrite(made.path, lambda c: c.update(commit_info={"id": shas["lr"], "dirty": False}))
+    monkeypatch.chdir(root)
+    build_report(tmp_path / "runs", None, tmp_path / "report")
+    section = _sections(tmp_path / "report")["commits"]
+    assert section["figures"] == ["figures/commits-softmax.png"]
+    assert [n.split(" (")[0] for n in section["notes"]] == ["crafted: no history"]
