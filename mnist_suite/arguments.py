@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, CompareOptions, only=("min_effect", "margin", "confidence"))
 
     p = _command(sub, "history", "a job's figure at each commit whose runs exist, oldest first, "
-                 "each judged against the one before")  # fmt: skip
+                 "each judged against the one before in its series (train_seconds: one series "
+                 "per machine)")  # fmt: skip
     p.add_argument("job")
     p.add_argument("--metric", default=None, help="default: the job's headline figure")
     p.add_argument("--since", default=None, metavar="REV", help="only commits from REV on")

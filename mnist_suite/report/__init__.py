@@ -44,6 +44,7 @@ from mnist_suite.report import (
     benchmarks,
     changes,
     classification,
+    commits,
     generic,
     headline,
     overview,
@@ -137,7 +138,8 @@ def _culprit(build: Callable[[Context], Any], ctx: Context) -> RunRecord | None:
 
 
 def build_sections(ctx: Context) -> list[Section]:
-    """The answer first, then each family's detail, benchmarks, environment, the inventory."""
+    """The answer first, then each family's detail, benchmarks, environment, the inventory; a
+    section with nothing to show (its builder returns None) is left out."""
 
     def answer(c: Context) -> Section:
         environment = overview.environment_line(c, _generator())
@@ -152,11 +154,14 @@ def build_sections(ctx: Context) -> list[Section]:
         # Jobs no family section reads (family other, or unknown here): a section of their own.
         *([("Other jobs", generic.generic)] if generic.generic_jobs(ctx) else []),
         ("Variants", variants.variants),
+        # Each job's figure commit by commit, when runs of two commits are at hand (else none).
+        ("Across commits", commits.across_commits),
         ("Benchmarks", benchmarks.benchmarks),
         ("Environment", lambda c: overview.environment(c, _generator())),
         ("Runs", lambda c: overview.runs_overview(c, _expected_jobs())),
     ]
-    return [_built(title, build, ctx) for title, build in builders]
+    built = [_built(title, build, ctx) for title, build in builders]
+    return [s for s in built if s is not None]
 
 
 MARKER = ".mnist-suite-report"  # written into every report: the folder may be replaced
