@@ -174,10 +174,11 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
     x_dev, y_dev = tf_sgd.to_tensors(x_dev_np, y_dev_np)
     x_test, y_test = tf_sgd.to_tensors(to_unit(mnist.x_test), mnist.y_test)
     n_fit = len(y_np)
-    model = tf_sgd.build_model(cfg.widths)
-    trainer = tf_sgd.SGDTrainer(
-        model, cfg.lr, cfg.batch_size, cfg.reduction, cfg.momentum, cfg.update
+    # This process's graphs of the shape, if it traced them already; fresh weights either way.
+    trainer = tf_sgd.trainer(
+        cfg.widths, cfg.lr, cfg.batch_size, cfg.reduction, cfg.momentum, cfg.update
     )
+    model = trainer.model
     rng = run.rng("order")
     with run.evaluating():
         untrained_loss, _ = trainer.evaluate(x, y)
