@@ -8,12 +8,19 @@ variant fitted with a ``corrupt`` data transform (:func:`gaussian_noise`), drawn
 
 Keras (and so TensorFlow) is imported only when a model is built, so importing this module for
 the noise transform or the metrics stays cheap.
+
+A fit's epoch graph is traced once per shape and process: the process keeps one traced workspace
+(models, optimiser, epoch graph) per shape, and every fit of that shape trains in it from its own
+fresh weights and a new optimiser state, then hands the trained weights to its own models.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -35,6 +42,9 @@ SCHEDULES = ("constant", "cosine")
 LOSSES = ("mse", "bce")
 ACTIVATIONS = ("elu", "relu", "gelu", "swish", "tanh")  # hidden layers of `deep`
 DEEP_HIDDEN = (512, 256, 128)  # encoder widths of `deep`; the decoder mirrors them
+# Traced workspaces kept per process (the least recently used goes first): a job has a few
+# models; the largest, with Adam's two slots, is about 15 MB.
+CACHED_SHAPES = 8
 
 Corrupt = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -232,6 +242,8 @@ class Autoencoder:
         given.
     n_steps_ : int
         Optimiser steps taken.
+    traced_ : int
+        Graphs the fit traced: 1, or 0 when its process had traced the shape already.
     """
 
     def __init__(
@@ -302,12 +314,15 @@ class Autoencoder:
         *,
         validation_data: tuple[np.ndarray, np.ndarray] | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        evaluating: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ) -> Autoencoder:
         """Train on ``X`` (n, 784) to reconstruct ``y`` (n, 784), default ``X``.
 
-        ``validation_data = (X_val, y_val)`` adds a per-epoch ``val_loss``. ``on_epoch_end(epoch,
-        logs)`` is called after every epoch (1-based) with ``loss``, ``val_loss`` and
-        ``seconds``. A non-finite epoch loss raises :class:`mnist_suite.errors.Diverged`.
+        ``validation_data = (X_val, y_val)`` adds a per-epoch ``val_loss``, computed inside
+        ``evaluating()`` (a run's evaluation clock: :meth:`mnist_suite.runs.Run.evaluating`).
+        ``on_epoch_end(epoch, logs)`` is called after every epoch (1-based) with ``loss``,
+        ``val_loss`` and ``seconds`` (the epoch's training, its validation apart). A non-finite
+        epoch loss raises :class:`mnist_suite.errors.Diverged`.
         """
         self._check_params()
         import keras
@@ -322,67 +337,51 @@ class Autoencoder:
         else:
             keras.utils.set_random_seed(self.random_state)
             rng = np.random.default_rng(self.random_state)
-        self.encoder_, self.decoder_, self.model_ = build_autoencoder(
+        # This fit's own models, drawn as a fresh run draws them; they get the trained weights.
+        own = build_autoencoder(
             self.variant, self.latent_dim, self.output_range, self.activation, self.hidden
         )
         self.latent_dim_ = latent_size(self.variant, self.latent_dim)
         self.n_features_in_ = N_FEATURES
         n = len(X)
         steps_per_epoch = math.ceil(n / self.batch_size)
-        optimizer = self._make_optimizer(self.epochs * steps_per_epoch)
-        model = self.model_
-        batch_size = self.batch_size
-        data = tf.TensorSpec((None, N_FEATURES), tf.float32)
-
-        lo, hi = self.output_range or (0.0, 1.0)
-        eps = 1e-7  # keeps log() finite where the sigmoid saturates (Keras clips the same)
-
-        def batch_loss(out, yb):
-            if self.loss == "mse":
-                return tf.reduce_mean(tf.square(out - yb))
-            p = tf.clip_by_value((out - lo) / (hi - lo), eps, 1 - eps)
-            t = (yb - lo) / (hi - lo)
-            return -tf.reduce_mean(t * tf.math.log(p) + (1 - t) * tf.math.log(1 - p))
-
-        # A whole epoch in one graph: no Python between steps, which for the small models costs
-        # more than the arithmetic. The last batch is short, like Keras's own fit.
-        @tf.function(input_signature=[data, data, tf.TensorSpec((None,), tf.int32)])
-        def train_epoch(x, y, order):
-            total = tf.constant(0.0)
-            for first in tf.range(0, n, batch_size):
-                idx = order[first : first + batch_size]
-                xb, yb = tf.gather(x, idx), tf.gather(y, idx)  # (B, 784)
-                with tf.GradientTape() as tape:
-                    loss = batch_loss(model(xb, training=True), yb)
-                grads = tape.gradient(loss, model.trainable_variables)
-                optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-                # Weighted by batch size: the epoch mean is Keras's per-sample mean.
-                total += loss * tf.cast(tf.size(idx), tf.float32)
-            return total / n
-
+        workspace = _workspace(self, n)
+        workspace.restart(own[2])
+        traces = workspace.train_epoch.experimental_get_tracing_count()
+        # While it trains, its models are the workspace's (validation and on_epoch_end
+        # reconstruct with them); at the end, its own take the trained weights.
+        self.encoder_, self.decoder_, self.model_ = workspace.models
         y_tensor = tf.constant(y)
         x_tensor = y_tensor if X is y else tf.constant(X)
         self.history_ = {"loss": []}
         if validation_data is not None:
             self.history_["val_loss"] = []
-        for epoch in range(1, self.epochs + 1):
-            start = time.perf_counter()
-            order = rng.permutation(n).astype(np.int32)
-            # Fresh noise for the whole training set every epoch (a data transform, in NumPy).
-            x_in = x_tensor if self.corrupt is None else self.corrupt(X, rng)
-            loss = float(train_epoch(x_in, y_tensor, order))
-            self.n_steps_ = epoch * steps_per_epoch
-            if not math.isfinite(loss):
-                raise Diverged(self.n_steps_, loss)
-            logs = {"loss": loss}
-            self.history_["loss"].append(loss)
-            if validation_data is not None:
-                x_val, y_val = validation_data
-                logs["val_loss"] = mse(self.reconstruct(x_val), np.asarray(y_val))
-                self.history_["val_loss"].append(logs["val_loss"])
-            logs["seconds"] = time.perf_counter() - start
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, logs)
+        try:
+            for epoch in range(1, self.epochs + 1):
+                start = time.perf_counter()
+                order = rng.permutation(n).astype(np.int32)
+                # Fresh noise for the whole training set every epoch (a data transform, in NumPy).
+                x_in = x_tensor if self.corrupt is None else self.corrupt(X, rng)
+                loss = float(workspace.train_epoch(x_in, y_tensor, order))
+                seconds = time.perf_counter() - start
+                self.n_steps_ = epoch * steps_per_epoch
+                if not math.isfinite(loss):
+                    raise Diverged(self.n_steps_, loss)
+                logs = {"loss": loss}
+                self.history_["loss"].append(loss)
+                if validation_data is not None:
+                    x_val, y_val = validation_data
+                    with evaluating():
+                        logs["val_loss"] = mse(self.reconstruct(x_val), np.asarray(y_val))
+                    self.history_["val_loss"].append(logs["val_loss"])
+                logs["seconds"] = seconds
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, logs)
+        finally:
+            for mine, trained in zip(own[2].variables, workspace.models[2].variables, strict=True):
+                mine.assign(trained)
+            self.encoder_, self.decoder_, self.model_ = own
+            self.traced_ = workspace.train_epoch.experimental_get_tracing_count() - traces
         return self
 
     def _predict(self, part: str, X: np.ndarray) -> np.ndarray:
@@ -420,3 +419,103 @@ class Autoencoder:
         """Trainable parameters of the whole autoencoder."""
         self._check_fitted()
         return int(self.model_.count_params())
+
+
+class _Workspace:
+    """What a fit traces, for one shape: models, optimiser and the compiled epoch.
+
+    Fits of the same shape in this process train here in turn (:func:`_workspace`); each starts
+    it over (:meth:`restart`), so the graph is traced once per shape and process.
+    """
+
+    def __init__(self, ae: Autoencoder, n: int):
+        import tensorflow as tf
+
+        # Spare models, built without drawing from Python's random stream: the fit's own models
+        # draw from it, as they would with no workspace kept.
+        state = random.getstate()
+        try:
+            self.models = build_autoencoder(
+                ae.variant, ae.latent_dim, ae.output_range, ae.activation, ae.hidden
+            )
+        finally:
+            random.setstate(state)
+        model = self.models[2]
+        batch_size = ae.batch_size
+        self.optimizer = ae._make_optimizer(ae.epochs * math.ceil(n / batch_size))
+        self.optimizer.build(model.trainable_variables)  # its state, saved before any step
+        self._start = [v.numpy() for v in self.optimizer.variables]
+        optimizer = self.optimizer
+        data = tf.TensorSpec((None, N_FEATURES), tf.float32)
+        mse_loss = ae.loss == "mse"
+        lo, hi = ae.output_range or (0.0, 1.0)
+        eps = 1e-7  # keeps log() finite where the sigmoid saturates (Keras clips the same)
+
+        def batch_loss(out, yb):
+            if mse_loss:
+                return tf.reduce_mean(tf.square(out - yb))
+            p = tf.clip_by_value((out - lo) / (hi - lo), eps, 1 - eps)
+            t = (yb - lo) / (hi - lo)
+            return -tf.reduce_mean(t * tf.math.log(p) + (1 - t) * tf.math.log(1 - p))
+
+        # A whole epoch in one graph: no Python between steps, which for the small models costs
+        # more than the arithmetic. The last batch is short, like Keras's own fit.
+        @tf.function(input_signature=[data, data, tf.TensorSpec((None,), tf.int32)])
+        def train_epoch(x, y, order):
+            total = tf.constant(0.0)
+            for first in tf.range(0, n, batch_size):
+                idx = order[first : first + batch_size]
+                xb, yb = tf.gather(x, idx), tf.gather(y, idx)  # (B, 784)
+                with tf.GradientTape() as tape:
+                    loss = batch_loss(model(xb, training=True), yb)
+                grads = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+                # Weighted by batch size: the epoch mean is Keras's per-sample mean.
+                total += loss * tf.cast(tf.size(idx), tf.float32)
+            return total / n
+
+        self.train_epoch = train_epoch
+
+    def restart(self, fresh: keras.Model) -> None:
+        """Start over from ``fresh``'s weights (an autoencoder of this shape) and the
+        optimiser's state before its first step."""
+        for v, w in zip(self.models[2].variables, fresh.variables, strict=True):
+            v.assign(w)
+        for v, value in zip(self.optimizer.variables, self._start, strict=True):
+            v.assign(value)
+
+
+_WORKSPACES: OrderedDict[tuple, _Workspace] = OrderedDict()
+
+
+def _workspace(ae: Autoencoder, n: int) -> _Workspace:
+    """This process's workspace for ``ae`` fitted on ``n`` rows: everything its graph depends
+    on (architecture, output range, loss, optimiser and its schedule, batch size, epochs, n)."""
+    shape = (
+        ae.variant,
+        latent_size(ae.variant, ae.latent_dim),
+        None if ae.output_range is None else tuple(map(float, ae.output_range)),
+        ae.activation,
+        tuple(ae.hidden),
+        ae.optimizer,
+        float(ae.learning_rate),
+        ae.loss,
+        ae.schedule,
+        float(ae.momentum),
+        ae.batch_size,
+        ae.epochs,
+        n,
+    )
+    workspace = _WORKSPACES.pop(shape, None) or _Workspace(ae, n)
+    _WORKSPACES[shape] = workspace
+    while len(_WORKSPACES) > CACHED_SHAPES:
+        _WORKSPACES.popitem(last=False)
+    return workspace
+
+
+def clear_workspaces() -> None:
+    """Forget this process's traced workspaces and Keras's state: the next fit traces afresh."""
+    import keras
+
+    _WORKSPACES.clear()
+    keras.backend.clear_session()

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -535,12 +535,24 @@ class Run:
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
-        """Time an evaluation: its cost is reported (``eval_seconds``), never taken off a clock."""
+        """Time an evaluation: its cost is reported (``eval_seconds``), apart from training
+        (:meth:`training_clock`); the run's own clock (time to target) keeps it."""
         start = time.perf_counter()
         try:
             yield
         finally:
             self.eval_seconds += time.perf_counter() - start
+
+    def training_clock(self) -> Callable[[], float]:
+        """A clock started now: calling it gives the seconds since, less the evaluations made
+        meanwhile (:meth:`evaluating`), rounded to ms. ``train_seconds`` and ``epoch_seconds``
+        are read on it, so training and evaluation never count the same second."""
+        start, evaluated = time.perf_counter(), self.eval_seconds
+
+        def seconds() -> float:
+            return round(time.perf_counter() - start - (self.eval_seconds - evaluated), 3)
+
+        return seconds
 
     def data(self):
         """Verified MNIST, from the source the command line chose (loaded once per run)."""

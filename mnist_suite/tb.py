@@ -73,7 +73,7 @@ SCALARS: dict[str, str] = {
     },
     # The runner's, from metrics.json, at step 0.
     "run/parameters": "trainable parameters of the model",
-    "run/train_seconds": "wall seconds of the training loop (data read and set-up excluded)",
+    "run/train_seconds": "wall seconds of the training loop (data, set-up, evaluation apart)",
     "run/wall_seconds": "wall seconds of the whole run",
 }
 # Sets many jobs share (each job declares its own, Job.scalars).

@@ -8,6 +8,7 @@ import pytest
 from mnist_suite.autoencoders import (
     Autoencoder,
     build_autoencoder,
+    clear_workspaces,
     fvu,
     gaussian_noise,
     latent_size,
@@ -170,6 +171,44 @@ def test_same_random_state_same_model_other_state_other_model(pixels):
     first = reconstruction(0)
     np.testing.assert_array_equal(first, reconstruction(0))
     assert not np.allclose(first, reconstruction(1))
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "schedule", "momentum"), [("adam", "cosine", 0.0), ("sgd", "constant", 0.9)]
+)
+def test_fits_of_one_shape_trace_once_and_give_a_fresh_fits_figures(
+    pixels, optimizer, schedule, momentum
+):
+    """The second fit of a shape trains in the first one's traced workspace: bit for bit what it
+    gives with nothing kept (weights and optimiser state start over), into models of its own."""
+    x_train, x_test = pixels
+
+    def fit(seed: int) -> Autoencoder:
+        ae = Autoencoder(
+            "original-2d",
+            optimizer=optimizer,
+            learning_rate=0.05,
+            schedule=schedule,
+            momentum=momentum,
+            batch_size=128,
+            epochs=2,
+            random_state=seed,
+        )
+        return ae.fit(x_train[:512], validation_data=(x_test, x_test))
+
+    clear_workspaces()
+    first = fit(0)
+    kept = first.reconstruct(x_test)
+    second = fit(1)
+    assert (first.traced_, second.traced_) == (1, 0)
+    np.testing.assert_array_equal(first.reconstruct(x_test), kept)  # not the second's weights
+    clear_workspaces()
+    fresh = fit(1)
+    assert fresh.traced_ == 1
+    assert second.history_ == fresh.history_ and second.n_steps_ == fresh.n_steps_
+    for got, want in zip(second.model_.get_weights(), fresh.model_.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(second.transform(x_test), fresh.transform(x_test))
 
 
 def test_outputs_stay_in_the_output_range(pixels):

@@ -51,24 +51,32 @@ def test_a_long_cell_without_records_starts_before_its_shorter_siblings(tmp_path
     assert order[len(long_cells) :] == [i.cell for i in items if i.cell not in long_cells]
 
 
-def test_the_overhead_table_splits_first_and_warm_items(tmp_path):
+def test_the_overhead_table_splits_first_and_warm_items_and_evaluation(tmp_path):
     items = build_plan(["softmax", "sgd-original"], profile="quick", seeds=(0, 1, 2))
     for item in items:
         first = item.seed == 0
         overhead = {"softmax": 2.0 if first else 0.25, "sgd-original": 9.0 if first else 4.0}
-        _record(
-            tmp_path,
-            item,
-            {
-                "train_seconds": 10.0,
-                "item_seconds": 10.0 + overhead[item.job] + item.seed / 100,
-                "process_item": 1 if first else item.seed + 1,
-            },
-        )
+        evaluation = {"softmax": 1.5 if first else 0.5}.get(item.job)  # sgd-original: none
+        metrics = {
+            "train_seconds": 10.0,
+            "item_seconds": 10.0 + (evaluation or 0.0) + overhead[item.job] + item.seed / 100,
+            "process_item": 1 if first else item.seed + 1,
+        }
+        if evaluation is not None:
+            metrics["eval_seconds"] = evaluation
+        _record(tmp_path, item, metrics)
     ctx = Context([load_run(p) for p in find_runs(tmp_path)], [], None, tmp_path, None)
     table = overhead_table(ctx)
+    assert [name for name, _ in table.columns][2:8] == [
+        "first items", "first: median (s)", "first: evaluation (s)",
+        "later items", "later: median (s)", "later: evaluation (s)",
+    ]  # fmt: skip
     rows = {row[0]: row for row in table.rows}
-    assert rows["softmax"][1:5] == ["numpy", 1, 2.0, 2]
-    assert abs(rows["softmax"][5] - 0.265) < 1e-9 and rows["softmax"][7] == "met"
-    assert rows["sgd-original"][1] == "tf" and abs(rows["sgd-original"][5] - 4.015) < 1e-9
-    assert rows["sgd-original"][7] == "missed"  # over 3 s once warm
+    # Evaluation is its own column, never overhead.
+    assert rows["softmax"][1:5] == ["numpy", 1, 2.0, 1.5]
+    assert rows["softmax"][5] == 2 and abs(rows["softmax"][6] - 0.265) < 1e-9
+    assert rows["softmax"][7] == 0.5 and rows["softmax"][9] == "met"
+    # Runs recorded without eval_seconds (older runs): read, their evaluation left in overhead.
+    sgd = rows["sgd-original"]
+    assert sgd[1] == "tf" and sgd[4] is None and sgd[7] is None
+    assert abs(sgd[6] - 4.015) < 1e-9 and sgd[9] == "missed"  # over 3 s once warm

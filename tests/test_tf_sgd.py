@@ -184,3 +184,44 @@ def test_training_lowers_loss_and_evaluate_agrees_with_numpy(loop, small):
     assert loss == pytest.approx(float(-np.log(p_true).mean()), rel=1e-4)
     assert acc == pytest.approx(float((probs.argmax(axis=1) == y.numpy()).mean()))
     assert loss < 0.5 * before
+
+
+def _fit(loop, small, seed: int, widths, lr: float, momentum: float = 0.0):
+    """A run's use of a trainer: seeded, an epoch of 10 batches of 48, then an evaluation."""
+    x, y = small
+    loop.configure(seed)
+    trainer = loop.trainer(widths, lr, 48, "mean", momentum)
+    losses = trainer.train_epoch(x, y, np.random.default_rng(seed).permutation(480))
+    return trainer, losses, trainer.evaluate(x, y), _weights(trainer.model)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_cached_trainer_restarts_exactly_as_a_new_one_would_start(loop, small, momentum):
+    """Same shape, other seed and learning rate: the cached trainer's graphs, a new trainer's
+    figures, bit for bit (weights, velocity, learning rate and momentum all start over)."""
+    loop.clear_trainers()
+    first, *_ = _fit(loop, small, 3, (16,), 0.05, momentum)
+    traced = first.tracing_count
+    cached, *figures = _fit(loop, small, 4, (16,), 0.2, momentum / 2)
+    assert cached is first and cached.tracing_count == traced == 2  # an epoch and an evaluation
+    loop.clear_trainers()
+    fresh, *expected = _fit(loop, small, 4, (16,), 0.2, momentum / 2)
+    assert fresh is not cached and fresh.tracing_count == 2
+    np.testing.assert_array_equal(figures[0], expected[0])  # every batch loss
+    assert figures[1] == expected[1]  # loss and accuracy
+    for got, want in zip(figures[2], expected[2], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_cells_of_one_shape_trace_once_and_other_shapes_apart(loop, small):
+    loop.clear_trainers()
+    trainers = [_fit(loop, small, seed, (8,), lr)[0] for seed, lr in enumerate((0.3, 0.1, 0.03))]
+    assert all(t is trainers[0] for t in trainers) and trainers[0].tracing_count == 2
+    wider = loop.trainer((12,), 0.1, 48, "mean")
+    heavy = loop.trainer((8,), 0.1, 48, "mean", momentum=0.9)  # a velocity update: another graph
+    other_batch = loop.trainer((8,), 0.1, 64, "mean")
+    assert len({id(t) for t in (trainers[0], wider, heavy, other_batch)}) == 4
+    assert loop.trainer((8,), 0.1, 48, "mean") is trainers[0]
+    for width in range(100, 100 + loop.CACHED_SHAPES):  # the cache keeps the latest shapes
+        loop.trainer((width,), 0.1, 48, "mean")
+    assert loop.trainer((8,), 0.1, 48, "mean") is not trainers[0]

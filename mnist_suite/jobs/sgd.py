@@ -174,10 +174,11 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
     x_dev, y_dev = tf_sgd.to_tensors(x_dev_np, y_dev_np)
     x_test, y_test = tf_sgd.to_tensors(to_unit(mnist.x_test), mnist.y_test)
     n_fit = len(y_np)
-    model = tf_sgd.build_model(cfg.widths)
-    trainer = tf_sgd.SGDTrainer(
-        model, cfg.lr, cfg.batch_size, cfg.reduction, cfg.momentum, cfg.update
+    # This process's graphs of the shape, if it traced them already; fresh weights either way.
+    trainer = tf_sgd.trainer(
+        cfg.widths, cfg.lr, cfg.batch_size, cfg.reduction, cfg.momentum, cfg.update
     )
+    model = trainer.model
     rng = run.rng("order")
     with run.evaluating():
         untrained_loss, _ = trainer.evaluate(x, y)
@@ -195,7 +196,8 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()
             losses = trainer.train_epoch(x, y, rng.permutation(n_fit))  # (steps,) batch means
-            train_seconds += time.perf_counter() - start
+            epoch_seconds = time.perf_counter() - start  # the epoch's training, evaluation apart
+            train_seconds += epoch_seconds
             batch_losses.append(losses)
             if cfg.log_batches:
                 for i, loss in enumerate(losses, start=step + 1):
@@ -214,7 +216,7 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
             values = {"train_loss": train_loss, "train_accuracy": train_acc}
             if cfg.n_dev:
                 values.update(dev_loss=dev_loss, dev_accuracy=dev_acc)
-            values["epoch_seconds"] = time.perf_counter() - start
+            values["epoch_seconds"] = epoch_seconds
             for k, v in values.items():
                 by_epoch[k].append(v)
             if not cfg.n_dev or best < 0 or dev_acc > by_epoch["dev_accuracy"][best]:
@@ -232,7 +234,8 @@ def train_sgd(cfg: SgdConfig, run) -> dict:
         )
     if best_weights is not None:
         model.set_weights(best_weights)  # early stopping on dev: the kept epoch's weights
-    test_loss, test_acc = trainer.evaluate(x_test, y_test)  # the one look at the test set
+    with run.evaluating():
+        test_loss, test_acc = trainer.evaluate(x_test, y_test)  # the one look at the test set
     final = {"test_accuracy": test_acc, "test_loss": test_loss}
     if cfg.n_dev:
         final["dev_accuracy"] = by_epoch["dev_accuracy"][best]

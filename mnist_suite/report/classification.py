@@ -208,7 +208,7 @@ def time_to_target_table(entries: list[tuple[str, Group | None, object]]) -> Tab
         "accuracy reaches the target. Median over seeds, a seed that never reached the target "
         "counting as slowest; range over the seeds that reached it; 'reached' k/n seeds. Bold: "
         "the fastest job to each target. Evaluation cost: seconds the run spent evaluating "
-        "(dev, and the training set where the original printed it), inside the clock. AlgoPerf's "
+        "(dev, test and the training set's figures), inside the clock. AlgoPerf's "
         "MNIST target is 97% within 60 s. " + " ".join(sorted(notes)),
     )
 

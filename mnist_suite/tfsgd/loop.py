@@ -5,6 +5,10 @@ batch (a host round trip per step). Here the update is ``assign_sub`` inside a c
 for training, a whole epoch is one ``tf.function`` call that loops over the batches in the graph,
 so no Python runs between steps. The original update is kept (``update="set_weights"``) to compare.
 
+A graph is traced once per shape and process: :func:`trainer` keeps one traced trainer per shape
+(what its graphs depend on) and gives the next run of that shape the same graphs with fresh
+weights, learning rate and momentum, the weights a freshly built model of the run starts from.
+
 TensorFlow is imported here and in ``mnist_suite.autoencoders`` only; job modules import them inside
 ``train`` so listing jobs, the NumPy jobs and the report never load it.
 """
@@ -13,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -23,6 +29,9 @@ from mnist_suite.seeding import seed_tensorflow
 from mnist_suite.tfsgd import REDUCTIONS, UPDATES
 
 EVAL_CHUNK = 10_000  # rows per evaluation call: bounds memory for wide nets
+# Traced trainers kept per process (the least recently used goes first): a grid has a few
+# shapes (nets x batch sizes); the wide net's variables are a few MB.
+CACHED_SHAPES = 8
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,8 @@ def configure(seed: int, threads: int = 0) -> None:
     threads : int
         Intra- and inter-op threads; 0 keeps TensorFlow's default. Only takes effect before
         TensorFlow's first op in the process (later calls are logged and ignored).
+
+    Earlier runs' traced trainers are kept (:func:`trainer` restarts them for a run).
     """
     if threads:
         try:
@@ -45,7 +56,6 @@ def configure(seed: int, threads: int = 0) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:
             log.warning("TensorFlow already initialised: threads=%d ignored", threads)
-    keras.backend.clear_session()  # drop models and traced steps of earlier runs in this process
     seed_tensorflow(seed)
 
 
@@ -113,15 +123,19 @@ class SGDTrainer:
         if update == "set_weights" and momentum:
             raise ValueError("the original's set_weights update has no momentum")
         self.model = model
-        self.lr = float(lr)
         self.batch_size = int(batch_size)
         self.reduction = reduction
-        self.momentum = float(momentum)
         self.update = update
         self.variables = list(model.trainable_variables)
         self.velocity = [
             tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self.variables
         ]
+        # Variables, not constants of the graph: a trainer of the same shape takes another
+        # learning rate or momentum without tracing again (float32 either way: the same steps).
+        self._lr = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+        self._momentum = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+        self._heavy_ball = bool(momentum)  # whether the graph has the momentum update at all
+        self._set_rates(lr, momentum)
         row = [tf.TensorSpec((None, model.input_shape[-1]), tf.float32)]
         labels = [tf.TensorSpec((None,), tf.int32)]
         self.train_step = tf.function(self._train_step, input_signature=row + labels)
@@ -131,6 +145,29 @@ class SGDTrainer:
             input_signature=[*row, *labels, tf.TensorSpec((None,), tf.int32)],
         )
 
+    @property
+    def tracing_count(self) -> int:
+        """Graphs traced by this trainer's compiled functions so far (each traces once)."""
+        functions = (self.train_step, self._eval_chunk, self._epoch)
+        return sum(f.experimental_get_tracing_count() for f in functions)
+
+    def _set_rates(self, lr: float, momentum: float) -> None:
+        if bool(momentum) != self._heavy_ball:
+            raise ValueError(f"momentum={momentum}: this trainer's graph is of another shape")
+        self.lr = float(lr)  # the original's update takes it in NumPy
+        self.momentum = float(momentum)
+        self._lr.assign(self.lr)
+        self._momentum.assign(self.momentum)
+
+    def restart(self, fresh: keras.Model, lr: float, momentum: float = 0.0) -> None:
+        """Start over from ``fresh``'s weights (a newly built model of the same shape), with zero
+        velocity, learning rate ``lr`` and ``momentum``; the graphs are kept, not traced again."""
+        for v, w in zip(self.model.variables, fresh.variables, strict=True):
+            v.assign(w)
+        for vel in self.velocity:
+            vel.assign(tf.zeros(vel.shape, vel.dtype))
+        self._set_rates(lr, momentum)
+
     def _loss_and_grads(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """Mean batch loss (what is reported) and gradients of the reduced loss."""
         with tf.GradientTape() as tape:
@@ -139,13 +176,13 @@ class SGDTrainer:
         return tf.reduce_mean(losses), tape.gradient(reduced, self.variables)
 
     def _apply(self, grads: list[tf.Tensor]) -> None:
-        if self.momentum:
+        if self._heavy_ball:
             for v, vel, g in zip(self.variables, self.velocity, grads, strict=True):
-                vel.assign(self.momentum * vel + g)
-                v.assign_sub(self.lr * vel)
+                vel.assign(self._momentum * vel + g)
+                v.assign_sub(self._lr * vel)
         else:
             for v, g in zip(self.variables, grads, strict=True):
-                v.assign_sub(self.lr * g)
+                v.assign_sub(self._lr * g)
 
     def _train_step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """One compiled step on (B, 784), (B,); returns the batch's mean loss."""
@@ -218,6 +255,55 @@ class SGDTrainer:
             loss_sum += float(s_loss)
             correct += float(s_correct)
         return loss_sum / n, correct / n
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a trainer's traced graphs depend on (784 inputs, 10 classes, float32 throughout):
+    runs of one shape share them."""
+
+    widths: tuple[int, ...]
+    batch_size: int  # a Python number in the epoch's graph
+    reduction: str
+    heavy_ball: bool  # momentum > 0: the graph has the velocity update
+    update: str
+
+
+_TRAINERS: OrderedDict[Shape, SGDTrainer] = OrderedDict()
+
+
+def trainer(
+    widths: Sequence[int],
+    lr: float,
+    batch_size: int,
+    reduction: str = "sum",
+    momentum: float = 0.0,
+    update: str = "assign_sub",
+) -> SGDTrainer:
+    """``SGDTrainer(build_model(widths), lr, batch_size, ...)`` on a fresh model, reusing the
+    graphs this process traced for the same shape.
+
+    The model is built here either way, after the caller seeded TensorFlow (:func:`configure`),
+    so its weights are drawn as a fresh run draws them; a cached trainer of the shape restarts
+    from them (:meth:`SGDTrainer.restart`) and keeps its traces. Its ``model`` is the cached one.
+    """
+    model = build_model(widths)
+    shape = Shape(tuple(widths), int(batch_size), reduction, bool(momentum), update)
+    cached = _TRAINERS.pop(shape, None)
+    if cached is None:
+        cached = SGDTrainer(model, lr, batch_size, reduction, momentum, update)
+    else:
+        cached.restart(model, lr, momentum)
+    _TRAINERS[shape] = cached
+    while len(_TRAINERS) > CACHED_SHAPES:
+        _TRAINERS.popitem(last=False)
+    return cached
+
+
+def clear_trainers() -> None:
+    """Forget this process's traced trainers and Keras's state: the next run traces afresh."""
+    _TRAINERS.clear()
+    keras.backend.clear_session()
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
