@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, replace
 
 from mnist_suite import ab, limits
-from mnist_suite.compare import CompareOptions, Side, compare, judge, side_of_runs
+from mnist_suite.compare import QUALITY, CompareOptions, Side, compare, judge, side_of_runs
 from mnist_suite.errors import ConfigError
 from mnist_suite.verdicts import DECIDED, FEW, INCONCLUSIVE
 
@@ -96,9 +96,16 @@ def judge_look(
     return freeze(frozen, compare(base, new, rules, confidence), reached)
 
 
-def undecided(rows: list[dict]) -> list[dict]:
-    """The run rows more seeds may decide."""
-    return [r for r in rows if r["kind"] == "run" and r["verdict"] in UNDECIDED]
+def undecided(rows: list[dict], metrics: tuple[str, ...] = ()) -> list[dict]:
+    """The run rows more seeds may decide and the loop pursues: of ``metrics`` when given
+    (``--fail-metric``), else of the accuracy and loss family. A clock's row is judged at each
+    look like any other but pursued only when named: at a few seeds it often needs tens more
+    (the load moves it), and a question about accuracy must not wait for it."""
+    return [
+        r for r in rows
+        if r["kind"] == "run" and r["verdict"] in UNDECIDED
+        and (r["metric"] in metrics if metrics else r["family"] == QUALITY)
+    ]  # fmt: skip
 
 
 def progress(look: int, looks: int, seeds: int, left: list[dict]) -> str:
@@ -188,7 +195,7 @@ def until_decided(args, options: CompareOptions, say) -> Decided:
                 side.items = [i for i in items if i["seed"] in chosen[: reached[_item_group(i)]]]
             base, new = (side_of_runs(s.revision.label, ab.records(s)) for s in pair)
             rows = judge_look(base, new, rules, confidence, frozen, reached)
-            left = undecided(rows)
+            left = undecided(rows, tuple(options.fail_metric))
             say(progress(look, len(sizes), n, left))
             pursued = {(r["job"], r["cell"]) for r in left}
             if not pursued:

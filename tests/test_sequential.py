@@ -195,3 +195,20 @@ def test_until_decided_adds_seeds_to_undecided_rows_only(tmp_path, mnist):
     assert doc["confidence"] == pytest.approx(0.975, abs=1e-12)
     (row,) = [r for r in doc["rows"] if r["metric"] == "test_accuracy"]
     assert row["verdict"] == "worse" and row["seeds"] in (2, 3) and row["margin"] == 0.001
+
+
+def test_a_clock_row_is_pursued_only_when_named():
+    def row(metric, family, verdict):
+        return {"kind": "run", "job": "softmax", "cell": "", "metric": metric,
+                "family": family, "verdict": verdict}  # fmt: skip
+
+    rows = [
+        row("test_accuracy", compare.QUALITY, "worse"),
+        row("train_seconds", compare.SPEED, "inconclusive"),
+    ]
+    # Accuracy decided, the clock undecided: the loop ends unless the clock is asked about.
+    assert undecided(rows) == []
+    assert undecided(rows, ("train_seconds",)) == [rows[1]]
+    assert undecided(rows, ("test_accuracy",)) == []
+    rows[0]["verdict"] = "inconclusive"
+    assert undecided(rows) == [rows[0]]
