@@ -68,6 +68,17 @@ def _add_all_code(p: argparse.ArgumentParser) -> None:
                    "versions are marked")  # fmt: skip
 
 
+def _add_until_decided(p) -> None:
+    """compare's and bisect's sequential seeds (:mod:`mnist_suite.sequential`)."""
+    from mnist_suite.sequential import DEFAULT_MAX_SEEDS
+
+    p.add_argument("--until-decided", action="store_true", help="add seeds at looks fixed "
+                   "in advance (--seeds, then x1.5 each) until every row is decided, each look "
+                   "judged at a Bonferroni share of the confidence (docs/results.md)")  # fmt: skip
+    p.add_argument("--max-seeds", type=int, default=None, metavar="N", help="with --until-"
+                   f"decided: the last look's seeds (default {DEFAULT_MAX_SEEDS})")  # fmt: skip
+
+
 def _add_revision_runs(p, jobs: str) -> None:
     """What ``compare`` of two revisions and ``bisect`` run: the same jobs, profile, seeds and
     overrides on each side, in one runs folder."""
@@ -94,7 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     from mnist_suite.launch.container import DEFAULT_MEMORY, DEFAULT_PIDS
     from mnist_suite.launch.kubernetes import KubernetesOptions
     from mnist_suite.launch.slurm import SlurmOptions
-    from mnist_suite.sequential import DEFAULT_MAX_SEEDS
 
     parser = argparse.ArgumentParser(
         prog="mnist-suite",
@@ -186,11 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "build/ab/ and runs its own code; both run the same jobs, profile, "
                               "seeds and overrides, BASE's item then NEW's")  # fmt: skip
     _add_revision_runs(ab, "the jobs to run")
-    ab.add_argument("--until-decided", action="store_true", help="add seeds at looks fixed "
-                    "in advance (--seeds, then x1.5 each) until every row is decided, each look "
-                    "judged at a Bonferroni share of the confidence (docs/results.md)")  # fmt: skip
-    ab.add_argument("--max-seeds", type=int, default=None, metavar="N", help="with --until-"
-                    f"decided: the last look's seeds (default {DEFAULT_MAX_SEEDS})")  # fmt: skip
+    _add_until_decided(ab)
     add_arguments(p, CompareOptions)
 
     p = _command(sub, "bisect", "the first commit between GOOD and BAD where a job's figure "
@@ -201,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_revision_runs(p, "the job to follow (one)")
     p.add_argument("--metric", default=None, help="the figure judged (default: the job's "
                    "headline, e.g. test_accuracy)")  # fmt: skip
+    _add_until_decided(p)
     add_arguments(p, CompareOptions, only=("min_effect", "margin", "confidence"))
 
     p = _command(sub, "history", "a job's figure at each commit whose runs exist, oldest first, "

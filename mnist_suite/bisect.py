@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from mnist_suite import ab, fingerprint
+from mnist_suite import ab, fingerprint, sequential
 from mnist_suite.compare import SPEED_METRIC, CompareOptions, compare, render_text, speed_notes
 from mnist_suite.errors import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, ConfigError
 from mnist_suite.summary import HEADLINE
@@ -340,6 +340,7 @@ class Bisect:
                                       margin=tuple(args.margin),
                                       confidence=args.confidence)  # fmt: skip
         self.rules = self.options.rules()
+        sequential.check(args)
         if args.metric is not None and args.metric not in self.rules:
             raise ConfigError(f"--metric {args.metric!r}: compared metrics are "
                               f"{', '.join(self.rules)}")  # fmt: skip
@@ -351,17 +352,27 @@ class Bisect:
         self.sides: dict[tuple[str, str], tuple] = {}
 
     def pair(self, base: Commit, new: Commit) -> tuple:
-        """compare's two sides for ``base`` and ``new``: their runs, made where missing."""
+        """compare's two sides for ``base`` and ``new``, their runs made where missing, and its
+        rows; with ``--until-decided`` seeds are added as compare adds them (the metric's rows
+        pursued), and the :class:`~mnist_suite.sequential.Decided` outcome comes last (else
+        None)."""
         key = (base.sha, new.sha)
         if key not in self.sides:
             args = argparse.Namespace(**vars(self.args))
             args.base, args.new = _name(self.repo, base.sha), _name(self.repo, new.sha)
-            self.sides[key] = ab.compare_revisions(args, self.say)
+            if args.until_decided:
+                pursued = (self.metric,) if self.metric else ()
+                options = replace(self.options, fail_metric=pursued)
+                decided = sequential.until_decided(args, options, self.say)
+                self.sides[key] = (decided.base, decided.new, decided.rows, decided)
+            else:
+                sides = ab.compare_revisions(args, self.say)
+                rows = compare(*sides, self.rules, self.options.confidence)
+                self.sides[key] = (*sides, rows, None)
         return self.sides[key]
 
     def judge(self, good: Commit, commit: Commit) -> Step:
-        base, new = self.pair(good, commit)
-        rows = compare(base, new, self.rules, self.options.confidence)
+        base, new, rows, _ = self.pair(good, commit)
         job = self.selection.jobs[0]
         mine = [r for r in rows if r["kind"] == "run" and r["job"] == job]
         if self.metric is None:
@@ -433,9 +444,11 @@ class Bisect:
         parent = good if low == -1 else candidates[low]
         answer.outcome = "found"
         answer.at = next(s for s in answer.steps if s.commit == found)
-        base, new = self.pair(parent, found)
-        rows = compare(base, new, self.rules, self.options.confidence)
-        answer.evidence = render_text(base, new, rows, self.rules, self.options.confidence)
+        base, new, rows, decided = self.pair(parent, found)
+        if decided is not None:
+            answer.evidence = decided.judge(self.options)[0]
+        else:
+            answer.evidence = render_text(base, new, rows, self.rules, self.options.confidence)
         return answer
 
 

@@ -137,6 +137,17 @@ def test_bisect_names_the_commit_runs_only_candidates_resumes_and_each_ending(re
     assert re.search(r"^inconclusive at [0-9a-f]{10} .*: more seeds needed", out, re.M), out
     assert finished(root) == made
 
+    # The same from one seed, adding seeds until decided (looks at 1, 2 and 3 seeds): each
+    # step's seeds come from the runs already made, and the culprit is found again.
+    code, out, err = suite(root, "bisect", "base", "HEAD", "--jobs", "softmax", "--seeds", "0",
+                           "--until-decided", "--max-seeds", "3", *TINY)  # fmt: skip
+    assert code == 1, err
+    assert out.splitlines()[1] == f"first worse commit: {shas['lr']} softmax: a tenth of the " \
+        "learning rate"  # fmt: skip
+    assert "looks at 1, 2, 3 seeds (K = 3)" in out and "decided at " in out
+    assert re.search(r"^look 1 of 3, 1 seeds: 1 row still undecided", err, re.M), err
+    assert finished(root) == made
+
     # The history of what those runs measured: one point per commit that made runs.
     code, out, err = suite(root, "history", "softmax", "--json")
     assert code == 0, err
