@@ -1,10 +1,14 @@
-"""The order a pool takes a plan's items in: the longest expected first.
+"""An item's expected seconds, the one estimate behind the pool's order and its ETA.
+
+The order: the longest expected first.
 
 With W workers, a long item started last leaves W - 1 workers idle while it runs; started
 first, the short ones fill in around it. An item's expected seconds are the median item time
 (``item_seconds``, else ``wall_seconds``) of the finished runs of its job, cell and profile in
 the runs folder, whatever their seed or code; an item never run before takes its job's
-estimate for its cell. Ties keep the plan's order.
+estimate for its cell. Ties keep the plan's order. The ETA
+(:class:`mnist_suite.launch.watch.PoolProgress`) scales the same figures by how long this pool's
+finished items took against theirs.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def expected_seconds(items: list[WorkItem], runs: Path) -> dict[int, float]:
     return expected
 
 
-def longest_first(items: list[WorkItem], runs: Path) -> list[WorkItem]:
-    """``items`` with the longest expected first (a stable sort: ties keep the plan's order)."""
-    expected = expected_seconds(items, runs)
+def longest_first(items: list[WorkItem], expected: dict[int, float]) -> list[WorkItem]:
+    """``items`` with the longest ``expected`` first (:func:`expected_seconds`; a stable sort:
+    ties keep the plan's order)."""
     return sorted(items, key=lambda item: -expected[item.index])

@@ -675,8 +675,10 @@ def _plant(path: Path, kind: str, outside: Path) -> None:
 def test_planted_files_at_a_planned_run_neither_hang_nor_grow_the_pool(tmp_path, mnist, kind):
     """The pool's time estimates and live epochs read planned runs' files: a FIFO, a link to
     /dev/zero or to a file elsewhere at ``metrics.json``/``history.jsonl`` is read as nothing."""
-    from mnist_suite.launch.watch import read_tail, recorded_wall
+    from mnist_suite.jobs import get_job
+    from mnist_suite.launch.watch import read_tail
     from mnist_suite.plan import run_dir
+    from mnist_suite.schedule import expected_seconds
 
     runs_dir = tmp_path / "runs"
     outside = tmp_path / "outside.json"
@@ -686,7 +688,9 @@ def test_planted_files_at_a_planned_run_neither_hang_nor_grow_the_pool(tmp_path,
     path = run_dir(runs_dir, items[0])
     _plant(path / "metrics.json", kind, outside)
     _plant(path / "history.jsonl", kind, outside)
-    assert recorded_wall(runs_dir, items[0]) is None
+    # Read as nothing: the item's expected seconds are its job's estimate.
+    estimate = get_job("softmax-original").expected_seconds(items[0].cell, "quick")
+    assert expected_seconds(items, runs_dir) == {items[0].index: estimate}
     with pytest.raises(OSError):
         read_tail(path / "history.jsonl", 8192)
     argv = ["train", *QUICK, "--seeds", "0", "--workers", "1", "--runs", str(runs_dir)]

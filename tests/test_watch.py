@@ -32,9 +32,9 @@ def fake_done(runs: Path, item, wall: float = 4.0, accuracy: float = 0.9, code="
 
 def test_events_are_lines_without_a_terminal(tmp_path):
     items = build_plan(["softmax"], profile="quick", seeds=(0, 1, 2))
-    fake_done(tmp_path, items[2], wall=30.0)  # an earlier run of item 2: its time is known
+    expected = {0: 5.0, 1: 5.0, 2: 15.0}
     lines: list[str] = []
-    progress = PoolProgress(items, tmp_path, workers=1, echo=lines.append)
+    progress = PoolProgress(items, expected, tmp_path, workers=1, echo=lines.append)
     progress.started(items[0])
     progress.finished(items[0], "done", 0, 10.0)
     progress.skipped(items[1], "done, already recorded")
@@ -43,19 +43,26 @@ def test_events_are_lines_without_a_terminal(tmp_path):
     progress.close()
     assert lines[0].startswith("start #0 softmax seed 0 (done 0 · running 1 · failed 0")
     assert lines[1].startswith("[1/3] #0 softmax seed 0: done (exit 0, 10.0 s) · done 1 ·")
-    # Item 1 as long as the finished softmax item (10 s), item 2 its recorded 30 s; one worker.
+    # Item 0 took twice its estimate: items 1 and 2 at that pace, 10 + 30 s on one worker.
     assert "ETA 0:40" in lines[1]
     assert lines[2] == "[2/3] #1 softmax seed 1: skipped (done, already recorded)"
     assert "failed 1 · skipped 1 of 3" in lines[4]
 
 
-def test_eta_uses_the_mean_of_finished_items_of_the_job(tmp_path):
-    items = build_plan(["softmax", "mlp-fast"], profile="quick", seeds=(0, 1))
-    progress = PoolProgress(items, tmp_path, workers=2, echo=lambda line: None)
-    assert progress.eta() is None  # nothing known yet
-    progress.finished(items[0], "done", 0, 4.0)  # softmax
-    progress.finished(items[1], "done", 0, 20.0)  # mlp-fast
-    assert progress.eta() == (4.0 + 20.0) / 2  # the other softmax and mlp-fast, two workers
+def test_the_eta_scales_every_estimate_by_the_pools_pace_not_by_the_first_items(tmp_path):
+    """A suite starts with its longest items: their times must not stand for the short ones."""
+    items = build_plan(["softmax", "mlp-fast"], profile="quick", seeds=(0, 1, 2))
+    expected = {i.index: (100.0 if i.job == "mlp-fast" else 10.0) for i in items}
+    progress = PoolProgress(items, expected, tmp_path, workers=2, echo=lambda line: None)
+    assert progress.eta() == (3 * 100.0 + 3 * 10.0) / 2  # before any finishes: the estimates
+    long = [i for i in items if i.job == "mlp-fast"]
+    progress.finished(long[0], "done", 0, 150.0)  # 1.5 times its estimate
+    progress.finished(long[1], "done", 0, 150.0)
+    assert progress.pace() == 1.5
+    # Left: one mlp-fast and three softmax at 1.5 times their estimates, over two workers.
+    assert progress.eta() == 1.5 * (100.0 + 3 * 10.0) / 2
+    progress.finished(long[2], "failed", 1, 1.0)  # a failure says nothing of the pace
+    assert progress.pace() == 1.5
 
 
 class Terminal(io.StringIO):
@@ -72,7 +79,9 @@ def test_a_terminal_gets_one_status_line_with_the_running_epochs(tmp_path, monke
     rows.append({"kind": "batch", "step": 7, "time": 0.6, "loss": 0.3})
     history.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"kind": "epo')  # torn
     term, lines = Terminal(), []
-    progress = PoolProgress(items, tmp_path, 2, lines.append, PoolProgress.for_terminal(term))
+    progress = PoolProgress(
+        items, {0: 1.0, 1: 1.0}, tmp_path, 2, lines.append, PoolProgress.for_terminal(term)
+    )
     progress.started(items[0])
     assert lines == []  # a start redraws the status line instead of printing a line
     shown = term.getvalue().split("\r\033[K")[-1]

@@ -288,14 +288,15 @@ class LocalLauncher:
 
     def launch(self, items: list[WorkItem], options: LaunchOptions) -> dict[int, int]:
         from mnist_suite.batch import decide_item, recorded_exit_code  # reads runs: NumPy
-        from mnist_suite.schedule import longest_first
+        from mnist_suite.schedule import expected_seconds, longest_first
 
         workers, threads = self.sizes(len(items), options)
         self.total = len(items)
         logs = Path(options.logs or Path(options.runs) / ".logs")
         env = self.environment(threads)
         codes: dict[int, int] = {}
-        queue = longest_first(items, options.runs)
+        expected = expected_seconds(items, Path(options.runs))
+        queue = longest_first(items, expected)
         running: dict[int, tuple[WorkItem, WarmWorker, float, Attempt]] = {}
         pool: list[WarmWorker] = []
         retried: set[int] = set()
@@ -306,7 +307,7 @@ class LocalLauncher:
         start = time.perf_counter()
         stopping: list[int] = []
         live = PoolProgress.for_terminal() if self.live else None
-        self.progress = PoolProgress(items, options.runs, workers, self.echo, live)
+        self.progress = PoolProgress(items, expected, options.runs, workers, self.echo, live)
 
         starting: list[int] = []  # the item being started, while it is
 

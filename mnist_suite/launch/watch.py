@@ -3,10 +3,13 @@
 The status line counts items done, running, failed, skipped and held elsewhere (another pool's
 live claim) of the total, the elapsed time,
 an ETA and the running items' latest epoch (read from their ``history.jsonl``). The ETA sums,
-over the items not finished, the wall time recorded for the same item (a re-run's previous
-``metrics.json``), else the mean time of this pool's finished items of the same job, else of
-any job; divided by the workers. Without a terminal (CI logs, pipes) every start, finish and
-skip is a line of its own, carrying the same counts.
+over the items not finished, their expected seconds (:func:`mnist_suite.schedule
+.expected_seconds`, the estimate the pool's order comes from) times how long this pool's
+finished items took against theirs (the machine's pace: 1 before any has finished), less what
+a running item has already spent; divided by the workers. Scaling every estimate by one pace,
+rather than averaging the first finished items, keeps a suite that starts with its longest
+items from extrapolating them to the short ones. Without a terminal (CI logs, pipes) every
+start, finish and skip is a line of its own, carrying the same counts.
 """
 
 from __future__ import annotations
@@ -73,19 +76,6 @@ def read_tail(path: Path, max_bytes: int) -> bytes:
         os.close(fd)
 
 
-def recorded_wall(runs: Path, item: WorkItem) -> float | None:
-    """The wall time an earlier run of the same item recorded, if any (read like a record:
-    bounded, a regular file, no link followed)."""
-    # Here, not at the top: the launchers load without NumPy (the image tool imports them).
-    from mnist_suite.files import read_json
-    from mnist_suite.records import MAX_RECORD_BYTES, number
-
-    path = run_dir(runs, item) / "metrics.json"
-    metrics = None if path.parent.is_symlink() else read_json(path, MAX_RECORD_BYTES, follow=False)
-    wall = number(metrics.get("wall_seconds")) if isinstance(metrics, dict) else None
-    return wall if wall is not None and wall >= 0 else None
-
-
 class PoolProgress:
     """Events of a pool of ``workers`` over ``items``, shown live or as lines.
 
@@ -93,6 +83,9 @@ class PoolProgress:
     ----------
     items : list of WorkItem
         The whole batch, for the total and the ETA.
+    expected : dict of int to float
+        Each item's expected seconds by plan index (:func:`mnist_suite.schedule
+        .expected_seconds`).
     runs : Path
         The runs folder (recorded wall times, running items' history).
     echo : callable
@@ -101,17 +94,20 @@ class PoolProgress:
         A terminal to redraw the status line on; None prints events as lines only.
     """
 
-    def __init__(self, items: list[WorkItem], runs: Path, workers: int, echo, live=None):
+    def __init__(
+        self, items: list[WorkItem], expected: dict[int, float], runs: Path, workers: int, echo,
+        live=None,
+    ):  # fmt: skip
         self.total = len(items)
         self.runs = Path(runs)
         self.workers = max(1, workers)
         self.echo = echo
         self.live: TextIO | None = live
         self.start = time.perf_counter()
-        self.estimate = {i.index: recorded_wall(self.runs, i) for i in items}
+        self.expected = expected
         self.pending = {i.index: i for i in items}
         self.running: dict[int, tuple[WorkItem, float]] = {}
-        self.seconds: dict[str, list[float]] = {}
+        self.took = [0.0, 0.0]  # finished items: seconds they took, seconds they were expected
         self.counts = {"done": 0, "failed": 0, "skipped": 0, "held": 0}
         self._drawn = 0.0
 
@@ -125,20 +121,19 @@ class PoolProgress:
         except (AttributeError, ValueError):
             return None
 
-    def _guess(self, item: WorkItem) -> float | None:
-        if self.estimate.get(item.index) is not None:
-            return self.estimate[item.index]
-        same = self.seconds.get(item.job) or [s for v in self.seconds.values() for s in v]
-        return sum(same) / len(same) if same else None
+    def pace(self) -> float:
+        """How long this pool's finished items took against their expected seconds (1 before
+        any has finished)."""
+        took, expected = self.took
+        return took / expected if took > 0 and expected > 0 else 1.0
 
-    def eta(self) -> float | None:
-        """Seconds until every item has finished, or None while nothing can be guessed."""
-        now = time.perf_counter()
+    def eta(self) -> float:
+        """Seconds until every item has finished: each pending item's expected seconds at this
+        pool's pace, less what a running one has spent, over the workers."""
+        now, pace = time.perf_counter(), self.pace()
         left = 0.0
         for index, item in self.pending.items():
-            guess = self._guess(item)
-            if guess is None:
-                return None
+            guess = pace * self.expected.get(index, 0.0)
             began = self.running.get(index, (item, None))[1]
             left += max(0.0, guess - (now - began)) if began is not None else guess
         return left / self.workers
@@ -152,7 +147,7 @@ class PoolProgress:
             f"done {c['done']} · running {len(self.running)} · failed {c['failed']} · "
             f"skipped {c['skipped']} {held}of {self.total} · "
             f"{clock(time.perf_counter() - self.start)} elapsed"
-            + (f" · ETA {clock(eta)}" if eta is not None and self.pending else "")
+            + (f" · ETA {clock(eta)}" if self.pending else "")
         )
 
     def _line(self, text: str) -> None:
@@ -194,7 +189,9 @@ class PoolProgress:
     def finished(self, item: WorkItem, state: str, code: int, seconds: float) -> None:
         self.running.pop(item.index, None)
         self.pending.pop(item.index, None)
-        self.seconds.setdefault(item.job, []).append(seconds)
+        if code in EXIT_RESULTS and self.expected.get(item.index):
+            self.took[0] += seconds
+            self.took[1] += self.expected[item.index]
         self.counts["done" if code in EXIT_RESULTS else "failed"] += 1
         self._line(
             f"[{self._finished()}/{self.total}] #{item.index} {printable(item.name)} "
