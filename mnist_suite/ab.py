@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from mnist_suite.revision_images import RevisionImages
 
 AB_FOLDER = Path("build") / "ab"
-# A run id that carries its code: ...-c<12 hex> (mnist_suite.jobs.Job.run_id).
+# A run id that carries its code: ...-c<12 hex> (mnist_suite.plan.run_id).
 _CODED_RUN_ID = re.compile(r"-c[0-9a-f]{12}$")
 # A run id is one folder name: the plan of another revision is read, not trusted.
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")

@@ -37,6 +37,7 @@ from mnist_suite.plan import (
     parse_items,
     parse_seeds,
     run_dir,
+    run_id,
     subset,
 )
 from mnist_suite.runs import Decision, Outcome, decide, execute, load_run
@@ -152,7 +153,7 @@ def resolve(item: WorkItem) -> tuple:
     cells = job.expand(job.resolve(item.profile, list(item.overrides)))
     if item.cell_index < len(cells):
         label, config = cells[item.cell_index]
-        if job.run_id(label, config, item.profile, item.seed) == item.run_id:
+        if run_id(job, label, config, item.profile, item.seed) == item.run_id:
             return job, label, config
     raise ConfigError(
         f"plan item {item.index} ({item.name}, seed {item.seed}): this suite version expands "

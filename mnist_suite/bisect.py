@@ -48,6 +48,7 @@ from pathlib import Path, PurePosixPath
 from mnist_suite import ab, fingerprint, sequential
 from mnist_suite.compare import SPEED_METRIC, CompareOptions, compare, render_text, speed_notes
 from mnist_suite.errors import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, ConfigError
+from mnist_suite.jobs import declared
 from mnist_suite.summary import HEADLINE
 from mnist_suite.verdicts import FEW, INCONCLUSIVE, NOT_WORSE, WORSE
 
@@ -115,20 +116,23 @@ def _subject(repo: Path, sha: str) -> str:
 
 
 def job_module(root: Path, job: str) -> str | None:
-    """The module whose function trains ``job`` in the package at ``root``, read from the one
-    ``Job(name=JOB, train=FUNCTION)`` call of a job module (:func:`fingerprint.job_modules`);
-    None when there is not exactly one, or its function is not plainly defined or imported."""
+    """The module whose function trains ``job`` in the package at ``root``: the job module the
+    registry imports for it (:func:`mnist_suite.jobs.declared`), and in it the one
+    ``Job(name=JOB, train=FUNCTION)`` call; None when there is not exactly one, or its function
+    is not plainly defined or imported."""
+    name = declared(root).get(job)
+    if name is None:
+        return None
+    path = fingerprint.module_file(name, root)
+    tree = ast.parse(path.read_bytes(), filename=str(path))
     found = []
-    for name in fingerprint.job_modules(root):
-        path = fingerprint.module_file(name, root)
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-        for node in ast.walk(tree):
-            keywords = {k.arg: k.value for k in getattr(node, "keywords", [])} if isinstance(
-                node, ast.Call
-            ) else {}  # fmt: skip
-            named = keywords.get("name")
-            if isinstance(named, ast.Constant) and named.value == job:
-                found.append(_defined_in(tree, name, keywords.get("train")))
+    for node in ast.walk(tree):
+        keywords = {k.arg: k.value for k in getattr(node, "keywords", [])} if isinstance(
+            node, ast.Call
+        ) else {}  # fmt: skip
+        named = keywords.get("name")
+        if isinstance(named, ast.Constant) and named.value == job:
+            found.append(_defined_in(tree, name, keywords.get("train")))
     return found[0] if len(found) == 1 else None
 
 

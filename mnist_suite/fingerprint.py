@@ -3,10 +3,10 @@
 A job's fingerprint hashes the **module closure** it runs: its own module and the runner
 (:data:`RUNNER`), plus every ``mnist_suite`` module they import, found by walking the ``import``
 statements of the source (``ast``, function-level imports included, nothing executed). Parent
-packages' ``__init__.py`` count, since importing a submodule runs them. So do the module bodies
-of the other job modules (and what *their bodies* import): looking a job up imports every job
-module (:func:`mnist_suite.jobs.all_jobs`), so their top-level code runs in every job's process,
-while their functions (a sibling's ``train``) do not.
+packages' ``__init__.py`` count, since importing a submodule runs them. The other job modules
+do not: the registry imports a job's module only when that job is asked for
+(:func:`mnist_suite.jobs.find_job`), so a run of one job executes none of its siblings' code,
+and editing one job leaves every other job's runs current.
 
 The hash covers the **meaning** of each file, not its bytes: the sorted pairs (path relative to
 the package, ``ast.dump`` of the parsed module with docstrings removed). A comment, a docstring,
@@ -15,14 +15,16 @@ blank lines or a re-wrapped expression leave it unchanged; any change to what ru
 A plugin's job (:mod:`mnist_suite.plugins`) is fingerprinted the same way from the modules
 that define its train, config and cells: every module of its own package they reach (hashed
 under the package's name, so a plugin's file never stands for one of ours), with the suite
-modules those import, the runner and the job modules' bodies (:func:`of_plugin`).
+modules those import and the runner (:func:`of_plugin`).
 
 Why a static closure rather than a hand-kept list in the registry or the commit: it follows
 the code by itself (a new import is covered the day it is written), it does not change when
 the README, the report or another job changes, and it is the same inside a container, which
 runs the same source tree. What it does not see: third-party libraries (their versions are in
-``config.json``'s ``versions``, the plugins' too), the bodies of plugin modules another job's
-process may import, and the data (checksum-verified on load).
+``config.json``'s ``versions``, the plugins' too), the data (checksum-verified on load), and
+the other job modules a process that runs several jobs (a warm worker, ``list``) has imported:
+a job module's body only defines its functions and config and registers its jobs, so what it
+leaves behind is never called by another job.
 """
 
 from __future__ import annotations
@@ -64,23 +66,11 @@ def _locate(name: str, places: dict[str, Path]) -> Path | None:
     return None
 
 
-def _nodes(tree: ast.AST, bodies_only: bool):
-    """Every node of ``tree``; with ``bodies_only``, not those inside functions (what importing
-    the module executes, as opposed to what calling its functions would)."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        # An import is a statement: none can hide in a decorator or a default value.
-        skip = (ast.FunctionDef, ast.AsyncFunctionDef) if bodies_only else ()
-        todo += [c for c in ast.iter_child_nodes(node) if not isinstance(c, skip)]
-
-
-def _imported(tree: ast.AST, name: str, is_package: bool, bodies_only: bool = False) -> set[str]:
+def _imported(tree: ast.AST, name: str, is_package: bool) -> set[str]:
     """Module names an ``ast`` tree imports (``from a import b`` yields ``a`` and ``a.b``)."""
     found: set[str] = set()
     package = name if is_package else name.rpartition(".")[0]
-    for node in _nodes(tree, bodies_only):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -106,20 +96,14 @@ def _parse_version(path: Path, mtime_ns: int, size: int) -> ast.Module:
     return ast.parse(path.read_bytes(), filename=str(path))
 
 
-def closure(
-    roots: tuple[str, ...], root: Path, bodies_only: bool = False, seen: dict | None = None
-) -> dict[str, Path]:
-    """``{module name: file}`` of ``roots`` and every ``mnist_suite`` module they reach; with
-    ``bodies_only``, only through imports that run when a module is imported. Modules already
-    in ``seen`` are neither followed again nor left out of the result."""
-    return _closure(roots, {PACKAGE: root}, bodies_only, seen)
+def closure(roots: tuple[str, ...], root: Path) -> dict[str, Path]:
+    """``{module name: file}`` of ``roots`` and every ``mnist_suite`` module they reach."""
+    return _closure(roots, {PACKAGE: root})
 
 
-def _closure(
-    roots: tuple[str, ...], places: dict[str, Path], bodies_only: bool, seen: dict | None
-) -> dict[str, Path]:
+def _closure(roots: tuple[str, ...], places: dict[str, Path]) -> dict[str, Path]:
     """:func:`closure` over the packages of ``places`` (see :func:`_locate`)."""
-    seen = {} if seen is None else seen
+    seen: dict[str, Path] = {}
     todo = list(roots)
     while todo:
         name = todo.pop()
@@ -131,22 +115,12 @@ def _closure(
         seen[name] = path
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run too
-        todo += sorted(_imported(_parse(path), name, path.name == "__init__.py", bodies_only))
+        todo += sorted(_imported(_parse(path), name, path.name == "__init__.py"))
     return seen
 
 
-def job_modules(root: Path) -> tuple[str, ...]:
-    """Every job module under ``root`` (what :func:`mnist_suite.jobs.all_jobs` imports)."""
-    folder = root / "jobs"
-    return tuple(
-        f"{PACKAGE}.jobs.{p.stem}" for p in sorted(folder.glob("*.py")) if p.stem != "__init__"
-    )
-
-
-def meaning(tree: ast.Module, bodies_only: bool = False) -> bytes:
-    """The parsed module without docstrings, dumped: equal for sources that run the same. With
-    ``bodies_only``, functions keep their signatures and decorators (run when the module is
-    imported) but not their bodies (run only when called)."""
+def meaning(tree: ast.Module) -> bytes:
+    """The parsed module without docstrings, dumped: equal for sources that run the same."""
     tree = copy.deepcopy(tree)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -155,25 +129,20 @@ def meaning(tree: ast.Module, bodies_only: bool = False) -> bytes:
             value = first.value if isinstance(first, ast.Expr) else None
             if isinstance(value, ast.Constant) and isinstance(value.value, str):
                 node.body = body[1:] or [ast.Pass()]
-        if bodies_only and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            node.body = [ast.Pass()]
     return ast.dump(tree, annotate_fields=False).encode()
 
 
-def digest(files: dict[str, Path], root: Path, bodies: dict[str, Path] | None = None) -> str:
-    """Short sha256 of the sorted (relative path, meaning) pairs of ``files``, and of the module
-    bodies alone of ``bodies`` (modules imported but none of whose functions run)."""
-    entries = [(p.relative_to(root).as_posix(), p, False) for p in files.values()]
-    entries += [(p.relative_to(root).as_posix(), p, True) for p in (bodies or {}).values()]
-    return _digest(entries)
+def digest(files: dict[str, Path], root: Path) -> str:
+    """Short sha256 of the sorted (relative path, meaning) pairs of ``files``."""
+    return _digest([(p.relative_to(root).as_posix(), p) for p in files.values()])
 
 
-def _digest(entries: list[tuple[str, Path, bool]]) -> str:
-    """Short sha256 of ``(name, file, bodies only)`` entries, in the order of their names."""
+def _digest(entries: list[tuple[str, Path]]) -> str:
+    """Short sha256 of ``(name, file)`` entries, in the order of their names."""
     h = hashlib.sha256()
-    for name, path, bodies_only in sorted(entries, key=lambda e: (e[0], e[2])):
-        rel = name.encode() + (b"#bodies" if bodies_only else b"")
-        data = meaning(_parse(path), bodies_only)
+    for name, path in sorted(entries):
+        rel = name.encode()
+        data = meaning(_parse(path))
         h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
     return h.hexdigest()[:LENGTH]
 
@@ -189,12 +158,7 @@ def _of_module(module: str, root: Path) -> str | None:
     # Cached per process: the source does not change under a running suite.
     if module_file(module, root) is None:
         return None
-    files = closure((module, *RUNNER), root)
-    # The other job modules' bodies run too (the registry imports them all), and so do the
-    # bodies of what those bodies import; their functions do not. A module in the full closure
-    # is hashed whole; the others by their bodies alone.
-    bodies = closure(job_modules(root), root, bodies_only=True, seen=dict(files))
-    return digest(files, root, {k: v for k, v in bodies.items() if k not in files})
+    return digest(closure((module, *RUNNER), root), root)
 
 
 def of_job(job) -> str | None:
@@ -229,13 +193,13 @@ def _place(top: str) -> Path | None:
 def of_plugin(modules: tuple[str, ...]) -> str | None:
     """Fingerprint of a plugin job defined in ``modules`` (outside ``mnist_suite``): the
     closure of those modules within their own packages, the ``mnist_suite`` modules it
-    imports, the runner, and the job modules' bodies, as :func:`of_module` hashes ours. None
-    when a module has no source file to hash."""
+    imports and the runner, as :func:`of_module` hashes ours. None when a module has no source
+    file to hash."""
     tops = {name.split(".")[0] for name in modules}
     places = {top: _place(top) for top in tops - {PACKAGE}}
     if not modules or None in places.values() or "" in tops:
         return None
-    own = _closure(modules, places, False, None)
+    own = _closure(modules, places)
     if not set(modules) <= set(own):
         return None
     imported = set()
@@ -244,17 +208,11 @@ def of_plugin(modules: tuple[str, ...]) -> str | None:
         imported |= _imported(tree, name, path.name == "__init__.py")
     suite = tuple(sorted(n for n in imported if n.split(".")[0] == PACKAGE))
     files = closure((*suite, *RUNNER), SOURCE_ROOT)
-    bodies = closure(job_modules(SOURCE_ROOT), SOURCE_ROOT, bodies_only=True, seen=dict(files))
-    entries = [(p.relative_to(SOURCE_ROOT).as_posix(), p, False) for p in files.values()]
-    entries += [
-        (p.relative_to(SOURCE_ROOT).as_posix(), p, True)
-        for k, p in bodies.items()
-        if k not in files
-    ]
+    entries = [(p.relative_to(SOURCE_ROOT).as_posix(), p) for p in files.values()]
     for name, path in own.items():
         place = places[name.split(".")[0]]
         rel = path.relative_to(place.parent).as_posix()
-        entries.append((f"plugin:{rel}", path, False))
+        entries.append((f"plugin:{rel}", path))
     return _digest(entries)
 
 

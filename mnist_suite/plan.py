@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_suite import limits
+from mnist_suite import fingerprint, limits
 from mnist_suite.config import config_hash
 from mnist_suite.defaults import INDEX_VARIABLE, PROFILES
 from mnist_suite.errors import ConfigError, ParameterError
@@ -88,6 +88,18 @@ def flavour_of(job) -> str:
     return "tf" if job.uses_tensorflow else "numpy"
 
 
+def run_id(job, cell: str, config: Any, profile: str, seed: int) -> str:
+    """The folder of one run of ``job`` (a :class:`~mnist_suite.jobs.Job`). Deterministic: the
+    same job, cell, config, seed and code always map to the same folder,
+    ``[<cell>-]<profile>-s<seed>-<config hash>-c<code fingerprint>``. The code is part of the
+    identity so that runs of two versions of a job live side by side in one runs folder (and a
+    version whose job code is the same finds the other's runs)."""
+    digest = config_hash(job.name, cell, asdict(config), seed)
+    code = fingerprint.of_job(job)
+    parts = (cell, profile, f"s{seed}", digest, code and f"c{code}")
+    return "-".join(p for p in parts if p)
+
+
 def build_plan(
     jobs: list[str],
     *,
@@ -139,7 +151,7 @@ def build_plan(
                         cell_index=cell_index,
                         seed=seed,
                         profile=profile,
-                        run_id=job.run_id(label, cell_config, profile, seed),
+                        run_id=run_id(job, label, cell_config, profile, seed),
                         flavour=flavour_of(job),
                         overrides=tuple(overrides),
                     )
@@ -245,7 +257,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")  # one path compon
 
 def _item(raw: Any, number: int, expansions: dict) -> WorkItem:
     """Plan item ``number`` of a saved plan, checked field by field against the registry."""
-    from mnist_suite.jobs import all_jobs
+    from mnist_suite.jobs import find_job
 
     where = f"plan item {number}"
     if not isinstance(raw, dict):
@@ -259,8 +271,8 @@ def _item(raw: Any, number: int, expansions: dict) -> WorkItem:
             raise ConfigError(f"{where}: {key} must be a JSON {kind.__name__}")
     if raw["index"] != number:
         raise ConfigError(f"{where}: index {raw['index']}; items are numbered 0, 1, 2, ...")
-    jobs = all_jobs()
-    if raw["job"] not in jobs:
+    job = find_job(raw["job"])  # only this job's module is imported
+    if job is None:
         raise ConfigError(f"{where}: unknown job {raw['job'][:60]!r}")
     if raw["profile"] not in PROFILES:
         raise ConfigError(f"{where}: profile must be one of {', '.join(PROFILES)}")
@@ -271,7 +283,6 @@ def _item(raw: Any, number: int, expansions: dict) -> WorkItem:
         raise ConfigError(f"{where}: overrides must be key=value strings")
     if not _RUN_ID.fullmatch(raw["run_id"]):
         raise ConfigError(f"{where}: run_id must be one folder name (letters, digits, ._+=-)")
-    job = jobs[raw["job"]]
     if raw["flavour"] not in FLAVOURS or raw["flavour"] != flavour_of(job):
         raise ConfigError(f"{where}: flavour must be {flavour_of(job)!r} for job {job.name}")
     key = (job.name, raw["profile"], tuple(overrides))
@@ -281,8 +292,8 @@ def _item(raw: Any, number: int, expansions: dict) -> WorkItem:
     if not 0 <= raw["cell_index"] < len(cells):
         raise ConfigError(f"{where}: cell_index must be from 0 to {len(cells) - 1}")
     label, config = cells[raw["cell_index"]]
-    if raw["cell"] != label or raw["run_id"] != job.run_id(
-        label, config, raw["profile"], raw["seed"]
+    if raw["cell"] != label or raw["run_id"] != run_id(
+        job, label, config, raw["profile"], raw["seed"]
     ):
         raise ConfigError(
             f"{where} ({job.name}, seed {raw['seed']}): this suite version expands it "

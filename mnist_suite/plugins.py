@@ -110,9 +110,9 @@ def load(name: str, builtin: Collection[str], strict: bool = True) -> object | N
 def refuse_in_images(names: Collection[str]) -> None:
     """ConfigError (one line) for plugin jobs among ``names`` where the items run in the
     suite's images (containers, Kubernetes): an image holds the suite alone."""
-    from mnist_suite.jobs import builtin_jobs
+    from mnist_suite.jobs import builtin_names
 
-    found = sorted(set(names) & set(entry_points()) - set(builtin_jobs()))
+    found = sorted(set(names) & set(entry_points()) - builtin_names())
     if found:
         raise ConfigError(
             f"{', '.join(found)}: a plugin's job runs from this installation, not in the "

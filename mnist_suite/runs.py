@@ -301,7 +301,7 @@ def load_run(path: Path) -> RunRecord:
     return run
 
 
-# The folder name Job.run_id gives a run: [<cell>-]<profile>-s<seed>-<config hash>[-c<code>].
+# The folder name plan.run_id gives a run: [<cell>-]<profile>-s<seed>-<config hash>[-c<code>].
 _RUN_NAME = re.compile(
     rf"(?:(?P<cell>.+)-)?(?P<profile>{'|'.join(PROFILES)})-s(?P<seed>\d+)-[0-9a-f]{{8}}"
     r"(?:-c(?P<code>[0-9a-f]+))?"

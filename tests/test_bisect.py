@@ -1,10 +1,10 @@
 """``bisect GOOD BAD --jobs softmax`` and ``history softmax`` on a scratch repository of eight
 commits after ``base``, one of which lowers softmax's learning rate tenfold.
 
-The commits that leave softmax's code fingerprint alone (the README, a comment, another job's
-function, a comment elsewhere) are never run; the three that change it are the candidates, and
-a binary search over them runs at most four versions of softmax (GOOD's among them). Runs are
-tiny (real MNIST, about a second each).
+The commits that leave softmax's code fingerprint alone (the README, a comment, a default in
+another job's module, a comment elsewhere) are never run; the three that change it are the
+candidates, and a binary search over them runs at most four versions of softmax (GOOD's among
+them). Runs are tiny (real MNIST, about a second each).
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def eight_commits(repo: Path) -> dict[str, str]:
     shas["comment"] = commit(repo, "a comment in softmax")
     edit(repo, "jobs/softmax.py", "must be in [0, {len(x)}] (0 = all)", "outside [0, {len(x)}]")
     shas["harmless"] = commit(repo, "softmax: a shorter message")
-    edit(repo, "jobs/mlp.py", 'f"lr={lr} must be > 0"', 'f"lr={lr} must be positive"')
-    shas["other-job"] = commit(repo, "mlp: another message")
+    # Module-level code of another job's module: softmax's runs never import it.
+    edit(repo, "jobs/mlp.py", "    hidden: int = 10  #", "    hidden: int = 12  #")
+    shas["other-job"] = commit(repo, "mlp-original: a wider hidden layer")
     edit(repo, "jobs/softmax.py", "lr: float = 0.5", "lr: float = 0.05")
     shas["lr"] = commit(repo, "softmax: a tenth of the learning rate")
     edit(repo, "jobs/softmax.py", 'f"lr={self.lr} must be > 0"', 'f"lr={self.lr} must be > 0!"')

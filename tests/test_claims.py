@@ -15,6 +15,7 @@ import pytest
 
 from mnist_suite import claims, runs
 from mnist_suite.jobs import Job
+from mnist_suite.plan import run_id
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def test_cli_second_attempt_exits_1_with_one_line(tmp_path, capsys, monkeypatch)
     from mnist_suite import cli
 
     monkeypatch.setattr("mnist_suite.jobs.get_job", lambda name: SMALL)
-    run_dir = tmp_path / "small" / SMALL.run_id("", SmallConfig(), "quick", 0)
+    run_dir = tmp_path / "small" / run_id(SMALL, "", SmallConfig(), "quick", 0)
     _foreign_claim(run_dir, age=1)
     code = cli.main(["run", "small", "--profile", "quick", "--runs", str(tmp_path)])
     _, err = capsys.readouterr()
@@ -301,7 +302,7 @@ def test_a_stale_turn_is_moved_aside_and_the_run_goes_ahead(tmp_path, capsys, mo
 
     monkeypatch.setattr("mnist_suite.jobs.get_job", lambda name: SMALL)
     monkeypatch.delenv(runs.CLAIM_WAIT_ENV, raising=False)
-    run_dir = tmp_path / "runs" / "small" / SMALL.run_id("", SmallConfig(), "quick", 0)
+    run_dir = tmp_path / "runs" / "small" / run_id(SMALL, "", SmallConfig(), "quick", 0)
     turn = _turn(_abandoned_claim(run_dir))
     outside = tmp_path / "outside"
     _plant_turn(turn, kind, outside)

@@ -12,6 +12,7 @@ import pytest
 from mnist_suite.config import apply_overrides, config_hash
 from mnist_suite.errors import ConfigError
 from mnist_suite.jobs import all_jobs, get_job
+from mnist_suite.plan import run_id
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,9 @@ def test_every_job_is_well_formed():
 def test_run_ids_are_deterministic_and_distinct():
     job = get_job("softmax")
     cfg = job.resolve("quick")
-    assert job.run_id("", cfg, "quick", 0) == job.run_id("", cfg, "quick", 0)
-    assert job.run_id("", cfg, "quick", 0) != job.run_id("", cfg, "quick", 1)
-    assert job.run_id("", cfg, "quick", 0) != job.run_id("", job.resolve("full"), "full", 0)
+    assert run_id(job, "", cfg, "quick", 0) == run_id(job, "", cfg, "quick", 0)
+    assert run_id(job, "", cfg, "quick", 0) != run_id(job, "", cfg, "quick", 1)
+    assert run_id(job, "", cfg, "quick", 0) != run_id(job, "", job.resolve("full"), "full", 0)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from mnist_suite import runs
+from mnist_suite import plan, runs
 from mnist_suite.jobs import Job, get_job
 from mnist_suite.report import build_report
 from tests.test_outputs import one_line_error, snapshot
@@ -47,7 +47,7 @@ def crafted(out: Path, seed: int, metrics: dict, **changes) -> Path:
     only returns ``metrics``: named, recorded and checked as the real job's runs are."""
     config = dataclasses.replace(get_job(JOB).resolve("quick"), **changes)
     job = Job(JOB, "crafted for these tests", type(config), lambda cfg, run: dict(metrics))
-    run_id = job.run_id("", config, "quick", seed)
+    run_id = plan.run_id(job, "", config, "quick", seed)
     outcome = runs.execute(job, "", config, seed=seed, profile="quick", out=out, run_id=run_id)
     assert outcome.state == "done", outcome.message
     return outcome.path
@@ -254,7 +254,7 @@ def test_a_folder_whose_name_and_config_disagree_is_corrupt_and_redone(tmp_path)
     seed0 = crafted(out, 0, {"test_accuracy": 0.8})
     config = get_job(JOB).resolve("quick")
     job = Job(JOB, "crafted", type(config), lambda cfg, run: {"test_accuracy": 0.9})
-    planned = out / JOB / job.run_id("", config, "quick", 1)
+    planned = out / JOB / plan.run_id(job, "", config, "quick", 1)
     assert re.fullmatch(r"quick-s1-[0-9a-f]{8}", planned.name)
     copy_run(seed0, planned.name)
     before = snapshot(seed0)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_suite import fingerprint, runs
+from mnist_suite import fingerprint, jobs, runs
 from mnist_suite.batch import decide_item, item_states
 from mnist_suite.jobs import all_jobs
 from mnist_suite.plan import build_plan, run_dir
@@ -178,22 +178,67 @@ def test_comments_docstrings_and_layout_are_not_code(source):
     assert _prints(source) != before
 
 
-def test_a_sibling_job_modules_body_is_in_every_job_but_not_its_functions(source):
-    """Looking a job up imports every job module: their bodies run in every job's process."""
+MLP_JOBS = {"mlp", "mlp-fast", "mlp-sprint", "mlp-original"}
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {name for name in before if before[name] != after[name]}
+
+
+def test_a_job_modules_edit_changes_its_own_jobs_alone(source):
+    """A job's module is imported only when that job is asked for: another job's module, body
+    or functions, is no part of its code."""
     before = _prints(source)
+    softmax = source / "jobs" / "softmax.py"
+    text = softmax.read_text()
+    assert text.count("    lr: float = 0.5  #") == 1
+    softmax.write_text(text.replace("    lr: float = 0.5  #", "    lr: float = 0.4  #"))
+    fingerprint._of_module.cache_clear()
+    assert _changed(before, _prints(source)) == {"softmax", "softmax-original"}
+    softmax.write_text(text)
+
     mlp = source / "jobs" / "mlp.py"
     original = mlp.read_text()
-    change_a_function(mlp)  # a function of mlp.py: runs only in the jobs that call it
+    change_a_function(mlp)
     fingerprint._of_module.cache_clear()
-    after = _prints(source)
-    assert "softmax" not in {n for n in before if before[n] != after[n]}
-    assert before["mlp"] != after["mlp"]
-    # A statement in the module's body runs whenever any job is looked up.
+    assert _changed(before, _prints(source)) == MLP_JOBS
+    # A statement in the module's body runs only where one of its jobs is asked for.
     mlp.write_text(original + "\nimport mnist_suite.nn.layers as _layers\n_layers.CHANGED = 1\n")
     fingerprint._of_module.cache_clear()
-    after = _prints(source)
-    assert all(before[n] != after[n] for n in before)
+    assert _changed(before, _prints(source)) == MLP_JOBS
     fingerprint._of_module.cache_clear()
+
+
+def test_the_registry_reads_each_jobs_module_from_the_source():
+    declared = jobs.declared(fingerprint.SOURCE_ROOT)
+    registered = {
+        name: job.train.__module__
+        for name, job in all_jobs().items()
+        if job.train.__module__.startswith("mnist_suite.jobs.")
+    }
+    assert declared == registered and len(declared) == 12
+
+
+def test_a_job_name_is_read_from_a_plain_job_call(tmp_path):
+    folder = tmp_path / "mnist_suite" / "jobs"
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    (folder / "one.py").write_text(
+        'register(Job(name="a", train=f))\nregister(Job("b", "summary", C, f))\n'
+        'NAME = "c"\nregister(Job(name=NAME, train=f))\nOther(name="d")\n'
+    )
+    one = "mnist_suite.jobs.one"
+    assert jobs.declared(folder.parent) == {"a": one, "b": one}
+    (folder / "two.py").write_text('register(Job(name="b", train=g))\n')
+    with pytest.raises(ValueError, match=r"'b' declared in mnist_suite\.jobs\.one and "):
+        jobs.declared(folder.parent)
+
+
+def test_the_registry_and_the_fingerprint_import_each_other_one_way():
+    """The registry never imports the fingerprint module (the run id is the plan's)."""
+    path = fingerprint.module_file("mnist_suite.jobs", fingerprint.SOURCE_ROOT)
+    imported = fingerprint._imported(ast.parse(path.read_text()), "mnist_suite.jobs", True)
+    assert "mnist_suite.fingerprint" not in imported and "mnist_suite.plugins" in imported
 
 
 def test_an_installed_copy_that_differs_from_the_checkout_says_so(source, monkeypatch):

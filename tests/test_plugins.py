@@ -179,6 +179,35 @@ def test_a_plugins_fingerprint_is_its_own_code(site):
     assert fingerprint.for_job_name("tiny") not in (before, None)
 
 
+# What a fresh process imports to look one job up (the names of every job known first).
+LOOK_UP = """
+import json, sys
+from mnist_suite.jobs import get_job, job_names
+from mnist_suite.plan import build_plan
+
+names = job_names()
+build_plan([sys.argv[1]], profile="quick", seeds=(0,))
+jobs = sorted(m for m in sys.modules if m.startswith(("mnist_suite.jobs.", "tiny_job")))
+print(json.dumps({"names": names, "imported": jobs}))
+"""
+
+
+def test_looking_a_job_up_imports_its_module_alone(site):
+    install(site, "tiny_job", TINY)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+
+    def look_up(job: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", LOOK_UP, job], env=env, capture_output=True,
+                              text=True, check=True, timeout=120)  # fmt: skip
+        return json.loads(done.stdout)
+
+    softmax = look_up("softmax")
+    assert {"softmax", "mlp-fast", "sgd-grid", "ae", "tiny"} <= set(softmax["names"])
+    assert softmax["imported"] == ["mnist_suite.jobs.softmax"]
+    assert look_up("mlp-fast")["imported"] == ["mnist_suite.jobs.mlp"]
+    assert look_up("tiny")["imported"] == ["tiny_job"]
+
+
 BROKEN = {
     "import": ("raise RuntimeError('needs a GPU')", "cannot be loaded: RuntimeError: needs a GPU"),
     "object": ("JOB = 42", "is a int, not a mnist_suite.jobs.Job"),

@@ -2,6 +2,12 @@
 installed plugin adds its own (:mod:`mnist_suite.plugins`, the entry point group
 ``mnist_suite.jobs``): one :class:`Job` type for both.
 
+The registry is lazy. It knows every built-in job's name and module by reading the modules'
+``Job(name="...")`` calls from their source (:func:`declared`, nothing imported); a job's module
+is imported when that job is asked for (:func:`find_job`), every module only when every job is
+(:func:`all_jobs`: ``list``, the report). A run of one job therefore executes no other job's
+code, and its code fingerprint (:mod:`mnist_suite.fingerprint`) covers its own module alone.
+
 A job is a name, a frozen config dataclass whose defaults are the ``full`` profile, the
 overrides that make its ``quick`` profile, and a ``train(config, run) -> metrics`` function.
 A job that is a batch (a sweep, a grid) also has ``cells(config) -> [(label, config), ...]``:
@@ -9,24 +15,27 @@ a plain list addressable by index, so one cell can run alone (``--index 7``).
 A job also declares what the report needs to know about it: its family, the original's printed
 figures it reproduces (faithful jobs) or the original job it improves on, how many seeds
 the full suite runs by default, and the TensorBoard scalars its runs write.
-Job modules import TensorFlow only inside ``train``: listing jobs never loads it.
+Job modules import TensorFlow only inside ``train``: listing jobs never loads it. A job
+module's body only defines and registers: it changes nothing another job would read.
 A plugin's module is imported only when its job is asked for by name or every job is listed.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import importlib
 import logging
-import pkgutil
 import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from mnist_suite.config import apply_overrides, config_hash, overridable
+from mnist_suite.config import apply_overrides, overridable
 from mnist_suite.defaults import PROFILES
 from mnist_suite.errors import ConfigError, ParameterError, SuiteError
 from mnist_suite.limits import MAX_CELLS, check_config
@@ -188,18 +197,6 @@ class Job:
             values[key] = "none" if value is None else value
         return values
 
-    def run_id(self, cell: str, config: Any, profile: str, seed: int) -> str:
-        """Deterministic: the same job, cell, config, seed and code always map to the same
-        folder, ``[<cell>-]<profile>-s<seed>-<config hash>-c<code fingerprint>``. The code is
-        part of the identity so that runs of two versions of a job live side by side in one
-        runs folder (and a version whose job code is the same finds the other's runs)."""
-        from mnist_suite.fingerprint import of_job
-
-        digest = config_hash(self.name, cell, dataclasses.asdict(config), seed)
-        code = of_job(self)
-        parts = (cell, profile, f"s{seed}", digest, code and f"c{code}")
-        return "-".join(p for p in parts if p)
-
 
 def _check_config_class(name: str, config: Any, quick: Any) -> None:
     """A job's config is a frozen dataclass whose every field has a default of a kind
@@ -227,6 +224,7 @@ def _check_config_class(name: str, config: Any, quick: Any) -> None:
         raise ValueError(f"{name}: quick names no config field {unknown}")
 
 
+# The jobs registered in this process: a built-in job module's on its import, any made in code.
 JOBS: dict[str, Job] = {}
 
 
@@ -237,16 +235,74 @@ def register(job: Job) -> Job:
     return job
 
 
+def declared(package: Path) -> dict[str, str]:
+    """``{job name: module}`` of the built-in jobs of the ``mnist_suite`` source at ``package``,
+    read from the ``Job(name="...")`` calls of its job modules (``jobs/*.py``) without running
+    them. ValueError for a name two modules declare."""
+    found: dict[str, str] = {}
+    for path in sorted((package / "jobs").glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        module = f"{__name__}.{path.stem}"
+        for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+            name = _job_name(node)
+            if name is not None and found.setdefault(name, module) != module:
+                raise ValueError(f"job {name!r} declared in {found[name]} and {module}")
+    return dict(sorted(found.items()))
+
+
+def _job_name(node: ast.AST) -> str | None:
+    """The name of a ``Job(name="...")`` call (or ``Job("...", ...)``), else None."""
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        return None
+    if node.func.id != Job.__name__:
+        return None
+    named = {k.arg: k.value for k in node.keywords}.get("name", node.args[0] if node.args else None)
+    return named.value if isinstance(named, ast.Constant) and isinstance(named.value, str) else None
+
+
+@cache
+def _builtin() -> dict[str, str]:
+    # Read once per process: the source does not change under a running command.
+    return declared(Path(__file__).resolve().parent.parent)
+
+
+def _import(name: str) -> Job:
+    """The built-in job ``name``, its module imported if it is not yet."""
+    if name not in JOBS:
+        module = _builtin()[name]
+        importlib.import_module(module)
+        if name not in JOBS:  # its Job(name=...) call is not the one that registers it
+            raise ValueError(f"{module} declares the job {name!r} but does not register it")
+    return JOBS[name]
+
+
+def builtin_names() -> set[str]:
+    """The names of the built-in jobs and those registered in code (not plugins), without
+    importing any job's module."""
+    return {*_builtin(), *JOBS}
+
+
+def job_names() -> list[str]:
+    """The name of every job that can be asked for (built-in, registered in code, or a plugin's
+    entry point), sorted, without importing any job's module."""
+    from mnist_suite import plugins
+
+    return sorted(builtin_names() | set(plugins.entry_points()))
+
+
 def builtin_jobs() -> dict[str, Job]:
-    """Import every job module of this package once and return their jobs, sorted by name."""
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+    """Import every job module of this package once and return every job they and code
+    registered, sorted by name."""
+    for name in _builtin():
+        _import(name)
     return dict(sorted(JOBS.items()))
 
 
 def all_jobs() -> dict[str, Job]:
-    """Every job, built-in and from plugins, sorted by name. A plugin that cannot be loaded
-    is left out, with one warning (asking for its job by name says why: :func:`get_job`)."""
+    """Every job, built-in and from plugins, sorted by name: every job module is imported. A
+    plugin that cannot be loaded is left out, with one warning (asking for its job by name says
+    why: :func:`get_job`)."""
     from mnist_suite import plugins
 
     jobs = builtin_jobs()
@@ -255,12 +311,12 @@ def all_jobs() -> dict[str, Job]:
 
 def find_job(name: str, strict: bool = True) -> Job | None:
     """The job ``name`` (built-in first, then a plugin of that name), or None if none exists.
-    A plugin of that name that cannot be loaded is a ConfigError (one line), or with
-    ``strict`` False None and a warning. Only that plugin's module is imported."""
+    Only that job's module is imported. A plugin of that name that cannot be loaded is a
+    ConfigError (one line), or with ``strict`` False None and a warning."""
     from mnist_suite import plugins
 
-    jobs = builtin_jobs()
-    return jobs[name] if name in jobs else plugins.load(name, set(jobs), strict)
+    builtin = builtin_names()
+    return _import(name) if name in builtin else plugins.load(name, builtin, strict)
 
 
 def describe(job: Job) -> dict:
@@ -305,5 +361,5 @@ def get_job(name: str) -> Job:
         name = new
     job = find_job(name)
     if job is None:
-        raise ConfigError(f"unknown job {name!r} (available: {', '.join(all_jobs())})")
+        raise ConfigError(f"unknown job {name!r} (available: {', '.join(job_names())})")
     return job
