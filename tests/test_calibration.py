@@ -3,7 +3,7 @@
 Sixteen seeds of a tiny softmax (two epochs of 3000 images): the same code on both sides with
 other seeds must rarely read better or worse, a 1-point loss injected into NEW must read worse at
 6 seeds per side, a change of exactly the margin must rarely read equivalent, and seeds until
-decided must stop within its schedule. docs/results.md publishes the full calibration.
+decided must stop within its schedule. docs/results.md describes the full calibration.
 """
 
 from __future__ import annotations
