@@ -49,6 +49,7 @@ from mnist_suite import ab, fingerprint, sequential
 from mnist_suite.compare import SPEED_METRIC, CompareOptions, compare, render_text, speed_notes
 from mnist_suite.errors import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, ConfigError
 from mnist_suite.jobs import declared
+from mnist_suite.meanings import meaning
 from mnist_suite.summary import HEADLINE
 from mnist_suite.verdicts import FEW, INCONCLUSIVE, NOT_WORSE, WORSE
 
@@ -460,9 +461,8 @@ def _figures(step: Step) -> str:
     row = step.rows[0] if step.rows else None
     if row is None or row["diff"] is None:
         return ""
-    scale, unit = (100, " pt") if "accuracy" in row["metric"] else (1, "")
     how = f"paired, {row['pairs']} seeds" if row["method"] == "paired" else row["method"]
-    return f" ({row['verdict']}: {scale * row['diff']:+.3g}{unit}, {how})"
+    return f" ({row['verdict']}: {meaning(row['metric']).difference_text(row['diff'])}, {how})"
 
 
 def _name(repo: Path, sha: str) -> str:

@@ -47,10 +47,9 @@ a record without a machine identity is never comparable. Asked to fail on ``trai
 (``--fail-metric``), compare refuses sides from other machines in one line (exit 2): no
 verdict can come of them. Accuracy verdicts are unaffected.
 
-Minimum effects (why these): 0.1 point of test accuracy (the last digit the original projects
-printed, and about a third of the quick profile's seed spread); 3% relative MSE or loss (about
-the seed spread of the autoencoders); 10% of the training time. The equivalence margins are the
-same sizes: a change too small to count as better or worse is one "equivalent" allows.
+Each metric's direction, range, printed unit, minimum effect and margin come from one table,
+:mod:`mnist_suite.meanings` (why these sizes: there); compare judges the metrics it gives a
+rule (:data:`RULES`: test accuracy, MSE, loss and ``train_seconds``).
 Benchmark ratios are compared by :mod:`mnist_suite.benchcompare` (paired in alternation, so load
 cancels; its tolerance is the minimum effect) and join the same table; runs measured under
 different ratio definitions are refused.
@@ -71,11 +70,11 @@ from typing import Any
 
 from mnist_suite import benchcompare, envinfo, verdicts
 from mnist_suite.errors import ConfigError
+from mnist_suite.meanings import LARGEST, RULES, Rule, meaning
 from mnist_suite.options import option
 from mnist_suite.stats import (
     CONFIDENCE,
     DECIDE_CAP,
-    LARGEST,
     ROUNDING,
     Difference,
     difference,
@@ -117,51 +116,6 @@ JUDGED = (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, IDENTICAL, NOT_DETECTED)
 STORED_TOLERANCE = 1e-6
 # The baseline schemas compare reads: 3 holds per-seed values (paired tests, speed verdicts).
 SCHEMAS = (2, 3)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How a metric is judged: its good direction, its minimum effect (the smallest change
-    that counts as better or worse) and its equivalence margin (the largest change that counts
-    as none: ``equivalent``), each absolute or relative to the base mean."""
-
-    higher_is_better: bool
-    absolute: float = 0.0  # minimum |difference| in the metric's units
-    relative: float = 0.0  # ... or as a share of the baseline mean, whichever is larger
-    # The margin likewise; None for both: the minimum effect's (:data:`RULES`).
-    margin_absolute: float | None = None
-    margin_relative: float | None = None
-
-    def min_effect(self, base_mean: float) -> float:
-        return max(self.absolute, self.relative * abs(base_mean))
-
-    def margin(self, base_mean: float) -> float:
-        if self.margin_absolute is None and self.margin_relative is None:
-            return self.min_effect(base_mean)
-        return max(self.margin_absolute or 0.0, (self.margin_relative or 0.0) * abs(base_mean))
-
-    def describe(self) -> str:
-        return _size(self.absolute, self.relative)
-
-    def describe_margin(self) -> str:
-        if self.margin_absolute is None and self.margin_relative is None:
-            return self.describe()
-        return _size(self.margin_absolute or 0.0, self.margin_relative or 0.0)
-
-
-def _size(absolute: float, relative: float) -> str:
-    return f"{100 * relative:g}%" if relative else f"{absolute:g}"
-
-
-# Every metric compare judges, in one table: direction, minimum effect and, by default the
-# same size, equivalence margin (±0.1 pt of accuracy, ±3% of MSE or loss, ±10% of the time).
-RULES: dict[str, Rule] = {
-    "test_accuracy": Rule(higher_is_better=True, absolute=0.001),
-    "test_mse": Rule(higher_is_better=False, relative=0.03),
-    "test_mse_pixels": Rule(higher_is_better=False, relative=0.03),
-    "final_train_loss": Rule(higher_is_better=False, relative=0.03),
-    SPEED_METRIC: Rule(higher_is_better=False, relative=0.10),
-}
 
 
 @dataclass(frozen=True)
@@ -260,14 +214,16 @@ def side_of_runs(label: str, records: list, current=None) -> Side:
     return side
 
 
-def _number(row: dict, name: str, where: str, low: float = -LARGEST) -> float | None:
+def _number(
+    row: dict, name: str, where: str, low: float = -LARGEST, high: float = LARGEST
+) -> float | None:
     value = row.get(name)
     if value is None:
         return None
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ConfigError(f"{where}: {name} {str(value)[:40]!r} is not a number")
-    if not (math.isfinite(value) and low <= value <= LARGEST):
-        raise ConfigError(f"{where}: {name} {value!r} out of range [{low:g}, {LARGEST:g}]")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(f"{where}: {name} {value!r} out of range [{low:g}, {high:g}]")
     return float(value)
 
 
@@ -289,16 +245,14 @@ def _check_row(row: Any, label: str, i: int) -> tuple[tuple, Stat]:
     for name, value in (("n", n), ("diverged", diverged)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEEDS:
             raise ConfigError(f"{where}: {name} {str(value)[:40]!r} is not a count of runs")
-    metric = names["metric"]
-    low = 0.0 if ("seconds" in metric or "mse" in metric or metric.startswith("n_")) else -LARGEST
-    mean, sd = _number(row, "mean", where, low), _number(row, "sd", where, 0.0)
-    if "accuracy" in metric and mean is not None and not 0 <= mean <= 1:
-        raise ConfigError(f"{where}: mean {mean!r} is not an accuracy in [0, 1]")
+    metric = meaning(names["metric"])
+    mean = _number(row, "mean", where, metric.low, metric.high)
+    sd = _number(row, "sd", where, 0.0)
     if (n >= 1 and mean is None) or (n >= 2 and sd is None):
         raise ConfigError(f"{where}: n = {n} needs a mean" + (" and an sd" if n >= 2 else ""))
     if n == 0 and diverged == 0:
         raise ConfigError(f"{where}: n = 0 and no diverged run: an empty summary")
-    values = _seed_values(row, n, where, low)
+    values = _seed_values(row, n, where, metric.low, metric.high)
     if values is not None:
         # What compare uses (the mean, the sd, the pairs) must be what the values say.
         own = summarize(values.values())
@@ -308,7 +262,7 @@ def _check_row(row: Any, label: str, i: int) -> tuple[tuple, Stat]:
             raise ConfigError(f"{where}: sd {sd!r} is not the sd of its values")
     _check_interval(row, n, mean, sd, where)
     loads, identities = _seed_where(row, n, where)
-    key = (names["job"], cell, names["profile"], metric)
+    key = (names["job"], cell, names["profile"], metric.name)
     return key, Stat(n, mean, sd, values, diverged, loads, identities)
 
 
@@ -335,7 +289,7 @@ def _seed_where(row: dict, n: int, where: str) -> tuple[dict | None, dict | None
     )
 
 
-def _seed_values(row: dict, n: int, where: str, low: float) -> dict[int, float] | None:
+def _seed_values(row: dict, n: int, where: str, low: float, high: float) -> dict[int, float] | None:
     """A row's per-seed values by seed (None when it lists none), its seeds checked: n
     integers, none twice, even beside no values (a seed counted twice is not two runs)."""
     seeds, listed = row.get("seeds"), row.get("values")
@@ -358,7 +312,7 @@ def _seed_values(row: dict, n: int, where: str, low: float) -> dict[int, float] 
     probe = {"v": 0.0}
     for v in listed:
         probe["v"] = v
-        _number(probe, "v", where + " values", low)
+        _number(probe, "v", where + " values", low, high)
     return dict(zip(seeds, map(float, listed), strict=True))
 
 
@@ -939,11 +893,7 @@ def _side_text(row: dict, which: str) -> str:
 def _diff_text(row: dict) -> str:
     if row["diff"] is None:
         return "-"
-    scale, unit = (100, " pt") if "accuracy" in row["metric"] else (1, "")
-    text = f"{scale * row['diff']:+.3g}{unit}"
-    if row["low"] is not None:
-        text += f" [{scale * row['low']:+.3g}, {scale * row['high']:+.3g}]"
-    return text
+    return meaning(row["metric"]).difference_text(row["diff"], row["low"], row["high"])
 
 
 def _how(row: dict) -> str:

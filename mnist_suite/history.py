@@ -46,6 +46,7 @@ from mnist_suite.compare import (
 )
 from mnist_suite.errors import ConfigError
 from mnist_suite.files import dumps
+from mnist_suite.meanings import meaning
 from mnist_suite.runs import RunRecord, find_runs, load_run
 from mnist_suite.summary import HEADLINE, mean_ci, table
 
@@ -319,8 +320,7 @@ def change_text(point: Point, metric: str) -> str:
     against = point.against_previous
     if against is None or against["diff"] is None:
         return "-"
-    scale, unit = (100, " pt") if "accuracy" in metric else (1, "")
-    text = f"{scale * against['diff']:+.3g}{unit}"
+    text = meaning(metric).difference_text(against["diff"])
     if against["method"] == "paired":
         return f"{text} (paired, {against['pairs']} seeds)"
     return f"{text} ({against['method']})" if against["method"] else text

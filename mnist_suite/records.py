@@ -20,7 +20,8 @@ Schemas (JSON types; "number" is a finite int or float that a float holds, never
 - ``metrics.json``: object of metric values (number, null, bool, str, or lists and objects of
   them); names that denote a quantity (``*accuracy*``, ``*loss*``, ``*mse*``, ``*seconds*``,
   ...) hold numbers or nulls, never a bool or text; accuracies lie in [0, 1] and durations
-  (``*seconds``) in [0, 1e9]; every number lies within ±10¹² (:data:`MAX_FIGURE`);
+  (``*seconds``) in [0, 1e9] (the ranges :mod:`mnist_suite.meanings` checks on read); every
+  number lies within ±10¹² (:data:`MAX_FIGURE`);
   ``wall_seconds`` (number >= 0) is always present, and ``diverged_at_step`` (int) for a
   diverged run.
 - ``history.jsonl``: one object per line with ``kind`` (str), ``step`` (int from 0 to 10¹²),
@@ -49,15 +50,14 @@ from typing import Any
 
 from mnist_suite.defaults import PROFILES
 from mnist_suite.files import atomic_write_bytes, dumps, read_bounded
+from mnist_suite.meanings import LARGEST, meaning
 from mnist_suite.plan import MAX_SEED
-from mnist_suite.stats import LARGEST
 
 STATES = ("running", "done", "failed", "diverged", "interrupted")
 MAX_RECORD_BYTES = 16 << 20  # config/status/metrics: real ones are a few KB
 MAX_HISTORY_BYTES = 64 << 20  # history.jsonl: the longest real run logs ~2 MB
 HISTORY_FULL = "history_full"  # the kind of the row a writer leaves when it stops at the cap
 MAX_TEXT = 4096  # characters of any string field
-MAX_SECONDS = 1e9  # any duration (30 years)
 # Any figure: none of a run is larger, and statistics over larger ones overflow (their squares).
 MAX_FIGURE = LARGEST
 MAX_STEP = 10**12
@@ -208,15 +208,11 @@ def check_status(value: Any) -> dict:
 
 
 def _in_range(key: str, value: float) -> bool:
-    """Quantities with a natural range stay in it: a fraction in [0, 1], a duration >= 0, any
-    figure within ±:data:`MAX_FIGURE`."""
-    if not -MAX_FIGURE <= value <= MAX_FIGURE:
-        return False
-    if "accuracy" in key:
-        return 0.0 <= value <= 1.0
-    if key.endswith("seconds"):
-        return 0.0 <= value <= MAX_SECONDS
-    return True
+    """Quantities whose range a record keeps (:func:`mnist_suite.meanings.meaning`, those
+    checked ``on_read``: a fraction in [0, 1], a duration in [0, 1e9]) stay in it; any figure
+    within ±:data:`MAX_FIGURE`."""
+    found = meaning(key)
+    return -MAX_FIGURE <= value <= MAX_FIGURE and (not found.on_read or found.in_range(value))
 
 
 def _metric_ok(key: str, value: Any, depth: int = 0) -> bool:

@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 CONFIDENCE = 0.95
-# Figures beyond this are no run's (accuracies, losses, seconds): squares stay finite below it.
-LARGEST = 1e12
 TRIM_MIN_RUNS = 5  # MLPerf drops the fastest and slowest of at least five results
 # A spread this small next to the figures themselves is floating-point rounding, not spread:
 # (a + d) - a differs from d in the last bits, so equal shifts never give a zero sd exactly.

@@ -24,6 +24,7 @@ from mnist_suite import verdicts
 from mnist_suite.envinfo import identity_of
 from mnist_suite.errors import ConfigError
 from mnist_suite.files import dumps
+from mnist_suite.meanings import meaning
 from mnist_suite.originals import RULE, Original, judge, original
 from mnist_suite.records import number
 from mnist_suite.runs import RunRecord, newest_code, scan
@@ -294,23 +295,15 @@ def headline_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
 
 
 def fmt(value: float | None, metric: str = "") -> str:
-    """A figure as text: accuracies in percent, others to 4 significant digits; "-" if None."""
-    if value is None:
-        return "-"
-    if "accuracy" in metric:
-        return f"{100 * value:.2f}%"
-    return f"{value:.4g}"
+    """A figure as text (:meth:`~mnist_suite.meanings.Meaning.text`: accuracies in percent,
+    others to 4 significant digits); "-" if None."""
+    return meaning(metric).text(value)
 
 
 def mean_ci(mean: float | None, half: float | None, metric: str) -> str:
-    """``mean ± half`` as text (accuracies in points)."""
-    if mean is None:
-        return "-"
-    if half is None:
-        return fmt(mean, metric)
-    if "accuracy" in metric:
-        return f"{100 * mean:.2f} ± {100 * half:.2f}%"
-    return f"{mean:.4g} ± {half:.2g}"
+    """``mean ± half`` as text (:meth:`~mnist_suite.meanings.Meaning.interval_text`:
+    accuracies in percent)."""
+    return meaning(metric).interval_text(mean, half)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from mnist_suite import ab, history
 from mnist_suite.errors import ConfigError
+from mnist_suite.meanings import meaning
 from mnist_suite.report import figures
 from mnist_suite.report.common import Context
 from mnist_suite.report.document import FigureRef, Section, Table
@@ -130,8 +131,8 @@ def _figure(ctx: Context, h: history.History, names: set[str]) -> FigureRef:
     the later was judged against the earlier."""
     commits = h.commits()
     x_of = {sha: i for i, sha in enumerate(commits)}
-    scale, unit = (100, " (%)") if "accuracy" in h.metric else (1, "")
-    unit = " (s)" if h.metric.endswith("seconds") else unit
+    shown = meaning(h.metric)
+    scale = 100 if shown.percent else 1
     fig = Figure(figsize=(max(7.0, 0.55 * len(commits) + 4.5), 4.2), layout="constrained")
     ax = fig.subplots()
     lines = list(dict.fromkeys(p.line for p in h.points))
@@ -168,7 +169,7 @@ def _figure(ctx: Context, h: history.History, names: set[str]) -> FigureRef:
                   ha="right", fontsize=8)  # fmt: skip
     ax.set_xlim(-0.5, len(commits) - 0.5)
     ax.set_xlabel("commit (first-parent line, oldest first)")
-    ax.set_ylabel(f"{h.metric}{unit}")
+    ax.set_ylabel(shown.axis_label())
     ax.grid(alpha=0.3)
     figures.legend_outside(ax)
     title = f"{printable(h.job)}: {h.metric} by commit".replace("$", r"\$")

@@ -13,6 +13,7 @@ import dataclasses
 import math
 
 from mnist_suite import summary, verdicts
+from mnist_suite.meanings import meaning
 from mnist_suite.originals import RULE, SOURCE, Judgement, Original, judge, original
 from mnist_suite.report import benchmarks
 from mnist_suite.report.classification import headline_groups
@@ -24,10 +25,8 @@ from mnist_suite.report.replicates import Group, pick_cell_groups
 from mnist_suite.stats import summarize
 from mnist_suite.summary import SPRINT_TARGET, time_to_target
 
-# The one figure each kind of job is judged by: (metric, how to format it, higher is better).
-ACCURACY = ("test_accuracy", "pct", True)
-RECONSTRUCTION = ("test_mse_pixels", "f4", False)
-SWEEP = ("final_train_loss", "f4", False)
+# The one figure each kind of job is judged by.
+ACCURACY, RECONSTRUCTION, SWEEP = "test_accuracy", "test_mse_pixels", "final_train_loss"
 # A ratio over an MSE below this (pixels in [0, 1]: under 1% RMS) says nothing: PCA at k = 512
 # reconstructs almost exactly, and dividing by its ≈ 0 gives any number at all.
 NEAR_ZERO_MSE = 1e-4
@@ -49,10 +48,15 @@ def _ratio(g: Group, numerator: str, denominator: str) -> float | None:
     return g.summary(numerator).mean
 
 
-def _row(label: str, g: Group | None, metric: str, kind: str, found: Original | None) -> list:
+def _kind(metric: str) -> str:
+    """How the report prints ``metric``'s values: in percent, or to four figures."""
+    return "pct" if meaning(metric).percent else "f4"
+
+
+def _row(label: str, g: Group | None, metric: str, found: Original | None) -> list:
     s = g.summary(metric) if g else None
     over_pca = over_noisy = None
-    if g and metric in (RECONSTRUCTION[0], "test_mse"):
+    if g and metric in (RECONSTRUCTION, "test_mse"):
         over_pca = _ratio(g, "mse_vs_pca", pca_denominator(g))
         over_noisy = _ratio(g, "denoised_vs_noisy", "noisy_mse_pixels")
     judged = judge(found, s) if found and s else None
@@ -68,8 +72,8 @@ def _row(label: str, g: Group | None, metric: str, kind: str, found: Original | 
         judged.text if judged else "" if g else verdicts.MISSING,
         over_pca,
         over_noisy,
-        time_to_target(g.done, SPRINT_TARGET) if g and metric == ACCURACY[0] else None,
-        kind,
+        time_to_target(g.done, SPRINT_TARGET) if g and metric == ACCURACY else None,
+        _kind(metric),
     ]
 
 
@@ -84,7 +88,7 @@ def _listed_row(label: str, g: Group, key: str, found: Original) -> list:
     s = summarize(values)
     judged = judge(found, s)
     row = [label, runs_as(g), key, s.n, s.mean, s.half_width, found.value, judged.p, judged.text]
-    return [*row, None, None, None, "f4"]
+    return [*row, None, None, None, _kind(name)]
 
 
 def answer_rows(ctx: Context) -> list[list]:
@@ -92,9 +96,9 @@ def answer_rows(ctx: Context) -> list[list]:
     s to 98%, kind] per headline group."""
     rows = []
     for label, g, job in headline_groups(ctx):
-        found = original(job.name, ACCURACY[0])
+        found = original(job.name, ACCURACY)
         if found is not None and found.job != job.name:  # an improved job: the gain over it
-            row = _row(label, g, *ACCURACY[:2], None)
+            row = _row(label, g, ACCURACY, None)
             mean = row[4]
             row[6] = found.value
             gain = ""
@@ -104,7 +108,7 @@ def answer_rows(ctx: Context) -> list[list]:
                 gain += f" (ours: {row[1]}; theirs: its full run)"
             row[8] = gain
         else:
-            row = _row(label, g, *ACCURACY[:2], found)
+            row = _row(label, g, ACCURACY, found)
         rows.append(row)
     for name, job in registry().items():
         if job.family not in ("classifier", "reconstruction"):
@@ -112,11 +116,11 @@ def answer_rows(ctx: Context) -> list[list]:
         if job.family == "classifier" and job.cells is None:
             continue
         if job.family == "classifier":  # a batch of classifier cells without dev: the sweep
-            metric, kind = SWEEP[:2]
+            metric = SWEEP
             if not job.original_figures:
                 continue  # its chosen cell is in the classifier rows
         else:
-            metric, kind = RECONSTRUCTION[:2]
+            metric = RECONSTRUCTION
         for cell, g in pick_cell_groups(ctx.runs, name).items():
             label = f"{name}/{cell}" if cell else name
             if g.summary(metric).n == 0:
@@ -125,10 +129,10 @@ def answer_rows(ctx: Context) -> list[list]:
                 for key, text in job.original_figures.items():
                     rows.append(_listed_row(label, g, key, Original.parse(text, name)))
                 continue
-            shown, shown_kind = metric, kind
+            shown = metric
             if job.family == "reconstruction" and original(name, "test_mse", cell):
-                shown, shown_kind = "test_mse", "f4"  # compared in the original's units
-            rows.append(_row(label, g, shown, shown_kind, original(name, shown, cell)))
+                shown = "test_mse"  # compared in the original's units
+            rows.append(_row(label, g, shown, original(name, shown, cell)))
     return rows
 
 
@@ -323,14 +327,14 @@ def markdown_table(results: dict) -> str:
         "|" + " --- |" * (8 if per_row else 7),
     ]
     for row in rows:
-        kind = "pct" if "accuracy" in row["metric"] else "f4"
+        metric = row["metric"].split(" (")[0]
+        kind = _kind(metric)
         ours = "—"
         if row["n"]:
             ours = fmt(row["ours_mean"], kind)
             if row["95pct_ci"] is not None:
                 ours += " " + fmt(row["95pct_ci"], "±pct" if kind == "pct" else "±f4")
             ours += f" ({row['n']})"
-        metric = row["metric"].split(" (")[0]
         runs = f" {markdown(row['runs_profile_config']) or '—'} |" if per_row else ""
         lines.append(
             f"| `{row['job']}` |{runs} {metric} | {ours} | "
