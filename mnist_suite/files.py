@@ -31,8 +31,20 @@ from typing import IO, Any
 
 import numpy as np
 
-from mnist_suite.errors import ConfigError
-from mnist_suite.limits import resolved
+from mnist_suite.errors import ConfigError, MachineError, path_error
+
+
+def resolved(path: Path, name: str) -> Path:
+    """``path`` made absolute with its symlinks resolved; a symlink loop is a ConfigError."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:  # pathlib's "Symlink loop" before 3.13
+        raise ConfigError(f"{name} {path}: a symbolic link loop") from None
+    except OSError as exc:
+        why = "a symbolic link loop" if exc.errno == errno.ELOOP else "cannot resolve it"
+        raise path_error(
+            exc, f"{name} {path}: {why} ({exc.strerror or exc})", ConfigError
+        ) from None
 
 
 def _replaceable(path: Path) -> None:
@@ -249,8 +261,8 @@ def _probe(folder: Path, name: str, shown: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test-")
         os.close(fd)
         os.unlink(tmp)
-    except OSError as exc:
-        raise ConfigError(f"{name} {shown}: not writable ({exc.strerror or exc})") from None
+    except OSError as exc:  # the folder exists: whatever refuses a file there is the machine
+        raise MachineError(f"{name} {shown}: not writable ({exc.strerror or exc})") from None
 
 
 # A folder holding both is a run's (``RUNS/<job>/<run-id>/``): a run writes them first, before

@@ -33,7 +33,7 @@ from mnist_suite import claims, fingerprint, itemclock, limits, records, seeding
 from mnist_suite.config import to_dict
 from mnist_suite.defaults import CLAIM_WAIT_VARIABLE, PROFILES
 from mnist_suite.envinfo import commit_info, envelope, now_iso
-from mnist_suite.errors import ConfigError, Diverged, ParameterError, RunIOError
+from mnist_suite.errors import Diverged, MachineError, ParameterError, RunIOError
 from mnist_suite.files import (
     _json_default,
     atomic_save_npz,
@@ -460,8 +460,8 @@ def scan(out: Path, job: str | None = None) -> list[RunRecord]:
 
     Read entry by entry: a run or job folder that cannot be read is one ``unreadable`` or
     ``corrupt`` record with the reason, and everything else is read. A missing runs folder
-    holds no runs; one this user may not list is a ConfigError (its runs are unknown, not
-    absent).
+    holds no runs; one this user may not list is a MachineError (its runs are unknown, not
+    absent; the suite's own folder refused to it).
     """
     out = Path(out)
     try:
@@ -469,7 +469,7 @@ def scan(out: Path, job: str | None = None) -> list[RunRecord]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
-        raise ConfigError(f"runs {out}: cannot list it ({exc.strerror or exc})") from None
+        raise MachineError(f"runs {out}: cannot list it ({exc.strerror or exc})") from None
     return sorted([*map(load_run, paths), *problems], key=lambda r: (r.job, r.run_id))
 
 
