@@ -25,7 +25,7 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -221,28 +221,6 @@ def read_json_object(path: Path, follow: bool = True) -> dict | None:
     """The JSON object at ``path``, or None if it is missing, unreadable or not an object."""
     value = read_json(path, follow=follow)
     return value if isinstance(value, dict) else None
-
-
-def read_jsonl(
-    path: Path,
-    keep: Callable[[Any], bool] = lambda row: isinstance(row, dict),
-    max_bytes: int = 64 << 20,
-):
-    """Rows of a JSON-lines file that ``keep`` accepts (its first ``max_bytes``); torn or
-    foreign lines are skipped."""
-    rows = []
-    try:
-        lines = read_bounded(path, max_bytes).splitlines()
-    except OSError:
-        return rows
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if keep(row):
-            rows.append(row)
-    return rows
 
 
 def _existing_ancestor(path: Path) -> Path:

@@ -228,10 +228,6 @@ class RunRecord:
         """History rows, optionally only one ``kind`` ("epoch", "eval", "batch", ...)."""
         return [r for r in self.history if kind is None or r.get("kind") == kind]
 
-    def artifact_names(self) -> list[str]:
-        folder = self.path / "artifacts"
-        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-
     def npz(self, name: str) -> dict[str, np.ndarray] | None:
         """Arrays of ``artifacts/<name>.npz`` (never unpickled), or None if absent/unreadable."""
         if name not in self._npz_cache:
