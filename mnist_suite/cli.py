@@ -369,6 +369,6 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(exc, errors.RunIOError) or not getattr(exc, "strerror", None)
             else None
         )
-        why = why or f"{exc.strerror}: {exc.filename}"
+        why = why or (f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror)
         print(f"error: {printable(str(why))}", file=sys.stderr)
         return EXIT_FAILED

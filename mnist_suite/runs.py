@@ -844,13 +844,18 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
         )
         raise
     except Exception as exc:  # recorded, then reported on one line by the CLI
+        if isinstance(exc, OSError) and exc.strerror and not exc.filename:
+            exc.filename = str(path)  # a write with no name (an events flush): the run's folder
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         outcome = Outcome(path, "failed", message)
         _end_session(session, "failed")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         if run is not None:
-            run.close()
+            try:
+                run.close()
+            except OSError as exc:  # a full disk: the run's end is still recorded below
+                log.warning("%s: history or events incomplete (%s)", path, exc.strerror or exc)
     heartbeat.stop()
     extra = {"message": outcome.message} if outcome.message else {}
     if outcome.state == "diverged":

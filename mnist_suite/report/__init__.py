@@ -375,6 +375,9 @@ def build_report(
         atomic_write_bytes(tmp / "index.md", render_markdown(TITLE, built, subtitle).encode())
         atomic_write_bytes(tmp / "index.html", render_html(TITLE, built, subtitle).encode())
         _swap(tmp, out)
+    except OSError as exc:  # a full disk, an I/O error: the previous report stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise MachineError(f"out {out}: cannot write the report ({exc.strerror or exc})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
