@@ -1,4 +1,4 @@
-"""What every section builder shares: the context, run states as text, history series.
+"""What every section builder shares: the context, run states as text, the history rows of curves.
 
 A builder gets the :class:`Context` (all runs, benchmark files, the figure writer) and returns a
 :class:`Section`; absent jobs, failed/diverged/interrupted/running runs and missing artifacts
