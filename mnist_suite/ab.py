@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnist_suite.claims import live_holder
-from mnist_suite.errors import EXIT_FAILED, ConfigError, SuiteError
+from mnist_suite.errors import EXIT_FAILED, ConfigError, RevisionError
 from mnist_suite.files import atomic_write_json, read_json
 from mnist_suite.launch.local import GRACE_SECONDS, STOP_SIGNALS, die_with_parent, signal_group
 from mnist_suite.limits import MAX_CLAIM_WAIT
@@ -62,10 +62,6 @@ _CODED_RUN_ID = re.compile(r"-c[0-9a-f]{12}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
 _REVISION = re.compile(r"^[A-Za-z0-9_./@{}~^+-]{1,200}$")
 ROLES = ("BASE", "NEW")
-
-
-class RevisionError(SuiteError):
-    """A revision whose runs could not be made (exit 1: a failure, not a usage error)."""
 
 
 @dataclass(frozen=True)

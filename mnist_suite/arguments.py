@@ -22,7 +22,7 @@ EPILOG = f"""\
 exit codes:
   0    success (in a batch, a diverged run is a result; bisect: no commit is worse)
   1    a run failed, compare --fail-on found a regression, bisect found the first worse
-       commit, or the machine failed (full disk)
+       commit, or the machine failed (full disk, I/O error, read-only output folder)
   2    bad usage, configuration, path or data (one line on stderr, nothing run)
   3    a single run diverged (non-finite loss)
   4    bisect could not judge a step (too few seeds, a diverged side): no answer

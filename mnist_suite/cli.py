@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (SuiteError, errors.ParameterError) as exc:
         print(f"error: {printable(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        return getattr(exc, "exit_code", EXIT_USAGE)  # a kind's code; a ParameterError is usage
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_SIGINT
@@ -369,6 +369,6 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(exc, errors.RunIOError) or not getattr(exc, "strerror", None)
             else None
         )
-        why = why or f"{exc.strerror}: {exc.filename}"
+        why = why or (f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror)
         print(f"error: {printable(str(why))}", file=sys.stderr)
         return EXIT_FAILED

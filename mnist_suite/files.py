@@ -25,14 +25,26 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from mnist_suite.errors import ConfigError
-from mnist_suite.limits import resolved
+from mnist_suite.errors import ConfigError, MachineError, path_error
+
+
+def resolved(path: Path, name: str) -> Path:
+    """``path`` made absolute with its symlinks resolved; a symlink loop is a ConfigError."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:  # pathlib's "Symlink loop" before 3.13
+        raise ConfigError(f"{name} {path}: a symbolic link loop") from None
+    except OSError as exc:
+        why = "a symbolic link loop" if exc.errno == errno.ELOOP else "cannot resolve it"
+        raise path_error(
+            exc, f"{name} {path}: {why} ({exc.strerror or exc})", ConfigError
+        ) from None
 
 
 def _replaceable(path: Path) -> None:
@@ -211,28 +223,6 @@ def read_json_object(path: Path, follow: bool = True) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def read_jsonl(
-    path: Path,
-    keep: Callable[[Any], bool] = lambda row: isinstance(row, dict),
-    max_bytes: int = 64 << 20,
-):
-    """Rows of a JSON-lines file that ``keep`` accepts (its first ``max_bytes``); torn or
-    foreign lines are skipped."""
-    rows = []
-    try:
-        lines = read_bounded(path, max_bytes).splitlines()
-    except OSError:
-        return rows
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if keep(row):
-            rows.append(row)
-    return rows
-
-
 def _existing_ancestor(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if candidate.exists():
@@ -249,8 +239,8 @@ def _probe(folder: Path, name: str, shown: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test-")
         os.close(fd)
         os.unlink(tmp)
-    except OSError as exc:
-        raise ConfigError(f"{name} {shown}: not writable ({exc.strerror or exc})") from None
+    except OSError as exc:  # the folder exists: whatever refuses a file there is the machine
+        raise MachineError(f"{name} {shown}: not writable ({exc.strerror or exc})") from None
 
 
 # A folder holding both is a run's (``RUNS/<job>/<run-id>/``): a run writes them first, before

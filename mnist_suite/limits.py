@@ -14,7 +14,8 @@ import re
 import stat
 from pathlib import Path
 
-from mnist_suite.errors import ConfigError, ParameterError
+from mnist_suite.errors import ConfigError, ParameterError, path_error
+from mnist_suite.files import read_bounded
 
 MAX_PLAN_ITEMS = 100_000  # items of one plan (job x cell x seed), built or loaded
 MAX_SEEDS = 10_000  # seeds of one plan
@@ -160,14 +161,6 @@ def index_text(text: str, name: str) -> int:
     return int(text)
 
 
-def resolved(path: Path, name: str) -> Path:
-    """``path`` made absolute with its symlinks resolved; a symlink loop is a ConfigError."""
-    try:
-        return Path(path).resolve()
-    except (RuntimeError, OSError):  # RuntimeError: pathlib's "Symlink loop" before 3.13
-        raise ConfigError(f"{name} {path}: a symbolic link loop") from None
-
-
 def regular_file(path: Path, name: str) -> Path:
     """``path`` if it names a regular file (symlinks followed); FIFOs, devices, sockets and
     folders are refused before anything opens them (a FIFO would block, ``/dev/zero`` never ends).
@@ -177,7 +170,8 @@ def regular_file(path: Path, name: str) -> Path:
     except FileNotFoundError:
         raise ConfigError(f"{name} {path}: no such file") from None
     except OSError as exc:
-        raise ConfigError(f"{name} {path}: cannot read ({exc.strerror or exc})") from None
+        why = f"{name} {path}: cannot read ({exc.strerror or exc})"
+        raise path_error(exc, why, ConfigError) from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
         raise ConfigError(f"{name} {path}: is {kind}; expected a file")
@@ -188,14 +182,13 @@ def read_bytes(path: Path, max_bytes: int, name: str) -> bytes:
     """At most ``max_bytes`` of the regular file ``path``; more, or no such file, is a
     ConfigError. The cap counts bytes read (a file that grows, or lies in ``stat``, cannot
     exceed it), and regularity is checked on the descriptor that is read."""
-    from mnist_suite.files import read_bounded
-
     try:
         data = read_bounded(path, max_bytes + 1)
     except FileNotFoundError:
         raise ConfigError(f"{name} {path}: no such file") from None
     except OSError as exc:
-        raise ConfigError(f"{name} {path}: cannot read ({exc.strerror or exc})") from None
+        why = f"{name} {path}: cannot read ({exc.strerror or exc})"
+        raise path_error(exc, why, ConfigError) from None
     if len(data) > max_bytes:
         raise ConfigError(f"{name} {path}: more than {max_bytes} bytes")
     return data

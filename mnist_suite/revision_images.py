@@ -37,9 +37,8 @@ import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from mnist_suite.ab import RevisionError
 from mnist_suite.defaults import IMAGE_ID_VARIABLE
-from mnist_suite.errors import ConfigError, SuiteError
+from mnist_suite.errors import ConfigError, RevisionError, SuiteError
 from mnist_suite.files import read_json
 from mnist_suite.launch.container import (
     CONTAINER_GID,

@@ -22,8 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from mnist_suite.ab import RevisionError
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ConfigError, RevisionError
 from mnist_suite.files import read_bounded
 
 # The folder the suite fills with wheels for the image build; the revision's own is dropped.

@@ -33,7 +33,7 @@ from mnist_suite import claims, fingerprint, itemclock, limits, records, seeding
 from mnist_suite.config import to_dict
 from mnist_suite.defaults import CLAIM_WAIT_VARIABLE, PROFILES
 from mnist_suite.envinfo import commit_info, envelope, now_iso
-from mnist_suite.errors import ConfigError, Diverged, ParameterError, RunIOError
+from mnist_suite.errors import Diverged, MachineError, ParameterError, RunIOError
 from mnist_suite.files import (
     _json_default,
     atomic_save_npz,
@@ -227,10 +227,6 @@ class RunRecord:
     def rows(self, kind: str | None = None) -> list[dict]:
         """History rows, optionally only one ``kind`` ("epoch", "eval", "batch", ...)."""
         return [r for r in self.history if kind is None or r.get("kind") == kind]
-
-    def artifact_names(self) -> list[str]:
-        folder = self.path / "artifacts"
-        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
     def npz(self, name: str) -> dict[str, np.ndarray] | None:
         """Arrays of ``artifacts/<name>.npz`` (never unpickled), or None if absent/unreadable."""
@@ -460,8 +456,8 @@ def scan(out: Path, job: str | None = None) -> list[RunRecord]:
 
     Read entry by entry: a run or job folder that cannot be read is one ``unreadable`` or
     ``corrupt`` record with the reason, and everything else is read. A missing runs folder
-    holds no runs; one this user may not list is a ConfigError (its runs are unknown, not
-    absent).
+    holds no runs; one this user may not list is a MachineError (its runs are unknown, not
+    absent; the suite's own folder refused to it).
     """
     out = Path(out)
     try:
@@ -469,7 +465,7 @@ def scan(out: Path, job: str | None = None) -> list[RunRecord]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
-        raise ConfigError(f"runs {out}: cannot list it ({exc.strerror or exc})") from None
+        raise MachineError(f"runs {out}: cannot list it ({exc.strerror or exc})") from None
     return sorted([*map(load_run, paths), *problems], key=lambda r: (r.job, r.run_id))
 
 
@@ -848,13 +844,18 @@ def _execute_claimed(job, cell, config, seed, profile, path, data_options, claim
         )
         raise
     except Exception as exc:  # recorded, then reported on one line by the CLI
+        if isinstance(exc, OSError) and exc.strerror and not exc.filename:
+            exc.filename = str(path)  # a write with no name (an events flush): the run's folder
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         outcome = Outcome(path, "failed", message)
         _end_session(session, "failed")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         if run is not None:
-            run.close()
+            try:
+                run.close()
+            except OSError as exc:  # a full disk: the run's end is still recorded below
+                log.warning("%s: history or events incomplete (%s)", path, exc.strerror or exc)
     heartbeat.stop()
     extra = {"message": outcome.message} if outcome.message else {}
     if outcome.state == "diverged":

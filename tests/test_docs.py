@@ -117,6 +117,31 @@ def test_docs_state_what_the_code_does():
     assert f"ratio definition {benchcompare.DEFINITION}" in benchmarks
 
 
+def test_design_layout_names_every_module_of_the_package():
+    layout = (ROOT / "docs" / "design.md").read_text().split("## Layout")[1].split("\n## ")[0]
+    listed = set(re.findall(r"^\| `(mnist_suite/[^`]+)` \|", layout, re.M))
+    files = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "mnist_suite").rglob("*")
+        if p.is_file() and p.suffix in (".py", ".json")
+    }
+    assert files - listed == set(), "modules the layout table does not name"
+    assert listed - files == set(), "rows of the layout table naming no module"
+
+
+def test_errors_and_readers_sit_below_their_users():
+    """A shared name lives below both users: no circle through the A/B modules or files/limits
+    (tools/import_circles.py lists every circle)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import import_circles
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    graph = import_circles.edges(import_circles.modules(ROOT))
+    for group in import_circles.groups(graph):
+        assert not {"mnist_suite.ab", "mnist_suite.files"} & set(group), group
+
+
 @pytest.mark.slow
 def test_the_predict_example_names_the_digit_it_shows():
     """README's ``predict --index N --out <digit>.png``: test image N is that digit."""

@@ -82,7 +82,7 @@ def test_run_into_a_file_is_one_line(run_cli, tmp_path):
 def test_run_into_a_read_only_folder_is_one_line(run_cli, tmp_path, mount):
     folder = mount(tmp_path / "ro", "ro,size=1m")
     code, _, err = run_cli("run", *QUICK, "--runs", str(folder / "runs"))
-    one_line_error(code, err)
+    one_line_error(code, err, expected_code=1)  # a fault of the machine, not of the usage
     assert "not writable (Read-only file system)" in err
 
 
@@ -148,7 +148,7 @@ def test_report_out_that_is_a_file_or_read_only_is_one_line(run_cli, done_softma
     assert target.read_text() == "mine"
     folder = mount(tmp_path / "ro", "ro,size=1m")
     code, _, err = run_cli("report", "--runs", runs_dir, "--out", str(folder / "report"))
-    one_line_error(code, err)
+    one_line_error(code, err, expected_code=1)
     assert "not writable" in err
 
 
@@ -189,7 +189,7 @@ def test_predict_out_that_is_a_folder_or_read_only_is_one_line(run_cli, weights,
     one_line_error(code, err)
     folder = mount(tmp_path / "ro", "ro,size=1m")
     code, _, err = predict(run_cli, weights, str(folder / "p.png"))
-    one_line_error(code, err)
+    one_line_error(code, err, expected_code=1)
     assert "not writable" in err
 
 
@@ -288,3 +288,76 @@ def test_disk_full_ends_failed_with_one_line_and_no_partial_json(tmp_path, mount
     for path in run_dir.rglob("*.json"):
         json.loads(path.read_text())  # every JSON file is whole
     assert not list(runs_dir.rglob("*.tmp")) and not list(runs_dir.rglob("*.claim"))
+
+
+def _fill(disk: Path, leave: int) -> None:
+    """Fill the filesystem at ``disk`` but ``leave`` bytes (a file written until ENOSPC, then
+    cut back)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == 28, exc  # ENOSPC
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+
+
+def test_a_run_the_disk_fills_under_records_its_failure_and_keeps_the_finished_run(
+    run_cli, tmp_path, mount
+):
+    disk = mount(tmp_path / "disk", "size=512k")
+    runs_dir = disk / "runs"
+    code, _, err = run_cli("run", *QUICK, "--runs", str(runs_dir))
+    assert code == 0, err
+    (done,) = runs.find_runs(runs_dir)
+    before = snapshot(done)
+    _fill(disk, 24 << 10)  # room for its claim and first records, not for its events
+    code, _, err = run_cli("run", *QUICK, "--seed", "1", "--runs", str(runs_dir))
+    assert code == 1 and "Traceback" not in err, err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    (failed,) = [p for p in runs.find_runs(runs_dir) if p != done]
+    assert "No space left on device" in line and str(failed) in line, line
+    assert runs.load_run(failed).state == "failed"  # not left `running` by an events flush
+    assert snapshot(done) == before
+    assert not list(disk.rglob("*.tmp")) and not list(disk.rglob("*.claim"))
+
+
+def test_a_report_the_disk_fills_under_is_one_line_and_keeps_the_old_report(
+    run_cli, done_softmax, tmp_path, mount
+):
+    disk = mount(tmp_path / "disk", "size=4m")
+    out = disk / "report"
+    runs_dir = str(done_softmax.parents[1])
+    code, _, err = run_cli("report", "--runs", runs_dir, "--out", str(out))
+    assert code == 0, err
+    before = snapshot(out)
+    _fill(disk, 16 << 10)
+    code, _, err = run_cli("report", "--runs", runs_dir, "--out", str(out))
+    one_line_error(code, err, expected_code=1)
+    assert err == f"error: out {out}: cannot write the report (No space left on device)\n"
+    assert snapshot(out) == before
+    assert sorted(p.name for p in disk.iterdir()) == ["filler", "report"]  # no temp folder left
+
+
+def test_a_plan_file_missing_is_bad_usage_and_one_the_disk_cannot_read_a_fault(
+    run_cli, tmp_path, monkeypatch
+):
+    plan = tmp_path / "plan.json"
+    code, _, err = run_cli("run", "--plan", str(plan), "--index", "0")
+    one_line_error(code, err)  # a path the user gave that does not exist: exit 2
+    assert err == f"error: plan {plan}: no such file\n"
+    code, _, err = run_cli("plan", *QUICK, "--save", str(plan))
+    assert code == 0, err
+    read = os.read
+
+    def failing(fd: int, n: int) -> bytes:  # an I/O error reading this one file only
+        if os.readlink(f"/proc/self/fd/{fd}") == str(plan):
+            raise OSError(5, "Input/output error")
+        return read(fd, n)
+
+    monkeypatch.setattr(os, "read", failing)
+    code, _, err = run_cli("run", "--plan", str(plan), "--index", "0")
+    one_line_error(code, err, expected_code=1)
+    assert err == f"error: plan {plan}: cannot read (Input/output error)\n"
+    assert not (tmp_path / "runs").exists()

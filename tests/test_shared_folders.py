@@ -282,4 +282,4 @@ def test_unreadable_folders_in_a_shared_runs_folder_hide_no_other_run(shared):
 
     shared.chmod(0o700)  # the runs folder itself: this user may not list it at all
     (code, _), _, err = as_other_user(lambda: (main(argv["runs"]), 0))
-    assert code == 2 and err == f"error: runs {shared}: cannot list it (Permission denied)\n"
+    assert code == 1 and err == f"error: runs {shared}: cannot list it (Permission denied)\n"

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from mnist_suite.errors import DataError
+from mnist_suite.errors import DataError, path_error
 
 # type code -> big-endian dtype
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -114,7 +114,9 @@ def _parse(raw: BinaryIO, name: str, size: int, shape, max_bytes: int) -> np.nda
         with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
             return _read_stream(stream, name, None, shape, max_bytes)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{name}: corrupted or truncated gzip data ({exc})") from None
+        raise path_error(
+            exc, f"{name}: corrupted or truncated gzip data ({exc})", DataError
+        ) from None
 
 
 def parse_idx(
@@ -160,7 +162,7 @@ def read_idx(
         with open(path, "rb") as raw:
             return _parse(raw, str(path), os.fstat(raw.fileno()).st_size, shape, max_bytes)
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        raise path_error(exc, f"{path}: cannot read ({exc.strerror})", DataError) from None
 
 
 def to_idx(array: np.ndarray) -> bytes:

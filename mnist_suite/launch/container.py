@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mnist_suite.defaults import DATA_VARIABLE, HOST_VARIABLE, IMAGE_ID_VARIABLE, OFFLINE_VARIABLE
 from mnist_suite.envinfo import machine_identity
-from mnist_suite.errors import ConfigError, SuiteError
+from mnist_suite.errors import ConfigError, MachineError, SuiteError, path_error
 from mnist_suite.launch import LaunchOptions, thread_env
 from mnist_suite.launch.local import LocalLauncher
 from mnist_suite.options import to_argv
@@ -152,8 +152,12 @@ def image_code(engine: str, image: str) -> dict[str, str]:
     argv = [engine, "run", "--rm", "--network", "none", "--read-only", image, "list", "--code"]
     try:
         found = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SuiteError(f"image {image}: could not ask it for its code ({exc})") from None
+    except subprocess.TimeoutExpired as exc:
+        raise MachineError(f"image {image}: could not ask it for its code ({exc})") from None
+    except OSError as exc:  # no such engine is the usage's; a fork that fails the machine's
+        raise path_error(
+            exc, f"image {image}: could not ask it for its code ({exc})", SuiteError
+        ) from None
     code = {}
     for line in found.stdout.splitlines():
         name, _, fingerprint = line.partition(" ")

@@ -34,7 +34,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnist_suite import limits
+from mnist_suite import files, limits
 from mnist_suite.defaults import DATA_VARIABLE, OFFLINE_VARIABLE
 from mnist_suite.errors import ConfigError
 from mnist_suite.launch import BLAS_THREAD_VARS, TF_THREAD_VARS
@@ -186,8 +186,8 @@ def check_options(options: SlurmOptions) -> None:
         limits.slurm_list(options.partition, "--partition")
     limits.image_registry(options.image_registry)
     limits.image_tag(options.image_tag)
-    limits.plain_path(limits.resolved(options.logs, "--logs"), "--logs")
-    limits.resolved(options.runs, "--runs")
+    limits.plain_path(files.resolved(options.logs, "--logs"), "--logs")
+    files.resolved(options.runs, "--runs")
     if "\0" in options.python or "\0" in str(options.runs):
         raise ConfigError("--python/--runs: a NUL character cannot be part of a path")
     for flag, value in (("--account", options.account), ("--qos", options.qos)):
@@ -248,9 +248,9 @@ def _check_portable(options: SlurmOptions) -> None:
 
 def _data_path(options: SlurmOptions) -> Path:
     if options.data is not None:
-        return limits.resolved(options.data, "--data")
+        return files.resolved(options.data, "--data")
     if os.environ.get(DATA_VARIABLE):
-        return limits.resolved(os.environ[DATA_VARIABLE], f"${DATA_VARIABLE}")
+        return files.resolved(os.environ[DATA_VARIABLE], f"${DATA_VARIABLE}")
     from mnist_suite.data.mnist import cache_dir
 
     return (cache_dir() / "mnist.npz").resolve()

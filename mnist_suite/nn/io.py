@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_suite.errors import DataError
+from mnist_suite.errors import DataError, path_error
 from mnist_suite.files import atomic_save_npz, npy_header
 from mnist_suite.limits import MAX_LINEAR, MAX_PARAMS, MAX_WIDTH
 from mnist_suite.nn.layers import Dropout, Layer, Linear, LogSoftmax, ReLU, Sequential
@@ -136,7 +136,9 @@ def load_model(path: str | Path) -> Sequential:
         headers = _headers(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: not a readable .npz weights file ({why})") from None
+        raise path_error(
+            exc, f"{path}: not a readable .npz weights file ({why})", DataError
+        ) from None
     if "architecture" not in headers:
         raise DataError(
             f"{path}: no 'architecture' key (keys: {', '.join(headers) or 'none'}); "
@@ -150,7 +152,7 @@ def load_model(path: str | Path) -> Sequential:
             arch = json.loads(str(npz["architecture"]))
         specs, dtype = arch["layers"], arch["dtype"]
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{path}: unreadable architecture ({exc})") from None
+        raise path_error(exc, f"{path}: unreadable architecture ({exc})", DataError) from None
     if arch.get("format") != FORMAT:
         raise DataError(f"{path}: format {arch.get('format')!r}, expected {FORMAT!r}")
     if arch.get("preprocess") != PREPROCESS:
@@ -197,5 +199,7 @@ def load_model(path: str | Path) -> Sequential:
                         )
                 layer.set_weights(weights, bias)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable .npz weights file ({exc})") from None
+        raise path_error(
+            exc, f"{path}: not a readable .npz weights file ({exc})", DataError
+        ) from None
     return Sequential(*layers).train(False)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_suite.envinfo import commit_info, machine_info, now_iso, package_versions
-from mnist_suite.errors import ConfigError
+from mnist_suite.errors import ConfigError, MachineError
 from mnist_suite.files import atomic_write_bytes, atomic_write_json, read_json_object
 from mnist_suite.report import (
     benchmarks,
@@ -243,7 +243,7 @@ def _check_out(out: Path) -> None:
                 "choose a new or empty folder"
             )
     except OSError as exc:
-        raise ConfigError(f"out {out}: cannot inspect it ({exc.strerror or exc})") from None
+        raise MachineError(f"out {out}: cannot inspect it ({exc.strerror or exc})") from None
 
 
 def finished_runs(out: Path) -> int | None:
@@ -375,6 +375,9 @@ def build_report(
         atomic_write_bytes(tmp / "index.md", render_markdown(TITLE, built, subtitle).encode())
         atomic_write_bytes(tmp / "index.html", render_html(TITLE, built, subtitle).encode())
         _swap(tmp, out)
+    except OSError as exc:  # a full disk, an I/O error: the previous report stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise MachineError(f"out {out}: cannot write the report ({exc.strerror or exc})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,4 +1,4 @@
-"""What every section builder shares: the context, run states as text, history series.
+"""What every section builder shares: the context, run states as text, the history rows of curves.
 
 A builder gets the :class:`Context` (all runs, benchmark files, the figure writer) and returns a
 :class:`Section`; absent jobs, failed/diverged/interrupted/running runs and missing artifacts
@@ -13,34 +13,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from mnist_suite.report.collect import BenchFile, RunRecord, number
+from mnist_suite.report.collect import BenchFile, RunRecord
 from mnist_suite.report.figures import FigureWriter
 
 log = logging.getLogger(__name__)
-
-# Config fields worth a glance in the tables, in display order.
-KEY_FIELDS = (
-    "model",
-    "variant",
-    "widths",
-    "width",
-    "hidden",
-    "latent_dim",
-    "normalisation",
-    "epochs",
-    "iterations",
-    "batch_size",
-    "lr",
-    "eta",
-    "momentum",
-    "optimizer",
-    "schedule",
-    "reduction",
-    "noise",
-    "n_train",
-)
 
 
 @dataclass
@@ -60,18 +36,6 @@ class Context:
     unread: list[RunRecord] = dataclasses.field(default_factory=list)
 
 
-def key_config(run: RunRecord, limit: int = 5) -> str:
-    """Up to ``limit`` telling config fields as ``key=value`` text (lists joined by dashes)."""
-    parts = []
-    for key in KEY_FIELDS:
-        if key in run.config and len(parts) < limit:
-            value = run.config[key]
-            if isinstance(value, list):
-                value = "-".join(map(str, value))
-            parts.append(f"{key}={value}")
-    return ", ".join(parts)
-
-
 def state_text(run: RunRecord | None) -> str:
     """'done', 'diverged @ step 120', 'failed: ValueError …', 'missing'."""
     if run is None:
@@ -84,11 +48,6 @@ def state_text(run: RunRecord | None) -> str:
     if run.state in ("failed", "interrupted") and run.message:
         return f"{run.state}: {run.message[:80]}"
     return run.state
-
-
-def done_metric(run: RunRecord | None, name: str) -> float | None:
-    # Partial metrics of an unfinished run are not results.
-    return run.metric(name) if run is not None and run.state == "done" else None
 
 
 def missing_note(jobs: list[str], what: str) -> str:
@@ -121,16 +80,6 @@ def curve_kind(run: RunRecord) -> str | None:
         if len(rows) >= 2 and measured and mark > best_mark:
             best, best_mark = kind, mark
     return best
-
-
-def history_series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(steps, values) of ``key`` over history rows, each (n,); None when no row has it."""
-    pts = [(r.get("step"), number(r.get(key))) for r in rows]
-    pts = [(s, v) for s, v in pts if isinstance(s, int | float) and v is not None]
-    if not pts:
-        return None
-    x, y = zip(*pts, strict=True)
-    return np.asarray(x, float), np.asarray(y, float)
 
 
 def registry() -> dict:
