@@ -23,15 +23,17 @@ import json
 import math
 import os
 import stat
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any
 
 from mnist_suite.errors import ConfigError, MachineError, path_error
+
+if TYPE_CHECKING:  # NumPy is imported where it is used: the image tool loads no NumPy
+    import numpy as np
 
 
 def resolved(path: Path, name: str) -> Path:
@@ -109,10 +111,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def _numpy():
+    """NumPy when something has imported it, else None: with no NumPy loaded, no value can be
+    one of its types, and a reader that never needs it (the image tool) never loads it."""
+    return sys.modules.get("numpy")
+
+
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
+    np = _numpy()
+    if np is not None and isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, np.ndarray):
+    if np is not None and isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
@@ -121,7 +130,8 @@ def _json_default(obj: Any) -> Any:
 
 def finite(obj: Any) -> Any:
     """``obj`` with NaN/inf floats replaced by None (strict JSON, readable by any tool)."""
-    if isinstance(obj, float | np.floating):
+    np = _numpy()
+    if isinstance(obj, float) or (np is not None and isinstance(obj, np.floating)):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: finite(v) for k, v in obj.items()}
@@ -142,6 +152,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_save_npz(path: Path, compress: bool = True, **arrays: np.ndarray) -> None:
     """``np.savez[_compressed]`` through a temp file; object arrays are refused (no pickles)."""
+    import numpy as np
+
     for name, a in arrays.items():
         if np.asarray(a).dtype == object:
             raise TypeError(f"{Path(path).name}: {name} is an object array; save plain arrays")
@@ -155,6 +167,8 @@ def npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dt
     Raises ValueError for an ``.npy`` version other than 1.0 or 2.0 (and whatever NumPy raises
     for a malformed header): callers turn it into their own one-line error.
     """
+    import numpy as np
+
     with zf.open(member) as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
