@@ -50,19 +50,24 @@ def test_events_are_lines_without_a_terminal(tmp_path):
 
 
 def test_the_eta_scales_every_estimate_by_the_pools_pace_not_by_the_first_items(tmp_path):
-    """A suite starts with its longest items: their times must not stand for the short ones."""
+    """A suite starts with its longest items: their times must not stand for the short ones;
+    each job's own pace scales its items once one of them has finished."""
     items = build_plan(["softmax", "mlp-fast"], profile="quick", seeds=(0, 1, 2))
     expected = {i.index: (100.0 if i.job == "mlp-fast" else 10.0) for i in items}
     progress = PoolProgress(items, expected, tmp_path, workers=2, echo=lambda line: None)
     assert progress.eta() == (3 * 100.0 + 3 * 10.0) / 2  # before any finishes: the estimates
     long = [i for i in items if i.job == "mlp-fast"]
+    short = [i for i in items if i.job == "softmax"]
     progress.finished(long[0], "done", 0, 150.0)  # 1.5 times its estimate
     progress.finished(long[1], "done", 0, 150.0)
-    assert progress.pace() == 1.5
+    assert progress.pace("mlp-fast") == progress.pace("softmax") == progress.pace() == 1.5
     # Left: one mlp-fast and three softmax at 1.5 times their estimates, over two workers.
     assert progress.eta() == 1.5 * (100.0 + 3 * 10.0) / 2
+    progress.finished(short[0], "done", 0, 5.0)  # softmax runs at half its estimate here
+    assert progress.pace("softmax") == 0.5 and progress.pace("mlp-fast") == 1.5
+    assert progress.eta() == (1.5 * 100.0 + 0.5 * 2 * 10.0) / 2
     progress.finished(long[2], "failed", 1, 1.0)  # a failure says nothing of the pace
-    assert progress.pace() == 1.5
+    assert progress.pace("mlp-fast") == 1.5
 
 
 class Terminal(io.StringIO):

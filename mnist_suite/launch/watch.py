@@ -4,11 +4,13 @@ The status line counts items done, running, failed, skipped and held elsewhere (
 live claim) of the total, the elapsed time,
 an ETA and the running items' latest epoch (read from their ``history.jsonl``). The ETA sums,
 over the items not finished, their expected seconds (:func:`mnist_suite.schedule
-.expected_seconds`, the estimate the pool's order comes from) times how long this pool's
-finished items took against theirs (the machine's pace: 1 before any has finished), less what
-a running item has already spent; divided by the workers. Scaling every estimate by one pace,
-rather than averaging the first finished items, keeps a suite that starts with its longest
-items from extrapolating them to the short ones. Without a terminal (CI logs, pipes) every
+.expected_seconds`, the estimate the pool's order comes from) at this pool's pace: how long
+its finished items of the same job took against theirs, or of every job while none of that job
+has finished (1 before any has); less what a running item has already spent; divided by the
+workers. Scaling the estimates, rather than averaging the first finished items, keeps a suite
+that starts with its longest items from extrapolating them to the short ones; a pace per job
+keeps a job whose estimates run fast on this machine from speaking for one whose run slow.
+Without a terminal (CI logs, pipes) every
 start, finish and skip is a line of its own, carrying the same counts.
 """
 
@@ -107,7 +109,8 @@ class PoolProgress:
         self.expected = expected
         self.pending = {i.index: i for i in items}
         self.running: dict[int, tuple[WorkItem, float]] = {}
-        self.took = [0.0, 0.0]  # finished items: seconds they took, seconds they were expected
+        # Finished items, per job and in all ("" key): seconds they took, seconds expected.
+        self.took: dict[str, list[float]] = {"": [0.0, 0.0]}
         self.counts = {"done": 0, "failed": 0, "skipped": 0, "held": 0}
         self._drawn = 0.0
 
@@ -121,19 +124,21 @@ class PoolProgress:
         except (AttributeError, ValueError):
             return None
 
-    def pace(self) -> float:
-        """How long this pool's finished items took against their expected seconds (1 before
-        any has finished)."""
-        took, expected = self.took
+    def pace(self, job: str = "") -> float:
+        """How long this pool's finished items of ``job`` took against their expected seconds;
+        of every job when none of ``job`` has finished ("": every job); 1 before any has."""
+        took, expected = self.took.get(job) or self.took[""]
+        if not (took > 0 and expected > 0):
+            took, expected = self.took[""]
         return took / expected if took > 0 and expected > 0 else 1.0
 
     def eta(self) -> float:
         """Seconds until every item has finished: each pending item's expected seconds at this
-        pool's pace, less what a running one has spent, over the workers."""
-        now, pace = time.perf_counter(), self.pace()
+        pool's pace for its job, less what a running one has spent, over the workers."""
+        now = time.perf_counter()
         left = 0.0
         for index, item in self.pending.items():
-            guess = pace * self.expected.get(index, 0.0)
+            guess = self.pace(item.job) * self.expected.get(index, 0.0)
             began = self.running.get(index, (item, None))[1]
             left += max(0.0, guess - (now - began)) if began is not None else guess
         return left / self.workers
@@ -190,8 +195,10 @@ class PoolProgress:
         self.running.pop(item.index, None)
         self.pending.pop(item.index, None)
         if code in EXIT_RESULTS and self.expected.get(item.index):
-            self.took[0] += seconds
-            self.took[1] += self.expected[item.index]
+            for key in ("", item.job):
+                totals = self.took.setdefault(key, [0.0, 0.0])
+                totals[0] += seconds
+                totals[1] += self.expected[item.index]
         self.counts["done" if code in EXIT_RESULTS else "failed"] += 1
         self._line(
             f"[{self._finished()}/{self.total}] #{item.index} {printable(item.name)} "
